@@ -1,0 +1,139 @@
+"""Control-plane messages: registry heartbeats, assignments, run records, API requests.
+
+Times are unix seconds (float) unless a name says otherwise. Rates are requests/s.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from schemas.plan import Plan
+
+RunId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+RunState = Literal["starting", "running", "stopping", "finished", "stopped", "failed"]
+ENDED_STATES: frozenset[str] = frozenset({"finished", "stopped", "failed"})
+
+
+class Segment(Struct, frozen=True, array_like=False):
+    """A piece of a rate profile: the rate goes linearly from start_rps to end_rps."""
+
+    start_s: float  # seconds since the run's start_at
+    end_s: float
+    start_rps: float
+    end_rps: float
+
+
+class Heartbeat(Struct, frozen=True, kw_only=True):
+    """A generator's registry entry, rewritten every second (KV surge_generators)."""
+
+    id: str
+    host: str
+    pid: int
+    cores: int
+    version: str
+    started_at: float
+    sent_at: float
+    capacity_rps: float  # what this generator thinks it can sustain
+    state: Literal["idle", "running"] = "idle"
+    run_id: str | None = None
+    epoch: int = 0
+    target_rps: float = 0.0  # its share of the current run, now
+    achieved_rps: float = 0.0  # last interval's completed requests/s
+    in_flight: int = 0
+    cpu_percent: float = 0.0  # this process, last second
+    workers: int = 1
+
+
+class Assignment(Struct, frozen=True, kw_only=True):
+    """What one generator must do (KV surge_assign). Declarative: it reconciles to it.
+
+    The generator runs ``profile`` × ``share`` from ``start_at`` to ``end_at``; a rate
+    change or rebalance is a new assignment with a higher epoch; ``stop`` ends the run.
+    """
+
+    run_id: RunId
+    epoch: int
+    share: Annotated[float, Meta(ge=0, le=1)]
+    start_at: float
+    end_at: float
+    profile: list[Segment]
+    plan: Plan
+    index: int = 0  # this generator's position among the run's generators
+    count: int = 1  # how many generators the run has at this epoch
+    stop: bool = False
+
+
+class RunRecord(Struct, frozen=True, kw_only=True):
+    """The coordinator's durable view of a run (KV surge_runs), enough to recover it."""
+
+    run_id: RunId
+    plan: Plan
+    state: RunState
+    created_at: float
+    start_at: float
+    end_at: float
+    profile: list[Segment]
+    epoch: int
+    generators: dict[str, float]  # generator id -> share
+    target_rps: float  # the profile's rate now (or at the end)
+    ended_at: float | None = None
+    verdict: Literal["pass", "fail"] | None = None
+    error: str | None = None
+    requests: int = 0
+    errors: int = 0
+    p99_ms: float | None = None
+
+
+# --- API requests and replies (surge.api.*) ---------------------------------
+
+
+class RunRef(Struct, frozen=True, forbid_unknown_fields=True):
+    """run.stop, run.get, report.get."""
+
+    run_id: RunId
+
+
+class RateChange(Struct, frozen=True, forbid_unknown_fields=True):
+    """run.rate: hold the total rate at ``rate`` from now to the end of the run."""
+
+    run_id: RunId
+    rate: Annotated[float, Meta(ge=0, le=10_000_000)]
+
+
+class RunListRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    state: RunState | None = None
+
+
+class RunStarted(Struct, frozen=True):
+    run_id: str
+    start_at: float
+    end_at: float
+    target_rps: float
+    generators: dict[str, float]  # id -> share
+
+
+class PlanValid(Struct, frozen=True):
+    """plan.validate's answer: the plan as Surge reads it, with its derived numbers."""
+
+    ok: bool
+    plan: Plan
+    duration_s: float
+    peak_rps: float
+    total_requests: float  # expected arrivals over the whole profile
+
+
+class RunList(Struct, frozen=True):
+    runs: list[RunRecord]
+
+
+class GeneratorList(Struct, frozen=True):
+    generators: list[Heartbeat]
+
+
+class Ok(Struct, frozen=True):
+    ok: bool = True
+    run_id: str | None = None
+    epoch: int | None = None

@@ -1,0 +1,178 @@
+"""Measurement messages: per-generator intervals, merged live snapshots, the report.
+
+Histograms are HdrHistogram's standard compressed base64 encoding (V2, the one Java
+and Go HdrHistogram read) of microsecond values. Latency is measured from each
+request's *intended* send time; service time from the actual send.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct
+
+from schemas.control import Segment
+
+ErrorKind = Literal["connect", "timeout", "reset", "status", "check", "other"]
+
+
+class RequestInterval(Struct, frozen=True, kw_only=True):
+    """One request name's outcomes within one interval of one generator."""
+
+    count: int  # completed (responses and errors)
+    errors: dict[str, int] = {}  # ErrorKind -> count
+    late: int = 0
+    dropped: int = 0
+    latency: str = ""  # histogram, µs from intended time ("" when count == 0)
+    service: str = ""  # histogram, µs from actual send
+
+
+class IntervalStats(Struct, frozen=True, kw_only=True):
+    """A generator's second ``seq`` of a run (sent on surge.stats.<run>.<gen>, acked).
+
+    ``seq`` k covers [start_at + k, start_at + k + 1). Resent until acknowledged;
+    the coordinator counts each (generator_id, seq) once.
+    """
+
+    run_id: str
+    generator_id: str
+    epoch: int
+    seq: int
+    target: float  # arrivals the schedule asked of this generator in this interval
+    sent: int  # arrivals sent in this interval
+    in_flight: int
+    requests: dict[str, RequestInterval]
+    final: bool = False  # nothing more will come from this generator for this run
+
+
+class StatsAck(Struct, frozen=True):
+    ok: bool
+    seq: int
+
+
+class LiveRequest(Struct, frozen=True, kw_only=True):
+    rps: float
+    errors: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+
+
+class LiveGenerator(Struct, frozen=True, kw_only=True):
+    target_rps: float
+    rps: float
+    sent: int
+    late: int
+    dropped: int
+    p99_ms: float | None
+    behind: bool  # could not keep up with its target this second
+    lost: bool = False  # heartbeat stopped; its share went to the others
+
+
+class LiveSnapshot(Struct, frozen=True, kw_only=True):
+    """One merged second of a run (surge.live.<run>), from every generator's interval."""
+
+    run_id: str
+    plan_name: str
+    state: str
+    seq: int
+    at: float  # unix time of the start of this second
+    elapsed_s: float
+    duration_s: float
+    target_rps: float
+    rps: float  # completed requests in this second
+    requests: int
+    errors: int
+    error_rate: float
+    late: int
+    dropped: int
+    in_flight: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    total_requests: int  # since the start
+    total_errors: int
+    per_request: dict[str, LiveRequest]
+    generators: dict[str, LiveGenerator]
+    events: list[str] = []
+    final: bool = False  # the run has ended; the report is in the store
+
+
+class Percentiles(Struct, frozen=True, kw_only=True):
+    min: float
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    max: float
+
+
+class RequestTotals(Struct, frozen=True, kw_only=True):
+    requests: int
+    errors: int
+    error_rate: float
+    error_kinds: dict[str, int]
+    achieved_rps: float
+    late: int
+    dropped: int
+    latency_ms: Percentiles | None
+    service_time_ms: Percentiles | None
+
+
+class GeneratorTotals(Struct, frozen=True, kw_only=True):
+    requests: int
+    errors: int
+    target_rps: float  # mean over the seconds it took part
+    achieved_rps: float
+    late: int
+    dropped: int
+    seconds: int  # intervals it reported
+
+
+class TimelineEntry(Struct, frozen=True, kw_only=True):
+    t: int  # seconds since start
+    at: float
+    requests: int
+    errors: int
+    rps: float
+    target_rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    generators: int  # how many reported this second
+    late: int = 0
+    dropped: int = 0
+    gap: bool = False  # a generator was lost around this second
+    events: list[str] = []
+
+
+class ThresholdResult(Struct, frozen=True):
+    name: str
+    limit: float
+    value: float | None
+    ok: bool
+
+
+class Report(Struct, frozen=True, kw_only=True):
+    """The final word on a run (object store surge_reports, report.get, --report)."""
+
+    run_id: str
+    plan_name: str
+    state: str
+    started_at: float
+    ended_at: float
+    duration_s: float
+    target_rps: float  # mean of the profile over the run
+    profile: list[Segment]
+    totals: RequestTotals
+    requests: dict[str, RequestTotals]
+    generators: dict[str, GeneratorTotals]
+    timeline: list[TimelineEntry]
+    thresholds: list[ThresholdResult]
+    verdict: Literal["pass", "fail"]
+    histogram: str  # whole run, all requests, µs from intended time
+    service_histogram: str
+    events: list[str] = []
+    model: Literal["open"] = "open"

@@ -1,0 +1,89 @@
+"""Every subject, bucket and service name on the bus. Nothing else spells them.
+
+Subjects are dot-separated NATS tokens. Run and generator ids are made by Surge
+itself (``ids.py`` rules: ``[a-z0-9-]``), so they are always one safe token.
+"""
+
+from __future__ import annotations
+
+ROOT = "surge"
+
+# --- coordinator API (a nats.micro service) -------------------------------
+COORDINATOR_SERVICE = "surge-coordinator"
+API = f"{ROOT}.api"
+RUN_START = f"{API}.run.start"
+RUN_STOP = f"{API}.run.stop"
+RUN_RATE = f"{API}.run.rate"
+RUN_GET = f"{API}.run.get"
+RUN_LIST = f"{API}.run.list"
+PLAN_VALIDATE = f"{API}.plan.validate"
+GENERATORS_LIST = f"{API}.generators.list"
+REPORT_GET = f"{API}.report.get"
+
+#: endpoint name (as ``nats micro info`` shows it) -> subject
+API_ENDPOINTS: dict[str, str] = {
+    "run_start": RUN_START,
+    "run_stop": RUN_STOP,
+    "run_rate": RUN_RATE,
+    "run_get": RUN_GET,
+    "run_list": RUN_LIST,
+    "plan_validate": PLAN_VALIDATE,
+    "generators_list": GENERATORS_LIST,
+    "report_get": REPORT_GET,
+}
+
+# --- other services' names for `nats micro ls` ----------------------------
+GENERATOR_SERVICE = "surge-generator"
+MONITOR_SERVICE = "surge-monitor"
+UI_SERVICE = "surge-ui"
+
+# --- JetStream key-value buckets and object stores -------------------------
+GENERATORS_BUCKET = "surge_generators"  # key: generator id, value: Heartbeat
+ASSIGN_BUCKET = "surge_assign"  # key: generator id, value: Assignment
+RUNS_BUCKET = "surge_runs"  # key: run id, value: RunRecord
+REPORTS_STORE = "surge_reports"  # object store; name: run id, value: Report
+LEADER_BUCKET = "surge_leader"  # key: LEADER_KEY, value: Lease
+LEADER_KEY = "coordinator"
+
+# --- streams of data --------------------------------------------------------
+STATS_ALL = f"{ROOT}.stats.>"
+LIVE_ALL = f"{ROOT}.live.>"
+HOST_ALL = f"{ROOT}.host.>"
+ALERTS_ALL = f"{ROOT}.alerts.>"
+EVENTS_ALL = f"{ROOT}.events.>"
+
+
+def stats(run_id: str, generator_id: str) -> str:
+    """Per-generator interval stats, sent every second as a request (acked)."""
+    return f"{ROOT}.stats.{run_id}.{generator_id}"
+
+
+def stats_of_run(run_id: str) -> str:
+    """Every generator's interval stats for one run."""
+    return f"{ROOT}.stats.{run_id}.*"
+
+
+def live(run_id: str) -> str:
+    """The coordinator's merged snapshot of one run, once a second."""
+    return f"{ROOT}.live.{run_id}"
+
+
+def events(run_id: str) -> str:
+    """Run lifecycle events: started, rate changed, generator lost/joined, ended."""
+    return f"{ROOT}.events.{run_id}"
+
+
+def host(host_name: str) -> str:
+    """A monitor's host sample, once a second."""
+    return f"{ROOT}.host.{host_name}"
+
+
+def alerts(host_name: str) -> str:
+    """A monitor's threshold alerts for one host."""
+    return f"{ROOT}.alerts.{host_name}"
+
+
+def token(value: str) -> str:
+    """Make an arbitrary name (a host name, say) safe as one subject token."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in value)
+    return safe or "unknown"

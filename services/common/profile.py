@@ -1,0 +1,86 @@
+"""Rate profiles: piecewise-linear requests/s over run time. Pure functions.
+
+A profile is a list of ``Segment``s that tile [0, duration) without gaps. The
+coordinator builds one from a plan, edits it for live rate changes, and sends it in
+every assignment; generators pace from it (``services/generator/pacing.py``).
+"""
+
+from __future__ import annotations
+
+from schemas.control import Segment
+from schemas.plan import Plan
+
+
+def from_plan(plan: Plan) -> list[Segment]:
+    if plan.stages:
+        segments: list[Segment] = []
+        t, rate = 0.0, plan.start_rate
+        for stage in plan.stages:
+            segments.append(Segment(t, t + stage.duration, rate, stage.target))
+            t, rate = t + stage.duration, stage.target
+        return segments
+    assert plan.rate is not None and plan.duration is not None  # plans.py guarantees it
+    return [Segment(0.0, plan.duration, plan.rate, plan.rate)]
+
+
+def duration(profile: list[Segment]) -> float:
+    return profile[-1].end_s if profile else 0.0
+
+
+def rate_at(profile: list[Segment], t: float) -> float:
+    """Requests/s the profile asks for at ``t`` seconds (0 outside the profile)."""
+    for seg in profile:
+        if seg.start_s <= t < seg.end_s:
+            span = seg.end_s - seg.start_s
+            return seg.start_rps + (seg.end_rps - seg.start_rps) * (t - seg.start_s) / span
+    return 0.0
+
+
+def arrivals(profile: list[Segment], t0: float, t1: float) -> float:
+    """Expected arrivals in [t0, t1): the integral of the rate."""
+    total = 0.0
+    for seg in profile:
+        a, b = max(t0, seg.start_s), min(t1, seg.end_s)
+        if b > a:
+            total += (rate_at_segment(seg, a) + rate_at_segment(seg, b)) / 2 * (b - a)
+    return total
+
+
+def rate_at_segment(seg: Segment, t: float) -> float:
+    span = seg.end_s - seg.start_s
+    return seg.start_rps + (seg.end_rps - seg.start_rps) * (t - seg.start_s) / span
+
+
+def peak(profile: list[Segment]) -> float:
+    return max((max(s.start_rps, s.end_rps) for s in profile), default=0.0)
+
+
+def mean_rate(profile: list[Segment]) -> float:
+    d = duration(profile)
+    return arrivals(profile, 0.0, d) / d if d > 0 else 0.0
+
+
+def hold_rate(profile: list[Segment], at_s: float, rate: float) -> list[Segment]:
+    """The profile as it was until ``at_s``, then ``rate`` until the end of the run."""
+    end = duration(profile)
+    at_s = min(max(at_s, 0.0), end)
+    kept: list[Segment] = []
+    for seg in profile:
+        if seg.end_s <= at_s:
+            kept.append(seg)
+        elif seg.start_s < at_s:
+            kept.append(Segment(seg.start_s, at_s, seg.start_rps, rate_at_segment(seg, at_s)))
+    if at_s < end:
+        kept.append(Segment(at_s, end, rate, rate))
+    return kept
+
+
+def cut(profile: list[Segment], at_s: float) -> list[Segment]:
+    """The profile truncated at ``at_s`` (a stop)."""
+    out: list[Segment] = []
+    for seg in profile:
+        if seg.end_s <= at_s:
+            out.append(seg)
+        elif seg.start_s < at_s:
+            out.append(Segment(seg.start_s, at_s, seg.start_rps, rate_at_segment(seg, at_s)))
+    return out

@@ -1,0 +1,345 @@
+"""Exact merging of every generator's interval stats into seconds, totals and a report.
+
+Pure (no NATS, no clock). Histograms are added count by count, so every percentile
+in a snapshot or report is the percentile of all requests together, never an
+average of percentiles. Each (generator, seq) is counted once, however often a
+generator resends it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+from hdrh.histogram import HdrHistogram
+
+from schemas.control import Segment
+from schemas.plan import Plan
+from schemas.stats import (
+    GeneratorTotals,
+    IntervalStats,
+    LiveGenerator,
+    LiveRequest,
+    LiveSnapshot,
+    Percentiles,
+    Report,
+    RequestTotals,
+    TimelineEntry,
+)
+from services.common import histogram, profile
+from services.coordinator import thresholds
+
+
+@dataclass
+class _Counts:
+    requests: int = 0
+    errors: int = 0
+    late: int = 0
+    dropped: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def add(self, count: int, errors: dict[str, int], late: int, dropped: int) -> None:
+        self.requests += count
+        self.late += late
+        self.dropped += dropped
+        for kind, n in errors.items():
+            self.errors += n
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + n
+
+
+@dataclass
+class _NameTotals:
+    counts: _Counts = field(default_factory=_Counts)
+    latency: HdrHistogram = field(default_factory=histogram.new)
+    service: HdrHistogram = field(default_factory=histogram.new)
+
+
+@dataclass
+class _GenTotals:
+    counts: _Counts = field(default_factory=_Counts)
+    target: float = 0.0
+    sent: int = 0
+    seconds: int = 0
+
+
+@dataclass
+class _GenSecond:
+    counts: _Counts
+    target: float
+    sent: int
+    in_flight: int
+    latency: HdrHistogram
+
+
+@dataclass
+class _Second:
+    seq: int
+    latency: HdrHistogram = field(default_factory=histogram.new)
+    names: dict[str, tuple[_Counts, HdrHistogram]] = field(default_factory=dict)
+    gens: dict[str, _GenSecond] = field(default_factory=dict)
+
+
+class RunAggregate:
+    """Everything measured in one run, as it arrives."""
+
+    def __init__(self, run_id: str, plan: Plan, start_at: float) -> None:
+        self.run_id = run_id
+        self.plan = plan
+        self.start_at = start_at
+        self.seen: set[tuple[str, int]] = set()
+        self.finals: set[str] = set()
+        self.names: dict[str, _NameTotals] = {}
+        self.gens: dict[str, _GenTotals] = {}
+        self.open: dict[int, _Second] = {}
+        self.timeline: dict[int, TimelineEntry] = {}
+        self.events: dict[int, list[str]] = {}
+        self.gaps: set[int] = set()
+
+    # --- input -----------------------------------------------------------------
+    def add(self, s: IntervalStats) -> bool:
+        """Take one interval; False if it was already counted. Raises on bad histograms."""
+        key = (s.generator_id, s.seq)
+        if key in self.seen:
+            return False
+        decoded = {
+            name: (histogram.decode(r.latency), histogram.decode(r.service))
+            for name, r in s.requests.items()
+        }  # decode everything first: a bad histogram leaves no partial counts behind
+        self.seen.add(key)
+        if s.final:
+            self.finals.add(s.generator_id)
+        gen = self.gens.setdefault(s.generator_id, _GenTotals())
+        gen.target += s.target
+        gen.sent += s.sent
+        gen.seconds += 1
+        second = self.open.get(s.seq)
+        if second is None and s.seq not in self.timeline:
+            second = self.open[s.seq] = _Second(s.seq)
+        gen_latency = histogram.new() if second is not None else None
+        gen_counts = _Counts()
+        for name, r in s.requests.items():
+            lat, svc = decoded[name]
+            totals = self.names.setdefault(name, _NameTotals())
+            totals.counts.add(r.count, r.errors, r.late, r.dropped)
+            totals.latency.add(lat)
+            totals.service.add(svc)
+            gen.counts.add(r.count, r.errors, r.late, r.dropped)
+            gen_counts.add(r.count, r.errors, r.late, r.dropped)
+            if second is not None and gen_latency is not None:
+                counts, hist = second.names.setdefault(name, (_Counts(), histogram.new()))
+                counts.add(r.count, r.errors, r.late, r.dropped)
+                hist.add(lat)
+                second.latency.add(lat)
+                gen_latency.add(lat)
+        if second is not None and gen_latency is not None:
+            second.gens[s.generator_id] = _GenSecond(
+                gen_counts, s.target, s.sent, s.in_flight, gen_latency
+            )
+        else:
+            self._amend(s.seq, gen_counts)
+        return True
+
+    def _amend(self, seq: int, counts: _Counts) -> None:
+        """Counts that arrived after their second was published still belong to it."""
+        entry = self.timeline.get(seq)
+        if entry is None:
+            return
+        self.timeline[seq] = msgspec.structs.replace(
+            entry,
+            requests=entry.requests + counts.requests,
+            errors=entry.errors + counts.errors,
+            rps=float(entry.requests + counts.requests),
+            late=entry.late + counts.late,
+            dropped=entry.dropped + counts.dropped,
+        )
+
+    def note(self, seq: int, event: str, gap: bool = False) -> None:
+        self.events.setdefault(seq, []).append(event)
+        if gap:
+            self.gaps.add(seq)
+
+    def reported(self, seq: int) -> set[str]:
+        second = self.open.get(seq)
+        return set(second.gens) if second else set()
+
+    def is_closed(self, seq: int) -> bool:
+        return seq in self.timeline
+
+    # --- output ------------------------------------------------------------------
+    def close_second(
+        self,
+        seq: int,
+        *,
+        state: str,
+        profile_: list[Segment],
+        shares: dict[str, float],
+        lost: set[str],
+        final: bool = False,
+    ) -> LiveSnapshot:
+        """Publish second ``seq``: fold it into the timeline and return its snapshot."""
+        second = self.open.pop(seq, None) or _Second(seq)
+        target_rps = profile.arrivals(profile_, seq, seq + 1)
+        total = _Counts()
+        per_request: dict[str, LiveRequest] = {}
+        for name, (counts, hist) in sorted(second.names.items()):
+            total.add(counts.requests, counts.error_kinds, counts.late, counts.dropped)
+            pv = _pcts(hist)
+            per_request[name] = LiveRequest(
+                rps=float(counts.requests), errors=counts.errors,
+                p50_ms=pv[0], p90_ms=pv[1], p99_ms=pv[2],
+            )
+        generators: dict[str, LiveGenerator] = {}
+        for gid, g in sorted(second.gens.items()):
+            generators[gid] = LiveGenerator(
+                target_rps=g.target,
+                rps=float(g.counts.requests),
+                sent=g.sent,
+                late=g.counts.late,
+                dropped=g.counts.dropped,
+                p99_ms=histogram.percentile_ms(g.latency, 99.0),
+                behind=is_behind(g.target, g.sent, g.counts.late, g.counts.dropped),
+                lost=gid in lost,
+            )
+        for gid in sorted(lost - set(generators)):
+            generators[gid] = LiveGenerator(
+                target_rps=0.0, rps=0.0, sent=0, late=0, dropped=0, p99_ms=None,
+                behind=False, lost=True,
+            )
+        p50, p90, p99 = _pcts(second.latency)
+        max_ms = histogram.percentile_ms(second.latency, 100.0)
+        events = self.events.get(seq, [])
+        self.timeline[seq] = TimelineEntry(
+            t=seq,
+            at=self.start_at + seq,
+            requests=total.requests,
+            errors=total.errors,
+            rps=float(total.requests),
+            target_rps=round(target_rps, 3),
+            p50_ms=p50,
+            p99_ms=p99,
+            generators=len(second.gens),
+            late=total.late,
+            dropped=total.dropped,
+            gap=seq in self.gaps,
+            events=list(events),
+        )
+        all_totals = self.totals_counts()
+        return LiveSnapshot(
+            run_id=self.run_id,
+            plan_name=self.plan.name,
+            state=state,
+            seq=seq,
+            at=self.start_at + seq,
+            elapsed_s=float(seq + 1),
+            duration_s=profile.duration(profile_),
+            target_rps=round(target_rps, 3),
+            rps=float(total.requests),
+            requests=total.requests,
+            errors=total.errors,
+            error_rate=total.errors / total.requests if total.requests else 0.0,
+            late=total.late,
+            dropped=total.dropped,
+            in_flight=sum(g.in_flight for g in second.gens.values()),
+            p50_ms=p50,
+            p90_ms=p90,
+            p99_ms=p99,
+            max_ms=max_ms,
+            total_requests=all_totals.requests,
+            total_errors=all_totals.errors,
+            per_request=per_request,
+            generators=generators,
+            events=list(events),
+            final=final,
+        )
+
+    def totals_counts(self) -> _Counts:
+        total = _Counts()
+        for t in self.names.values():
+            total.add(t.counts.requests, t.counts.error_kinds, t.counts.late, t.counts.dropped)
+        return total
+
+    def report(
+        self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float
+    ) -> Report:
+        duration_s = max(duration_s, 1e-9)
+        all_lat, all_svc = histogram.new(), histogram.new()
+        per_name: dict[str, RequestTotals] = {}
+        for name, t in sorted(self.names.items()):
+            all_lat.add(t.latency)
+            all_svc.add(t.service)
+            per_name[name] = _request_totals(t.counts, t.latency, t.service, duration_s)
+        totals = _request_totals(self.totals_counts(), all_lat, all_svc, duration_s)
+        gens = {
+            gid: GeneratorTotals(
+                requests=g.counts.requests,
+                errors=g.counts.errors,
+                target_rps=round(g.target / max(g.seconds, 1), 3),
+                achieved_rps=round(g.counts.requests / max(g.seconds, 1), 3),
+                late=g.counts.late,
+                dropped=g.counts.dropped,
+                seconds=g.seconds,
+            )
+            for gid, g in sorted(self.gens.items())
+        }
+        results = thresholds.evaluate(self.plan.thresholds, totals)
+        verdict = thresholds.verdict(results)
+        if state == "failed":
+            verdict = "fail"
+        events = [f"t={seq}s {e}" for seq in sorted(self.events) for e in self.events[seq]]
+        return Report(
+            run_id=self.run_id,
+            plan_name=self.plan.name,
+            state=state,
+            started_at=self.start_at,
+            ended_at=ended_at,
+            duration_s=round(duration_s, 3),
+            target_rps=round(profile.mean_rate(profile_), 3),
+            profile=profile_,
+            totals=totals,
+            requests=per_name,
+            generators=gens,
+            timeline=[self.timeline[k] for k in sorted(self.timeline)],
+            thresholds=results,
+            verdict=verdict,  # type: ignore[arg-type]
+            histogram=histogram.encode(all_lat),
+            service_histogram=histogram.encode(all_svc),
+            events=events,
+        )
+
+
+def is_behind(target: float, sent: int, late: int, dropped: int) -> bool:
+    """A generator that could not send on time, or at all, what it was asked to."""
+    slack = max(2.0, 0.01 * target)
+    return dropped > 0 or late > slack or sent < target - max(2.0, 0.05 * target)
+
+
+def _pcts(hist: HdrHistogram) -> tuple[float | None, float | None, float | None]:
+    if hist.get_total_count() == 0:
+        return None, None, None
+    pv = hist.get_percentile_to_value_dict([50.0, 90.0, 99.0])
+    return pv[50.0] / 1000.0, pv[90.0] / 1000.0, pv[99.0] / 1000.0
+
+
+def _percentiles(hist: HdrHistogram) -> Percentiles | None:
+    s = histogram.summarize(hist)
+    if s is None:
+        return None
+    return Percentiles(
+        min=s.min, mean=s.mean, p50=s.p50, p90=s.p90, p95=s.p95, p99=s.p99, p999=s.p999, max=s.max
+    )
+
+
+def _request_totals(
+    c: _Counts, lat: HdrHistogram, svc: HdrHistogram, duration_s: float
+) -> RequestTotals:
+    return RequestTotals(
+        requests=c.requests,
+        errors=c.errors,
+        error_rate=round(c.errors / c.requests, 6) if c.requests else 0.0,
+        error_kinds=dict(sorted(c.error_kinds.items())),
+        achieved_rps=round(c.requests / duration_s, 3),
+        late=c.late,
+        dropped=c.dropped,
+        latency_ms=_percentiles(lat),
+        service_time_ms=_percentiles(svc),
+    )

@@ -1,0 +1,28 @@
+"""Coordinator settings from SURGE_* environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from msgspec import Struct, field
+
+from services.common.config import DEFAULT_NATS_URL, from_env
+
+
+class Config(Struct, frozen=True, kw_only=True):
+    nats_url: str = DEFAULT_NATS_URL
+    # targets a plan may point at: CIDRs or host patterns ("*" allows everything)
+    target_allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128", "localhost"])
+    start_delay_s: float = 1.0  # lead time so every generator starts at the same instant
+    dead_after_s: float = 2.2  # no heartbeat for this long: the generator is gone
+    merge_wait_s: float = 1.5  # how long a second waits for late generators
+    registry_ttl_s: float = 3.0
+    max_rate: float = 1_000_000.0
+    max_duration_s: float = 24 * 3600.0
+    max_connections: int = 50_000
+    log_level: str = "info"
+    log_json: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        return from_env(cls, environ)

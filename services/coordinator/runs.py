@@ -1,0 +1,277 @@
+"""One run's lifecycle on the coordinator: assign, watch, rebalance, merge, report.
+
+A ``Run`` writes declarative assignments (profile × share, common start time,
+epoch) and then only reacts: a second ends → publish its merged snapshot; a
+generator goes silent → its share moves to the others (hot remove); an idle
+generator appears → it gets a share (hot add); a rate change or stop → a new
+epoch. When every generator has sent its final interval, the report is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from schemas import subjects
+from schemas.control import Assignment, RunRecord
+from schemas.errors import Conflict
+from schemas.stats import IntervalStats, LiveSnapshot, Report
+from services.common import profile
+from services.coordinator import slicing
+from services.coordinator.aggregate import RunAggregate
+
+if TYPE_CHECKING:
+    from services.coordinator.service import Service
+
+log = structlog.get_logger(__name__)
+
+TICK_S = 0.1
+FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
+
+
+class Run:
+    def __init__(self, service: Service, record: RunRecord) -> None:
+        self.svc = service
+        self.record = record
+        self.agg = RunAggregate(record.run_id, record.plan, record.start_at)
+        self.shares: dict[str, float] = dict(record.generators)
+        self.lost: set[str] = set()
+        self.next_seq = 0
+        self.finish_by: float | None = None  # wall time after which we stop waiting
+        self.stop_s: float | None = None
+        self.report: Report | None = None
+        self.done = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        self.log = log.bind(run_id=record.run_id)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def fixed_count(self) -> bool:
+        return self.record.plan.generators is not None
+
+    def elapsed_s(self) -> float:
+        return time.time() - self.record.start_at
+
+    def second_now(self) -> int:
+        return max(int(self.elapsed_s()), 0)
+
+    # --- start ------------------------------------------------------------------
+    async def launch(self) -> None:
+        await self._assign_all()
+        await self._save(state="running")
+        self._task = asyncio.create_task(self._loop(), name=f"run-{self.run_id}")
+
+    async def _assign_all(self, stop: bool = False, only: set[str] | None = None) -> None:
+        r = self.record
+        ids = sorted(self.shares)
+        for index, gid in enumerate(ids):
+            if only is not None and gid not in only:
+                continue
+            a = Assignment(
+                run_id=r.run_id,
+                epoch=r.epoch,
+                share=self.shares[gid],
+                start_at=r.start_at,
+                end_at=r.end_at,
+                profile=r.profile,
+                plan=r.plan,
+                index=index,
+                count=len(ids),
+                stop=stop,
+            )
+            await self.svc.assignments.put(gid, msgspec.json.encode(a))
+
+    async def _release(self, gid: str) -> None:
+        """Tell a generator that left the run to stop, should it still be listening."""
+        r = self.record
+        a = Assignment(
+            run_id=r.run_id, epoch=r.epoch, share=0.0, start_at=r.start_at, end_at=r.end_at,
+            profile=r.profile, plan=r.plan, stop=True,
+        )
+        try:
+            await self.svc.assignments.put(gid, msgspec.json.encode(a))
+        except Exception as exc:
+            self.log.warning("could not release generator", generator_id=gid, error=str(exc))
+
+    async def _save(self, **changes) -> None:
+        self.record = msgspec.structs.replace(
+            self.record, generators=dict(self.shares), **changes
+        )
+        await self.svc.save_record(self.record)
+
+    async def _event(self, text: str, gap: bool = False) -> None:
+        seq = self.second_now()
+        self.agg.note(seq, text, gap=gap)
+        self.log.info("run event", event=text)
+        await self.svc.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
+
+    # --- requests from the API --------------------------------------------------
+    async def change_rate(self, rate: float) -> int:
+        async with self._lock:
+            if self.record.state != "running":
+                raise Conflict(f"run {self.run_id} is {self.record.state}; cannot change its rate")
+            at = max(self.elapsed_s(), 0.0)
+            new_profile = profile.hold_rate(self.record.profile, at, rate)
+            self.record = msgspec.structs.replace(
+                self.record, profile=new_profile, epoch=self.record.epoch + 1
+            )
+            await self._assign_all()
+            await self._save(target_rps=rate)
+            await self._event(f"rate changed to {rate:g}/s")
+            return self.record.epoch
+
+    async def stop(self) -> int:
+        async with self._lock:
+            if self.record.state not in ("starting", "running"):
+                raise Conflict(f"run {self.run_id} is already {self.record.state}")
+            at = max(self.elapsed_s(), 0.0)
+            self.stop_s = at
+            self.record = msgspec.structs.replace(
+                self.record, profile=profile.cut(self.record.profile, at),
+                epoch=self.record.epoch + 1,
+            )
+            await self._assign_all(stop=True)
+            await self._save(state="stopping")
+            await self._event("stop requested")
+            self.finish_by = time.time() + self.record.plan.timeout + FINAL_GRACE_S
+            return self.record.epoch
+
+    def add_stats(self, stats: IntervalStats) -> bool:
+        return self.agg.add(stats)
+
+    # --- the loop -----------------------------------------------------------------
+    async def _loop(self) -> None:
+        try:
+            while not self.done.is_set():
+                await asyncio.sleep(TICK_S)
+                try:
+                    async with self._lock:
+                        await self._tick()
+                except Exception:
+                    self.log.exception("run tick failed")
+        except asyncio.CancelledError:
+            raise
+
+    async def _tick(self) -> None:
+        r = self.record
+        now = time.time()
+        if r.state == "running":
+            await self._check_members()
+            if not self.fixed_count:
+                await self._hot_add()
+        self._publish_due(now)
+        ending = r.state == "stopping" or now >= r.end_at
+        if ending:
+            if self.finish_by is None:
+                self.finish_by = r.end_at + r.plan.timeout + FINAL_GRACE_S
+            members = set(self.shares)
+            if members <= self.agg.finals or now >= self.finish_by or not members:
+                await self._finish()
+
+    async def _check_members(self) -> None:
+        gone = [g for g in self.shares if not self.svc.registry.is_alive(g)]
+        if not gone:
+            return
+        for gid in gone:
+            del self.shares[gid]
+            self.lost.add(gid)
+            await self._event(f"generator {gid} lost", gap=True)
+        if not self.shares:
+            self.log.error("every generator of the run is gone")
+            await self._save(state="stopping", error="all generators lost")
+            self.finish_by = time.time() + FINAL_GRACE_S
+            return
+        await self._reshare()
+        for gid in gone:
+            await self._release(gid)
+
+    async def _hot_add(self) -> None:
+        if self.elapsed_s() > profile.duration(self.record.profile) - 1.0:
+            return  # too late to be worth it
+        joining = self.svc.idle_generators()
+        if not joining:
+            return
+        for gid in joining:
+            self.shares[gid] = 0.0
+            await self._event(f"generator {gid} joined")
+        await self._reshare()
+
+    async def _reshare(self) -> None:
+        alive = self.svc.registry.alive()
+        caps = {g: (alive[g].capacity_rps if g in alive else 1.0) for g in self.shares}
+        self.shares = slicing.shares(caps)
+        self.record = msgspec.structs.replace(self.record, epoch=self.record.epoch + 1)
+        await self._assign_all()
+        await self._save()
+
+    def _publish_due(self, now: float) -> None:
+        r = self.record
+        last_seq = math.ceil(profile.duration(r.profile)) - 1
+        while self.next_seq <= last_seq:
+            seq = self.next_seq
+            boundary = r.start_at + seq + 1
+            if now < boundary:
+                return
+            expected = set(self.shares)
+            reported = self.agg.reported(seq)
+            if not (expected <= reported or now >= boundary + self.svc.config.merge_wait_s):
+                return
+            self._close(seq)
+
+    def _close(self, seq: int) -> None:
+        snap = self.agg.close_second(
+            seq, state=self.record.state, profile_=self.record.profile,
+            shares=self.shares, lost=self.lost,
+        )
+        self.next_seq = seq + 1
+        self.svc.publish_nowait(subjects.live(self.run_id), snap)
+
+    async def _finish(self) -> None:
+        r = self.record
+        end_s = profile.duration(r.profile)
+        last_seq = max(math.ceil(end_s) - 1, max(self.agg.open, default=-1))
+        while self.next_seq <= last_seq:
+            self._close(self.next_seq)
+        state = "stopped" if self.stop_s is not None else "finished"
+        if r.error:
+            state = "failed" if not self.agg.seen else "stopped"
+        ended_at = time.time()
+        report = self.agg.report(
+            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001)
+        )
+        self.report = report
+        await self.svc.store_report(report)
+        totals = report.totals
+        await self._save(
+            state=state, ended_at=ended_at, verdict=report.verdict,
+            requests=totals.requests, errors=totals.errors,
+            p99_ms=totals.latency_ms.p99 if totals.latency_ms else None,
+        )
+        await self.svc.publish(subjects.live(self.run_id), _final_marker(self, state))
+        for gid in list(self.shares) + list(self.lost):
+            await self.svc.clear_assignment(gid, self.run_id)
+        self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
+        self.done.set()
+        self.svc.run_ended(self)
+
+
+def _final_marker(run: Run, state: str) -> LiveSnapshot:
+    """The last message on surge.live.<run>: the run has ended and its report is stored."""
+    last = run.agg.totals_counts()
+    return LiveSnapshot(
+        run_id=run.run_id, plan_name=run.record.plan.name, state=state, seq=run.next_seq,
+        at=time.time(), elapsed_s=run.elapsed_s(), duration_s=profile.duration(run.record.profile),
+        target_rps=0.0, rps=0.0, requests=0, errors=0, error_rate=0.0, late=0, dropped=0,
+        in_flight=0, p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None,
+        total_requests=last.requests, total_errors=last.errors, per_request={}, generators={},
+        final=True,
+    )

@@ -1,0 +1,272 @@
+"""The open-model load engine: arrivals on schedule, a connection pool, outcome recording.
+
+No NATS in here. The service gives the engine a plan and a ``Schedule`` anchored at
+a loop-clock time; the engine sends arrival ``i`` at its intended time whatever the
+target does, and measures latency from that intended time, so a stalled target
+shows in the percentiles instead of slowing the load down (coordinated omission).
+
+When no connection is free an arrival waits in a backlog; sent more than
+``LATE_S`` after its intended time it counts as *late*; still waiting after the
+plan's timeout it is *dropped* (never sent). Both are reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+
+import structlog
+
+from schemas.plan import Plan
+from services.generator.http import Connection, encode_request, target_address
+from services.generator.pacing import INF, Schedule
+from services.generator.recorder import Interval
+
+log = structlog.get_logger(__name__)
+
+LATE_S = 0.010  # sent this long after its intended time: late
+SWEEP_S = 0.050  # how often timeouts and stale backlog are checked
+MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
+TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
+
+
+def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) -> list[int]:
+    """A shuffled cycle of spec indexes in proportion to their weights (exact per cycle)."""
+    total = sum(weights)
+    table: list[int] = []
+    for i, w in enumerate(weights):
+        table.extend([i] * round(size * w / total))
+    if not table:
+        table = [max(range(len(weights)), key=lambda i: weights[i])]
+    random.Random(seed).shuffle(table)
+    return table
+
+
+class Engine:
+    """Runs one plan's requests on one event loop."""
+
+    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0) -> None:
+        self.plan = plan
+        self.loop = loop
+        self.host, self.port, host_header = target_address(plan)
+        self.names = [r.name for r in plan.requests]
+        self.payloads = [encode_request(plan, r, host_header) for r in plan.requests]
+        self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
+        self.checks = [_check_of(r.checks) for r in plan.requests]
+        self.want_body = [c[1] is not None for c in self.checks]
+        self.timeout = plan.timeout
+        self.max_conns = plan.connections
+        self.conns: set[Connection] = set()
+        self.idle: list[Connection] = []
+        self.connecting = 0
+        self.backlog: collections.deque[tuple[int, float]] = collections.deque()
+        self.cur = Interval(len(self.names))
+        self.schedule: Schedule | None = None
+        self.t0 = 0.0  # loop time of the run's start (schedule time 0)
+        self.next_i = 0
+        self.pacing = False
+        self._tasks: list[asyncio.Task] = []
+        self._wake: asyncio.Event = asyncio.Event()
+
+    # --- control (called by the service) -----------------------------------
+    def start(self, schedule: Schedule, t0: float) -> None:
+        self.schedule, self.t0, self.pacing = schedule, t0, True
+        self._tasks = [
+            self.loop.create_task(self._pace(), name="pace"),
+            self.loop.create_task(self._sweep(), name="sweep"),
+        ]
+
+    def rebase(self, schedule: Schedule) -> None:
+        """Follow a new schedule from now on (rate change, rebalance)."""
+        self.schedule = schedule
+        self._wake.set()
+
+    def now_s(self) -> float:
+        """Seconds since the run's start."""
+        return self.loop.time() - self.t0
+
+    def stop_pacing(self) -> None:
+        self.pacing = False
+        self._wake.set()
+
+    def in_flight(self) -> int:
+        return sum(1 for c in self.conns if c.busy) + len(self.backlog)
+
+    async def drain(self, limit_s: float) -> None:
+        """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
+        self.stop_pacing()
+        deadline = self.loop.time() + limit_s
+        while self.in_flight() and self.loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        now = self.loop.time()
+        while self.backlog:
+            spec, _ = self.backlog.popleft()
+            self.cur.dropped[spec] += 1
+        for conn in list(self.conns):
+            if conn.busy:
+                self._finish(conn, now, "timeout")
+            conn.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def take_interval(self) -> Interval:
+        done, self.cur = self.cur, Interval(len(self.names))
+        return done
+
+    # --- pacing ------------------------------------------------------------
+    async def _pace(self) -> None:
+        loop, table, n_table = self.loop, self.table, len(self.table)
+        while self.pacing:
+            sched = self.schedule
+            assert sched is not None
+            rel = loop.time() - self.t0
+            i = self.next_i
+            t = sched.time_of(i)
+            if t <= rel:
+                now = loop.time()
+                while t <= rel:
+                    self._arrive(table[i % n_table], self.t0 + t, now)
+                    i += 1
+                    t = sched.time_of(i)
+                self.next_i = i
+            if t == INF:
+                if rel >= sched.end_s:
+                    self.pacing = False
+                    break
+                t = rel + MAX_SLEEP_S
+            self._wake.clear()
+            delay = min(t - rel, MAX_SLEEP_S)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)
+
+    def _arrive(self, spec: int, intended: float, now: float) -> None:
+        self.cur.sent += 1
+        if self.idle:
+            self._send(self.idle.pop(), spec, intended, now)
+            return
+        self.backlog.append((spec, intended))
+        if len(self.conns) + self.connecting < self.max_conns:
+            self._open()
+
+    def _send(self, conn: Connection, spec: int, intended: float, now: float) -> None:
+        if now - intended > LATE_S:
+            self.cur.late[spec] += 1
+        conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
+
+    def _next_for(self, conn: Connection, now: float) -> None:
+        """Give a free connection the oldest waiting arrival, or park it as idle."""
+        backlog = self.backlog
+        while backlog:
+            spec, intended = backlog.popleft()
+            if now - intended > self.timeout:
+                self.cur.dropped[spec] += 1
+                continue
+            self._send(conn, spec, intended, now)
+            return
+        self.idle.append(conn)
+
+    # --- connections -------------------------------------------------------
+    def _open(self) -> None:
+        self.connecting += 1
+        self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: Connection(self), self.host, self.port),
+                self.timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            self.connecting -= 1
+            self._connect_failed(exc)
+            return
+        except asyncio.CancelledError:
+            self.connecting -= 1
+            raise
+        self.connecting -= 1
+        self.conns.add(conn)
+        self._next_for(conn, self.loop.time())
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        """The arrival that was waiting for this connection fails as a connect error."""
+        now = self.loop.time()
+        if self.backlog:
+            spec, intended = self.backlog.popleft()
+            self.cur.record(spec, now - intended, 0.0, "connect")
+        if self.backlog and self.pacing and len(self.conns) + self.connecting < self.max_conns:
+            self._open()
+
+    # --- events from connections -------------------------------------------
+    def on_response(self, conn: Connection) -> None:
+        now = self.loop.time()
+        allowed, needle = self.checks[conn.spec]
+        status = conn.status
+        if allowed is None:
+            error = None if status < 400 else "status"
+        else:
+            error = None if status in allowed else "status"
+        if error is None and needle is not None:
+            body = b"".join(conn.body or ())
+            error = None if needle in body else "check"
+        self._finish(conn, now, error)
+        if conn.keep_alive:
+            self._next_for(conn, now)
+        else:
+            self._retire(conn)
+
+    def on_broken(self, conn: Connection, kind: str) -> None:
+        """Unparseable response: the request fails and the connection is replaced."""
+        if conn.busy:
+            self._finish(conn, self.loop.time(), kind)
+        self._retire(conn)
+
+    def on_lost(self, conn: Connection) -> None:
+        if conn.busy:
+            self._finish(conn, self.loop.time(), "reset")
+        self._retire(conn)
+
+    def _finish(self, conn: Connection, now: float, error: str | None) -> None:
+        conn.busy = False
+        self.cur.record(conn.spec, now - conn.intended, now - conn.sent, error)
+
+    def _retire(self, conn: Connection) -> None:
+        if conn in self.conns:
+            self.conns.discard(conn)
+            if conn in self.idle:
+                self.idle.remove(conn)
+            conn.close()
+        if self.backlog and len(self.conns) + self.connecting < self.max_conns:
+            self._open()
+
+    async def _sweep(self) -> None:
+        """Time out slow requests and drop arrivals that waited longer than the timeout."""
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = self.loop.time()
+            for conn in list(self.conns):
+                if conn.busy and now - conn.sent > self.timeout:
+                    self._finish(conn, now, "timeout")
+                    self._retire(conn)
+            backlog = self.backlog
+            while backlog and now - backlog[0][1] > self.timeout:
+                spec, _ = backlog.popleft()
+                self.cur.dropped[spec] += 1
+
+
+def _check_of(checks) -> tuple[frozenset[int] | None, bytes | None]:
+    if checks is None:
+        return None, None
+    status = checks.status
+    allowed = None
+    if status is not None:
+        allowed = frozenset(status if isinstance(status, list) else [status])
+    needle = checks.body_contains.encode() if checks.body_contains else None
+    return allowed, needle

@@ -1,0 +1,327 @@
+"""The generator service: registry heartbeat, assignment reconciling, stats delivery.
+
+It owns the NATS connection. Load itself is the ``Engine``'s; this module only
+turns assignments into engine calls and intervals into acknowledged messages.
+Intervals stay in the outbox until the coordinator acknowledges them, so a
+coordinator restart or takeover loses no counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import os
+import socket
+import time
+
+import msgspec
+import nats.errors
+import psutil
+import structlog
+from nats.js.kv import KV_DEL, KV_PURGE
+from nats.micro import add_service
+
+from schemas import subjects
+from schemas.control import Assignment, Heartbeat
+from schemas.stats import IntervalStats, StatsAck
+from services.common import bus, profile
+from services.generator.config import Config
+from services.generator.engine import Engine
+from services.generator.pacing import Schedule
+
+log = structlog.get_logger(__name__)
+
+VERSION = "0.1.0"
+_assignment_decoder = msgspec.json.Decoder(Assignment)
+_ack_decoder = msgspec.json.Decoder(StatsAck)
+
+
+def default_id() -> str:
+    host = subjects.token(socket.gethostname().lower())[:40].strip("-_") or "host"
+    return f"{host}-{os.getpid()}".replace("_", "-")
+
+
+class RunTask:
+    """One assignment being carried out: the engine plus the per-second interval clock."""
+
+    def __init__(self, service: Service, assignment: Assignment) -> None:
+        self.service = service
+        self.a = assignment
+        self.loop = asyncio.get_running_loop()
+        self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
+        self.schedule = Schedule(assignment.profile, assignment.share)
+        self.end_s = min(profile.duration(assignment.profile), service.config.max_run_s)
+        self.t0 = self.loop.time() + (assignment.start_at - time.time())
+        self.stopping = asyncio.Event()
+        self.stop_s: float | None = None
+        self.prev_count = 0
+        self.last_rps = 0.0
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        joined_s = self.loop.time() - self.t0
+        self.first_seq = 0
+        if joined_s > 0:  # joined a running test: start from now, do not catch up
+            self.schedule = Schedule(self.a.profile, self.a.share, from_s=joined_s)
+            self.first_seq = int(joined_s)
+        self.engine.start(self.schedule, self.t0)
+        self.task = self.loop.create_task(self._intervals(), name=f"run-{self.a.run_id}")
+
+    def update(self, a: Assignment) -> None:
+        """A newer epoch: follow its profile × share from now, or stop."""
+        self.a = a
+        now_s = self.engine.now_s()
+        if a.stop:
+            self.stop(now_s)
+            return
+        self.schedule = self.schedule.rebased(max(now_s, 0.0), a.profile, a.share)
+        self.end_s = min(profile.duration(a.profile), self.service.config.max_run_s)
+        self.engine.rebase(self.schedule)
+
+    def stop(self, at_s: float | None = None) -> None:
+        if self.stop_s is None:
+            self.stop_s = self.engine.now_s() if at_s is None else at_s
+            self.engine.stop_pacing()
+            self.stopping.set()
+
+    def target_rps(self) -> float:
+        return profile.rate_at(self.a.profile, self.engine.now_s()) * self.a.share
+
+    async def _sleep_until(self, rel_s: float) -> bool:
+        """Sleep until run time ``rel_s``; True if woken early by a stop."""
+        delay = self.t0 + rel_s - self.loop.time()
+        if delay <= 0:
+            return self.stopping.is_set()
+        try:
+            await asyncio.wait_for(self.stopping.wait(), delay)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _intervals(self) -> None:
+        k = self.first_seq
+        try:
+            while True:
+                boundary = float(k + 1)
+                if boundary >= self.end_s:
+                    await self._sleep_until(self.end_s)
+                    break
+                if await self._sleep_until(boundary):
+                    break
+                self._emit(k, boundary)
+                k += 1
+            end = self.end_s if self.stop_s is None else min(self.stop_s, self.end_s)
+            await self.engine.drain(self.a.plan.timeout)
+            self._emit(k, max(end, 0.0), final=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run failed", run_id=self.a.run_id)
+            self._emit(k, self.engine.now_s(), final=True)
+        finally:
+            self.service.run_finished(self)
+
+    def _emit(self, seq: int, boundary_s: float, final: bool = False) -> None:
+        count = math.ceil(self.schedule.count_at(boundary_s) - 1e-9)
+        target, self.prev_count = max(count - self.prev_count, 0), max(count, self.prev_count)
+        interval = self.engine.take_interval()
+        self.last_rps = float(interval.completed())
+        stats = interval.to_stats(
+            self.engine.names,
+            run_id=self.a.run_id,
+            generator_id=self.service.id,
+            epoch=self.a.epoch,
+            seq=seq,
+            target=target,
+            in_flight=self.engine.in_flight(),
+            final=final,
+        )
+        self.service.enqueue(stats)
+
+
+class Service:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.id = config.generator_id or default_id()
+        self.host = socket.gethostname()
+        self.started_at = time.time()
+        self.outbox: collections.deque[IntervalStats] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self.run: RunTask | None = None
+        self.epoch = 0
+        self.finished_runs: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._tasks: list[asyncio.Task] = []
+        self._closed = asyncio.Event()
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)
+        self.log = log.bind(generator_id=self.id)
+
+    async def start(self) -> None:
+        self.nc = await bus.connect(self.config.nats_url, f"surge-generator {self.id}")
+        js = self.nc.jetstream()
+        self.registry = await bus.key_value(
+            js, subjects.GENERATORS_BUCKET, ttl_s=self.config.registry_ttl_s
+        )
+        self.assignments = await bus.key_value(js, subjects.ASSIGN_BUCKET)
+        self.micro = await add_service(
+            self.nc,
+            name=subjects.GENERATOR_SERVICE,
+            version=VERSION,
+            description="Surge load generator",
+            metadata={"generator_id": self.id, "host": self.host},
+        )
+        await self._beat()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._watch_loop(), name="watch"),
+            asyncio.create_task(self._send_loop(), name="send"),
+        ]
+
+    async def wait(self) -> None:
+        await self._closed.wait()
+
+    async def stop(self) -> None:
+        if self.run is not None:
+            self.run.stop()
+            if self.run.task is not None:
+                await asyncio.wait({self.run.task}, timeout=self.run.a.plan.timeout + 1)
+        # give the coordinator a moment to take the last intervals
+        deadline = time.monotonic() + 2.0
+        while self.outbox and time.monotonic() < deadline:
+            self._outbox_ready.set()
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.registry.delete(self.id)
+            await self.micro.stop()
+            await self.nc.drain()
+        except Exception as exc:
+            self.log.warning("unclean disconnect", error=str(exc))
+        self._closed.set()
+
+    # --- registry ------------------------------------------------------------
+    def heartbeat(self) -> Heartbeat:
+        run = self.run
+        cores = os.cpu_count() or 1
+        return Heartbeat(
+            id=self.id,
+            host=self.host,
+            pid=os.getpid(),
+            cores=cores,
+            version=VERSION,
+            started_at=self.started_at,
+            sent_at=time.time(),
+            capacity_rps=self.config.capacity_rps or 20_000.0,
+            state="running" if run else "idle",
+            run_id=run.a.run_id if run else None,
+            epoch=run.a.epoch if run else 0,
+            target_rps=round(run.target_rps(), 3) if run else 0.0,
+            achieved_rps=run.last_rps if run else 0.0,
+            in_flight=run.engine.in_flight() if run else 0,
+            cpu_percent=self._proc.cpu_percent(None),
+        )
+
+    async def _beat(self) -> None:
+        await self.registry.put(self.id, msgspec.json.encode(self.heartbeat()))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            try:
+                await self._beat()
+                # resync: a missed watch update must not leave us on an old epoch
+                entry = await self.assignments.get(self.id)
+                if entry is not None and entry.value:
+                    self._on_assignment(entry.value)
+            except nats.js.errors.KeyNotFoundError:
+                if self.run is not None and not self.run.stopping.is_set():
+                    self.log.info("assignment removed", run_id=self.run.a.run_id)
+                    self.run.stop()
+            except Exception as exc:
+                self.log.warning("heartbeat failed", error=str(exc))
+
+    # --- assignments ---------------------------------------------------------
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                watcher = await self.assignments.watch(self.id)
+                async for entry in watcher:
+                    if entry is None:
+                        continue
+                    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                        if self.run is not None:
+                            self.run.stop()
+                        continue
+                    self._on_assignment(entry.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("assignment watch failed; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    def _on_assignment(self, data: bytes) -> None:
+        try:
+            a = _assignment_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            self.log.error("bad assignment ignored", error=str(exc))
+            return
+        run = self.run
+        if run is not None and run.a.run_id == a.run_id:
+            if a.epoch > run.a.epoch:
+                self.log.info("assignment update", run_id=a.run_id, epoch=a.epoch,
+                              share=a.share, stop=a.stop)
+                run.update(a)
+            return
+        if a.stop or a.run_id in self.finished_runs or a.end_at <= time.time():
+            return
+        if run is not None:
+            run.stop()  # a newer run replaces it; its final interval still goes out
+        self.log.info("run assigned", run_id=a.run_id, epoch=a.epoch, share=a.share)
+        self.run = RunTask(self, a)
+        self.run.start()
+
+    def run_finished(self, run: RunTask) -> None:
+        self.finished_runs[run.a.run_id] = None
+        while len(self.finished_runs) > 100:
+            self.finished_runs.popitem(last=False)
+        if self.run is run:
+            self.run = None
+        self.log.info("run finished", run_id=run.a.run_id)
+
+    # --- stats delivery --------------------------------------------------------
+    def enqueue(self, stats: IntervalStats) -> None:
+        self.outbox.append(stats)
+        while len(self.outbox) > self.config.outbox_max:
+            lost = self.outbox.popleft()
+            self.log.error("outbox full: oldest interval dropped", run_id=lost.run_id, seq=lost.seq)
+        self._outbox_ready.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self.outbox:
+                stats = self.outbox[0]
+                subject = subjects.stats(stats.run_id, self.id)
+                try:
+                    msg = await self.nc.request(subject, msgspec.json.encode(stats), timeout=2.0)
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                        nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await asyncio.sleep(0.5)  # no coordinator right now: keep and retry
+                    continue
+                except Exception as exc:
+                    self.log.warning("stats send failed", error=str(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+                    self.log.error("coordinator refused interval", run_id=stats.run_id,
+                                   seq=stats.seq, error=msg.data[:200].decode(errors="replace"))
+                else:
+                    try:
+                        _ack_decoder.decode(msg.data)
+                    except msgspec.DecodeError:
+                        self.log.error("bad stats ack", data=msg.data[:200])
+                self.outbox.popleft()
