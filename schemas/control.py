@@ -102,6 +102,10 @@ class RateChange(Struct, frozen=True, forbid_unknown_fields=True):
     rate: Annotated[float, Meta(ge=0, le=10_000_000)]
 
 
+class Empty(Struct, frozen=True, forbid_unknown_fields=True):
+    """A request with nothing to say (generators.list): {} or no body at all."""
+
+
 class RunListRequest(Struct, frozen=True, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     state: RunState | None = None

@@ -111,7 +111,7 @@ class Run:
     async def _event(self, text: str, gap: bool = False) -> None:
         seq = self.second_now()
         self.agg.note(seq, text, gap=gap)
-        self.log.info("run event", event=text)
+        self.log.info("run event", what=text)
         await self.svc.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
 
     # --- requests from the API --------------------------------------------------

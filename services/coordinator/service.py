@@ -22,6 +22,7 @@ from nats.micro.request import Request
 from schemas import subjects
 from schemas.control import (
     Assignment,
+    Empty,
     GeneratorList,
     PlanValid,
     RateChange,
@@ -293,6 +294,7 @@ class Service:
         return RunList(runs=runs[: q.limit])
 
     async def generators_list(self, req: Request) -> GeneratorList:
+        bus.decode(req.data, Empty, empty_ok=True)
         beats = self.registry.alive()
         return GeneratorList(generators=[beats[k] for k in sorted(beats)])
 

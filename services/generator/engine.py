@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import time
 
 import structlog
 
@@ -29,6 +30,10 @@ LATE_S = 0.010  # sent this long after its intended time: late
 SWEEP_S = 0.050  # how often timeouts and stale backlog are checked
 MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
 TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
+
+# uvloop's loop.time() is libuv's cached millisecond clock: too coarse to measure
+# sub-millisecond responses. Every timestamp in the engine comes from here.
+_now = time.monotonic
 
 
 def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) -> list[int]:
@@ -84,7 +89,7 @@ class Engine:
 
     def now_s(self) -> float:
         """Seconds since the run's start."""
-        return self.loop.time() - self.t0
+        return _now() - self.t0
 
     def stop_pacing(self) -> None:
         self.pacing = False
@@ -96,10 +101,10 @@ class Engine:
     async def drain(self, limit_s: float) -> None:
         """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
         self.stop_pacing()
-        deadline = self.loop.time() + limit_s
-        while self.in_flight() and self.loop.time() < deadline:
+        deadline = _now() + limit_s
+        while self.in_flight() and _now() < deadline:
             await asyncio.sleep(0.005)
-        now = self.loop.time()
+        now = _now()
         while self.backlog:
             spec, _ = self.backlog.popleft()
             self.cur.dropped[spec] += 1
@@ -118,15 +123,15 @@ class Engine:
 
     # --- pacing ------------------------------------------------------------
     async def _pace(self) -> None:
-        loop, table, n_table = self.loop, self.table, len(self.table)
+        table, n_table = self.table, len(self.table)
         while self.pacing:
             sched = self.schedule
             assert sched is not None
-            rel = loop.time() - self.t0
+            rel = _now() - self.t0
             i = self.next_i
             t = sched.time_of(i)
             if t <= rel:
-                now = loop.time()
+                now = _now()
                 while t <= rel:
                     self._arrive(table[i % n_table], self.t0 + t, now)
                     i += 1
@@ -193,11 +198,11 @@ class Engine:
             raise
         self.connecting -= 1
         self.conns.add(conn)
-        self._next_for(conn, self.loop.time())
+        self._next_for(conn, _now())
 
     def _connect_failed(self, exc: BaseException) -> None:
         """The arrival that was waiting for this connection fails as a connect error."""
-        now = self.loop.time()
+        now = _now()
         if self.backlog:
             spec, intended = self.backlog.popleft()
             self.cur.record(spec, now - intended, 0.0, "connect")
@@ -206,7 +211,7 @@ class Engine:
 
     # --- events from connections -------------------------------------------
     def on_response(self, conn: Connection) -> None:
-        now = self.loop.time()
+        now = _now()
         allowed, needle = self.checks[conn.spec]
         status = conn.status
         if allowed is None:
@@ -225,12 +230,12 @@ class Engine:
     def on_broken(self, conn: Connection, kind: str) -> None:
         """Unparseable response: the request fails and the connection is replaced."""
         if conn.busy:
-            self._finish(conn, self.loop.time(), kind)
+            self._finish(conn, _now(), kind)
         self._retire(conn)
 
     def on_lost(self, conn: Connection) -> None:
         if conn.busy:
-            self._finish(conn, self.loop.time(), "reset")
+            self._finish(conn, _now(), "reset")
         self._retire(conn)
 
     def _finish(self, conn: Connection, now: float, error: str | None) -> None:
@@ -250,7 +255,7 @@ class Engine:
         """Time out slow requests and drop arrivals that waited longer than the timeout."""
         while True:
             await asyncio.sleep(SWEEP_S)
-            now = self.loop.time()
+            now = _now()
             for conn in list(self.conns):
                 if conn.busy and now - conn.sent > self.timeout:
                     self._finish(conn, now, "timeout")

@@ -52,7 +52,7 @@ class RunTask:
         self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
         self.schedule = Schedule(assignment.profile, assignment.share)
         self.end_s = min(profile.duration(assignment.profile), service.config.max_run_s)
-        self.t0 = self.loop.time() + (assignment.start_at - time.time())
+        self.t0 = time.monotonic() + (assignment.start_at - time.time())  # engine clock
         self.stopping = asyncio.Event()
         self.stop_s: float | None = None
         self.prev_count = 0
@@ -60,7 +60,7 @@ class RunTask:
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        joined_s = self.loop.time() - self.t0
+        joined_s = time.monotonic() - self.t0
         self.first_seq = 0
         if joined_s > 0:  # joined a running test: start from now, do not catch up
             self.schedule = Schedule(self.a.profile, self.a.share, from_s=joined_s)
@@ -90,7 +90,7 @@ class RunTask:
 
     async def _sleep_until(self, rel_s: float) -> bool:
         """Sleep until run time ``rel_s``; True if woken early by a stop."""
-        delay = self.t0 + rel_s - self.loop.time()
+        delay = self.t0 + rel_s - time.monotonic()
         if delay <= 0:
             return self.stopping.is_set()
         try:

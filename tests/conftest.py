@@ -1,0 +1,180 @@
+"""Fixtures with real parts: nats-server on a free port, services as real processes.
+
+Nothing here mocks the bus. Readiness is awaited with deadlines (a port accepting,
+generators visible through the coordinator API), never with fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+NATS_SERVER = str(Path(sys.executable).parent / "nats-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, limit_s: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {limit_s}s")
+
+
+class Proc:
+    """A service as a real subprocess, its output kept in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no last heartbeat."""
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(5)
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+        return self.popen.returncode
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class Cluster:
+    """A nats-server plus whatever services a test starts, all torn down at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.procs: list[Proc] = []
+        store = tmp / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        conf = tmp / "nats.conf"
+        conf.write_text("max_payload: 8388608\n")  # reports of long runs exceed the 1 MB default
+        self.nats = self._spawn(
+            "nats", [NATS_SERVER, "-c", str(conf), "-js", "-sd", str(store), "-a", "127.0.0.1",
+                     "-p", str(self.port)], {}
+        )
+        wait_port(self.port, proc=self.nats.popen)
+        self._generators = 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"SURGE_NATS_URL": self.url, "SURGE_LOG_LEVEL": "info", **extra}
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+        proc = Proc(name, cmd, env, self.tmp)
+        self.procs.append(proc)
+        return proc
+
+    def service(self, module: str, name: str | None = None, **env: str) -> Proc:
+        return self._spawn(name or module, [PY, "-m", f"services.{module}"], self.env(**env))
+
+    def coordinator(self, **env: str) -> Proc:
+        env.setdefault("SURGE_START_DELAY_S", "0.5")
+        return self.service("coordinator", **env)
+
+    def generator(self, **env: str) -> Proc:
+        self._generators += 1
+        gid = env.pop("generator_id", f"gen-{self._generators}")
+        return self.service("generator", name=gid, SURGE_GENERATOR_ID=gid, **env)
+
+    def target(self, **env: str) -> tuple[Proc, str]:
+        port = free_port()
+        proc = self.service("target", name=f"target-{port}", SURGE_TARGET_PORT=str(port), **env)
+        wait_port(port, proc=proc.popen)
+        return proc, f"http://127.0.0.1:{port}"
+
+    def cli(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [PY, "-m", "services.cli", "--nats", self.url, *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {p.name}\n{p.output()[-4000:]}" for p in self.procs if p.name != "nats")
+
+
+def target_stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/__stats", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.logs())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+async def until(predicate, limit_s: float, what: str, every_s: float = 0.05):
+    """Poll an async or sync predicate until truthy (a readiness probe with a deadline)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {limit_s}s waiting for {what}")
+        await asyncio.sleep(every_s)

@@ -1,0 +1,425 @@
+"""A distributed run end to end: real nats-server, coordinator, generators, target.
+
+Every test starts its own cluster (own nats-server on a free port), so no test
+hears another; load goes only to the demo target on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import msgspec
+import nats
+import pytest
+
+from schemas import subjects
+from schemas.control import Assignment, PlanValid
+from schemas.errors import InvalidPlan, NoGenerators
+from schemas.stats import LiveSnapshot, Report
+from services.cli.client import CoordinatorClient
+from services.common import profile
+from services.coordinator import plans
+from tests.conftest import Cluster, target_stats, until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def plan_for(target: str, **fields) -> dict:
+    base = {
+        "name": "it",
+        "target": target,
+        "rate": 200,
+        "duration": "4s",
+        "connections": 16,
+        "timeout": "2s",
+        "requests": [
+            {"name": "home", "path": "/", "weight": 3, "checks": {"status": 200}},
+            {"name": "order", "method": "POST", "path": "/api/orders", "json": {"sku": "A1"},
+             "checks": {"status": 201, "body_contains": "accepted"}},
+        ],
+    }
+    base.update(fields)
+    return base
+
+
+async def api_with(cluster: Cluster, generators: int) -> CoordinatorClient:
+    api = await CoordinatorClient.connect(cluster.url)
+
+    async def registered() -> bool:
+        try:
+            return len((await api.generators()).generators) >= generators
+        except Exception:
+            return False
+
+    await until(registered, 20, f"{generators} generators registered")
+    return api
+
+
+class LiveFeed:
+    """Every snapshot of one run, as the coordinator publishes them."""
+
+    def __init__(self) -> None:
+        self.snaps: list[LiveSnapshot] = []
+        self.ended = asyncio.Event()
+        self.new = asyncio.Event()
+
+    async def attach(self, nc, run_id: str) -> None:
+        async def on_msg(msg) -> None:
+            snap = msgspec.json.decode(msg.data, type=LiveSnapshot)
+            if snap.final:
+                self.ended.set()
+            else:
+                self.snaps.append(snap)
+            self.new.set()
+
+        self.sub = await nc.subscribe(subjects.live(run_id), cb=on_msg)
+
+    async def wait_for(self, pred, limit_s: float, what: str) -> LiveSnapshot:
+        deadline = time.monotonic() + limit_s
+        while True:
+            for s in self.snaps:
+                if pred(s):
+                    return s
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no snapshot with {what} in {limit_s}s")
+            self.new.clear()
+            try:
+                await asyncio.wait_for(self.new.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+async def start_and_follow(api: CoordinatorClient, plan: dict):
+    feed = LiveFeed()
+    started = await api.start(plans.from_obj(plan))
+    await feed.attach(api.nc, started.run_id)
+    return started, feed
+
+
+async def finished_report(api: CoordinatorClient, feed: LiveFeed, run_id: str, limit_s: float = 30) -> Report:
+    await asyncio.wait_for(feed.ended.wait(), limit_s)
+    return await api.report(run_id)
+
+
+async def test_constant_rate_count_within_one_percent_split_by_share(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    cluster.generator()
+    api = await api_with(cluster, 2)
+    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="5s"))
+    assert sorted(started.generators.values()) == [0.5, 0.5]
+    report = await finished_report(api, feed, started.run_id)
+
+    expected = 300 * 5
+    assert report.state == "finished"
+    assert abs(report.totals.requests - expected) <= expected * 0.01, report.totals
+    assert report.totals.errors == 0, report.totals.error_kinds
+    assert target_stats(target)["requests"] == report.totals.requests
+    per_gen = [g.requests for g in report.generators.values()]
+    assert len(per_gen) == 2 and all(abs(n - expected / 2) <= expected * 0.01 for n in per_gen)
+    # weights 3:1 hold across the run
+    assert report.requests["home"].requests == pytest.approx(expected * 0.75, rel=0.02)
+    assert report.requests["order"].requests == pytest.approx(expected * 0.25, rel=0.05)
+    # exact merge: the whole-run histogram holds every request
+    from services.common import histogram
+
+    assert histogram.decode(report.histogram).get_total_count() == report.totals.requests
+    assert [e.t for e in report.timeline] == [0, 1, 2, 3, 4]
+    for entry in report.timeline:
+        assert entry.requests == pytest.approx(300, abs=6), report.timeline
+    assert report.verdict == "pass"
+    await api.close()
+
+
+async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    cluster.generator()
+    api = await api_with(cluster, 2)
+    stages = [{"duration": "2s", "target": 400}, {"duration": "2s", "target": 400},
+              {"duration": "2s", "target": 100}]
+    plan = plan_for(target, rate=None, duration=None, stages=stages)
+    del plan["rate"], plan["duration"]
+    started, feed = await start_and_follow(api, plan)
+    report = await finished_report(api, feed, started.run_id)
+    prof = profile.from_plan(plans.from_obj(plan))
+    for entry in report.timeline:
+        want = profile.arrivals(prof, entry.t, entry.t + 1)
+        assert entry.target_rps == pytest.approx(want, abs=0.01)
+        assert entry.requests == pytest.approx(want, abs=max(4, want * 0.03)), (entry, want)
+    total = profile.arrivals(prof, 0, 6)
+    assert report.totals.requests == pytest.approx(total, rel=0.01)
+    await api.close()
+
+
+async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    cluster.generator()
+    api = await api_with(cluster, 2)
+    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="8s"))
+    first = await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
+    assert first.rps == pytest.approx(100, abs=3)
+    ok = await api.rate(started.run_id, 300)
+    changed_at = time.time()
+    assert ok.epoch == 2
+    snap = await feed.wait_for(lambda s: s.target_rps == pytest.approx(300), 10, "target 300")
+    # the first whole second after the change runs at the new rate
+    assert snap.at - changed_at <= 1.0
+    after = await feed.wait_for(lambda s: s.seq == snap.seq + 1, 5, "the next second")
+    assert after.rps == pytest.approx(300, abs=9)
+    report = await finished_report(api, feed, started.run_id)
+    assert any("rate changed to 300" in e for e in report.events)
+    record = await api.get(started.run_id)
+    assert record.target_rps == 300 and record.state == "finished"
+    await api.close()
+
+
+async def test_stop_ends_the_run_early_with_a_stopped_report(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="60s"))
+    await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
+    await api.stop(started.run_id)
+    stopped_at = time.time()
+    report = await finished_report(api, feed, started.run_id, limit_s=15)
+    assert report.state == "stopped"
+    assert time.time() - stopped_at < 8
+    ran_s = stopped_at - report.started_at
+    assert report.totals.requests == pytest.approx(100 * ran_s, abs=20)
+    assert report.totals.requests < 100 * 10
+    with pytest.raises(Exception) as exc:
+        await api.stop(started.run_id)
+    assert getattr(exc.value, "code", "") == "conflict"
+    await api.close()
+
+
+async def test_generator_joining_mid_run_gets_a_share(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    started, feed = await start_and_follow(api, plan_for(target, rate=200, duration="8s"))
+    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+    cluster.generator()
+    snap = await feed.wait_for(
+        lambda s: len([g for g in s.generators.values() if g.rps > 0]) == 2, 10, "two generators"
+    )
+    assert sum(g.target_rps for g in snap.generators.values()) == pytest.approx(200, abs=8)
+    report = await finished_report(api, feed, started.run_id)
+    assert len(report.generators) == 2
+    assert report.totals.requests == pytest.approx(200 * 8, rel=0.01)
+    assert any("joined" in e for e in report.events)
+    await api.close()
+
+
+async def test_killed_generator_share_moves_to_survivors_within_3s(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    victim = cluster.generator()
+    cluster.generator()
+    cluster.generator()
+    api = await api_with(cluster, 3)
+    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="10s"))
+    assert len(started.generators) == 3
+    await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
+
+    js = api.nc.jetstream()
+    kv = await js.key_value(subjects.ASSIGN_BUCKET)
+    survivors = {g for g in started.generators if g != victim.name}
+    watcher = await kv.watchall()
+    victim.kill()
+    killed_at = time.monotonic()
+    taken_over: dict[str, float] = {}
+    async for entry in watcher:
+        if entry is None or entry.key not in survivors or not entry.value:
+            continue
+        a = msgspec.json.decode(entry.value, type=Assignment)
+        if a.share == pytest.approx(0.5):
+            taken_over[entry.key] = time.monotonic() - killed_at
+            if set(taken_over) == survivors:
+                break
+    await watcher.stop()
+    assert max(taken_over.values()) <= 3.0, taken_over
+
+    report = await finished_report(api, feed, started.run_id)
+    assert any(f"{victim.name} lost" in e for e in report.events)
+    assert any(entry.gap for entry in report.timeline)
+    # the survivors carried the whole rate after the loss: only the victim's unsent
+    # last interval and the detection window are missing
+    assert report.totals.requests >= 300 * 10 * 0.85
+    last = report.timeline[-2]
+    assert last.requests == pytest.approx(300, abs=9) and last.generators == 2
+    await api.close()
+
+
+async def test_slow_target_stalls_show_in_p99_not_in_service_time(cluster: Cluster):
+    # the target holds every response for 200 ms once a second (a GC pause, say);
+    # with one connection, arrivals queue behind the stall: the latency from their
+    # intended time shows it, their service time does not
+    _, target = cluster.target(SURGE_TARGET_STALL_EVERY_S="1", SURGE_TARGET_STALL_MS="200")
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    plan = plan_for(target, rate=200, duration="5s", connections=1,
+                    requests=[{"name": "home", "path": "/"}])
+    started, feed = await start_and_follow(api, plan)
+    report = await finished_report(api, feed, started.run_id)
+    lat, svc = report.totals.latency_ms, report.totals.service_time_ms
+    assert lat is not None and svc is not None
+    assert lat.p99 >= 120, lat
+    assert svc.p99 < 40, svc
+    assert lat.p50 < 60, lat
+    assert report.totals.late > 0
+    assert report.totals.requests == pytest.approx(1000, rel=0.01)
+    await api.close()
+
+
+async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    await api.close()
+    passing = tmp_path / "pass.yaml"
+    passing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
+                                           thresholds={"p99_ms": 1000, "error_rate": 0.01})))
+    out_json, out_xml = tmp_path / "report.json", tmp_path / "junit.xml"
+    done = await asyncio.to_thread(
+        cluster.cli, "run", str(passing), "--report", str(out_json), "--junit", str(out_xml)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout
+    report = json.loads(out_json.read_text())
+    for key in ("run_id", "plan_name", "state", "started_at", "ended_at", "target_rps", "totals",
+                "requests", "generators", "timeline", "thresholds", "verdict", "histogram"):
+        assert key in report, key
+    for key in ("requests", "errors", "error_rate", "achieved_rps", "late", "dropped",
+                "latency_ms", "service_time_ms"):
+        assert key in report["totals"], key
+    assert set(report["totals"]["latency_ms"]) >= {"min", "mean", "p50", "p90", "p95", "p99", "p999", "max"}
+    assert report["verdict"] == "pass"
+    assert "<testsuite" in out_xml.read_text() and "<failure" not in out_xml.read_text()
+
+    failing = tmp_path / "fail.yaml"
+    failing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
+                                           thresholds={"p99_ms": 0.001})))
+    done = await asyncio.to_thread(
+        cluster.cli, "run", str(failing), "--rate", "50", "--junit", str(out_xml)
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL" in done.stdout
+    assert "<failure" in out_xml.read_text()
+
+    ls = await asyncio.to_thread(cluster.cli, "ls", "--json")
+    runs = json.loads(ls.stdout)
+    assert [r["verdict"] for r in runs] == ["fail", "pass"]
+    assert runs[0]["target_rps"] == 50
+    shown = await asyncio.to_thread(cluster.cli, "report", runs[1]["run_id"], "--json")
+    assert json.loads(shown.stdout)["run_id"] == runs[1]["run_id"]
+    gens = await asyncio.to_thread(cluster.cli, "generators", "--json")
+    assert [g["id"] for g in json.loads(gens.stdout)] == ["gen-1"]
+
+
+async def test_invalid_plan_gets_a_structured_error_naming_the_field(cluster: Cluster, tmp_path):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    bad = plan_for(target)
+    bad["requests"][1]["method"] = "FETCH"
+    msg = await api.nc.request(subjects.RUN_START, json.dumps(bad).encode(), timeout=5)
+    assert msg.headers["Nats-Service-Error-Code"] == "400"
+    err = json.loads(msg.data)["error"]
+    assert err["code"] == "invalid_plan" and err["field"] == "requests.1.method"
+    with pytest.raises(InvalidPlan) as exc:
+        await api.call(subjects.PLAN_VALIDATE, json.dumps(bad).encode(), PlanValid)
+    assert exc.value.field == "requests.1.method"
+    outside = plan_for("http://203.0.113.9:80")
+    msg = await api.nc.request(subjects.RUN_START, json.dumps(outside).encode(), timeout=5)
+    assert json.loads(msg.data)["error"]["code"] == "target_not_allowed"
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ntarget: " + target + "\nrate: -3\nduration: 2s\nrequests: [{name: a}]\n")
+    for args in (("run", str(path)), ("validate", str(path))):
+        done = await asyncio.to_thread(cluster.cli, *args)
+        assert done.returncode == 2
+        assert "invalid_plan" in done.stderr and "field: rate" in done.stderr
+    await api.close()
+
+
+async def test_no_generators_and_no_nats_exit_2(cluster: Cluster, tmp_path):
+    _, target = cluster.target()
+    cluster.coordinator()
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan_for(target)))
+    api = await CoordinatorClient.connect(cluster.url)
+    await until(lambda: _answers(api), 10, "coordinator answering")
+    with pytest.raises(NoGenerators):
+        await api.start(plans.from_obj(plan_for(target)))
+    await api.close()
+    done = await asyncio.to_thread(cluster.cli, "run", str(path))
+    assert done.returncode == 2 and "no_generators" in done.stderr
+    done = await asyncio.to_thread(
+        lambda: cluster.cli("run", str(path), "--nats", "nats://127.0.0.1:1")
+    )
+    assert done.returncode == 2
+
+
+async def _answers(api: CoordinatorClient) -> bool:
+    try:
+        await api.generators()
+        return True
+    except Exception:
+        return False
+
+
+GARBAGE = [
+    b"",
+    b"{",
+    b"null",
+    b"[]",
+    b'"text"',
+    b"\xff\xfe\x00garbage",
+    b'{"run_id": 12}',
+    b'{"run_id": "../../etc"}',
+    b'{"run_id": "x", "rate": -5}',
+    b'{"run_id": "x", "rate": 1e309}',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"name": "' + b"a" * 1_000_000 + b'"}',
+    b'{"requests": {"a": 1}}',
+]
+
+
+async def test_malformed_messages_on_every_api_subject_get_error_replies(cluster: Cluster):
+    _, target = cluster.target()
+    coordinator = cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    nc = api.nc
+    for name, subject in subjects.API_ENDPOINTS.items():
+        for payload in GARBAGE:
+            if name in ("generators_list", "run_list") and payload in (b"", b"null"):
+                continue  # those take an empty request
+            msg = await nc.request(subject, payload, timeout=5)
+            assert msg.headers and msg.headers.get("Nats-Service-Error-Code"), (subject, payload[:40])
+            err = json.loads(msg.data)["error"]
+            assert err["code"] in ("bad_request", "invalid_plan", "not_found", "conflict"), (subject, err)
+    # interval stats from a stranger: refused with a reason, nothing counted
+    for payload in GARBAGE[:8]:
+        msg = await nc.request(subjects.stats("r1", "g1"), payload, timeout=5)
+        assert msg.headers.get("Nats-Service-Error-Code")
+    assert coordinator.alive()
+    # and it still runs tests
+    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="2s"))
+    report = await finished_report(api, feed, started.run_id)
+    assert report.totals.requests == pytest.approx(200, abs=2)
+    await api.close()

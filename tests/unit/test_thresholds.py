@@ -1,0 +1,99 @@
+"""Thresholds against a run's totals (services/coordinator/thresholds.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.plan import Thresholds
+from schemas.stats import Percentiles, RequestTotals, ThresholdResult
+from services.coordinator import thresholds
+
+LAT = Percentiles(min=1.0, mean=20.0, p50=15.0, p90=40.0, p95=60.0, p99=120.0, p999=300.0, max=900.0)
+
+
+def totals(requests=1000, errors=5, dropped=0, achieved_rps=100.0, latency=LAT) -> RequestTotals:
+    return RequestTotals(
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else 0.0,
+        error_kinds={"status": errors} if errors else {},
+        achieved_rps=achieved_rps,
+        late=0,
+        dropped=dropped,
+        latency_ms=latency,
+        service_time_ms=latency,
+    )
+
+
+def by_name(results: list[ThresholdResult]) -> dict[str, ThresholdResult]:
+    return {r.name: r for r in results}
+
+
+def test_no_thresholds_no_results_and_pass():
+    results = thresholds.evaluate(Thresholds(), totals())
+    assert results == []
+    assert thresholds.verdict(results) == "pass"
+
+
+def test_latency_thresholds_compare_each_percentile():
+    t = Thresholds(p50_ms=15.0, p90_ms=30.0, p95_ms=100.0, p99_ms=119.9, p999_ms=300.0, max_ms=1000.0, mean_ms=10.0)
+    r = by_name(thresholds.evaluate(t, totals()))
+    assert r["p50_ms"] == ThresholdResult("p50_ms", 15.0, 15.0, True)  # equal to the limit passes
+    assert r["p90_ms"] == ThresholdResult("p90_ms", 30.0, 40.0, False)
+    assert r["p95_ms"] == ThresholdResult("p95_ms", 100.0, 60.0, True)
+    assert r["p99_ms"] == ThresholdResult("p99_ms", 119.9, 120.0, False)
+    assert r["p999_ms"] == ThresholdResult("p999_ms", 300.0, 300.0, True)
+    assert r["max_ms"] == ThresholdResult("max_ms", 1000.0, 900.0, True)
+    assert r["mean_ms"] == ThresholdResult("mean_ms", 10.0, 20.0, False)
+
+
+def test_results_come_in_a_stable_order():
+    t = Thresholds(min_rps=1, error_rate=0.5, p99_ms=1000, p50_ms=1000, dropped_rate=1)
+    names = [r.name for r in thresholds.evaluate(t, totals())]
+    assert names == ["p50_ms", "p99_ms", "error_rate", "dropped_rate", "min_rps"]
+
+
+def test_error_rate_threshold():
+    assert thresholds.evaluate(Thresholds(error_rate=0.01), totals(errors=10)) == [
+        ThresholdResult("error_rate", 0.01, 0.01, True)
+    ]
+    assert thresholds.evaluate(Thresholds(error_rate=0.01), totals(errors=11)) == [
+        ThresholdResult("error_rate", 0.01, 0.011, False)
+    ]
+
+
+def test_dropped_rate_is_share_of_offered():
+    [r] = thresholds.evaluate(Thresholds(dropped_rate=0.1), totals(requests=900, dropped=100))
+    assert r.value == pytest.approx(0.1)
+    assert r.ok is True
+    [r] = thresholds.evaluate(Thresholds(dropped_rate=0.05), totals(requests=900, dropped=100))
+    assert r.ok is False
+
+
+def test_min_rps_threshold():
+    [r] = thresholds.evaluate(Thresholds(min_rps=100.0), totals(achieved_rps=100.0))
+    assert r == ThresholdResult("min_rps", 100.0, 100.0, True)
+    [r] = thresholds.evaluate(Thresholds(min_rps=100.0), totals(achieved_rps=99.9))
+    assert r.ok is False
+
+
+def test_thresholds_with_no_data_fail():
+    empty = totals(requests=0, errors=0, achieved_rps=0.0, latency=None)
+    r = by_name(thresholds.evaluate(Thresholds(p99_ms=100.0, error_rate=0.5, dropped_rate=0.5), empty))
+    assert r["p99_ms"] == ThresholdResult("p99_ms", 100.0, None, False)
+    assert r["error_rate"] == ThresholdResult("error_rate", 0.5, None, False)
+    assert r["dropped_rate"] == ThresholdResult("dropped_rate", 0.5, None, False)
+
+
+def test_all_dropped_fails_dropped_rate_with_value_one():
+    [r] = thresholds.evaluate(Thresholds(dropped_rate=0.5), totals(requests=0, errors=0, dropped=10, latency=None))
+    assert r.value == 1.0
+    assert r.ok is False
+
+
+def test_verdict_fails_when_any_fails():
+    ok = ThresholdResult("a", 1.0, 0.5, True)
+    bad = ThresholdResult("b", 1.0, 2.0, False)
+    assert thresholds.verdict([ok, ok]) == "pass"
+    assert thresholds.verdict([ok, bad]) == "fail"
+    assert thresholds.verdict([bad]) == "fail"
