@@ -52,9 +52,15 @@ def decode(text: str) -> HdrHistogram:
     return hist
 
 
+def add(into: HdrHistogram, other: HdrHistogram) -> None:
+    """Merge counts; an empty histogram is skipped (hdrh would take its min as 0)."""
+    if other.get_total_count():
+        into.add(other)
+
+
 def add_encoded(into: HdrHistogram, text: str) -> None:
     if text:
-        into.add(decode(text))
+        add(into, decode(text))
 
 
 def _index_params(hist: HdrHistogram) -> tuple[int, int, int, int]:

@@ -121,16 +121,16 @@ class RunAggregate:
             lat, svc = decoded[name]
             totals = self.names.setdefault(name, _NameTotals())
             totals.counts.add(r.count, r.errors, r.late, r.dropped)
-            totals.latency.add(lat)
-            totals.service.add(svc)
+            histogram.add(totals.latency, lat)
+            histogram.add(totals.service, svc)
             gen.counts.add(r.count, r.errors, r.late, r.dropped)
             gen_counts.add(r.count, r.errors, r.late, r.dropped)
             if second is not None and gen_latency is not None:
                 counts, hist = second.names.setdefault(name, (_Counts(), histogram.new()))
                 counts.add(r.count, r.errors, r.late, r.dropped)
-                hist.add(lat)
-                second.latency.add(lat)
-                gen_latency.add(lat)
+                histogram.add(hist, lat)
+                histogram.add(second.latency, lat)
+                histogram.add(gen_latency, lat)
         if second is not None and gen_latency is not None:
             second.gens[s.generator_id] = _GenSecond(
                 gen_counts, s.target, s.sent, s.in_flight, gen_latency
@@ -265,8 +265,8 @@ class RunAggregate:
         all_lat, all_svc = histogram.new(), histogram.new()
         per_name: dict[str, RequestTotals] = {}
         for name, t in sorted(self.names.items()):
-            all_lat.add(t.latency)
-            all_svc.add(t.service)
+            histogram.add(all_lat, t.latency)
+            histogram.add(all_svc, t.service)
             per_name[name] = _request_totals(t.counts, t.latency, t.service, duration_s)
         totals = _request_totals(self.totals_counts(), all_lat, all_svc, duration_s)
         gens = {

@@ -122,17 +122,25 @@ def check(plan: Plan) -> None:
             raise InvalidPlan(f"request name {name!r} is used twice", f"requests.{i}.name")
     if sum(r.weight for r in plan.requests) <= 0:
         raise InvalidPlan("at least one request needs a weight above 0", "requests.0.weight")
+    _check_headers(plan.headers, "headers")
     for i, r in enumerate(plan.requests):
         if r.body is not None and r.json is not None:
             raise InvalidPlan("give body or json, not both", f"requests.{i}.body")
-        for key, value in {**plan.headers, **r.headers}.items():
-            if not _HEADER_NAME.match(key) or "\r" in value or "\n" in value:
-                raise InvalidPlan(f"invalid header {key!r}", f"requests.{i}.headers")
+        _check_headers(r.headers, f"requests.{i}.headers")
     if plan.stages and all(s.target == 0 for s in plan.stages) and plan.start_rate == 0:
         raise InvalidPlan("every stage has target 0: nothing would be sent", "stages")
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # latin-1, no control characters
+
+
+def _check_headers(headers: dict[str, str], field: str) -> None:
+    for key, value in headers.items():
+        if not _HEADER_NAME.match(key):
+            raise InvalidPlan(f"invalid header name {key!r}", f"{field}.{key}")
+        if not _HEADER_VALUE.match(value):
+            raise InvalidPlan(f"header {key!r} has characters HTTP cannot carry", f"{field}.{key}")
 
 
 def check_target_allowed(plan: Plan, allow: list[str]) -> None:

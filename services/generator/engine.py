@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import random
 import time
 
@@ -37,13 +38,30 @@ _now = time.monotonic
 
 
 def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) -> list[int]:
-    """A shuffled cycle of spec indexes in proportion to their weights (exact per cycle)."""
-    total = sum(weights)
-    table: list[int] = []
-    for i, w in enumerate(weights):
-        table.extend([i] * round(size * w / total))
-    if not table:
-        table = [max(range(len(weights)), key=lambda i: weights[i])]
+    """A shuffled cycle of spec indexes in proportion to their weights.
+
+    Exact when the reduced weights fit in ``size`` (they are repeated to fill it);
+    otherwise largest-remainder apportionment, keeping at least one slot for every
+    positive weight so that no request kind is silently never sent.
+    """
+    positive = [w for w in weights if w > 0]
+    if not positive:
+        raise ValueError("no positive weight")
+    g = 0
+    for w in positive:
+        g = math.gcd(g, w)
+    reduced = [w // g for w in weights]
+    total = sum(reduced)
+    if total <= size:
+        counts = [w * max(1, size // total) for w in reduced]
+    else:
+        quotas = [size * w / total for w in reduced]
+        counts = [max(1, int(q)) if w > 0 else 0 for q, w in zip(quotas, reduced)]
+        order = sorted(range(len(weights)), key=lambda i: quotas[i] - int(quotas[i]), reverse=True)
+        for i in order[: max(size - sum(counts), 0)]:
+            if reduced[i] > 0:
+                counts[i] += 1
+    table = [i for i, n in enumerate(counts) for _ in range(n)]
     random.Random(seed).shuffle(table)
     return table
 

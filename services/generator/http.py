@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 import msgspec
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from services.generator.engine import Engine
 
 USER_AGENT = "surge/0.1"
+PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what may stay as written; the rest is %-encoded
 MAX_CHECK_BODY = 1 << 20  # bytes kept for a body_contains check; the rest is counted only
 
 
@@ -34,16 +35,22 @@ def target_address(plan: Plan) -> tuple[str, int, str]:
 
 def encode_request(plan: Plan, spec: RequestSpec, host_header: str) -> bytes:
     body = b""
-    headers = {"Host": host_header, "User-Agent": USER_AGENT, **plan.headers, **spec.headers}
+    # header names are case-insensitive: later sources win, keeping their spelling
+    headers: dict[str, tuple[str, str]] = {}
+    for source in ({"Host": host_header, "User-Agent": USER_AGENT}, plan.headers, spec.headers):
+        for name, value in source.items():
+            headers[name.lower()] = (name, value)
+    headers.pop("content-length", None)  # always computed from the body
     if spec.json is not None:
         body = msgspec.json.encode(spec.json)
-        headers.setdefault("Content-Type", "application/json")
+        headers.setdefault("content-type", ("Content-Type", "application/json"))
     elif spec.body is not None:
         body = spec.body.encode()
     if body or spec.method in ("POST", "PUT", "PATCH"):
-        headers["Content-Length"] = str(len(body))
-    head = f"{spec.method} {spec.path} HTTP/1.1\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        headers["content-length"] = ("Content-Length", str(len(body)))
+    path = quote(spec.path, safe=PATH_SAFE)
+    head = f"{spec.method} {path} HTTP/1.1\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.values())
     return head.encode("latin-1") + b"\r\n" + body
 
 

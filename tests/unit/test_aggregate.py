@@ -400,11 +400,6 @@ def test_final_interval_marks_generator_done():
     assert agg.finals == {"g1"}
 
 
-@pytest.mark.xfail(
-    reason="BUG: HdrHistogram.add of an EMPTY histogram sets min to 0 (hdrh 0.10.8); aggregate adds the empty "
-    "latency histogram of a dropped-only interval, so the report's min latency becomes 0 (aggregate.py:124-125, 268-269)",
-    strict=True,
-)
 def test_dropped_only_interval_does_not_zero_the_min_latency():
     agg = RunAggregate("r1", make_plan(), START)
     agg.add(stats("g1", 0, {"home": [5.0] * 10}))

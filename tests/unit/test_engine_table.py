@@ -52,20 +52,12 @@ def test_single_spec_fills_table():
     assert weighted_table([42]) == [0] * TABLE_SIZE
 
 
-@pytest.mark.xfail(
-    reason="BUG: round(size*w/total) gives 0 entries for weights below total/(2*size): that request is never sent (engine.py:39)",
-    strict=True,
-)
 @pytest.mark.parametrize("weights", [[1, 10_000], [1, 1999]])
 def test_every_positive_weight_is_in_the_table(weights):
     table = weighted_table(weights)
     assert set(table) == {i for i, w in enumerate(weights) if w > 0}
 
 
-@pytest.mark.xfail(
-    reason="BUG: proportions are only approximate when size*w/total is not whole (333:667 for 1:2) (engine.py:38-39)",
-    strict=True,
-)
 def test_one_to_two_is_exact_per_cycle():
     counts = Counter(weighted_table([1, 2]))
     assert counts[1] == 2 * counts[0]

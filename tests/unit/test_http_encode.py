@@ -117,40 +117,24 @@ def test_user_agent_and_host_can_be_overridden_with_same_case():
     assert header_values(headers, "Host") == ["shop.example"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: header merge is case-sensitive, so 'host' from a plan adds a second Host header (http.py:309)",
-    strict=True,
-)
 def test_lowercase_host_header_replaces_default_host():
     plan = make_plan([{"name": "a"}], headers={"host": "shop.example"})
     _, headers, _ = parse(encoded(plan))
     assert header_values(headers, "Host") == ["shop.example"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: lowercase 'content-type' with json adds a second Content-Type (http.py:312 setdefault is case-sensitive)",
-    strict=True,
-)
 def test_lowercase_content_type_is_not_duplicated_for_json():
     plan = make_plan([{"name": "a", "method": "POST", "json": {"k": 1}, "headers": {"content-type": "application/merge-patch+json"}}])
     _, headers, _ = parse(encoded(plan))
     assert header_values(headers, "Content-Type") == ["application/merge-patch+json"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: plan 'X-Token' and request 'x-token' are both sent instead of the request one winning (http.py:309)",
-    strict=True,
-)
 def test_request_header_overrides_plan_header_case_insensitively():
     plan = make_plan([{"name": "a", "headers": {"x-token": "req"}}], headers={"X-Token": "plan"})
     _, headers, _ = parse(encoded(plan))
     assert header_values(headers, "X-Token") == ["req"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a path or header value outside latin-1 passes plan validation but encode_request raises UnicodeEncodeError (http.py:319)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "request_spec",
     [{"name": "a", "path": "/caf\u20ac"}, {"name": "a", "headers": {"X-Name": "\u65e5\u672c"}}],
