@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
-from msgspec import Struct
+
+from schemas.stats import Percentiles
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour; anything slower is clamped to it
@@ -107,29 +108,13 @@ def record_many(
     return n
 
 
-class Summary(Struct, frozen=True, kw_only=True):
-    """Milliseconds, from one histogram."""
-
-    count: int
-    min: float
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    p999: float
-    max: float
-
-
-def summarize(hist: HdrHistogram) -> Summary | None:
+def summarize(hist: HdrHistogram) -> Percentiles | None:
     """Percentiles in milliseconds, computed in one pass; None when empty."""
-    n = hist.get_total_count()
-    if n == 0:
+    if hist.get_total_count() == 0:
         return None
     pv = hist.get_percentile_to_value_dict(list(PERCENTILES))
     ms = 1000.0
-    return Summary(
-        count=n,
+    return Percentiles(
         min=hist.get_min_value() / ms,
         mean=round(hist.get_mean_value() / ms, 3),
         p50=pv[50.0] / ms,

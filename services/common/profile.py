@@ -64,12 +64,7 @@ def hold_rate(profile: list[Segment], at_s: float, rate: float) -> list[Segment]
     """The profile as it was until ``at_s``, then ``rate`` until the end of the run."""
     end = duration(profile)
     at_s = min(max(at_s, 0.0), end)
-    kept: list[Segment] = []
-    for seg in profile:
-        if seg.end_s <= at_s:
-            kept.append(seg)
-        elif seg.start_s < at_s:
-            kept.append(Segment(seg.start_s, at_s, seg.start_rps, rate_at_segment(seg, at_s)))
+    kept = cut(profile, at_s)
     if at_s < end:
         kept.append(Segment(at_s, end, rate, rate))
     return kept

@@ -21,7 +21,6 @@ from schemas.stats import (
     LiveGenerator,
     LiveRequest,
     LiveSnapshot,
-    Percentiles,
     Report,
     RequestTotals,
     TimelineEntry,
@@ -320,15 +319,6 @@ def _pcts(hist: HdrHistogram) -> tuple[float | None, float | None, float | None]
     return pv[50.0] / 1000.0, pv[90.0] / 1000.0, pv[99.0] / 1000.0
 
 
-def _percentiles(hist: HdrHistogram) -> Percentiles | None:
-    s = histogram.summarize(hist)
-    if s is None:
-        return None
-    return Percentiles(
-        min=s.min, mean=s.mean, p50=s.p50, p90=s.p90, p95=s.p95, p99=s.p99, p999=s.p999, max=s.max
-    )
-
-
 def _request_totals(
     c: _Counts, lat: HdrHistogram, svc: HdrHistogram, duration_s: float
 ) -> RequestTotals:
@@ -340,6 +330,6 @@ def _request_totals(
         achieved_rps=round(c.requests / duration_s, 3),
         late=c.late,
         dropped=c.dropped,
-        latency_ms=_percentiles(lat),
-        service_time_ms=_percentiles(svc),
+        latency_ms=histogram.summarize(lat),
+        service_time_ms=histogram.summarize(svc),
     )

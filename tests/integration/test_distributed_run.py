@@ -44,6 +44,15 @@ def plan_for(target: str, **fields) -> dict:
     return base
 
 
+async def stack(cluster: Cluster, generators: int) -> tuple[str, CoordinatorClient]:
+    """Target, coordinator and ``generators`` generators; returns (target URL, API client)."""
+    _, target = cluster.target()
+    cluster.coordinator()
+    for _ in range(generators):
+        cluster.generator()
+    return target, await api_with(cluster, generators)
+
+
 async def api_with(cluster: Cluster, generators: int) -> CoordinatorClient:
     api = await CoordinatorClient.connect(cluster.url)
 
@@ -105,11 +114,7 @@ async def finished_report(api: CoordinatorClient, feed: LiveFeed, run_id: str, l
 
 
 async def test_constant_rate_count_within_one_percent_split_by_share(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    cluster.generator()
-    api = await api_with(cluster, 2)
+    target, api = await stack(cluster, 2)
     started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="5s"))
     assert sorted(started.generators.values()) == [0.5, 0.5]
     report = await finished_report(api, feed, started.run_id)
@@ -136,11 +141,7 @@ async def test_constant_rate_count_within_one_percent_split_by_share(cluster: Cl
 
 
 async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    cluster.generator()
-    api = await api_with(cluster, 2)
+    target, api = await stack(cluster, 2)
     stages = [{"duration": "2s", "target": 400}, {"duration": "2s", "target": 400},
               {"duration": "2s", "target": 100}]
     plan = plan_for(target, rate=None, duration=None, stages=stages)
@@ -158,11 +159,7 @@ async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
 
 
 async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    cluster.generator()
-    api = await api_with(cluster, 2)
+    target, api = await stack(cluster, 2)
     started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="8s"))
     first = await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
     assert first.rps == pytest.approx(100, abs=3)
@@ -182,10 +179,7 @@ async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
 
 
 async def test_stop_ends_the_run_early_with_a_stopped_report(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    api = await api_with(cluster, 1)
+    target, api = await stack(cluster, 1)
     started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="60s"))
     await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
     await api.stop(started.run_id)
@@ -203,10 +197,7 @@ async def test_stop_ends_the_run_early_with_a_stopped_report(cluster: Cluster):
 
 
 async def test_generator_joining_mid_run_gets_a_share(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    api = await api_with(cluster, 1)
+    target, api = await stack(cluster, 1)
     started, feed = await start_and_follow(api, plan_for(target, rate=200, duration="8s"))
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
     cluster.generator()
@@ -284,10 +275,7 @@ async def test_slow_target_stalls_show_in_p99_not_in_service_time(cluster: Clust
 
 
 async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    api = await api_with(cluster, 1)
+    target, api = await stack(cluster, 1)
     await api.close()
     passing = tmp_path / "pass.yaml"
     passing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
@@ -330,10 +318,7 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
 
 
 async def test_invalid_plan_gets_a_structured_error_naming_the_field(cluster: Cluster, tmp_path):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator()
-    api = await api_with(cluster, 1)
+    target, api = await stack(cluster, 1)
     bad = plan_for(target)
     bad["requests"][1]["method"] = "FETCH"
     msg = await api.nc.request(subjects.RUN_START, json.dumps(bad).encode(), timeout=5)
