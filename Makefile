@@ -20,9 +20,13 @@ run: venv
 	$(VENV)/bin/surge up --demo plans/demo.yaml
 
 ## make test: from a fresh machine to a green suite (venv, packages, nats-server, tests)
-test: venv
+test: venv k8s-check
 	@$(VENV)/bin/nats-server --version
 	$(PY) -m pytest tests -q
+
+## make k8s-check: render every kustomize overlay and validate it offline, strictly
+k8s-check: venv
+	PYTHON=$(PY) scripts/k8s-check.sh
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

@@ -138,10 +138,11 @@ async def follow_run(
         console.print("[yellow]stopping the run (Ctrl-C again to leave it running)[/]")
         loop.create_task(api.stop(run_id))
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    except (NotImplementedError, RuntimeError):
-        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a deleted Kubernetes Job sends SIGTERM
+        try:
+            loop.add_signal_handler(sig, on_interrupt)
+        except (NotImplementedError, RuntimeError):
+            pass
 
     async def read_live() -> None:
         async for msg in sub.messages:
@@ -171,10 +172,11 @@ async def follow_run(
     for t in tasks:
         t.cancel()
     await sub.unsubscribe()
-    try:
-        loop.remove_signal_handler(signal.SIGINT)
-    except (NotImplementedError, RuntimeError):
-        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.remove_signal_handler(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
     data = await api.report_bytes(run_id)
     r = msgspec.json.decode(data, type=Report)
     render.summary(console, r)

@@ -205,7 +205,7 @@ class Service:
     # --- registry ------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:
         run = self.run
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) or 1  # the pod's cores, not the node's
         return Heartbeat(
             id=self.id,
             host=self.host,
