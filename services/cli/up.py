@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from schemas import subjects
 from schemas.errors import Unavailable
 from services.cli import commands
 from services.cli.client import CoordinatorClient
@@ -162,7 +163,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  logs:    {stack.logs}")
         console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
                       ".venv/bin/surge run plans/demo.yaml --rate 300")
-        console.print(f"  NATS:    nats --server {args.nats} micro ls | nats sub 'surge.live.>'\n")
+        console.print(f"  NATS:    nats --server {args.nats} micro ls | nats sub '{subjects.LIVE_ALL}'\n")
         if args.demo:
             asyncio.run(_demo(args.nats, args.demo, console))
             console.print("\nThe stack stays up; Ctrl-C to stop everything.")
