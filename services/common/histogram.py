@@ -10,7 +10,6 @@ with numpy at once, computing the same counts index HdrHistogram computes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,11 +56,6 @@ def add(into: HdrHistogram, other: HdrHistogram) -> None:
     """Merge counts; an empty histogram is skipped (hdrh would take its min as 0)."""
     if other.get_total_count():
         into.add(other)
-
-
-def add_encoded(into: HdrHistogram, text: str) -> None:
-    if text:
-        add(into, decode(text))
 
 
 def _index_params(hist: HdrHistogram) -> tuple[int, int, int, int]:
@@ -131,6 +125,3 @@ def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
         return None
     return hist.get_value_at_percentile(percentile) / 1000.0
 
-
-def finite_or_none(x: float | None) -> float | None:
-    return None if x is None or math.isnan(x) or math.isinf(x) else x

@@ -171,7 +171,6 @@ class RunAggregate:
         *,
         state: str,
         profile_: list[Segment],
-        shares: dict[str, float],
         lost: set[str],
         final: bool = False,
     ) -> LiveSnapshot:

@@ -230,7 +230,7 @@ class Run:
     def _close(self, seq: int) -> None:
         snap = self.agg.close_second(
             seq, state=self.record.state, profile_=self.record.profile,
-            shares=self.shares, lost=self.lost,
+            lost=self.lost,
         )
         self.next_seq = seq + 1
         self.svc.publish_nowait(subjects.live(self.run_id), snap)

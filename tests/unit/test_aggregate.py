@@ -71,9 +71,9 @@ def hist_of_ms(values_ms) -> histogram.HdrHistogram:  # type: ignore[name-define
     return h
 
 
-def close(agg: RunAggregate, seq: int, shares=None, lost=None, final=False):
+def close(agg: RunAggregate, seq: int, lost=None, final=False):
     return agg.close_second(
-        seq, state="running", profile_=PROFILE, shares=shares or {"g1": 0.5, "g2": 0.5},
+        seq, state="running", profile_=PROFILE,
         lost=lost or set(), final=final,
     )
 
@@ -215,7 +215,7 @@ def test_close_second_snapshot_counts_and_generators():
     agg.add(stats("g2", 2, {"home": [2.0] * 30}, target=50.0, sent=30, in_flight=4,
                   dropped={"home": 20}))
     agg.note(2, "generator g3 lost", gap=True)
-    snap = close(agg, 2, shares={"g1": 0.5, "g2": 0.5}, lost={"g3"})
+    snap = close(agg, 2, lost={"g3"})
     assert snap.seq == 2
     assert snap.at == START + 2
     assert snap.elapsed_s == 3.0

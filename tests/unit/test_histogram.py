@@ -169,20 +169,6 @@ def test_decode_error_is_a_value_error():
     assert issubclass(HistogramDecodeError, ValueError)
 
 
-def test_add_encoded_merges_and_ignores_empty():
-    into = histogram.new()
-    histogram.add_encoded(into, "")
-    assert into.get_total_count() == 0
-    part = histogram.new()
-    histogram.record_many(part, [100, 200, 300])
-    histogram.add_encoded(into, histogram.encode(part))
-    histogram.add_encoded(into, histogram.encode(part))
-    assert into.get_total_count() == 6
-    assert into.get_count_at_value(200) == 2
-    with pytest.raises(HistogramDecodeError):
-        histogram.add_encoded(into, "garbage")
-    assert into.get_total_count() == 6
-
 
 def test_merging_two_histograms_equals_recording_all_into_one():
     a_vals, b_vals = random_values(20_000, seed=2), random_values(30_000, seed=3) // 7 + 5
@@ -227,13 +213,6 @@ def test_percentile_ms():
     assert histogram.percentile_ms(hist, 50.0) == 1.0
     assert histogram.percentile_ms(hist, 100.0) == pytest.approx(250.0, rel=1e-3)
 
-
-def test_finite_or_none():
-    assert histogram.finite_or_none(1.5) == 1.5
-    assert histogram.finite_or_none(None) is None
-    assert histogram.finite_or_none(float("nan")) is None
-    assert histogram.finite_or_none(float("inf")) is None
-    assert histogram.finite_or_none(-float("inf")) is None
 
 
 def test_counts_are_ctypes_shared_with_encoder():
