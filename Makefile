@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv run test unit integration bench k8s-check clean
+.PHONY: venv debs run test unit integration bench k8s-check clean
+
+# Debian packages the real servers in tests come from (package:binary)
+TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,12 +18,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+debs:
+	scripts/ensure-debs.sh $(TEST_DEBS)
+
 ## make run: the whole stack locally plus a demo run; Ctrl-C stops everything
 run: venv
 	$(VENV)/bin/surge up --demo plans/demo.yaml
 
 ## make test: from a fresh machine to a green suite (venv, packages, nats-server, tests)
-test: venv k8s-check
+test: venv debs k8s-check
 	@$(VENV)/bin/nats-server --version
 	$(PY) -m pytest tests -q
 
@@ -31,7 +37,7 @@ k8s-check: venv
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
-integration: venv
+integration: venv debs
 	$(PY) -m pytest tests/integration -q
 
 clean:
