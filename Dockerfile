@@ -2,7 +2,7 @@
 #
 #   docker build -t surge:dev .
 #   docker run --rm surge:dev                                   # the coordinator (default)
-#   docker run --rm surge:dev python -m services.generator      # any other service
+#   docker run --rm surge:dev surge-service generator           # any other service
 #   docker run --rm surge:dev surge --help                      # the CLI
 #
 # Kubernetes manifests (deploy/k8s) set `args:` only, so tini stays PID 1.
@@ -43,4 +43,4 @@ WORKDIR /home/surge
 # 4222 is NATS (elsewhere); the UI listens on 8089, the demo target on 8080.
 EXPOSE 8089 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["python", "-m", "services.coordinator"]
+CMD ["surge-service", "coordinator"]
