@@ -1,0 +1,1 @@
+"""The aiohttp application: middleware, pages, JSON API and the WebSocket."""

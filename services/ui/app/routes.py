@@ -1,0 +1,196 @@
+"""Routes: the pages, the JSON API (a thin shell over ``CoordinatorClient``), login.
+
+Every handler validates what the browser sent (``inputs``) before anything reaches the
+bus; coordinator errors come back as the same ``{"error": {...}}`` with their status.
+Plan errors also carry the ``line`` of the plan text the field is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from schemas import subjects
+from schemas.control import PlanValid, RunStarted
+from schemas.errors import InvalidPlan, SurgeError
+from schemas.stats import Report
+from services.ui import auth, inputs, reports
+from services.ui.app import middleware, pages
+from services.ui.app.ws import SERVICE, websocket
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_BODY = inputs.MAX_PLAN_BYTES + 64 * 1024
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), status=status,
+                        content_type="application/json")
+
+
+def _svc(request: web.Request):
+    return request.app[SERVICE]
+
+
+def _run_id(request: web.Request) -> str:
+    return inputs.run_id(request.match_info["run_id"])
+
+
+# --- pages ---------------------------------------------------------------------------
+def _page(name: str, charts: bool = False):
+    async def handler(request: web.Request) -> web.Response:
+        if "run_id" in request.match_info:
+            _run_id(request)
+        return pages.page(name, charts)
+
+    return handler
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return pages.login()
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    token = _svc(request).config.ui_token
+    if not auth.same_origin(request.headers.get("Origin"), request.host):
+        return middleware.error_response(403, "bad_origin", "request from another origin refused")
+    if request.content_type == "application/json":
+        given = inputs.decode(await request.read(), inputs.Login).token
+    else:
+        form = await request.post()
+        given = str(form.get("token", ""))[:4096]
+    if token and not auth.token_ok(token, given):
+        return pages.login("That token is not right.", status=401)
+    response = web.Response(status=303, headers={"Location": "/"})
+    if token:
+        response.set_cookie(auth.SESSION_COOKIE, auth.session_value(token), httponly=True,
+                            samesite="Strict", path="/", secure=request.secure)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.Response(status=303, headers={"Location": "/login"})
+    response.del_cookie(auth.SESSION_COOKIE, path="/")
+    return response
+
+
+# --- API -----------------------------------------------------------------------------
+async def session(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    return _json({"auth": bool(svc.config.ui_token), "csrf_header": auth.CSRF_HEADER,
+                  "csrf_cookie": auth.CSRF_COOKIE})
+
+
+async def runs_list(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        return middleware.error_response(400, "bad_request", "limit is 1..1000", "limit")
+    body = await _svc(request).api.call(subjects.RUN_LIST, {"limit": int(raw)}, bytes)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def run_get(request: web.Request) -> web.Response:
+    body = await _svc(request).api.call(subjects.RUN_GET, {"run_id": _run_id(request)}, bytes)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Response:
+    text = inputs.decode(await request.read(), inputs.PlanText).plan
+    try:
+        raw = inputs.plan_object(text)
+        try:
+            body = msgspec.json.encode(raw)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidPlan(f"the plan has values JSON cannot carry: {exc}") from None
+        result = await _svc(request).api.call(subject, body, typ)
+    except SurgeError as err:
+        line = inputs.line_of(text, err.field) if err.field else inputs.yaml_error_line(text)
+        return middleware.error_response(err.status, err.code, err.message, err.field, line=line)
+    return _json(result)
+
+
+async def plan_validate(request: web.Request) -> web.Response:
+    return await _plan_call(request, subjects.PLAN_VALIDATE, PlanValid)
+
+
+async def run_start(request: web.Request) -> web.Response:
+    return await _plan_call(request, subjects.RUN_START, RunStarted)
+
+
+async def run_rate(request: web.Request) -> web.Response:
+    rate = inputs.decode(await request.read(), inputs.RateBody).rate
+    return _json(await _svc(request).api.rate(_run_id(request), rate))
+
+
+async def run_stop(request: web.Request) -> web.Response:
+    return _json(await _svc(request).api.stop(_run_id(request)))
+
+
+async def _report(svc, run_id: str) -> Report:
+    return msgspec.json.decode(await svc.api.report_bytes(run_id), type=Report)
+
+
+async def report_get(request: web.Request) -> web.Response:
+    report = await _report(_svc(request), _run_id(request))
+    return _json(reports.view(report))
+
+
+async def compare(request: web.Request) -> web.Response:
+    query = inputs.compare_query(request.query.get("runs", ""))
+    svc = _svc(request)
+    results = await asyncio.gather(*(_report(svc, r) for r in query.runs), return_exceptions=True)
+    for run_id, result in zip(query.runs, results):
+        if isinstance(result, SurgeError):
+            return middleware.error_response(result.status, result.code,
+                                             f"{run_id}: {result.message}", "runs")
+        if isinstance(result, BaseException):
+            raise result
+    return _json(reports.compare(list(results)))  # type: ignore[arg-type]
+
+
+async def generators(request: web.Request) -> web.Response:
+    body = await _svc(request).api.call(subjects.GENERATORS_LIST, b"", bytes)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    return _json({"ok": True, "nats": svc.nc.is_connected, "browsers": len(svc.hub.clients),
+                  "dropped": svc.hub.dropped_total})
+
+
+def build_app(service) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[middleware.headers, middleware.errors,
+                     middleware.make_access(service.config.ui_token)],
+    )
+    app[SERVICE] = service
+    r = app.router
+    r.add_get("/", _page("runs"))
+    r.add_get("/new", _page("new"))
+    r.add_get("/runs/{run_id}", _page("live", charts=True))
+    r.add_get("/runs/{run_id}/report", _page("report", charts=True))
+    r.add_get("/compare", _page("compare", charts=True))
+    r.add_get("/generators", _page("generators"))
+    r.add_get("/hosts", _page("hosts", charts=True))
+    r.add_get("/login", login_form)
+    r.add_post("/login", login_submit)
+    r.add_post("/logout", logout)
+    r.add_get("/ws", websocket)
+    r.add_get("/api/session", session)
+    r.add_get("/api/health", health)
+    r.add_get("/api/runs", runs_list)
+    r.add_post("/api/runs", run_start)
+    r.add_post("/api/plans/validate", plan_validate)
+    r.add_get("/api/runs/{run_id}", run_get)
+    r.add_post("/api/runs/{run_id}/rate", run_rate)
+    r.add_post("/api/runs/{run_id}/stop", run_stop)
+    r.add_get("/api/runs/{run_id}/report", report_get)
+    r.add_get("/api/compare", compare)
+    r.add_get("/api/generators", generators)
+    r.add_static("/static/", STATIC, append_version=False)
+    return app

@@ -1,0 +1,156 @@
+// A run's live view: KPIs, charts (rate, latency, errors, per request, per generator),
+// generator flags, events, and the controls (rate, stop).
+"use strict";
+(function () {
+  const {h} = Surge, S = Surge;
+  const runId = decodeURIComponent(location.pathname.split("/")[2]);
+  const MAX_POINTS = 600;
+  const snaps = [];
+  let record = null, last = null, charts = {}, keys = {req: "", gen: ""}, dirty = false, built = false;
+  const events = [];
+  const marks = new Set(); // seconds where a generator was lost (gaps)
+
+  function trim() { if (snaps.length > MAX_POINTS) snaps.splice(0, snaps.length - MAX_POINTS); }
+  function take(s) {
+    if (snaps.length && s.seq <= snaps[snaps.length - 1].seq) {
+      const i = snaps.findIndex((x) => x.seq === s.seq); if (i >= 0) snaps[i] = s; else return;
+    } else snaps.push(s);
+    for (const e of s.events || []) { events.push({t: s.seq, e}); if (/lost/.test(e)) marks.add(s.seq); }
+    for (const g of Object.values(s.generators || {})) if (g.lost) marks.add(s.seq);
+    last = snaps[snaps.length - 1];
+    trim();
+  }
+
+  // --- charts --------------------------------------------------------------------
+  const gapPlugin = () => ({hooks: {drawClear: (u) => {
+    const ctx = u.ctx; ctx.save(); ctx.fillStyle = "rgba(255,93,93,0.18)";
+    for (const t of marks) { const x = u.valToPos(t, "x", true), w = Math.max(u.valToPos(t + 1, "x", true) - x, 3);
+      if (x >= u.bbox.left && x <= u.bbox.left + u.bbox.width) ctx.fillRect(x, u.bbox.top, w, u.bbox.height); }
+    ctx.restore(); }}});
+  const series = (label, i, extra) => Object.assign({label, stroke: S.color(i), width: 1.6, spanGaps: false}, extra || {});
+  const xs = () => snaps.map((s) => s.seq);
+  function defs() {
+    const reqNames = [...new Set(snaps.flatMap((s) => Object.keys(s.per_request || {})))].sort();
+    const gens = [...new Set(snaps.flatMap((s) => Object.keys(s.generators || {})))].sort();
+    return {reqNames, gens};
+  }
+  function data(which, d) {
+    const x = xs();
+    switch (which) {
+      case "rate": return [x, snaps.map((s) => s.target_rps), snaps.map((s) => s.rps)];
+      case "lat": return [x, snaps.map((s) => s.p50_ms), snaps.map((s) => s.p90_ms), snaps.map((s) => s.p99_ms)];
+      case "err": return [x, snaps.map((s) => s.errors), snaps.map((s) => s.late), snaps.map((s) => s.dropped)];
+      case "req": return [x, ...d.reqNames.map((n) => snaps.map((s) => (s.per_request[n] || {}).p99_ms ?? null))];
+      case "gen": return [x, ...d.gens.map((g) => snaps.map((s) => { const v = s.generators[g]; return v && !v.lost ? v.rps : null; }))];
+    }
+  }
+  function opts(which, d) {
+    const base = {plugins: [gapPlugin()], axes: S.axes(null, S.timeAxis), scales: {x: {time: false}}};
+    const ms = {axes: S.axes((v) => v == null ? "" : S.ms(v).replace(" ms", "ms"), S.timeAxis)};
+    switch (which) {
+      case "rate": return Object.assign(base, {title: "Throughput (req/s)", series: [S.timeSeries, series("target", 2, {dash: [6, 4], width: 2}), series("achieved", 0, {fill: "rgba(76,141,255,0.10)"})]});
+      case "lat": return Object.assign(base, ms, {title: "Latency from intended time", series: [S.timeSeries, series("p50", 1), series("p90", 2), series("p99", 3)]});
+      case "err": return Object.assign(base, {title: "Errors · late · dropped (per s)", series: [S.timeSeries, series("errors", 3, {fill: "rgba(255,93,93,0.12)"}), series("late", 2), series("dropped", 4)]});
+      case "req": return Object.assign(base, ms, {title: "p99 per request", series: [S.timeSeries, ...d.reqNames.map((n, i) => series(n, i))]});
+      case "gen": return Object.assign(base, {title: "Achieved req/s per generator (gaps: lost)", legend: {show: d.gens.length <= 12}, series: [S.timeSeries, ...d.gens.map((g, i) => series(g, i, {width: 1.2}))]});
+    }
+  }
+  function drawCharts() {
+    if (!built || !window.uPlot || !snaps.length) return;
+    const d = defs();
+    const rk = d.reqNames.join(","), gk = d.gens.join(",");
+    for (const which of ["rate", "lat", "err", "req", "gen"]) {
+      const el = document.getElementById("chart-" + which);
+      const rebuild = !charts[which] || (which === "req" && rk !== keys.req) || (which === "gen" && gk !== keys.gen);
+      if (rebuild) { if (charts[which]) charts[which].destroy(); el.replaceChildren(); charts[which] = S.chart(el, opts(which, d), data(which, d)); }
+      else S.setData(charts[which], data(which, d));
+    }
+    keys = {req: rk, gen: gk};
+  }
+
+  // --- numbers ---------------------------------------------------------------------
+  function kpis() {
+    const s = last; if (!s) return;
+    const behind = Object.values(s.generators).filter((g) => g.behind && !g.lost).length;
+    const lost = Object.values(s.generators).filter((g) => g.lost).length;
+    S.setKpi("kpi-target", S.rps(s.target_rps));
+    S.setKpi("kpi-rps", S.rps(s.rps), s.rps < 0.95 * s.target_rps && s.seq > 1 ? "warn" : "");
+    S.setKpi("kpi-p50", S.ms(s.p50_ms)); S.setKpi("kpi-p90", S.ms(s.p90_ms)); S.setKpi("kpi-p99", S.ms(s.p99_ms));
+    S.setKpi("kpi-err", S.pct(s.error_rate), s.error_rate > 0.01 ? "bad" : "");
+    S.setKpi("kpi-total", S.num(s.total_requests));
+    S.setKpi("kpi-gens", `${Object.keys(s.generators).length - lost}` + (behind || lost ? ` · ${behind} behind · ${lost} lost` : ""), behind || lost ? "warn" : "");
+    const st = document.getElementById("state"); st.replaceChildren(S.badge(s.final ? s.state : s.state, s.state + (s.final ? "" : " pulse")));
+    document.getElementById("clock").textContent = `${S.dur(s.elapsed_s)} / ${S.dur(s.duration_s)}`;
+    document.getElementById("bar").style.width = `${Math.min(100, 100 * s.elapsed_s / Math.max(s.duration_s, 1))}%`;
+    if (s.final) ended();
+  }
+  function ended() {
+    const c = document.getElementById("controls"); if (c) c.replaceChildren(h("a", {class: "btn", id: "report-link", href: `/runs/${runId}/report`}, "Open report →"));
+  }
+  function tables() {
+    const s = last; if (!s) return;
+    const reqRows = Object.entries(s.per_request).sort().map(([n, r]) => h("tr", {}, S.td(n), S.td(S.rps(r.rps), "n"), S.td(S.num(r.errors), "n" + (r.errors ? " bad" : "")), S.td(S.ms(r.p50_ms), "n"), S.td(S.ms(r.p90_ms), "n"), S.td(S.ms(r.p99_ms), "n")));
+    document.getElementById("req-table").replaceChildren(S.table([{label: "Request"}, {label: "req/s", n: 1}, {label: "errors", n: 1}, {label: "p50", n: 1}, {label: "p90", n: 1}, {label: "p99", n: 1}], reqRows));
+    const gens = Object.entries(s.generators).sort((a, b) => (b[1].lost - a[1].lost) || (b[1].behind - a[1].behind) || a[0].localeCompare(b[0]));
+    const genRows = gens.map(([id, g]) => h("tr", {"data-gen": id}, S.td(id, "mono"),
+      S.td(g.lost ? S.badge("lost") : g.behind ? S.badge("behind") : S.badge("ok")),
+      S.td(S.rps(g.target_rps), "n"), S.td(S.rps(g.rps), "n"), S.td(S.num(g.late), "n" + (g.late ? " warn" : "")), S.td(S.num(g.dropped), "n" + (g.dropped ? " bad" : "")), S.td(S.ms(g.p99_ms), "n")));
+    document.getElementById("gen-table").replaceChildren(S.table([{label: "Generator"}, {label: "status"}, {label: "target/s", n: 1}, {label: "req/s", n: 1}, {label: "late", n: 1}, {label: "dropped", n: 1}, {label: "p99", n: 1}], genRows));
+    const ev = document.getElementById("events");
+    ev.replaceChildren(...(events.length ? events.slice(-50).reverse().map((e) => h("div", {}, h("span", {class: "muted", text: `+${S.dur(e.t)}  `}), e.e)) : [h("div", {class: "muted", text: "no events yet"})]));
+  }
+  function paint() { dirty = false; kpis(); tables(); drawCharts(); }
+  function schedule() { if (!dirty) { dirty = true; requestAnimationFrame(paint); } }
+
+  // --- controls --------------------------------------------------------------------
+  async function setRate() {
+    const input = document.getElementById("rate-input"), msg = document.getElementById("ctl-msg");
+    const rate = Number(input.value);
+    if (!input.value || !isFinite(rate) || rate < 0) { msg.className = "bad"; msg.textContent = "rate must be a number ≥ 0"; return; }
+    try { const r = await S.api("POST", `/api/runs/${runId}/rate`, {rate}); msg.className = "good"; msg.textContent = `rate → ${S.rps(rate)}/s (epoch ${r.epoch})`; }
+    catch (e) { msg.className = "bad"; msg.textContent = e.message; }
+  }
+  async function stop() {
+    const msg = document.getElementById("ctl-msg");
+    try { await S.api("POST", `/api/runs/${runId}/stop`); msg.className = "warn"; msg.textContent = "stopping…"; }
+    catch (e) { msg.className = "bad"; msg.textContent = e.message; }
+  }
+
+  function layout() {
+    const plan = record ? record.plan : null;
+    S.mount(
+      h("div", {class: "head"}, h("h1", {text: plan ? plan.name : "Run"}), h("span", {class: "sub mono", text: runId}), h("span", {id: "state"}),
+        h("span", {class: "sub", id: "clock"}), h("div", {class: "spacer"}),
+        h("div", {class: "controls", id: "controls"},
+          h("input", {id: "rate-input", type: "number", min: "0", step: "any", placeholder: "req/s", onkeydown: (e) => { if (e.key === "Enter") setRate(); }}),
+          h("button", {id: "rate-btn", onclick: setRate}, "Set rate"),
+          h("button", {id: "stop-btn", class: "danger", onclick: stop}, "Stop")),
+        h("span", {id: "ctl-msg", class: "muted"})),
+      h("div", {class: "progress", style: "margin:-6px 0 14px"}, h("div", {id: "bar", style: "width:0"})),
+      h("div", {class: "kpis"}, S.kpi("kpi-target", "Target req/s", "–"), S.kpi("kpi-rps", "Achieved req/s", "–"), S.kpi("kpi-p50", "p50", "–"),
+        S.kpi("kpi-p90", "p90", "–"), S.kpi("kpi-p99", "p99", "–"), S.kpi("kpi-err", "Error rate", "–"), S.kpi("kpi-total", "Requests", "–"), S.kpi("kpi-gens", "Generators", "–")),
+      h("div", {class: "grid g2"},
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-rate"})),
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-lat"})),
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-err"})),
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-req"})),
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-gen"})),
+        h("div", {class: "panel"}, h("h2", {text: "Requests"}), h("div", {id: "req-table"}), h("h2", {text: "Events", style: "margin-top:12px"}), h("div", {class: "events", id: "events"}))),
+      h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Generators"}), h("div", {id: "gen-table"})));
+    built = true;
+    if (record && ["finished", "stopped", "failed"].includes(record.state)) {
+      ended(); document.getElementById("state").replaceChildren(S.badge(record.state));
+    }
+    if (!snaps.length) document.getElementById("chart-rate").append(h("div", {class: "empty", id: "waiting", text: "waiting for the first second of data…"}));
+    schedule();
+  }
+
+  S.live.on("live-history", (list, k) => { if (k !== runId) return; (list || []).forEach(take); schedule(); });
+  S.live.on("live", (s, k) => { if (k !== runId) return; take(s); schedule(); });
+  document.addEventListener("DOMContentLoaded", async () => {
+    try { record = await S.api("GET", `/api/runs/${runId}`); }
+    catch (e) { if (e.status === 404) { S.mount(S.errorBanner(e)); return; } }
+    layout();
+    S.live.sub("live:" + runId);
+  });
+})();

@@ -1,0 +1,47 @@
+// A finished run's report: verdict, thresholds, totals, latency distribution,
+// timeline, per request and per generator tables, events.
+"use strict";
+(function () {
+  const {h} = Surge, S = Surge;
+  const runId = decodeURIComponent(location.pathname.split("/")[2]);
+  function render(v) {
+    const r = v.report, t = r.totals, lat = t.latency_ms || {};
+    const thr = r.thresholds.map((x) => h("tr", {}, S.td(x.name, "mono"), S.td(S.num(x.limit, 3), "n"), S.td(x.value == null ? "–" : S.num(x.value, 3), "n"), S.td(S.badge(x.ok ? "pass" : "fail"))));
+    const reqCols = ["Request", "requests", "errors", "req/s", "late", "dropped", "p50", "p90", "p95", "p99", "p99.9", "max", "error kinds"].map((l, i) => ({label: l, n: i > 0 && i < 12}));
+    const reqRows = Object.entries(r.requests).sort().map(([n, q]) => h("tr", {}, S.td(n),
+      S.td(S.num(q.requests), "n"), S.td(S.num(q.errors), "n" + (q.errors ? " bad" : "")), S.td(S.rps(q.achieved_rps), "n"), S.td(S.num(q.late), "n"), S.td(S.num(q.dropped), "n"),
+      ...S.pctRow(q.latency_ms).map((x) => S.td(S.ms(x), "n")), S.td(Object.entries(q.error_kinds || {}).map(([k, c]) => `${k}:${c}`).join(" ") || "–", "muted")));
+    const genRows = Object.entries(r.generators).sort().map(([id, g]) => h("tr", {}, S.td(id, "mono"), S.td(S.num(g.requests), "n"), S.td(S.num(g.errors), "n"),
+      S.td(S.rps(g.target_rps), "n"), S.td(S.rps(g.achieved_rps), "n"), S.td(S.num(g.late), "n"), S.td(S.num(g.dropped), "n" + (g.dropped ? " bad" : "")), S.td(S.num(g.seconds), "n")));
+    S.mount(
+      h("div", {class: "head"}, h("h1", {text: r.plan_name}), h("span", {class: "sub mono", text: r.run_id}), S.badge(r.state), h("span", {id: "verdict"}, S.badge(r.verdict)),
+        h("span", {class: "sub", text: `${S.time(r.started_at)} · ${S.dur(r.duration_s)}`}), h("div", {class: "spacer"}),
+        h("a", {class: "btn", href: `/runs/${runId}`}, "Live view"), h("a", {class: "btn", href: `/api/runs/${runId}/report`, download: `${runId}.json`}, "JSON")),
+      h("div", {class: "kpis"}, S.kpi("kpi-requests", "Requests", S.num(t.requests)), S.kpi("kpi-rps", "Achieved req/s", S.rps(t.achieved_rps)),
+        S.kpi("kpi-target", "Target req/s (mean)", S.rps(r.target_rps)), S.kpi("kpi-err", "Error rate", S.pct(t.error_rate), t.error_rate > 0.01 ? "bad" : ""),
+        S.kpi("kpi-p50", "p50", S.ms(lat.p50)), S.kpi("kpi-p99", "p99", S.ms(lat.p99)), S.kpi("kpi-p999", "p99.9", S.ms(lat.p999)), S.kpi("kpi-max", "max", S.ms(lat.max)),
+        S.kpi("kpi-late", "Late / dropped", `${S.num(t.late)} / ${S.num(t.dropped)}`, t.dropped ? "bad" : "")),
+      h("div", {class: "grid g2"},
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-dist"})),
+        h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-timeline"}))),
+      h("div", {class: "grid g2", style: "margin-top:14px"},
+        h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), r.thresholds.length ? S.table([{label: "threshold"}, {label: "limit", n: 1}, {label: "value", n: 1}, {label: "verdict"}], thr, {id: "thresholds"}) : h("div", {class: "muted", text: "no thresholds in this plan: the verdict is pass"})),
+        h("div", {class: "panel"}, h("h2", {text: "Events"}), h("div", {class: "events"}, ...(r.events.length ? r.events.map((e) => h("div", {text: e})) : [h("div", {class: "muted", text: "none"})])))),
+      h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Requests (latency from intended time)"}), S.table(reqCols, reqRows, {id: "requests"})),
+      h("div", {class: "panel"}, h("h2", {text: "Generators"}), S.table(["Generator", "requests", "errors", "target/s", "achieved/s", "late", "dropped", "seconds"].map((l, i) => ({label: l, n: i > 0})), genRows)));
+    S.distChart(document.getElementById("chart-dist"), [v.distribution, v.service_distribution], ["latency (intended)", "service time"]);
+    const tl = r.timeline;
+    S.chart(document.getElementById("chart-timeline"), {title: "Timeline", scales: {x: {time: false}}, axes: S.axes(null, S.timeAxis),
+      series: [S.timeSeries, {label: "target/s", stroke: S.color(2), dash: [6, 4], width: 2}, {label: "req/s", stroke: S.color(0), width: 1.6},
+        {label: "p99 ms", stroke: S.color(3), width: 1.4}, {label: "errors/s", stroke: S.color(4), width: 1.2}]},
+    [tl.map((e) => e.t), tl.map((e) => e.target_rps), tl.map((e) => e.rps), tl.map((e) => e.p99_ms), tl.map((e) => e.errors)]);
+  }
+  async function load() {
+    try { render(await S.api("GET", `/api/runs/${runId}/report`)); }
+    catch (e) {
+      if (e.status === 409) { S.mount(h("div", {class: "banner warn", text: `No report yet: ${e.message}. Waiting…`}), h("a", {href: `/runs/${runId}`, text: "Live view →"})); setTimeout(load, 2000); }
+      else S.mount(S.errorBanner(e));
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => { load(); S.live.start(); });
+})();

@@ -1,0 +1,264 @@
+"""The web UI in a real Chromium against a real stack (nats-server, coordinator,
+generators, target, UI): start a run from the page, watch it, steer it, stop it, read
+its report, compare two runs; and with a token, nothing is served without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import aiohttp
+import msgspec
+import nats
+import pytest
+
+from schemas import subjects
+from schemas.control import ENDED_STATES
+from schemas.host import HostSample, NetIO, ProcessSample
+from services.cli.client import CoordinatorClient
+from tests.conftest import Cluster, free_port, until, wait_port
+from tests.ui_helpers import browser_page, shot
+
+pytestmark = pytest.mark.timeout(120)
+
+PLAN = """name: ui-checkout
+target: {target}
+rate: {rate}
+duration: {duration}
+connections: 8
+timeout: 2s
+requests:
+  - name: home
+    path: /
+    weight: 3
+    checks: {{status: 200}}
+  - name: order
+    method: POST
+    path: /api/orders
+    json: {{sku: A1}}
+thresholds:
+  p99_ms: 500
+  error_rate: 0.05
+"""
+
+
+async def start_stack(cluster: Cluster, generators: int, **ui_env: str) -> tuple[str, str, CoordinatorClient]:
+    _, target = cluster.target()
+    cluster.coordinator()
+    for _ in range(generators):
+        cluster.generator()
+    port = free_port()
+    ui = cluster.service("ui", SURGE_UI_PORT=str(port), **ui_env)
+    wait_port(port, limit_s=20, proc=ui.popen)
+    api = await CoordinatorClient.connect(cluster.url)
+
+    async def registered() -> bool:
+        try:
+            return len((await api.generators()).generators) >= generators
+        except Exception:
+            return False
+
+    await until(registered, 20, f"{generators} generators registered")
+    return f"http://127.0.0.1:{port}", target, api
+
+
+async def wait_ended(api: CoordinatorClient, run_id: str, limit_s: float = 30) -> None:
+    async def ended() -> bool:
+        return (await api.get(run_id)).state in ENDED_STATES
+
+    await until(ended, limit_s, f"run {run_id} ended", every_s=0.2)
+
+
+async def publish_host(nc, name: str, ago_s: float = 0.0, cpu: float = 37.5) -> None:
+    sample = HostSample(
+        host=name, ts=time.time() - ago_s, interval_s=1.0, cores=2, cpu_pct=cpu, cpu_per_core=[cpu - 8, cpu + 8],
+        iowait_pct=0.4, load1=0.8, load5=0.6, load15=0.5, mem_total_bytes=8 << 30,
+        mem_used_bytes=3 << 30, mem_pct=37.5, swap_pct=0.0,
+        net={"lo": NetIO(rx_bps=2.5e6, tx_bps=2.5e6, rx_pps=900, tx_pps=900, errors_in=0,
+                         errors_out=0, drops_in=0, drops_out=0)},
+        tcp={"ESTABLISHED": 18, "TIME_WAIT": 4, "LISTEN": 6}, open_fds=120,
+        processes=[ProcessSample(pid=4242, name="generator", cpu_pct=cpu * 1.5, rss_bytes=90 << 20),
+                   ProcessSample(pid=4243, name="coordinator", cpu_pct=6.0, rss_bytes=70 << 20)],
+    )
+    await nc.publish(subjects.host(subjects.token(name)), msgspec.json.encode(sample))
+
+
+async def number(locator) -> float:
+    text = (await locator.inner_text()).replace(",", "").split()[0]
+    return float(text) if text not in ("–", "") else -1.0
+
+
+async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Cluster) -> None:
+    from playwright.async_api import expect
+
+    base, target, api = await start_stack(cluster, generators=2)
+    nc = await nats.connect(cluster.url)
+    try:
+        async with browser_page() as page:
+            # --- a plan with an error: shown next to its field --------------------
+            await page.goto(f"{base}/new")
+            bad = PLAN.format(target=target, rate=100, duration="20s").replace("method: POST", "method: FETCH")
+            await page.fill("#plan", bad)
+            error = page.locator("#plan-error")
+            await expect(error).to_have_attribute("data-field", "requests.1.method", timeout=10_000)
+            await expect(page.locator(".gutter div.err")).to_have_text("13")  # the line of `method: FETCH`
+            await expect(page.locator("#marker")).to_be_visible()
+            await expect(page.locator("#start")).to_be_disabled()
+            await shot(page, "new-run-error")
+
+            # --- a good plan: validated, then started from the page ---------------
+            await page.fill("#plan", PLAN.format(target=target, rate=100, duration="20s"))
+            await expect(page.locator("#plan-ok")).to_be_visible(timeout=10_000)
+            await expect(page.locator("#start")).to_be_enabled()
+            await shot(page, "new-run")
+            await page.click("#start")
+            await page.wait_for_url("**/runs/*", timeout=10_000)
+            run1 = page.url.rstrip("/").split("/")[-1]
+
+            # --- live numbers move --------------------------------------------------
+            total = page.locator("#kpi-total .v")
+            await expect(total).not_to_have_text("–", timeout=15_000)
+            first = await number(total)
+            await expect(total).not_to_have_text(await total.inner_text(), timeout=5_000)
+            assert await number(total) > first
+            await expect(page.locator("#kpi-target .v")).to_have_text("100", timeout=5_000)
+            await expect(page.locator("#chart-rate .u-over")).to_be_visible()
+            await expect(page.locator("#gen-table tr[data-gen]")).to_have_count(2)
+
+            # --- change the rate: the target number (and line) follow --------------
+            await page.fill("#rate-input", "160")
+            await page.click("#rate-btn")
+            await expect(page.locator("#ctl-msg")).to_contain_text("160", timeout=5_000)
+            await expect(page.locator("#kpi-target .v")).to_have_text("160", timeout=8_000)
+            await shot(page, "live")
+
+            # --- stop: the page offers the report ------------------------------------
+            await page.click("#stop-btn")
+            await expect(page.locator("#report-link")).to_be_visible(timeout=20_000)
+            await page.click("#report-link")
+            await page.wait_for_url(f"**/runs/{run1}/report")
+            await expect(page.locator("#verdict .badge")).to_have_text("pass", timeout=10_000)
+            await expect(page.locator("#thresholds tbody tr")).to_have_count(2)
+            await expect(page.locator("#chart-dist .u-over")).to_be_visible()
+            assert (await page.locator("#requests tbody tr").count()) == 2
+            await shot(page, "report")
+
+            # --- a second run of the same plan, then compare ------------------------
+            started = await api.call(subjects.RUN_START, json.dumps({
+                "name": "ui-checkout", "target": target, "rate": 150, "duration": 3, "connections": 8,
+                "requests": [{"name": "home", "path": "/", "weight": 3},
+                             {"name": "order", "method": "POST", "path": "/api/orders", "json": {"sku": "A1"}}],
+                "thresholds": {"p99_ms": 500, "error_rate": 0.05},
+            }).encode(), dict)
+            run2 = started["run_id"]
+            await wait_ended(api, run2)
+            for i in range(20):  # a short history for the host's chart
+                await publish_host(nc, "load-box-1", ago_s=20 - i, cpu=30 + (i * 7) % 40)
+            await page.goto(base + "/")
+            await expect(page.locator(f'tr[data-run="{run2}"]')).to_be_visible(timeout=10_000)
+            await page.check(f'input[data-run="{run1}"]')
+            await page.check(f'input[data-run="{run2}"]')
+            await shot(page, "runs")
+            await page.click("#compare-btn")
+            await page.wait_for_url("**/compare?runs=*")
+            await expect(page.locator("#compare-table")).to_be_visible(timeout=10_000)
+            await expect(page.locator("#compare-table th")).to_have_count(3)
+            assert await page.locator("#compare-table td.diff").count() >= 1  # target rate differs
+            await expect(page.locator("#plan-warning")).to_have_count(0)
+            await shot(page, "compare")
+
+            # --- generators and hosts --------------------------------------------------
+            await page.goto(base + "/generators")
+            await expect(page.locator("#gen-table tr[data-gen]")).to_have_count(2, timeout=10_000)
+            await shot(page, "generators")
+            await page.goto(base + "/hosts")
+            await expect(page.locator('[data-host="load-box-1"]')).to_be_visible(timeout=10_000)
+            await shot(page, "hosts")
+            assert page.errors == [], page.errors
+    finally:
+        await nc.close()
+        await api.close()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(), dict(err.headers)
+
+
+async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> None:
+    from playwright.async_api import expect
+
+    token = "s3cret-token"
+    cluster.coordinator()
+    port = free_port()
+    ui = cluster.service("ui", SURGE_UI_PORT=str(port), SURGE_UI_TOKEN=token)
+    wait_port(port, limit_s=20, proc=ui.popen)
+    base = f"http://127.0.0.1:{port}"
+
+    # pages, API, static files and the WebSocket: refused without the token
+    for path in ("/", "/new", "/runs/abc", "/generators", "/hosts", "/compare?runs=a,b"):
+        status, _, headers = await asyncio.to_thread(_get, base + path)
+        assert status == 302 and headers["Location"] == "/login", path
+    for path in ("/api/runs", "/api/session", "/api/generators", "/api/runs/abc/report"):
+        status, body, _ = await asyncio.to_thread(_get, base + path)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", path
+    status, _, _ = await asyncio.to_thread(_get, base + "/static/js/common.js")
+    assert status in (302, 401)
+    status, _, _ = await asyncio.to_thread(_get, base + "/api/runs", {"Authorization": "Bearer wrong"})
+    assert status == 401
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(base + "/ws")
+        assert refused.value.status == 401
+
+        # with the bearer token: API and WebSocket work; control needs no CSRF cookie
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(base + "/api/runs", headers=auth) as resp:
+            assert resp.status == 200 and "runs" in await resp.json()
+        async with http.ws_connect(base + "/ws", headers=auth) as ws:
+            await ws.send_json({"sub": ["generators", "nonsense-topic"]})
+            kinds = {(await ws.receive_json(timeout=5))["t"] for _ in range(2)}
+            assert kinds == {"generators", "error"}
+        async with http.post(base + "/api/runs/abc/rate", headers=auth, data=b'{"rate": "fast"}') as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["error"]["field"] == "rate"
+
+    # the browser: login form, HttpOnly SameSite=Strict cookie, then everything works
+    async with browser_page() as page:
+        await page.goto(base + "/generators")
+        await expect(page.locator("#token")).to_be_visible()
+        await page.fill("#token", "wrong")
+        await page.click("button[type=submit]")
+        await expect(page.locator("#login-error")).to_be_visible()
+        await shot(page, "login")
+        await page.fill("#token", token)
+        await page.click("button[type=submit]")
+        await expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
+        await expect(page.locator("h1")).to_have_text("Runs")
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        session = cookies["surge_session"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict" and token not in session["value"]
+        # a POST with the cookie but without the CSRF header is refused
+        status = await page.evaluate(
+            "fetch('/api/runs/abc/stop', {method: 'POST'}).then(r => r.status)")
+        assert status == 403
+        status = await page.evaluate(
+            "fetch('/api/runs/abc/stop', {method: 'POST', headers: {'X-CSRF-Token': 'nope'}}).then(r => r.status)")
+        assert status == 403
+        # with it, the request reaches the coordinator (which knows no such run)
+        status = await page.evaluate("""fetch('/api/runs/abc/stop', {method: 'POST', headers:
+            {'X-CSRF-Token': document.cookie.match(/surge_csrf=([^;]+)/)[1]}}).then(r => r.status)""")
+        assert status == 404
+        assert page.errors == [], page.errors

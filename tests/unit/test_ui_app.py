@@ -1,0 +1,71 @@
+"""The UI's aiohttp app in process with a stand-in coordinator client: bad browser
+input gets clear JSON errors and never takes the app down."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas.errors import Unavailable
+from services.ui.app.routes import build_app
+from services.ui.config import Config
+from services.ui.fanout import Hub
+from services.ui.state import State
+
+
+class DownCoordinator:
+    async def call(self, *args, **kwargs):
+        raise Unavailable("no coordinator is answering")
+
+    async def rate(self, *args):
+        raise Unavailable("no coordinator is answering")
+
+
+def make_service(**config) -> SimpleNamespace:
+    return SimpleNamespace(config=Config(**config), api=DownCoordinator(), hub=Hub(), state=State(),
+                           nc=SimpleNamespace(is_connected=True))
+
+
+async def test_bad_requests_get_json_errors_with_fields() -> None:
+    async with TestClient(TestServer(build_app(make_service()))) as client:
+        csrf = {"X-CSRF-Token": "c", "Cookie": "surge_csrf=c"}
+        cases = [
+            ("POST", "/api/runs/abc/rate", b'{"rate": "x"}', 400, "rate"),
+            ("POST", "/api/runs/abc/rate", b'{"rate": 1, "extra": 2}', 400, "extra"),
+            ("POST", "/api/runs/ABC/rate", b'{"rate": 1}', 400, "run_id"),
+            ("POST", "/api/runs", b'{"plan": "- a"}', 400, None),
+            ("POST", "/api/runs", b"not json", 400, None),
+            ("GET", "/api/runs?limit=0", None, 400, "limit"),
+            ("GET", "/api/compare?runs=a", None, 400, "runs"),
+            ("POST", "/api/runs/abc/rate", b'{"rate": 1}', 503, None),
+            ("GET", "/api/nope", None, 404, None),
+        ]
+        for method, path, body, status, field in cases:
+            resp = await client.request(method, path, data=body, headers=csrf)
+            data = await resp.json()
+            assert resp.status == status, (path, data)
+            assert set(data["error"]) >= {"code", "message"}
+            assert data["error"].get("field") == field, (path, data)
+        resp = await client.post("/api/runs", data=b"x" * (2 * 1024 * 1024), headers=csrf)
+        assert resp.status == 413
+        resp = await client.get("/api/health")
+        assert resp.status == 200
+
+
+async def test_control_needs_csrf_and_same_origin() -> None:
+    async with TestClient(TestServer(build_app(make_service()))) as client:
+        resp = await client.post("/api/runs/abc/stop")
+        assert resp.status == 403 and (await resp.json())["error"]["code"] == "csrf"
+        resp = await client.post("/api/runs/abc/stop", headers={
+            "X-CSRF-Token": "c", "Cookie": "surge_csrf=c", "Origin": "http://evil.example"})
+        assert resp.status == 403 and (await resp.json())["error"]["code"] == "bad_origin"
+
+
+async def test_plan_errors_point_at_the_yaml_line() -> None:
+    async with TestClient(TestServer(build_app(make_service()))) as client:
+        resp = await client.post("/api/plans/validate", json={"plan": "name: x\nrate: [1,\n"},
+                                 headers={"X-CSRF-Token": "c", "Cookie": "surge_csrf=c"})
+        data = await resp.json()
+        assert resp.status == 400 and data["error"]["code"] == "invalid_plan"
+        assert data["error"]["line"] == 3
