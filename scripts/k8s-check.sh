@@ -13,10 +13,22 @@
 # Validation: PyPI kubernetes-validate --strict (unknown fields are errors) for
 # each Kubernetes version in $K8S_VERSIONS. A kind it has no schema for is an
 # error here too (a typo in apiVersion or kind), not the tool's warning.
-# Then checks of our own: every pod sets enableServiceLinks: false (a Service
-# named surge-ui or surge-target would otherwise inject SURGE_UI_PORT /
-# SURGE_TARGET_PORT=tcp://... into the pods and break their config), every
-# container has resource requests, and every namespaced object is in a namespace.
+# Then checks of our own (Surge's policy):
+#   - every pod sets enableServiceLinks: false (a Service named surge-ui or
+#     surge-target would otherwise inject SURGE_UI_PORT / SURGE_TARGET_PORT=
+#     tcp://... into the pods and break their config);
+#   - every container has resource requests and limits, allowPrivilegeEscalation:
+#     false, and runs as non-root (runAsNonRoot on the pod or the container);
+#   - a hostPath volume is only ever mounted read-only;
+#   - every namespaced object is in a namespace;
+#   - a rendering that creates the Namespace has a default-deny NetworkPolicy;
+#   - overlays and examples pin every image: a tag that is not `latest`, or a
+#     digest (the base's surge:latest is a placeholder the overlays replace);
+#   - prod renderings carry no example Secret value (CHANGE-ME...).
+# Kustomize Components (kind: Component) are rendered through the overlays and
+# examples that use them, not alone.
+# The in-cluster plans (deploy/k8s/jobs/plans) must equal plans/*.yaml but for
+# the `target:` line, and every one must pass `surge validate` (offline).
 #
 # Environment: K8S_DIR (default deploy/k8s), K8S_VERSIONS (default
 # "1.30.0 1.37.0"), KUBECTL, PYTHON (default .venv/bin/python, else python3).
@@ -82,7 +94,11 @@ say "rendering with '${render_cmd[*]}' (${renderer_version:-version unknown})"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-mapfile -t dirs < <(find "$K8S_DIR" -name kustomization.yaml -printf '%h\n' | sort)
+mapfile -t dirs < <(
+  find "$K8S_DIR" -name kustomization.yaml -printf '%h\n' | sort | while read -r d; do
+    grep -q '^kind: *Component' "$d/kustomization.yaml" || echo "$d"
+  done
+)
 if [[ ${#dirs[@]} -eq 0 ]]; then
   say "FAIL: no kustomization.yaml under $K8S_DIR"
   exit 2
@@ -107,6 +123,7 @@ done
 if [[ ${#rendered[@]} -gt 0 ]]; then
   "$py" - "$K8S_VERSIONS" "${rendered[@]}" >"$out/report" 2>&1 <<'EOF' || true
 """Validate rendered files; print one line per problem: <file>\t<message>."""
+import base64
 import sys
 
 import yaml
@@ -129,10 +146,32 @@ def pod_spec(doc):
     return None
 
 
+def pinned(image):
+    if "@sha256:" in image:
+        return True
+    name = image.rsplit("/", 1)[-1]
+    return ":" in name and not name.endswith(":latest")
+
+
+def default_deny(doc):
+    spec = doc.get("spec") or {}
+    return (doc.get("kind") == "NetworkPolicy" and spec.get("podSelector") in ({}, None)
+            and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or [])
+            and not spec.get("ingress") and not spec.get("egress"))
+
+
 count = 0
 for path in sys.argv[2:]:
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
+    with open(path + ".dir") as f:
+        kdir = f.read().strip()
+    strict_images = "/overlays/" in kdir or "/examples/" in kdir
+    is_prod = "prod" in kdir
+    kinds = {d.get("kind") for d in docs}
+    if "Namespace" in kinds and not any(default_deny(d) for d in docs):
+        print(f"{path}\t(all): creates the Namespace but has no default-deny NetworkPolicy "
+              "(podSelector: {}, policyTypes: [Ingress, Egress], no rules)")
     for doc in docs:
         count += 1
         name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
@@ -148,15 +187,39 @@ for path in sys.argv[2:]:
                 print(f"{path}\t{name}: k8s {version}: cannot validate: {e}")
         if doc.get("kind") not in NAMESPACED_EXEMPT and not (doc.get("metadata") or {}).get("namespace"):
             print(f"{path}\t{name}: no metadata.namespace (set `namespace:` in the kustomization)")
+        if doc.get("kind") == "Secret" and is_prod:
+            for key, value in (doc.get("data") or {}).items():
+                if base64.b64decode(value).startswith(b"CHANGE-ME"):
+                    print(f"{path}\t{name}: example value in {key} (prod creates its Secrets outside git)")
+            for key, value in (doc.get("stringData") or {}).items():
+                if str(value).startswith("CHANGE-ME"):
+                    print(f"{path}\t{name}: example value in {key} (prod creates its Secrets outside git)")
         spec = pod_spec(doc)
         if spec is None:
             continue
         if spec.get("enableServiceLinks") is not False:
             print(f"{path}\t{name}: pod spec lacks enableServiceLinks: false "
                   "(Service env vars such as SURGE_UI_PORT=tcp://... would reach SURGE_* config)")
+        pod_sc = spec.get("securityContext") or {}
+        host_paths = {v.get("name") for v in spec.get("volumes") or [] if v.get("hostPath")}
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-            if not (c.get("resources") or {}).get("requests"):
-                print(f"{path}\t{name}: container {c.get('name')} has no resources.requests")
+            cname = f"container {c.get('name')}"
+            resources = c.get("resources") or {}
+            if not resources.get("requests"):
+                print(f"{path}\t{name}: {cname} has no resources.requests")
+            if not resources.get("limits"):
+                print(f"{path}\t{name}: {cname} has no resources.limits")
+            sc = c.get("securityContext") or {}
+            if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+                print(f"{path}\t{name}: {cname} lacks securityContext.runAsNonRoot: true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                print(f"{path}\t{name}: {cname} lacks securityContext.allowPrivilegeEscalation: false")
+            for m in c.get("volumeMounts") or []:
+                if m.get("name") in host_paths and m.get("readOnly") is not True:
+                    print(f"{path}\t{name}: {cname} mounts hostPath volume {m.get('name')} writable")
+            if strict_images and not pinned(c.get("image", "")):
+                print(f"{path}\t{name}: {cname} image {c.get('image')!r} is not pinned "
+                      "(a tag other than latest, or a digest; set `images:` in the overlay)")
 print(f"#count\t{count}")
 EOF
 fi
@@ -179,6 +242,34 @@ while IFS=$'\t' read -r file message; do
 done <"${out}/report"
 for dir in "${!problems[@]}"; do failed+=("$dir"); done
 
+# --- the in-cluster plans ------------------------------------------------------
+plans_dir=$K8S_DIR/jobs/plans
+surge_cli=$venv_bin/surge
+plans_checked=0
+for plan in "$plans_dir"/*.yaml; do
+  [[ -e $plan ]] || continue
+  name=$(basename "$plan")
+  if [[ -f plans/$name ]] &&
+     ! diff -q <(grep -v '^target:' "plans/$name") <(grep -v '^target:' "$plan") >/dev/null; then
+    say "FAIL $plan: differs from plans/$name in more than its target: line (copy it over, keep the in-cluster target)"
+    failed+=("$plan")
+  fi
+  if [[ -x $surge_cli ]]; then
+    if ! msg=$("$surge_cli" validate "$plan" 2>&1); then
+      say "FAIL $plan: surge validate: $msg"
+      failed+=("$plan")
+    fi
+  fi
+  plans_checked=$((plans_checked + 1))
+done
+for plan in plans/*.yaml; do
+  [[ -e $plan ]] || continue
+  if [[ ! -f $plans_dir/$(basename "$plan") ]]; then
+    say "FAIL $plan: no in-cluster copy in $plans_dir (the surge-plans ConfigMap of the run Job)"
+    failed+=("$plan")
+  fi
+done
+
 for file in "${rendered[@]}"; do
   dir=$(<"$file.dir")
   [[ -n ${problems[$dir]:-} ]] || say "ok   $dir ($(grep -c '^kind:' "$file") objects)"
@@ -192,4 +283,4 @@ if [[ $objects -eq 0 ]]; then
   say "FAILED: the validator checked no object"
   exit 1
 fi
-say "all ${#dirs[@]} kustomizations valid ($objects objects; strict, Kubernetes $K8S_VERSIONS)"
+say "all ${#dirs[@]} kustomizations valid ($objects objects; strict, Kubernetes $K8S_VERSIONS; $plans_checked plans)"
