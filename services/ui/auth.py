@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 SESSION_COOKIE = "surge_session"
 CSRF_COOKIE = "surge_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-PUBLIC_PATHS = frozenset({"/login"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz"})  # /healthz: Kubernetes probes, says nothing else
 
 
 def session_value(token: str) -> str:

@@ -1,8 +1,9 @@
 """What the UI remembers of the bus so a browser opening late sees the recent past.
 
-Pure, no I/O. Keeps the raw JSON of each message (encoded once by its publisher,
-forwarded as is) in bounded rings: the last snapshots of the last few runs, the last
-samples of every host, recent alerts, and the live generator registry. ``frame()``
+Pure, no I/O. Forwards the raw JSON of each message (encoded once by its publisher) and
+keeps bounded memories of it: the last seconds of the last few runs as compact columns
+(``history.RunHistory``), the last samples of every host, the alerts firing and the
+recent ones, and the live generator registry. ``frame()``
 builds the text a WebSocket sends; ``backlog()`` what a new subscriber gets first.
 """
 
@@ -16,6 +17,7 @@ import msgspec
 from schemas.control import Heartbeat
 from schemas.host import Alert, HostSample
 from schemas.stats import LiveSnapshot
+from services.ui.history import RunHistory
 
 RUNS = "runs"
 HOSTS = "hosts"
@@ -75,7 +77,7 @@ class State:
         self.runs_kept = runs_kept
         self.host_history = host_history
         self.max_hosts = max_hosts
-        self.runs: OrderedDict[str, deque[str]] = OrderedDict()
+        self.runs: OrderedDict[str, RunHistory] = OrderedDict()
         self.summaries: dict[str, str] = {}
         self.hosts: OrderedDict[str, deque[str]] = OrderedDict()
         self.alerts: deque[str] = deque(maxlen=alerts_kept)
@@ -86,15 +88,15 @@ class State:
     # --- updates: each returns the frames to publish as (topic, frame) ------------
     def on_live(self, snap: LiveSnapshot, raw: bytes) -> list[tuple[str, str]]:
         text = raw.decode()
-        ring = self.runs.get(snap.run_id)
-        if ring is None:
-            ring = self.runs[snap.run_id] = deque(maxlen=self.history)
+        history = self.runs.get(snap.run_id)
+        if history is None:
+            history = self.runs[snap.run_id] = RunHistory(snap.run_id, self.history)
             while len(self.runs) > self.runs_kept:
                 old, _ = self.runs.popitem(last=False)
                 self.summaries.pop(old, None)
         else:
             self.runs.move_to_end(snap.run_id)
-        ring.append(text)
+        history.add(snap, text)
         summary = msgspec.json.encode(summarize(snap)).decode()
         self.summaries[snap.run_id] = summary
         return [
@@ -133,9 +135,8 @@ class State:
     def backlog(self, topic: str, now: float | None = None) -> list[str]:
         if topic.startswith(LIVE_PREFIX):
             run_id = topic[len(LIVE_PREFIX):]
-            ring = self.runs.get(run_id)
-            data = "[" + ",".join(ring or ()) + "]"
-            return [frame(topic, data, kind="live-history", key=run_id)]
+            history = self.runs.get(run_id) or RunHistory(run_id, self.history)
+            return [frame(topic, history.frame_data(), kind="live-history", key=run_id)]
         if topic == RUNS:
             data = "[" + ",".join(self.summaries.values()) + "]"
             return [frame(topic, data, kind="runs")]
@@ -146,7 +147,10 @@ class State:
             ) + "}"
             return [frame(topic, data, kind="hosts")]
         if topic == ALERTS:
-            data = "[" + ",".join(self.alerts) + "]"
+            # firing alerts older than the recent ones come first, so that replaying
+            # the list in order leaves exactly the firing ones firing
+            recent = set(self.alerts)
+            data = "[" + ",".join([a for a in self.firing.values() if a not in recent] + list(self.alerts)) + "]"
             return [frame(topic, data, kind="alerts")]
         if topic == GENERATORS:
             now = time.time() if now is None else now

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ import pytest
 
 from schemas import subjects
 from schemas.control import ENDED_STATES
-from schemas.host import HostSample, NetIO, ProcessSample
+from schemas.host import Alert, HostSample, NetIO, ProcessSample
 from services.cli.client import CoordinatorClient
 from tests.conftest import Cluster, free_port, until, wait_port
 from tests.ui_helpers import browser_page, shot
@@ -85,6 +86,12 @@ async def publish_host(nc, name: str, ago_s: float = 0.0, cpu: float = 37.5) -> 
                    ProcessSample(pid=4243, name="coordinator", cpu_pct=6.0, rss_bytes=70 << 20)],
     )
     await nc.publish(subjects.host(subjects.token(name)), msgspec.json.encode(sample))
+
+
+async def publish_alert(nc, host: str, state: str, value: float = 97.0) -> None:
+    alert = Alert(host=host, ts=time.time(), name="cpu_high", metric="cpu_pct", value=value, threshold=90.0,
+                  state=state, message=f"CPU {value:.0f}% above 90% for 10s" if state == "firing" else "CPU back under 90%")
+    await nc.publish(subjects.alerts(subjects.token(host)), msgspec.json.encode(alert))
 
 
 async def number(locator) -> float:
@@ -171,13 +178,27 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             await expect(page.locator("#plan-warning")).to_have_count(0)
             await shot(page, "compare")
 
-            # --- generators and hosts --------------------------------------------------
+            # --- generators and hosts, with a monitor alert firing then resolved ------
             await page.goto(base + "/generators")
             await expect(page.locator("#gen-table tr[data-gen]")).to_have_count(2, timeout=10_000)
+            await expect(page.locator("#conn")).to_have_text("live")
+            await publish_alert(nc, "load-box-1", "firing")
+            badge = page.locator("#alerts-badge")
+            await expect(badge).to_have_text("⚠ 1 alert", timeout=5_000)  # on every page
+            await expect(page.locator("#alert-banner")).to_contain_text("cpu_high")
             await shot(page, "generators")
             await page.goto(base + "/hosts")
             await expect(page.locator('[data-host="load-box-1"]')).to_be_visible(timeout=10_000)
+            firing = page.locator('#firing-table tr[data-alert="load-box-1/cpu_high"]')
+            await expect(firing).to_contain_text("CPU 97% above 90%")  # from the backlog
+            await expect(page.locator('[data-host="load-box-1"] .badge.firing')).to_have_text("cpu_high")
+            await expect(badge).to_be_visible()
             await shot(page, "hosts")
+            await publish_alert(nc, "load-box-1", "resolved", value=42.0)
+            await expect(badge).to_be_hidden(timeout=5_000)
+            await expect(firing).to_have_count(0)
+            await expect(page.locator('#recent-alerts tr[data-state="resolved"]')).to_have_count(1)
+            await expect(page.locator('[data-host="load-box-1"] .badge.firing')).to_have_count(0)
             assert page.errors == [], page.errors
     finally:
         await nc.close()
@@ -206,6 +227,10 @@ async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> No
     ui = cluster.service("ui", SURGE_UI_PORT=str(port), SURGE_UI_TOKEN=token)
     wait_port(port, limit_s=20, proc=ui.popen)
     base = f"http://127.0.0.1:{port}"
+
+    # the probe answers without the token, and says nothing more than that
+    status, body, _ = await asyncio.to_thread(_get, base + "/healthz")
+    assert status == 200 and json.loads(body) == {"ok": True, "nats": True}
 
     # pages, API, static files and the WebSocket: refused without the token
     for path in ("/", "/new", "/runs/abc", "/generators", "/hosts", "/compare?runs=a,b"):
@@ -262,3 +287,60 @@ async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> No
             {'X-CSRF-Token': document.cookie.match(/surge_csrf=([^;]+)/)[1]}}).then(r => r.status)""")
         assert status == 404
         assert page.errors == [], page.errors
+
+
+async def test_a_killed_generator_shows_lost_with_a_gap_and_the_light_theme_reads(cluster: Cluster) -> None:
+    from playwright.async_api import expect
+
+    _, target = cluster.target()
+    cluster.coordinator()
+    gens = [cluster.generator(), cluster.generator()]
+    port = free_port()
+    ui = cluster.service("ui", SURGE_UI_PORT=str(port))
+    wait_port(port, limit_s=20, proc=ui.popen)
+    base = f"http://127.0.0.1:{port}"
+    api = await CoordinatorClient.connect(cluster.url)
+    try:
+        async def registered() -> bool:
+            try:
+                return len((await api.generators()).generators) >= 2
+            except Exception:
+                return False
+
+        await until(registered, 20, "2 generators registered")
+        started = await api.call(subjects.RUN_START, json.dumps({
+            "name": "ui-lost", "target": target, "rate": 20, "duration": 10, "connections": 4,
+            "requests": [{"name": "home", "path": "/"}], "thresholds": {"error_rate": 0.5},
+        }).encode(), dict)
+        run_id = started["run_id"]
+        async with browser_page() as page:
+            await page.goto(f"{base}/runs/{run_id}")
+            rows = page.locator("#gen-table tr[data-gen]")
+            await expect(rows).to_have_count(2, timeout=15_000)
+            await expect(page.locator('#gen-table tr[data-gen="gen-2"] .badge')).to_have_text("ok", timeout=10_000)
+            gens[1].kill()  # SIGKILL: no goodbye, the heartbeat just stops
+
+            lost_row = page.locator('#gen-table tr[data-gen="gen-2"]')
+            await expect(lost_row.locator(".badge")).to_have_text("lost", timeout=10_000)
+            await expect(page.locator("#events")).to_contain_text("generator gen-2 lost")
+            await expect(page.locator("#kpi-gens .v")).to_contain_text("1 lost")
+            # the per-generator chart: gen-2's line stops (a gap) and is labelled lost
+            await expect(page.locator("#chart-gen .u-legend")).to_contain_text("gen-2 (lost)")
+            legend = page.locator("#chart-gen .u-legend tr")
+            await expect(legend.filter(has_text="gen-2 (lost)").locator("td")).to_have_text("")  # no value since
+            await expect(legend.filter(has_text="gen-1").locator("td")).to_have_text(re.compile(r"\d"))
+
+            # the same page in the light theme, then (once the run ends) its report
+            await page.click("#theme")
+            await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+            await expect(page.locator('#gen-table tr[data-gen="gen-2"] .badge')).to_have_text("lost", timeout=10_000)
+            await expect(page.locator("#chart-gen .u-over")).to_be_visible()
+            await shot(page, "live-light")
+            await wait_ended(api, run_id, limit_s=30)
+            await page.goto(f"{base}/runs/{run_id}/report")
+            await expect(page.locator("#verdict .badge")).to_have_text("pass", timeout=10_000)
+            await expect(page.locator("#chart-dist .u-over")).to_be_visible()
+            await shot(page, "report-light")
+            assert page.errors == [], page.errors
+    finally:
+        await api.close()

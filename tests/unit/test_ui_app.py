@@ -69,3 +69,18 @@ async def test_plan_errors_point_at_the_yaml_line() -> None:
         data = await resp.json()
         assert resp.status == 400 and data["error"]["code"] == "invalid_plan"
         assert data["error"]["line"] == 3
+
+
+async def test_healthz_answers_probes_without_the_token_and_nothing_else_does() -> None:
+    service = make_service(ui_token="s3cret")
+    async with TestClient(TestServer(build_app(service))) as client:
+        resp = await client.get("/healthz")
+        assert resp.status == 200 and await resp.json() == {"ok": True, "nats": True}
+        for path in ("/api/health", "/api/runs", "/healthz/x", "/static/js/common.js"):
+            resp = await client.get(path, allow_redirects=False)
+            assert resp.status in (302, 401), path
+        service.nc.is_connected = False  # NATS down: alive, but not ready
+        resp = await client.get("/healthz")
+        assert resp.status == 200 and (await resp.json())["nats"] is False
+        resp = await client.get("/healthz?ready")
+        assert resp.status == 503 and (await resp.json())["ok"] is False

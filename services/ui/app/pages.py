@@ -14,7 +14,7 @@ NAV = (("runs", "/", "Runs"), ("new", "/new", "New run"), ("generators", "/gener
        ("hosts", "/hosts", "Hosts"))
 TITLES = {"runs": "Runs", "new": "New run", "live": "Live run", "report": "Report",
           "compare": "Compare runs", "generators": "Generators", "hosts": "Hosts"}
-ASSET_VERSION = "1"
+ASSET_VERSION = "2"
 
 
 def shell(page: str, with_charts: bool = False) -> str:
@@ -42,6 +42,7 @@ def shell(page: str, with_charts: bool = False) -> str:
 <a class="alerts-badge" id="alerts-badge" href="/hosts" hidden></a>
 <button class="theme" id="theme" title="Light or dark">◐</button>
 <span class="conn" id="conn" title="live connection">connecting</span></header>
+<div class="alert-banner" id="alert-banner" role="alert" hidden></div>
 <main id="app"><div class="loading">Loading…</div></main>
 </body></html>"""
 
@@ -52,13 +53,14 @@ LOGIN = """<!doctype html>
 <style>
 body{margin:0;font:14px/1.4 system-ui,sans-serif;background:#0f1115;color:#d8dde6;display:grid;place-items:center;min-height:100vh}
 form{background:#171a21;border:1px solid #2a2f3a;border-radius:8px;padding:28px 32px;width:320px}
-h1{font-size:20px;margin:0 0 4px}p{color:#8b93a3;margin:0 0 18px}
+h1{font-size:20px;margin:0 0 4px;display:flex;align-items:center;gap:9px}
+.logo{display:inline-grid;place-items:center;width:24px;height:24px;border-radius:5px;background:linear-gradient(135deg,#4c8dff,#b084f5);color:#fff;font-size:14px}p{color:#8b93a3;margin:0 0 18px}
 label{display:block;font-size:12px;color:#8b93a3;margin-bottom:4px}
 input{box-sizing:border-box;width:100%;padding:8px 10px;background:#0f1115;border:1px solid #2a2f3a;border-radius:5px;color:inherit;font:inherit}
 button{margin-top:14px;width:100%;padding:8px;background:#3d7eff;border:0;border-radius:5px;color:#fff;font:inherit;font-weight:600;cursor:pointer}
 .err{color:#ff6b6b;margin-top:10px;font-size:13px}
 </style></head><body>
-<form method="post" action="/login"><h1>Surge</h1><p>This UI needs its access token.</p>
+<form method="post" action="/login"><h1><span class="logo">S</span>Surge</h1><p>This UI needs its access token.</p>
 <label for="token">Token</label><input id="token" name="token" type="password" autocomplete="current-password" autofocus required>
 <button type="submit">Sign in</button>{error}</form></body></html>"""
 

@@ -162,6 +162,16 @@ async def health(request: web.Request) -> web.Response:
                   "dropped": svc.hub.dropped_total})
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """Probes, without the token: 200 while the UI serves. ``?ready``: 503 while NATS is down.
+
+    Deliberately says nothing but ``ok`` and ``nats`` (no browsers, runs or versions).
+    """
+    connected = bool(_svc(request).nc.is_connected)
+    ok = connected or "ready" not in request.query
+    return _json({"ok": ok, "nats": connected}, status=200 if ok else 503)
+
+
 def build_app(service) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
@@ -183,6 +193,7 @@ def build_app(service) -> web.Application:
     r.add_get("/ws", websocket)
     r.add_get("/api/session", session)
     r.add_get("/api/health", health)
+    r.add_get("/healthz", healthz)
     r.add_get("/api/runs", runs_list)
     r.add_post("/api/runs", run_start)
     r.add_post("/api/plans/validate", plan_validate)

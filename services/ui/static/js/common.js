@@ -85,6 +85,20 @@ S.live = (function () {
   };
 })();
 
+// --- redraw cost: the last 200 durations (ms) per kind, for the scale bench and devtools ---
+S.perf = {
+  data: {},
+  add(kind, ms) { const a = (this.data[kind] = this.data[kind] || []); a.push(ms); if (a.length > 200) a.shift(); },
+  summary() {
+    const out = {};
+    for (const [k, a] of Object.entries(this.data)) {
+      const s = [...a].sort((x, y) => x - y);
+      out[k] = {n: s.length, p50: +s[Math.floor(s.length / 2)].toFixed(2), max: +s[s.length - 1].toFixed(2)};
+    }
+    return out;
+  },
+};
+
 // --- charts ---------------------------------------------------------------------
 S.colors = ["#4c8dff", "#3ecf8e", "#f5b73b", "#ff5d5d", "#b084f5", "#39c5cf", "#ff8fb1", "#a3be8c", "#e0a458", "#8fa1b3"];
 S.color = (i) => S.colors[i % S.colors.length];
@@ -135,10 +149,21 @@ S.pctRow = (p) => p ? [p.p50, p.p90, p.p95, p.p99, p.p999, p.max] : [null, null,
   document.addEventListener("DOMContentLoaded", () => {
     const btn = document.getElementById("theme");
     if (btn) btn.onclick = () => { root.dataset.theme = root.dataset.theme === "light" ? "dark" : "light"; localStorage.setItem("surge-theme", root.dataset.theme); location.reload(); };
+    // firing alerts: a badge in the header on every page, and a banner (but on /hosts,
+    // which lists them) naming the newest
     const firing = new Map();
-    const badge = document.getElementById("alerts-badge");
-    const show = () => { if (!badge) return; badge.hidden = firing.size === 0; badge.textContent = `${firing.size} alert${firing.size === 1 ? "" : "s"}`; badge.title = [...firing.values()].join("\n"); };
-    const take = (a) => { const k = a.host + "/" + a.name; if (a.state === "firing") firing.set(k, `${a.host}: ${a.message}`); else firing.delete(k); };
+    const badge = document.getElementById("alerts-badge"), banner = document.getElementById("alert-banner");
+    const onHosts = document.body.dataset.page === "hosts";
+    const show = () => {
+      const list = [...firing.values()].sort((a, b) => b.ts - a.ts);
+      if (badge) { badge.hidden = !list.length; badge.textContent = `⚠ ${list.length} alert${list.length === 1 ? "" : "s"}`; badge.title = list.map((a) => `${a.host}: ${a.message}`).join("\n"); }
+      if (banner) {
+        banner.hidden = !list.length || onHosts;
+        if (list.length) banner.replaceChildren(h("span", {}, h("b", {text: `⚠ ${list[0].host} · ${list[0].name}`}), ` ${list[0].message}`,
+          list.length > 1 ? h("span", {class: "muted", text: ` · and ${list.length - 1} more`}) : null), h("a", {href: "/hosts", text: "Hosts →"}));
+      }
+    };
+    const take = (a) => { const k = a.host + "/" + a.name; if (a.state === "firing") firing.set(k, a); else firing.delete(k); };
     S.live.on("alerts", (list) => { firing.clear(); (list || []).forEach(take); show(); });
     S.live.on("alert", (a) => { take(a); show(); });
     S.live.sub("alerts");

@@ -4,61 +4,97 @@
 (function () {
   const {h} = Surge, S = Surge;
   const runId = decodeURIComponent(location.pathname.split("/")[2]);
-  const MAX_POINTS = 600;
-  const snaps = [];
-  let record = null, last = null, charts = {}, keys = {req: "", gen: ""}, dirty = false, built = false;
-  const events = [];
-  const marks = new Set(); // seconds where a generator was lost (gaps)
+  const MAX_POINTS = 600, SLACK = 60; // trim in batches: one splice a minute, not a shift a second
+  const COLS = ["target_rps", "rps", "p50_ms", "p90_ms", "p99_ms", "errors", "late", "dropped"];
+  // The run's seconds as columns (the server sends the history this way, see history.py);
+  // each live snapshot appends one value to every column, charts read the arrays as they are.
+  let seqs = [], cols = {}, req = new Map(), gen = new Map();
+  let lost = new Map(), gaps = new Set(), behindAt = new Set(), events = [];
+  let record = null, last = null, charts = {}, keys = {req: "", gen: ""}, dirty = false, built = false, shownEvents = -1;
+  COLS.forEach((c) => (cols[c] = []));
 
-  function trim() { if (snaps.length > MAX_POINTS) snaps.splice(0, snaps.length - MAX_POINTS); }
+  function fromHistory(d) {
+    seqs = d.seq || []; cols = {}; COLS.forEach((c) => (cols[c] = (d.cols || {})[c] || seqs.map(() => null)));
+    req = new Map(Object.entries(d.req || {})); gen = new Map(Object.entries(d.gen || {}));
+    lost = new Map(Object.entries(d.lost || {})); gaps = new Set(d.gaps || []);
+    behindAt = new Set(Object.values(d.behind || {}).flat());
+    events = (d.events || []).map(([t, e]) => ({t, e}));
+    last = d.last || null; shownEvents = -1;
+  }
+  function column(map, key) {
+    let c = map.get(key);
+    if (!c) { c = seqs.map(() => null); map.set(key, c); } // aligned: null before it appeared
+    return c;
+  }
+  function dropNewest() {
+    seqs.pop(); COLS.forEach((c) => cols[c].pop());
+    for (const c of req.values()) c.pop();
+    for (const c of gen.values()) c.pop();
+  }
   function take(s) {
-    if (snaps.length && s.seq <= snaps[snaps.length - 1].seq) {
-      const i = snaps.findIndex((x) => x.seq === s.seq); if (i >= 0) snaps[i] = s; else return;
-    } else snaps.push(s);
-    for (const e of s.events || []) { events.push({t: s.seq, e}); if (/lost/.test(e)) marks.add(s.seq); }
-    for (const g of Object.values(s.generators || {})) if (g.lost) marks.add(s.seq);
-    last = snaps[snaps.length - 1];
-    trim();
+    if (last && s.seq < last.seq && seqs.length) return;
+    if (last && s.seq === last.seq && seqs.length && seqs[seqs.length - 1] === s.seq) dropNewest();
+    for (const n of Object.keys(s.per_request || {})) column(req, n);
+    for (const g of Object.keys(s.generators || {})) column(gen, g);
+    seqs.push(s.seq);
+    COLS.forEach((c) => cols[c].push(s[c] ?? null));
+    for (const [n, c] of req) { const r = s.per_request[n]; c.push(r ? r.p99_ms : null); }
+    for (const [id, c] of gen) {
+      const g = s.generators[id];
+      c.push(g && !g.lost ? g.rps : null);
+      if (g && g.lost && !lost.has(id)) { lost.set(id, s.seq); gaps.add(s.seq); }
+      if (g && g.behind && !g.lost) behindAt.add(s.seq);
+    }
+    for (const e of s.events || []) { events.push({t: s.seq, e}); if (/ lost/.test(e)) gaps.add(s.seq); }
+    last = s;
+    if (seqs.length > MAX_POINTS + SLACK) {
+      const k = seqs.length - MAX_POINTS;
+      for (const a of [seqs, ...Object.values(cols), ...req.values(), ...gen.values()]) a.splice(0, k);
+    }
+    if (events.length > 400) events.splice(0, events.length - 200);
   }
 
   // --- charts --------------------------------------------------------------------
-  const gapPlugin = () => ({hooks: {drawClear: (u) => {
-    const ctx = u.ctx; ctx.save(); ctx.fillStyle = "rgba(255,93,93,0.18)";
-    for (const t of marks) { const x = u.valToPos(t, "x", true), w = Math.max(u.valToPos(t + 1, "x", true) - x, 3);
-      if (x >= u.bbox.left && x <= u.bbox.left + u.bbox.width) ctx.fillRect(x, u.bbox.top, w, u.bbox.height); }
+  // red bands: seconds a generator was lost; amber ticks under the plot: seconds one was behind
+  const marksPlugin = (withBehind) => ({hooks: {drawClear: (u) => {
+    const ctx = u.ctx, {left, top, width, height} = u.bbox;
+    const band = (t, y, hgt, color) => { const x = u.valToPos(t, "x", true), w = Math.max(u.valToPos(t + 1, "x", true) - x, 3);
+      if (x >= left && x <= left + width) { ctx.fillStyle = color; ctx.fillRect(x, y, w, hgt); } };
+    ctx.save();
+    for (const t of gaps) band(t, top, height, "rgba(255,93,93,0.22)");
+    if (withBehind) for (const t of behindAt) band(t, top + height - 4 * devicePixelRatio, 4 * devicePixelRatio, "rgba(245,183,59,0.9)");
     ctx.restore(); }}});
   const series = (label, i, extra) => Object.assign({label, stroke: S.color(i), width: 1.6, spanGaps: false}, extra || {});
-  const xs = () => snaps.map((s) => s.seq);
   function defs() {
-    const reqNames = [...new Set(snaps.flatMap((s) => Object.keys(s.per_request || {})))].sort();
-    const gens = [...new Set(snaps.flatMap((s) => Object.keys(s.generators || {})))].sort();
-    return {reqNames, gens};
+    return {reqNames: [...req.keys()].sort(), gens: [...gen.keys()].sort()};
   }
   function data(which, d) {
-    const x = xs();
+    const x = seqs;
     switch (which) {
-      case "rate": return [x, snaps.map((s) => s.target_rps), snaps.map((s) => s.rps)];
-      case "lat": return [x, snaps.map((s) => s.p50_ms), snaps.map((s) => s.p90_ms), snaps.map((s) => s.p99_ms)];
-      case "err": return [x, snaps.map((s) => s.errors), snaps.map((s) => s.late), snaps.map((s) => s.dropped)];
-      case "req": return [x, ...d.reqNames.map((n) => snaps.map((s) => (s.per_request[n] || {}).p99_ms ?? null))];
-      case "gen": return [x, ...d.gens.map((g) => snaps.map((s) => { const v = s.generators[g]; return v && !v.lost ? v.rps : null; }))];
+      case "rate": return [x, cols.target_rps, cols.rps];
+      case "lat": return [x, cols.p50_ms, cols.p90_ms, cols.p99_ms];
+      case "err": return [x, cols.errors, cols.late, cols.dropped];
+      case "req": return [x, ...d.reqNames.map((n) => req.get(n))];
+      case "gen": return [x, ...d.gens.map((g) => gen.get(g))];
     }
   }
   function opts(which, d) {
-    const base = {plugins: [gapPlugin()], axes: S.axes(null, S.timeAxis), scales: {x: {time: false}}};
+    const base = {plugins: [marksPlugin(which === "gen")], axes: S.axes(null, S.timeAxis), scales: {x: {time: false}}};
     const ms = {axes: S.axes((v) => v == null ? "" : S.ms(v).replace(" ms", "ms"), S.timeAxis)};
     switch (which) {
       case "rate": return Object.assign(base, {title: "Throughput (req/s)", series: [S.timeSeries, series("target", 2, {dash: [6, 4], width: 2}), series("achieved", 0, {fill: "rgba(76,141,255,0.10)"})]});
       case "lat": return Object.assign(base, ms, {title: "Latency from intended time", series: [S.timeSeries, series("p50", 1), series("p90", 2), series("p99", 3)]});
       case "err": return Object.assign(base, {title: "Errors · late · dropped (per s)", series: [S.timeSeries, series("errors", 3, {fill: "rgba(255,93,93,0.12)"}), series("late", 2), series("dropped", 4)]});
       case "req": return Object.assign(base, ms, {title: "p99 per request", series: [S.timeSeries, ...d.reqNames.map((n, i) => series(n, i))]});
-      case "gen": return Object.assign(base, {title: "Achieved req/s per generator (gaps: lost)", legend: {show: d.gens.length <= 12}, series: [S.timeSeries, ...d.gens.map((g, i) => series(g, i, {width: 1.2}))]});
+      case "gen": return Object.assign(base, {title: `Achieved req/s per generator (${d.gens.length}) · red: lost · amber: behind`, legend: {show: d.gens.length <= 12},
+        series: [S.timeSeries, ...d.gens.map((g, i) => series(lost.has(g) ? `${g} (lost)` : g, i, {width: 1.2, dash: lost.has(g) ? [3, 3] : undefined}))]});
     }
   }
   function drawCharts() {
-    if (!built || !window.uPlot || !snaps.length) return;
+    if (!built || !window.uPlot || !seqs.length) return;
+    const w = document.getElementById("waiting"); if (w) w.remove();
     const d = defs();
-    const rk = d.reqNames.join(","), gk = d.gens.join(",");
+    const rk = d.reqNames.join(","), gk = d.gens.join(",") + "|" + [...lost.keys()].join(",");
     for (const which of ["rate", "lat", "err", "req", "gen"]) {
       const el = document.getElementById("chart-" + which);
       const rebuild = !charts[which] || (which === "req" && rk !== keys.req) || (which === "gen" && gk !== keys.gen);
@@ -78,7 +114,7 @@
     S.setKpi("kpi-p50", S.ms(s.p50_ms)); S.setKpi("kpi-p90", S.ms(s.p90_ms)); S.setKpi("kpi-p99", S.ms(s.p99_ms));
     S.setKpi("kpi-err", S.pct(s.error_rate), s.error_rate > 0.01 ? "bad" : "");
     S.setKpi("kpi-total", S.num(s.total_requests));
-    S.setKpi("kpi-gens", `${Object.keys(s.generators).length - lost}` + (behind || lost ? ` · ${behind} behind · ${lost} lost` : ""), behind || lost ? "warn" : "");
+    S.setKpi("kpi-gens", [`${Object.keys(s.generators).length - lost}`, behind ? `${behind} behind` : "", lost ? `${lost} lost` : ""].filter(Boolean).join(" · "), lost ? "bad" : behind ? "warn" : "");
     const st = document.getElementById("state"); st.replaceChildren(S.badge(s.final ? s.state : s.state, s.state + (s.final ? "" : " pulse")));
     document.getElementById("clock").textContent = `${S.dur(s.elapsed_s)} / ${S.dur(s.duration_s)}`;
     document.getElementById("bar").style.width = `${Math.min(100, 100 * s.elapsed_s / Math.max(s.duration_s, 1))}%`;
@@ -93,13 +129,15 @@
     document.getElementById("req-table").replaceChildren(S.table([{label: "Request"}, {label: "req/s", n: 1}, {label: "errors", n: 1}, {label: "p50", n: 1}, {label: "p90", n: 1}, {label: "p99", n: 1}], reqRows));
     const gens = Object.entries(s.generators).sort((a, b) => (b[1].lost - a[1].lost) || (b[1].behind - a[1].behind) || a[0].localeCompare(b[0]));
     const genRows = gens.map(([id, g]) => h("tr", {"data-gen": id}, S.td(id, "mono"),
-      S.td(g.lost ? S.badge("lost") : g.behind ? S.badge("behind") : S.badge("ok")),
+      S.td(g.lost ? h("span", {}, S.badge("lost"), lost.has(id) ? h("span", {class: "muted", text: ` at +${S.dur(+lost.get(id))}`}) : null) : g.behind ? S.badge("behind") : S.badge("ok")),
       S.td(S.rps(g.target_rps), "n"), S.td(S.rps(g.rps), "n"), S.td(S.num(g.late), "n" + (g.late ? " warn" : "")), S.td(S.num(g.dropped), "n" + (g.dropped ? " bad" : "")), S.td(S.ms(g.p99_ms), "n")));
     document.getElementById("gen-table").replaceChildren(S.table([{label: "Generator"}, {label: "status"}, {label: "target/s", n: 1}, {label: "req/s", n: 1}, {label: "late", n: 1}, {label: "dropped", n: 1}, {label: "p99", n: 1}], genRows));
+    if (shownEvents === events.length) return;
+    shownEvents = events.length;
     const ev = document.getElementById("events");
     ev.replaceChildren(...(events.length ? events.slice(-50).reverse().map((e) => h("div", {}, h("span", {class: "muted", text: `+${S.dur(e.t)}  `}), e.e)) : [h("div", {class: "muted", text: "no events yet"})]));
   }
-  function paint() { dirty = false; kpis(); tables(); drawCharts(); }
+  function paint() { const t0 = performance.now(); dirty = false; kpis(); tables(); drawCharts(); S.perf.add("live-paint", performance.now() - t0); }
   function schedule() { if (!dirty) { dirty = true; requestAnimationFrame(paint); } }
 
   // --- controls --------------------------------------------------------------------
@@ -141,11 +179,11 @@
     if (record && ["finished", "stopped", "failed"].includes(record.state)) {
       ended(); document.getElementById("state").replaceChildren(S.badge(record.state));
     }
-    if (!snaps.length) document.getElementById("chart-rate").append(h("div", {class: "empty", id: "waiting", text: "waiting for the first second of data…"}));
+    if (!seqs.length) document.getElementById("chart-rate").append(h("div", {class: "empty", id: "waiting", text: "waiting for the first second of data…"}));
     schedule();
   }
 
-  S.live.on("live-history", (list, k) => { if (k !== runId) return; (list || []).forEach(take); schedule(); });
+  S.live.on("live-history", (d, k) => { if (k !== runId) return; fromHistory(d || {}); schedule(); });
   S.live.on("live", (s, k) => { if (k !== runId) return; take(s); schedule(); });
   document.addEventListener("DOMContentLoaded", async () => {
     try { record = await S.api("GET", `/api/runs/${runId}`); }
