@@ -75,3 +75,26 @@ class Alert(Struct, frozen=True, kw_only=True, tag="alert.v1"):
     threshold: float
     state: Literal["firing", "resolved"]
     message: str
+
+
+class MonitorStatus(Struct, frozen=True, kw_only=True, tag="monitor-status.v1"):
+    """A monitor's own state: what it sampled, and how its InfluxDB writer is doing.
+
+    The reply of the monitor's ``status`` endpoint (``subjects.monitor_status``) and the
+    ``data`` of every endpoint in ``nats micro stats surge-monitor``; the same figures,
+    as strings, are the service metadata that ``nats micro info`` shows.
+    """
+
+    host: str
+    ts: float  # unix seconds when this status was made
+    samples: int  # host samples published since start
+    influx: bool  # False: no SURGE_INFLUX_URL, the monitor only publishes on the bus
+    buffered_points: int  # waiting to be written: in memory plus spilled
+    spilled_points: int  # of those, in the spill file under the data dir
+    written_points: int  # acknowledged by the server since start
+    dropped_points: int = 0  # lost because the spill file reached its size bound
+    snapshots_written: int = 0  # live run snapshots turned into points
+    snapshots_skipped: int = 0  # malformed live snapshots (logged and skipped)
+    last_write_at: float | None = None  # unix seconds of the last successful write
+    last_error: str | None = None  # the last write error, kept after recovery (see _at)
+    last_error_at: float | None = None
