@@ -7,10 +7,10 @@ these Structs see them, so a plan that has been through it is plain JSON numbers
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/ ]+$")]
 Seconds = Annotated[float, Meta(gt=0, le=7 * 24 * 3600)]
@@ -18,6 +18,11 @@ Rps = Annotated[float, Meta(ge=0, le=10_000_000)]
 HttpMethod = Annotated[str, Meta(pattern=r"^(GET|POST|PUT|PATCH|DELETE|OPTIONS)$")]
 Path = Annotated[str, Meta(min_length=1, max_length=8192, pattern=r"^/[^\s]*$")]
 StatusCode = Annotated[int, Meta(ge=100, le=599)]
+VarName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+StepMethod = Annotated[str, Meta(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")]
+# a step's path may start with a {{variable}} (a path extracted from a response)
+StepPath = Annotated[str, Meta(min_length=1, max_length=8192, pattern=r"^(/|\{\{)[^\s]*$")]
+Weight = Annotated[int, Meta(ge=0, le=1_000_000)]
 
 
 class Stage(Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,6 +52,111 @@ class RequestSpec(Struct, frozen=True, forbid_unknown_fields=True):
     checks: Checks | None = None
 
 
+# --- scenarios: flows, extraction, checks, data (docs/scenarios.md) ----------------
+
+
+class Think(Struct, frozen=True, forbid_unknown_fields=True):
+    """A random pause, uniform in [min, max] seconds."""
+
+    min: Annotated[float, Meta(ge=0, le=3600)]
+    max: Annotated[float, Meta(ge=0, le=3600)]
+
+
+ThinkTime = Annotated[float, Meta(ge=0, le=3600)] | Think  # fixed seconds or a range
+
+
+class Extract(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Where a variable's value comes from in a response: exactly one source.
+
+    ``jsonpath`` ($.a.b[0]), ``regex`` (``group`` 1 by default, 0 = whole match),
+    ``header``, ``cookie`` (by name), ``xpath`` / ``css`` on HTML (``attr`` picks an
+    attribute of the element found, else its text), or a fixed ``value`` (templated).
+    Without ``default`` a value not found fails the step as a ``check`` error.
+    """
+
+    jsonpath: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    regex: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    header: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    cookie: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    xpath: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    css: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    value: Annotated[str, Meta(max_length=4096)] | None = None
+    group: Annotated[int, Meta(ge=0, le=99)] = 1
+    attr: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    default: str | None = None
+
+
+class JsonPathCheck(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The first match of ``path`` equals ``equals``; without ``equals``, it exists."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=1000)]
+    equals: Any | UnsetType = UNSET
+
+
+class StepCheck(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Assertions on one response; any failing one is an error of kind ``check``.
+
+    Without ``status`` a status of 400 or more is an error of kind ``status``.
+    """
+
+    status: StatusCode | list[StatusCode] | None = None
+    contains: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    not_contains: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    regex: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+    body_min: Annotated[int, Meta(ge=0)] | None = None  # bytes
+    body_max: Annotated[int, Meta(ge=0)] | None = None
+    jsonpath: list[JsonPathCheck] = []
+    max_ms: Annotated[float, Meta(gt=0)] | None = None  # the step's response time
+
+
+class Step(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One request of a flow. ``{{var}}`` works in path, header values, body and json."""
+
+    name: Name | None = None  # the request name in reports; default "<flow>.<n>"
+    method: StepMethod = "GET"
+    path: StepPath = "/"
+    headers: dict[str, str] = {}
+    body: Annotated[str, Meta(max_length=1_048_576)] | None = None
+    json: Any = None
+    extract: dict[VarName, Extract] = {}
+    check: StepCheck | None = None
+    think: ThinkTime | None = None  # pause after this step (seconds)
+
+
+Steps = Annotated[list[Step], Meta(min_length=1, max_length=1000)]
+
+
+class Flow(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Ordered steps one virtual user runs; each arrival (or loop) picks a flow by weight."""
+
+    name: Name
+    steps: Steps
+    weight: Weight = 1
+
+
+class Setup(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Steps run before the flows: once per generator, or once per virtual user (login)."""
+
+    steps: Steps
+    scope: Literal["user", "generator"] = "user"
+
+
+class DataFeed(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Rows of variables. The CLI reads ``file`` (CSV with a header, or JSON lines) and
+    embeds the rows, so the plan carries its data over the bus.
+
+    ``unique``: every row once across the whole cluster (rows are sharded among the
+    generators); a virtual user with no row left stops. ``cycle``: in order, wrapping.
+    ``random``: any row, each time. ``per``: a new row per flow iteration or per user.
+    """
+
+    file: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    mode: Literal["unique", "cycle", "random"] = "cycle"
+    per: Literal["iteration", "user"] = "iteration"
+    columns: list[VarName] = []  # a CSV without a header line: its columns' names
+    rows: Annotated[list[dict[str, Any]], Meta(max_length=1_000_000)] = []
+
+
 class Thresholds(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Pass/fail limits evaluated on the whole run (latency from intended time)."""
 
@@ -65,12 +175,14 @@ class Thresholds(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=
 class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A load test: where, how fast, for how long, which requests, what passes.
 
-    Exactly one of ``rate`` (+ ``duration``) or ``stages`` gives the rate profile.
+    Exactly one of ``rate`` (+ ``duration``) or ``stages`` gives the rate profile (open
+    model), or ``users`` (+ ``duration``) or ``user_stages`` the virtual users (closed
+    model). ``requests`` (static) or ``flows`` (scenarios) say what is sent.
     """
 
     name: Name
     target: Annotated[str, Meta(min_length=8, max_length=2048)]  # http://host:port
-    requests: Annotated[list[RequestSpec], Meta(min_length=1, max_length=1000)]
+    requests: Annotated[list[RequestSpec], Meta(max_length=1000)] = []
     rate: Annotated[float, Meta(gt=0, le=10_000_000)] | None = None  # requests/s, total
     duration: Seconds | None = None
     stages: Annotated[list[Stage], Meta(min_length=1, max_length=1000)] | None = None
@@ -81,6 +193,20 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     thresholds: Thresholds = Thresholds()
     generators: Annotated[int, Meta(ge=1, le=10_000)] | None = None  # how many to use
     description: Annotated[str, Meta(max_length=10_000)] = ""
+    # --- scenarios (docs/scenarios.md); a plan using any of these runs on the flow engine
+    flows: Annotated[list[Flow], Meta(max_length=1000)] = []
+    setup: Setup | None = None
+    users: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # closed model, total
+    user_stages: Annotated[list[Stage], Meta(min_length=1, max_length=1000)] | None = None
+    data: list[DataFeed] = []
+    vars: dict[VarName, str] = {}  # fixed variables, templated like any value
+    proxy: Annotated[str, Meta(min_length=8, max_length=2048)] | None = None  # http://host:port
+    insecure: bool = False  # TLS: accept any certificate (test certificates)
+
+    @property
+    def model(self) -> str:
+        """``closed`` (virtual users loop) with users/user_stages, else ``open`` (arrivals/s)."""
+        return "closed" if self.users is not None or self.user_stages else "open"
 
 
 def encode(plan: Plan) -> bytes:

@@ -175,4 +175,4 @@ class Report(Struct, frozen=True, kw_only=True):
     histogram: str  # whole run, all requests, µs from intended time
     service_histogram: str
     events: list[str] = []
-    model: Literal["open"] = "open"
+    model: Literal["open", "closed"] = "open"  # closed: virtual users (totals.achieved_rps is the rate reached)

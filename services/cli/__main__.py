@@ -1,4 +1,4 @@
-"""The ``surge`` command: run, validate, stop, rate, ls, generators, report, up.
+"""The ``surge`` command: run, validate, stop, rate, ls, generators, report, up, import.
 
 Exit codes: 0 thresholds passed (or the command worked), 1 thresholds failed,
 2 an error (invalid plan, no generators, no NATS, ...).
@@ -57,12 +57,24 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("run_id")
     rep.add_argument("--json", action="store_true")
 
+    imp = sub.add_parser("import", help="turn a HAR, Postman collection, curl command or JMeter plan into a plan")
+    imp.add_argument("kind", choices=["har", "postman", "curl", "jmx"])
+    imp.add_argument("source", help="the file (for curl: the command, or a file of commands)")
+    imp.add_argument("-o", "--output", help="write the plan here (default: stdout)")
+    imp.add_argument("--target", help="send to this origin instead (http[s]://host:port)")
+    imp.add_argument("--rate", type=float, help="open model: total arrivals/s")
+    imp.add_argument("--users", type=int, help="closed model: virtual users (default 1)")
+    imp.add_argument("--duration", help="e.g. 30s, 2m")
+    imp.add_argument("--name", help="the plan's name")
+
     up = sub.add_parser("up", help="start the whole stack locally (what `make run` uses)")
     up.add_argument("--generators", type=int, default=2)
     up.add_argument("--demo", help="run this plan once the stack is up")
     up.add_argument("--data-dir", default=".surge")
     up.add_argument("--target-port", type=int, default=8080)
     up.add_argument("--no-target", action="store_true", help="do not start the demo target")
+    up.add_argument("--insecure", action="store_true",
+                    help="no NATS users or TLS (default: per-role users + TLS, docs/security.md)")
     return p
 
 
@@ -74,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
             from services.cli import up
 
             code = up.main(args, console)
+        elif args.command == "import":
+            from services.cli import importers
+
+            code = importers.run(args, console)
         else:
             code = asyncio.run(commands.dispatch(args, console))
     except SurgeError as err:

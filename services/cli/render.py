@@ -42,6 +42,8 @@ def summary(console: Console, r: Report) -> None:
         f"\n[bold]{r.plan_name}[/] run [cyan]{r.run_id}[/] {r.state} in {r.duration_s:.1f}s — "
         f"verdict [bold {colour}]{r.verdict.upper()}[/]"
     )
+    if r.model == "closed":  # virtual users looped: the rate is an outcome, not a target
+        console.print(f"closed model (virtual users): reached {r.totals.achieved_rps:.1f} requests/s")
     t = Table(title="requests (latency from intended send time, ms)", title_justify="left")
     for col in ("name", "requests", "errors", "rps", "late", "dropped", "p50", "p90", "p99", "p99.9", "max"):
         t.add_column(col, justify="left" if col == "name" else "right")

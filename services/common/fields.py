@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_PATH_RE = re.compile(r"at `\$((?:\.[^`\[]+|\[\d+\]|\[\.\.\.\])*)`")
+_PATH_RE = re.compile(r"(?:at|in) `\$((?:\.[^`\[]+|\[\d+\]|\[\.\.\.\])*)`")
 _UNKNOWN_RE = re.compile(r"unknown field `([^`]+)`")
 _MISSING_RE = re.compile(r"missing required field `([^`]+)`")
 

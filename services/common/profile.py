@@ -12,6 +12,15 @@ from schemas.plan import Plan
 
 
 def from_plan(plan: Plan) -> list[Segment]:
+    if plan.users is not None or plan.user_stages:
+        # closed model: virtual users, no arrival schedule; the profile carries the
+        # run's duration at rate 0 (generators read users from the plan itself)
+        spans = [s.duration for s in plan.user_stages or []] or [plan.duration or 0.0]
+        segments, t = [], 0.0
+        for span in spans:
+            segments.append(Segment(t, t + span, 0.0, 0.0))
+            t += span
+        return segments
     if plan.stages:
         segments: list[Segment] = []
         t, rate = 0.0, plan.start_rate

@@ -7,7 +7,11 @@ dotted path (``requests.1.method``) so people and the UI can point at it.
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
+import json
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +22,7 @@ import yaml
 from schemas.errors import InvalidPlan, TargetNotAllowed
 from schemas.plan import Plan
 from services.common.fields import field_of
+from services.coordinator import scenarios
 
 _DURATION_KEYS = {"duration", "timeout"}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -52,14 +57,49 @@ def _normalize(raw: Any) -> Any:
     out = dict(raw)
     for key in _DURATION_KEYS & out.keys():
         out[key] = parse_duration(out[key], key)
-    stages = out.get("stages")
-    if isinstance(stages, list):
-        out["stages"] = [
-            {**s, "duration": parse_duration(s["duration"], f"stages.{i}.duration")}
-            if isinstance(s, dict) and "duration" in s
-            else s
-            for i, s in enumerate(stages)
+    for key in ("stages", "user_stages"):
+        stages = out.get(key)
+        if isinstance(stages, list):
+            out[key] = [
+                {**s, "duration": parse_duration(s["duration"], f"{key}.{i}.duration")}
+                if isinstance(s, dict) and "duration" in s
+                else s
+                for i, s in enumerate(stages)
+            ]
+    if isinstance(out.get("data"), dict):  # one feed may be written without a list
+        out["data"] = [out["data"]]
+    flows = out.get("flows")
+    if isinstance(flows, list):
+        out["flows"] = [
+            {**f, "steps": _normalize_steps(f["steps"], f"flows.{i}.steps")}
+            if isinstance(f, dict) and "steps" in f else f
+            for i, f in enumerate(flows)
         ]
+    setup = out.get("setup")
+    if isinstance(setup, list):  # a bare list of steps: per-user setup
+        setup = {"steps": setup}
+    if isinstance(setup, dict) and "steps" in setup:
+        out["setup"] = {**setup, "steps": _normalize_steps(setup["steps"], "setup.steps")}
+    return out
+
+
+def _normalize_steps(steps: Any, field: str) -> Any:
+    if not isinstance(steps, list):
+        return steps
+    out = []
+    for i, step in enumerate(steps):
+        if isinstance(step, dict):
+            step = dict(step)
+            think = step.get("think")
+            where = f"{field}.{i}.think"
+            if isinstance(think, dict):
+                step["think"] = {k: parse_duration(v, f"{where}.{k}") for k, v in think.items()}
+            elif think is not None:
+                step["think"] = parse_duration(think, where)
+            check = step.get("check")
+            if isinstance(check, dict) and isinstance(check.get("jsonpath"), dict):
+                step["check"] = {**check, "jsonpath": [check["jsonpath"]]}
+        out.append(step)
     return out
 
 
@@ -90,37 +130,103 @@ def loads(text: str | bytes) -> Plan:
 
 
 def load(path: str) -> Plan:
+    """A plan file, with its data feeds' files read and their rows embedded."""
     try:
         with open(path, "rb") as f:
             text = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise InvalidPlan(f"cannot read plan file {path}: {exc.strerror}") from None
-    return loads(text)
+    if len(text) > MAX_PLAN_BYTES:
+        raise InvalidPlan(f"plan is larger than {MAX_PLAN_BYTES} bytes")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidPlan(f"not YAML or JSON: {exc}") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidPlan(f"unreadable plan text: {exc}") from None
+    return from_obj(embed_data(raw, os.path.dirname(os.path.abspath(path))))
+
+
+def embed_data(raw: Any, base_dir: str) -> Any:
+    """Read each data feed's ``file`` (relative to the plan) into its ``rows``."""
+    if not isinstance(raw, dict) or not raw.get("data"):
+        return raw
+    feeds = raw["data"] if isinstance(raw["data"], list) else [raw["data"]]
+    out = []
+    for i, feed in enumerate(feeds):
+        if isinstance(feed, dict) and feed.get("file") and not feed.get("rows"):
+            path = os.path.join(base_dir, feed["file"])
+            feed = {**feed, "rows": read_rows(path, f"data.{i}.file", feed.get("columns") or None)}
+        out.append(feed)
+    return {**raw, "data": out}
+
+
+def read_rows(path: str, field: str = "data.file", columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """CSV (first line names the columns, unless ``columns`` does) or JSON lines."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read(MAX_PLAN_BYTES + 1)
+    except OSError as exc:
+        raise InvalidPlan(f"cannot read data file {path}: {exc.strerror}", field) from None
+    except UnicodeDecodeError:
+        raise InvalidPlan(f"data file {path} is not UTF-8 text", field) from None
+    if len(text) > MAX_PLAN_BYTES:
+        raise InvalidPlan(f"data file {path} is larger than {MAX_PLAN_BYTES} bytes", field)
+    if path.endswith((".jsonl", ".ndjson", ".json")):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise InvalidPlan(f"{path}:{n}: not JSON: {exc}", field) from None
+            if not isinstance(row, dict):
+                raise InvalidPlan(f"{path}:{n}: each line is a JSON object", field)
+            rows.append(row)
+        return rows
+    reader = csv.DictReader(io.StringIO(text), fieldnames=columns)
+    rows = [dict(r) for r in reader]
+    if reader.fieldnames is None:
+        raise InvalidPlan(f"data file {path} is empty", field)
+    for n, row in enumerate(rows, 2):
+        if None in row or None in row.values():
+            raise InvalidPlan(f"{path}:{n}: not as many values as columns", field)
+    return rows
 
 
 def check(plan: Plan) -> None:
     """Semantic rules msgspec types cannot express."""
-    has_rate = plan.rate is not None
-    if has_rate == bool(plan.stages):
-        raise InvalidPlan("give either rate (with duration) or stages, not both/neither", "rate")
-    if has_rate and plan.duration is None:
-        raise InvalidPlan("rate needs a duration", "duration")
-    if plan.stages and plan.duration is not None:
+    models = [k for k, v in (("rate", plan.rate is not None), ("stages", bool(plan.stages)),
+                             ("users", plan.users is not None),
+                             ("user_stages", bool(plan.user_stages))) if v]
+    if len(models) != 1:
+        raise InvalidPlan(
+            "give either rate (with duration) or stages (open model), or users (with duration) "
+            f"or user_stages (closed model), not both/neither; this plan has "
+            f"{', '.join(models) or 'none'}", models[0] if models else "rate"
+        )
+    if (plan.rate is not None or plan.users is not None) and plan.duration is None:
+        raise InvalidPlan(f"{models[0]} needs a duration", "duration")
+    if (plan.stages or plan.user_stages) and plan.duration is not None:
         raise InvalidPlan("with stages the duration is the sum of the stages; drop it", "duration")
     parts = urlsplit(plan.target)
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidPlan("target must be http://host[:port] (https arrives later)", "target")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidPlan("target must be http://host[:port] or https://host[:port]", "target")
     try:
         _ = parts.port
     except ValueError:
         raise InvalidPlan("target has an invalid port", "target") from None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidPlan("target is scheme://host:port only; put paths in requests", "target")
+    if bool(plan.requests) == bool(plan.flows):
+        raise InvalidPlan("give either requests (static) or flows (scenarios), not both/neither",
+                          "flows" if plan.flows else "requests")
     names = [r.name for r in plan.requests]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise InvalidPlan(f"request name {name!r} is used twice", f"requests.{i}.name")
-    if sum(r.weight for r in plan.requests) <= 0:
+    if plan.requests and sum(r.weight for r in plan.requests) <= 0:
         raise InvalidPlan("at least one request needs a weight above 0", "requests.0.weight")
     _check_headers(plan.headers, "headers")
     for i, r in enumerate(plan.requests):
@@ -129,6 +235,9 @@ def check(plan: Plan) -> None:
         _check_headers(r.headers, f"requests.{i}.headers")
     if plan.stages and all(s.target == 0 for s in plan.stages) and plan.start_rate == 0:
         raise InvalidPlan("every stage has target 0: nothing would be sent", "stages")
+    if plan.user_stages and all(s.target < 1 for s in plan.user_stages):
+        raise InvalidPlan("every user stage has fewer than 1 user: nothing would run", "user_stages")
+    scenarios.check(plan)
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -178,13 +287,13 @@ def with_overrides(
     """Apply command-line overrides; the result is validated again."""
     raw = msgspec.to_builtins(plan)
     if rate is not None:
-        raw.pop("stages", None)
-        raw.pop("start_rate", None)
+        for key in ("stages", "start_rate", "users", "user_stages"):
+            raw.pop(key, None)
         raw["rate"] = rate
         raw.setdefault("duration", duration if duration is not None else _plan_duration(plan))
     if duration is not None:
-        if raw.get("stages"):
-            raise InvalidPlan("--duration applies to rate plans; this plan has stages", "duration")
+        if raw.get("stages") or raw.get("user_stages"):
+            raise InvalidPlan("--duration applies to rate/users plans; this plan has stages", "duration")
         raw["duration"] = duration
     if generators is not None:
         raw["generators"] = generators
@@ -194,4 +303,4 @@ def with_overrides(
 def _plan_duration(plan: Plan) -> float:
     if plan.duration is not None:
         return plan.duration
-    return sum(s.duration for s in plan.stages or [])
+    return sum(s.duration for s in plan.stages or plan.user_stages or [])

@@ -15,6 +15,8 @@ class Config(Struct, frozen=True, kw_only=True):
     target_delay_ms: float = 0.0  # added to every response
     target_stall_every_s: float = 0.0  # 0: never; else hold every response for ...
     target_stall_ms: float = 0.0  # ... this long, once per period (a GC pause, say)
+    target_tls_cert: str = ""  # PEM certificate (chain): serve https instead of http
+    target_tls_key: str = ""  # PEM private key, when not in the certificate file
     log_level: str = "info"
     log_json: bool = False
 

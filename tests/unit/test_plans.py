@@ -194,7 +194,6 @@ def test_unknown_threshold_names_it():
 
 
 def test_bad_target_scheme_names_target():
-    assert field_error(raw(target="https://example.com")) == "target"
     assert field_error(raw(target="ftp://example.com")) == "target"
     assert field_error(raw(target="http://")) == "target"
 

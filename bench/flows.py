@@ -1,0 +1,79 @@
+"""The flow engine's speed: one flow step with one JSON extraction, closed model, one core.
+
+    python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5]
+
+Runs ``services.generator.flows.FlowEngine`` in this process exactly as the generator
+service does (intervals bucketed and encoded every second) against the demo target's
+``/api/products`` (a small JSON document), each response checked (status) and a value
+extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-second
+(requests/s per core). Figures, never pass/fail. Not yet part of ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+
+from schemas.control import Assignment
+from services.common import profile
+from services.coordinator import plans
+from services.generator.flows import FlowEngine
+from services.generator.pacing import Schedule
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def measure(origin: str, users: int, seconds: float) -> dict:
+    plan = plans.from_obj({
+        "name": "bench-flow", "target": origin, "users": users, "duration": seconds + 1,
+        "flows": [{"name": "f", "steps": [{
+            "name": "products", "path": "/api/products",
+            "extract": {"sku": {"jsonpath": "$.products[0].sku"}}, "check": {"status": 200},
+        }]}],
+    })
+    prof = profile.from_plan(plan)
+    now = time.time()
+    a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 1,
+                   profile=prof, plan=plan)
+    engine = FlowEngine(a, asyncio.get_running_loop())
+    t0 = time.monotonic()
+    engine.start(Schedule(prof, 1.0), t0)
+    await asyncio.sleep(1.0)  # warm-up: connections, users
+    engine.take_interval()
+    cpu0, w0, done, errors = _cpu(), time.monotonic(), 0, 0
+    for k in range(int(seconds)):
+        await asyncio.sleep(max(t0 + 2 + k - time.monotonic(), 0))
+        iv = engine.take_interval()
+        iv.to_stats(engine.names, run_id="bench", generator_id="b", epoch=1, seq=k, target=0, in_flight=0)
+        done += iv.completed()
+        errors += sum(sum(e.values()) for e in iv.errors)
+    cpu, wall = _cpu() - cpu0, time.monotonic() - w0
+    await engine.drain(1.0)
+    return {"what": "flow engine, 1 step + 1 JSONPath extraction", "users": users,
+            "rps": round(done / wall, 1), "rps_per_cpu_s": round(done / max(cpu, 1e-9), 1),
+            "cpu_percent": round(100 * cpu / wall, 1), "errors": errors}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("origin")
+    p.add_argument("--users", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=5)
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(measure(args.origin, args.users, args.seconds))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""JMeter test plans (.jmx) → a plan.
+
+Mapped: thread groups (threads, ramp-up, duration → ``users``/``user_stages``; each
+group a flow weighted by its threads), HTTP samplers and HTTP Request Defaults,
+header managers (plan level → plan headers, sampler level → step headers), CSV data
+sets (→ ``data``), constant throughput timers (→ the open model's ``rate``), constant
+and uniform random timers (→ ``think``), regex and JSON extractors, response and
+duration assertions, user-defined variables, ``${var}`` and the ``__UUID``,
+``__Random``, ``__time`` functions. Simple controllers are flattened. Every other
+element (scripts, logic controllers' conditions, listeners, ...) is listed.
+
+JMX is parsed with the standard library's ElementTree: the format is plain XML and
+the parser never fetches entities or DTDs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+from urllib.parse import quote
+
+from services.cli.importers.common import METHODS, ImportError_, Imported, clean_headers, step_name
+
+_FLATTEN = {"GenericController", "TransactionController", "LoopController"}
+_IGNORED = {"ResultCollector", "ViewResultsFullVisualizer", "SummaryReport", "Summariser",
+            "BackendListener", "CookieManager", "CacheManager", "DNSCacheManager"}
+_FUNC = re.compile(r"\$\{__(\w+)\(([^)]*)\)\}")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _prop(el: ET.Element, name: str, default: str = "") -> str:
+    for child in el:
+        if child.get("name") == name:
+            return child.text or "" if child.tag != "elementProp" else default
+    return default
+
+
+def _collection(el: ET.Element, name: str) -> list[ET.Element]:
+    for child in el.iter("collectionProp"):
+        if child.get("name") == name:
+            return list(child)
+    return []
+
+
+def _arguments(el: ET.Element) -> list[tuple[str, str]]:
+    out = []
+    for arg in el.iter("elementProp"):
+        if arg.get("elementType") in ("Argument", "HTTPArgument"):
+            out.append((_prop(arg, "Argument.name"), _prop(arg, "Argument.value")))
+    return out
+
+
+class _Converter:
+    def __init__(self, base_dir: str, out_dir: str) -> None:
+        self.base_dir, self.out_dir = base_dir, out_dir
+        self.unmapped: list[str] = []
+        self.taken: set[str] = set()
+        self.defaults: dict[str, str] = {}
+        self.plan_headers: dict[str, str] = {}
+        self.vars: dict[str, str] = {}
+        self.data: list[dict[str, Any]] = []
+        self.rate_per_min: float | None = None
+        self.groups: list[dict[str, Any]] = []
+
+    # --- ${...} → {{...}} -----------------------------------------------------------
+    def text(self, value: str, where: str) -> str:
+        def func(m: re.Match) -> str:
+            name, args = m.group(1), [a.strip() for a in m.group(2).split(",")] if m.group(2) else []
+            if name == "UUID":
+                return "{{$uuid}}"
+            if name == "Random" and len(args) >= 2:
+                return "{{$randint(%s,%s)}}" % (args[0], args[1])
+            if name == "time" and not [a for a in args if a]:
+                return "{{$timestamp_ms}}"
+            self.unmapped.append(f"{where}: JMeter function __{name} has no Surge equivalent")
+            return m.group(0)
+
+        return _VAR.sub(r"{{\1}}", _FUNC.sub(func, value))
+
+    # --- walking the tree -----------------------------------------------------------------
+    def walk(self, tree: ET.Element, scope: dict[str, Any]) -> None:
+        """``tree`` is a hashTree: (element, its hashTree) pairs."""
+        children = list(tree)
+        k = 0
+        while k < len(children):
+            el = children[k]
+            sub = children[k + 1] if k + 1 < len(children) and children[k + 1].tag == "hashTree" else None
+            k += 2 if sub is not None else 1
+            if el.get("enabled") == "false":
+                continue
+            self.element(el, sub if sub is not None else ET.Element("hashTree"), scope)
+
+    def element(self, el: ET.Element, sub: ET.Element, scope: dict[str, Any]) -> None:
+        tag, label = el.tag, el.get("testname") or el.tag
+        where = f"{tag} {label!r}"
+        if tag == "TestPlan":
+            for name, value in _arguments(el):
+                if name:
+                    self.vars[name] = self.text(value, where)
+            self.walk(sub, scope)
+        elif tag in ("ThreadGroup", "SetupThreadGroup", "PostThreadGroup"):
+            if tag != "ThreadGroup":
+                self.unmapped.append(f"{where}: setUp/tearDown thread groups are not mapped")
+                return
+            group = {"name": label, "threads": int(_num(_prop(el, "ThreadGroup.num_threads"), 1)),
+                     "ramp": _num(_prop(el, "ThreadGroup.ramp_time"), 0),
+                     "duration": _num(_prop(el, "ThreadGroup.duration"), 0)
+                     if _prop(el, "ThreadGroup.scheduler") == "true" else 0,
+                     "steps": [], "headers": {}, "think": None}
+            self.groups.append(group)
+            self.walk(sub, {"group": group, "steps": group["steps"], "think": None})
+        elif tag == "ConfigTestElement" and _prop(el, "HTTPSampler.domain"):
+            for key in ("domain", "port", "protocol"):
+                self.defaults[key] = _prop(el, f"HTTPSampler.{key}")
+        elif tag == "HeaderManager":
+            headers = {_prop(h, "Header.name"): self.text(_prop(h, "Header.value"), where)
+                       for h in _collection(el, "HeaderManager.headers")}
+            target = scope.get("step_headers")
+            if target is not None:
+                target.update(headers)
+            elif scope.get("group") is not None:
+                scope["group"]["headers"].update(headers)
+            else:
+                self.plan_headers.update(headers)
+        elif tag == "CSVDataSet":
+            self.csv(el, where)
+        elif tag == "ConstantThroughputTimer":
+            per_min = _num(_prop(el, "throughput") or _double(el, "throughput"), 0)
+            mode = _prop(el, "calcMode", "0")
+            if mode in ("0", "") and scope.get("group"):  # "this thread only": per thread
+                per_min *= scope["group"]["threads"]
+            self.rate_per_min = (self.rate_per_min or 0) + per_min
+        elif tag == "ConstantTimer":
+            scope["think"] = f"{_num(_prop(el, 'ConstantTimer.delay'), 0) / 1000:g}s"
+            self._apply_think(scope)
+        elif tag == "UniformRandomTimer":
+            lo = _num(_prop(el, "ConstantTimer.delay"), 0) / 1000
+            hi = lo + _num(_prop(el, "RandomTimer.range"), 0) / 1000
+            scope["think"] = {"min": f"{lo:g}s", "max": f"{hi:g}s"}
+            self._apply_think(scope)
+        elif tag == "HTTPSamplerProxy" or tag == "HTTPSampler":
+            if scope.get("steps") is None:
+                self.unmapped.append(f"{where}: a sampler outside a thread group; skipped")
+                return
+            self.sampler(el, sub, scope, where)
+        elif tag in _FLATTEN:
+            if tag == "LoopController" and _prop(el, "LoopController.loops") not in ("", "1", "-1"):
+                self.unmapped.append(f"{where}: loop count flattened to one pass")
+            self.walk(sub, scope)
+        elif tag in ("IfController", "WhileController", "SwitchController", "ForeachController",
+                     "OnceOnlyController", "RandomController", "ThroughputController"):
+            self.unmapped.append(f"{where}: its condition/logic is not mapped; its samplers run every time")
+            self.walk(sub, scope)
+        elif tag in ("RegexExtractor", "JSONPostProcessor", "ResponseAssertion", "DurationAssertion"):
+            self.unmapped.append(f"{where}: outside a sampler; not mapped")
+        elif tag in _IGNORED:
+            if tag == "CookieManager":
+                return  # every virtual user has a cookie jar anyway
+            self.unmapped.append(f"{where}: listeners/reporting are Surge's own; ignored")
+        else:
+            self.unmapped.append(f"{where}: not supported; ignored")
+
+    def _apply_think(self, scope: dict[str, Any]) -> None:
+        for step in scope.get("steps") or []:  # a timer applies to every sampler in its scope
+            step.setdefault("think", scope["think"])
+
+    def csv(self, el: ET.Element, where: str) -> None:
+        filename = _prop(el, "filename")
+        if not filename:
+            self.unmapped.append(f"{where}: no filename")
+            return
+        path = os.path.normpath(os.path.join(self.base_dir, self.text(filename, where)))
+        feed: dict[str, Any] = {"file": os.path.relpath(path, self.out_dir),
+                                "mode": "cycle" if _prop(el, "recycle", "true") == "true" else "unique"}
+        names = _prop(el, "variableNames")
+        if names:
+            feed["columns"] = [n.strip() for n in names.split(_prop(el, "delimiter") or ",")]
+        if _prop(el, "delimiter") not in ("", ","):
+            self.unmapped.append(f"{where}: delimiter {_prop(el, 'delimiter')!r}: Surge reads comma-separated files")
+        if _prop(el, "shareMode") not in ("", "shareMode.all"):
+            self.unmapped.append(f"{where}: share mode {_prop(el, 'shareMode')} read as all threads")
+        self.data.append(feed)
+
+    def sampler(self, el: ET.Element, sub: ET.Element, scope: dict[str, Any], where: str) -> None:
+        method = (_prop(el, "HTTPSampler.method") or "GET").upper()
+        if method not in METHODS:
+            self.unmapped.append(f"{where}: method {method} is not supported; skipped")
+            return
+        for key in ("domain", "port", "protocol"):
+            if _prop(el, f"HTTPSampler.{key}") and _prop(el, f"HTTPSampler.{key}") != self.defaults.get(key):
+                if self.defaults.get(key) and key == "domain":
+                    self.unmapped.append(f"{where}: domain {_prop(el, 'HTTPSampler.domain')} differs "
+                                         "from the plan's target; sent to the target")
+                self.defaults.setdefault(key, _prop(el, f"HTTPSampler.{key}"))
+        path = self.text(_prop(el, "HTTPSampler.path") or "/", where)
+        if not path.startswith("/") and not path.startswith("{{"):
+            path = "/" + path
+        args = [(self.text(n, where), self.text(v, where)) for n, v in _arguments(el)]
+        step: dict[str, Any] = {"name": step_name(method, path, self.taken, hint=el.get("testname")),
+                                "method": method, "path": path}
+        if _prop(el, "HTTPSampler.postBodyRaw") == "true" and args:
+            body = args[0][1]
+            step["body"] = body
+        elif args:
+            encoded = "&".join(f"{quote(n, safe='{}$')}={quote(v, safe='{}$(),')}" for n, v in args)
+            if method in ("GET", "DELETE", "HEAD", "OPTIONS"):
+                step["path"] = path + ("&" if "?" in path else "?") + encoded
+            else:
+                step["body"] = encoded
+                step.setdefault("headers", {})["Content-Type"] = "application/x-www-form-urlencoded"
+        headers: dict[str, str] = {}
+        inner = {**scope, "step_headers": headers, "step": step}
+        self.sampler_children(sub, inner, where)
+        if headers:
+            step["headers"] = {**step.get("headers", {}),
+                               **clean_headers(list(headers.items()), where, self.unmapped)}
+        if scope.get("think"):
+            step.setdefault("think", scope["think"])
+        scope["steps"].append(step)
+
+    def sampler_children(self, sub: ET.Element, scope: dict[str, Any], where: str) -> None:
+        step = scope["step"]
+        children = [c for c in sub if c.tag != "hashTree" and c.get("enabled") != "false"]
+        for el in children:
+            tag = el.tag
+            inner_where = f"{where} > {tag} {el.get('testname')!r}"
+            if tag == "HeaderManager":
+                self.element(el, ET.Element("hashTree"), scope)
+            elif tag == "RegexExtractor":
+                ref = _prop(el, "RegexExtractor.refname")
+                template = _prop(el, "RegexExtractor.template") or "$1$"
+                m = re.fullmatch(r"\$(\d+)\$", template)
+                spec: dict[str, Any] = {"regex": _prop(el, "RegexExtractor.regex"), "group": int(m.group(1)) if m else 1}
+                if not m:
+                    self.unmapped.append(f"{inner_where}: template {template!r} read as group 1")
+                if _prop(el, "RegexExtractor.default"):
+                    spec["default"] = _prop(el, "RegexExtractor.default")
+                if _prop(el, "RegexExtractor.match_number") not in ("", "1"):
+                    self.unmapped.append(f"{inner_where}: match number read as the first match")
+                if _prop(el, "RegexExtractor.useHeaders") not in ("", "false"):
+                    self.unmapped.append(f"{inner_where}: applied to the body, not the headers")
+                step.setdefault("extract", {})[ref] = spec
+            elif tag == "JSONPostProcessor":
+                names = _prop(el, "JSONPostProcessor.referenceNames").split(";")
+                exprs = _prop(el, "JSONPostProcessor.jsonPathExprs").split(";")
+                defaults = _prop(el, "JSONPostProcessor.defaultValues").split(";")
+                for n, (name, expr) in enumerate(zip(names, exprs)):
+                    spec = {"jsonpath": expr.strip()}
+                    if n < len(defaults) and defaults[n]:
+                        spec["default"] = defaults[n]
+                    step.setdefault("extract", {})[name.strip()] = spec
+            elif tag == "ResponseAssertion":
+                self.assertion(el, step, inner_where)
+            elif tag == "DurationAssertion":
+                step.setdefault("check", {})["max_ms"] = _num(_prop(el, "DurationAssertion.duration"), 1000)
+            elif tag in ("ConstantTimer", "UniformRandomTimer"):
+                local: dict[str, Any] = {"steps": [step], "think": None}
+                step.pop("think", None)
+                self.element(el, ET.Element("hashTree"), local)
+            else:
+                self.unmapped.append(f"{inner_where}: not supported; ignored")
+
+    def assertion(self, el: ET.Element, step: dict[str, Any], where: str) -> None:
+        field = _prop(el, "Assertion.test_field")
+        test_type = int(_num(_prop(el, "Assertion.test_type"), 16))
+        negate = bool(test_type & 4)
+        strings = [s.text or "" for s in _collection(el, "Asserion.test_strings")]
+        strings += [s.text or "" for s in _collection(el, "Assertion.test_strings")]
+        check = step.setdefault("check", {})
+        if not strings:
+            return
+        if field == "Assertion.response_code" and not negate:
+            codes = [int(s) for s in strings if s.strip().isdigit()]
+            check["status"] = codes[0] if len(codes) == 1 else codes
+        elif field in ("Assertion.response_data", ""):
+            first = self.text(strings[0], where)
+            if test_type & 1 or test_type & 2 and not negate and any(c in first for c in "[]()*+?\\"):
+                if negate:
+                    self.unmapped.append(f"{where}: a negated pattern match is not mapped")
+                else:
+                    check["regex"] = first if test_type & 2 else f"^(?:{first})$"
+            elif negate:
+                check["not_contains"] = first
+            else:
+                check["contains"] = first
+            if len(strings) > 1:
+                self.unmapped.append(f"{where}: only the first of {len(strings)} patterns is checked")
+        else:
+            self.unmapped.append(f"{where}: assertion on {field} is not mapped")
+        if not check:
+            step.pop("check")
+
+
+def _num(text: str, default: float) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _double(el: ET.Element, name: str) -> str:
+    for child in el.iter():  # <doubleProp><name>throughput</name><value>600.0</value>
+        if child.tag in ("doubleProp", "floatProp") and name in (child.get("name"), child.findtext("name")):
+            return child.findtext("value") or ""
+    return ""
+
+
+def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: str = ".",
+            target: str | None = None) -> Imported:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ImportError_(f"not XML: {exc}") from None
+    if root.tag != "jmeterTestPlan" or root.find("hashTree") is None:
+        raise ImportError_("not a JMeter test plan (expected <jmeterTestPlan><hashTree>)")
+    conv = _Converter(base_dir, out_dir)
+    conv.walk(root.find("hashTree"), {"group": None, "steps": None, "think": None})
+    groups = [g for g in conv.groups if g["steps"]]
+    if not groups:
+        raise ImportError_("no thread group with an HTTP sampler")
+    d = conv.defaults
+    origin = target
+    if not origin:
+        if not d.get("domain"):
+            raise ImportError_("no server name in the samplers or HTTP Request Defaults (use --target)")
+        proto = d.get("protocol") or "http"
+        port = d.get("port")
+        origin = f"{proto}://{d['domain']}" + (f":{port}" if port else "")
+    testplan = root.find("hashTree/TestPlan")
+    plan: dict[str, Any] = {
+        "name": re.sub(r"[^A-Za-z0-9_.:\-/ ]+", "_", name or (testplan.get("testname") if testplan is not None else "") or "jmeter")[:100],
+        "target": origin, "timeout": "10s",
+    }
+    users = sum(g["threads"] for g in groups)
+    ramp = max(g["ramp"] for g in groups)
+    duration = max(g["duration"] for g in groups) or 60
+    if conv.rate_per_min:
+        plan["rate"] = round(conv.rate_per_min / 60, 3)
+        plan["duration"] = f"{duration:g}s"
+        conv.unmapped.append(f"constant throughput timer: open model at {plan['rate']:g}/s "
+                             f"(JMeter's {users} threads become the arrival rate's concurrency cap)")
+        plan["connections"] = max(users, 1)
+    elif ramp > 0:
+        plan["user_stages"] = [{"duration": f"{ramp:g}s", "target": users},
+                               {"duration": f"{max(duration - ramp, 1):g}s", "target": users}]
+    else:
+        plan["users"] = users
+        plan["duration"] = f"{duration:g}s"
+    if not any(g["duration"] for g in groups):
+        conv.unmapped.append("thread groups run by loop count; Surge runs for a duration (60s)")
+    headers = dict(conv.plan_headers)
+    if len(groups) == 1:
+        headers.update(groups[0]["headers"])
+    else:
+        for g in groups:
+            for step in g["steps"]:
+                step["headers"] = {**g["headers"], **step.get("headers", {})}
+    headers = clean_headers(list(headers.items()), "header manager", conv.unmapped)
+    if headers:
+        plan["headers"] = headers
+    if conv.vars:
+        plan["vars"] = {k: v for k, v in conv.vars.items() if re.fullmatch(r"[A-Za-z_]\w*", k)}
+    if conv.data:
+        plan["data"] = conv.data
+    plan["flows"] = [{"name": step_name("", "", set(), hint=g["name"]), "weight": g["threads"],
+                      "steps": g["steps"]} for g in groups]
+    return Imported(plan, conv.unmapped)

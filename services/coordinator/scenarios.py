@@ -1,0 +1,130 @@
+"""Semantic checks of a plan's scenario parts: flows, setup, extraction, checks, data.
+
+Pure. Called by ``plans.check``; every error names its field as a dotted path
+(``flows.0.steps.2.extract.token.jsonpath``). Expressions (JSONPath, regex, XPath,
+CSS, templates) are compiled here exactly as the generator will compile them, so a
+plan that validates does not fail on a generator.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from schemas.errors import InvalidPlan
+from schemas.plan import Plan, Step
+from services.generator import extract, templating
+
+BUILTIN_VARS = frozenset({"__user", "__iteration", "__generator"})
+
+
+def defined_vars(plan: Plan) -> set[str]:
+    """Every variable some part of the plan can set."""
+    names = set(plan.vars) | set(BUILTIN_VARS)
+    for feed in plan.data:
+        for row in feed.rows[:100]:
+            names.update(row)
+    steps = list(plan.setup.steps) if plan.setup else []
+    for flow in plan.flows:
+        steps.extend(flow.steps)
+    for step in steps:
+        names.update(step.extract)
+    return names
+
+
+def check(plan: Plan) -> None:
+    from services.coordinator.plans import _check_headers
+
+    if plan.proxy is not None:
+        p = urlsplit(plan.proxy)
+        if p.scheme not in ("http", "https") or not p.hostname:
+            raise InvalidPlan("proxy must be http://host:port", "proxy")
+    for i, feed in enumerate(plan.data):
+        if not feed.rows:
+            what = f"data file {feed.file!r} has no rows" if feed.file else "a data feed needs rows or a file"
+            hint = "" if feed.rows or not feed.file else " (files are read by the CLI: `surge run/validate FILE`)"
+            raise InvalidPlan(what + hint, f"data.{i}.{'file' if feed.file else 'rows'}")
+    names = [f.name for f in plan.flows]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InvalidPlan(f"flow name {name!r} is used twice", f"flows.{i}.name")
+    if plan.flows and sum(f.weight for f in plan.flows) <= 0:
+        raise InvalidPlan("at least one flow needs a weight above 0", "flows.0.weight")
+    known = defined_vars(plan)
+    for key, value in plan.vars.items():
+        _template(value, known, f"vars.{key}")
+    for i, r in enumerate(plan.requests):
+        _template(r.path, known, f"requests.{i}.path")
+        for k, v in r.headers.items():
+            _template(v, known, f"requests.{i}.headers.{k}")
+        if r.body is not None:
+            _template(r.body, known, f"requests.{i}.body")
+        if r.json is not None:
+            _template_json(r.json, known, f"requests.{i}.json")
+    for k, v in plan.headers.items():
+        _template(v, known, f"headers.{k}")
+    if plan.setup:
+        for j, step in enumerate(plan.setup.steps):
+            _check_step(step, known, f"setup.steps.{j}", _check_headers)
+    for i, flow in enumerate(plan.flows):
+        for j, step in enumerate(flow.steps):
+            _check_step(step, known, f"flows.{i}.steps.{j}", _check_headers)
+
+
+def _check_step(step: Step, known: set[str], field: str, check_headers) -> None:
+    if step.body is not None and step.json is not None:
+        raise InvalidPlan("give body or json, not both", f"{field}.body")
+    check_headers(step.headers, f"{field}.headers")
+    _template(step.path, known, f"{field}.path")
+    for k, v in step.headers.items():
+        _template(v, known, f"{field}.headers.{k}")
+    if step.body is not None:
+        _template(step.body, known, f"{field}.body")
+    if step.json is not None:
+        _template_json(step.json, known, f"{field}.json")
+    for var, spec in step.extract.items():
+        try:
+            extract.Extractor(var, spec)
+        except extract.ExtractError as exc:
+            raise InvalidPlan(str(exc), f"{field}.extract.{var}") from None
+        except templating.TemplateError as exc:
+            raise InvalidPlan(str(exc), f"{field}.extract.{var}.value") from None
+        if spec.value is not None:
+            _template(spec.value, known, f"{field}.extract.{var}.value")
+    if step.check is not None:
+        try:
+            extract.Checker(step.check)
+        except extract.ExtractError as exc:
+            raise InvalidPlan(str(exc), f"{field}.check") from None
+        c = step.check
+        for n, j in enumerate(c.jsonpath):
+            if isinstance(j.equals, str):
+                _template(j.equals, known, f"{field}.check.jsonpath.{n}.equals")
+        if c.body_min is not None and c.body_max is not None and c.body_min > c.body_max:
+            raise InvalidPlan("body_min is above body_max", f"{field}.check.body_min")
+    think = step.think
+    if think is not None and not isinstance(think, (int, float)) and think.min > think.max:
+        raise InvalidPlan("think.min is above think.max", f"{field}.think.min")
+
+
+def _template(text: str, known: set[str], field: str) -> None:
+    try:
+        refs = templating.references(text)
+    except templating.TemplateError as exc:
+        raise InvalidPlan(str(exc), field) from None
+    for name in refs:
+        if name not in known:
+            raise InvalidPlan(
+                f"{{{{{name}}}}} is not set anywhere (vars, data columns or an extract)", field
+            )
+
+
+def _template_json(value, known: set[str], field: str) -> None:
+    if isinstance(value, str):
+        _template(value, known, field)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _template_json(v, known, f"{field}.{i}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _template(str(k), known, f"{field}.{k}")
+            _template_json(v, known, f"{field}.{k}")

@@ -1,0 +1,355 @@
+"""The flow engine: user flows, the closed model, data feeds, TLS and proxies.
+
+Plans with only static requests run on the fast engine (``engine.py``). Anything
+that needs per-user state — flows, ``setup``, extraction, templating, data feeds,
+the closed model (``users``/``user_stages``), https, a proxy — runs here, on aiohttp
+(keep-alive connector shared by all users, one cookie jar per virtual user).
+
+It has the ``Engine``'s surface (start, rebase, now_s, stop_pacing, in_flight,
+drain, take_interval, names), so the generator service drives it the same way and
+its intervals merge on the coordinator exactly as the fast engine's do.
+
+* Open model: arrival ``i`` is due at the schedule's time; it picks a flow by weight
+  and runs it as a fresh virtual user. The first step's latency counts from the
+  intended time; arrivals waiting for a free slot (``connections`` flows at once)
+  count *late* after 10 ms and are *dropped* after the timeout, as in the fast engine.
+* Closed model: the generator's part of the users (an integer split by its
+  position among the run's generators) loop: setup once, then a flow by weight,
+  again and again, each step followed by its think time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+
+from schemas.control import Assignment
+from schemas.plan import Plan
+from services.coordinator.slicing import users_for
+from services.generator.feeds import Exhausted, Feeds
+from services.generator.pacing import INF, Schedule
+from services.generator.recorder import Interval
+from services.generator.session import Program, VirtualUser
+
+log = structlog.get_logger(__name__)
+
+LATE_S = 0.010
+SWEEP_S = 0.050
+MAX_SLEEP_S = 0.010
+USERS_EVERY_S = 0.050  # how often the closed model adjusts its number of users
+_now = time.monotonic
+
+
+def needs_flow_engine(plan: Plan) -> bool:
+    """True when the fast static engine cannot run this plan."""
+    if plan.flows or plan.setup or plan.data or plan.vars or plan.proxy or plan.insecure:
+        return True
+    if plan.users is not None or plan.user_stages:
+        return True
+    if plan.target.startswith("https:"):
+        return True
+    if any("{{" in v for v in plan.headers.values()):
+        return True
+    for r in plan.requests:
+        if "{{" in r.path or (r.body and "{{" in r.body) or any("{{" in v for v in r.headers.values()):
+            return True
+        if r.json is not None and "{{" in repr(r.json):
+            return True
+    return False
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("flow engine failed", error=repr(task.exception()), exc_info=task.exception())
+
+
+def users_at(plan: Plan, t: float) -> float:
+    """Virtual users the whole run asks for at ``t`` seconds (stages ramp linearly from 0)."""
+    if plan.users is not None:
+        return float(plan.users) if 0 <= t < (plan.duration or 0) else 0.0
+    start, prev = 0.0, 0.0
+    for stage in plan.user_stages or []:
+        if t < start + stage.duration:
+            return prev + (stage.target - prev) * (t - start) / stage.duration
+        start, prev = start + stage.duration, stage.target
+    return 0.0
+
+
+class FlowEngine:
+    def __init__(self, assignment: Assignment, loop: asyncio.AbstractEventLoop) -> None:
+        plan = assignment.plan
+        self.plan = plan
+        self.loop = loop
+        self.index, self.count = assignment.index, assignment.count
+        self.rng = random.Random(f"{assignment.run_id}:{assignment.index}")
+        self.program = Program(plan, self.rng)
+        self.names = self.program.names
+        self.closed = plan.model == "closed"
+        self.feeds = Feeds(plan.data, assignment.index, assignment.count,
+                           seed=self.rng.randrange(1 << 30))
+        self.base_url = plan.target.rstrip("/")
+        self.cur = Interval(len(self.names))
+        self.schedule: Schedule | None = None
+        self.t0 = 0.0
+        self.next_i = 0
+        self.running = False  # pacing / looping
+        self.requests_in_flight = 0
+        self.shared_vars: dict[str, Any] = {}
+        self.shared_cookies: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._flows: set[asyncio.Task] = set()  # open model: flows running
+        self._users: dict[int, asyncio.Task] = {}  # closed model: user id -> its loop
+        self._retiring: set[int] = set()
+        self._pool: list[VirtualUser] = []
+        self._all_users: list[VirtualUser] = []
+        self._next_uid = 0
+        self.backlog: collections.deque[tuple[int, float]] = collections.deque()
+        self.max_active = plan.connections
+        self.connector: aiohttp.TCPConnector | None = None
+
+    # --- control (the service calls these, as on Engine) ------------------------
+    def start(self, schedule: Schedule, t0: float) -> None:
+        self.schedule, self.t0, self.running = schedule, t0, True
+        ctx: Any = None
+        if self.plan.insecure:
+            ctx = False  # accept any certificate
+        elif self.plan.target.startswith("https:"):
+            ctx = ssl.create_default_context()
+        self.connector = aiohttp.TCPConnector(limit=0, ssl=ctx, keepalive_timeout=30)
+        main = self.loop.create_task(self._main(), name="flows")
+        main.add_done_callback(_log_failure)
+        self._tasks = [main]
+
+    def rebase(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self._wake.set()
+
+    def reassign(self, a: Assignment) -> None:
+        """A new epoch: a rebalance changes this generator's part of the users."""
+        self.index, self.count = a.index, a.count
+        self._wake.set()
+
+    def now_s(self) -> float:
+        return _now() - self.t0
+
+    def stop_pacing(self) -> None:
+        self.running = False
+        self._stop.set()
+        self._wake.set()
+
+    def in_flight(self) -> int:
+        return self.requests_in_flight + len(self.backlog)
+
+    def take_interval(self) -> Interval:
+        done, self.cur = self.cur, Interval(len(self.names))
+        return done
+
+    def cur_record(self, spec: int, latency_s: float, service_s: float, error: str | None) -> None:
+        self.cur.record(spec, latency_s, service_s, error)
+
+    async def pause(self, seconds: float) -> bool:
+        """Think time; False when the run stopped meanwhile."""
+        if not self.running:
+            return False
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+            return False
+        except TimeoutError:
+            return self.running
+
+    async def drain(self, limit_s: float) -> None:
+        """Stop starting work; let in-flight requests finish up to ``limit_s``, then cancel."""
+        self.stop_pacing()
+        pending = set(self._flows) | set(self._users.values()) | set(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=limit_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        while self.backlog:
+            flow, _ = self.backlog.popleft()
+            self.cur.dropped[self._first_step(flow)] += 1
+        for user in self._all_users:
+            await user.close()
+        if self.connector is not None:
+            await self.connector.close()
+
+    # --- the run --------------------------------------------------------------------
+    async def _main(self) -> None:
+        delay = self.t0 - _now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self.program.setup and self.program.setup_scope == "generator":
+            await self._generator_setup()
+        if not self.running:
+            return
+        if self.closed:
+            await self._control_users()
+        else:
+            sweep = self.loop.create_task(self._sweep())
+            try:
+                await self._pace()
+            finally:
+                sweep.cancel()
+
+    async def _generator_setup(self) -> None:
+        user = self._user()
+        user.vars.update(self.feeds.draw("user") if self.feeds.has("user") else {})
+        await user.run_steps(self.program.setup)
+        self.shared_vars = {k: v for k, v in user.vars.items() if not k.startswith("__")}
+        self.shared_cookies = user.cookies()
+        self._pool.append(user)
+
+    def _user(self) -> VirtualUser:
+        if self._pool:
+            user = self._pool.pop()
+            user.reset()
+            return user
+        self._next_uid += 1
+        user = VirtualUser(self, self.index * 1_000_000 + self._next_uid)
+        self._all_users.append(user)
+        return user
+
+    def _first_step(self, flow: int) -> int:
+        return self.program.flows[flow][0].index
+
+    def _draw(self, user: VirtualUser, per: str) -> bool:
+        if not self.feeds.has(per):
+            return True
+        try:
+            user.vars.update(self.feeds.draw(per))
+            return True
+        except Exhausted:
+            return False
+
+    # --- open model -------------------------------------------------------------------
+    async def _pace(self) -> None:
+        while self.running:
+            sched = self.schedule
+            assert sched is not None
+            rel = _now() - self.t0
+            i = self.next_i
+            t = sched.time_of(i)
+            while t <= rel:
+                self._arrive(self.program.pick(self.rng), self.t0 + t)
+                i += 1
+                t = sched.time_of(i)
+            self.next_i = i
+            if t == INF:
+                if rel >= sched.end_s:
+                    break
+                t = rel + MAX_SLEEP_S
+            self._wake.clear()
+            delay = min(t - rel, MAX_SLEEP_S)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)
+
+    def _arrive(self, flow: int, intended: float) -> None:
+        self.cur.sent += 1
+        if len(self._flows) < self.max_active:
+            self._launch(flow, intended)
+        else:
+            self.backlog.append((flow, intended))
+
+    def _launch(self, flow: int, intended: float) -> None:
+        now = _now()
+        if now - intended > LATE_S:
+            self.cur.late[self._first_step(flow)] += 1
+        task = self.loop.create_task(self._run_arrival(flow, intended))
+        self._flows.add(task)
+        task.add_done_callback(self._arrival_done)
+
+    def _arrival_done(self, task: asyncio.Task) -> None:
+        self._flows.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("flow failed", error=repr(task.exception()))
+        if not self.running:
+            return  # draining: what still waits is counted dropped by drain()
+        now = _now()
+        while self.backlog and len(self._flows) < self.max_active:
+            flow, intended = self.backlog.popleft()
+            if now - intended > self.plan.timeout:
+                self.cur.dropped[self._first_step(flow)] += 1
+                continue
+            self._launch(flow, intended)
+
+    async def _run_arrival(self, flow: int, intended: float) -> None:
+        user = self._user()
+        try:
+            if not (self._draw(user, "user") and self._draw(user, "iteration")):
+                self.cur.dropped[self._first_step(flow)] += 1  # a unique feed ran out
+                return
+            if self.program.setup and self.program.setup_scope == "user":
+                if not await user.run_steps(self.program.setup, intended):
+                    return
+                intended = None
+            await user.run_steps(self.program.flows[flow], intended)
+        finally:
+            self._pool.append(user)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = _now()
+            backlog = self.backlog
+            while backlog and now - backlog[0][1] > self.plan.timeout:
+                flow, _ = backlog.popleft()
+                self.cur.dropped[self._first_step(flow)] += 1
+
+    # --- closed model ------------------------------------------------------------------
+    async def _control_users(self) -> None:
+        """Keep this generator's part of the users running, following user_stages."""
+        while self.running:
+            want = users_for(int(users_at(self.plan, self.now_s()) + 1e-9), self.index, self.count)
+            active = [uid for uid in self._users if uid not in self._retiring]
+            for _ in range(want - len(active)):
+                self._spawn()
+            for uid in sorted(active, reverse=True)[: max(len(active) - want, 0)]:
+                self._retiring.add(uid)
+            if self.schedule is not None and self.now_s() >= self.schedule.end_s:
+                break
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), USERS_EVERY_S)
+            except TimeoutError:
+                pass
+
+    def _spawn(self) -> None:
+        user = self._user()
+        task = self.loop.create_task(self._user_loop(user))
+        self._users[user.uid] = task
+        task.add_done_callback(lambda t, uid=user.uid: self._user_done(uid, t))
+
+    def _user_done(self, uid: int, task: asyncio.Task) -> None:
+        self._users.pop(uid, None)
+        self._retiring.discard(uid)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("virtual user failed", error=repr(task.exception()))
+
+    async def _user_loop(self, user: VirtualUser) -> None:
+        prog = self.program
+        if not self._draw(user, "user"):
+            return
+        if prog.setup and prog.setup_scope == "user":
+            await user.run_steps(prog.setup)
+        while self.running and user.uid not in self._retiring:
+            if not self._draw(user, "iteration"):
+                return  # this generator's unique rows are used up: the user stops
+            user.iteration += 1
+            user.vars["__iteration"] = user.iteration
+            self.cur.sent += 1
+            await user.run_steps(prog.flows[prog.pick(self.rng)])

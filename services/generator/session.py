@@ -1,0 +1,225 @@
+"""A plan compiled for the flow engine, and one virtual user's session running its steps.
+
+``Program`` compiles every template, extractor and check once per run. A
+``VirtualUser`` has its own variables and cookie jar (an aiohttp ``ClientSession``
+over the engine's shared, keep-alive connector) and runs steps, recording each one
+into the engine's current interval under the step's name.
+
+A step's outcome: a transport failure (connect, timeout, reset, other) or a failed
+extraction ends the iteration (later steps would lack what they need); a failed
+status or check is recorded and the flow goes on, as JMeter and k6 do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
+from services.generator.extract import Checker, Extractor, Response
+from services.generator.templating import JsonTemplate, MissingVariable, Template
+
+if TYPE_CHECKING:
+    from services.generator.flows import FlowEngine
+
+USER_AGENT = "surge/0.1"
+_now = time.monotonic
+
+
+class CompiledStep:
+    __slots__ = ("index", "name", "method", "path", "headers", "body", "json", "extractors",
+                 "checker", "think", "wants_cookies")
+
+    def __init__(self, step: Step, index: int, name: str, rng: random.Random) -> None:
+        self.index = index
+        self.name = name
+        self.method = step.method
+        self.path = Template(step.path, rng)
+        self.headers = [(k, Template(v, rng)) for k, v in step.headers.items()]
+        self.body = Template(step.body, rng) if step.body is not None else None
+        self.json = JsonTemplate(step.json, rng) if step.json is not None else None
+        self.extractors = [Extractor(var, spec) for var, spec in step.extract.items()]
+        self.checker = Checker(step.check)
+        self.think = step.think
+        self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
+
+
+def _as_step(r: RequestSpec) -> Step:
+    """A static request as a one-step flow (plans that need the flow engine for TLS,
+    a proxy, templating or the closed model, but list plain ``requests``)."""
+    check = None
+    if r.checks is not None:
+        check = StepCheck(status=r.checks.status, contains=r.checks.body_contains)
+    return Step(name=r.name, method=r.method, path=r.path, headers=r.headers, body=r.body,
+                json=r.json, check=check)
+
+
+class Program:
+    """Everything the flow engine needs from a plan, compiled once."""
+
+    def __init__(self, plan: Plan, rng: random.Random) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        flows = list(plan.flows) or [
+            Flow(name=r.name, weight=r.weight, steps=[_as_step(r)]) for r in plan.requests
+        ]
+        self.setup_scope = plan.setup.scope if plan.setup else "user"
+        self.setup = [
+            self._compile(s, f"setup.{j + 1}", rng) for j, s in enumerate(plan.setup.steps)
+        ] if plan.setup else []
+        self.flows = [
+            [self._compile(s, f"{f.name}.{j + 1}", rng) for j, s in enumerate(f.steps)]
+            for f in flows
+        ]
+        self.weights = [f.weight for f in flows]
+        self.cumulative: list[int] = []
+        total = 0
+        for w in self.weights:
+            total += w
+            self.cumulative.append(total)
+        self.headers = [(k, Template(v, rng)) for k, v in plan.headers.items()]
+        self.vars = {k: Template(v, rng).render(plan.vars) if "{{" in v else v
+                     for k, v in plan.vars.items()}
+
+    def _compile(self, step: Step, default_name: str, rng: random.Random) -> CompiledStep:
+        name = step.name or default_name
+        if name not in self._index:
+            self._index[name] = len(self.names)
+            self.names.append(name)
+        return CompiledStep(step, self._index[name], name, rng)
+
+    def pick(self, rng: random.Random) -> int:
+        """A flow index, by weight."""
+        x = rng.random() * self.cumulative[-1]
+        for i, c in enumerate(self.cumulative):
+            if x < c:
+                return i
+        return len(self.cumulative) - 1
+
+
+def think_s(think: float | Think | None, rng: random.Random) -> float:
+    if think is None:
+        return 0.0
+    if isinstance(think, (int, float)):
+        return float(think)
+    return rng.uniform(think.min, think.max)
+
+
+def classify(exc: BaseException) -> str:
+    """An aiohttp/asyncio failure as one of Surge's error kinds."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "timeout"
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError)):
+        return "connect"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError,
+                        aiohttp.ClientPayloadError)):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return "reset" if "reset" in str(exc).lower() else "connect"
+    return "other"
+
+
+class VirtualUser:
+    """One user's variables, cookie jar and HTTP session."""
+
+    def __init__(self, engine: FlowEngine, uid: int) -> None:
+        self.engine = engine
+        self.uid = uid
+        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: accept cookies from IP hosts
+        self.session = aiohttp.ClientSession(
+            connector=engine.connector, connector_owner=False, cookie_jar=self.jar,
+            timeout=aiohttp.ClientTimeout(total=engine.plan.timeout),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.vars: dict[str, Any] = {}
+        self.iteration = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a fresh user (the open model reuses the object)."""
+        e = self.engine
+        self.jar.clear()
+        if e.shared_cookies:
+            self.jar.update_cookies(e.shared_cookies, URL(e.base_url))
+        self.vars = {**e.program.vars, **e.shared_vars, "__user": self.uid,
+                     "__generator": e.index, "__iteration": 0}
+        self.iteration = 0
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def cookies(self) -> dict[str, str]:
+        return {c.key: c.value for c in self.jar}
+
+    async def run_steps(self, steps: list[CompiledStep], intended: float | None = None) -> bool:
+        """Run steps in order; False when the iteration had to end early."""
+        engine = self.engine
+        for k, step in enumerate(steps):
+            if k and not engine.running:
+                return False
+            ok = await self.request(step, intended if k == 0 else None)
+            if not ok:
+                return False
+            pause = think_s(step.think, engine.rng)
+            if pause > 0 and not await engine.pause(pause):
+                return False
+        return True
+
+    async def request(self, step: CompiledStep, intended: float | None) -> bool:
+        engine = self.engine
+        rec = engine.cur_record
+        v = self.vars
+        try:
+            url = engine.base_url + step.path.render(v)
+            headers = {k: t.render(v) for k, t in engine.program.headers}
+            for k, t in step.headers:
+                headers[k] = t.render(v)
+            data = None
+            if step.json is not None:
+                data = msgspec.json.encode(step.json.render(v))
+                if not any(k.lower() == "content-type" for k in headers):
+                    headers["Content-Type"] = "application/json"
+            elif step.body is not None:
+                data = step.body.render(v).encode()
+        except MissingVariable:
+            rec(step.index, 0.0, 0.0, "other")
+            return False
+        sent = _now()
+        if intended is None:
+            intended = sent
+        engine.requests_in_flight += 1
+        try:
+            async with self.session.request(
+                step.method, url, headers=headers, data=data, proxy=engine.plan.proxy,
+            ) as resp:
+                body = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except asyncio.CancelledError:
+            done = _now()
+            engine.cur_record(step.index, done - intended, done - sent, "timeout")
+            raise
+        except Exception as exc:  # every client failure is an outcome, never a crash
+            done = _now()
+            engine.cur_record(step.index, done - intended, done - sent, classify(exc))
+            return False
+        finally:
+            engine.requests_in_flight -= 1
+        done = _now()
+        r = Response(status, resp_headers, body,
+                     self.cookies() if step.wants_cookies else None, done - sent)
+        error = step.checker(r, v)
+        ok = True
+        for ex in step.extractors:
+            try:
+                v[ex.var] = ex(r, v)
+            except LookupError:
+                error, ok = "check", False
+                break
+        engine.cur_record(step.index, done - intended, done - sent, error)
+        return ok

@@ -1,0 +1,198 @@
+"""``{{var}}`` templates in paths, headers and bodies. Pure; compiled once per plan.
+
+A template is split once into literal text and references; rendering joins them with
+the virtual user's variables. References:
+
+* ``{{name}}`` — a variable (plan ``vars``, a data row's column, an extracted value);
+* ``{{$uuid}}``, ``{{$randint(a,b)}}``, ``{{$random}}`` (float in [0,1)),
+  ``{{$timestamp}}`` (unix seconds), ``{{$timestamp_ms}}``, ``{{$randstr(n)}}``.
+
+In a JSON body a string that is exactly one reference keeps the value's type (an
+extracted number stays a number); anything else renders to text.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+REF_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CALL_RE = re.compile(r"^\$([a-z_]+)(?:\((.*)\))?$")
+_ALNUM = string.ascii_letters + string.digits
+
+
+class TemplateError(ValueError):
+    """A reference that is neither a variable name nor a known generator."""
+
+
+class MissingVariable(KeyError):
+    """Rendering needed a variable the virtual user does not have."""
+
+    def __str__(self) -> str:
+        return f"variable {self.args[0]!r} is not set"
+
+
+def _generator(expr: str, rng: random.Random) -> Callable[[], Any]:
+    m = _CALL_RE.match(expr)
+    if not m:
+        raise TemplateError(f"unknown reference {{{{{expr}}}}}")
+    fn, args_text = m.group(1), m.group(2)
+    args = [a.strip() for a in args_text.split(",")] if args_text else []
+    try:
+        nums = [int(a) for a in args]
+    except ValueError:
+        raise TemplateError(f"{{{{{expr}}}}}: arguments are integers") from None
+    if fn == "uuid" and not nums:
+        return lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    if fn == "randint" and len(nums) == 2 and nums[0] <= nums[1]:
+        lo, hi = nums
+        return lambda: rng.randint(lo, hi)
+    if fn == "random" and not nums:
+        return rng.random
+    if fn == "timestamp" and not nums:
+        return lambda: int(time.time())
+    if fn == "timestamp_ms" and not nums:
+        return lambda: int(time.time() * 1000)
+    if fn == "randstr" and len(nums) == 1 and 0 < nums[0] <= 4096:
+        n = nums[0]
+        return lambda: "".join(rng.choices(_ALNUM, k=n))
+    raise TemplateError(
+        f"unknown generator {{{{{expr}}}}} (use $uuid, $randint(a,b), $random, $timestamp, "
+        "$timestamp_ms, $randstr(n))"
+    )
+
+
+def references(text: str) -> list[str]:
+    """Variable names a text refers to (generators excluded). Raises TemplateError."""
+    names = []
+    for m in REF_RE.finditer(text):
+        expr = m.group(1)
+        if expr.startswith("$"):
+            _generator(expr, random.Random(0))
+        elif _VAR_RE.match(expr):
+            names.append(expr)
+        else:
+            raise TemplateError(f"not a variable name or generator: {{{{{expr}}}}}")
+    return names
+
+
+def references_in(value: Any) -> list[str]:
+    """Variable names referred to anywhere in a JSON-like value."""
+    if isinstance(value, str):
+        return references(value)
+    if isinstance(value, list):
+        return [n for v in value for n in references_in(v)]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in references(str(k)) + references_in(v)]
+    return []
+
+
+class Template:
+    """A compiled text template. ``static`` when it has no reference at all."""
+
+    __slots__ = ("parts", "static", "single")
+
+    def __init__(self, text: str, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        parts: list[str | tuple[str, Callable[[], Any] | None]] = []
+        pos = 0
+        for m in REF_RE.finditer(text):
+            if m.start() > pos:
+                parts.append(text[pos:m.start()])
+            expr = m.group(1)
+            if expr.startswith("$"):
+                parts.append((expr, _generator(expr, rng)))
+            elif _VAR_RE.match(expr):
+                parts.append((expr, None))
+            else:
+                raise TemplateError(f"not a variable name or generator: {{{{{expr}}}}}")
+            pos = m.end()
+        if pos < len(text):
+            parts.append(text[pos:])
+        self.parts = parts
+        self.static = all(isinstance(p, str) for p in parts)
+        self.single = len(parts) == 1 and not isinstance(parts[0], str)
+
+    def value(self, variables: Mapping[str, Any]) -> Any:
+        """The rendered value; a template that is one reference keeps its type."""
+        if self.single:
+            return _resolve(self.parts[0], variables)  # type: ignore[arg-type]
+        return self.render(variables)
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        if self.static:
+            return "".join(self.parts)  # type: ignore[arg-type]
+        out = []
+        for p in self.parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = _resolve(p, variables)
+                out.append(v if isinstance(v, str) else _text(v))
+        return "".join(out)
+
+
+def _resolve(part: tuple[str, Callable[[], Any] | None], variables: Mapping[str, Any]) -> Any:
+    name, gen = part
+    if gen is not None:
+        return gen()
+    try:
+        return variables[name]
+    except KeyError:
+        raise MissingVariable(name) from None
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        import json
+
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+class JsonTemplate:
+    """A JSON body with templates in its strings (keys included), compiled once."""
+
+    __slots__ = ("tree", "static")
+
+    def __init__(self, value: Any, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        self.static = not references_in(value) and "{{" not in repr(value)
+        self.tree = value if self.static else _compile(value, rng)
+
+    def render(self, variables: Mapping[str, Any]) -> Any:
+        return self.tree if self.static else _render(self.tree, variables)
+
+
+def _compile(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, str):
+        t = Template(value, rng)
+        return value if t.static else t
+    if isinstance(value, list):
+        return [_compile(v, rng) for v in value]
+    if isinstance(value, dict):
+        return {(Template(k, rng) if "{{" in k else k): _compile(v, rng) for k, v in value.items()}
+    return value
+
+
+def _render(tree: Any, variables: Mapping[str, Any]) -> Any:
+    if isinstance(tree, Template):
+        return tree.value(variables)
+    if isinstance(tree, list):
+        return [_render(v, variables) for v in tree]
+    if isinstance(tree, dict):
+        return {
+            (k.render(variables) if isinstance(k, Template) else k): _render(v, variables)
+            for k, v in tree.items()
+        }
+    return tree

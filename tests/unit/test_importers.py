@@ -1,0 +1,137 @@
+"""Importers (services/cli/importers/): HAR, Postman, curl, JMeter → plans that validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.cli import importers
+from services.cli.importers import common, curl, har, jmx, postman
+from services.coordinator import plans
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def valid(imported: common.Imported, base: Path = SAMPLES):
+    importers.declare_unset(imported, str(base))
+    plan = common.finish(imported.plan, target=None, rate=None, users=None, duration=None)
+    return plans.from_obj(plans.embed_data(plan, str(base)))
+
+
+def steps(plan):
+    return {s.name: s for f in plan.flows for s in f.steps}
+
+
+def test_har_sample_maps_steps_thinks_checks_and_correlates_the_token():
+    imp = har.convert((SAMPLES / "shop.har").read_text())
+    plan = valid(imp)
+    s = steps(plan)
+    assert list(s) == ["GET /products", "POST /login", "GET /api/me", "GET /api/products",
+                       "POST /api/cart", "GET /api/products/1"]
+    assert plan.target == "http://127.0.0.1:8080"
+    assert s["GET /products"].think == 2.0  # the pause before the login
+    assert s["POST /login"].json == {"username": "ann", "password": "secret"}
+    assert s["POST /login"].extract["token"].jsonpath == "$.token"
+    assert s["GET /api/me"].headers["Authorization"] == "Bearer {{token}}"
+    assert "Host" not in s["GET /api/me"].headers and ":authority" not in s["GET /api/me"].headers
+    assert s["GET /api/me"].check.status == 200
+    joined = "\n".join(imp.unmapped)
+    assert "cdn.example.com" in joined and "Cookie header dropped" in joined
+
+
+def test_postman_sample_maps_variables_auth_scripts_and_lists_the_rest():
+    imp = postman.convert((SAMPLES / "shop.postman_collection.json").read_text())
+    plan = valid(imp)
+    s = steps(plan)
+    assert plan.name == "Shop API" and plan.vars == {"password": "secret"}
+    assert s["Auth/Login"].extract["token"].jsonpath == "$.token"
+    assert s["Auth/Login"].check.status == 200
+    assert s["Auth/Login"].json == {"username": "ann", "password": "{{password}}"}
+    assert s["Me"].headers == {"Authorization": "Bearer {{token}}"}
+    assert s["Me"].check.contains == "ann"
+    assert "X-Debug" not in s["Products"].headers  # disabled in the collection
+    assert s["Add to cart"].headers["X-Request-Id"] == "{{$uuid}}"
+    joined = "\n".join(imp.unmapped)
+    for expected in ("console.log", "$randomFirstName", "pre-request script", "formdata"):
+        assert expected in joined
+
+
+def test_curl_sample_and_single_commands():
+    imp = curl.convert((SAMPLES / "shop.curl.txt").read_text())
+    plan = valid(imp)
+    s = steps(plan)
+    assert list(s) == ["GET /products", "POST /login", "GET /api/products", "GET /item/search"]
+    assert s["POST /login"].json == {"username": "bob", "password": "secret"}
+    assert s["GET /item/search"].path == "/item/search?q=widget&page=2"
+    assert any("--limit-rate" in u for u in imp.unmapped)
+    assert any("sid=s-9" in u for u in imp.unmapped)
+    one = curl.convert("curl -k -u ann:pw -d 'a=1' -x proxy.local:3128 https://shop.test:8443/form")
+    plan = valid(one)
+    step = plan.flows[0].steps[0]
+    assert plan.target == "https://shop.test:8443" and plan.insecure
+    assert plan.proxy == "http://proxy.local:3128"
+    assert step.method == "POST" and step.body == "a=1"
+    assert step.headers["Authorization"] == "Basic YW5uOnB3"
+    assert step.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_jmx_sample_maps_thread_group_samplers_extractors_assertions_and_data(tmp_path):
+    imp = jmx.convert((SAMPLES / "shop.jmx").read_text(), base_dir=str(SAMPLES), out_dir=str(SAMPLES))
+    plan = valid(imp)
+    assert plan.name == "Shop checkout" and plan.target == "http://127.0.0.1:8080"
+    assert [(st.duration, st.target) for st in plan.user_stages] == [(1, 3), (3, 3)]
+    assert plan.headers == {"Accept": "application/json"}
+    assert plan.vars == {"sku": "SKU-001"}
+    assert plan.data[0].file == "users.csv" and plan.data[0].mode == "cycle"
+    assert plan.data[0].rows[0] == {"username": "ann", "password": "secret"}
+    s = steps(plan)
+    assert list(s) == ["Login", "Me", "Products page", "Product", "Add to cart"]
+    assert s["Login"].body == '{"username": "{{username}}", "password": "{{password}}"}'
+    assert s["Login"].extract["token"].jsonpath == "$.token" and s["Login"].check.status == 200
+    assert s["Me"].headers == {"Authorization": "Bearer {{token}}"}
+    assert s["Me"].check.contains == '"ok": true' and s["Me"].check.max_ms == 1000
+    assert s["Products page"].extract["product_url"].regex == 'href="(/api/products/\\d+)"'
+    assert s["Product"].path == "{{product_url}}?ref={{$randint(1,100)}}"
+    assert s["Add to cart"].body == '{"sku": "{{sku}}", "id": "{{$uuid}}"}'
+    assert all(st.think == 0.1 for st in s.values())
+    joined = "\n".join(imp.unmapped)
+    assert "JSR223PostProcessor" in joined and "View Results Tree" in joined
+    assert "never set" not in joined
+
+
+def test_jmx_constant_throughput_timer_becomes_the_open_model_rate():
+    text = (SAMPLES / "shop.jmx").read_text().replace(
+        '<ConstantTimer guiclass="ConstantTimerGui"',
+        '<ConstantThroughputTimer testname="tput" enabled="true"><intProp name="calcMode">1</intProp>'
+        '<doubleProp><name>throughput</name><value>600.0</value><savedValue>0.0</savedValue></doubleProp>'
+        '</ConstantThroughputTimer><hashTree/><ConstantTimer guiclass="ConstantTimerGui"')
+    plan = valid(jmx.convert(text, base_dir=str(SAMPLES), out_dir=str(SAMPLES)))
+    assert plan.rate == 10 and plan.duration == 4 and plan.model == "open"
+
+
+@pytest.mark.parametrize("mod,text", [
+    (har, "{}"), (har, "not json"), (postman, "[]"), (curl, "wget http://x"), (curl, ""),
+    (jmx, "<x/>"), (jmx, "<<<"),
+])
+def test_unreadable_inputs_are_import_errors(mod, text):
+    with pytest.raises(common.ImportError_):
+        mod.convert(text)
+
+
+def test_cli_import_writes_a_plan_that_validate_accepts(tmp_path, capsys):
+    from services.cli.__main__ import main
+
+    out = tmp_path / "p.yaml"
+    with pytest.raises(SystemExit) as done:
+        main(["import", "jmx", str(SAMPLES / "shop.jmx"), "-o", str(out), "--target",
+              "http://127.0.0.1:9999", "--users", "2", "--duration", "5s"])
+    assert done.value.code == 0
+    text = out.read_text()
+    assert text.startswith("# Imported by `surge import`") and "JSR223PostProcessor" in text
+    plan = plans.load(str(out))
+    assert plan.target == "http://127.0.0.1:9999" and plan.users == 2 and plan.duration == 5
+    assert plan.data[0].rows  # the CSV path was rewritten relative to the output plan
+    with pytest.raises(SystemExit) as done:
+        main(["validate", str(out)])
+    assert done.value.code == 0

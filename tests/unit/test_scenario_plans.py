@@ -1,0 +1,157 @@
+"""The plan format's scenario parts: loading, validation with field paths, routing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import InvalidPlan
+from schemas.plan import Think
+from services.common import profile
+from services.coordinator import plans
+from services.generator.flows import needs_flow_engine, users_at
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def flow_plan(**over) -> dict:
+    plan = {
+        "name": "flow", "target": "http://127.0.0.1:8080", "users": 4, "duration": "10s",
+        "setup": {"steps": [{"name": "login", "method": "POST", "path": "/login",
+                             "json": {"username": "{{user}}"},
+                             "extract": {"token": {"jsonpath": "$.token"}}}]},
+        "data": {"rows": [{"user": "ann"}], "mode": "unique"},
+        "flows": [{"name": "f", "steps": [
+            {"path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"},
+             "think": {"min": "100ms", "max": "1s"}},
+            {"path": "/x/{{$uuid}}", "think": "250ms", "check": {"jsonpath": {"path": "$.a"}}},
+        ]}],
+    }
+    plan.update(over)
+    return {k: v for k, v in plan.items() if v is not None}
+
+
+def field_error(obj) -> str | None:
+    with pytest.raises(InvalidPlan) as info:
+        plans.from_obj(obj)
+    return info.value.field
+
+
+def test_a_full_flow_plan_validates_with_durations_normalised():
+    plan = plans.from_obj(flow_plan())
+    assert plan.model == "closed"
+    steps = plan.flows[0].steps
+    assert steps[0].think == Think(0.1, 1.0)
+    assert steps[1].think == 0.25
+    assert steps[1].check.jsonpath[0].path == "$.a"  # one mapping becomes a list
+    assert plan.data[0].mode == "unique" and plan.data[0].rows == [{"user": "ann"}]
+    assert needs_flow_engine(plan)
+
+
+def test_closed_profile_carries_duration_at_rate_zero():
+    plan = plans.from_obj(flow_plan(users=None, duration=None,
+                                    user_stages=[{"duration": "2s", "target": 4}, {"duration": 3, "target": 4}]))
+    prof = profile.from_plan(plan)
+    assert profile.duration(prof) == 5 and profile.peak(prof) == 0
+    assert users_at(plan, 1.0) == 2.0 and users_at(plan, 3.0) == 4.0 and users_at(plan, 5.0) == 0.0
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"rate": 10}, "rate"),  # users and rate
+    ({"duration": None}, "duration"),
+    ({"requests": [{"name": "r", "path": "/"}]}, "flows"),
+    ({"flows": []}, "requests"),
+    ({"proxy": "socks://x"}, "proxy"),
+    ({"data": {"file": "users.csv"}}, "data.0.file"),
+    ({"data": {"rows": [{"user": "a"}], "mode": "sometimes"}}, "data.0.mode"),
+])
+def test_plan_level_errors_name_the_field(over, field):
+    assert field_error(flow_plan(**over)) == field
+
+
+def step_error(step: dict) -> str | None:
+    return field_error(flow_plan(flows=[{"name": "f", "steps": [{"path": "/"}, step]}]))
+
+
+@pytest.mark.parametrize("step,field", [
+    ({"path": "/u/{{nobody}}"}, "flows.0.steps.1.path"),
+    ({"path": "/", "headers": {"X": "{{nobody}}"}}, "flows.0.steps.1.headers.X"),
+    ({"path": "/", "json": {"a": ["{{nobody}}"]}}, "flows.0.steps.1.json.a.0"),
+    ({"path": "/{{$nope}}"}, "flows.0.steps.1.path"),
+    ({"path": "/", "extract": {"t": {"jsonpath": "$..[?("}}}, "flows.0.steps.1.extract.t"),
+    ({"path": "/", "extract": {"t": {"regex": "a", "css": "b"}}}, "flows.0.steps.1.extract.t"),
+    ({"path": "/", "extract": {"t": {}}}, "flows.0.steps.1.extract.t"),
+    ({"path": "/", "extract": {"bad-name": {"regex": "a"}}}, "flows.0.steps.1.extract"),
+    ({"path": "/", "check": {"regex": "("}}, "flows.0.steps.1.check"),
+    ({"path": "/", "check": {"body_min": 5, "body_max": 1}}, "flows.0.steps.1.check.body_min"),
+    ({"path": "/", "check": {"nope": 1}}, "flows.0.steps.1.check.nope"),
+    ({"path": "/", "think": "soon"}, "flows.0.steps.1.think"),
+    ({"path": "/", "think": {"min": 2, "max": 1}}, "flows.0.steps.1.think.min"),
+    ({"path": "/", "method": "BREW"}, "flows.0.steps.1.method"),
+    ({"path": "no-slash"}, "flows.0.steps.1.path"),
+    ({"path": "/", "body": "x", "json": {}}, "flows.0.steps.1.body"),
+])
+def test_step_errors_name_the_field(step, field):
+    assert step_error(step) == field
+
+
+def test_duplicate_flow_names_and_zero_weights():
+    two = [{"name": "f", "steps": [{"path": "/"}]}, {"name": "f", "steps": [{"path": "/"}]}]
+    assert field_error(flow_plan(flows=two)) == "flows.1.name"
+    zero = [{"name": "f", "weight": 0, "steps": [{"path": "/"}]}]
+    assert field_error(flow_plan(flows=zero)) == "flows.0.weight"
+
+
+def test_load_embeds_csv_and_jsonl_rows_relative_to_the_plan(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "users.csv").write_text("user,password\nann,secret\nbob,secret\n")
+    (tmp_path / "keys.jsonl").write_text('{"key": 1}\n\n{"key": 2}\n')
+    raw = flow_plan(data=[{"file": "data/users.csv", "mode": "unique"}, {"file": "keys.jsonl"}])
+    import yaml
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    plan = plans.load(str(tmp_path / "p.yaml"))
+    assert plan.data[0].rows == [{"user": "ann", "password": "secret"}, {"user": "bob", "password": "secret"}]
+    assert plan.data[1].rows == [{"key": 1}, {"key": 2}]
+    # what travels to the coordinator validates there without the file
+    assert plans.from_obj(__import__("msgspec").to_builtins(plan)) == plan
+
+
+def test_load_reports_bad_data_files_on_their_field(tmp_path):
+    import yaml
+
+    (tmp_path / "bad.csv").write_text("a,b\n1\n")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "bad.csv"})))
+    with pytest.raises(InvalidPlan) as info:
+        plans.load(str(tmp_path / "p.yaml"))
+    assert info.value.field == "data.0.file"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "missing.csv"})))
+    with pytest.raises(InvalidPlan, match="cannot read"):
+        plans.load(str(tmp_path / "p.yaml"))
+
+
+def test_static_plans_keep_the_fast_path():
+    for path in ("plans/checkout.yaml", "plans/demo.yaml"):
+        plan = plans.load(str(ROOT / path))
+        assert plan.model == "open" and not needs_flow_engine(plan), path
+
+
+def test_static_requests_needing_tls_or_templates_use_the_flow_engine():
+    base = {"name": "s", "rate": 1, "duration": 1, "requests": [{"name": "r", "path": "/"}]}
+    assert needs_flow_engine(plans.from_obj({**base, "target": "https://127.0.0.1:8443"}))
+    templated = {**base, "target": "http://127.0.0.1:1",
+                 "requests": [{"name": "r", "path": "/x/{{$randint(1,9)}}"}]}
+    assert needs_flow_engine(plans.from_obj(templated))
+
+
+def test_every_example_plan_validates():
+    found = sorted((ROOT / "plans").rglob("*.yaml"))
+    assert found
+    for path in found:
+        plans.load(str(path))
+
+
+def test_rate_override_turns_a_closed_plan_open():
+    plan = plans.with_overrides(plans.from_obj(flow_plan()), rate=5)
+    assert plan.model == "open" and plan.rate == 5 and plan.duration == 10
