@@ -1,12 +1,14 @@
 """The flow engine's speed: one flow step with one JSON extraction, closed model, one core.
 
-    python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5]
+    python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5] [--insecure] [--http2 auto|off]
 
 Runs ``services.generator.flows.FlowEngine`` in this process exactly as the generator
 service does (intervals bucketed and encoded every second) against the demo target's
 ``/api/products`` (a small JSON document), each response checked (status) and a value
 extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-second
-(requests/s per core). Figures, never pass/fail. Not yet part of ``make bench``.
+(requests/s per core), and the protocol the run spoke (an https origin that offers
+``h2`` by ALPN gets HTTP/2 unless ``--http2 off``). Figures, never pass/fail. Not yet
+part of ``make bench``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def measure(origin: str, users: int, seconds: float) -> dict:
+async def measure(origin: str, users: int, seconds: float, insecure: bool = False,
+                  http2: str = "auto") -> dict:
     plan = plans.from_obj({
         "name": "bench-flow", "target": origin, "users": users, "duration": seconds + 1,
+        "insecure": insecure, "http2": http2,
         "flows": [{"name": "f", "steps": [{
             "name": "products", "path": "/api/products",
             "extract": {"sku": {"jsonpath": "$.products[0].sku"}}, "check": {"status": 200},
@@ -54,8 +58,10 @@ async def measure(origin: str, users: int, seconds: float) -> dict:
         done += iv.completed()
         errors += sum(sum(e.values()) for e in iv.errors)
     cpu, wall = _cpu() - cpu0, time.monotonic() - w0
+    protocol = engine.transport.protocol if engine.transport is not None else None
     await engine.drain(1.0)
     return {"what": "flow engine, 1 step + 1 JSONPath extraction", "users": users,
+            "protocol": protocol,
             "rps": round(done / wall, 1), "rps_per_cpu_s": round(done / max(cpu, 1e-9), 1),
             "cpu_percent": round(100 * cpu / wall, 1), "errors": errors}
 
@@ -65,6 +71,8 @@ def main() -> None:
     p.add_argument("origin")
     p.add_argument("--users", type=int, default=32)
     p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
+    p.add_argument("--http2", choices=["auto", "off"], default="auto")
     args = p.parse_args()
     try:
         import uvloop
@@ -72,7 +80,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(measure(args.origin, args.users, args.seconds))))
+    print(json.dumps(asyncio.run(measure(args.origin, args.users, args.seconds, args.insecure,
+                                         args.http2))))
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     vars: dict[VarName, str] = {}  # fixed variables, templated like any value
     proxy: Annotated[str, Meta(min_length=8, max_length=2048)] | None = None  # http://host:port
     insecure: bool = False  # TLS: accept any certificate (test certificates)
+    # auto: HTTP/2 when an https target picks h2 by ALPN, else HTTP/1.1; off: HTTP/1.1 always
+    http2: Literal["auto", "off"] = "auto"
 
     @property
     def model(self) -> str:

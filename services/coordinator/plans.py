@@ -66,6 +66,8 @@ def _normalize(raw: Any) -> Any:
                 else s
                 for i, s in enumerate(stages)
             ]
+    if isinstance(out.get("http2"), bool):  # YAML 1.1 reads `http2: off` as false
+        out["http2"] = "off" if out["http2"] is False else "on"  # "on": not a choice, refused
     if isinstance(out.get("data"), dict):  # one feed may be written without a list
         out["data"] = [out["data"]]
     flows = out.get("flows")

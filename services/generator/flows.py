@@ -2,8 +2,10 @@
 
 Plans with only static requests run on the fast engine (``engine.py``). Anything
 that needs per-user state — flows, ``setup``, extraction, templating, data feeds,
-the closed model (``users``/``user_stages``), https, a proxy — runs here, on aiohttp
-(keep-alive connector shared by all users, one cookie jar per virtual user).
+the closed model (``users``/``user_stages``), https, a proxy — runs here, over
+HTTP/1.1 keep-alive (aiohttp) or, when an https target offers it by ALPN, HTTP/2
+(httpx + h2); connections are shared by all users, a cookie jar is per virtual user
+(``transport.py``).
 
 It has the ``Engine``'s surface (start, rebase, now_s, stop_pacing, in_flight,
 drain, take_interval, names), so the generator service drives it the same way and
@@ -23,11 +25,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import ssl
 import time
 from typing import Any
 
-import aiohttp
 import structlog
 
 from schemas.control import Assignment
@@ -37,6 +37,7 @@ from services.generator.feeds import Exhausted, Feeds
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 from services.generator.session import Program, VirtualUser
+from services.generator.transport import Http1, Http2, choose
 
 log = structlog.get_logger(__name__)
 
@@ -114,17 +115,11 @@ class FlowEngine:
         self._next_uid = 0
         self.backlog: collections.deque[tuple[int, float]] = collections.deque()
         self.max_active = plan.connections
-        self.connector: aiohttp.TCPConnector | None = None
+        self.transport: Http1 | Http2 | None = None  # chosen by _main before any request
 
     # --- control (the service calls these, as on Engine) ------------------------
     def start(self, schedule: Schedule, t0: float) -> None:
         self.schedule, self.t0, self.running = schedule, t0, True
-        ctx: Any = None
-        if self.plan.insecure:
-            ctx = False  # accept any certificate
-        elif self.plan.target.startswith("https:"):
-            ctx = ssl.create_default_context()
-        self.connector = aiohttp.TCPConnector(limit=0, ssl=ctx, keepalive_timeout=30)
         main = self.loop.create_task(self._main(), name="flows")
         main.add_done_callback(_log_failure)
         self._tasks = [main]
@@ -180,14 +175,22 @@ class FlowEngine:
             self.cur.dropped[self._first_step(flow)] += 1
         for user in self._all_users:
             await user.close()
-        if self.connector is not None:
-            await self.connector.close()
+        if self.transport is not None:
+            await self.transport.close()
 
     # --- the run --------------------------------------------------------------------
     async def _main(self) -> None:
-        delay = self.t0 - _now()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # the ALPN probe runs while waiting for the start; a slow one makes the first
+        # arrivals late, and their latency still counts from their intended times
+        chosen = self.loop.create_task(choose(self.plan))
+        try:
+            delay = self.t0 - _now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.transport = await chosen
+        finally:
+            chosen.cancel()
+        log.info("flow transport", protocol=self.transport.protocol, target=self.plan.target)
         if self.program.setup and self.program.setup_scope == "generator":
             await self._generator_setup()
         if not self.running:

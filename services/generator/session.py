@@ -1,9 +1,10 @@
 """A plan compiled for the flow engine, and one virtual user's session running its steps.
 
 ``Program`` compiles every template, extractor and check once per run. A
-``VirtualUser`` has its own variables and cookie jar (an aiohttp ``ClientSession``
-over the engine's shared, keep-alive connector) and runs steps, recording each one
-into the engine's current interval under the step's name.
+``VirtualUser`` has its own variables and cookie jar (a client of the engine's
+transport, ``transport.py``: aiohttp over a shared keep-alive connector for HTTP/1.1,
+httpx over a shared HTTP/2 pool) and runs steps, recording each one into the
+engine's current interval under the step's name.
 
 A step's outcome: a transport failure (connect, timeout, reset, other) or a failed
 extraction ends the iteration (later steps would lack what they need); a failed
@@ -17,9 +18,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
-from yarl import URL
 
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
 from services.generator.extract import Checker, Extractor, Response
@@ -28,7 +27,6 @@ from services.generator.templating import JsonTemplate, MissingVariable, Templat
 if TYPE_CHECKING:
     from services.generator.flows import FlowEngine
 
-USER_AGENT = "surge/0.1"
 _now = time.monotonic
 
 
@@ -111,32 +109,13 @@ def think_s(think: float | Think | None, rng: random.Random) -> float:
     return rng.uniform(think.min, think.max)
 
 
-def classify(exc: BaseException) -> str:
-    """An aiohttp/asyncio failure as one of Surge's error kinds."""
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return "timeout"
-    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError)):
-        return "connect"
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError,
-                        aiohttp.ClientPayloadError)):
-        return "reset"
-    if isinstance(exc, aiohttp.ClientOSError):
-        return "reset" if "reset" in str(exc).lower() else "connect"
-    return "other"
-
-
 class VirtualUser:
     """One user's variables, cookie jar and HTTP session."""
 
     def __init__(self, engine: FlowEngine, uid: int) -> None:
         self.engine = engine
         self.uid = uid
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: accept cookies from IP hosts
-        self.session = aiohttp.ClientSession(
-            connector=engine.connector, connector_owner=False, cookie_jar=self.jar,
-            timeout=aiohttp.ClientTimeout(total=engine.plan.timeout),
-            headers={"User-Agent": USER_AGENT},
-        )
+        self.client = engine.transport.client()
         self.vars: dict[str, Any] = {}
         self.iteration = 0
         self.reset()
@@ -144,18 +123,18 @@ class VirtualUser:
     def reset(self) -> None:
         """Forget everything: a fresh user (the open model reuses the object)."""
         e = self.engine
-        self.jar.clear()
+        self.client.clear_cookies()
         if e.shared_cookies:
-            self.jar.update_cookies(e.shared_cookies, URL(e.base_url))
+            self.client.set_cookies(e.shared_cookies, e.base_url)
         self.vars = {**e.program.vars, **e.shared_vars, "__user": self.uid,
                      "__generator": e.index, "__iteration": 0}
         self.iteration = 0
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.client.close()
 
     def cookies(self) -> dict[str, str]:
-        return {c.key: c.value for c in self.jar}
+        return self.client.cookies()
 
     async def run_steps(self, steps: list[CompiledStep], intended: float | None = None) -> bool:
         """Run steps in order; False when the iteration had to end early."""
@@ -195,18 +174,14 @@ class VirtualUser:
             intended = sent
         engine.requests_in_flight += 1
         try:
-            async with self.session.request(
-                step.method, url, headers=headers, data=data, proxy=engine.plan.proxy,
-            ) as resp:
-                body = await resp.read()
-                status, resp_headers = resp.status, resp.headers
+            status, resp_headers, body = await self.client.send(step.method, url, headers, data)
         except asyncio.CancelledError:
             done = _now()
             engine.cur_record(step.index, done - intended, done - sent, "timeout")
             raise
         except Exception as exc:  # every client failure is an outcome, never a crash
             done = _now()
-            engine.cur_record(step.index, done - intended, done - sent, classify(exc))
+            engine.cur_record(step.index, done - intended, done - sent, engine.transport.classify(exc))
             return False
         finally:
             engine.requests_in_flight -= 1

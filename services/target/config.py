@@ -17,6 +17,7 @@ class Config(Struct, frozen=True, kw_only=True):
     target_stall_ms: float = 0.0  # ... this long, once per period (a GC pause, say)
     target_tls_cert: str = ""  # PEM certificate (chain): serve https instead of http
     target_tls_key: str = ""  # PEM private key, when not in the certificate file
+    target_http2: bool = False  # with TLS: offer HTTP/2 by ALPN too (services/target/http2.py)
     log_level: str = "info"
     log_json: bool = False
 

@@ -21,7 +21,8 @@ Scenario routes (a shop that needs a login, for flows and their tests):
 
 A request in absolute form (``GET http://host/path``, what clients send to an HTTP
 proxy) is served as if for ``/path`` and counted in ``/__stats`` ``proxied``, so the
-target can stand in for a proxy in tests. ``SURGE_TARGET_TLS_CERT``/``_KEY``: https.
+target can stand in for a proxy in tests. ``SURGE_TARGET_TLS_CERT``/``_KEY``: https;
+with ``SURGE_TARGET_HTTP2=1`` as well, HTTP/2 for clients that pick it by ALPN (``http2.py``).
 
 ``SURGE_TARGET_STALL_EVERY_S``/``SURGE_TARGET_STALL_MS`` make it stall periodically,
 the way a GC pause or a lock convoy does, to show coordinated omission at work.
@@ -101,6 +102,7 @@ class State:
         self.started = time.monotonic()
         self.sessions: dict[str, tuple[str, str]] = {}  # token -> (user, sid)
         self.proxied = 0  # requests in absolute form: the target served as an HTTP proxy
+        self.h2_requests = 0  # of ``requests``, those that came over HTTP/2 (http2.py)
         self.ids = itertools.count(1)
 
     def login(self, body: bytes, keep: bool) -> bytes:
@@ -238,7 +240,8 @@ class HttpProtocol(asyncio.Protocol):
             code = path[len("/status/"):]
             out = response(int(code) if code.isdigit() and 100 <= int(code) < 600 else 400, b"status", keep_alive=keep)
         elif path == "/__stats":
-            stats = {"requests": st.requests, "by_path": st.by_path, "proxied": st.proxied}
+            stats = {"requests": st.requests, "by_path": st.by_path, "proxied": st.proxied,
+                     "by_protocol": {"http/1.1": st.requests - st.h2_requests, "h2": st.h2_requests}}
             out = response(200, json.dumps(stats).encode(), "application/json", keep)
         elif method == b"POST" and path.startswith("/__stall/"):
             try:
@@ -279,8 +282,14 @@ class Server:
         if self.config.target_tls_cert:  # https, e.g. with a self-signed test certificate
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.config.target_tls_cert, self.config.target_tls_key or None)
+        factory = lambda: HttpProtocol(self.state)  # noqa: E731
+        if tls is not None and self.config.target_http2:
+            from services.target.http2 import ALPN, Negotiated
+
+            tls.set_alpn_protocols(ALPN)
+            factory = lambda: Negotiated(self.state)  # noqa: E731
         self._server = await loop.create_server(
-            lambda: HttpProtocol(self.state),
+            factory,
             self.config.target_host,
             self.config.target_port,
             backlog=4096,

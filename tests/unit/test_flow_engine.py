@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 
-import aiohttp
+import pytest
 
 from schemas.control import Assignment
 from schemas.plan import Think
@@ -14,6 +14,7 @@ from services.common import profile
 from services.coordinator import plans
 from services.generator.flows import FlowEngine
 from services.generator.session import Program, think_s
+from services.generator.transport import Http1, Http2
 
 
 def plan(**over):
@@ -58,23 +59,25 @@ def test_think_times():
     assert all(0.1 <= think_s(Think(0.1, 0.3), rng) <= 0.3 for _ in range(100))
 
 
-async def test_users_get_fresh_state_and_the_generator_setup_cookies():
+@pytest.mark.parametrize("transport", [Http1, Http2])
+async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     p = plan()
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
                    profile=profile.from_plan(p), plan=p, index=1, count=3)
     engine = FlowEngine(a, asyncio.get_running_loop())
     engine.shared_vars = {"token": "t-1"}
     engine.shared_cookies = {"sid": "s-1"}
-    engine.connector = aiohttp.TCPConnector()
+    engine.transport = transport(p)
     user = engine._user()
     try:
         assert user.vars["token"] == "t-1" and user.vars["who"] == "ann"
         assert user.vars["__generator"] == 1
         assert user.cookies() == {"sid": "s-1"}
         user.vars["extracted"] = "x"
-        user.jar.update_cookies({"other": "1"})
+        user.client.set_cookies({"other": "1"}, engine.base_url)
+        assert user.cookies() == {"sid": "s-1", "other": "1"}
         user.reset()
         assert "extracted" not in user.vars and user.cookies() == {"sid": "s-1"}
     finally:
         await user.close()
-        await engine.connector.close()
+        await engine.transport.close()

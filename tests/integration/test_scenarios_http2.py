@@ -1,0 +1,107 @@
+"""HTTP/2 in flows, end to end: ALPN picks h2 where the target offers it, else HTTP/1.1.
+
+Real nats-server, coordinator, a generator and the demo target over TLS with a
+self-signed certificate: once with ``SURGE_TARGET_HTTP2=1`` (it offers ``h2`` and
+``http/1.1`` by ALPN and counts the requests each protocol brought in ``/__stats``),
+once HTTP/1.1 only. The flow logs in (token by JSONPath, ``sid`` cookie), then calls
+``/api/me``, which answers 200 only to the token *and* the cookie of the same login,
+so every 200 proves extraction and the user's cookie jar worked on that transport.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import urllib.request
+
+import pytest
+
+from tests.conftest import Cluster
+from tests.integration.test_scenarios import run_plan, self_signed, stack_ready
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate"),
+]
+
+RATE, SECONDS = 10, 2
+ARRIVALS = RATE * SECONDS
+
+
+def tls_stats(url: str) -> dict:
+    """The target's /__stats over https with the self-signed certificate (not counted)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with urllib.request.urlopen(f"{url}/__stats", timeout=5, context=ctx) as resp:
+        return json.loads(resp.read())
+
+
+def flow_plan(target: str, **over) -> dict:
+    plan = {
+        "name": "h2-flow", "target": target, "insecure": True,
+        "rate": RATE, "duration": f"{SECONDS}s", "timeout": "2s",
+        "vars": {"username": "ann", "password": "secret"},
+        "setup": {"scope": "user", "steps": [{
+            "name": "login", "method": "POST", "path": "/login",
+            "json": {"username": "{{username}}", "password": "{{password}}"},
+            "extract": {"token": {"jsonpath": "$.token"}, "sid": {"cookie": "sid"}},
+            "check": {"status": 200, "jsonpath": {"path": "$.user", "equals": "{{username}}"}},
+        }]},
+        "flows": [{"name": "shop", "steps": [
+            {"name": "me", "path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"},
+             "check": {"status": 200, "jsonpath": {"path": "$.ok", "equals": True}}},
+            {"name": "cart", "method": "POST", "path": "/api/cart",
+             "headers": {"Authorization": "Bearer {{token}}", "X-Session": "{{sid}}"},
+             "json": {"sku": "SKU-001", "qty": 2},
+             "check": {"status": 200, "regex": "\"user\": \"ann\""}},
+        ]}],
+        "thresholds": {"error_rate": 0.0001},
+    }
+    plan.update(over)
+    return plan
+
+
+def assert_all_ok(report: dict) -> None:
+    reqs = report["requests"]
+    assert set(reqs) == {"login", "me", "cart"}, reqs
+    for name, r in reqs.items():
+        assert r["requests"] == ARRIVALS and r["errors"] == 0, (name, r)
+
+
+async def https_stack(cluster: Cluster, tmp_path, **target_env: str) -> str:
+    cert, key = self_signed(tmp_path)
+    _, url = cluster.target(SURGE_TARGET_TLS_CERT=cert, SURGE_TARGET_TLS_KEY=key, **target_env)
+    cluster.coordinator()
+    cluster.generator()
+    await stack_ready(cluster, 1)
+    return url.replace("http://", "https://")
+
+
+async def test_flow_speaks_http2_where_the_target_offers_h2(cluster: Cluster, tmp_path):
+    target = await https_stack(cluster, tmp_path, SURGE_TARGET_HTTP2="1")
+    code, report = await run_plan(cluster, tmp_path, flow_plan(target))
+    assert code == 0, report["totals"]
+    assert_all_ok(report)
+    seen = tls_stats(target)
+    # every request of the run came over HTTP/2: the login, and the token + cookie reused
+    assert seen["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 0}, seen
+    assert seen["by_path"] == {"/login": ARRIVALS, "/api/me": ARRIVALS, "/api/cart": ARRIVALS}
+    assert "protocol=h2" in cluster.procs[-1].output()  # the generator says what it chose
+
+    # the same target with http2: off gets HTTP/1.1 only
+    code, report = await run_plan(cluster, tmp_path, flow_plan(target, http2="off"), "off.yaml")
+    assert code == 0, report["totals"]
+    assert_all_ok(report)
+    assert tls_stats(target)["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 3 * ARRIVALS}
+
+
+async def test_flow_falls_back_to_http1_where_tls_offers_no_h2(cluster: Cluster, tmp_path):
+    target = await https_stack(cluster, tmp_path)  # the demo target's plain TLS: HTTP/1.1 only
+    code, report = await run_plan(cluster, tmp_path, flow_plan(target))
+    assert code == 0, report["totals"]
+    assert_all_ok(report)
+    seen = tls_stats(target)
+    assert seen["by_protocol"] == {"h2": 0, "http/1.1": 3 * ARRIVALS}, seen
+    gen_log = cluster.procs[-1].output()
+    assert "protocol=http/1.1" in gen_log and "protocol=h2" not in gen_log

@@ -1,0 +1,97 @@
+"""Choosing HTTP/1.1 or HTTP/2 for a flow run, and each transport's error kinds (no network
+beyond a refused port on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import httpx
+import pytest
+
+from services.coordinator import plans
+from schemas.errors import InvalidPlan
+from services.generator import transport
+from services.generator.transport import Http1, Http2, choose
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def plan(**over):
+    raw = {"name": "p", "target": "https://127.0.0.1:9", "rate": 1, "duration": 1,
+           "flows": [{"name": "f", "steps": [{"path": "/"}]}]}
+    raw.update(over)
+    return plans.from_obj(raw)
+
+
+def refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_http2_is_auto_by_default_and_yaml_off_means_off():
+    assert plan().http2 == "auto"
+    assert plan(http2="off").http2 == "off"
+    assert plan(http2=False).http2 == "off"  # YAML 1.1 reads `http2: off` as false
+    assert plans.loads("name: p\ntarget: https://a.test\nrate: 1\nduration: 1\n"
+                       "requests: [{name: r}]\nhttp2: off\n").http2 == "off"
+    with pytest.raises(InvalidPlan) as err:
+        plan(http2=True)
+    assert err.value.field == "http2"
+    with pytest.raises(InvalidPlan):
+        plan(http2="h2c")
+
+
+async def test_plain_http_and_http2_off_never_probe(monkeypatch):
+    async def probe(*a, **k):
+        raise AssertionError("no ALPN probe expected")
+
+    monkeypatch.setattr(transport, "alpn", probe)
+    for p in (plan(target="http://127.0.0.1:9"), plan(http2="off")):
+        t = await choose(p)
+        assert isinstance(t, Http1) and t.protocol == "http/1.1"
+        await t.close()
+
+
+@pytest.mark.parametrize("picked, kind", [("h2", Http2), ("http/1.1", Http1), (None, Http1)])
+async def test_https_auto_follows_what_the_target_picks_by_alpn(monkeypatch, picked, kind):
+    async def probe(p, timeout_s):
+        return picked
+
+    monkeypatch.setattr(transport, "alpn", probe)
+    t = await choose(plan(insecure=True))
+    assert type(t) is kind
+    await t.close()
+
+
+async def test_a_failed_probe_falls_back_to_http1():
+    t = await choose(plan(target=f"https://127.0.0.1:{refused_port()}", timeout=1))
+    assert isinstance(t, Http1)
+    await t.close()
+
+
+def test_error_kinds_are_the_same_on_both_transports():
+    h1 = Http1.classify
+    h2 = Http2(plan(insecure=True)).classify
+    assert h1(asyncio.TimeoutError()) == h2(httpx.ReadTimeout("t")) == "timeout"
+    assert h2(httpx.ConnectTimeout("t")) == "timeout"
+    assert h2(httpx.ConnectError("refused")) == h1(
+        aiohttp.ClientConnectorError(None, OSError(111, "refused"))) == "connect"
+    assert h2(httpx.RemoteProtocolError("gone")) == h1(aiohttp.ServerDisconnectedError()) == "reset"
+    assert h2(ValueError("x")) == h1(ValueError("x")) == "other"
+
+
+async def test_http2_users_keep_their_own_cookie_jars():
+    t = Http2(plan(insecure=True))
+    a, b = t.client(), t.client()
+    try:
+        a.set_cookies({"sid": "a"}, "https://127.0.0.1:9")
+        assert a.cookies() == {"sid": "a"} and b.cookies() == {}
+        req = a.client.build_request("GET", "https://127.0.0.1:9/x")
+        assert req.headers["cookie"] == "sid=a"  # an IP host's cookie is sent back
+        a.clear_cookies()
+        assert a.cookies() == {}
+    finally:
+        await t.close()
