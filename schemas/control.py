@@ -65,6 +65,28 @@ class Assignment(Struct, frozen=True, kw_only=True):
     stop: bool = False
 
 
+class Lease(Struct, frozen=True, kw_only=True):
+    """The coordinator leader lease (KV surge_leader, key LEADER_KEY).
+
+    Claimed with a create, kept with an update against the last revision every
+    ``renew_s``; a standby that sees the revision unchanged for ``lease_s`` (or the
+    key expired by the bucket TTL) claims it with an update against that revision.
+    """
+
+    holder: str  # coordinator instance id
+    term: int  # +1 at every change of leader
+    renewed_at: float  # unix seconds, the holder's clock
+    lease_s: float
+
+
+class RunEvent(Struct, frozen=True, kw_only=True):
+    """A run event kept in the run log so a new leader's report still shows it."""
+
+    t: int  # second of the run
+    event: str
+    gap: bool = False
+
+
 class RunRecord(Struct, frozen=True, kw_only=True):
     """The coordinator's durable view of a run (KV surge_runs), enough to recover it."""
 

@@ -44,12 +44,17 @@ RUNS_BUCKET = "surge_runs"  # key: run id, value: RunRecord
 REPORTS_STORE = "surge_reports"  # object store; name: run id, value: Report
 LEADER_BUCKET = "surge_leader"  # key: LEADER_KEY, value: Lease
 LEADER_KEY = "coordinator"
+# JetStream stream: every interval the leader acknowledged, and run events, so a
+# standby that takes over rebuilds each running run's aggregate exactly
+RUNLOG_STREAM = "SURGE_RUNLOG"
+RUNLOG_ALL = f"{ROOT}.runlog.>"
 
 # --- streams of data --------------------------------------------------------
 STATS_ALL = f"{ROOT}.stats.>"
 LIVE_ALL = f"{ROOT}.live.>"
 HOST_ALL = f"{ROOT}.host.>"
 ALERTS_ALL = f"{ROOT}.alerts.>"
+MONITOR_ALL = f"{ROOT}.monitor.>"  # monitors' status endpoints
 EVENTS_ALL = f"{ROOT}.events.>"
 
 
@@ -61,6 +66,20 @@ def stats(run_id: str, generator_id: str) -> str:
 def stats_of_run(run_id: str) -> str:
     """Every generator's interval stats for one run."""
     return f"{ROOT}.stats.{run_id}.*"
+
+
+def runlog_interval(run_id: str, generator_id: str) -> str:
+    """An interval the leader accepted (persisted before it is acknowledged)."""
+    return f"{ROOT}.runlog.{run_id}.i.{generator_id}"
+
+
+def runlog_event(run_id: str) -> str:
+    """A run event (rate change, generator lost, takeover), persisted for the report."""
+    return f"{ROOT}.runlog.{run_id}.e"
+
+
+def runlog_of_run(run_id: str) -> str:
+    return f"{ROOT}.runlog.{run_id}.>"
 
 
 def live(run_id: str) -> str:
@@ -81,6 +100,11 @@ def host(host_name: str) -> str:
 def alerts(host_name: str) -> str:
     """A monitor's threshold alerts for one host."""
     return f"{ROOT}.alerts.{host_name}"
+
+
+def monitor_status(host_name: str) -> str:
+    """A monitor's status endpoint (MonitorStatus): buffered points, last write error."""
+    return f"{ROOT}.monitor.{host_name}.status"
 
 
 def token(value: str) -> str:

@@ -92,19 +92,41 @@ class Cluster:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.procs: list[Proc] = []
-        store = tmp / "nats"
+        self.nats_conf_extra = ""  # more nats.conf lines (auth, TLS) for a later restart
+        self._nats_starts = 0
+        self.nats = self.start_nats()
+        self._generators = 0
+        self.service_env: dict[str, str] = {}  # added to every service's environment
+
+    def start_nats(self, conf_extra: str | None = None) -> Proc:
+        """(Re)start the nats-server: same port, same store directory."""
+        if conf_extra is not None:
+            self.nats_conf_extra = conf_extra
+        store = self.tmp / "nats"
         store.mkdir(parents=True, exist_ok=True)
-        conf = tmp / "nats.conf"
-        conf.write_text("max_payload: 8388608\n")  # reports of long runs exceed the 1 MB default
+        conf = self.tmp / "nats.conf"
+        # reports of long runs exceed the 1 MB default payload
+        conf.write_text("max_payload: 8388608\n" + self.nats_conf_extra)
+        self._nats_starts += 1
+        name = "nats" if self._nats_starts == 1 else f"nats-{self._nats_starts}"
         self.nats = self._spawn(
-            "nats", [NATS_SERVER, "-c", str(conf), "-js", "-sd", str(store), "-a", "127.0.0.1",
-                     "-p", str(self.port)], {}
+            name, [NATS_SERVER, "-c", str(conf), "-js", "-sd", str(store), "-a", "127.0.0.1",
+                   "-p", str(self.port)], {}
         )
         wait_port(self.port, proc=self.nats.popen)
-        self._generators = 0
+        return self.nats
+
+    def restart_nats(self, kill: bool = True) -> Proc:
+        """Kill (SIGKILL) or stop the nats-server and start it again in its place."""
+        if kill:
+            self.nats.kill()
+        else:
+            self.nats.stop()
+        return self.start_nats()
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"SURGE_NATS_URL": self.url, "SURGE_LOG_LEVEL": "info", **extra}
+        return {"SURGE_NATS_URL": self.url, "SURGE_LOG_LEVEL": "info",
+                **getattr(self, "service_env", {}), **extra}
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
         proc = Proc(name, cmd, env, self.tmp)
@@ -137,11 +159,74 @@ class Cluster:
         )
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
+        # services first (they say goodbye over NATS), then the nats-server(s)
+        services = [p for p in self.procs if not p.name.startswith("nats")]
+        for proc in reversed(services):
             proc.stop()
+        for proc in reversed(self.procs):
+            if proc.name.startswith("nats"):
+                proc.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"----- {p.name}\n{p.output()[-4000:]}" for p in self.procs if p.name != "nats")
+        return "\n".join(f"----- {p.name}\n{p.output()[-4000:]}" for p in self.procs if not p.name.startswith("nats"))
+
+
+class JetStreamCluster(Cluster):
+    """Three nats-servers on 127.0.0.1 routed into one JetStream cluster (R3 buckets)."""
+
+    NODES = 3
+
+    def start_nats(self, conf_extra: str | None = None) -> Proc:
+        if not hasattr(self, "node_ports"):
+            self.node_ports = [free_port() for _ in range(self.NODES)]
+            self.route_ports = [free_port() for _ in range(self.NODES)]
+            self.nodes: list[Proc] = []
+            self.port = self.node_ports[0]
+            self.url = ",".join(f"nats://127.0.0.1:{p}" for p in self.node_ports)
+            for i in range(self.NODES):
+                self.nodes.append(self.start_node(i))
+            for i in range(self.NODES):
+                wait_port(self.node_ports[i], proc=self.nodes[i].popen)
+        return self.nodes[0]
+
+    def start_node(self, i: int) -> Proc:
+        store = self.tmp / f"n{i + 1}"
+        store.mkdir(parents=True, exist_ok=True)
+        routes = ", ".join(
+            f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.route_ports) if j != i
+        )
+        conf = self.tmp / f"n{i + 1}.conf"
+        conf.write_text(
+            f"server_name: n{i + 1}\nlisten: 127.0.0.1:{self.node_ports[i]}\n"
+            "max_payload: 8388608\n"
+            f"jetstream {{ store_dir: \"{store}\" }}\n"
+            f"cluster {{ name: surge, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}\n"
+            + self.nats_conf_extra
+        )
+        return self._spawn(f"nats-n{i + 1}", [NATS_SERVER, "-c", str(conf)], {})
+
+    def kill_node(self, i: int) -> None:
+        self.nodes[i].kill()
+
+    async def jetstream_ready(self, limit_s: float = 20.0) -> None:
+        """Until the cluster has a meta leader and can create an R3 stream."""
+        import nats as nats_client
+
+        nc = await nats_client.connect(servers=self.url.split(","))
+        js = nc.jetstream()
+
+        async def ready() -> bool:
+            try:
+                await js.add_stream(name="READY", subjects=["ready.probe"], num_replicas=3)
+                await js.delete_stream("READY")
+                return True
+            except Exception:
+                return False
+
+        try:
+            await until(ready, limit_s, "JetStream cluster ready", every_s=0.25)
+        finally:
+            await nc.close()
 
 
 def target_stats(url: str) -> dict:
@@ -152,6 +237,16 @@ def target_stats(url: str) -> dict:
 @pytest.fixture
 def cluster(tmp_path: Path, request) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
+    yield c
+    c.close()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.logs())
+
+
+@pytest.fixture
+def js_cluster(tmp_path: Path, request) -> Iterator[JetStreamCluster]:
+    c = JetStreamCluster(tmp_path)
     yield c
     c.close()
     rep = getattr(request.node, "rep_call", None)

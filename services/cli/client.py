@@ -18,6 +18,8 @@ from schemas.control import GeneratorList, Ok, PlanValid, RunList, RunRecord, Ru
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
+from services.common.bus import connect_options
+from services.common.config import nats_auth
 
 T = TypeVar("T")
 _CODES = {cls.code: cls for cls in SurgeError.__subclasses__()}
@@ -47,6 +49,7 @@ class CoordinatorClient:
                 connect_timeout=2,
                 max_reconnect_attempts=3,
                 allow_reconnect=True,
+                **connect_options(nats_auth()),  # SURGE_NATS_USER/..., TLS: docs/security.md
             )
         except Exception as exc:
             raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from schemas import subjects
 from schemas.errors import Unavailable
-from services.cli import commands
+from services.cli import commands, secure
 from services.cli.client import CoordinatorClient
 from services.coordinator import plans
 
@@ -56,36 +56,57 @@ class Stack:
         parts = urlsplit(args.nats)
         self.nats_host = parts.hostname or "127.0.0.1"
         self.nats_port = parts.port or 4222
+        self.secure = not getattr(args, "insecure", False)
+        self.secrets = self.data / "secrets"
+        self.tls: secure.TlsFiles | None = None
 
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    def role_env(self, role: str) -> dict[str, str]:
+        """Credentials and CA for a child of ``role`` (nothing on an insecure stack)."""
+        return secure.role_env(role, self.secrets, self.tls) if self.secure else {}
+
+    def spawn(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None, role: str | None = None
+    ) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
-        full_env = {**os.environ, "SURGE_NATS_URL": self.args.nats, **(env or {})}
+        full_env = {**os.environ, "SURGE_NATS_URL": self.args.nats, **(env or {}),
+                    **(self.role_env(role) if role else {})}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         self.procs.append((name, proc))
 
     def start(self) -> None:
         py = sys.executable
         if port_open(self.nats_host, self.nats_port):
-            self.console.print(f"NATS already listening on {self.args.nats}; using it")
+            self.console.print(f"NATS already listening on {self.args.nats}; using it as it is")
+            self.secure = False
         else:
             store = self.data / "nats"
             store.mkdir(parents=True, exist_ok=True)
             conf = self.data / "nats.conf"
-            conf.write_text("max_payload: 8388608\n")  # long runs' reports exceed 1 MB
+            text = "max_payload: 8388608\n"  # long runs' reports exceed 1 MB
+            if self.secure:  # users per role, TLS with a fresh local CA (docs/security.md)
+                passwords = secure.write_secrets(self.secrets)
+                self.tls = secure.make_certificates(self.data / "certs", (self.nats_host, "localhost"))
+                text += secure.server_config(passwords, self.tls)
+                os.environ.update(self.role_env("cli"))  # this process talks to the API too
+            conf.write_text(text)
             self.spawn("nats", [nats_server_binary(), "-c", str(conf), "-js", "-sd", str(store),
                                 "-a", self.nats_host, "-p", str(self.nats_port)])
             self._wait(lambda: port_open(self.nats_host, self.nats_port), "nats-server", 10)
-        self.spawn("coordinator", [py, "-m", "services.coordinator"])
+        self.spawn("coordinator", [py, "-m", "services.coordinator"], role="coordinator")
         for i in range(self.args.generators):
             self.spawn(f"generator-{i + 1}", [py, "-m", "services.generator"],
-                       {"SURGE_GENERATOR_ID": f"{socket.gethostname().lower()[:30]}-gen-{i + 1}"})
+                       {"SURGE_GENERATOR_ID": f"{socket.gethostname().lower()[:30]}-gen-{i + 1}"},
+                       role="generator")
         if not self.args.no_target:
             self.spawn("target", [py, "-m", "services.target"],
                        {"SURGE_TARGET_PORT": str(self.args.target_port)})
         for optional in ("monitor", "ui"):
             if importlib.util.find_spec(f"services.{optional}.__main__") is not None:
-                self.spawn(optional, [py, "-m", f"services.{optional}"])
+                # the monitor keeps its InfluxDB spill file under .surge/; SURGE_INFLUX_URL
+                # and the other SURGE_INFLUX_* settings pass through from this environment
+                env = {"SURGE_DATA_DIR": str(self.data / "monitor")} if optional == "monitor" else None
+                self.spawn(optional, [py, "-m", f"services.{optional}"], env, role=optional)
 
     def _wait(self, ready, what: str, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -161,6 +182,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
         if not args.no_target:
             console.print(f"  target:  http://127.0.0.1:{args.target_port}")
         console.print(f"  logs:    {stack.logs}")
+        if stack.secure:
+            env = " ".join(f"{k}={v}" for k, v in stack.role_env("cli").items())
+            console.print(f"  secured: per-role NATS users + TLS; other shells: export {env}")
         console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
                       ".venv/bin/surge run plans/demo.yaml --rate 300")
         console.print(f"  NATS:    nats --server {args.nats} micro ls | nats sub '{subjects.LIVE_ALL}'\n")

@@ -10,21 +10,24 @@ An unexpected exception is logged with its traceback and answered as
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from nats.micro.request import Request
 
 from schemas.errors import BadRequest, ErrorReply, SurgeError
+from services.common.config import NatsAuth, nats_auth
 from services.common.fields import field_of
 
 log = structlog.get_logger(__name__)
@@ -33,18 +36,35 @@ T = TypeVar("T")
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
-async def connect(url: str, name: str, **kwargs: Any) -> Client:
-    """Connect with reconnects forever; services outlive NATS restarts."""
+async def connect(
+    url: str,
+    name: str,
+    *,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    auth: NatsAuth | None = None,
+    **kwargs: Any,
+) -> Client:
+    """Connect with reconnects forever; services outlive NATS restarts.
+
+    Credentials and TLS come from ``auth`` or, by default, from the SURGE_NATS_*
+    variables (``services.common.config.nats_auth``), so every service gets them.
+    """
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error", error=str(exc))
+        log.warning("nats error", error=str(exc) or type(exc).__name__)
 
-    async def on_disconnect() -> None:
+    async def disconnected() -> None:
         log.warning("nats disconnected")
+        if on_disconnect is not None:
+            await on_disconnect()
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("nats reconnected")
+        if on_reconnect is not None:
+            await on_reconnect()
 
+    options = connect_options(auth if auth is not None else nats_auth())
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")],
         name=name,
@@ -53,36 +73,187 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
         connect_timeout=2,
         allow_reconnect=True,
         error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        **options,
         **kwargs,
     )
 
 
+def connect_options(auth: NatsAuth) -> dict[str, Any]:
+    """nats.connect keyword arguments for a user/password or creds file, and TLS."""
+    options: dict[str, Any] = {}
+    if auth.creds:
+        options["user_credentials"] = auth.creds
+    elif auth.user:
+        options["user"] = auth.user
+        options["password"] = auth.password or ""
+    if auth.tls_ca or auth.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=auth.tls_ca or None)
+        if auth.tls_cert:
+            ctx.load_cert_chain(auth.tls_cert, auth.tls_key or None)
+        options["tls"] = ctx
+        options["tls_hostname"] = auth.tls_hostname or None
+    return options
+
+
+async def watch_kv(
+    kv: KeyValue,
+    keys: str,
+    on_entry: Callable[[Any, bool], None],
+    restart: asyncio.Event,
+    what: str,
+) -> None:
+    """Watch ``keys`` forever: ``on_entry(entry, replay)`` for every value and delete.
+
+    The watch starts over (current values first, ``replay=True``) whenever ``restart``
+    is set (a reconnect: the server may have lost the ephemeral consumer) or fails.
+    """
+    while True:
+        watcher = None
+        restart.clear()
+        try:
+            watcher = await kv.watch(keys)
+
+            async def consume() -> None:
+                replay = True
+                async for entry in watcher:
+                    if entry is None:
+                        replay = False
+                        continue
+                    on_entry(entry, replay)
+
+            consumer = asyncio.create_task(consume())
+            waiter = asyncio.create_task(restart.wait())
+            try:
+                await asyncio.wait({consumer, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                consumer.cancel()
+                waiter.cancel()
+            if consumer.done() and not consumer.cancelled() and consumer.exception():
+                raise consumer.exception()  # type: ignore[misc]
+            if not restart.is_set():
+                raise RuntimeError("watch ended")
+            log.info("restarting watch", what=what)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("watch failed; retrying", what=what, error=str(exc) or type(exc).__name__)
+            try:
+                await asyncio.wait_for(restart.wait(), 0.5)
+            except TimeoutError:
+                pass
+        finally:
+            if watcher is not None:
+                try:
+                    await watcher.stop()
+                except Exception:
+                    pass
+
+
+JETSTREAM_WAIT_S = 30.0  # a service starting beside a cluster that is still electing
+
+
+async def patient(make: Callable[[], Awaitable[T]], what: str) -> T:
+    """Retry while JetStream is not answering yet (timeouts, no responders, 503s)."""
+    deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT_S
+    while True:
+        try:
+            return await make()
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                ServiceUnavailableError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("JetStream not ready; retrying", what=what, error=type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
 async def key_value(
-    js: JetStreamContext, bucket: str, ttl_s: float | None = None, history: int = 1
+    js: JetStreamContext,
+    bucket: str,
+    ttl_s: float | None = None,
+    history: int = 1,
+    replicas: int = 1,
 ) -> KeyValue:
-    """Open a KV bucket, creating it on first use (every service may be first)."""
+    """Open a KV bucket, creating it on first use; patient while JetStream is not ready."""
+    return await patient(lambda: _key_value(js, bucket, ttl_s, history, replicas), bucket)
+
+
+async def _key_value(
+    js: JetStreamContext, bucket: str, ttl_s: float | None, history: int, replicas: int
+) -> KeyValue:
+    """Open a KV bucket, creating it on first use (every service may be first).
+
+    Asked for more replicas than an existing bucket has (a generator created it
+    first with one), the bucket's stream is scaled up: JetStream does that in place.
+    """
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
+        if replicas > 1:
+            await _scale_up(js, f"KV_{bucket}", replicas)
+        return kv
     except BucketNotFoundError:
         pass
-    config = KeyValueConfig(bucket=bucket, history=history, ttl=ttl_s, storage=StorageType.FILE)
+    config = KeyValueConfig(
+        bucket=bucket, history=history, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas
+    )
     try:
         return await js.create_key_value(config)
     except Exception:  # lost a creation race to another service: open what it made
         return await js.key_value(bucket)
 
 
-async def object_store(js: JetStreamContext, bucket: str) -> ObjectStore:
+async def _scale_up(js: JetStreamContext, stream_name: str, replicas: int) -> None:
+    try:
+        info = await js.stream_info(stream_name)
+        if (info.config.num_replicas or 1) < replicas:
+            info.config.num_replicas = replicas
+            await js.update_stream(info.config)
+            log.info("stream scaled up", stream=stream_name, replicas=replicas)
+    except Exception as exc:
+        log.warning("could not scale up stream", stream=stream_name, error=str(exc))
+
+
+async def object_store(js: JetStreamContext, bucket: str, replicas: int = 1) -> ObjectStore:
+    return await patient(lambda: _object_store(js, bucket, replicas), bucket)
+
+
+async def _object_store(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
     try:
         return await js.object_store(bucket)
     except Exception:
         pass
     try:
-        return await js.create_object_store(bucket, ObjectStoreConfig(bucket=bucket))
+        return await js.create_object_store(
+            bucket, ObjectStoreConfig(bucket=bucket, replicas=replicas)
+        )
     except Exception:
         return await js.object_store(bucket)
+
+
+async def stream(
+    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int = 1
+) -> None:
+    """Make sure a file-backed stream exists (created on first use, kept if it exists)."""
+    await patient(lambda: _stream(js, name, subjects_, max_age_s, replicas), name)
+
+
+async def _stream(
+    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int
+) -> None:
+    try:
+        await js.stream_info(name)
+        return
+    except Exception:
+        pass
+    config = StreamConfig(
+        name=name, subjects=subjects_, storage=StorageType.FILE, max_age=max_age_s,
+        num_replicas=replicas, duplicate_window=120.0,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception:
+        await js.stream_info(name)  # lost a creation race: it exists now, or raise
 
 
 def error_reply(err: SurgeError) -> bytes:
@@ -103,8 +274,10 @@ def decode(data: bytes, typ: type[T], empty_ok: bool = False) -> T:
         return msgspec.json.decode(data, type=typ)
     except msgspec.ValidationError as exc:
         raise BadRequest(str(exc), field_of(str(exc))) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises both
         raise BadRequest(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("JSON nested too deeply") from None
 
 
 Handler = Callable[[Request], Awaitable[msgspec.Struct | bytes]]

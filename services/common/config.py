@@ -41,3 +41,39 @@ def _parse(value: str, typ: Any) -> Any:
     if typ is bool or text == "bool":
         return value.strip().lower() in ("1", "true", "yes", "on")
     return value
+
+
+class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
+    """How a service proves who it is to NATS, and how it checks the server (TLS).
+
+    From SURGE_NATS_USER / SURGE_NATS_PASSWORD, or SURGE_NATS_CREDS (a creds file),
+    plus SURGE_NATS_TLS_CA / SURGE_NATS_TLS_CERT / SURGE_NATS_TLS_KEY. A *_FILE
+    variant of the password (SURGE_NATS_PASSWORD_FILE) reads it from a file
+    (a mounted secret). Every field empty: no auth, plain TCP.
+    """
+
+    user: str = ""
+    password: str = ""
+    creds: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_hostname: str = ""
+
+
+def nats_auth(environ: Mapping[str, str] | None = None) -> NatsAuth:
+    env = os.environ if environ is None else environ
+    password = env.get("SURGE_NATS_PASSWORD", "")
+    password_file = env.get("SURGE_NATS_PASSWORD_FILE", "")
+    if password_file and not password:
+        with open(password_file, encoding="utf-8") as f:
+            password = f.read().strip()
+    return NatsAuth(
+        user=env.get("SURGE_NATS_USER", ""),
+        password=password,
+        creds=env.get("SURGE_NATS_CREDS", ""),
+        tls_ca=env.get("SURGE_NATS_TLS_CA", ""),
+        tls_cert=env.get("SURGE_NATS_TLS_CERT", ""),
+        tls_key=env.get("SURGE_NATS_TLS_KEY", ""),
+        tls_hostname=env.get("SURGE_NATS_TLS_HOSTNAME", ""),
+    )

@@ -8,6 +8,7 @@ generator resends it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import msgspec
@@ -104,6 +105,12 @@ class RunAggregate:
             name: (histogram.decode(r.latency), histogram.decode(r.service))
             for name, r in s.requests.items()
         }  # decode everything first: a bad histogram leaves no partial counts behind
+        for name, (lat, svc) in decoded.items():
+            limit = s.requests[name].count
+            if lat.get_total_count() > limit or svc.get_total_count() > limit:
+                raise histogram.HistogramDecodeError(
+                    f"requests.{name}: histogram holds more values than its count"
+                )
         self.seen.add(key)
         if s.final:
             self.finals.add(s.generator_id)
@@ -303,6 +310,37 @@ class RunAggregate:
             service_histogram=histogram.encode(all_svc),
             events=events,
         )
+
+
+MAX_INTERVAL_COUNT = 10_000_000  # per generator and second: far above any real rate
+
+
+class BadInterval(ValueError):
+    """An interval no generator of the run could have sent; nothing of it is counted."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_interval(s: IntervalStats, members: set[str], max_seq: int) -> None:
+    """Refuse intervals that would corrupt the totals: strangers, absurd numbers."""
+    if s.generator_id not in members:
+        raise BadInterval(f"generator {s.generator_id!r} is not part of run {s.run_id}", "generator_id")
+    if not 0 <= s.seq <= max_seq:
+        raise BadInterval(f"seq {s.seq} is outside the run (0..{max_seq})", "seq")
+    if not (math.isfinite(s.target) and 0 <= s.target <= MAX_INTERVAL_COUNT):
+        raise BadInterval("target must be a finite number >= 0", "target")
+    for field_name in ("sent", "in_flight"):
+        if not 0 <= getattr(s, field_name) <= MAX_INTERVAL_COUNT:
+            raise BadInterval(f"{field_name} out of range", field_name)
+    for name, r in s.requests.items():
+        where = f"requests.{name}"
+        numbers = [r.count, r.late, r.dropped, *r.errors.values()]
+        if any(not 0 <= n <= MAX_INTERVAL_COUNT for n in numbers):
+            raise BadInterval("counts must be between 0 and 10,000,000", where)
+        if sum(r.errors.values()) > r.count:
+            raise BadInterval("more errors than completed requests", where)
 
 
 def is_behind(target: float, sent: int, late: int, dropped: int) -> bool:

@@ -17,6 +17,11 @@ class Config(Struct, frozen=True, kw_only=True):
     dead_after_s: float = 2.2  # no heartbeat for this long: the generator is gone
     merge_wait_s: float = 1.5  # how long a second waits for late generators
     registry_ttl_s: float = 3.0
+    coordinator_id: str | None = None  # default: <host>-<pid>; names the lease holder
+    lease_s: float = 3.0  # a leader silent this long is replaced by a standby
+    lease_renew_s: float = 1.0
+    kv_replicas: int = 1  # JetStream replicas of buckets/streams (3 on a 3-node cluster)
+    runlog_max_age_s: float = 7 * 24 * 3600.0  # accepted intervals kept at most this long
     max_rate: float = 1_000_000.0
     max_duration_s: float = 24 * 3600.0
     max_connections: int = 50_000

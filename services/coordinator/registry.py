@@ -6,6 +6,7 @@ and it is gone, whether or not the bucket's TTL has removed its key yet.
 
 from __future__ import annotations
 
+import math
 import time
 
 import msgspec
@@ -21,21 +22,39 @@ class Registry:
     def __init__(self, dead_after_s: float) -> None:
         self.dead_after_s = dead_after_s
         self._beats: dict[str, tuple[Heartbeat, float]] = {}  # id -> (beat, monotonic seen)
+        self.last_update = time.monotonic()  # any entry at all: is the feed itself alive?
 
     def update(self, key: str, value: bytes | None, replay: bool = False) -> None:
         """A KV entry arrived; ``replay`` entries (watch start) are aged by their own clock."""
+        self.last_update = time.monotonic()
         if not value:
             self._beats.pop(key, None)
             return
         try:
             beat = _decoder.decode(value)
-        except msgspec.DecodeError as exc:
-            log.warning("bad heartbeat ignored", key=key, error=str(exc))
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            log.warning("bad heartbeat ignored", key=key, error=str(exc)[:200])
+            return
+        if beat.id != key or not (math.isfinite(beat.capacity_rps) and beat.capacity_rps >= 0) \
+                or not math.isfinite(beat.sent_at):
+            log.warning("implausible heartbeat ignored", key=key)
             return
         seen = time.monotonic()
         if replay:
             seen -= min(max(time.time() - beat.sent_at, 0.0), self.dead_after_s * 10)
+            known = self._beats.get(key)
+            if known is not None:  # a watch restart must not make anyone older
+                seen = max(seen, known[1])
         self._beats[key] = (beat, seen)
+
+    def touch_all(self, extra_s: float = 0.0) -> None:
+        """We were cut off from NATS, not they: restart every generator's dead timer."""
+        now = time.monotonic() + extra_s
+        self._beats = {k: (b, max(seen, now)) for k, (b, seen) in self._beats.items()}
+
+    def quiet_for(self) -> float:
+        """Seconds since any heartbeat arrived; long silence from everyone is the bus's."""
+        return time.monotonic() - self.last_update if self._beats else 0.0
 
     def alive(self) -> dict[str, Heartbeat]:
         now = time.monotonic()

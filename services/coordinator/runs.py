@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import zlib
 import time
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,12 @@ import msgspec
 import structlog
 
 from schemas import subjects
-from schemas.control import Assignment, RunRecord
-from schemas.errors import Conflict
+from schemas.control import Assignment, RunEvent, RunRecord
+from schemas.errors import Conflict, Unavailable
 from schemas.stats import IntervalStats, LiveSnapshot, Report
 from services.common import profile
 from services.coordinator import slicing
-from services.coordinator.aggregate import RunAggregate
+from services.coordinator.aggregate import RunAggregate, check_interval
 
 if TYPE_CHECKING:
     from services.coordinator.service import Service
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TICK_S = 0.1
-FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
+FINAL_GRACE_S = 3.0
+BUS_SUSPECT_S = 7.0  # all heartbeats silent: wait this long before blaming the generators  # after the last request may have timed out, stop waiting for finals
 
 
 class Run:
@@ -48,6 +50,8 @@ class Run:
         self.done = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self.durable: set[tuple[str, int]] = set()  # intervals in the run log (ackable)
+        self.quiet_below = 0  # seconds below this were published by a previous leader
         self.log = log.bind(run_id=record.run_id)
 
     @property
@@ -66,9 +70,20 @@ class Run:
 
     # --- start ------------------------------------------------------------------
     async def launch(self) -> None:
+        await self._save()  # durable before any generator starts: a new leader finds it
         await self._assign_all()
         await self._save(state="running")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start (or, after a takeover, restart) the run's tick loop."""
         self._task = asyncio.create_task(self._loop(), name=f"run-{self.run_id}")
+
+    def abandon(self) -> None:
+        """This coordinator lost the lease: stop acting for the run, write nothing."""
+        if self._task is not None:
+            self._task.cancel()
+        self.done.set()
 
     async def _assign_all(self, stop: bool = False, only: set[str] | None = None) -> None:
         r = self.record
@@ -108,10 +123,16 @@ class Run:
         )
         await self.svc.save_record(self.record)
 
-    async def _event(self, text: str, gap: bool = False) -> None:
-        seq = self.second_now()
+    async def _event(self, text: str, gap: bool = False, seq: int | None = None) -> None:
+        seq = self.second_now() if seq is None else seq
         self.agg.note(seq, text, gap=gap)
         self.log.info("run event", what=text)
+        event = RunEvent(t=seq, event=text, gap=gap)
+        try:
+            await self.svc.persist(subjects.runlog_event(self.run_id), msgspec.json.encode(event),
+                                   f"{self.run_id}:e:{seq}:{zlib.crc32(text.encode()):x}")
+        except Exception as exc:
+            self.log.warning("event not persisted", error=str(exc))
         await self.svc.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
 
     # --- requests from the API --------------------------------------------------
@@ -119,6 +140,9 @@ class Run:
         async with self._lock:
             if self.record.state != "running":
                 raise Conflict(f"run {self.run_id} is {self.record.state}; cannot change its rate")
+            if self.record.plan.model == "closed":  # virtual users: the rate is their outcome
+                raise Conflict(f"run {self.run_id} runs virtual users (closed model); its rate "
+                               "is what they reach and cannot be set")
             at = max(self.elapsed_s(), 0.0)
             new_profile = profile.hold_rate(self.record.profile, at, rate)
             self.record = msgspec.structs.replace(
@@ -148,11 +172,40 @@ class Run:
     def add_stats(self, stats: IntervalStats) -> bool:
         return self.agg.add(stats)
 
+    async def ingest(self, stats: IntervalStats, raw: bytes) -> None:
+        """Count an interval and make it durable in the run log; only then may it be acked.
+
+        A leader that dies after the ack leaves the interval in the log for the next
+        one; a leader that dies before it leaves it in the generator's outbox.
+        """
+        key = (stats.generator_id, stats.seq)
+        if key in self.durable:
+            return
+        r = self.record
+        max_seq = max(math.ceil(r.end_at - r.start_at), math.ceil(profile.duration(r.profile))) + 1
+        check_interval(stats, set(self.shares) | self.lost | set(self.agg.gens), max_seq)
+        self.agg.add(stats)  # raises on a bad histogram before anything is counted
+        try:
+            await self.svc.persist(
+                subjects.runlog_interval(self.run_id, stats.generator_id), raw,
+                f"{self.run_id}:i:{stats.generator_id}:{stats.seq}",
+            )
+        except Exception as exc:  # no ack: the generator keeps it and sends it again
+            raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
+        self.durable.add(key)
+
     # --- the loop -----------------------------------------------------------------
     async def _loop(self) -> None:
+        paused = False
         try:
             while not self.done.is_set():
                 await asyncio.sleep(TICK_S)
+                if not self.svc.leading():
+                    paused = True
+                    continue  # cut off from NATS or the lease: act on nothing
+                if paused:  # we could not hear heartbeats either: nobody is lost for it
+                    self.svc.registry.touch_all(extra_s=self.svc.config.dead_after_s)
+                    paused = False
                 try:
                     async with self._lock:
                         await self._tick()
@@ -181,6 +234,9 @@ class Run:
         gone = [g for g in self.shares if not self.svc.registry.is_alive(g)]
         if not gone:
             return
+        quiet = self.svc.registry.quiet_for()
+        if set(gone) == set(self.shares) and quiet < BUS_SUSPECT_S:
+            return  # every generator silent at once: more likely the bus; give it time
         for gid in gone:
             del self.shares[gid]
             self.lost.add(gid)
@@ -233,7 +289,8 @@ class Run:
             lost=self.lost,
         )
         self.next_seq = seq + 1
-        self.svc.publish_nowait(subjects.live(self.run_id), snap)
+        if seq >= self.quiet_below:
+            self.svc.publish_nowait(subjects.live(self.run_id), snap)
 
     async def _finish(self) -> None:
         r = self.record
@@ -248,6 +305,8 @@ class Run:
         report = self.agg.report(
             state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001)
         )
+        if r.plan.model == "closed":  # the plan's users looped; the rate is what they reached
+            report = msgspec.structs.replace(report, model="closed")
         self.report = report
         await self.svc.store_report(report)
         totals = report.totals
@@ -259,6 +318,7 @@ class Run:
         await self.svc.publish(subjects.live(self.run_id), _final_marker(self, state))
         for gid in list(self.shares) + list(self.lost):
             await self.svc.clear_assignment(gid, self.run_id)
+        await self.svc.forget_runlog(self.run_id)
         self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
         self.done.set()
         self.svc.run_ended(self)

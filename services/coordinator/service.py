@@ -8,7 +8,9 @@ runs themselves live in ``runs.Run``.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from schemas import subjects
 from schemas.control import (
     Assignment,
     Empty,
+    Lease,
     GeneratorList,
     PlanValid,
     RateChange,
@@ -33,12 +36,21 @@ from schemas.control import (
     RunStarted,
     Ok,
 )
-from schemas.errors import BadRequest, Conflict, InvalidPlan, NoGenerators, NotFound
+from schemas.errors import (
+    BadRequest,
+    Conflict,
+    InvalidPlan,
+    NoGenerators,
+    NotFound,
+    NotLeader,
+)
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
 from services.common import bus, histogram, profile
-from services.coordinator import plans, slicing
+from services.coordinator import plans, recovery, slicing
+from services.coordinator.aggregate import BadInterval
 from services.coordinator.config import Config
+from services.coordinator.leader import LeaderLease
 from services.coordinator.registry import Registry
 from services.coordinator.runs import Run
 
@@ -47,6 +59,11 @@ log = structlog.get_logger(__name__)
 VERSION = "0.1.0"
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _assignment_decoder = msgspec.json.Decoder(Assignment)
+
+
+def default_id() -> str:
+    host = subjects.token(socket.gethostname().lower())[:40].strip("-_") or "host"
+    return f"{host}-{os.getpid()}"
 
 
 def new_run_id() -> str:
@@ -60,43 +77,129 @@ class Service:
         self.runs: dict[str, Run] = {}  # active runs
         self._tasks: list[asyncio.Task] = []
         self._closed = asyncio.Event()
+        self.id = config.coordinator_id or default_id()
+        self.micro: Any = None
+        self.lease: LeaderLease | None = None
+        self._leading: asyncio.Task | None = None
+        self._rewatch = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
-        self.nc = await bus.connect(self.config.nats_url, "surge-coordinator")
-        js = self.nc.jetstream()
-        self.generators_kv = await bus.key_value(
-            js, subjects.GENERATORS_BUCKET, ttl_s=self.config.registry_ttl_s
+        c = self.config
+        self.nc = await bus.connect(
+            c.nats_url, f"surge-coordinator {self.id}", on_reconnect=self._on_reconnect
         )
-        self.assignments = await bus.key_value(js, subjects.ASSIGN_BUCKET)
-        self.runs_kv = await bus.key_value(js, subjects.RUNS_BUCKET)
-        self.reports = await bus.object_store(js, subjects.REPORTS_STORE)
+        js = self.js = self.nc.jetstream()
+        r = c.kv_replicas
+        self.generators_kv = await bus.key_value(
+            js, subjects.GENERATORS_BUCKET, ttl_s=c.registry_ttl_s, replicas=r
+        )
+        self.assignments = await bus.key_value(js, subjects.ASSIGN_BUCKET, replicas=r)
+        self.runs_kv = await bus.key_value(js, subjects.RUNS_BUCKET, replicas=r)
+        self.reports = await bus.object_store(js, subjects.REPORTS_STORE, replicas=r)
+        leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
+        await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
+                         c.runlog_max_age_s, replicas=r)
+        # standbys keep the registry warm, so a takeover does not mistake every
+        # generator for dead; they take no stats and answer no API request
         self._tasks.append(asyncio.create_task(self._watch_registry(), name="registry"))
-        self.micro = await add_service(
+        self._tasks.append(asyncio.create_task(self._watch_health(), name="registry-health"))
+        await self._serve(leader=False)
+        self.lease = LeaderLease(
+            leader_kv, self.id, lease_s=c.lease_s, renew_s=c.lease_renew_s,
+            on_elected=self._elected, on_lost=self._lost,
+        )
+        self._tasks.append(asyncio.create_task(self.lease.run(), name="lease"))
+
+    async def _serve(self, leader: bool) -> None:
+        """(Re)register the micro service: with every endpoint as leader, none as standby."""
+        old, self.micro = self.micro, None
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), 3)
+            except Exception as exc:
+                log.warning("micro stop failed", error=str(exc))
+        micro = await add_service(
             self.nc,
             name=subjects.COORDINATOR_SERVICE,
             version=VERSION,
             description="Surge coordinator: runs, slicing, merged stats, reports",
+            metadata={"role": "leader" if leader else "standby", "coordinator_id": self.id},
         )
-        handlers = {
-            "run_start": self.run_start,
-            "run_stop": self.run_stop,
-            "run_rate": self.run_rate,
-            "run_get": self.run_get,
-            "run_list": self.run_list,
-            "plan_validate": self.plan_validate,
-            "generators_list": self.generators_list,
-            "report_get": self.report_get,
-        }
-        for name, subject in subjects.API_ENDPOINTS.items():
-            await self.micro.add_endpoint(
-                name=name, subject=subject, handler=bus.endpoint(handlers[name], name)
+        if leader:
+            handlers = {
+                "run_start": self.run_start,
+                "run_stop": self.run_stop,
+                "run_rate": self.run_rate,
+                "run_get": self.run_get,
+                "run_list": self.run_list,
+                "plan_validate": self.plan_validate,
+                "generators_list": self.generators_list,
+                "report_get": self.report_get,
+            }
+            for name, subject in subjects.API_ENDPOINTS.items():
+                await micro.add_endpoint(
+                    name=name, subject=subject,
+                    handler=bus.endpoint(self._gated(handlers[name]), name),
+                )
+            # not leading right now: 503, and the generator keeps the interval and resends
+            await micro.add_endpoint(
+                name="stats_ingest", subject=subjects.STATS_ALL,
+                handler=bus.endpoint(self._gated(self.stats_ingest), "stats_ingest"),
             )
-        await self.micro.add_endpoint(
-            name="stats_ingest",
-            subject=subjects.STATS_ALL,
-            handler=bus.endpoint(self.stats_ingest, "stats_ingest"),
-        )
+        self.micro = micro
+
+    def _gated(self, handler):
+        async def gated(req: Request):
+            if not self.leading():
+                raise NotLeader("this coordinator is not the leader right now; retry")
+            return await handler(req)
+
+        return gated
+
+    async def _elected(self, previous: Lease | None) -> None:
+        """Won the lease: recover every unfinished run, then open the API and stats intake."""
+        self._leading = asyncio.create_task(self._take_over(previous), name="take-over")
+
+    async def _take_over(self, previous: Lease | None) -> None:
+        started = time.monotonic()
+        while True:  # NATS may hiccup mid-recovery: retry until done or the lease is lost
+            try:
+                recovered = await recovery.recover_runs(self, previous)
+                break
+            except Exception as exc:
+                log.warning("recovery failed; retrying", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(0.5)
+        # whatever kept the old leader from renewing may have kept heartbeats from us
+        # too: every generator gets a fresh dead timer from the takeover on
+        self.registry.touch_all(extra_s=self.config.dead_after_s)
+        for run in recovered:
+            self.runs[run.run_id] = run
+            run.resume()
+        while True:
+            try:
+                await self._serve(leader=True)
+                break
+            except Exception as exc:
+                log.warning("could not open the API; retrying", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(0.5)
+        log.info("leading", coordinator_id=self.id, recovered=len(recovered),
+                 previous=previous.holder if previous else None,
+                 took_ms=round((time.monotonic() - started) * 1000))
+
+    async def _lost(self, why: str) -> None:
+        """Lost the lease: stop acting at once; the new leader recovers the runs."""
+        if self._leading is not None:
+            self._leading.cancel()
+            await asyncio.gather(self._leading, return_exceptions=True)
+            self._leading = None
+        for run in list(self.runs.values()):
+            run.abandon()
+        self.runs.clear()
+        try:
+            await self._serve(leader=False)
+        except Exception as exc:
+            log.warning("could not re-register as standby", error=str(exc))
 
     async def wait(self) -> None:
         await self._closed.wait()
@@ -104,20 +207,38 @@ class Service:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for run in list(self.runs.values()):
-            if run._task is not None:
-                run._task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await self.micro.stop()
-            await self.nc.drain()
+        if self._leading is not None:
+            self._leading.cancel()
+        for run in list(self.runs.values()):
+            run.abandon()
+        if self.lease is not None:
+            try:
+                await asyncio.wait_for(self.lease.release(), 2)
+            except Exception:
+                pass
+        try:  # bounded: NATS may be going down at the same time (surge up's Ctrl-C)
+            if self.micro is not None:
+                await asyncio.wait_for(self.micro.stop(), 3)
+            await asyncio.wait_for(self.nc.drain(), 3)
         except Exception as exc:
-            log.warning("unclean disconnect", error=str(exc))
+            log.warning("unclean disconnect", error=str(exc) or type(exc).__name__)
+            await self.nc.close()
         self._closed.set()
 
     # --- helpers used by runs -------------------------------------------------------
     async def save_record(self, record: RunRecord) -> None:
         await self.runs_kv.put(record.run_id, msgspec.json.encode(record))
+
+    async def persist(self, subject: str, data: bytes, msg_id: str) -> None:
+        """Into the run log, acknowledged by JetStream (deduplicated by ``msg_id``)."""
+        await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+
+    async def forget_runlog(self, run_id: str) -> None:
+        try:
+            await self.js.purge_stream(subjects.RUNLOG_STREAM, subject=subjects.runlog_of_run(run_id))
+        except Exception as exc:
+            log.warning("could not purge the run log", run_id=run_id, error=str(exc))
 
     async def store_report(self, report: Report) -> None:
         await self.reports.put(report.run_id, msgspec.json.encode(report))
@@ -152,22 +273,32 @@ class Service:
     def run_ended(self, run: Run) -> None:
         self.runs.pop(run.run_id, None)
 
+    async def _on_reconnect(self) -> None:
+        # we were cut off, not the generators: nobody is declared lost for our outage;
+        # the server may have lost the watch's consumer, so start it over
+        self.registry.touch_all(extra_s=self.config.dead_after_s)
+        self._rewatch.set()
+
+    def leading(self) -> bool:
+        """Only a coordinator that holds the lease right now may act or answer."""
+        return self.lease is not None and self.lease.holds() and self.nc.is_connected
+
     async def _watch_registry(self) -> None:
+        def on_entry(entry, replay: bool) -> None:
+            deleted = entry.operation in (KV_DEL, KV_PURGE)
+            self.registry.update(entry.key, None if deleted else entry.value, replay)
+
+        await bus.watch_kv(self.generators_kv, ">", on_entry, self._rewatch, "registry")
+
+    async def _watch_health(self) -> None:
+        """Heartbeats come every second: a registry silent for longer has a dead watch
+        (a JetStream leader change can drop its consumer without any reconnect)."""
+        last = 0.0
         while True:
-            try:
-                watcher = await self.generators_kv.watchall()
-                replay = True
-                async for entry in watcher:
-                    if entry is None:
-                        replay = False
-                        continue
-                    deleted = entry.operation in (KV_DEL, KV_PURGE)
-                    self.registry.update(entry.key, None if deleted else entry.value, replay)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("registry watch failed; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
+            if self.registry.quiet_for() > 1.5 and time.monotonic() - last > 2.0:
+                last = time.monotonic()
+                self._rewatch.set()
 
     # --- API ----------------------------------------------------------------------
     def _plan_from(self, data: bytes) -> Plan:
@@ -175,7 +306,7 @@ class Service:
             raise InvalidPlan(f"plan is larger than {plans.MAX_PLAN_BYTES} bytes")
         try:
             raw = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise InvalidPlan(f"not valid JSON: {exc}") from None
         except RecursionError:
             raise InvalidPlan("JSON nested too deeply") from None
@@ -284,7 +415,7 @@ class Service:
             try:
                 entry = await self.runs_kv.get(key)
                 records[key] = _record_decoder.decode(entry.value)
-            except (KeyNotFoundError, msgspec.DecodeError):
+            except (KeyNotFoundError, msgspec.DecodeError, UnicodeDecodeError):
                 continue
         for run in self.runs.values():
             records[run.run_id] = run.record
@@ -309,11 +440,15 @@ class Service:
 
     async def stats_ingest(self, req: Request) -> StatsAck:
         stats = bus.decode(req.data, IntervalStats)
+        if req.subject != subjects.stats(stats.run_id, stats.generator_id):
+            raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
         run = self.runs.get(stats.run_id)
         if run is None:
             raise NotFound(f"run {stats.run_id} is not running here", "run_id")
         try:
-            run.add_stats(stats)
+            await run.ingest(stats, req.data)
         except histogram.HistogramDecodeError as exc:
             raise BadRequest(str(exc), "requests") from None
+        except BadInterval as exc:
+            raise BadRequest(str(exc), exc.field) from None
         return StatsAck(ok=True, seq=stats.seq)

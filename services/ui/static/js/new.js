@@ -53,7 +53,7 @@ thresholds:
       h("div", {}, h("span", {text: "peak rate"}), h("b", {text: S.rps(v.peak_rps) + "/s"})),
       h("div", {}, h("span", {text: "requests"}), h("b", {text: S.num(v.total_requests)})),
       h("div", {}, h("span", {text: "target"}), h("b", {text: v.plan.target})),
-      h("div", {}, h("span", {text: "kinds"}), h("b", {text: v.plan.requests.map((r) => r.name).join(", ")}))));
+      h("div", {}, h("span", {text: "kinds"}), h("b", {text: (v.plan.requests || v.plan.flows || []).map((r) => r.name).join(", ")}))));
     $("start").disabled = false;
   }
   async function validate() {

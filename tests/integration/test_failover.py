@@ -1,0 +1,185 @@
+"""Coordinator high availability: the leader lease, takeover, and generators on their own.
+
+Real coordinators (two, with ids), real generators and target, a real nats-server.
+The leader is SIGKILLed mid-run; the report of that run must hold every request the
+target received, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import msgspec
+import pytest
+from nats.js.errors import KeyNotFoundError
+
+from schemas import subjects
+from schemas.control import Assignment, Heartbeat, Lease
+from tests.conftest import Cluster, target_stats, until
+from tests.integration.test_distributed_run import api_with, finished_report, plan_for, start_and_follow
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def lease_holder(js) -> str | None:
+    kv = await js.key_value(subjects.LEADER_BUCKET)
+    try:
+        entry = await kv.get(subjects.LEADER_KEY)
+    except KeyNotFoundError:
+        return None
+    return msgspec.json.decode(entry.value, type=Lease).holder if entry.value else None
+
+
+async def micro_infos(nc, expected: int, limit_s: float = 5.0) -> list[dict]:
+    """Every surge-coordinator's `nats micro info` answer."""
+    inbox = nc.new_inbox()
+    replies: list[dict] = []
+
+    async def on_msg(msg) -> None:
+        replies.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=on_msg)
+    await nc.publish(f"$SRV.INFO.{subjects.COORDINATOR_SERVICE}", b"", reply=inbox)
+    await until(lambda: len(replies) >= expected, limit_s, f"{expected} micro info replies")
+    await sub.unsubscribe()
+    return replies
+
+
+async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_request_once(
+    cluster: Cluster,
+):
+    _, target = cluster.target()
+    coords = {"coord-a": cluster.coordinator(SURGE_COORDINATOR_ID="coord-a")}
+    api = await api_with(cluster, 0)
+    js = api.nc.jetstream()
+    await until(lambda: lease_holder(js), 10, "a leader")
+    coords["coord-b"] = cluster.coordinator(SURGE_COORDINATOR_ID="coord-b")
+    cluster.generator()
+    cluster.generator()
+
+    async def registered() -> bool:
+        return len((await api.generators()).generators) == 2
+
+    await until(registered, 20, "2 generators registered")
+
+    # the standby answers `nats micro info` and nothing else
+    infos = await micro_infos(api.nc, 2)
+    roles = {i["metadata"]["coordinator_id"]: i for i in infos}
+    assert {i["metadata"]["role"] for i in infos} == {"leader", "standby"}
+    standby = next(i for i in infos if i["metadata"]["role"] == "standby")
+    assert standby["endpoints"] == []
+    leader_id = await lease_holder(js)
+    assert roles[leader_id]["metadata"]["role"] == "leader"
+    assert len(roles[leader_id]["endpoints"]) == len(subjects.API_ENDPOINTS) + 1
+
+    rate, duration = 200, 10
+    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration=f"{duration}s"))
+    await feed.wait_for(lambda s: s.seq >= 2, 10, "second 2")
+    coords[leader_id].kill()
+    killed_at = time.monotonic()
+    new_leader = await until(
+        lambda: _other_holder(js, leader_id), 8, "a new lease holder", every_s=0.05
+    )
+    assert new_leader != leader_id
+
+    async def answers() -> bool:
+        try:
+            return (await api.get(started.run_id)).state == "running"
+        except Exception:
+            return False
+
+    await until(answers, 8, "the new leader answering run.get", every_s=0.05)
+    takeover_s = time.monotonic() - killed_at
+    print(f"takeover: {takeover_s:.2f}s")
+    assert takeover_s <= 5.0
+    # no generator left without its share: the assignments still add up to the run
+    kv = await js.key_value(subjects.ASSIGN_BUCKET)
+    shares = {}
+    for gid in started.generators:
+        a = msgspec.json.decode((await kv.get(gid)).value, type=Assignment)
+        assert a.run_id == started.run_id and not a.stop
+        shares[gid] = a.share
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+    report = await finished_report(api, feed, started.run_id, limit_s=30)
+    received = target_stats(target)["requests"]
+    expected = rate * duration
+    print(f"report totals {report.totals.requests}, target received {received}")
+    assert report.state == "finished"
+    assert report.totals.requests == received  # none lost, none counted twice
+    assert abs(report.totals.requests - expected) <= expected * 0.01
+    assert report.totals.errors == 0
+    assert sum(g.requests for g in report.generators.values()) == report.totals.requests
+    assert all(g.seconds == duration for g in report.generators.values()), report.generators
+    assert [e.t for e in report.timeline] == list(range(duration))
+    takeover = [e for e in report.timeline if any("takeover" in ev for ev in e.events)]
+    assert takeover and takeover[0].gap, report.timeline
+    assert any(f"from {leader_id}" in e for e in report.events)
+    # the timeline is whole: the load never stopped, every second carries its rate
+    assert sum(e.requests for e in report.timeline) == report.totals.requests
+    assert all(abs(e.requests - rate) <= 0.03 * rate for e in report.timeline), report.timeline
+    assert coords[new_leader].alive()
+    await api.close()
+
+
+async def _other_holder(js, old: str) -> str | None:
+    holder = await lease_holder(js)
+    return holder if holder and holder != old else None
+
+
+async def test_generators_finish_alone_and_hand_their_buffered_intervals_to_a_new_leader(
+    cluster: Cluster,
+):
+    _, target = cluster.target()
+    first = cluster.coordinator(SURGE_COORDINATOR_ID="coord-1")
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    rate, duration = 100, 4
+    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration=f"{duration}s"))
+    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+    first.kill()
+
+    # without any coordinator the generator runs its assignment to the end, then idles
+    js = api.nc.jetstream()
+    registry = await js.key_value(subjects.GENERATORS_BUCKET)
+
+    async def idle() -> bool:
+        beat = msgspec.json.decode((await registry.get("gen-1")).value, type=Heartbeat)
+        return beat.state == "idle"
+
+    await until(idle, duration + 8, "the generator finishing on its own")
+    assert time.time() >= started.end_at
+    sent = target_stats(target)["requests"]
+    assert abs(sent - rate * duration) <= rate * duration * 0.01
+
+    # a new coordinator takes the lease, recovers the run and receives the outbox
+    cluster.coordinator(SURGE_COORDINATOR_ID="coord-2")
+    report = await finished_report(api, feed, started.run_id, limit_s=20)
+    assert report.totals.requests == sent == target_stats(target)["requests"]
+    assert report.generators["gen-1"].seconds == duration
+    assert any("takeover: coord-2 took over" in e for e in report.events), report.events
+    await api.close()
+
+
+async def test_without_any_coordinator_a_generator_stops_at_its_safety_limit(cluster: Cluster):
+    _, target = cluster.target()
+    coordinator = cluster.coordinator()
+    cluster.generator(SURGE_MAX_RUN_S="3")
+    api = await api_with(cluster, 1)
+    rate = 100
+    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration="60s"))
+    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+    coordinator.kill()
+    registry = await api.nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+
+    async def idle() -> bool:
+        beat = msgspec.json.decode((await registry.get("gen-1")).value, type=Heartbeat)
+        return beat.state == "idle"
+
+    await until(idle, 10, "the generator stopping at SURGE_MAX_RUN_S")
+    assert time.time() < started.end_at - 45  # long before the plan's end
+    sent = target_stats(target)["requests"]
+    assert abs(sent - rate * 3) <= rate * 3 * 0.01
+    await api.close()

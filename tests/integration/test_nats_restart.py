@@ -1,0 +1,141 @@
+"""NATS goes away mid-run: every service reconnects, re-subscribes, re-watches, and
+the run still ends with its totals within 1% of rate × duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from schemas import subjects
+from tests.conftest import Cluster, target_stats, until
+from tests.integration.test_distributed_run import api_with, plan_for
+from services.cli.client import CoordinatorClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def micro_services(nc, name: str) -> list[dict]:
+    inbox = nc.new_inbox()
+    replies: list[dict] = []
+
+    async def on_msg(msg) -> None:
+        replies.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=on_msg)
+    await nc.publish(f"$SRV.INFO.{name}", b"", reply=inbox)
+    await nc.flush()
+    try:
+        await until(lambda: replies, 2, f"{name} info", every_s=0.02)
+    except TimeoutError:
+        pass
+    await asyncio.sleep(0)  # take the other replies already in the socket buffer
+    await sub.unsubscribe()
+    return replies
+
+
+async def wait_state(api: CoordinatorClient, run_id: str, states: set[str], limit_s: float):
+    async def reached():
+        try:
+            record = await api.get(run_id)
+        except Exception:
+            return None
+        return record if record.state in states else None
+
+    return await until(reached, limit_s, f"run {run_id} in {states}", every_s=0.2)
+
+
+async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator()
+    cluster.generator()
+    api = await api_with(cluster, 2)
+    rate, duration = 200, 10
+    started = await api.start(_plan(target, rate, duration))
+    await wait_state(api, started.run_id, {"running"}, 5)
+
+    async def second_done() -> bool:
+        return target_stats(target)["requests"] >= rate * 2
+
+    await until(second_done, 10, "two seconds of load")
+    cluster.restart_nats(kill=True)
+
+    # the client of the test reconnects too; the run goes on and ends on time
+    record = await wait_state(api, started.run_id, {"finished", "stopped", "failed"}, 30)
+    report = await api.report(started.run_id)
+    received = target_stats(target)["requests"]
+    expected = rate * duration
+    print(f"after a NATS restart: report {report.totals.requests}, target {received}")
+    assert record.state == "finished", (record.state, record.error, report.events)
+    assert abs(report.totals.requests - expected) <= expected * 0.01
+    assert report.totals.requests == received
+    assert not any("lost" in e for e in report.events), report.events
+
+    # micro services are registered again, the registry watch is live again
+    gens = await micro_services(api.nc, subjects.GENERATOR_SERVICE)
+    coords = await micro_services(api.nc, subjects.COORDINATOR_SERVICE)
+    assert len(coords) == 1 and coords[0]["metadata"]["role"] == "leader"
+    assert len(gens) >= 1
+    second = await api.start(_plan(target, 100, 2))
+    assert sorted(second.generators) == ["gen-1", "gen-2"]
+    await wait_state(api, second.run_id, {"finished"}, 15)
+    assert (await api.report(second.run_id)).totals.requests == pytest.approx(200, abs=2)
+    await api.close()
+
+
+def _plan(target: str, rate: int, duration: int):
+    from services.coordinator import plans
+
+    return plans.from_obj(plan_for(target, rate=rate, duration=f"{duration}s"))
+
+
+async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):
+    cluster = js_cluster
+    await cluster.jetstream_ready()
+    _, target = cluster.target()
+    cluster.service_env["SURGE_KV_REPLICAS"] = "3"
+    # generators first: they create the registry and assignment buckets with one
+    # replica; the coordinator scales them (and makes the rest) to three
+    cluster.generator()
+    cluster.generator()
+    cluster.coordinator()
+    # a client that, like the services, reconnects to another node for as long as it takes
+    nc = await nats.connect(servers=cluster.url.split(","), max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.2)
+    api = CoordinatorClient(nc)
+
+    async def registered() -> bool:
+        try:
+            return len((await api.generators()).generators) == 2
+        except Exception:
+            return False
+
+    await until(registered, 20, "2 generators")
+    js = api.nc.jetstream()
+    for stream in (f"KV_{subjects.GENERATORS_BUCKET}", f"KV_{subjects.ASSIGN_BUCKET}",
+                   f"KV_{subjects.RUNS_BUCKET}", f"KV_{subjects.LEADER_BUCKET}",
+                   subjects.RUNLOG_STREAM):
+        assert (await js.stream_info(stream)).config.num_replicas == 3, stream
+    rate, duration = 200, 10
+    started = await api.start(_plan(target, rate, duration))
+
+    async def two_seconds() -> bool:
+        return target_stats(target)["requests"] >= rate * 2
+
+    await until(two_seconds, 10, "two seconds of load")
+    # the harshest node to lose: the one leading the lease bucket's stream
+    leader = (await js.stream_info(f"KV_{subjects.LEADER_BUCKET}")).cluster.leader
+    cluster.kill_node(int(leader.removeprefix("n")) - 1)
+    record = await wait_state(api, started.run_id, {"finished", "stopped", "failed"}, 30)
+    report = await api.report(started.run_id)
+    received = target_stats(target)["requests"]
+    expected = rate * duration
+    print(f"3-node cluster, node killed: report {report.totals.requests}, target {received}")
+    assert record.state == "finished", (record.state, record.error, report.events)
+    assert abs(report.totals.requests - expected) <= expected * 0.01
+    assert report.totals.requests == received
+    await api.close()
