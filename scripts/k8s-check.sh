@@ -29,6 +29,8 @@
 # examples that use them, not alone.
 # The in-cluster plans (deploy/k8s/jobs/plans) must equal plans/*.yaml but for
 # the `target:` line, and every one must pass `surge validate` (offline).
+# deploy/k8s/base/nats-auth.conf (the NATS users and their permissions) must be
+# exactly what scripts/render-nats-auth.py renders from services/cli/secure.py.
 #
 # Environment: K8S_DIR (default deploy/k8s), K8S_VERSIONS (default
 # "1.30.0 1.37.0"), KUBECTL, PYTHON (default .venv/bin/python, else python3).
@@ -265,6 +267,14 @@ done
 # Not every example plan needs an in-cluster copy (some only make sense against the
 # local demo target); the copies that exist must match their source, checked above.
 
+# --- the NATS users: nats-auth.conf is what secure.py's permissions render to ----
+nats_auth=$K8S_DIR/base/nats-auth.conf
+if ! msg=$("$py" scripts/render-nats-auth.py --check 2>&1); then
+  say "FAIL $nats_auth: differs from services/cli/secure.py's permissions (run scripts/render-nats-auth.py):"
+  sed 's/^/    /' <<<"$msg"
+  failed+=("$nats_auth")
+fi
+
 for file in "${rendered[@]}"; do
   dir=$(<"$file.dir")
   [[ -n ${problems[$dir]:-} ]] || say "ok   $dir ($(grep -c '^kind:' "$file") objects)"
@@ -278,4 +288,4 @@ if [[ $objects -eq 0 ]]; then
   say "FAILED: the validator checked no object"
   exit 1
 fi
-say "all ${#dirs[@]} kustomizations valid ($objects objects; strict, Kubernetes $K8S_VERSIONS; $plans_checked plans)"
+say "all ${#dirs[@]} kustomizations valid ($objects objects; strict, Kubernetes $K8S_VERSIONS; $plans_checked plans; NATS users match secure.py)"
