@@ -40,5 +40,11 @@ unit: venv
 integration: venv debs
 	$(PY) -m pytest tests/integration -q
 
+## make bench: Surge's engine beside wrk and Locust against one pinned nginx (figures, never pass/fail)
+## SURGE_BENCH_RSS_S=600 for the full 10-minute RSS run; results in bench/results/latest.json
+bench: venv debs
+	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m bench
+
 clean:
 	rm -rf .surge .pytest_cache

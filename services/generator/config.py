@@ -17,6 +17,8 @@ class Config(Struct, frozen=True, kw_only=True):
     capacity_rps: float = 0.0  # 0: estimate from cores
     max_run_s: float = 24 * 3600.0  # safety: never run an assignment longer than this
     outbox_max: int = 3600  # unacknowledged intervals kept for the coordinator
+    workers: int = 1  # engine processes under this one generator identity (SURGE_WORKERS)
+    ready_file: str = ""  # written once registered, removed on stop (a readiness probe); "": off
     log_level: str = "info"
     log_json: bool = False
 

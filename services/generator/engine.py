@@ -21,7 +21,9 @@ import time
 import structlog
 
 from schemas.plan import Plan
-from services.generator.http import Connection, encode_request, target_address
+from services.generator.http import (
+    READ_SIZE, CheckedConnection, Connection, encode_request, target_address,
+)
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 
@@ -30,7 +32,10 @@ log = structlog.get_logger(__name__)
 LATE_S = 0.010  # sent this long after its intended time: late
 SWEEP_S = 0.050  # how often timeouts and stale backlog are checked
 MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
+MIN_SLEEP_S = 0.001  # uvloop's timer resolution
+MAX_BACKLOG = 200_000  # arrivals waiting for a connection; more are dropped at once (memory)
 TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
+CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
 # uvloop's loop.time() is libuv's cached millisecond clock: too coarse to measure
 # sub-millisecond responses. Every timestamp in the engine comes from here.
@@ -67,9 +72,17 @@ def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) ->
 
 
 class Engine:
-    """Runs one plan's requests on one event loop."""
+    """Runs one plan's requests on one event loop, open model (``start``) or closed (``start_closed``).
 
-    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0) -> None:
+    ``worker``/``workers`` slice the arrivals: this engine sends arrivals
+    ``worker, worker + workers, ...`` of the schedule, so ``workers`` engines given
+    the same schedule send exactly its arrivals between them (``SURGE_WORKERS``).
+    """
+
+    def __init__(
+        self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0,
+        worker: int = 0, workers: int = 1,
+    ) -> None:
         self.plan = plan
         self.loop = loop
         self.host, self.port, host_header = target_address(plan)
@@ -77,9 +90,12 @@ class Engine:
         self.payloads = [encode_request(plan, r, host_header) for r in plan.requests]
         self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
         self.checks = [_check_of(r.checks) for r in plan.requests]
-        self.want_body = [c[1] is not None for c in self.checks]
+        self.want_body = [c is not None and c[1] is not None for c in self.checks]
+        self.conn_class = CheckedConnection if any(self.want_body) else Connection
         self.timeout = plan.timeout
-        self.max_conns = plan.connections
+        self.stride = max(workers, 1)
+        self.max_conns = -(-plan.connections // self.stride)  # the generator's, split among engines
+        self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.conns: set[Connection] = set()
         self.idle: list[Connection] = []
         self.connecting = 0
@@ -87,23 +103,40 @@ class Engine:
         self.cur = Interval(len(self.names))
         self.schedule: Schedule | None = None
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
-        self.next_i = 0
+        self.next_i = worker % self.stride
         self.pacing = False
+        self.closed_loop = False
+        self.think_s = 0.0
+        self.thinking = 0  # closed-loop users in their think time
         self._tasks: list[asyncio.Task] = []
-        self._wake: asyncio.Event = asyncio.Event()
 
     # --- control (called by the service) -----------------------------------
     def start(self, schedule: Schedule, t0: float) -> None:
+        """Open model: send arrival i at ``t0 + schedule.time_of(i)``, whatever the target does."""
         self.schedule, self.t0, self.pacing = schedule, t0, True
         self._tasks = [
             self.loop.create_task(self._pace(), name="pace"),
             self.loop.create_task(self._sweep(), name="sweep"),
         ]
 
+    def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
+        """Closed model: ``users`` connections (default: the plan's ``connections``), each
+        sending its next request as soon as its previous response completes, after
+        ``think_s`` seconds of think time. Latency is from the moment a request was
+        due (response + think time), so it equals the service time here.
+        """
+        self.closed_loop, self.pacing = True, True
+        self.think_s = max(think_s, 0.0)
+        self.max_conns = self.plan.connections if users is None else max(int(users), 0)
+        self.t0 = _now() if t0 is None else t0
+        self._next_for = self._next_closed  # type: ignore[method-assign]
+        self._tasks = [self.loop.create_task(self._sweep(), name="sweep")]
+        for _ in range(self.max_conns):
+            self._open()
+
     def rebase(self, schedule: Schedule) -> None:
         """Follow a new schedule from now on (rate change, rebalance)."""
         self.schedule = schedule
-        self._wake.set()
 
     def now_s(self) -> float:
         """Seconds since the run's start."""
@@ -111,10 +144,9 @@ class Engine:
 
     def stop_pacing(self) -> None:
         self.pacing = False
-        self._wake.set()
 
     def in_flight(self) -> int:
-        return sum(1 for c in self.conns if c.busy) + len(self.backlog)
+        return sum(1 for c in self.conns if c.busy) + len(self.backlog) + self.thinking
 
     async def drain(self, limit_s: float) -> None:
         """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
@@ -135,13 +167,17 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def gather(self) -> None:
+        """Before ``take_interval`` each second: a pool merges its workers' share here."""
+
     def take_interval(self) -> Interval:
         done, self.cur = self.cur, Interval(len(self.names))
         return done
 
-    # --- pacing ------------------------------------------------------------
+    # --- pacing (open model) -------------------------------------------------
     async def _pace(self) -> None:
-        table, n_table = self.table, len(self.table)
+        table, n_table, stride = self.table, len(self.table), self.stride
+        sleep = asyncio.sleep
         while self.pacing:
             sched = self.schedule
             assert sched is not None
@@ -149,31 +185,37 @@ class Engine:
             i = self.next_i
             t = sched.time_of(i)
             if t <= rel:
-                now = _now()
+                t0 = self.t0
+                arrive = self._arrive
+                now, n = rel + t0, 0
                 while t <= rel:
-                    self._arrive(table[i % n_table], self.t0 + t, now)
-                    i += 1
+                    arrive(table[i % n_table], t0 + t, now)
+                    i += stride
                     t = sched.time_of(i)
+                    n += 1
+                    if not n & 63:  # a long catch-up batch: keep send times honest
+                        now = _now()
                 self.next_i = i
             if t == INF:
                 if rel >= sched.end_s:
                     self.pacing = False
                     break
                 t = rel + MAX_SLEEP_S
-            self._wake.clear()
-            delay = min(t - rel, MAX_SLEEP_S)
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(0)
+            # rebase and stop are seen within MAX_SLEEP_S. The loop's timers tick in whole
+            # milliseconds (a shorter sleep would spin): arrivals due within the next
+            # tick go out together at its start, and their lateness is measured.
+            await sleep(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S))
 
     def _arrive(self, spec: int, intended: float, now: float) -> None:
         self.cur.sent += 1
         if self.idle:
-            self._send(self.idle.pop(), spec, intended, now)
+            conn = self.idle.pop()
+            if now - intended > LATE_S:
+                self.cur.late[spec] += 1
+            conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
+            return
+        if len(self.backlog) >= MAX_BACKLOG:  # a target that holds every connection
+            self.cur.dropped[spec] += 1
             return
         self.backlog.append((spec, intended))
         if len(self.conns) + self.connecting < self.max_conns:
@@ -196,6 +238,37 @@ class Engine:
             return
         self.idle.append(conn)
 
+    # --- closed model ----------------------------------------------------------
+    def _next_closed(self, conn: Connection, now: float) -> None:
+        """The user on this connection sends its next request (after its think time)."""
+        if not self.pacing:
+            self.idle.append(conn)
+            return
+        if self.think_s > 0:
+            self.thinking += 1  # a thinking user is not idle: in_flight counts it
+            self.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
+            return
+        i = self.next_i
+        self.next_i = i + self.stride
+        spec = self.table[i % len(self.table)]
+        self.cur.sent += 1
+        conn.send(spec, self.payloads[spec], now, now, self.want_body[spec])
+
+    def _think_done(self, conn: Connection, due: float) -> None:
+        self.thinking -= 1
+        if conn.closed or conn not in self.conns:
+            return  # its connection was lost meanwhile; a replacement carries the user
+        if not self.pacing:
+            self.idle.append(conn)
+            return
+        now = _now()
+        i = self.next_i
+        self.next_i = i + self.stride
+        spec = self.table[i % len(self.table)]
+        self.cur.sent += 1
+        # latency from when the user meant to send (the timer may fire a tick late)
+        conn.send(spec, self.payloads[spec], min(due, now), now, self.want_body[spec])
+
     # --- connections -------------------------------------------------------
     def _open(self) -> None:
         self.connecting += 1
@@ -204,7 +277,7 @@ class Engine:
     async def _connect(self) -> None:
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: Connection(self), self.host, self.port),
+                self.loop.create_connection(lambda: self.conn_class(self), self.host, self.port),
                 self.timeout,
             )
         except (OSError, TimeoutError) as exc:
@@ -215,38 +288,57 @@ class Engine:
             self.connecting -= 1
             raise
         self.connecting -= 1
+        if conn.closed:  # reset before we saw it
+            return
         self.conns.add(conn)
         self._next_for(conn, _now())
 
     def _connect_failed(self, exc: BaseException) -> None:
         """The arrival that was waiting for this connection fails as a connect error."""
         now = _now()
+        if self.closed_loop:
+            # the user's request fails; it tries again a moment later (no hot spin)
+            if self.pacing:
+                i = self.next_i
+                self.next_i = i + self.stride
+                self.cur.sent += 1
+                self.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
+                self.loop.call_later(CONNECT_RETRY_S, self._reopen)
+            return
         if self.backlog:
             spec, intended = self.backlog.popleft()
             self.cur.record(spec, now - intended, 0.0, "connect")
         if self.backlog and self.pacing and len(self.conns) + self.connecting < self.max_conns:
             self._open()
 
+    def _reopen(self) -> None:
+        if self.pacing and len(self.conns) + self.connecting < self.max_conns:
+            self._open()
+
     # --- events from connections -------------------------------------------
     def on_response(self, conn: Connection) -> None:
         now = _now()
-        allowed, needle = self.checks[conn.spec]
+        spec = conn.spec
+        check = self.checks[spec]
         status = conn.status
-        if allowed is None:
+        if check is None:
             error = None if status < 400 else "status"
         else:
-            error = None if status in allowed else "status"
-        if error is None and needle is not None:
-            body = b"".join(conn.body or ())
-            error = None if needle in body else "check"
-        self._finish(conn, now, error)
+            error = _checked(conn, status, check)
+        conn.busy = False
+        cur = self.cur
+        cur.latency[spec].append(now - conn.intended)
+        cur.service[spec].append(now - conn.sent)
+        if error is not None:
+            errs = cur.errors[spec]
+            errs[error] = errs.get(error, 0) + 1
         if conn.keep_alive:
             self._next_for(conn, now)
         else:
             self._retire(conn)
 
     def on_broken(self, conn: Connection, kind: str) -> None:
-        """Unparseable response: the request fails and the connection is replaced."""
+        """Unparseable or oversized response: the request fails and the connection is replaced."""
         if conn.busy:
             self._finish(conn, _now(), kind)
         self._retire(conn)
@@ -266,7 +358,9 @@ class Engine:
             if conn in self.idle:
                 self.idle.remove(conn)
             conn.close()
-        if self.backlog and len(self.conns) + self.connecting < self.max_conns:
+        if len(self.conns) + self.connecting < self.max_conns and (
+            self.backlog or (self.closed_loop and self.pacing)
+        ):
             self._open()
 
     async def _sweep(self) -> None:
@@ -284,9 +378,22 @@ class Engine:
                 self.cur.dropped[spec] += 1
 
 
-def _check_of(checks) -> tuple[frozenset[int] | None, bytes | None]:
-    if checks is None:
-        return None, None
+def _checked(conn: Connection, status: int, check: tuple[frozenset[int] | None, bytes | None]) -> str | None:
+    allowed, needle = check
+    if allowed is None:
+        if status >= 400:
+            return "status"
+    elif status not in allowed:
+        return "status"
+    if needle is not None and needle not in b"".join(conn.body or ()):
+        return "check"
+    return None
+
+
+def _check_of(checks) -> tuple[frozenset[int] | None, bytes | None] | None:
+    """(allowed statuses, body needle), or None for the default (any status below 400)."""
+    if checks is None or (checks.status is None and not checks.body_contains):
+        return None
     status = checks.status
     allowed = None
     if status is not None:

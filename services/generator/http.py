@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 USER_AGENT = "surge/0.1"
 PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what may stay as written; the rest is %-encoded
 MAX_CHECK_BODY = 1 << 20  # bytes kept for a body_contains check; the rest is counted only
+CHECK_BUDGET = 64 << 20  # all connections' check buffers together: many connections keep less
+MIN_CHECK_BODY = 64 << 10  # ... but never less than this each
+MAX_HEAD = 64 << 10  # status line + headers; more is a "too_large" error, never buffered
+READ_SIZE = 256 << 10  # the engine's read buffer, shared by its connections
 
 
 def target_address(plan: Plan) -> tuple[str, int, str]:
@@ -54,18 +58,33 @@ def encode_request(plan: Plan, spec: RequestSpec, host_header: str) -> bytes:
     return head.encode("latin-1") + b"\r\n" + body
 
 
-class Connection(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time."""
+def check_cap(connections: int) -> int:
+    """Body bytes each connection keeps for a check: 1 MB, less when many connections
+    together would exceed ``CHECK_BUDGET`` (bounded memory whatever the bodies)."""
+    return max(MIN_CHECK_BODY, min(MAX_CHECK_BODY, CHECK_BUDGET // max(connections, 1)))
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One keep-alive connection carrying one request at a time.
+
+    A ``BufferedProtocol``: the loop reads straight into the engine's one read
+    buffer (each read is parsed before the next one happens), which is fed to llhttp
+    as a memoryview, so a response costs no bytes object of ours. Memory stays bounded whatever the target sends: the head may not
+    exceed ``MAX_HEAD`` bytes ("too_large"); a body is skipped by llhttp, or, in a
+    ``CheckedConnection``, only its first ``check_cap`` bytes (≤ 1 MB) are kept.
+    """
 
     __slots__ = (
-        "engine", "transport", "parser", "busy", "spec", "intended", "sent",
-        "status", "body", "keep_alive", "closed", "timed_out", "want_body", "body_len",
+        "engine", "transport", "parser", "view", "busy", "spec", "intended", "sent",
+        "status", "body", "keep_alive", "closed", "want_body", "body_len", "head_len",
+        "head_done",
     )
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.view = engine.read_buffer  # shared: each read is parsed before the next
         self.busy = False
         self.spec = -1
         self.intended = 0.0
@@ -73,22 +92,39 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.body: list[bytes] | None = None
         self.body_len = 0
+        self.head_len = 0
+        self.head_done = False
         self.want_body = False
         self.keep_alive = True
         self.closed = False
-        self.timed_out = False
 
-    # --- asyncio.Protocol -------------------------------------------------
+    # --- asyncio.BufferedProtocol ------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.engine.on_broken(self, "other")
+            self.parser.feed_data(self.view[:nbytes])
         except httptools.HttpParserUpgrade:
             self.engine.on_broken(self, "other")
+            return
+        except httptools.HttpParserError:
+            self.engine.on_broken(self, "other")
+            return
+        if not self.head_done and self.busy:
+            # a head still unfinished after this read: bound it (slowloris, junk)
+            self.head_len += nbytes
+            if self.head_len > MAX_HEAD:
+                self.engine.on_broken(self, "too_large")
+
+    def eof_received(self) -> bool:
+        # a body delimited by the end of the connection ends here (llhttp needs EOF)
+        if self.busy and self.head_done and not self.keep_alive:
+            self.engine.on_response(self)
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -103,6 +139,8 @@ class Connection(asyncio.Protocol):
         self.want_body = want_body
         self.body = None
         self.body_len = 0
+        self.head_done = False
+        self.head_len = 0
         self.transport.write(payload)  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -111,15 +149,37 @@ class Connection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        if self.want_body and self.body_len < MAX_CHECK_BODY:
-            if self.body is None:
-                self.body = []
-            self.body.append(body)
-        self.body_len += len(body)
+        parser = self.parser
+        self.status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
+        self.head_done = True
 
     def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
-        self.engine.on_response(self)
+        if self.busy:
+            self.engine.on_response(self)
+        else:  # a response nobody asked for: the connection is out of step
+            self.engine.on_broken(self, "other")
+
+
+class CheckedConnection(Connection):
+    """A connection whose responses may need their body (a ``body_contains`` check).
+
+    A separate class because httptools calls only the callbacks that exist: without
+    ``on_body`` a body is skipped inside llhttp, never turned into bytes objects
+    (~0.2 µs a response), so plans without body checks use the base class.
+    """
+
+    __slots__ = ("check_cap",)
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.check_cap = check_cap(engine.max_conns)
+
+    def on_body(self, body: bytes) -> None:
+        if self.want_body:
+            room = self.check_cap - self.body_len
+            if room > 0:
+                if self.body is None:
+                    self.body = []
+                self.body.append(body if len(body) <= room else body[:room])
+        self.body_len += len(body)

@@ -49,6 +49,7 @@ class Schedule:
     """Cumulative arrivals N(t) over run-relative seconds for one generator."""
 
     def __init__(self, profile: list[Segment], share: float, from_s: float = 0.0, n0: float = 0.0):
+        self.profile, self.share = profile, share
         self._pieces: list[_Piece] = []
         n = n0
         for seg in profile:
@@ -97,6 +98,10 @@ class Schedule:
             k += 1
         self._cursor = max(len(pieces) - 1, 0)
         return INF
+
+    def spec(self) -> tuple[list[Segment], float, float, float]:
+        """What rebuilds this schedule elsewhere (a worker process): ``Schedule(*spec)``."""
+        return self.profile, self.share, self.start_s, self._n_start
 
     def rebased(self, at_s: float, profile: list[Segment], share: float) -> Schedule:
         """A schedule equal to this one before ``at_s`` and ``profile × share`` after."""

@@ -1,28 +1,47 @@
 """Per-interval outcome recording: cheap appends on the hot path, histograms once a second.
 
 The engine appends each response's latency (from the intended time) and service
-time (from the actual send) to plain lists; ``Interval.to_stats`` buckets them
+time (from the actual send) to ``array('d')``s; ``Interval.to_stats`` buckets them
 into HdrHistograms with numpy (same counts as ``record_value``, ~20× cheaper).
 """
 
 from __future__ import annotations
 
+from array import array
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
 from schemas.stats import IntervalStats, RequestInterval
 from services.common import histogram
+
+
+def encode_and_free(hist: HdrHistogram) -> str:
+    """Encode, then break hdrh's histogram <-> encoder reference cycle.
+
+    Left alone, each ~190 KB histogram is freed only by the cyclic GC's rare full
+    collections, and a generator's RSS climbs by ~1 MB/s between them.
+    """
+    text = histogram.encode(hist)
+    hist.encoder.histogram = None
+    return text
 
 
 class Interval:
     """Raw outcomes of one interval, indexed by request-spec number."""
 
-    __slots__ = ("latency", "service", "errors", "late", "dropped", "sent")
+    __slots__ = ("latency", "service", "errors", "late", "dropped", "sent", "batches")
 
     def __init__(self, n_specs: int) -> None:
-        self.latency: list[list[float]] = [[] for _ in range(n_specs)]  # seconds
-        self.service: list[list[float]] = [[] for _ in range(n_specs)]
+        # seconds, as C doubles: 8 bytes a value and no float object kept per response
+        self.latency: list[array[float]] = [array("d") for _ in range(n_specs)]
+        self.service: list[array[float]] = [array("d") for _ in range(n_specs)]
         self.errors: list[dict[str, int]] = [{} for _ in range(n_specs)]
         self.late = [0] * n_specs
         self.dropped = [0] * n_specs
         self.sent = 0
+        # other processes' outcomes (SURGE_WORKERS), as arrays of seconds per spec
+        self.batches: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
 
     def record(self, spec: int, latency_s: float, service_s: float, error: str | None) -> None:
         self.latency[spec].append(latency_s)
@@ -32,7 +51,28 @@ class Interval:
             errs[error] = errs.get(error, 0) + 1
 
     def completed(self) -> int:
-        return sum(len(x) for x in self.latency)
+        return sum(self.count(i) for i in range(len(self.latency)))
+
+    def count(self, spec: int) -> int:
+        n = len(self.latency[spec])
+        if self.batches is not None:
+            n += sum(len(lat) for lat, _ in self.batches[spec])
+        return n
+
+    def add_batch(
+        self, spec: int, latency_s: np.ndarray, service_s: np.ndarray,
+        errors: dict[str, int], late: int, dropped: int,
+    ) -> None:
+        """Add another process's outcomes for one spec (bucketed with ours in ``to_stats``)."""
+        if self.batches is None:
+            self.batches = [[] for _ in self.latency]
+        if len(latency_s):
+            self.batches[spec].append((latency_s, service_s))
+        errs = self.errors[spec]
+        for kind, n in errors.items():
+            errs[kind] = errs.get(kind, 0) + n
+        self.late[spec] += late
+        self.dropped[spec] += dropped
 
     def merge(self, other: Interval) -> None:
         """Add another interval's outcomes (the tail of a run, or another worker's)."""
@@ -43,6 +83,9 @@ class Interval:
                 self.errors[i][kind] = self.errors[i].get(kind, 0) + n
             self.late[i] += other.late[i]
             self.dropped[i] += other.dropped[i]
+            if other.batches is not None:
+                for lat, svc in other.batches[i]:
+                    self.add_batch(i, lat, svc, {}, 0, 0)
         self.sent += other.sent
 
     def to_stats(
@@ -59,19 +102,23 @@ class Interval:
     ) -> IntervalStats:
         per_name: dict[str, RequestInterval] = {}
         for i, name in enumerate(names):
-            count = len(self.latency[i])
-            if count == 0 and not self.dropped[i] and not self.late[i]:
+            count = self.count(i)
+            if count == 0 and not self.dropped[i] and not self.late[i] and not self.errors[i]:
                 continue
             lat, svc = histogram.new(), histogram.new()
             histogram.record_many(lat, self.latency[i], scale=1e6)
             histogram.record_many(svc, self.service[i], scale=1e6)
+            if self.batches is not None:
+                for lat_s, svc_s in self.batches[i]:
+                    histogram.record_many(lat, lat_s, scale=1e6)
+                    histogram.record_many(svc, svc_s, scale=1e6)
             per_name[name] = RequestInterval(
                 count=count,
                 errors=dict(self.errors[i]),
                 late=self.late[i],
                 dropped=self.dropped[i],
-                latency=histogram.encode(lat),
-                service=histogram.encode(svc),
+                latency=encode_and_free(lat),
+                service=encode_and_free(svc),
             )
         return IntervalStats(
             run_id=run_id,

@@ -27,14 +27,18 @@ from schemas.control import Assignment, Heartbeat
 from schemas.stats import IntervalStats, StatsAck
 from services.common import bus, profile
 from services.generator.config import Config
+from services.generator import flows
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
+from services.generator.workers import PooledEngine, WorkerPool
+from services.generator.ready import mark_not_ready, mark_ready
 
 log = structlog.get_logger(__name__)
 
 VERSION = "0.1.0"
 _assignment_decoder = msgspec.json.Decoder(Assignment)
 _ack_decoder = msgspec.json.Decoder(StatsAck)
+RETRY_5XX = 240  # ~2 minutes of "try again" for one interval, then it is given up
 
 
 def default_id() -> str:
@@ -49,7 +53,12 @@ class RunTask:
         self.service = service
         self.a = assignment
         self.loop = asyncio.get_running_loop()
-        self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
+        if flows.needs_flow_engine(assignment.plan):  # flows, closed model, data, TLS...
+            self.engine = flows.FlowEngine(assignment, self.loop)
+        elif service.workers is not None:  # SURGE_WORKERS: engine 0 here, the rest in workers
+            self.engine = service.workers.engine(assignment.plan, self.loop, seed=assignment.index)
+        else:  # static requests: the fast path
+            self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
         self.schedule = Schedule(assignment.profile, assignment.share)
         self.end_s = min(profile.duration(assignment.profile), service.config.max_run_s)
         self.t0 = time.monotonic() + (assignment.start_at - time.time())  # engine clock
@@ -71,6 +80,8 @@ class RunTask:
     def update(self, a: Assignment) -> None:
         """A newer epoch: follow its profile × share from now, or stop."""
         self.a = a
+        if isinstance(self.engine, flows.FlowEngine):
+            self.engine.reassign(a)
         now_s = self.engine.now_s()
         if a.stop:
             self.stop(now_s)
@@ -109,6 +120,8 @@ class RunTask:
                     break
                 if await self._sleep_until(boundary):
                     break
+                if isinstance(self.engine, PooledEngine):
+                    await self.engine.gather()  # the worker processes' part of this second
                 self._emit(k, boundary)
                 k += 1
             end = self.end_s if self.stop_s is None else min(self.stop_s, self.end_s)
@@ -147,6 +160,7 @@ class Service:
         self.host = socket.gethostname()
         self.started_at = time.time()
         self.outbox: collections.deque[IntervalStats] = collections.deque()
+        self._retries = 0  # 5xx answers for the interval at the head of the outbox
         self._outbox_ready = asyncio.Event()
         self.run: RunTask | None = None
         self.epoch = 0
@@ -156,9 +170,15 @@ class Service:
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
         self.log = log.bind(generator_id=self.id)
+        self.workers = WorkerPool(config.workers) if config.workers > 1 else None
 
     async def start(self) -> None:
-        self.nc = await bus.connect(self.config.nats_url, f"surge-generator {self.id}")
+        if self.workers is not None:
+            await self.workers.start()
+        self._rewatch = asyncio.Event()  # set on reconnect: the watch's consumer may be gone
+        self.nc = await bus.connect(
+            self.config.nats_url, f"surge-generator {self.id}", on_reconnect=self._on_reconnect
+        )
         js = self.nc.jetstream()
         self.registry = await bus.key_value(
             js, subjects.GENERATORS_BUCKET, ttl_s=self.config.registry_ttl_s
@@ -171,7 +191,8 @@ class Service:
             description="Surge load generator",
             metadata={"generator_id": self.id, "host": self.host},
         )
-        await self._beat()
+        await bus.patient(self._beat, "heartbeat")  # a JetStream cluster may still be electing
+        mark_ready(self.config.ready_file)  # registered: ready
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._watch_loop(), name="watch"),
@@ -182,6 +203,7 @@ class Service:
         await self._closed.wait()
 
     async def stop(self) -> None:
+        mark_not_ready(self.config.ready_file)
         if self.run is not None:
             self.run.stop()
             if self.run.task is not None:
@@ -200,6 +222,8 @@ class Service:
             await self.nc.drain()
         except Exception as exc:
             self.log.warning("unclean disconnect", error=str(exc))
+        if self.workers is not None:
+            await self.workers.close()
         self._closed.set()
 
     # --- registry ------------------------------------------------------------
@@ -244,29 +268,24 @@ class Service:
                 self.log.warning("heartbeat failed", error=str(exc))
 
     # --- assignments ---------------------------------------------------------
+    async def _on_reconnect(self) -> None:
+        self._rewatch.set()
+
     async def _watch_loop(self) -> None:
-        while True:
-            try:
-                watcher = await self.assignments.watch(self.id)
-                async for entry in watcher:
-                    if entry is None:
-                        continue
-                    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                        if self.run is not None:
-                            self.run.stop()
-                        continue
-                    self._on_assignment(entry.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("assignment watch failed; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
+        def on_entry(entry, replay: bool) -> None:
+            if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                if self.run is not None:
+                    self.run.stop()
+                return
+            self._on_assignment(entry.value)
+
+        await bus.watch_kv(self.assignments, self.id, on_entry, self._rewatch, "assignment")
 
     def _on_assignment(self, data: bytes) -> None:
         try:
             a = _assignment_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            self.log.error("bad assignment ignored", error=str(exc))
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises both
+            self.log.error("bad assignment ignored", error=str(exc)[:200])
             return
         run = self.run
         if run is not None and run.a.run_id == a.run_id:
@@ -289,6 +308,9 @@ class Service:
             self.finished_runs.popitem(last=False)
         if self.run is run:
             self.run = None
+            # say "idle" now, not at the next beat: a next run may be waiting for us
+            beat = asyncio.get_running_loop().create_task(self._beat())
+            beat.add_done_callback(lambda t: t.cancelled() or t.exception())
         self.log.info("run finished", run_id=run.a.run_id)
 
     # --- stats delivery --------------------------------------------------------
@@ -316,7 +338,15 @@ class Service:
                     self.log.warning("stats send failed", error=str(exc))
                     await asyncio.sleep(0.5)
                     continue
-                if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+                code = msg.headers.get("Nats-Service-Error-Code", "") if msg.headers else ""
+                if code.startswith("5") and self._retries < RETRY_5XX:
+                    # the coordinator could not take it *now* (not leader yet, its store
+                    # is electing a leader): keep it; 4xx means the interval itself is bad
+                    self._retries += 1
+                    await asyncio.sleep(0.5)
+                    continue
+                self._retries = 0
+                if code:
                     self.log.error("coordinator refused interval", run_id=stats.run_id,
                                    seq=stats.seq, error=msg.data[:200].decode(errors="replace"))
                 else:

@@ -244,3 +244,31 @@ def test_rebase_to_stop_profile_ends_schedule():
     assert new.end_s == 4.0
     assert new.time_of(400) == INF
     assert new.count_at(9.0) == pytest.approx(400.0)
+
+
+def test_spec_rebuilds_the_same_schedule_elsewhere():
+    # a worker process rebuilds its schedule from spec(): same arrival times, rebased too
+    base = Schedule([Segment(0.0, 5.0, 0.0, 400.0), Segment(5.0, 10.0, 400.0, 400.0)], 0.5)
+    rebased = base.rebased(3.3, [Segment(0.0, 10.0, 250.0, 250.0)], 0.5)
+    for sched in (base, rebased):
+        copy = Schedule(*sched.spec())
+        first = math.ceil(sched.count_at(sched.start_s) - 1e-9)
+        assert all_times(copy, start=first) == all_times(sched, start=first)
+        assert copy.total == sched.total and copy.end_s == sched.end_s
+
+
+def test_strided_arrivals_union_is_the_schedule():
+    # SURGE_WORKERS: worker w sends i = w, w+N, ...; together exactly the schedule
+    sched = Schedule([Segment(0.0, 4.0, 97.0, 97.0)], 1.0)
+    everything = all_times(sched)
+    n = 3
+    parts = []
+    for w in range(n):
+        mine = Schedule(*sched.spec())
+        times, i = [], w
+        while (t := mine.time_of(i)) != INF:
+            times.append(t)
+            i += n
+        parts.append(times)
+    assert sorted(t for p in parts for t in p) == everything
+    assert [len(p) for p in parts] == [130, 129, 129]

@@ -1,0 +1,331 @@
+"""``make bench``: Surge's engine side by side with wrk and Locust against one nginx, in one run.
+
+    python -m bench [--quick] [--out bench/results/latest.json]
+
+nginx (1 worker) is pinned to core 0, every client to core 1 (one core for
+everything on a single-core machine). Each client runs in its own process for a
+fixed time; CPU µs/request comes from that process's CPU time. It prints a table
+and writes the JSON; it never fails on a number. Environment knobs:
+
+    SURGE_BENCH_SECONDS   seconds per throughput run (default 8; --quick: 2)
+    SURGE_BENCH_RSS_S     length of the RSS-growth run at 20k req/s (default 60; the
+                          issue's full figure: 600)
+    SURGE_BENCH_CONNS     connections per client (default 64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.nginx import Nginx
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+def machine() -> dict:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count() or 1, "usable_cores": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "python": platform.python_version(),
+            "kernel": platform.release(), "loadavg_start": list(os.getloadavg())}
+
+
+class Child:
+    """Run a command; report its CPU seconds (from rusage of waited-for children) and wall."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self.server_pids = server_pids
+
+    def run(self, cmd: list[str], timeout: float) -> tuple[str, float, float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        srv0 = self._server_cpu()
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent)
+        wall = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        server_pct = (self._server_cpu() - srv0) / wall * 100
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr[-600:]}")
+        return proc.stdout, cpu, wall, server_pct
+
+    def _server_cpu(self) -> float:
+        total = 0.0
+        for pid in self.server_pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+
+def pin(core: int | None) -> list[str]:
+    return ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
+
+
+def run_wrk(child: Child, url: str, seconds: int, conns: int, core: int | None) -> dict:
+    out, cpu, wall, server_pct = child.run(
+        pin(core) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url], seconds + 30)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    return {"rps": rps, "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6,
+            "cpu_share": round(cpu / wall, 3), "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "server_cpu_pct": round(server_pct, 1)}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_surge(child: Child, mode: str, url: str, core: int | None, *args: str, timeout: float = 120) -> dict:
+    core_args = [] if core is None else ["--core", str(core)]
+    out, _, _, server_pct = child.run([PY, "-m", "bench.surge_run", mode, url, *core_args, *args], timeout)
+    result = json.loads(out.strip().splitlines()[-1])
+    result["server_cpu_pct"] = round(server_pct, 1)
+    return result
+
+
+def run_bare(child: Child, url: str, seconds: int, conns: int, core: int | None) -> dict:
+    core_args = [] if core is None else ["--core", str(core)]
+    out, _, _, server_pct = child.run(
+        [PY, "-m", "bench.bare", url, "--seconds", str(seconds), "--conns", str(conns), *core_args],
+        seconds + 30)
+    result = json.loads(out.strip().splitlines()[-1])
+    result["server_cpu_pct"] = round(server_pct, 1)
+    return result
+
+
+def run_hotpath(child: Child, core: int | None, n: int) -> dict:
+    core_args = [] if core is None else ["--core", str(core)]
+    out, _, _, _ = child.run([PY, "-m", "bench.hotpath", "--n", str(n), *core_args], 120)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def locust_bin() -> str | None:
+    local = Path(PY).parent / "locust"
+    return str(local) if local.exists() else shutil.which("locust")
+
+
+def run_locust(child: Child, url: str, seconds: int, conns: int, core: int | None) -> dict:
+    locust = locust_bin()
+    if locust is None:
+        raise RuntimeError("locust is not installed (pip install -e '.[bench]')")
+    host = url.rsplit("/", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="surge-bench-locust-") as tmp:
+        prefix = os.path.join(tmp, "run")
+        _, cpu, wall, server_pct = child.run(
+            pin(core) + [locust, "-f", str(HERE / "locustfile.py"), "--headless", "-u", str(conns),
+                         "-r", str(conns), "-t", f"{seconds}s", "-H", host, "--csv", prefix,
+                         "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"],
+            seconds + 60)
+        rows = Path(prefix + "_stats.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    agg = next(r.split(",") for r in rows[1:] if ",Aggregated," in r)
+    row = dict(zip(header, agg))
+    total = int(row["Request Count"])
+    return {"rps": float(row["Requests/s"]), "requests": total,
+            "cpu_us_per_req": cpu / max(total, 1) * 1e6,
+            "cpu_note": "whole process, startup included", "cpu_share": round(cpu / wall, 3),
+            "p50_ms": float(row["50%"]), "p99_ms": float(row["99%"]),
+            "failures": int(row["Failure Count"]), "server_cpu_pct": round(server_pct, 1)}
+
+
+def attempt(results: dict, key: str, fn, *args, **kw):
+    """Run one measurement; a failure is reported in the results, never raised."""
+    print(f"  {key} ...", end="", flush=True, file=sys.stderr)
+    t0 = time.monotonic()
+    try:
+        value = fn(*args, **kw)
+    except Exception as exc:  # report, never fail
+        value = {"error": f"{type(exc).__name__}: {exc}"}
+    results[key] = value
+    print(f" {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+    return value
+
+
+def ratio(a, b) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def fmt(v, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def table(res: dict) -> str:
+    lines = [f"{'client':<34}{'req/s':>11}{'CPU µs/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
+             f"{'vs wrk':>8}{'vs Locust':>10}{'nginx CPU%':>11}{'client core%':>13}{'1-core est.':>12}"]
+    wrk, locust = res["peers"].get("wrk", {}), res["peers"].get("locust", {})
+    rows = [("wrk (1 thread)", wrk), ("Surge engine, closed loop", res["peers"].get("surge_closed", {})),
+            ("bare uvloop+httptools protocol", res["peers"].get("bare", {})),
+            ("Locust FastHttpUser", locust)]
+    for name, r in rows:
+        if "error" in r:
+            lines.append(f"{name:<34}  {r['error'][:90]}")
+            continue
+        lines.append(f"{name:<34}{fmt(r.get('rps'), 0):>11}{fmt(r.get('cpu_us_per_req')):>12}"
+                     f"{fmt(r.get('p50_ms'), 2):>9}{fmt(r.get('p99_ms'), 2):>9}"
+                     f"{fmt(ratio(r.get('rps'), wrk.get('rps')), 2):>8}"
+                     f"{fmt(ratio(r.get('rps'), locust.get('rps')), 1):>10}"
+                     f"{fmt(r.get('server_cpu_pct'), 0):>11}"
+                     f"{fmt(100 * r['cpu_share'] if r.get('cpu_share') else None, 0):>13}"
+                     f"{fmt(1e6 / r['cpu_us_per_req'] if r.get('cpu_us_per_req') else None, 0):>12}")
+    lines.append("  nginx CPU% near 100: the server is the limit. client core% well under 100 with nginx"
+                 " idle: the core was shared (other load); 1-core est. = 1e6 / CPU µs per request,"
+                 " what the client could do with a whole core and an infinitely fast server.")
+    lines.append("")
+    lines.append(f"{'open loop: target req/s':<26}{'achieved':>10}{'worst 1-s err %':>17}"
+                 f"{'steady worst %':>16}{'late':>8}{'dropped':>9}{'p99 ms':>9}{'CPU µs/req':>12}")
+    for r in res["open_loop"]:
+        if "error" in r:
+            lines.append(f"{fmt(r.get('target_rps'), 0):<26}  {r['error'][:90]}")
+            continue
+        lines.append(f"{fmt(r['target_rps'], 0):<26}{fmt(r['achieved_rps'], 0):>10}"
+                     f"{fmt(r['worst_second_error_pct'], 2):>17}{fmt(r['worst_steady_second_error_pct'], 2):>16}"
+                     f"{fmt(r['late']):>8}{fmt(r['dropped']):>9}{fmt(r['p99_ms'], 2):>9}"
+                     f"{fmt(r['cpu_us_per_req']):>12}")
+    c = res.get("cpu_at_20k", {})
+    lines.append("")
+    lines.append(f"CPU at a fixed {fmt(c.get('rate'), 0)} req/s: Surge {fmt(c.get('surge_cpu_us_per_req'))} µs/req"
+                 f" (achieved {fmt(c.get('achieved_rps'), 0)} req/s); {c.get('peer', 'wrk')}: "
+                 f"{fmt(c.get('peer_cpu_us_per_req'))} µs/req ({c.get('peer_note', '')})")
+    lines.append(f"CPU per request, Surge as a fraction of wrk's: {fmt(res.get('cpu_ratio_vs_wrk'), 2)}"
+                 f" (1.0 = as cheap as wrk); Locust's over Surge's: {fmt(res.get('cpu_ratio_vs_locust'), 1)}×")
+    rc = res.get("rate_change", {})
+    lines.append(f"live rate change ({fmt(rc.get('changes'))} changes, {rc.get('scope', '')}): "
+                 f"p50 {fmt(rc.get('p50_ms'), 2)} ms, p99 {fmt(rc.get('p99_ms'), 2)} ms (goal 200 ms)"
+                 if "error" not in rc else f"live rate change: {rc['error']}")
+    hp = res.get("hot_path", {})
+    lines.append(f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
+                 f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
+                 f" {fmt(hp.get('engine_overhead_us'), 2)} µs" if "error" not in hp else f"hot path: {hp['error']}")
+    rss = res.get("rss", {})
+    lines.append(f"RSS over {fmt(rss.get('seconds'))} s at {fmt(rss.get('rate'), 0)} req/s: "
+                 f"{fmt(rss.get('rss_start_mb'))} → {fmt(rss.get('rss_end_mb'))} MB, growth "
+                 f"{fmt(rss.get('growth_mb'), 2)} MB (goal < 10 MB over 600 s)"
+                 if "error" not in rss else f"RSS: {rss['error']}")
+    m = res["machine"]
+    lines.append(f"machine: {m['cores']} cores, {m['cpu_model']}; load average at start "
+                 f"{m['loadavg_start'][0]:.2f}, at end {m.get('loadavg_end', [0])[0]:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench")
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run at low rates")
+    p.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    p.add_argument("--no-locust", action="store_true")
+    args = p.parse_args(argv)
+    quick = args.quick
+    seconds = int(os.environ.get("SURGE_BENCH_SECONDS", "2" if quick else "8"))
+    rss_s = int(os.environ.get("SURGE_BENCH_RSS_S", "3" if quick else "60"))
+    conns = int(os.environ.get("SURGE_BENCH_CONNS", "8" if quick else "64"))
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = (cores[0], cores[1]) if len(cores) > 1 else (cores[0], cores[0])
+
+    res: dict = {"machine": machine(), "quick": quick, "seconds_per_run": seconds, "conns": conns,
+                 "pinning": {"nginx": server_core, "clients": client_core}, "peers": {}}
+    t_start = time.monotonic()
+    print(f"bench: nginx on core {server_core}, clients on core {client_core}, "
+          f"{seconds} s per run, {conns} connections", file=sys.stderr)
+    with Nginx(core=server_core) as nginx:
+        workers = [c.pid for c in psutil.Process(nginx.proc.pid).children()] + [nginx.proc.pid]
+        child = Child(workers)
+        url = nginx.url
+        peers = res["peers"]
+        attempt(peers, "wrk", run_wrk, child, url, seconds, conns, client_core)
+        attempt(peers, "surge_closed", run_surge, child, "closed", url, client_core,
+                "--seconds", str(seconds), "--conns", str(conns), timeout=seconds + 60)
+        attempt(peers, "bare", run_bare, child, url, seconds, conns, client_core)
+        if args.no_locust:
+            peers["locust"] = {"error": "skipped (--no-locust)"}
+        else:
+            attempt(peers, "locust", run_locust, child, url, seconds, conns, client_core)
+
+        max_rps = peers["surge_closed"].get("rps") or 1000.0
+        fractions = [0.05, 0.2] if quick else [0.1, 0.25, 0.5, 0.8]
+        res["open_loop"] = []
+        open_s = max(seconds, 2) if quick else max(seconds, 6)
+        for f in fractions:
+            rate = max(100.0, round(max_rps * f / 100) * 100)
+            if quick:
+                rate = min(rate, 2000.0)
+            r: dict = {}
+            attempt(r, "run", run_surge, child, "open", url, client_core, "--rate", str(rate),
+                    "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
+            r = r["run"]
+            r["target_rps"] = rate
+            r["fraction_of_closed_max"] = f
+            res["open_loop"].append(r)
+
+        fixed = 1000.0 if quick else 20000.0
+        c20: dict = {}
+        attempt(c20, "run", run_surge, child, "open", url, client_core, "--rate", str(fixed),
+                "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
+        c20 = c20["run"]
+        wrk = peers.get("wrk", {})
+        res["cpu_at_20k"] = {
+            "rate": fixed, "achieved_rps": c20.get("achieved_rps"),
+            "surge_cpu_us_per_req": c20.get("cpu_us_per_req"), "error": c20.get("error"),
+            "peer": "wrk", "peer_cpu_us_per_req": wrk.get("cpu_us_per_req"),
+            "peer_note": "wrk2 not installed: wrk at full speed",
+        }
+        attempt(res, "rate_change", run_surge, child, "ratechange", url, client_core,
+                "--rate", str(1000.0 if quick else min(20000.0, max_rps * 0.4)),
+                "--changes", "5" if quick else "50", "--conns", str(conns), timeout=120)
+        attempt(res, "hot_path", run_hotpath, child, client_core, 20_000 if quick else 200_000)
+        attempt(res, "rss", run_surge, child, "rss", url, client_core, "--rate", str(fixed),
+                "--seconds", str(rss_s), "--conns", str(conns), timeout=rss_s + 60)
+
+    surge = peers["surge_closed"].get("rps")
+    wrk_rps, locust_rps = peers.get("wrk", {}).get("rps"), peers.get("locust", {}).get("rps")
+    res.update({
+        "surge_rps": surge, "wrk_rps": wrk_rps, "locust_rps": locust_rps,
+        "bare_rps": peers.get("bare", {}).get("rps"),
+        "ratio_vs_wrk": ratio(surge, wrk_rps), "ratio_vs_locust": ratio(surge, locust_rps),
+        "surge_cpu_us_per_req": peers["surge_closed"].get("cpu_us_per_req"),
+        "wrk_cpu_us_per_req": peers.get("wrk", {}).get("cpu_us_per_req"),
+        "locust_cpu_us_per_req": peers.get("locust", {}).get("cpu_us_per_req"),
+        # CPU per request is what a shared or server-bound run cannot distort much
+        "cpu_ratio_vs_wrk": ratio(peers.get("wrk", {}).get("cpu_us_per_req"),
+                                  peers["surge_closed"].get("cpu_us_per_req")),
+        "cpu_ratio_vs_locust": ratio(peers.get("locust", {}).get("cpu_us_per_req"),
+                                     peers["surge_closed"].get("cpu_us_per_req")),
+        "elapsed_s": round(time.monotonic() - t_start, 1),
+    })
+    res["machine"]["loadavg_end"] = list(os.getloadavg())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(table(res))
+    print(f"\nwrote {out} in {res['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A throwaway nginx on 127.0.0.1 for the bench: own config in a temp dir, one worker, one core."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+BODY = b"surge bench: a small static file served by nginx\n" * 8  # ~400 bytes
+
+CONF = """\
+daemon off;
+worker_processes 1;
+worker_cpu_affinity {mask};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    types {{ text/plain txt; }}
+    default_type text/plain;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {dir}/www;
+        location / {{ index index.txt; }}
+    }}
+}}
+"""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench dies, however it dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    """``with Nginx(core=0) as n: n.url`` — serves ``/index.txt`` (and ``/``)."""
+
+    def __init__(self, core: int | None = 0) -> None:
+        self.core = core
+        self.dir = Path(tempfile.mkdtemp(prefix="surge-bench-nginx-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/index.txt"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Nginx:
+        self.dir.chmod(0o755)  # the worker may run as nobody
+        (self.dir / "www").mkdir()
+        (self.dir / "www" / "index.txt").write_bytes(BODY)
+        mask = "auto" if self.core is None else format(1 << self.core, "b")
+        (self.dir / "nginx.conf").write_text(CONF.format(dir=self.dir, port=self.port, mask=mask))
+        self.proc = subprocess.Popen(
+            [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-e", str(self.dir / "error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start listening in 10 s")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":  # handy by hand: python -m bench.nginx
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    with Nginx() as n:
+        print(n.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    os._exit(0)

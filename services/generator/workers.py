@@ -1,0 +1,316 @@
+"""``SURGE_WORKERS=N``: N engine processes under one generator identity.
+
+The service process runs engine 0 itself (a ``PooledEngine``) and keeps N-1 worker
+processes, spawned once at start and reused by every run. Each engine is given the
+same schedule and sends only the arrivals ``i ≡ w (mod N)``, so the union is
+exactly the schedule (a closed loop splits its users instead). Every second the
+service asks the workers for their interval over a socketpair; each answers with its raw
+latencies as float64 arrays, which are bucketed together with engine 0's, so the
+merged histograms are exactly those one engine would have recorded.
+
+Messages are length-prefixed msgspec msgpack frames (never pickle) over a
+socketpair per worker, read and written through asyncio streams; they are this
+generator's own, not the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import socket
+import struct
+
+import msgspec
+import numpy as np
+import structlog
+
+from schemas.control import Segment
+from schemas.plan import Plan
+from services.generator.engine import Engine
+from services.generator.pacing import Schedule
+from services.generator.recorder import Interval
+
+log = structlog.get_logger(__name__)
+
+REPLY_S = 0.5  # a worker slower than this to hand over its second gives it in the next one
+
+
+class SpecPart(msgspec.Struct, array_like=True):
+    latency: bytes  # float64 seconds, native byte order
+    service: bytes
+    errors: dict[str, int]
+    late: int
+    dropped: int
+
+
+class Part(msgspec.Struct, array_like=True):
+    """One worker's interval."""
+
+    worker: int
+    seq: int
+    sent: int
+    in_flight: int
+    specs: list[SpecPart]
+
+
+class Command(msgspec.Struct, array_like=True, omit_defaults=True):
+    op: str  # start | closed | rebase | stop | take | drain | exit
+    seq: int = 0
+    plan: bytes = b""
+    seed: int = 0
+    t0: float = 0.0  # CLOCK_MONOTONIC is one clock for every process of the host
+    profile: list[Segment] = []
+    share: float = 0.0
+    from_s: float = 0.0
+    n0: float = 0.0
+    users: int = 0
+    think_s: float = 0.0
+    limit_s: float = 0.0
+
+
+_enc = msgspec.msgpack.Encoder()
+_part = msgspec.msgpack.Decoder(Part)
+_command = msgspec.msgpack.Decoder(Command)
+_plan = msgspec.json.Decoder(Plan)
+
+
+def to_part(iv: Interval, worker: int, seq: int, in_flight: int) -> Part:
+    specs = [
+        SpecPart(iv.latency[i].tobytes(), iv.service[i].tobytes(),
+                 iv.errors[i], iv.late[i], iv.dropped[i])
+        for i in range(len(iv.latency))
+    ]
+    return Part(worker, seq, iv.sent, in_flight, specs)
+
+
+def add_part(iv: Interval, part: Part) -> None:
+    iv.sent += part.sent
+    for i, s in enumerate(part.specs[: len(iv.latency)]):
+        iv.add_batch(i, np.frombuffer(s.latency, dtype=np.float64),
+                     np.frombuffer(s.service, dtype=np.float64), s.errors, s.late, s.dropped)
+
+
+def schedule_command(op: str, schedule: Schedule, **kw) -> Command:
+    profile, share, from_s, n0 = schedule.spec()
+    return Command(op, profile=profile, share=share, from_s=from_s, n0=n0, **kw)
+
+
+class Channel:
+    """Length-prefixed msgpack frames over one end of a socketpair, through asyncio.
+
+    Non-blocking both ways: a worker's second of raw latencies (hundreds of KB) is
+    buffered by the transport, never a blocking write that would stall a loop.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def over(cls, sock: socket.socket) -> Channel:
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+        return cls(reader, writer)
+
+    def send(self, msg: msgspec.Struct) -> None:
+        data = _enc.encode(msg)
+        self.writer.write(struct.pack("!I", len(data)))
+        self.writer.write(data)
+
+    async def recv(self) -> bytes:
+        (n,) = struct.unpack("!I", await self.reader.readexactly(4))
+        return await self.reader.readexactly(n)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WorkerPool:
+    """N-1 worker processes, started once with the service."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(int(workers), 1)
+        self.channels: list[Channel] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.engine_now: PooledEngine | None = None  # the run whose engine hears the replies
+        self._readers: list[asyncio.Task] = []
+        self.closing = False
+
+    async def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a loop with live sockets
+        for w in range(1, self.workers):
+            mine, theirs = socket.socketpair()
+            proc = ctx.Process(target=worker_main, args=(theirs, w, self.workers),
+                               name=f"surge-engine-{w}", daemon=True)
+            proc.start()  # the child gets its own copy of ``theirs``
+            theirs.close()
+            channel = await Channel.over(mine)
+            self.channels.append(channel)
+            self.procs.append(proc)
+            self._readers.append(asyncio.create_task(self._read(channel), name=f"engine-worker-{w}"))
+        log.info("engine workers started", workers=self.workers)
+
+    async def _read(self, channel: Channel) -> None:
+        while True:
+            try:
+                part = _part.decode(await channel.recv())
+            except (asyncio.IncompleteReadError, ConnectionError):
+                if not self.closing:
+                    log.error("engine worker exited")
+                return
+            except msgspec.DecodeError as exc:
+                log.error("bad message from an engine worker", error=str(exc))
+                continue
+            if self.engine_now is not None:
+                self.engine_now.on_part(part)
+
+    def engine(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0) -> PooledEngine:
+        engine = PooledEngine(self, plan, loop, seed)
+        self.engine_now = engine
+        return engine
+
+    def send(self, cmd: Command) -> None:
+        for channel in self.channels:
+            self.send_to(channel, cmd)
+
+    def send_to(self, channel: Channel, cmd: Command) -> None:
+        try:
+            channel.send(cmd)
+        except (OSError, RuntimeError) as exc:
+            log.error("engine worker unreachable", error=str(exc))
+
+    async def close(self) -> None:
+        self.closing = True
+        self.send(Command("exit"))
+        loop = asyncio.get_running_loop()
+        for proc in self.procs:
+            await loop.run_in_executor(None, proc.join, 2.0)
+            if proc.is_alive():
+                proc.kill()
+        for task in self._readers:
+            task.cancel()
+        for channel in self.channels:
+            channel.close()
+        self.channels, self.procs, self._readers = [], [], []
+
+
+class PooledEngine(Engine):
+    """Engine 0 of the pool, in the service process; drives and merges the workers."""
+
+    def __init__(self, pool: WorkerPool, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int) -> None:
+        super().__init__(plan, loop, seed=seed, worker=0, workers=pool.workers)
+        self.pool = pool
+        self.seq = 0
+        self.worker_in_flight = [0] * len(pool.channels)
+        self.replies: asyncio.Queue[Part] = asyncio.Queue()
+        self._plan = msgspec.json.encode(plan)
+        self._seed = seed
+
+    def on_part(self, part: Part) -> None:
+        if 0 < part.worker <= len(self.worker_in_flight):
+            self.worker_in_flight[part.worker - 1] = part.in_flight
+        if part.seq == self.seq:
+            self.replies.put_nowait(part)
+        else:  # late: its counts go into the interval now being recorded
+            add_part(self.cur, part)
+
+    def start(self, schedule: Schedule, t0: float) -> None:
+        self.pool.send(schedule_command("start", schedule, plan=self._plan, seed=self._seed, t0=t0))
+        super().start(schedule, t0)
+
+    def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
+        users = self.plan.connections if users is None else users
+        n = self.pool.workers
+        for w, channel in enumerate(self.pool.channels, start=1):
+            mine = users // n + (1 if w < users % n else 0)
+            self.pool.send_to(channel, Command("closed", plan=self._plan, seed=self._seed,
+                                               users=mine, think_s=think_s))
+        super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
+
+    def rebase(self, schedule: Schedule) -> None:
+        self.pool.send(schedule_command("rebase", schedule))
+        super().rebase(schedule)
+
+    def stop_pacing(self) -> None:
+        if self.pacing:
+            self.pool.send(Command("stop"))
+        super().stop_pacing()
+
+    def in_flight(self) -> int:
+        return super().in_flight() + sum(self.worker_in_flight)
+
+    async def gather(self) -> None:
+        """Fold the workers' current second into this engine's interval."""
+        self.seq += 1
+        seq = self.seq
+        self.pool.send(Command("take", seq=seq))
+        await self._collect(seq, REPLY_S)
+
+    async def _collect(self, seq: int, limit_s: float) -> None:
+        got, deadline = 0, self.loop.time() + limit_s
+        while got < len(self.pool.channels):
+            try:
+                part = await asyncio.wait_for(self.replies.get(), max(deadline - self.loop.time(), 0))
+            except TimeoutError:
+                log.warning("engine worker late with its interval", seq=seq)
+                return
+            if part.seq == seq:
+                add_part(self.cur, part)
+                got += 1
+
+    async def drain(self, limit_s: float) -> None:
+        self.stop_pacing()
+        self.seq += 1
+        seq = self.seq
+        self.pool.send(Command("drain", seq=seq, limit_s=limit_s))
+        await asyncio.gather(super().drain(limit_s), self._collect(seq, limit_s + 2.0))
+        if self.pool.engine_now is self:
+            self.pool.engine_now = None
+
+
+def worker_main(sock: socket.socket, worker: int, workers: int) -> None:
+    """A worker process: one engine at a time, driven by the service over ``sock``."""
+    # signals are the service's to handle: it drains this worker, or its exit ends the socket
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import uvloop
+
+    uvloop.run(_serve(sock, worker, workers))
+
+
+async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
+    loop = asyncio.get_running_loop()
+    channel = await Channel.over(sock)
+    engine: Engine | None = None
+
+    def reply(eng: Engine, seq: int) -> None:
+        channel.send(to_part(eng.take_interval(), worker, seq, eng.in_flight()))
+
+    async def drain(eng: Engine, cmd: Command) -> None:
+        await eng.drain(cmd.limit_s)
+        reply(eng, cmd.seq)
+
+    while True:
+        try:
+            cmd = _command.decode(await channel.recv())
+        except (asyncio.IncompleteReadError, ConnectionError):  # the service is gone
+            return
+        if cmd.op in ("start", "closed"):
+            engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
+            if cmd.op == "start":
+                engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0)
+            else:
+                engine.start_closed(cmd.users, cmd.think_s)
+        elif cmd.op == "exit":
+            return
+        elif engine is None:
+            if cmd.op in ("take", "drain"):  # nothing running: an empty answer keeps the count
+                channel.send(Part(worker, cmd.seq, 0, 0, []))
+        elif cmd.op == "rebase":
+            engine.rebase(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0))
+        elif cmd.op == "stop":
+            engine.stop_pacing()
+        elif cmd.op == "take":
+            reply(engine, cmd.seq)
+        elif cmd.op == "drain":
+            loop.create_task(drain(engine, cmd))
+            engine = None

@@ -1,0 +1,45 @@
+"""`make bench` in miniature (seconds, low rates), so the harness cannot rot.
+
+It checks the harness runs end to end and writes every key of its JSON; it checks
+no speed: figures are for `make bench` on a quiet machine, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust", "open_loop",
+        "machine", "cpu_at_20k", "rate_change", "rss", "peers"}
+
+
+@pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
+                    reason="nginx not installed (make debs)")
+def test_quick_bench_writes_every_figure(tmp_path):
+    out = tmp_path / "latest.json"
+    env = dict(os.environ, SURGE_BENCH_SECONDS="1", SURGE_BENCH_RSS_S="2")
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--no-locust", "--out", str(out)],
+                          capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert KEYS <= set(res)
+    assert res["machine"]["cores"] >= 1 and res["machine"]["cpu_model"]
+    assert "error" not in res["peers"]["surge_closed"], res["peers"]["surge_closed"]
+    assert res["surge_rps"] > 0
+    if shutil.which("wrk") or os.path.exists("/usr/bin/wrk"):
+        assert res["wrk_rps"] > 0 and res["ratio_vs_wrk"] > 0
+    assert len(res["open_loop"]) >= 2
+    for r in res["open_loop"]:
+        assert "error" not in r, r
+        assert {"target_rps", "achieved_rps", "worst_second_error_pct", "p99_ms"} <= set(r)
+        assert r["achieved_rps"] > 0
+    assert res["rate_change"]["changes"] == 5
+    assert res["rss"]["rss_end_mb"] > 0
+    assert "Surge engine, closed loop" in proc.stdout

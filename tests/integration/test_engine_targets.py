@@ -1,0 +1,406 @@
+"""The engine against raw-socket targets on 127.0.0.1 that misbehave on purpose.
+
+Each target is an asyncio server written byte by byte in the test, so every wire
+shape is exact: responses split across reads, chunked bodies, ``Connection: close``,
+resets, a 100 MB body, heads that never end. Each must be counted as the right
+outcome (error kinds: connect, timeout, reset, status, check, too_large) and the
+generator's memory must stay bounded whatever the target sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+import tracemalloc
+
+import pytest
+
+from schemas.control import Segment
+from services.coordinator import plans
+from services.generator import http
+from services.generator.engine import Engine
+from services.generator.pacing import Schedule
+from services.generator.recorder import Interval
+
+pytestmark = pytest.mark.timeout(60)
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+
+
+class Target:
+    """An asyncio server on 127.0.0.1 whose connections run ``handler(reader, writer)``."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+        self.requests = 0
+        self.connections = 0
+
+    async def __aenter__(self) -> Target:
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await self.handler(self, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def request(self, reader: asyncio.StreamReader) -> bool:
+        """Read one request head; False at end of stream."""
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False
+        self.requests += 1
+        return True
+
+
+def plan_for(url: str, *, timeout: float = 2.0, conns: int = 2, checks: dict | None = None):
+    req = {"name": "r", "path": "/x"}
+    if checks:
+        req["checks"] = checks
+    return plans.from_obj({"name": "t", "target": url, "rate": 1, "duration": 1,
+                           "connections": conns, "timeout": timeout, "requests": [req]})
+
+
+async def run_open(url: str, *, rate: float = 20, seconds: float = 0.5, drain_s: float = 5.0,
+                   **plan_kw) -> Interval:
+    """Send ``rate × seconds`` arrivals, wait for them, return everything recorded."""
+    engine = Engine(plan_for(url, **plan_kw), asyncio.get_running_loop())
+    engine.start(Schedule([Segment(0.0, seconds, rate, rate)], 1.0), time.monotonic())
+    await asyncio.sleep(seconds)
+    await engine.drain(drain_s)
+    return engine.take_interval()
+
+
+def errors(iv: Interval) -> dict[str, int]:
+    return iv.errors[0]
+
+
+# --- responses that arrive in pieces ------------------------------------------
+async def test_response_split_byte_by_byte_is_one_success():
+    async def slow_bytes(t, reader, writer):
+        while await t.request(reader):
+            for i in range(len(OK)):
+                writer.write(OK[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.0005)
+
+    async with Target(slow_bytes) as t:
+        iv = await run_open(t.url, rate=20, seconds=0.5, checks={"status": 200, "body_contains": "hello"})
+    assert iv.sent == 10
+    assert iv.completed() == 10
+    assert errors(iv) == {}
+
+
+async def test_chunked_body_across_reads_is_checked_whole():
+    chunks = [b"wor", b"ld he", b"llo", b" there"]  # "hello" spans chunks
+
+    async def chunked(t, reader, writer):
+        while await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for c in chunks:
+                await writer.drain()
+                await asyncio.sleep(0.001)
+                writer.write(b"%x\r\n%s\r\n" % (len(c), c))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with Target(chunked) as t:
+        good = await run_open(t.url, rate=20, checks={"body_contains": "ld hello"})
+        bad = await run_open(t.url, rate=20, checks={"body_contains": "missing"})
+    assert good.completed() == 10 and errors(good) == {}
+    assert bad.completed() == 10 and errors(bad) == {"check": 10}
+
+
+async def test_connection_close_responses_each_succeed_on_a_new_connection():
+    async def close_each(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello")
+            await writer.drain()
+
+    async with Target(close_each) as t:
+        iv = await run_open(t.url, rate=20, checks={"body_contains": "hello"})
+    assert iv.completed() == 10 and errors(iv) == {}
+    assert t.connections >= 10
+
+
+async def test_body_delimited_by_close_is_a_complete_response():
+    async def until_eof(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until the end")
+            await writer.drain()
+
+    async with Target(until_eof) as t:
+        iv = await run_open(t.url, rate=20, checks={"body_contains": "the end"})
+    assert iv.completed() == 10 and errors(iv) == {}
+
+
+# --- outcomes that are errors -------------------------------------------------------
+async def test_reset_after_request_counts_as_reset():
+    async def reset(t, reader, writer):
+        if await t.request(reader):
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    async with Target(reset) as t:
+        iv = await run_open(t.url, rate=20)
+    assert iv.completed() == 10
+    assert errors(iv) == {"reset": 10}
+
+
+async def test_close_midway_through_the_body_counts_as_reset():
+    async def truncated(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part")
+            await writer.drain()
+
+    async with Target(truncated) as t:
+        iv = await run_open(t.url, rate=20)
+    assert iv.completed() == 10 and errors(iv) == {"reset": 10}
+
+
+async def test_server_error_status_and_failed_status_check():
+    async def status(t, reader, writer):
+        while await t.request(reader):
+            writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+
+    async with Target(status) as t:
+        default = await run_open(t.url, rate=20)
+        allowed = await run_open(t.url, rate=20, checks={"status": [200, 503]})
+    assert errors(default) == {"status": 10}
+    assert errors(allowed) == {}
+
+
+async def test_nothing_listening_counts_as_connect():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        iv = await run_open(f"http://127.0.0.1:{port}", rate=20, conns=2)
+    assert iv.completed() + sum(iv.dropped) == 10
+    assert errors(iv).get("connect", 0) >= 1
+    assert set(errors(iv)) == {"connect"}
+
+
+async def test_garbage_response_is_other():
+    async def garbage(t, reader, writer):
+        while await t.request(reader):
+            writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+    async with Target(garbage) as t:
+        iv = await run_open(t.url, rate=20)
+    assert errors(iv) == {"other": 10}
+
+
+# --- hostile targets: memory stays bounded --------------------------------------------
+@pytest.mark.parametrize("checks", [None, {"body_contains": "needle"}], ids=["skipped", "checked"])
+async def test_100_mb_body_is_counted_not_kept(checks):
+    size, block = 100 << 20, b"x" * (1 << 20)
+
+    async def huge(t, reader, writer):
+        while await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            writer.write(b"needle")
+            for _ in range(size // len(block) - 1):
+                writer.write(block)
+                await writer.drain()
+            writer.write(block[: len(block) - 6])
+            await writer.drain()
+
+    tracemalloc.start()
+    try:
+        async with Target(huge) as t:
+            iv = await run_open(t.url, rate=2, seconds=1.0, timeout=30, drain_s=30, checks=checks)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert iv.completed() == 2 and errors(iv) == {}
+    # two 100 MB bodies went through; at most the 1 MB check buffer and read chunks stayed
+    assert peak < 24 << 20, f"peak traced memory {peak / 2**20:.1f} MB"
+
+
+async def test_check_searches_only_the_kept_first_megabyte():
+    async def late_needle(t, reader, writer):
+        while await t.request(reader):
+            body = b"y" * (http.MAX_CHECK_BODY + 10) + b"needle"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    async with Target(late_needle) as t:
+        iv = await run_open(t.url, rate=4, seconds=0.5, checks={"body_contains": "needle"})
+    assert errors(iv) == {"check": 2}
+
+
+async def test_endless_chunked_body_times_out_with_bounded_memory():
+    async def endless(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"%x\r\n%s\r\n" % (65536, b"z" * 65536)
+            while True:
+                writer.write(chunk)
+                await writer.drain()
+
+    tracemalloc.start()
+    try:
+        async with Target(endless) as t:
+            iv = await run_open(t.url, rate=4, seconds=0.5, timeout=1.0,
+                                checks={"body_contains": "never"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert iv.completed() == 2 and errors(iv) == {"timeout": 2}
+    assert peak < 24 << 20, f"peak traced memory {peak / 2**20:.1f} MB"
+
+
+async def test_head_that_never_finishes_times_out():
+    async def slowloris(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for i in range(10_000):
+                writer.write(b"X-Slow-%d: a\r\n" % i)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+    async with Target(slowloris) as t:
+        t0 = time.monotonic()
+        iv = await run_open(t.url, rate=4, seconds=0.5, timeout=0.5)
+        took = time.monotonic() - t0
+    assert iv.completed() == 2 and errors(iv) == {"timeout": 2}
+    assert took < 3.0
+
+
+async def test_endless_head_is_too_large_not_buffered():
+    async def flood(t, reader, writer):
+        if await t.request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            line = b"X-Flood: " + b"f" * 1000 + b"\r\n"
+            for _ in range(100_000):
+                writer.write(line)
+                await writer.drain()
+
+    async with Target(flood) as t:
+        iv = await run_open(t.url, rate=4, seconds=0.5, timeout=5.0)
+    assert iv.completed() == 2 and errors(iv) == {"too_large": 2}
+
+
+# --- closed loop and worker slicing -----------------------------------------------------
+async def ok_forever(t, reader, writer):
+    while await t.request(reader):
+        writer.write(OK)
+
+
+async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
+    async with Target(ok_forever) as t:
+        engine = Engine(plan_for(t.url, conns=4), asyncio.get_running_loop())
+        engine.start_closed(users=3)
+        await asyncio.sleep(0.5)
+        assert len(engine.conns) == 3
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+    assert iv.completed() == iv.sent == t.requests
+    assert iv.completed() > 50
+    assert errors(iv) == {}
+    assert t.connections == 3
+
+
+async def test_closed_loop_think_time_paces_each_user():
+    async with Target(ok_forever) as t:
+        engine = Engine(plan_for(t.url), asyncio.get_running_loop())
+        engine.start_closed(users=2, think_s=0.1)
+        await asyncio.sleep(1.0)
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+    # two users, one request every ~0.1 s each (plus a sub-ms response)
+    assert 12 <= iv.completed() <= 22, iv.completed()
+    assert errors(iv) == {}
+
+
+async def test_closed_loop_replaces_connections_the_target_closes():
+    async def close_after_two(t, reader, writer):
+        for _ in range(2):
+            if not await t.request(reader):
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async with Target(close_after_two) as t:
+        engine = Engine(plan_for(t.url), asyncio.get_running_loop())
+        engine.start_closed(users=2)
+        await asyncio.sleep(0.5)
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+    assert t.connections > 4
+    assert iv.completed() - errors(iv).get("reset", 0) >= 2 * t.connections - 4
+
+
+async def test_worker_slices_send_exactly_the_schedule_between_them():
+    async with Target(ok_forever) as t:
+        loop = asyncio.get_running_loop()
+        plan = plan_for(t.url)
+        sched = [Schedule([Segment(0.0, 1.0, 101, 101)], 1.0) for _ in range(3)]
+        engines = [Engine(plan, loop, worker=w, workers=3) for w in range(3)]
+        t0 = time.monotonic()
+        for e, s in zip(engines, sched):
+            e.start(s, t0)
+        await asyncio.sleep(1.0)
+        for e in engines:
+            await e.drain(2.0)
+        ivs = [e.take_interval() for e in engines]
+    assert [iv.sent for iv in ivs] == [34, 34, 33]
+    assert sum(iv.completed() for iv in ivs) == 101 == t.requests
+
+
+async def test_closed_loop_against_nothing_retries_without_spinning():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        engine = Engine(plan_for(f"http://127.0.0.1:{port}"), asyncio.get_running_loop())
+        engine.start_closed(users=2)
+        await asyncio.sleep(0.5)
+        await engine.drain(1.0)
+        iv = engine.take_interval()
+    # each user retries every 50 ms: about 20 attempts in 0.5 s, not thousands
+    assert set(errors(iv)) == {"connect"}
+    assert 4 <= errors(iv)["connect"] <= 30, errors(iv)
+    assert iv.sent == iv.completed()
+
+
+async def test_backlog_behind_a_target_that_answers_nothing_is_bounded(monkeypatch):
+    from services.generator import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "MAX_BACKLOG", 50)
+
+    async def silent(t, reader, writer):
+        await t.request(reader)
+        await reader.read()  # until the engine gives up and closes
+
+    async with Target(silent) as t:
+        engine = Engine(plan_for(t.url, conns=2, timeout=1.0), asyncio.get_running_loop())
+        engine.start(Schedule([Segment(0.0, 0.5, 400, 400)], 1.0), time.monotonic())
+        await asyncio.sleep(0.5)
+        assert len(engine.backlog) == 50
+        await engine.drain(1.5)
+        iv = engine.take_interval()
+    assert iv.sent == 200
+    assert set(errors(iv)) == {"timeout"}
+    # 148 dropped at once (backlog full); the waiting 50 time out or are dropped
+    assert sum(iv.dropped) >= 148
+    assert iv.completed() + sum(iv.dropped) == 200
+
+
+def test_check_buffers_shrink_with_many_connections():
+    assert http.check_cap(64) == http.MAX_CHECK_BODY
+    assert http.check_cap(256) == http.CHECK_BUDGET // 256
+    assert http.check_cap(100_000) == http.MIN_CHECK_BODY

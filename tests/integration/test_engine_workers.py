@@ -1,0 +1,96 @@
+"""SURGE_WORKERS: N engine processes under one generator (services/generator/workers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from schemas.control import Segment
+from services.common import histogram
+from services.generator.pacing import Schedule
+from services.generator.workers import WorkerPool
+from tests.integration.test_engine_targets import OK, Target, plan_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def ok_forever(t, reader, writer):
+    while await t.request(reader):
+        writer.write(OK)
+
+
+@pytest.fixture
+async def pool():
+    p = WorkerPool(3)
+    await p.start()
+    yield p
+    await p.close()
+
+
+async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
+    async with Target(ok_forever) as t:
+        loop = asyncio.get_running_loop()
+        engine = pool.engine(plan_for(t.url, conns=4), loop)
+        t0 = time.monotonic() + 2.0  # workers are still importing: start together later
+        engine.start(Schedule([Segment(0.0, 3.0, 200, 200)], 1.0), t0)
+        per_second = []
+        for k in range(2):
+            await asyncio.sleep(t0 + k + 1 - time.monotonic())
+            await engine.gather()
+            iv = engine.take_interval()
+            stats = iv.to_stats(engine.names, run_id="r", generator_id="g", epoch=1, seq=k,
+                                target=200, in_flight=0)
+            per_second.append((iv.sent, stats.requests["r"].count,
+                               histogram.decode(stats.requests["r"].latency).get_total_count()))
+        await asyncio.sleep(t0 + 3.0 - time.monotonic())
+        await engine.drain(2.0)
+        last = engine.take_interval()
+    # an arrival due exactly on a boundary may fall either side of it; none is lost
+    assert sum(s for s, _, _ in per_second) + last.sent == 600
+    for sent, count, hist_count in per_second:
+        assert 199 <= sent <= 201
+        assert count == hist_count
+        assert 190 <= count <= 210
+    assert sum(c for _, c, _ in per_second) + last.completed() == 600 == t.requests
+    assert len(last.errors[0]) == 0
+
+
+async def test_pool_closed_loop_splits_users_across_processes(pool):
+    async with Target(ok_forever) as t:
+        engine = pool.engine(plan_for(t.url), asyncio.get_running_loop())
+        engine.start_closed(users=7)
+        await asyncio.sleep(3.0)  # the workers import, connect and run
+        await engine.gather()
+        assert t.connections == 7
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+    assert iv.completed() == t.requests
+    assert iv.sent == t.requests
+
+
+async def test_a_second_of_raw_latencies_crosses_the_channel_whole():
+    # ~1.6 MB: far more than a socket buffer, so it must go through non-blocking framing
+    import socket
+
+    import numpy as np
+
+    from services.generator.recorder import Interval
+    from services.generator.workers import Channel, _part, add_part, to_part
+
+    a, b = socket.socketpair()
+    left, right = await Channel.over(a), await Channel.over(b)
+    iv = Interval(1)
+    iv.latency[0].extend(np.linspace(0.0001, 0.5, 100_000))
+    iv.service[0].extend(np.linspace(0.0001, 0.2, 100_000))
+    left.send(to_part(iv, worker=1, seq=7, in_flight=3))
+    left.send(to_part(Interval(1), worker=1, seq=8, in_flight=0))
+    first, second = _part.decode(await right.recv()), _part.decode(await right.recv())
+    assert (first.seq, second.seq) == (7, 8)
+    merged = Interval(1)
+    add_part(merged, first)
+    assert merged.completed() == 100_000
+    assert np.array_equal(merged.batches[0][0][0], np.asarray(iv.latency[0]))
+    left.close()
+    right.close()

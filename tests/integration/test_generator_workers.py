@@ -1,0 +1,45 @@
+"""A generator with SURGE_WORKERS=2 in a real run: one identity, two engine processes."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+
+from services.common import histogram
+from tests.conftest import Cluster, target_stats, until
+from tests.integration.test_distributed_run import api_with, finished_report, plan_for, start_and_follow
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_two_engine_processes_report_as_one_generator_with_exact_totals(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    gen = cluster.generator(SURGE_WORKERS="2")
+    api = await api_with(cluster, 1)
+    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="4s"))
+    assert list(started.generators.values()) == [1.0]
+    # the worker process carries half the load on its own connections to the target
+    port = urlsplit(target).port
+    workers = [c for c in psutil.Process(gen.pid).children()
+               if "spawn_main" in " ".join(c.cmdline())]  # not multiprocessing's resource tracker
+    assert len(workers) == 1
+
+    async def worker_connected() -> bool:
+        return any(c.raddr and c.raddr.port == port for c in workers[0].net_connections("tcp"))
+
+    await until(worker_connected, 10, "the engine worker connected to the target")
+    report = await finished_report(api, feed, started.run_id)
+
+    expected = 300 * 4
+    assert report.state == "finished"
+    assert abs(report.totals.requests - expected) <= expected * 0.01, report.totals
+    assert report.totals.errors == 0, report.totals.error_kinds
+    assert target_stats(target)["requests"] == report.totals.requests
+    assert len(report.generators) == 1
+    assert histogram.decode(report.histogram).get_total_count() == report.totals.requests
+    for entry in report.timeline:
+        assert entry.requests == pytest.approx(300, abs=6), report.timeline
+    await api.close()
