@@ -13,7 +13,7 @@ from msgspec import Struct
 
 from schemas.control import Segment
 
-ErrorKind = Literal["connect", "timeout", "reset", "status", "check", "other"]
+ErrorKind = Literal["connect", "timeout", "reset", "status", "check", "too_large", "other"]
 
 
 class RequestInterval(Struct, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from schemas.errors import SurgeError
 from services.cli import commands
+from services.common import logs
 from services.common.config import DEFAULT_NATS_URL
 
 
@@ -80,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    logs.quiet_known_noise()
     console = Console(stderr=False)
     try:
         if args.command == "up":

@@ -8,7 +8,23 @@ import sys
 import structlog
 
 
+class _KnownNoise(logging.Filter):
+    """asyncio warns on every TLS connection nats-py closes (its protocol returns True
+    from eof_received, which TLS transports ignore): harmless, and it buries real
+    output, so that one message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+def quiet_known_noise() -> None:
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _KnownNoise) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_KnownNoise())
+
+
 def configure(service: str, level: str = "info", json: bool = False) -> None:
+    quiet_known_noise()
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=lvl, format="%(message)s")
     renderer = (

@@ -25,6 +25,9 @@ class Runnable(Protocol):
     async def wait(self) -> None: ...
 
 
+STOP_LIMIT_S = 30.0  # the longest a clean stop may take before the process exits anyway
+
+
 def run_service(name: str, config: Any, make: Callable[[], Runnable]) -> None:
     """Configure logging, then build the service (so its loggers see the config) and run it."""
     logs.configure(name, getattr(config, "log_level", "info"), getattr(config, "log_json", False))
@@ -56,13 +59,27 @@ async def _main(name: str, service: Runnable) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await service.start()
+    # A signal during start (NATS not reachable yet, say) ends the process at once:
+    # start() may retry connecting for ever, and there is nothing to stop yet.
+    starter = asyncio.create_task(service.start())
+    stopper = asyncio.create_task(stopping.wait())
+    await asyncio.wait({starter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if not starter.done():
+        starter.cancel()
+        await asyncio.gather(starter, return_exceptions=True)
+        stopper.cancel()
+        log.info("stopped before it had started")
+        return
+    starter.result()  # a failed start raises here
     log.info("started", pid=os.getpid())
     waiter = asyncio.create_task(service.wait())
-    stopper = asyncio.create_task(stopping.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping")
-    await service.stop()
+    try:
+        # bounded: a stop that waits on a NATS server that is gone must not hang
+        await asyncio.wait_for(service.stop(), STOP_LIMIT_S)
+    except asyncio.TimeoutError:
+        log.warning("stop took too long; exiting anyway", limit_s=STOP_LIMIT_S)
     waiter.cancel()
     stopper.cancel()
     log.info("stopped")

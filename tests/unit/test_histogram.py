@@ -221,3 +221,20 @@ def test_counts_are_ctypes_shared_with_encoder():
     assert isinstance(hist.counts, ctypes.Array)
     histogram.record_many(hist, [12345])
     assert histogram.decode(histogram.encode(hist)).get_count_at_value(12345) == 1
+
+
+def test_histograms_are_freed_when_dropped_without_the_cyclic_gc():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        made = histogram.new()
+        made.record_value(250)
+        decoded = histogram.decode(histogram.encode(made))
+        assert decoded.get_total_count() == 1 and histogram.encode(decoded)  # still encodes
+        refs = [weakref.ref(made), weakref.ref(decoded)]
+        del made, decoded
+        assert [r() for r in refs] == [None, None]  # hdrh's encoder cycle would keep them
+    finally:
+        gc.enable()
