@@ -145,7 +145,6 @@ async def ratechange(args) -> dict:
     the new rate (the first arrival of the new schedule on the wire)."""
     loop = asyncio.get_running_loop()
     engine = Engine(make_plan(args.url, args.conns), loop)
-    meter = Meter(engine)
     horizon = float(args.changes) * 0.25 + 5.0
     schedule = Schedule([Segment(0.0, horizon, args.rate, args.rate)], 1.0)
     t0 = time.monotonic() + 0.1

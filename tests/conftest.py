@@ -273,3 +273,41 @@ async def until(predicate, limit_s: float, what: str, every_s: float = 0.05):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {limit_s}s waiting for {what}")
         await asyncio.sleep(every_s)
+
+
+async def generators_registered(api, count: int, limit_s: float = 20.0) -> None:
+    """Wait until the coordinator lists at least ``count`` live generators."""
+
+    async def registered() -> bool:
+        try:
+            return len((await api.generators()).generators) >= count
+        except Exception:  # no leader yet, NATS reconnecting: ask again
+            return False
+
+    await until(registered, limit_s, f"{count} generators registered")
+
+
+async def api_with(cluster: Cluster, generators: int):
+    """A coordinator API client, once ``generators`` generators are registered."""
+    from services.cli.client import CoordinatorClient
+
+    api = await CoordinatorClient.connect(cluster.url)
+    await generators_registered(api, generators)
+    return api
+
+
+async def service_infos(nc, name: str, expected: int, limit_s: float = 5.0) -> list[dict]:
+    """`nats micro info NAME`: every instance's answer, once ``expected`` have come."""
+    inbox = nc.new_inbox()
+    replies: list[dict] = []
+
+    async def on_msg(msg) -> None:
+        replies.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=on_msg)
+    try:
+        await nc.publish(f"$SRV.INFO.{name}", b"", reply=inbox)
+        await until(lambda: len(replies) >= expected, limit_s, f"{expected} `{name}` info replies")
+    finally:
+        await sub.unsubscribe()
+    return replies

@@ -21,7 +21,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from nats.micro.request import Request
@@ -155,13 +155,14 @@ JETSTREAM_WAIT_S = 30.0  # a service starting beside a cluster that is still ele
 
 
 async def patient(make: Callable[[], Awaitable[T]], what: str) -> T:
-    """Retry while JetStream is not answering yet (timeouts, no responders, 503s)."""
+    """Retry while JetStream is not answering yet (timeouts, no responders, 503s, and
+    "no response from stream" while a stream is being re-placed, e.g. scaled to R3)."""
     deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT_S
     while True:
         try:
             return await make()
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                ServiceUnavailableError) as exc:
+                ServiceUnavailableError, NoStreamResponseError) as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             log.warning("JetStream not ready; retrying", what=what, error=type(exc).__name__)

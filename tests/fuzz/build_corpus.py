@@ -18,8 +18,11 @@ HERE = Path(__file__).parent / "corpus"
 
 
 def interval(**over) -> dict:
+    # seq 13: inside the replay's 14-second run, but a second the real generator has not
+    # reached yet; an earlier one may already be counted, and a duplicate is acked
+    # without being read, which would hide what the coordinator does with the garbage.
     base = {
-        "run_id": "@RUN@", "generator_id": "@GEN@", "epoch": 1, "seq": 1, "target": 10.0,
+        "run_id": "@RUN@", "generator_id": "@GEN@", "epoch": 1, "seq": 13, "target": 10.0,
         "sent": 10, "in_flight": 0,
         "requests": {"home": {"count": 10, "errors": {}, "late": 0, "dropped": 0,
                               "latency": "", "service": ""}},

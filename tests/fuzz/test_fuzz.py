@@ -23,9 +23,9 @@ import pytest
 from schemas import subjects
 from schemas.control import Heartbeat
 from services.coordinator import plans
-from tests.conftest import Cluster, free_port, target_stats, until, wait_port
+from tests.conftest import Cluster, api_with, free_port, target_stats, until, wait_port
 from tests.fuzz import corpus
-from tests.integration.test_distributed_run import api_with, plan_for
+from tests.integration.test_distributed_run import plan_for
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,7 +11,6 @@ import json
 import time
 
 import msgspec
-import nats
 import pytest
 
 from schemas import subjects
@@ -21,7 +20,7 @@ from schemas.stats import LiveSnapshot, Report
 from services.cli.client import CoordinatorClient
 from services.common import profile
 from services.coordinator import plans
-from tests.conftest import Cluster, target_stats, until
+from tests.conftest import Cluster, api_with, target_stats, until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,19 +50,6 @@ async def stack(cluster: Cluster, generators: int) -> tuple[str, CoordinatorClie
     for _ in range(generators):
         cluster.generator()
     return target, await api_with(cluster, generators)
-
-
-async def api_with(cluster: Cluster, generators: int) -> CoordinatorClient:
-    api = await CoordinatorClient.connect(cluster.url)
-
-    async def registered() -> bool:
-        try:
-            return len((await api.generators()).generators) >= generators
-        except Exception:
-            return False
-
-    await until(registered, 20, f"{generators} generators registered")
-    return api
 
 
 class LiveFeed:

@@ -7,8 +7,6 @@ target received, once.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 
 import msgspec
@@ -17,8 +15,8 @@ from nats.js.errors import KeyNotFoundError
 
 from schemas import subjects
 from schemas.control import Assignment, Heartbeat, Lease
-from tests.conftest import Cluster, target_stats, until
-from tests.integration.test_distributed_run import api_with, finished_report, plan_for, start_and_follow
+from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
+from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,21 +28,6 @@ async def lease_holder(js) -> str | None:
     except KeyNotFoundError:
         return None
     return msgspec.json.decode(entry.value, type=Lease).holder if entry.value else None
-
-
-async def micro_infos(nc, expected: int, limit_s: float = 5.0) -> list[dict]:
-    """Every surge-coordinator's `nats micro info` answer."""
-    inbox = nc.new_inbox()
-    replies: list[dict] = []
-
-    async def on_msg(msg) -> None:
-        replies.append(json.loads(msg.data))
-
-    sub = await nc.subscribe(inbox, cb=on_msg)
-    await nc.publish(f"$SRV.INFO.{subjects.COORDINATOR_SERVICE}", b"", reply=inbox)
-    await until(lambda: len(replies) >= expected, limit_s, f"{expected} micro info replies")
-    await sub.unsubscribe()
-    return replies
 
 
 async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_request_once(
@@ -59,13 +42,10 @@ async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_r
     cluster.generator()
     cluster.generator()
 
-    async def registered() -> bool:
-        return len((await api.generators()).generators) == 2
-
-    await until(registered, 20, "2 generators registered")
+    await generators_registered(api, 2)
 
     # the standby answers `nats micro info` and nothing else
-    infos = await micro_infos(api.nc, 2)
+    infos = await service_infos(api.nc, subjects.COORDINATOR_SERVICE, 2)
     roles = {i["metadata"]["coordinator_id"]: i for i in infos}
     assert {i["metadata"]["role"] for i in infos} == {"leader", "standby"}
     standby = next(i for i in infos if i["metadata"]["role"] == "standby")

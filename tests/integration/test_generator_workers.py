@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from services.common import histogram
-from tests.conftest import Cluster, target_stats, until
-from tests.integration.test_distributed_run import api_with, finished_report, plan_for, start_and_follow
+from tests.conftest import Cluster, api_with, target_stats, until
+from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
 
 pytestmark = pytest.mark.timeout(90)
 

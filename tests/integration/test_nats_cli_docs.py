@@ -13,14 +13,12 @@ import asyncio
 import json
 import re
 import shlex
-from pathlib import Path
 
 import nats
 import pytest
 
 from schemas import subjects
-from tests.conftest import ROOT, Cluster, until
-from tests.integration.test_distributed_run import api_with
+from tests.conftest import ROOT, Cluster, api_with
 
 pytestmark = pytest.mark.timeout(90)
 

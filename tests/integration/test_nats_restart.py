@@ -4,37 +4,16 @@ the run still ends with its totals within 1% of rate × duration.
 
 from __future__ import annotations
 
-import asyncio
-import json
 
 import nats
 import pytest
 
 from schemas import subjects
-from tests.conftest import Cluster, target_stats, until
-from tests.integration.test_distributed_run import api_with, plan_for
+from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
+from tests.integration.test_distributed_run import plan_for
 from services.cli.client import CoordinatorClient
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def micro_services(nc, name: str) -> list[dict]:
-    inbox = nc.new_inbox()
-    replies: list[dict] = []
-
-    async def on_msg(msg) -> None:
-        replies.append(json.loads(msg.data))
-
-    sub = await nc.subscribe(inbox, cb=on_msg)
-    await nc.publish(f"$SRV.INFO.{name}", b"", reply=inbox)
-    await nc.flush()
-    try:
-        await until(lambda: replies, 2, f"{name} info", every_s=0.02)
-    except TimeoutError:
-        pass
-    await asyncio.sleep(0)  # take the other replies already in the socket buffer
-    await sub.unsubscribe()
-    return replies
 
 
 async def wait_state(api: CoordinatorClient, run_id: str, states: set[str], limit_s: float):
@@ -76,10 +55,10 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     assert not any("lost" in e for e in report.events), report.events
 
     # micro services are registered again, the registry watch is live again
-    gens = await micro_services(api.nc, subjects.GENERATOR_SERVICE)
-    coords = await micro_services(api.nc, subjects.COORDINATOR_SERVICE)
+    gens = await service_infos(api.nc, subjects.GENERATOR_SERVICE, 2)
+    coords = await service_infos(api.nc, subjects.COORDINATOR_SERVICE, 1)
     assert len(coords) == 1 and coords[0]["metadata"]["role"] == "leader"
-    assert len(gens) >= 1
+    assert len(gens) == 2
     second = await api.start(_plan(target, 100, 2))
     assert sorted(second.generators) == ["gen-1", "gen-2"]
     await wait_state(api, second.run_id, {"finished"}, 15)
@@ -108,13 +87,7 @@ async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):
                             reconnect_time_wait=0.2)
     api = CoordinatorClient(nc)
 
-    async def registered() -> bool:
-        try:
-            return len((await api.generators()).generators) == 2
-        except Exception:
-            return False
-
-    await until(registered, 20, "2 generators")
+    await generators_registered(api, 2)
     js = api.nc.jetstream()
     for stream in (f"KV_{subjects.GENERATORS_BUCKET}", f"KV_{subjects.ASSIGN_BUCKET}",
                    f"KV_{subjects.RUNS_BUCKET}", f"KV_{subjects.LEADER_BUCKET}",

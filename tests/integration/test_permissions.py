@@ -18,7 +18,7 @@ from services.cli import secure
 from services.cli.client import CoordinatorClient
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
-from tests.conftest import Cluster, target_stats, until
+from tests.conftest import Cluster, generators_registered, target_stats, until
 from tests.integration.test_distributed_run import plan_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,13 +59,7 @@ async def test_roles_are_held_to_their_subjects_over_tls(cluster: Cluster):
     cluster.generator(**sec.env("generator"))
     api = CoordinatorClient(await sec.connect("cli"))
 
-    async def registered() -> bool:
-        try:
-            return len((await api.generators()).generators) == 1
-        except Exception:
-            return False
-
-    await until(registered, 20, "the generator registered through the locked-down bus")
+    await generators_registered(api, 1)
 
     # the stack works end to end with every service under its own user, over TLS
     from services.coordinator import plans

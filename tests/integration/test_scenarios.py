@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from services.cli.client import CoordinatorClient
-from tests.conftest import Cluster, target_stats, until
+from tests.conftest import Cluster, generators_registered, target_stats, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,13 +30,7 @@ async def stack(cluster: Cluster, generators: int) -> str:
         cluster.generator()
     api = await CoordinatorClient.connect(cluster.url)
     try:
-        async def registered() -> bool:
-            try:
-                return len((await api.generators()).generators) >= generators
-            except Exception:
-                return False
-
-        await until(registered, 20, f"{generators} generators registered")
+        await generators_registered(api, generators)
     finally:
         await api.close()
     return target
@@ -250,12 +244,6 @@ async def test_tls_with_insecure_and_an_http_proxy(cluster: Cluster, tmp_path):
 async def stack_ready(cluster: Cluster, generators: int) -> None:
     api = await CoordinatorClient.connect(cluster.url)
     try:
-        async def registered() -> bool:
-            try:
-                return len((await api.generators()).generators) >= generators
-            except Exception:
-                return False
-
-        await until(registered, 20, f"{generators} generators registered")
+        await generators_registered(api, generators)
     finally:
         await api.close()

@@ -21,7 +21,7 @@ from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.host import Alert, HostSample, NetIO, ProcessSample
 from services.cli.client import CoordinatorClient
-from tests.conftest import Cluster, free_port, until, wait_port
+from tests.conftest import Cluster, free_port, generators_registered, until, wait_port
 from tests.ui_helpers import browser_page, shot
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,13 +57,7 @@ async def start_stack(cluster: Cluster, generators: int, **ui_env: str) -> tuple
     wait_port(port, limit_s=20, proc=ui.popen)
     api = await CoordinatorClient.connect(cluster.url)
 
-    async def registered() -> bool:
-        try:
-            return len((await api.generators()).generators) >= generators
-        except Exception:
-            return False
-
-    await until(registered, 20, f"{generators} generators registered")
+    await generators_registered(api, generators)
     return f"http://127.0.0.1:{port}", target, api
 
 
@@ -301,13 +295,7 @@ async def test_a_killed_generator_shows_lost_with_a_gap_and_the_light_theme_read
     base = f"http://127.0.0.1:{port}"
     api = await CoordinatorClient.connect(cluster.url)
     try:
-        async def registered() -> bool:
-            try:
-                return len((await api.generators()).generators) >= 2
-            except Exception:
-                return False
-
-        await until(registered, 20, "2 generators registered")
+        await generators_registered(api, 2)
         started = await api.call(subjects.RUN_START, json.dumps({
             "name": "ui-lost", "target": target, "rate": 20, "duration": 10, "connections": 4,
             "requests": [{"name": "home", "path": "/"}], "thresholds": {"error_rate": 0.5},
