@@ -22,6 +22,7 @@ import platform
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,31 @@ def run_hotpath(child: Child, core: int | None, n: int) -> dict:
     core_args = [] if core is None else ["--core", str(core)]
     out, _, _, _ = child.run([PY, "-m", "bench.hotpath", "--n", str(n), *core_args], 120)
     return json.loads(out.strip().splitlines()[-1])
+
+
+def run_flows(child: Child, seconds: int, users: int, server_core: int | None,
+              client_core: int | None) -> dict:
+    """The flow engine (one step, one JSONPath extraction) against the demo target, whose
+    /api/products is a small JSON document; target and client pinned like the others."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = subprocess.Popen(pin(server_core) + [PY, "-m", "services.target"], cwd=HERE.parent,
+                              env={**os.environ, "SURGE_TARGET_PORT": str(port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            if time.monotonic() > deadline or target.poll() is not None:
+                raise RuntimeError("the demo target did not start")
+            time.sleep(0.05)
+        out, _, _, _ = child.run(pin(client_core) + [
+            PY, "-m", "bench.flows", f"http://127.0.0.1:{port}", "--seconds", str(seconds),
+            "--users", str(users)], seconds + 60)
+        return json.loads(out.strip().splitlines()[-1])
+    finally:
+        target.terminate()
+        target.wait(10)
 
 
 def locust_bin() -> str | None:
@@ -224,6 +250,10 @@ def table(res: dict) -> str:
     lines.append(f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
                  f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
                  f" {fmt(hp.get('engine_overhead_us'), 2)} µs" if "error" not in hp else f"hot path: {hp['error']}")
+    fl = res.get("flows", {})
+    lines.append(f"flow engine ({fl.get('what', '')}, {fmt(fl.get('users'))} users, closed model, demo target):"
+                 f" {fmt(fl.get('rps'), 0)} req/s, {fmt(fl.get('rps_per_cpu_s'), 0)} requests per CPU-second"
+                 if "error" not in fl else f"flow engine: {fl['error']}")
     rss = res.get("rss", {})
     lines.append(f"RSS over {fmt(rss.get('seconds'))} s at {fmt(rss.get('rate'), 0)} req/s: "
                  f"{fmt(rss.get('rss_start_mb'))} → {fmt(rss.get('rss_end_mb'))} MB, growth "
@@ -298,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         attempt(res, "rate_change", run_surge, child, "ratechange", url, client_core,
                 "--rate", str(1000.0 if quick else min(20000.0, max_rps * 0.4)),
                 "--changes", "5" if quick else "50", "--conns", str(conns), timeout=120)
+        attempt(res, "flows", run_flows, child, 2 if quick else 5, 8 if quick else 32,
+                server_core, client_core)
         attempt(res, "hot_path", run_hotpath, child, client_core, 20_000 if quick else 200_000)
         attempt(res, "rss", run_surge, child, "rss", url, client_core, "--rate", str(fixed),
                 "--seconds", str(rss_s), "--conns", str(conns), timeout=rss_s + 60)

@@ -7,8 +7,8 @@ service does (intervals bucketed and encoded every second) against the demo targ
 ``/api/products`` (a small JSON document), each response checked (status) and a value
 extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-second
 (requests/s per core), and the protocol the run spoke (an https origin that offers
-``h2`` by ALPN gets HTTP/2 unless ``--http2 off``). Figures, never pass/fail. Not yet
-part of ``make bench``.
+``h2`` by ALPN gets HTTP/2 unless ``--http2 off``). Figures, never pass/fail;
+``make bench`` runs it against the demo target.
 """
 
 from __future__ import annotations

@@ -129,7 +129,12 @@ class Cluster:
                 **getattr(self, "service_env", {}), **extra}
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
-        proc = Proc(name, cmd, env, self.tmp)
+        taken = {p.name for p in self.procs}
+        unique, n = name, 1
+        while unique in taken:  # two coordinators must not share (and truncate) one log
+            n += 1
+            unique = f"{name}-{n}"
+        proc = Proc(unique, cmd, env, self.tmp)
         self.procs.append(proc)
         return proc
 

@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust", "open_loop",
-        "machine", "cpu_at_20k", "rate_change", "rss", "peers"}
+        "machine", "cpu_at_20k", "rate_change", "rss", "peers", "flows"}
 
 
 @pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
@@ -36,6 +36,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     if shutil.which("wrk") or os.path.exists("/usr/bin/wrk"):
         assert res["wrk_rps"] > 0 and res["ratio_vs_wrk"] > 0
     assert len(res["open_loop"]) >= 2
+    assert "error" not in res["flows"] and res["flows"]["rps"] > 0, res["flows"]
     for r in res["open_loop"]:
         assert "error" not in r, r
         assert {"target_rps", "achieved_rps", "worst_second_error_pct", "p99_ms"} <= set(r)
