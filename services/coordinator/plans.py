@@ -118,17 +118,21 @@ def from_obj(raw: Any) -> Plan:
     return plan
 
 
-def loads(text: str | bytes) -> Plan:
-    """Parse YAML or JSON text (JSON is YAML) into a valid Plan."""
+def _parse(text: str | bytes) -> Any:
+    """YAML or JSON text (JSON is YAML) into plain data, bounded in size."""
     if len(text) > MAX_PLAN_BYTES:
         raise InvalidPlan(f"plan is larger than {MAX_PLAN_BYTES} bytes")
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidPlan(f"not YAML or JSON: {exc}") from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise InvalidPlan(f"unreadable plan text: {exc}") from None
-    return from_obj(raw)
+
+
+def loads(text: str | bytes) -> Plan:
+    """Parse YAML or JSON text into a valid Plan."""
+    return from_obj(_parse(text))
 
 
 def load(path: str) -> Plan:
@@ -138,15 +142,7 @@ def load(path: str) -> Plan:
             text = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise InvalidPlan(f"cannot read plan file {path}: {exc.strerror}") from None
-    if len(text) > MAX_PLAN_BYTES:
-        raise InvalidPlan(f"plan is larger than {MAX_PLAN_BYTES} bytes")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidPlan(f"not YAML or JSON: {exc}") from None
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidPlan(f"unreadable plan text: {exc}") from None
-    return from_obj(embed_data(raw, os.path.dirname(os.path.abspath(path))))
+    return from_obj(embed_data(_parse(text), os.path.dirname(os.path.abspath(path))))
 
 
 def embed_data(raw: Any, base_dir: str) -> Any:
