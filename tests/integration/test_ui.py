@@ -21,7 +21,7 @@ from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.host import Alert, HostSample, NetIO, ProcessSample
 from services.cli.client import CoordinatorClient
-from tests.conftest import Cluster, free_port, generators_registered, until, wait_port
+from tests.conftest import Cluster, api_with, free_port, generators_registered, until, wait_port
 from tests.ui_helpers import browser_page, shot
 
 pytestmark = pytest.mark.timeout(120)
@@ -217,6 +217,7 @@ async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> No
 
     token = "s3cret-token"
     cluster.coordinator()
+    await (await api_with(cluster, 0)).close()  # the coordinator leads and answers
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port), SURGE_UI_TOKEN=token)
     wait_port(port, limit_s=20, proc=ui.popen)
