@@ -302,17 +302,30 @@ async def api_with(cluster: Cluster, generators: int):
 
 
 async def service_infos(nc, name: str, expected: int, limit_s: float = 5.0) -> list[dict]:
-    """`nats micro info NAME`: every instance's answer, once ``expected`` have come."""
+    """`nats micro info NAME`: every instance's answer, once ``expected`` have come.
+
+    The probe is sent again every half second until then (answers are kept by
+    instance id), so an instance that registers or re-registers meanwhile is heard.
+    """
     inbox = nc.new_inbox()
-    replies: list[dict] = []
+    replies: dict[str, dict] = {}
 
     async def on_msg(msg) -> None:
-        replies.append(json.loads(msg.data))
+        info = json.loads(msg.data)
+        replies[info["id"]] = info
 
     sub = await nc.subscribe(inbox, cb=on_msg)
+    deadline = time.monotonic() + limit_s
     try:
-        await nc.publish(f"$SRV.INFO.{name}", b"", reply=inbox)
-        await until(lambda: len(replies) >= expected, limit_s, f"{expected} `{name}` info replies")
+        while len(replies) < expected:
+            await nc.publish(f"$SRV.INFO.{name}", b"", reply=inbox)
+            try:
+                await until(lambda: len(replies) >= expected, 0.5, "info replies")
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{len(replies)} of {expected} `{name}` instances answered info "
+                        f"in {limit_s}s") from None
     finally:
         await sub.unsubscribe()
-    return replies
+    return list(replies.values())
