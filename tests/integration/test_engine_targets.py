@@ -23,6 +23,7 @@ from services.generator import http
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
+from tests.conftest import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -389,7 +390,7 @@ async def test_backlog_behind_a_target_that_answers_nothing_is_bounded(monkeypat
     async with Target(silent) as t:
         engine = Engine(plan_for(t.url, conns=2, timeout=1.0), asyncio.get_running_loop())
         engine.start(Schedule([Segment(0.0, 0.5, 400, 400)], 1.0), time.monotonic())
-        await asyncio.sleep(0.5)
+        await until(lambda: engine.cur.sent == 200, 3, "every arrival of the schedule")
         assert len(engine.backlog) == 50
         await engine.drain(1.5)
         iv = engine.take_interval()

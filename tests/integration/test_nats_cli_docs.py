@@ -18,7 +18,7 @@ import nats
 import pytest
 
 from schemas import subjects
-from tests.conftest import ROOT, Cluster, api_with
+from tests.conftest import ROOT, Cluster, api_with, until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,13 +82,14 @@ class Replay:
         self.done.append(" ".join(argv))
 
     async def req(self, subject: str, payload: str, error: str | None) -> None:
-        for _ in range(300):  # report.get answers `conflict` until the run has ended
+        async def answer():
             msg = await self.nc.request(subject, payload.encode(), timeout=5)
             code = (msg.headers or {}).get("Nats-Service-Error-Code")
-            if code == "409" and subject == subjects.REPORT_GET and error is None:
-                await asyncio.sleep(0.1)
-                continue
-            break
+            # report.get answers `conflict` until the run has ended: ask again until then
+            waiting = code == "409" and subject == subjects.REPORT_GET and error is None
+            return None if waiting else (msg, code)
+
+        msg, code = await until(answer, 30, f"an answer on {subject}", every_s=0.1)
         body = json.loads(msg.data)
         if error is not None:
             assert code, f"{subject} {payload!r} should have failed with {error}"
