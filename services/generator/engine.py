@@ -104,6 +104,7 @@ class Engine:
         self.schedule: Schedule | None = None
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
         self.next_i = worker % self.stride
+        self.next_at = INF  # loop time of the next arrival (open model); INF: none pending
         self.pacing = False
         self.closed_loop = False
         self.think_s = 0.0
@@ -114,6 +115,7 @@ class Engine:
     def start(self, schedule: Schedule, t0: float) -> None:
         """Open model: send arrival i at ``t0 + schedule.time_of(i)``, whatever the target does."""
         self.schedule, self.t0, self.pacing = schedule, t0, True
+        self.next_at = t0
         self._tasks = [
             self.loop.create_task(self._pace(), name="pace"),
             self.loop.create_task(self._sweep(), name="sweep"),
@@ -137,6 +139,8 @@ class Engine:
     def rebase(self, schedule: Schedule) -> None:
         """Follow a new schedule from now on (rate change, rebalance)."""
         self.schedule = schedule
+        if self.pacing and not self.closed_loop:
+            self.next_at = 0.0  # the next response or pacer wake looks at it
 
     def now_s(self) -> float:
         """Seconds since the run's start."""
@@ -144,6 +148,7 @@ class Engine:
 
     def stop_pacing(self) -> None:
         self.pacing = False
+        self.next_at = INF
 
     def in_flight(self) -> int:
         return sum(1 for c in self.conns if c.busy) + len(self.backlog) + self.thinking
@@ -175,35 +180,51 @@ class Engine:
         return done
 
     # --- pacing (open model) -------------------------------------------------
+    def _send_due(self, now: float) -> float:
+        """Send every arrival due by ``now``; returns the schedule time of the next one
+        (INF: the schedule has none left) and notes its loop time in ``next_at``.
+
+        Called by the pacer's timer and, when an arrival is due, by ``on_response``:
+        under load the process is awake for responses anyway, so arrivals leave at
+        their time without a timer wake-up of their own (fewer sleeps, less lateness).
+        """
+        sched = self.schedule
+        assert sched is not None
+        t0 = self.t0
+        rel = now - t0
+        i = self.next_i
+        t = sched.time_of(i)
+        if t <= rel:
+            table, n_table, stride = self.table, len(self.table), self.stride
+            time_of, arrive = sched.time_of, self._arrive
+            n = 0
+            while t <= rel:
+                arrive(table[i % n_table], t0 + t, now)
+                i += stride
+                t = time_of(i)
+                n += 1
+                if not n & 63:  # a long catch-up batch: keep send times honest
+                    now = _now()
+            self.next_i = i
+        self.next_at = t0 + t
+        return t
+
     async def _pace(self) -> None:
-        table, n_table, stride = self.table, len(self.table), self.stride
         sleep = asyncio.sleep
         while self.pacing:
-            sched = self.schedule
-            assert sched is not None
-            rel = _now() - self.t0
-            i = self.next_i
-            t = sched.time_of(i)
-            if t <= rel:
-                t0 = self.t0
-                arrive = self._arrive
-                now, n = rel + t0, 0
-                while t <= rel:
-                    arrive(table[i % n_table], t0 + t, now)
-                    i += stride
-                    t = sched.time_of(i)
-                    n += 1
-                    if not n & 63:  # a long catch-up batch: keep send times honest
-                        now = _now()
-                self.next_i = i
+            now = _now()
+            t = self._send_due(now)
+            rel = now - self.t0
             if t == INF:
-                if rel >= sched.end_s:
+                if rel >= self.schedule.end_s:  # type: ignore[union-attr]
                     self.pacing = False
+                    self.next_at = INF
                     break
                 t = rel + MAX_SLEEP_S
             # rebase and stop are seen within MAX_SLEEP_S. The loop's timers tick in whole
             # milliseconds (a shorter sleep would spin): arrivals due within the next
-            # tick go out together at its start, and their lateness is measured.
+            # tick go out at its start unless a response comes first, and their
+            # lateness is measured.
             await sleep(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S))
 
     def _arrive(self, spec: int, intended: float, now: float) -> None:
@@ -336,6 +357,8 @@ class Engine:
             self._next_for(conn, now)
         else:
             self._retire(conn)
+        if now >= self.next_at:  # an arrival is due: send it now, not at the next tick
+            self._send_due(now)
 
     def on_broken(self, conn: Connection, kind: str) -> None:
         """Unparseable or oversized response: the request fails and the connection is replaced."""

@@ -20,13 +20,15 @@ INF = math.inf
 
 
 class _Piece:
-    __slots__ = ("t0", "t1", "r0", "slope", "n0", "n1")
+    __slots__ = ("t0", "t1", "r0", "slope", "n0", "n1", "inv")
 
     def __init__(self, t0: float, t1: float, r0: float, r1: float, n0: float) -> None:
         self.t0, self.t1, self.r0 = t0, t1, r0
         self.slope = (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
         self.n0 = n0
         self.n1 = n0 + (r0 + r1) / 2 * (t1 - t0)
+        # a constant rate: time_of is t0 + (n - n0) · inv, inline in Schedule.time_of
+        self.inv = 1.0 / r0 if self.slope == 0.0 and r0 > 0 else 0.0
 
     def count_at(self, t: float) -> float:
         dt = t - self.t0
@@ -66,6 +68,7 @@ class Schedule:
         self._n_start = n0
         self.total = n  # N at the end of the schedule
         self._cursor = 0
+        self._current: _Piece | None = None  # the piece the last time_of landed in
 
     def count_at(self, t: float) -> float:
         """N(t): arrivals intended before ``t`` (fractional)."""
@@ -83,8 +86,17 @@ class Schedule:
     def time_of(self, i: int) -> float:
         """Intended time of arrival ``i``; INF when the schedule ends before it.
 
-        Calls are expected in increasing ``i`` (a cursor makes that O(1) each).
+        Calls are expected in increasing ``i``: the current piece answers them in
+        O(1) (inline for a constant rate, the pacer's common case).
         """
+        piece = self._current
+        if piece is not None and piece.n0 <= i < piece.n1 - 1e-9:
+            if piece.inv:
+                return piece.t0 + (i - piece.n0) * piece.inv
+            return piece.time_of(i)
+        return self._time_of_search(i)
+
+    def _time_of_search(self, i: int) -> float:
         pieces = self._pieces
         k = self._cursor
         while k < len(pieces):
@@ -94,6 +106,7 @@ class Schedule:
                     k = 0
                     continue
                 self._cursor = k
+                self._current = piece
                 return piece.time_of(i)
             k += 1
         self._cursor = max(len(pieces) - 1, 0)

@@ -1,0 +1,99 @@
+"""The open-model engine sends an arrival from whichever comes first: a response or the pacer's tick.
+
+These drive ``Engine.on_response`` on one connection whose transport only records
+what is written, so what is due, what is sent and what waits is exact (no clock
+race: the schedule is anchored tens of milliseconds around ``now``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from schemas.control import Segment
+from services.coordinator import plans
+from services.generator.engine import Engine
+from services.generator.http import Connection
+from services.generator.pacing import INF, Schedule
+
+
+class Wire:
+    """A transport that keeps what the engine writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+@pytest.fixture
+def engine():
+    loop = asyncio.new_event_loop()
+    plan = plans.from_obj({"name": "t", "target": "http://127.0.0.1:9", "rate": 1, "duration": 1,
+                           "connections": 1, "requests": [{"name": "r", "path": "/x"}]})
+    eng = Engine(plan, loop)
+    conn = Connection(eng)
+    conn.transport = Wire()  # type: ignore[assignment]
+    eng.conns.add(conn)
+    yield eng, conn
+    loop.close()
+
+
+def pace_without_timer(eng: Engine, rate: float, ago_s: float) -> None:
+    """What ``Engine.start`` sets up, minus the pacer task: only responses send."""
+    eng.schedule = Schedule([Segment(0.0, 60.0, rate, rate)], 1.0)
+    eng.t0 = time.monotonic() - ago_s
+    eng.pacing = True
+    eng.next_at = eng.t0
+
+
+def respond(eng: Engine, conn: Connection) -> None:
+    conn.busy, conn.status, conn.keep_alive = True, 200, True
+    conn.intended = conn.sent = time.monotonic()
+    eng.on_response(conn)
+
+
+def test_a_response_sends_every_arrival_due_by_then(engine):
+    eng, conn = engine
+    pace_without_timer(eng, rate=40, ago_s=0.0375)  # arrivals at 0, 25 ms due; 50 ms not yet
+    respond(eng, conn)
+    assert eng.next_i == 2 and eng.cur.sent == 2
+    assert len(conn.transport.writes) == 1  # the free connection took the oldest at once
+    assert len(eng.backlog) == 1  # the other waits for a connection, its intended time kept
+    assert eng.backlog[0][1] == pytest.approx(eng.t0 + 0.025)
+    assert eng.next_at == pytest.approx(eng.t0 + 0.050)
+
+
+def test_a_response_before_the_next_arrival_sends_nothing_new(engine):
+    eng, conn = engine
+    pace_without_timer(eng, rate=40, ago_s=0.0125)  # arrival 0 due; the next at 25 ms
+    respond(eng, conn)
+    assert eng.next_i == 1 and len(conn.transport.writes) == 1
+    respond(eng, conn)  # its response, still before 25 ms
+    assert eng.next_i == 1 and eng.cur.sent == 1
+    assert eng.idle == [conn]
+
+
+def test_rebase_is_seen_by_the_next_response(engine):
+    eng, conn = engine
+    pace_without_timer(eng, rate=40, ago_s=0.020)
+    respond(eng, conn)
+    assert eng.next_at == pytest.approx(eng.t0 + 0.025)
+    # 100/s from the start: arrivals 1 and 2 (10 and 20 ms) are due now, 3 at 30 ms not
+    eng.rebase(Schedule([Segment(0.0, 60.0, 100, 100)], 1.0))
+    assert eng.next_at == 0.0
+    respond(eng, conn)
+    assert eng.next_i == 3
+    assert eng.next_at == pytest.approx(eng.t0 + 0.030)
+
+
+def test_stopped_or_closed_loop_engines_never_pace_from_responses(engine):
+    eng, conn = engine
+    pace_without_timer(eng, rate=40, ago_s=0.0375)
+    eng.stop_pacing()
+    assert eng.next_at == INF
+    respond(eng, conn)
+    assert eng.next_i == 0 and eng.cur.sent == 0 and not conn.transport.writes
