@@ -118,6 +118,14 @@ def run_bare(child: Child, url: str, seconds: int, conns: int, core: int | None)
     return result
 
 
+def run_rate_e2e(child: Child, url: str, changes: int, server_core: int | None,
+                 client_core: int | None) -> dict:
+    cores = [] if server_core is None else ["--server-core", str(server_core), "--client-core", str(client_core)]
+    out, _, _, _ = child.run([PY, "-m", "bench.rate_e2e", url, "--changes", str(changes), *cores],
+                             changes * 2.0 + 90)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run_hotpath(child: Child, core: int | None, n: int) -> dict:
     core_args = [] if core is None else ["--core", str(core)]
     out, _, _, _ = child.run([PY, "-m", "bench.hotpath", "--n", str(n), *core_args], 120)
@@ -246,6 +254,15 @@ def table(res: dict) -> str:
     lines.append(f"live rate change ({fmt(rc.get('changes'))} changes, {rc.get('scope', '')}): "
                  f"p50 {fmt(rc.get('p50_ms'), 2)} ms, p99 {fmt(rc.get('p99_ms'), 2)} ms (goal 200 ms)"
                  if "error" not in rc else f"live rate change: {rc['error']}")
+    re2e = res.get("rate_change_e2e", {})
+    lines.append(f"live rate change end to end ({fmt(re2e.get('changes'))} changes through the coordinator,"
+                 f" real processes over NATS): assignment write → generator on the new schedule p50"
+                 f" {fmt(re2e.get('write_to_applied_p50_ms'), 2)} ms, p99 {fmt(re2e.get('write_to_applied_p99_ms'), 2)}"
+                 f" ms (goal 200 ms); from the `surge rate` request p99"
+                 f" {fmt(re2e.get('request_to_applied_p99_ms'), 2)} ms; the next whole second within"
+                 f" {fmt(re2e.get('next_second_worst_error_pct'), 2)} % of the new rate"
+                 f" ({fmt(re2e.get('next_seconds_checked'))} seconds)"
+                 if "error" not in re2e else f"live rate change end to end: {re2e['error']}")
     hp = res.get("hot_path", {})
     lines.append(f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
                  f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
@@ -328,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         attempt(res, "rate_change", run_surge, child, "ratechange", url, client_core,
                 "--rate", str(1000.0 if quick else min(20000.0, max_rps * 0.4)),
                 "--changes", "5" if quick else "50", "--conns", str(conns), timeout=120)
+        attempt(res, "rate_change_e2e", run_rate_e2e, child, url, 3 if quick else 50,
+                server_core, client_core)
         attempt(res, "flows", run_flows, child, 2 if quick else 5, 8 if quick else 32,
                 server_core, client_core)
         attempt(res, "hot_path", run_hotpath, child, client_core, 20_000 if quick else 200_000)

@@ -27,6 +27,20 @@ class RequestInterval(Struct, frozen=True, kw_only=True):
     service: str = ""  # histogram, µs from actual send
 
 
+class EpochChange(Struct, frozen=True, kw_only=True):
+    """When a generator began following a new assignment epoch (a rate change, rebalance).
+
+    Wall-clock seconds. ``written_at`` is the NATS server's timestamp of the assignment
+    entry, when the generator saw it through its watch (None when it found it by
+    polling); ``applied_at`` is when its engine began sending on the new schedule.
+    Across hosts the two clocks differ by the hosts' clock offset.
+    """
+
+    epoch: int
+    written_at: float | None = None
+    applied_at: float
+
+
 class IntervalStats(Struct, frozen=True, kw_only=True):
     """A generator's second ``seq`` of a run (sent on surge.stats.<run>.<gen>, acked).
 
@@ -43,6 +57,7 @@ class IntervalStats(Struct, frozen=True, kw_only=True):
     in_flight: int
     requests: dict[str, RequestInterval]
     final: bool = False  # nothing more will come from this generator for this run
+    changes: list[EpochChange] = []  # epochs taken up during this interval, oldest first
 
 
 class StatsAck(Struct, frozen=True):

@@ -24,7 +24,7 @@ from nats.micro import add_service
 
 from schemas import subjects
 from schemas.control import Assignment, Heartbeat
-from schemas.stats import IntervalStats, StatsAck
+from schemas.stats import EpochChange, IntervalStats, StatsAck
 from services.common import bus, profile
 from services.generator.config import Config
 from services.generator import flows
@@ -66,6 +66,7 @@ class RunTask:
         self.stop_s: float | None = None
         self.prev_count = 0
         self.last_rps = 0.0
+        self.changes: list[EpochChange] = []  # reported with the next interval
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -77,7 +78,7 @@ class RunTask:
         self.engine.start(self.schedule, self.t0)
         self.task = self.loop.create_task(self._intervals(), name=f"run-{self.a.run_id}")
 
-    def update(self, a: Assignment) -> None:
+    def update(self, a: Assignment, written_at: float | None = None) -> None:
         """A newer epoch: follow its profile × share from now, or stop."""
         self.a = a
         if isinstance(self.engine, flows.FlowEngine):
@@ -89,6 +90,8 @@ class RunTask:
         self.schedule = self.schedule.rebased(max(now_s, 0.0), a.profile, a.share)
         self.end_s = min(profile.duration(a.profile), self.service.config.max_run_s)
         self.engine.rebase(self.schedule)
+        # the interval that carries this says how long the change took to reach the wire
+        self.changes.append(EpochChange(epoch=a.epoch, written_at=written_at, applied_at=time.time()))
 
     def stop(self, at_s: float | None = None) -> None:
         if self.stop_s is None:
@@ -150,6 +153,9 @@ class RunTask:
             in_flight=self.engine.in_flight(),
             final=final,
         )
+        if self.changes:
+            stats = msgspec.structs.replace(stats, changes=self.changes)
+            self.changes = []
         self.service.enqueue(stats)
 
 
@@ -277,11 +283,12 @@ class Service:
                 if self.run is not None:
                     self.run.stop()
                 return
-            self._on_assignment(entry.value)
+            created = entry.created.timestamp() if entry.created is not None else None
+            self._on_assignment(entry.value, created)
 
         await bus.watch_kv(self.assignments, self.id, on_entry, self._rewatch, "assignment")
 
-    def _on_assignment(self, data: bytes) -> None:
+    def _on_assignment(self, data: bytes, written_at: float | None = None) -> None:
         try:
             a = _assignment_decoder.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises both
@@ -292,7 +299,7 @@ class Service:
             if a.epoch > run.a.epoch:
                 self.log.info("assignment update", run_id=a.run_id, epoch=a.epoch,
                               share=a.share, stop=a.stop)
-                run.update(a)
+                run.update(a, written_at)
             return
         if a.stop or a.run_id in self.finished_runs or a.end_at <= time.time():
             return

@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust", "open_loop",
-        "machine", "cpu_at_20k", "rate_change", "rss", "peers", "flows"}
+        "machine", "cpu_at_20k", "rate_change", "rate_change_e2e", "rss", "peers", "flows"}
 
 
 @pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
@@ -42,5 +42,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert {"target_rps", "achieved_rps", "worst_second_error_pct", "p99_ms"} <= set(r)
         assert r["achieved_rps"] > 0
     assert res["rate_change"]["changes"] == 5
+    e2e = res["rate_change_e2e"]
+    assert "error" not in e2e, e2e
+    assert e2e["changes"] == e2e["seen"] == 3 and e2e["write_to_applied_p99_ms"] is not None
     assert res["rss"]["rss_end_mb"] > 0
     assert "Surge engine, closed loop" in proc.stdout

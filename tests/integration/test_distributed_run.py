@@ -16,7 +16,7 @@ import pytest
 from schemas import subjects
 from schemas.control import Assignment, PlanValid
 from schemas.errors import InvalidPlan, NoGenerators
-from schemas.stats import LiveSnapshot, Report
+from schemas.stats import IntervalStats, LiveSnapshot, Report
 from services.cli.client import CoordinatorClient
 from services.common import profile
 from services.coordinator import plans
@@ -147,11 +147,27 @@ async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
 async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
     target, api = await stack(cluster, 2)
     started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="8s"))
+    changes: dict[str, list] = {}  # what each generator's intervals say it took up
+
+    async def on_interval(msg) -> None:
+        stats = msgspec.json.decode(msg.data, type=IntervalStats)
+        changes.setdefault(stats.generator_id, []).extend(stats.changes)
+
+    await api.nc.subscribe(subjects.stats_of_run(started.run_id), cb=on_interval)
     first = await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
     assert first.rps == pytest.approx(100, abs=3)
+    asked_at = time.time()
     ok = await api.rate(started.run_id, 300)
     changed_at = time.time()
     assert ok.epoch == 2
+    # each generator reports when the new epoch reached it: after the coordinator's
+    # write of its assignment (the NATS server's clock: the same host here)
+    await until(lambda: len(changes) == 2 and all(changes.values()), 10, "both generators' changes")
+    for gid, taken in changes.items():
+        assert [c.epoch for c in taken] == [2], (gid, taken)
+        change = taken[0]
+        assert change.written_at is not None
+        assert asked_at - 0.05 <= change.written_at <= change.applied_at <= changed_at + 1.0, change
     snap = await feed.wait_for(lambda s: s.target_rps == pytest.approx(300), 10, "target 300")
     # the first whole second after the change runs at the new rate
     assert snap.at - changed_at <= 1.0
