@@ -112,8 +112,15 @@ class Engine:
         self._tasks: list[asyncio.Task] = []
 
     # --- control (called by the service) -----------------------------------
-    def start(self, schedule: Schedule, t0: float) -> None:
-        """Open model: send arrival i at ``t0 + schedule.time_of(i)``, whatever the target does."""
+    def start(self, schedule: Schedule, t0: float, skip: float = 0.0) -> None:
+        """Open model: send arrival i at ``t0 + schedule.time_of(i)``, whatever the target does.
+
+        ``skip``: arrivals numbered below it are not this engine's to send (a worker
+        restarted mid-run starts from now, not from the run's start).
+        """
+        if skip > 0:
+            first = math.ceil(skip - 1e-9)
+            self.next_i = first + (self.next_i - first) % self.stride
         self.schedule, self.t0, self.pacing = schedule, t0, True
         self.next_at = t0
         self._tasks = [

@@ -244,7 +244,8 @@ class Service:
             version=VERSION,
             started_at=self.started_at,
             sent_at=time.time(),
-            capacity_rps=self.config.capacity_rps or 20_000.0,
+            # one engine per core does ~20k/s with room to spare (docs/engine.md)
+            capacity_rps=self.config.capacity_rps or 20_000.0 * self.config.workers,
             state="running" if run else "idle",
             run_id=run.a.run_id if run else None,
             epoch=run.a.epoch if run else 0,

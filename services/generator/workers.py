@@ -16,6 +16,7 @@ generator's own, not the bus.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import signal
 import socket
@@ -34,6 +35,7 @@ from services.generator.recorder import Interval
 log = structlog.get_logger(__name__)
 
 REPLY_S = 0.5  # a worker slower than this to hand over its second gives it in the next one
+RESTARTS_PER_MIN = 5  # a worker that dies more often than this is not started again
 
 
 class SpecPart(msgspec.Struct, array_like=True):
@@ -67,6 +69,7 @@ class Command(msgspec.Struct, array_like=True, omit_defaults=True):
     users: int = 0
     think_s: float = 0.0
     limit_s: float = 0.0
+    skip: float = 0.0  # "start": arrivals before this count are not this start's (a restart)
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -125,7 +128,14 @@ class Channel:
 
 
 class WorkerPool:
-    """N-1 worker processes, started once with the service."""
+    """N-1 worker processes, started once with the service and restarted if one dies.
+
+    A worker that dies (killed, out of memory) is replaced at the same index; a run in
+    progress hands the new one its part from the moment of replacement (it sends what
+    fell due while it was starting, late, with that lateness in the latencies). The
+    arrivals the dead worker owed between its last report and the replacement are
+    counted ``dropped``: its share of the load is never silently missing.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = max(int(workers), 1)
@@ -133,35 +143,65 @@ class WorkerPool:
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.engine_now: PooledEngine | None = None  # the run whose engine hears the replies
         self._readers: list[asyncio.Task] = []
+        self._restarts: list[list[float]] = []  # per worker: loop times of its restarts
+        self.restarts = 0  # workers replaced since start (status, tests)
         self.closing = False
 
     async def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a loop with live sockets
         for w in range(1, self.workers):
-            mine, theirs = socket.socketpair()
-            proc = ctx.Process(target=worker_main, args=(theirs, w, self.workers),
-                               name=f"surge-engine-{w}", daemon=True)
-            proc.start()  # the child gets its own copy of ``theirs``
-            theirs.close()
-            channel = await Channel.over(mine)
+            channel, proc = await self._spawn(w)
             self.channels.append(channel)
             self.procs.append(proc)
-            self._readers.append(asyncio.create_task(self._read(channel), name=f"engine-worker-{w}"))
+            self._readers.append(asyncio.create_task(self._read(w, channel), name=f"engine-worker-{w}"))
+            self._restarts.append([])
         log.info("engine workers started", workers=self.workers)
 
-    async def _read(self, channel: Channel) -> None:
+    async def _spawn(self, w: int) -> tuple[Channel, multiprocessing.process.BaseProcess]:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a loop with live sockets
+        mine, theirs = socket.socketpair()
+        proc = ctx.Process(target=worker_main, args=(theirs, w, self.workers),
+                           name=f"surge-engine-{w}", daemon=True)
+        proc.start()  # the child gets its own copy of ``theirs``
+        theirs.close()
+        return await Channel.over(mine), proc
+
+    async def _read(self, w: int, channel: Channel) -> None:
         while True:
             try:
                 part = _part.decode(await channel.recv())
             except (asyncio.IncompleteReadError, ConnectionError):
                 if not self.closing:
-                    log.error("engine worker exited")
+                    await self._replace(w)
                 return
             except msgspec.DecodeError as exc:
                 log.error("bad message from an engine worker", error=str(exc))
                 continue
             if self.engine_now is not None:
                 self.engine_now.on_part(part)
+
+    async def _replace(self, w: int) -> None:
+        """Worker ``w`` is gone: start another in its place and give it its part of the run."""
+        loop = asyncio.get_running_loop()
+        died_at = loop.time()
+        old = self.procs[w - 1]
+        await loop.run_in_executor(None, old.join, 2.0)
+        log.error("engine worker exited", worker=w, exitcode=old.exitcode)
+        recent = [t for t in self._restarts[w - 1] if died_at - t < 60.0]
+        if len(recent) >= RESTARTS_PER_MIN:
+            log.error("engine worker keeps dying: not restarted", worker=w, restarts=len(recent))
+            return
+        self.channels[w - 1].close()
+        channel, proc = await self._spawn(w)
+        if self.closing:
+            proc.kill()
+            return
+        self._restarts[w - 1] = [*recent, died_at]
+        self.restarts += 1
+        self.channels[w - 1], self.procs[w - 1] = channel, proc
+        self._readers[w - 1] = asyncio.create_task(self._read(w, channel), name=f"engine-worker-{w}")
+        if self.engine_now is not None:
+            self.engine_now.worker_replaced(w, channel)
+        log.info("engine worker restarted", worker=w, after_s=round(loop.time() - died_at, 3))
 
     def engine(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0) -> PooledEngine:
         engine = PooledEngine(self, plan, loop, seed)
@@ -204,10 +244,37 @@ class PooledEngine(Engine):
         self.replies: asyncio.Queue[Part] = asyncio.Queue()
         self._plan = msgspec.json.encode(plan)
         self._seed = seed
+        self._users: list[int] = []  # closed loop: each worker's users
+        self._lost_at: dict[int, float] = {}  # worker -> arrivals count when it was last heard
+
+    def worker_replaced(self, w: int, channel: Channel) -> None:
+        """A new process stands in for worker ``w``: it takes over its part from now."""
+        self.worker_in_flight[w - 1] = 0
+        if not self.pacing:
+            return
+        if self.closed_loop:
+            self.pool.send_to(channel, Command("closed", plan=self._plan, seed=self._seed,
+                                               users=self._users[w - 1], think_s=self.think_s))
+            return
+        sched = self.schedule
+        assert sched is not None
+        n_now = sched.count_at(self.now_s())
+        # what the dead worker owed since its last interval reached us: dropped, not hidden
+        n_lost = self._lost_at.get(w, n_now)
+        stride, table = self.stride, self.table
+        first = math.ceil(n_lost - 1e-9)
+        first += (w - first) % stride
+        for i in range(first, math.ceil(n_now - 1e-9), stride):
+            self.cur.dropped[table[i % len(table)]] += 1
+        self.pool.send_to(channel, schedule_command("start", sched, plan=self._plan, seed=self._seed,
+                                                    t0=self.t0, skip=n_now))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
             self.worker_in_flight[part.worker - 1] = part.in_flight
+            if self.schedule is not None and not self.closed_loop:
+                # the arrivals it has answered for so far (a restart drops what follows)
+                self._lost_at[part.worker] = self.schedule.count_at(self.now_s())
         if part.seq == self.seq:
             self.replies.put_nowait(part)
         else:  # late: its counts go into the interval now being recorded
@@ -220,8 +287,8 @@ class PooledEngine(Engine):
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
         users = self.plan.connections if users is None else users
         n = self.pool.workers
-        for w, channel in enumerate(self.pool.channels, start=1):
-            mine = users // n + (1 if w < users % n else 0)
+        self._users = [users // n + (1 if w < users % n else 0) for w in range(1, n)]
+        for channel, mine in zip(self.pool.channels, self._users):
             self.pool.send_to(channel, Command("closed", plan=self._plan, seed=self._seed,
                                                users=mine, think_s=think_s))
         super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
@@ -297,7 +364,7 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
         if cmd.op in ("start", "closed"):
             engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
             if cmd.op == "start":
-                engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0)
+                engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0, skip=cmd.skip)
             else:
                 engine.start_closed(cmd.users, cmd.think_s)
         elif cmd.op == "exit":
