@@ -22,26 +22,15 @@ Everything runs on this machine: one clock for the server's timestamps and ours.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import msgspec
 
+from bench.stack import Services, connect, plan_for, run_measurement
 from schemas import subjects
-from schemas.errors import Unavailable
 from schemas.stats import IntervalStats
-from services.cli.client import CoordinatorClient
-from services.cli.up import nats_server_binary, port_open
-from services.coordinator import plans
-from bench.nginx import free_port
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -51,66 +40,7 @@ def pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, max(math.ceil(len(values) * q) - 1, 0))], 3)
 
 
-class Services:
-    """nats-server, a coordinator and one generator, each its own process, in a temp dir."""
-
-    def __init__(self, server_core: int | None, client_core: int | None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="surge-bench-rate-"))
-        self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.server_core, self.client_core = server_core, client_core
-        self.procs: list[subprocess.Popen] = []
-
-    def spawn(self, name: str, cmd: list[str], core: int | None, env: dict[str, str] | None = None) -> None:
-        pin = ["taskset", "-c", str(core)] if core is not None else []
-        log = open(self.dir / f"{name}.log", "ab")
-        self.procs.append(subprocess.Popen(
-            pin + cmd, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "SURGE_NATS_URL": self.url, **(env or {})}))
-
-    def __enter__(self) -> Services:
-        self.spawn("nats", [nats_server_binary(), "-js", "-sd", str(self.dir / "js"),
-                            "-a", "127.0.0.1", "-p", str(self.port)], self.server_core)
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", self.port):
-            if time.monotonic() > deadline or self.procs[0].poll() is not None:
-                raise Unavailable(f"nats-server did not start; see {self.dir}/nats.log")
-            time.sleep(0.05)
-        self.spawn("coordinator", [sys.executable, "-m", "services.coordinator"], self.server_core)
-        self.spawn("generator", [sys.executable, "-m", "services.generator"], self.client_core,
-                   {"SURGE_GENERATOR_ID": "bench-gen"})
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(8)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def connect(url: str, limit_s: float = 20.0) -> CoordinatorClient:
-    """The API once the coordinator leads and the generator has registered."""
-    deadline = time.monotonic() + limit_s
-    api: CoordinatorClient | None = None
-    while True:
-        try:
-            if api is None:
-                api = await CoordinatorClient.connect(url)
-            if (await api.generators()).generators:
-                return api
-        except (Unavailable, OSError, asyncio.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise Unavailable(f"stack not up in {limit_s:g}s: {exc}") from exc
-        if time.monotonic() > deadline:
-            raise Unavailable(f"no generator registered in {limit_s:g}s")
-        await asyncio.sleep(0.1)
-
-
-async def measure(args) -> dict:
+async def measure(args, services: Services) -> dict:
     api = await connect(args.nats)
     changes: dict[int, tuple[float | None, float]] = {}  # epoch -> (written_at, applied_at)
     counts: dict[int, int] = {}  # interval seq -> completed requests
@@ -127,10 +57,8 @@ async def measure(args) -> dict:
     # (seq k covers [start_at + k, start_at + k + 1)) at its rate before the next change
     every = 2.0
     duration = args.changes * every + 6
-    plan = plans.from_obj({
-        "name": "bench-rate-change", "target": args.url.split("/", 3)[0] + "//" + args.url.split("/", 3)[2],
-        "rate": args.rate, "duration": f"{math.ceil(duration)}s", "connections": 32, "timeout": 5,
-        "requests": [{"name": "static", "path": "/" + args.url.split("/", 3)[3]}]})
+    plan = plan_for(args.url, rate=args.rate, duration_s=math.ceil(duration), conns=32,
+                    name="bench-rate-change")
     started = await api.start(plan)
     await api.nc.subscribe(subjects.stats_of_run(started.run_id), cb=on_interval)
     asked: dict[int, tuple[float, float]] = {}  # epoch -> (request sent, new rate)
@@ -176,17 +104,7 @@ async def measure(args) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.rate_e2e")
-    p.add_argument("url")
-    p.add_argument("--changes", type=int, default=50)
-    p.add_argument("--rate", type=float, default=2000)
-    p.add_argument("--server-core", type=int, default=None)
-    p.add_argument("--client-core", type=int, default=None)
-    args = p.parse_args()
-    with Services(args.server_core, args.client_core) as services:
-        args.nats = services.url
-        result = asyncio.run(measure(args))
-    print(json.dumps(result))
+    run_measurement("python -m bench.rate_e2e", measure, changes=50, rate=2000.0)
 
 
 if __name__ == "__main__":

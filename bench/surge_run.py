@@ -22,20 +22,16 @@ import resource
 import sys
 import time
 
+from bench.stack import plan_for
 from schemas.control import Segment
 from services.common import histogram
-from services.coordinator import plans
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.generator.workers import WorkerPool
 
 
 def make_plan(url: str, conns: int, timeout_s: float = 5.0):
-    return plans.from_obj({
-        "name": "bench", "target": url.split("/", 3)[0] + "//" + url.split("/", 3)[2],
-        "rate": 1, "duration": 1, "connections": conns, "timeout": timeout_s,
-        "requests": [{"name": "static", "path": "/" + url.split("/", 3)[3]}],
-    })
+    return plan_for(url, conns=conns, timeout_s=timeout_s)
 
 
 class Meter:
