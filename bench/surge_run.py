@@ -188,7 +188,7 @@ async def rss(args) -> dict:
         dropped += meter.seconds[-1]["dropped"]
         meter.seconds.clear()  # keep nothing per second: only the RSS matters here
         samples.append(rss_mb())
-        backlog_max = max(backlog_max, len(engine.backlog))
+        backlog_max = max(backlog_max, engine.waiting())
     await engine.drain(1.0)
     warm = min(10, max(len(samples) // 6, 1))  # allocator and histogram warm-up
     base = samples[warm - 1]

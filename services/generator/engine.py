@@ -5,9 +5,10 @@ a loop-clock time; the engine sends arrival ``i`` at its intended time whatever 
 target does, and measures latency from that intended time, so a stalled target
 shows in the percentiles instead of slowing the load down (coordinated omission).
 
-When no connection is free an arrival waits in a backlog; sent more than
-``LATE_S`` after its intended time it counts as *late*; still waiting after the
-plan's timeout it is *dropped* (never sent). Both are reported, never hidden.
+When no connection is free an arrival waits (nothing is stored for it: the waiting
+arrivals are the schedule's, from ``next_i`` up to now); sent more than ``LATE_S``
+after its intended time it counts as *late*; still waiting after the plan's timeout
+it is *dropped* (never sent). Both are reported, never hidden.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import random
 import time
 
+import numpy as np
 import structlog
 
 from schemas.plan import Plan
@@ -25,15 +27,16 @@ from services.generator.http import (
     READ_SIZE, CheckedConnection, Connection, encode_request, target_address,
 )
 from services.generator.pacing import INF, Schedule
+
+NAN = math.nan
 from services.generator.recorder import Interval
 
 log = structlog.get_logger(__name__)
 
 LATE_S = 0.010  # sent this long after its intended time: late
-SWEEP_S = 0.050  # how often timeouts and stale backlog are checked
+SWEEP_S = 0.050  # how often timeouts and arrivals waiting too long are checked
 MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
 MIN_SLEEP_S = 0.001  # uvloop's timer resolution
-MAX_BACKLOG = 200_000  # arrivals waiting for a connection; more are dropped at once (memory)
 TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
 CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
@@ -89,6 +92,7 @@ class Engine:
         self.names = [r.name for r in plan.requests]
         self.payloads = [encode_request(plan, r, host_header) for r in plan.requests]
         self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
+        self._table_array = np.array(self.table, dtype=np.int64)
         self.checks = [_check_of(r.checks) for r in plan.requests]
         self.want_body = [c is not None and c[1] is not None for c in self.checks]
         self.conn_class = CheckedConnection if any(self.want_body) else Connection
@@ -99,12 +103,16 @@ class Engine:
         self.conns: set[Connection] = set()
         self.idle: list[Connection] = []
         self.connecting = 0
-        self.backlog: collections.deque[tuple[int, float]] = collections.deque()
         self.cur = Interval(len(self.names))
         self.schedule: Schedule | None = None
+        # schedules replaced by a rebase while arrivals of theirs still waited: arrival
+        # i < boundary keeps the intended time its schedule gave it
+        self.history: collections.deque[tuple[int, Schedule]] = collections.deque()
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
-        self.next_i = worker % self.stride
-        self.next_at = INF  # loop time of the next arrival (open model); INF: none pending
+        self.next_i = worker % self.stride  # the next arrival not yet sent (or dropped)
+        self.next_t = NAN  # its schedule time; NaN: not known yet
+        self.next_at = INF  # loop time it is due (open model); INF: none
+        self.stop_rel = INF  # stop_pacing: arrivals due after this (schedule time) are not sent
         self.pacing = False
         self.closed_loop = False
         self.think_s = 0.0
@@ -122,7 +130,7 @@ class Engine:
             first = math.ceil(skip - 1e-9)
             self.next_i = first + (self.next_i - first) % self.stride
         self.schedule, self.t0, self.pacing = schedule, t0, True
-        self.next_at = t0
+        self.next_t, self.next_at = NAN, t0
         self._tasks = [
             self.loop.create_task(self._pace(), name="pace"),
             self.loop.create_task(self._sweep(), name="sweep"),
@@ -144,21 +152,38 @@ class Engine:
             self._open()
 
     def rebase(self, schedule: Schedule) -> None:
-        """Follow a new schedule from now on (rate change, rebalance)."""
-        self.schedule = schedule
+        """Follow a new schedule from now on (rate change, rebalance).
+
+        ``schedule`` continues the old one's count (``Schedule.rebased``): arrivals
+        numbered below its start are the old schedule's, and any still waiting keep
+        their old intended times.
+        """
+        old, self.schedule = self.schedule, schedule
+        if old is not None and self.next_i < schedule.start_count:
+            self.history.append((math.ceil(schedule.start_count - 1e-9), old))
         if self.pacing and not self.closed_loop:
-            self.next_at = 0.0  # the next response or pacer wake looks at it
+            self.next_t, self.next_at = NAN, 0.0  # the next response or pacer wake looks
 
     def now_s(self) -> float:
         """Seconds since the run's start."""
         return _now() - self.t0
 
     def stop_pacing(self) -> None:
+        """No arrival due after now is sent; those already due still go out (``drain``)."""
+        if self.pacing and not self.closed_loop:
+            self.stop_rel = min(self.stop_rel, _now() - self.t0)
         self.pacing = False
-        self.next_at = INF
+
+    def waiting(self) -> int:
+        """Arrivals due and not yet sent (no free connection): the open model's backlog."""
+        sched = self.schedule
+        if sched is None or self.closed_loop:
+            return 0
+        due = sched.count_at(min(_now() - self.t0, self.stop_rel))
+        return max(0, math.ceil((due - 1e-9 - self.next_i) / self.stride))
 
     def in_flight(self) -> int:
-        return sum(1 for c in self.conns if c.busy) + len(self.backlog) + self.thinking
+        return sum(1 for c in self.conns if c.busy) + self.waiting() + self.thinking
 
     async def drain(self, limit_s: float) -> None:
         """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
@@ -167,9 +192,8 @@ class Engine:
         while self.in_flight() and _now() < deadline:
             await asyncio.sleep(0.005)
         now = _now()
-        while self.backlog:
-            spec, _ = self.backlog.popleft()
-            self.cur.dropped[spec] += 1
+        if self.schedule is not None and not self.closed_loop:
+            self._drop_until(self.stop_rel)  # still waiting when time ran out
         for conn in list(self.conns):
             if conn.busy:
                 self._finish(conn, now, "timeout")
@@ -187,34 +211,90 @@ class Engine:
         return done
 
     # --- pacing (open model) -------------------------------------------------
-    def _send_due(self, now: float) -> float:
-        """Send every arrival due by ``now``; returns the schedule time of the next one
-        (INF: the schedule has none left) and notes its loop time in ``next_at``.
+    # The backlog is implicit: arrivals next_i, next_i + stride, ... whose intended time
+    # has come are waiting, and nothing is stored per arrival. An arrival costs nothing
+    # until a connection is free to send it, so an engine behind its schedule catches up
+    # at closed-loop speed, and a target that holds every connection costs no memory.
 
-        Called by the pacer's timer and, when an arrival is due, by ``on_response``:
+    def _intended(self, i: int) -> float:
+        """Schedule time of arrival ``i`` (the schedule it was due under)."""
+        for boundary, sched in self.history:
+            if i < boundary:
+                return sched.time_of(i)
+        return self.schedule.time_of(i)  # type: ignore[union-attr]
+
+    def _send_due(self, now: float) -> float:
+        """Send due arrivals while a connection is free; returns the schedule time of the
+        next arrival not sent (INF: the schedule has none left), due at ``next_at``.
+
+        Called by the pacer's timer, and by ``on_response`` once ``next_at`` has come:
         under load the process is awake for responses anyway, so arrivals leave at
-        their time without a timer wake-up of their own (fewer sleeps, less lateness).
+        their time without a timer wake-up of their own, and a connection that frees up
+        takes the oldest waiting arrival at once.
         """
-        sched = self.schedule
-        assert sched is not None
         t0 = self.t0
-        rel = now - t0
-        i = self.next_i
-        t = sched.time_of(i)
-        if t <= rel:
+        rel = min(now - t0, self.stop_rel)
+        i, t = self.next_i, self.next_t
+        if t != t:  # NaN: after start or a rebase
+            t = self._intended(i)
+        idle = self.idle
+        if t <= rel and idle:
             table, n_table, stride = self.table, len(self.table), self.stride
-            time_of, arrive = sched.time_of, self._arrive
+            payloads, want_body, timeout = self.payloads, self.want_body, self.timeout
+            cur = self.cur
+            time_of = self._intended if self.history else self.schedule.time_of  # type: ignore[union-attr]
             n = 0
-            while t <= rel:
-                arrive(table[i % n_table], t0 + t, now)
+            while t <= rel and idle:
+                spec = table[i % n_table]
+                intended = t0 + t
+                behind = now - intended
+                if behind > timeout:  # waited longer than the plan's timeout: never sent
+                    cur.dropped[spec] += 1
+                else:
+                    if behind > LATE_S:
+                        cur.late[spec] += 1
+                    cur.sent += 1
+                    idle.pop().send(spec, payloads[spec], intended, now, want_body[spec])
                 i += stride
                 t = time_of(i)
                 n += 1
                 if not n & 63:  # a long catch-up batch: keep send times honest
                     now = _now()
             self.next_i = i
-        self.next_at = t0 + t
+            while self.history and i >= self.history[0][0]:
+                self.history.popleft()
+        self.next_t = t
+        self.next_at = t0 + t if t <= self.stop_rel else INF
+        if t <= rel and len(self.conns) + self.connecting < self.max_conns:
+            # arrivals wait: open connections for them, up to the plan's number
+            want = min(self.waiting(), self.max_conns - len(self.conns) - self.connecting)
+            for _ in range(max(want, 1)):
+                self._open()
         return t
+
+    def _drop_until(self, limit: float) -> None:
+        """Count the waiting arrivals due by schedule time ``limit`` as dropped: they
+        will never be sent."""
+        i, stride, table, n_table = self.next_i, self.stride, self.table, len(self.table)
+        t = self.next_t if self.next_t == self.next_t else self._intended(i)
+        dropped = self.cur.dropped
+        if t <= limit and not self.history:  # a whole range at once (an overloaded target)
+            end = math.ceil(self.schedule.count_at(limit) - 1e-9)  # type: ignore[union-attr]
+            if end > i + 64 * stride:
+                k = -(-(end - i) // stride)
+                specs = self._table_array[(i + stride * np.arange(k)) % n_table]
+                for spec, n in enumerate(np.bincount(specs, minlength=len(dropped)).tolist()):
+                    dropped[spec] += n
+                i += k * stride
+                t = self._intended(i)
+        while t <= limit and t != INF:
+            dropped[table[i % n_table]] += 1
+            i += stride
+            t = self._intended(i)
+        self.next_i, self.next_t = i, t
+        self.next_at = self.t0 + t if t <= self.stop_rel else INF
+        while self.history and i >= self.history[0][0]:
+            self.history.popleft()
 
     async def _pace(self) -> None:
         sleep = asyncio.sleep
@@ -224,8 +304,8 @@ class Engine:
             rel = now - self.t0
             if t == INF:
                 if rel >= self.schedule.end_s:  # type: ignore[union-attr]
+                    self.stop_rel = min(self.stop_rel, self.schedule.end_s)  # type: ignore[union-attr]
                     self.pacing = False
-                    self.next_at = INF
                     break
                 t = rel + MAX_SLEEP_S
             # rebase and stop are seen within MAX_SLEEP_S. The loop's timers tick in whole
@@ -234,37 +314,31 @@ class Engine:
             # lateness is measured.
             await sleep(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S))
 
-    def _arrive(self, spec: int, intended: float, now: float) -> None:
-        self.cur.sent += 1
-        if self.idle:
-            conn = self.idle.pop()
-            if now - intended > LATE_S:
-                self.cur.late[spec] += 1
-            conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
-            return
-        if len(self.backlog) >= MAX_BACKLOG:  # a target that holds every connection
-            self.cur.dropped[spec] += 1
-            return
-        self.backlog.append((spec, intended))
-        if len(self.conns) + self.connecting < self.max_conns:
-            self._open()
-
-    def _send(self, conn: Connection, spec: int, intended: float, now: float) -> None:
-        if now - intended > LATE_S:
-            self.cur.late[spec] += 1
-        conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
-
     def _next_for(self, conn: Connection, now: float) -> None:
-        """Give a free connection the oldest waiting arrival, or park it as idle."""
-        backlog = self.backlog
-        while backlog:
-            spec, intended = backlog.popleft()
-            if now - intended > self.timeout:
-                self.cur.dropped[spec] += 1
-                continue
-            self._send(conn, spec, intended, now)
+        """A free connection: it takes the oldest waiting arrival, or waits idle."""
+        if now < self.next_at:  # nothing due
+            self.idle.append(conn)
             return
-        self.idle.append(conn)
+        t = self.next_t
+        if t != t or self.history or now - self.t0 - t > self.timeout:
+            self.idle.append(conn)  # the general case: _send_due sorts it out
+            self._send_due(now)
+            return
+        # behind, or an arrival just came due: the one call per response that matters
+        i = self.next_i
+        spec = self.table[i % len(self.table)]
+        intended = self.t0 + t
+        cur = self.cur
+        if now - intended > LATE_S:
+            cur.late[spec] += 1
+        cur.sent += 1
+        conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
+        i += self.stride
+        t = self.schedule.time_of(i)  # type: ignore[union-attr]
+        self.next_i, self.next_t = i, t
+        self.next_at = self.t0 + t if t <= self.stop_rel else INF
+        if self.idle and now >= self.next_at:  # more due, and connections for them
+            self._send_due(now)
 
     # --- closed model ----------------------------------------------------------
     def _next_closed(self, conn: Connection, now: float) -> None:
@@ -333,10 +407,16 @@ class Engine:
                 self.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
                 self.loop.call_later(CONNECT_RETRY_S, self._reopen)
             return
-        if self.backlog:
-            spec, intended = self.backlog.popleft()
-            self.cur.record(spec, now - intended, 0.0, "connect")
-        if self.backlog and self.pacing and len(self.conns) + self.connecting < self.max_conns:
+        if self.schedule is None or not self.waiting():
+            return
+        # the oldest waiting arrival fails: its connection could not be made
+        i = self.next_i
+        t = self.next_t if self.next_t == self.next_t else self._intended(i)
+        self.cur.sent += 1
+        self.cur.record(self.table[i % len(self.table)], now - (self.t0 + t), 0.0, "connect")
+        self.next_i, self.next_t = i + self.stride, NAN
+        self.next_at = 0.0
+        if self.waiting() and len(self.conns) + self.connecting < self.max_conns:
             self._open()
 
     def _reopen(self) -> None:
@@ -361,11 +441,9 @@ class Engine:
             errs = cur.errors[spec]
             errs[error] = errs.get(error, 0) + 1
         if conn.keep_alive:
-            self._next_for(conn, now)
+            self._next_for(conn, now)  # the next request, or an arrival due by now
         else:
             self._retire(conn)
-        if now >= self.next_at:  # an arrival is due: send it now, not at the next tick
-            self._send_due(now)
 
     def on_broken(self, conn: Connection, kind: str) -> None:
         """Unparseable or oversized response: the request fails and the connection is replaced."""
@@ -389,7 +467,7 @@ class Engine:
                 self.idle.remove(conn)
             conn.close()
         if len(self.conns) + self.connecting < self.max_conns and (
-            self.backlog or (self.closed_loop and self.pacing)
+            (self.closed_loop and self.pacing) or self.waiting()
         ):
             self._open()
 
@@ -402,10 +480,9 @@ class Engine:
                 if conn.busy and now - conn.sent > self.timeout:
                     self._finish(conn, now, "timeout")
                     self._retire(conn)
-            backlog = self.backlog
-            while backlog and now - backlog[0][1] > self.timeout:
-                spec, _ = backlog.popleft()
-                self.cur.dropped[spec] += 1
+            if self.schedule is not None and not self.closed_loop:
+                # waited longer than the plan's timeout
+                self._drop_until(min(now - self.t0, self.stop_rel) - self.timeout)
 
 
 def _checked(conn: Connection, status: int, check: tuple[frozenset[int] | None, bytes | None]) -> str | None:

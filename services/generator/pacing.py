@@ -70,6 +70,12 @@ class Schedule:
         self._cursor = 0
         self._current: _Piece | None = None  # the piece the last time_of landed in
 
+    @property
+    def start_count(self) -> float:
+        """N at the schedule's start: arrivals numbered below it belong to what came before
+        (a rebased schedule continues its predecessor's count)."""
+        return self._n_start
+
     def count_at(self, t: float) -> float:
         """N(t): arrivals intended before ``t`` (fractional)."""
         if t <= self.start_s or not self._pieces:

@@ -56,15 +56,17 @@ def respond(eng: Engine, conn: Connection) -> None:
     eng.on_response(conn)
 
 
-def test_a_response_sends_every_arrival_due_by_then(engine):
+def test_a_free_connection_takes_every_arrival_due_by_then_oldest_first(engine):
     eng, conn = engine
     pace_without_timer(eng, rate=40, ago_s=0.0375)  # arrivals at 0, 25 ms due; 50 ms not yet
     respond(eng, conn)
-    assert eng.next_i == 2 and eng.cur.sent == 2
-    assert len(conn.transport.writes) == 1  # the free connection took the oldest at once
-    assert len(eng.backlog) == 1  # the other waits for a connection, its intended time kept
-    assert eng.backlog[0][1] == pytest.approx(eng.t0 + 0.025)
-    assert eng.next_at == pytest.approx(eng.t0 + 0.050)
+    assert eng.cur.sent == 1 and len(conn.transport.writes) == 1  # the oldest, at once
+    assert conn.intended == pytest.approx(eng.t0)
+    assert eng.waiting() == 1  # the other waits for the connection, nothing stored for it
+    assert eng.next_i == 1 and eng.next_at == pytest.approx(eng.t0 + 0.025)
+    respond(eng, conn)  # the connection is free again: the waiting arrival goes
+    assert eng.cur.sent == 2 and conn.intended == pytest.approx(eng.t0 + 0.025)  # its own time
+    assert eng.waiting() == 0 and eng.next_at == pytest.approx(eng.t0 + 0.050)
 
 
 def test_a_response_before_the_next_arrival_sends_nothing_new(engine):
@@ -86,14 +88,38 @@ def test_rebase_is_seen_by_the_next_response(engine):
     eng.rebase(Schedule([Segment(0.0, 60.0, 100, 100)], 1.0))
     assert eng.next_at == 0.0
     respond(eng, conn)
-    assert eng.next_i == 3
+    respond(eng, conn)
+    assert eng.next_i == 3 and eng.cur.sent == 3
     assert eng.next_at == pytest.approx(eng.t0 + 0.030)
 
 
-def test_stopped_or_closed_loop_engines_never_pace_from_responses(engine):
+def test_waiting_arrivals_keep_the_intended_time_of_the_schedule_they_were_due_under(engine):
+    eng, conn = engine
+    pace_without_timer(eng, rate=40, ago_s=0.060)  # 0, 25, 50 ms due
+    old = eng.schedule
+    respond(eng, conn)  # sends 0; 1 and 2 wait
+    # the rate drops to 10/s from 55 ms: the count continues, later arrivals follow it
+    eng.rebase(old.rebased(0.055, [Segment(0.0, 60.0, 10, 10)], 1.0))
+    respond(eng, conn)
+    respond(eng, conn)
+    assert conn.intended == pytest.approx(eng.t0 + 0.050)  # arrival 2, still the old time
+    assert eng.next_at == pytest.approx(eng.t0 + 0.055 + (3 - old.count_at(0.055)) / 10)
+    assert not eng.history  # nothing of the old schedule waits any more
+
+
+def test_stop_sends_what_was_due_and_nothing_after(engine):
     eng, conn = engine
     pace_without_timer(eng, rate=40, ago_s=0.0375)
+    eng.stop_pacing()  # 0 and 25 ms were due: they still go as the connection frees
+    for _ in range(4):
+        respond(eng, conn)
+    assert eng.cur.sent == 2 and eng.next_at == INF and eng.waiting() == 0
+    assert len(conn.transport.writes) == 2
+
+
+def test_a_closed_loop_engine_never_paces_from_responses(engine):
+    eng, conn = engine
+    eng.closed_loop = True  # what start_closed sets, without opening its users
     eng.stop_pacing()
-    assert eng.next_at == INF
     respond(eng, conn)
     assert eng.next_i == 0 and eng.cur.sent == 0 and not conn.transport.writes
