@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import random
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ from services.generator.pacing import INF, Schedule
 
 NAN = math.nan
 from services.generator.recorder import Interval
+from services.generator.requests import check_of, checked, weighted_table
 
 log = structlog.get_logger(__name__)
 
@@ -37,41 +37,11 @@ LATE_S = 0.010  # sent this long after its intended time: late
 SWEEP_S = 0.050  # how often timeouts and arrivals waiting too long are checked
 MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
 MIN_SLEEP_S = 0.001  # uvloop's timer resolution
-TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
 CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
 # uvloop's loop.time() is libuv's cached millisecond clock: too coarse to measure
 # sub-millisecond responses. Every timestamp in the engine comes from here.
 _now = time.monotonic
-
-
-def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) -> list[int]:
-    """A shuffled cycle of spec indexes in proportion to their weights.
-
-    Exact when the reduced weights fit in ``size`` (they are repeated to fill it);
-    otherwise largest-remainder apportionment, keeping at least one slot for every
-    positive weight so that no request kind is silently never sent.
-    """
-    positive = [w for w in weights if w > 0]
-    if not positive:
-        raise ValueError("no positive weight")
-    g = 0
-    for w in positive:
-        g = math.gcd(g, w)
-    reduced = [w // g for w in weights]
-    total = sum(reduced)
-    if total <= size:
-        counts = [w * max(1, size // total) for w in reduced]
-    else:
-        quotas = [size * w / total for w in reduced]
-        counts = [max(1, int(q)) if w > 0 else 0 for q, w in zip(quotas, reduced)]
-        order = sorted(range(len(weights)), key=lambda i: quotas[i] - int(quotas[i]), reverse=True)
-        for i in order[: max(size - sum(counts), 0)]:
-            if reduced[i] > 0:
-                counts[i] += 1
-    table = [i for i, n in enumerate(counts) for _ in range(n)]
-    random.Random(seed).shuffle(table)
-    return table
 
 
 class Engine:
@@ -93,7 +63,7 @@ class Engine:
         self.payloads = [encode_request(plan, r, host_header) for r in plan.requests]
         self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
         self._table_array = np.array(self.table, dtype=np.int64)
-        self.checks = [_check_of(r.checks) for r in plan.requests]
+        self.checks = [check_of(r.checks) for r in plan.requests]
         self.want_body = [c is not None and c[1] is not None for c in self.checks]
         self.conn_class = CheckedConnection if any(self.want_body) else Connection
         self.timeout = plan.timeout
@@ -432,7 +402,7 @@ class Engine:
         if check is None:
             error = None if status < 400 else "status"
         else:
-            error = _checked(conn, status, check)
+            error = checked(conn, status, check)
         conn.busy = False
         cur = self.cur
         cur.latency[spec].append(now - conn.intended)
@@ -483,27 +453,3 @@ class Engine:
             if self.schedule is not None and not self.closed_loop:
                 # waited longer than the plan's timeout
                 self._drop_until(min(now - self.t0, self.stop_rel) - self.timeout)
-
-
-def _checked(conn: Connection, status: int, check: tuple[frozenset[int] | None, bytes | None]) -> str | None:
-    allowed, needle = check
-    if allowed is None:
-        if status >= 400:
-            return "status"
-    elif status not in allowed:
-        return "status"
-    if needle is not None and needle not in b"".join(conn.body or ()):
-        return "check"
-    return None
-
-
-def _check_of(checks) -> tuple[frozenset[int] | None, bytes | None] | None:
-    """(allowed statuses, body needle), or None for the default (any status below 400)."""
-    if checks is None or (checks.status is None and not checks.body_contains):
-        return None
-    status = checks.status
-    allowed = None
-    if status is not None:
-        allowed = frozenset(status if isinstance(status, list) else [status])
-    needle = checks.body_contains.encode() if checks.body_contains else None
-    return allowed, needle

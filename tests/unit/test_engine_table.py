@@ -1,4 +1,4 @@
-"""The weighted request table (services/generator/engine.py: weighted_table)."""
+"""The weighted request table (services/generator/requests.py: weighted_table)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from services.generator.engine import TABLE_SIZE, weighted_table
+from services.generator.requests import TABLE_SIZE, weighted_table
 
 
 @pytest.mark.parametrize(
