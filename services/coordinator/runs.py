@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TICK_S = 0.1
-FINAL_GRACE_S = 3.0
-BUS_SUSPECT_S = 7.0  # all heartbeats silent: wait this long before blaming the generators  # after the last request may have timed out, stop waiting for finals
+FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
+BUS_SUSPECT_S = 7.0  # no heartbeat from anyone: wait this long before blaming the generators
 
 
 class Run:
@@ -234,9 +234,15 @@ class Run:
         gone = [g for g in self.shares if not self.svc.registry.is_alive(g)]
         if not gone:
             return
+        # Heartbeats go through a JetStream KV: while its stream elects a new leader
+        # (a NATS node lost) nobody's beat gets through, and the generator whose last
+        # beat happened to be oldest would be declared lost first although it is
+        # running. A feed silent for more than a beat interval is the bus's silence:
+        # give it time. A generator that really died stands out: the others' beats go on.
         quiet = self.svc.registry.quiet_for()
-        if set(gone) == set(self.shares) and quiet < BUS_SUSPECT_S:
-            return  # every generator silent at once: more likely the bus; give it time
+        stalled = quiet > self.svc.config.dead_after_s / 2 or set(gone) == set(self.shares)
+        if stalled and quiet < BUS_SUSPECT_S:
+            return
         for gid in gone:
             del self.shares[gid]
             self.lost.add(gid)
