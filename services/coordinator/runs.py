@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 TICK_S = 0.1
 FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
+CHANGE_REPORT_S = 30.0  # a rate change not taken up by every member by then is not reported
 BUS_SUSPECT_S = 7.0  # no heartbeat from anyone: wait this long before blaming the generators
 
 
@@ -52,6 +53,9 @@ class Run:
         self._task: asyncio.Task | None = None
         self.durable: set[tuple[str, int]] = set()  # intervals in the run log (ackable)
         self.quiet_below = 0  # seconds below this were published by a previous leader
+        # rate changes not yet taken up by every member: epoch -> (asked at, who is left,
+        # each one's delay from the assignment write to its engine following it, ms)
+        self.changes_waiting: dict[int, tuple[float, set[str], list[float]]] = {}
         self.log = log.bind(run_id=record.run_id)
 
     @property
@@ -151,6 +155,7 @@ class Run:
             await self._assign_all()
             await self._save(target_rps=rate)
             await self._event(f"rate changed to {rate:g}/s")
+            self.changes_waiting[self.record.epoch] = (time.time(), set(self.shares), [])
             return self.record.epoch
 
     async def stop(self) -> int:
@@ -193,6 +198,30 @@ class Run:
         except Exception as exc:  # no ack: the generator keeps it and sends it again
             raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
         self.durable.add(key)
+        if stats.changes and self.changes_waiting:
+            await self._changes_taken_up(stats)
+
+    async def _changes_taken_up(self, stats: IntervalStats) -> None:
+        """Once every member has taken up a rate change, say how long it took (an event)."""
+        now = time.time()
+        for change in stats.changes:
+            waiting = self.changes_waiting.get(change.epoch)
+            if waiting is None:
+                continue
+            _, left, delays_ms = waiting
+            left.discard(stats.generator_id)
+            if change.written_at is not None:
+                delays_ms.append((change.applied_at - change.written_at) * 1000)
+            left &= set(self.shares)  # a member lost meanwhile will not answer
+            if not left:
+                del self.changes_waiting[change.epoch]
+                n = len(delays_ms)
+                if n:
+                    await self._event(f"rate change applied by {n} generator{'s' if n > 1 else ''} "
+                                      f"within {max(delays_ms):.1f} ms of its assignment write")
+        for epoch, (asked_at, _, _) in list(self.changes_waiting.items()):
+            if now - asked_at > CHANGE_REPORT_S:  # superseded by a later epoch: not reported
+                del self.changes_waiting[epoch]
 
     # --- the loop -----------------------------------------------------------------
     async def _loop(self) -> None:

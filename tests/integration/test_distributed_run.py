@@ -175,6 +175,8 @@ async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
     assert after.rps == pytest.approx(300, abs=9)
     report = await finished_report(api, feed, started.run_id)
     assert any("rate changed to 300" in e for e in report.events)
+    # the coordinator heard both take it up, and says how long that took
+    assert any("rate change applied by 2 generators within" in e for e in report.events), report.events
     record = await api.get(started.run_id)
     assert record.target_rps == 300 and record.state == "finished"
     await api.close()
