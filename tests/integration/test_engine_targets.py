@@ -80,7 +80,7 @@ async def run_open(url: str, *, rate: float = 20, seconds: float = 0.5, drain_s:
     """Send ``rate × seconds`` arrivals, wait for them, return everything recorded."""
     engine = Engine(plan_for(url, **plan_kw), asyncio.get_running_loop())
     engine.start(Schedule([Segment(0.0, seconds, rate, rate)], 1.0), time.monotonic())
-    await asyncio.sleep(seconds)
+    await until(lambda: not engine.pacing, seconds + 5, "the schedule's end")
     await engine.drain(drain_s)
     return engine.take_interval()
 
@@ -306,8 +306,7 @@ async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
     async with Target(ok_forever) as t:
         engine = Engine(plan_for(t.url, conns=4), asyncio.get_running_loop())
         engine.start_closed(users=3)
-        await asyncio.sleep(0.5)
-        assert len(engine.conns) == 3
+        await until(lambda: len(engine.conns) == 3 and t.requests > 50, 10, "three busy users")
         await engine.drain(2.0)
         iv = engine.take_interval()
     assert iv.completed() == iv.sent == t.requests
@@ -339,7 +338,7 @@ async def test_closed_loop_replaces_connections_the_target_closes():
     async with Target(close_after_two) as t:
         engine = Engine(plan_for(t.url), asyncio.get_running_loop())
         engine.start_closed(users=2)
-        await asyncio.sleep(0.5)
+        await until(lambda: t.connections > 4, 10, "closed connections replaced")
         await engine.drain(2.0)
         iv = engine.take_interval()
     assert t.connections > 4
@@ -355,7 +354,7 @@ async def test_worker_slices_send_exactly_the_schedule_between_them():
         t0 = time.monotonic()
         for e, s in zip(engines, sched):
             e.start(s, t0)
-        await asyncio.sleep(1.0)
+        await until(lambda: not any(e.pacing for e in engines), 6, "every slice's schedule sent")
         for e in engines:
             await e.drain(2.0)
         ivs = [e.take_interval() for e in engines]
