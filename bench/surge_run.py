@@ -43,6 +43,7 @@ class Meter:
         self.lat = histogram.new()
         self.seconds: list[dict] = []
         self.errors: dict[str, int] = {}
+        self._clock = (time.monotonic(), time.process_time())
 
     def take(self, target: float = 0.0) -> None:
         interval = self.engine.take_interval()
@@ -60,8 +61,13 @@ class Meter:
                 self.errors[k] = self.errors.get(k, 0) + n
         late = sum(r.late for r in stats.requests.values())
         dropped = sum(r.dropped for r in stats.requests.values())
+        # this process's share of its core over the second: a second that fell short with
+        # the core at 100 % was CPU-bound; one well under 100 % had the core taken away
+        wall, cpu = time.monotonic(), time.process_time()
+        core_pct = 100 * (cpu - self._clock[1]) / max(wall - self._clock[0], 1e-9)
+        self._clock = (wall, cpu)
         self.seconds.append({"count": count, "sent": stats.sent, "target": target,
-                             "late": late, "dropped": dropped})
+                             "late": late, "dropped": dropped, "core_pct": round(core_pct, 1)})
 
     def summary(self) -> dict:
         return {
@@ -133,7 +139,8 @@ async def open_(args) -> dict:
             "worst_steady_second_error_pct": round(max(steady), 3),
             "late": sum(s["late"] for s in meter.seconds),
             "dropped": sum(s["dropped"] for s in meter.seconds),
-            "per_second": counts, **meter.summary()}
+            "per_second": counts, "per_second_core_pct": [sec["core_pct"] for sec in meter.seconds],
+            **meter.summary()}
 
 
 async def ratechange(args) -> dict:
