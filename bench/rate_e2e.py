@@ -28,16 +28,9 @@ import time
 
 import msgspec
 
-from bench.stack import Services, connect, plan_for, run_measurement
+from bench.stack import Services, connect, pct, plan_for, run_measurement
 from schemas import subjects
 from schemas.stats import IntervalStats
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, max(math.ceil(len(values) * q) - 1, 0))], 3)
 
 
 async def measure(args, services: Services) -> dict:

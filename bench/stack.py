@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -25,6 +26,14 @@ from schemas.errors import Unavailable
 from services.cli.client import CoordinatorClient
 from services.cli.up import nats_server_binary, port_open
 from services.coordinator import plans
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0-1] of ``values``, rounded to 3 places; None if empty."""
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, max(math.ceil(len(values) * q) - 1, 0))], 3)
 
 
 class Services:

@@ -22,7 +22,7 @@ import resource
 import sys
 import time
 
-from bench.stack import plan_for
+from bench.stack import pct, plan_for
 from schemas.control import Segment
 from services.common import histogram
 from services.generator.engine import Engine
@@ -168,10 +168,8 @@ async def ratechange(args) -> dict:
         await asyncio.sleep(0.2)
         engine.take_interval()
     await engine.drain(1.0)
-    delays.sort()
     return {"mode": "ratechange", "changes": len(delays),
-            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[min(len(delays) - 1, math.ceil(len(delays) * 0.99) - 1)],
-            "max_ms": delays[-1], "scope": "engine: rebase() to the first arrival sent on the new schedule"}
+            "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99), "max_ms": pct(delays, 1.0), "scope": "engine: rebase() to the first arrival sent on the new schedule"}
 
 
 def rss_mb() -> float:
