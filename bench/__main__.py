@@ -11,6 +11,12 @@ and writes the JSON; it never fails on a number. Environment knobs:
     SURGE_BENCH_RSS_S     length of the RSS-growth run of a generator service at 20k
                           req/s (default 60; the issue's full figure: 600)
     SURGE_BENCH_CONNS     connections per client (default 64)
+    SURGE_BENCH_WRK2      path of a wrk2 binary (else ``wrk2`` on PATH): when there is one,
+                          it runs the same open-loop rates beside Surge, and its CPU per
+                          request at 20k is the one Surge's stands beside
+
+Every open-loop run is also counted by nginx itself, second by second (SecondCounter),
+so Surge's and wrk2's per-second accuracy are measured by the same meter.
 """
 
 from __future__ import annotations
@@ -31,11 +37,21 @@ from pathlib import Path
 
 import psutil
 
-from bench.nginx import Nginx
+from bench.nginx import Nginx, SecondCounter
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+def wrk2_bin() -> str | None:
+    """wrk2 (Gil Tene's constant-throughput wrk) if there is one: not packaged by Debian."""
+    path = os.environ.get("SURGE_BENCH_WRK2") or shutil.which("wrk2")
+    if not path or not os.access(path, os.X_OK):
+        return None
+    proc = subprocess.run([path, "--help"], capture_output=True, text=True)
+    usage = proc.stdout + proc.stderr
+    return path if "--rate" in usage else None  # plain wrk has no -R
 
 
 def machine() -> dict:
@@ -94,6 +110,30 @@ def run_wrk(child: Child, url: str, seconds: int, conns: int, core: int | None) 
     lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     return {"rps": rps, "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6,
             "cpu_share": round(cpu / wall, 3), "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "server_cpu_pct": round(server_pct, 1)}
+
+
+def run_wrk2(child: Child, wrk2: str, url: str, rate: float, seconds: int, conns: int,
+             core: int | None) -> dict:
+    out, cpu, wall, server_pct = child.run(
+        pin(core) + [wrk2, "-t1", f"-c{conns}", f"-d{seconds}s", f"-R{int(rate)}", "--latency", url],
+        seconds + 30)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    # wrk2's HdrHistogram of latency from each request's intended time
+    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s*(50|99)\.000%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    return {"target_rps": rate, "achieved_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6, "cpu_share": round(cpu / wall, 3),
+            "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "server_cpu_pct": round(server_pct, 1)}
+
+
+def counted(port: int, rate: float, fn, *args, **kw) -> dict:
+    """Run an open-loop measurement with nginx counting its requests second by second."""
+    with SecondCounter(port) as counter:
+        result = fn(*args, **kw)
+    secs = counter.per_second(rate)
+    result["server_per_second"] = secs
+    result["server_worst_second_error_pct"] = (
+        round(max(abs(c - rate) / rate * 100 for c in secs), 3) if secs else None)
+    return result
 
 
 def _ms(value: str, unit: str) -> float:
@@ -242,15 +282,27 @@ def table(res: dict) -> str:
                  " what the client could do with a whole core and an infinitely fast server.")
     lines.append("")
     lines.append(f"{'open loop: target req/s':<26}{'achieved':>10}{'worst 1-s err %':>17}"
-                 f"{'steady worst %':>16}{'late':>8}{'dropped':>9}{'p99 ms':>9}{'CPU µs/req':>12}")
-    for r in res["open_loop"]:
+                 f"{'steady worst %':>16}{'nginx-counted %':>17}{'late':>8}{'dropped':>9}{'p50 ms':>9}"
+                 f"{'p99 ms':>9}{'CPU µs/req':>12}")
+    wrk2_rows = res.get("open_loop_wrk2") or [None] * len(res["open_loop"])  # one per rate, same order
+    for r, w in zip(res["open_loop"], wrk2_rows):
         if "error" in r:
             lines.append(f"{fmt(r.get('target_rps'), 0):<26}  {r['error'][:90]}")
-            continue
-        lines.append(f"{fmt(r['target_rps'], 0):<26}{fmt(r['achieved_rps'], 0):>10}"
-                     f"{fmt(r['worst_second_error_pct'], 2):>17}{fmt(r['worst_steady_second_error_pct'], 2):>16}"
-                     f"{fmt(r['late']):>8}{fmt(r['dropped']):>9}{fmt(r['p99_ms'], 2):>9}"
-                     f"{fmt(r['cpu_us_per_req']):>12}")
+        else:
+            lines.append(f"{fmt(r['target_rps'], 0):<26}{fmt(r['achieved_rps'], 0):>10}"
+                         f"{fmt(r['worst_second_error_pct'], 2):>17}{fmt(r['worst_steady_second_error_pct'], 2):>16}"
+                         f"{fmt(r.get('server_worst_second_error_pct'), 2):>17}{fmt(r['late']):>8}"
+                         f"{fmt(r['dropped']):>9}{fmt(r['p50_ms'], 2):>9}{fmt(r['p99_ms'], 2):>9}"
+                         f"{fmt(r['cpu_us_per_req']):>12}")
+        if w is not None and "error" not in w:
+            lines.append(f"{'  wrk2, same rate':<26}{fmt(w['achieved_rps'], 0):>10}{'':>17}{'':>16}"
+                         f"{fmt(w.get('server_worst_second_error_pct'), 2):>17}{'':>8}{'':>9}"
+                         f"{fmt(w['p50_ms'], 2):>9}{fmt(w['p99_ms'], 2):>9}{fmt(w['cpu_us_per_req']):>12}")
+        elif w is not None:
+            lines.append(f"{'  wrk2, same rate':<26}  {w['error'][:90]}")
+    lines.append("  worst 1-s err: the client's own 1-s intervals (completions); nginx-counted: the same"
+                 " run's requests counted by nginx at each whole second (load's partial first and last"
+                 f" seconds left out). wrk2: {res.get('wrk2', '-')}")
     c = res.get("cpu_at_20k", {})
     lines.append("")
     lines.append(f"CPU at a fixed {fmt(c.get('rate'), 0)} req/s: Surge {fmt(c.get('surge_cpu_us_per_req'))} µs/req"
@@ -327,30 +379,42 @@ def main(argv: list[str] | None = None) -> int:
         fractions = [0.05, 0.2] if quick else [0.1, 0.25, 0.5, 0.8]
         res["open_loop"] = []
         open_s = max(seconds, 2) if quick else max(seconds, 6)
+        wrk2 = wrk2_bin()
+        res["wrk2"] = wrk2 or "not installed (SURGE_BENCH_WRK2=/path/to/wrk2 adds its rows)"
+        if wrk2:
+            res["open_loop_wrk2"] = []
         for f in fractions:
             rate = max(100.0, round(max_rps * f / 100) * 100)
             if quick:
                 rate = min(rate, 2000.0)
             r: dict = {}
-            attempt(r, "run", run_surge, child, "open", url, client_core, "--rate", str(rate),
-                    "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
+            attempt(r, "run", counted, nginx.port, rate, run_surge, child, "open", url, client_core,
+                    "--rate", str(rate), "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
             r = r["run"]
             r["target_rps"] = rate
             r["fraction_of_closed_max"] = f
             res["open_loop"].append(r)
+            if wrk2:
+                w = attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
+                            open_s, conns, client_core)
+                res["open_loop_wrk2"].append({**w, "target_rps": rate, "fraction_of_closed_max": f})
 
         fixed = 1000.0 if quick else 20000.0
         c20: dict = {}
         attempt(c20, "run", run_surge, child, "open", url, client_core, "--rate", str(fixed),
                 "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
         c20 = c20["run"]
-        wrk = peers.get("wrk", {})
         res["cpu_at_20k"] = {
             "rate": fixed, "achieved_rps": c20.get("achieved_rps"),
             "surge_cpu_us_per_req": c20.get("cpu_us_per_req"), "error": c20.get("error"),
-            "peer": "wrk", "peer_cpu_us_per_req": wrk.get("cpu_us_per_req"),
-            "peer_note": "wrk2 not installed: wrk at full speed",
         }
+        if wrk2:
+            peer = attempt({}, "wrk2_fixed", run_wrk2, child, wrk2, url, fixed, open_s, conns, client_core)
+            res["cpu_at_20k"].update({"peer": "wrk2", "peer_cpu_us_per_req": peer.get("cpu_us_per_req"),
+                                      "peer_note": f"wrk2 at the same {fixed:.0f} req/s"})
+        else:
+            res["cpu_at_20k"].update({"peer": "wrk", "peer_cpu_us_per_req": peers.get("wrk", {}).get("cpu_us_per_req"),
+                                      "peer_note": "wrk2 not installed: wrk at full speed"})
         attempt(res, "rate_change", run_surge, child, "ratechange", url, client_core,
                 "--rate", str(1000.0 if quick else min(20000.0, max_rps * 0.4)),
                 "--changes", "5" if quick else "50", "--conns", str(conns), timeout=120)

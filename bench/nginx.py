@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+STATUS = "surge-bench-status"
 BODY = b"surge bench: a small static file served by nginx\n" * 8  # ~400 bytes
 
 CONF = """\
@@ -42,6 +44,9 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {dir}/www;
         location / {{ index index.txt; }}
+        # the server's own request counter: every client's per-second count measured
+        # the same way, by the server (SecondCounter)
+        location = /{status} {{ stub_status; }}
     }}
 }}
 """
@@ -77,7 +82,7 @@ class Nginx:
         (self.dir / "www").mkdir()
         (self.dir / "www" / "index.txt").write_bytes(BODY)
         mask = "auto" if self.core is None else format(1 << self.core, "b")
-        (self.dir / "nginx.conf").write_text(CONF.format(dir=self.dir, port=self.port, mask=mask))
+        (self.dir / "nginx.conf").write_text(CONF.format(dir=self.dir, port=self.port, mask=mask, status=STATUS))
         self.proc = subprocess.Popen(
             [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-e", str(self.dir / "error.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
@@ -102,6 +107,53 @@ class Nginx:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SecondCounter:
+    """nginx's own request count, read at every whole wall-clock second on one keep-alive
+    connection, so any client's per-second throughput is measured by the server.
+
+    ``with SecondCounter(port) as c: run(); c.per_second(target)`` gives the counts of the
+    whole seconds under load: seconds below half the target are before or after the load,
+    and the first and last loaded seconds are dropped as partial.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nginx-counter", daemon=True)
+
+    def __enter__(self) -> SecondCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _read(self, sock: socket.socket) -> int:
+        sock.sendall(f"GET /{STATUS} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        data = b""
+        while not data.endswith(b"\n") or b"Waiting" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("nginx closed the status connection")
+            data += chunk
+        # "server accepts handled requests\n 5 5 123 \n"
+        return int(data.split(b"requests")[1].split()[2])
+
+    def _run(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port)) as sock:
+            second = int(time.time()) + 1
+            while not self._stop.wait(max(second - time.time(), 0)):
+                self.samples.append((second, self._read(sock)))
+                second += 1
+
+    def per_second(self, target: float) -> list[int]:
+        counts = [b - a - 1 for (_, a), (_, b) in zip(self.samples, self.samples[1:])]  # -1: our own GET
+        loaded = [i for i, c in enumerate(counts) if c >= target / 2]
+        return counts[loaded[0] + 1:loaded[-1]] if len(loaded) > 2 else []
 
 
 if __name__ == "__main__":  # handy by hand: python -m bench.nginx

@@ -47,3 +47,21 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert e2e["changes"] == e2e["seen"] == 3 and e2e["write_to_applied_p99_ms"] is not None
     assert res["rss"]["rss_end_mb"] > 0
     assert "Surge engine, closed loop" in proc.stdout
+
+
+@pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
+                    reason="nginx not installed (make debs)")
+def test_nginx_counts_an_open_run_second_by_second():
+    """The bench's neutral meter: nginx's own request counter, read at whole seconds,
+    sees Surge's open model at its rate, with the load's partial seconds left out."""
+    from bench.__main__ import Child, counted, run_surge
+    from bench.nginx import Nginx
+
+    rate = 400.0
+    with Nginx(core=None) as nginx:
+        result = counted(nginx.port, rate, run_surge, Child([nginx.proc.pid]), "open", nginx.url, None,
+                         "--rate", str(rate), "--seconds", "5", "--conns", "4", timeout=60)
+    secs = result["server_per_second"]
+    assert len(secs) >= 2, result
+    assert all(abs(c - rate) <= rate * 0.03 for c in secs), secs
+    assert result["server_worst_second_error_pct"] == max(abs(c - rate) / rate * 100 for c in secs)
