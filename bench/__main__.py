@@ -102,14 +102,16 @@ def pin(core: int | None) -> list[str]:
     return ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
 
 
-def run_wrk(child: Child, url: str, seconds: int, conns: int, core: int | None) -> dict:
-    out, cpu, wall, server_pct = child.run(
-        pin(core) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url], seconds + 30)
+def run_wrk(child: Child, url: str, seconds: int, conns: int, core: int | None, port: int) -> dict:
+    with SecondCounter(port) as counter:  # wrk has no per-second figures: nginx counts them
+        out, cpu, wall, server_pct = child.run(
+            pin(core) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url], seconds + 30)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     return {"rps": rps, "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6,
-            "cpu_share": round(cpu / wall, 3), "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "server_cpu_pct": round(server_pct, 1)}
+            "cpu_share": round(cpu / wall, 3), "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+            "server_cpu_pct": round(server_pct, 1), "per_second": counter.per_second(rps / 4)}
 
 
 def run_wrk2(child: Child, wrk2: str, url: str, rate: float, seconds: int, conns: int,
@@ -129,7 +131,7 @@ def counted(port: int, rate: float, fn, *args, **kw) -> dict:
     """Run an open-loop measurement with nginx counting its requests second by second."""
     with SecondCounter(port) as counter:
         result = fn(*args, **kw)
-    secs = counter.per_second(rate)
+    secs = counter.per_second(rate / 2)
     result["server_per_second"] = secs
     result["server_worst_second_error_pct"] = (
         round(max(abs(c - rate) / rate * 100 for c in secs), 3) if secs else None)
@@ -280,6 +282,11 @@ def table(res: dict) -> str:
     lines.append("  nginx CPU% near 100: the server is the limit. client core% well under 100 with nginx"
                  " idle: the core was shared (other load); 1-core est. = 1e6 / CPU µs per request,"
                  " what the client could do with a whole core and an infinitely fast server.")
+    spans = [f"{name} {min(secs):,}-{max(secs):,}" for name, key in (("wrk", "wrk"), ("Surge", "surge_closed"))
+             if (secs := res["peers"].get(key, {}).get("per_second"))]
+    if spans:
+        lines.append(f"  closed loop second by second: {', '.join(spans)} req/s. The closed-loop maximum is"
+                     " a mean: an open rate above a run's slowest second cannot hold in that second.")
     lines.append("")
     lines.append(f"{'open loop: target req/s':<26}{'achieved':>10}{'worst 1-s err %':>17}"
                  f"{'steady worst %':>16}{'nginx-counted %':>17}{'late':>8}{'dropped':>9}{'p50 ms':>9}"
@@ -366,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         child = Child(workers)
         url = nginx.url
         peers = res["peers"]
-        attempt(peers, "wrk", run_wrk, child, url, seconds, conns, client_core)
+        attempt(peers, "wrk", run_wrk, child, url, seconds, conns, client_core, nginx.port)
         attempt(peers, "surge_closed", run_surge, child, "closed", url, client_core,
                 "--seconds", str(seconds), "--conns", str(conns), timeout=seconds + 60)
         attempt(peers, "bare", run_bare, child, url, seconds, conns, client_core)

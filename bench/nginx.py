@@ -113,9 +113,9 @@ class SecondCounter:
     """nginx's own request count, read at every whole wall-clock second on one keep-alive
     connection, so any client's per-second throughput is measured by the server.
 
-    ``with SecondCounter(port) as c: run(); c.per_second(target)`` gives the counts of the
-    whole seconds under load: seconds below half the target are before or after the load,
-    and the first and last loaded seconds are dropped as partial.
+    ``with SecondCounter(port) as c: run(); c.per_second(floor)`` gives the counts of the
+    whole seconds under load: seconds below ``floor`` (half an open run's target, say) are
+    before or after the load, and the first and last loaded seconds are dropped as partial.
     """
 
     def __init__(self, port: int) -> None:
@@ -150,9 +150,9 @@ class SecondCounter:
                 self.samples.append((second, self._read(sock)))
                 second += 1
 
-    def per_second(self, target: float) -> list[int]:
+    def per_second(self, floor: float) -> list[int]:
         counts = [b - a - 1 for (_, a), (_, b) in zip(self.samples, self.samples[1:])]  # -1: our own GET
-        loaded = [i for i, c in enumerate(counts) if c >= target / 2]
+        loaded = [i for i, c in enumerate(counts) if c >= floor]
         return counts[loaded[0] + 1:loaded[-1]] if len(loaded) > 2 else []
 
 
