@@ -41,7 +41,8 @@ integration: venv debs
 	$(PY) -m pytest tests/integration -q
 
 ## make bench: Surge's engine beside wrk and Locust against one pinned nginx (figures, never pass/fail)
-## SURGE_BENCH_RSS_S=600 for the full 10-minute RSS run; results in bench/results/latest.json
+## SURGE_BENCH_RSS_S=600 for the full 10-minute RSS run; SURGE_BENCH_WRK2=/path/to/wrk2 adds wrk2 beside the
+## open-loop rows (it is not packaged); results in bench/results/latest.json
 bench: venv debs
 	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench
