@@ -127,9 +127,36 @@ async def metrics(cdp) -> dict[str, float]:
     return {m["name"]: m["value"] for m in (await cdp.send("Performance.getMetrics"))["metrics"]}
 
 
-FRAME_WATCH = """() => { window.__frames = []; let last = performance.now();
+# Two views of the frames: the gaps between animation frames (what a user sees), and
+# Chromium's long-animation-frame entries (LoAF, frames over 50 ms), which say where a
+# long frame's time went. A gap far longer than any LoAF is time the page was not running.
+FRAME_WATCH = """() => { window.__frames = []; window.__loaf = []; let last = performance.now();
   const tick = (t) => { window.__frames.push(t - last); last = t; requestAnimationFrame(tick); };
-  requestAnimationFrame(tick); }"""
+  requestAnimationFrame(tick);
+  if (PerformanceObserver.supportedEntryTypes.includes('long-animation-frame')) {
+    const since = performance.now();  // not the frame the watch was installed in
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) if (e.startTime >= since) window.__loaf.push({
+      duration: e.duration, blocking: e.blockingDuration,
+      script: e.scripts.reduce((a, s) => a + s.duration, 0),
+      forced_layout: e.scripts.reduce((a, s) => a + s.forcedStyleAndLayoutDuration, 0),
+      style_layout: e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0,
+      render: e.renderStart ? e.startTime + e.duration - e.renderStart : 0,
+      top: e.scripts.slice().sort((a, b) => b.duration - a.duration).slice(0, 2).map(
+        (s) => `${s.invoker || s.invokerType} ${Math.round(s.duration)}ms`) }); })
+      .observe({type: 'long-animation-frame'}); } }"""
+
+
+async def frame_figures(page, prefix: str) -> dict:
+    """The longest gap between animation frames, and the longest LoAF broken down."""
+    frames = await page.evaluate("window.__frames")
+    loaf = await page.evaluate("window.__loaf")
+    out = {f"{prefix}_longest_frame_ms": round(max(frames[1:] or [0]), 1),
+           f"{prefix}_long_frames": len(loaf)}
+    if loaf:
+        worst = max(loaf, key=lambda e: e["duration"])
+        out[f"{prefix}_longest_loaf"] = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in worst.items()}
+        out[f"{prefix}_loaf_total_ms"] = round(sum(e["duration"] for e in loaf), 1)
+    return out
 
 
 async def main_async(args) -> dict:
@@ -210,12 +237,11 @@ async def main_async(args) -> dict:
             await page.wait_for_function(
                 "(want) => document.querySelector('#kpi-total .v').textContent === want", arg=want, timeout=30_000)
             m1 = await metrics(cdp)
-            frames = await page.evaluate("window.__frames")
             n = args.updates
             out["live_update_task_ms"] = round(1000 * (m1["TaskDuration"] - m0["TaskDuration"]) / n, 1)
             out["live_update_script_ms"] = round(1000 * (m1["ScriptDuration"] - m0["ScriptDuration"]) / n, 1)
             out["live_update_layout_ms"] = round(1000 * (m1["LayoutDuration"] - m0["LayoutDuration"]) / n, 1)
-            out["live_longest_frame_ms"] = round(max(frames[1:] or [0]), 1)
+            out.update(await frame_figures(page, "live"))
             out["live_js_heap_mb"] = round(m1["JSHeapUsedSize"] / 2**20, 1)
             out["live_surge_paint_ms"] = await page.evaluate(
                 "() => (window.Surge && Surge.perf && Surge.perf.summary) ? Surge.perf.summary() : null")
@@ -242,10 +268,9 @@ async def main_async(args) -> dict:
                 await nc.flush()
                 await asyncio.sleep(1.0)  # monitors sample once a second
             m1 = await metrics(cdp)
-            frames = await page.evaluate("window.__frames")
             s = args.host_seconds
             out["hosts_task_ms_per_s"] = round(1000 * (m1["TaskDuration"] - m0["TaskDuration"]) / s, 1)
-            out["hosts_longest_frame_ms"] = round(max(frames[1:] or [0]), 1)
+            out.update(await frame_figures(page, "hosts"))
             out["page_errors"] = errors
             await browser.close()
         await nc.close()

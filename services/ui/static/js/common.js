@@ -108,6 +108,17 @@ S.axes = (yfmt, xopts) => {
   return [Object.assign({stroke, grid, ticks, font: "11px system-ui"}, xopts || {}),
           {stroke, grid, ticks, font: "11px system-ui", size: 56, values: (u, vs) => vs.map(yfmt || ((v) => v == null ? "" : S.num(v, v < 10 ? 1 : 0)))}];
 };
+// A chart off screen is not redrawn: its newest data waits on the chart and is drawn
+// when the chart scrolls near the viewport. Below the fold, 50 host charts or a chart
+// of 50 generators' lines cost hundreds of ms a second otherwise (bench/ui_scale.py).
+const onScreen = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    e.target.surgeVisible = e.isIntersecting;
+    const u = e.target.surgeChart;
+    if (e.isIntersecting && u && u.surgePending) { const d = u.surgePending; u.surgePending = null; u.setData(d); S.showLatest(u); }
+  }
+}, {rootMargin: "200px"});
+S.onScreen = (el) => el.surgeVisible !== false;  // not yet observed counts as on screen
 // A uPlot chart that follows its container's width.
 S.chart = function (el, opts, data) {
   const width = () => Math.max(el.clientWidth - 4, 200);
@@ -116,12 +127,17 @@ S.chart = function (el, opts, data) {
   hooks.setData = (hooks.setData || []).concat([(u) => S.showLatest(u)]);
   const u = new uPlot(Object.assign({width: width(), height: opts.height || 210, cursor: {points: {size: 5}}, legend: {live: true}}, opts, {hooks}), data, el);
   new ResizeObserver(() => { if (Math.abs(u.width - width()) > 2) u.setSize({width: width(), height: u.height}); }).observe(el);
+  el.surgeChart = u; u.surgeEl = el;
+  onScreen.observe(el);
   S.showLatest(u);
   return u;
 };
 // Without the cursor on the chart, the legend shows the latest values (not "--").
 S.showLatest = (u) => { if (u.cursor.left > 0 || !u.data[0] || !u.data[0].length) return; try { u.setLegend({idx: u.data[0].length - 1}); } catch (e) { /* older uPlot */ } };
-S.setData = (u, data) => { u.setData(data); S.showLatest(u); };
+S.setData = (u, data) => {
+  if (!S.onScreen(u.surgeEl)) { u.surgePending = data; return; }
+  u.surgePending = null; u.setData(data); S.showLatest(u);
+};
 S.timeAxis = {values: (u, vs) => vs.map((v) => S.dur(v)), incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]};
 S.timeSeries = {label: "t", value: (u, v) => v == null ? "" : S.dur(v)};
 

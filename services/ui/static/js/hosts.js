@@ -17,10 +17,21 @@
   }
 
   // --- one host's card: built once, its parts refilled on each sample ---------------
+  // a card off screen is refilled when it scrolls near the viewport, not on every sample
+  const onScreen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const name = e.target.dataset.host, c = cards.get(name);
+      if (!c) continue;
+      c.visible = e.isIntersecting;
+      if (c.visible && c.stale) { c.stale = false; fill(name, c); }
+    }
+  }, {rootMargin: "300px"});
   function newCard(name) {
     const c = {head: h("div", {class: "head", style: "margin-bottom:4px"}), kpis: h("div", {class: "minikpis"}),
-      bars: h("div", {class: "bars", title: "CPU per core"}), chartEl: h("div", {class: "chart", id: "hc-" + name}), cols: h("div", {class: "cols"})};
+      bars: h("div", {class: "bars", title: "CPU per core"}), chartEl: h("div", {class: "chart", id: "hc-" + name}), cols: h("div", {class: "cols"}),
+      visible: true, stale: false};
     c.el = h("div", {class: "panel hostcard", "data-host": name}, c.head, c.kpis, c.bars, c.chartEl, c.cols);
+    onScreen.observe(c.el);
     return c;
   }
   function fill(name, c) {
@@ -47,7 +58,7 @@
     if (c.chart) S.setData(c.chart, data);
     else c.chart = S.chart(c.chartEl, {height: 150, scales: {x: {time: true, range: (u, min, max) => [Math.min(min, max - 120), max]}, pct: {range: [0, 100]}},
       axes: [S.axes()[0], Object.assign(S.axes()[1], {scale: "pct", values: (u, vs) => vs.map((v) => v + "%")}), Object.assign(S.axes()[1], {scale: "mb", side: 1, grid: {show: false}, values: (u, vs) => vs.map((v) => S.num(v, 1) + "M")})],
-      series: [{}, {label: "cpu %", stroke: S.color(0), scale: "pct", width: 1.5}, {label: "mem %", stroke: S.color(1), scale: "pct", width: 1.5}, {label: "net MB/s", stroke: S.color(2), scale: "mb", width: 1.2}]}, data);
+      series: [{}, {label: "cpu %", stroke: S.color(0), scale: "pct", width: 1}, {label: "mem %", stroke: S.color(1), scale: "pct", width: 1}, {label: "net MB/s", stroke: S.color(2), scale: "mb", width: 1}]}, data);
   }
 
   // --- alerts: firing first, then what happened lately -------------------------------
@@ -86,7 +97,8 @@
         const after = [...cards.keys()].filter((n) => n > name).sort()[0];
         grid.insertBefore(c.el, after ? cards.get(after).el : null);
       }
-      fill(name, c);
+      if (c.visible) fill(name, c);
+      else c.stale = true;
     }
     dirty.clear();
     if (alertsDirty) renderAlerts();

@@ -64,7 +64,9 @@
     for (const t of gaps) band(t, top, height, "rgba(255,93,93,0.22)");
     if (withBehind) for (const t of behindAt) band(t, top + height - 4 * devicePixelRatio, 4 * devicePixelRatio, "rgba(245,183,59,0.9)");
     ctx.restore(); }}});
-  const series = (label, i, extra) => Object.assign({label, stroke: S.color(i), width: 1.6, spanGaps: false}, extra || {});
+  // 1-px lines (Grafana's default): a canvas without GPU draws them as hairlines, and a
+  // wider line cost 300+ ms a second to rasterise with 50 generators (bench/ui_scale.py)
+  const series = (label, i, extra) => Object.assign({label, stroke: S.color(i), width: 1, spanGaps: false}, extra || {});
   function defs() {
     return {reqNames: [...req.keys()].sort(), gens: [...gen.keys()].sort()};
   }
@@ -82,12 +84,12 @@
     const base = {plugins: [marksPlugin(which === "gen")], axes: S.axes(null, S.timeAxis), scales: {x: {time: false}}};
     const ms = {axes: S.axes((v) => v == null ? "" : S.ms(v).replace(" ms", "ms"), S.timeAxis)};
     switch (which) {
-      case "rate": return Object.assign(base, {title: "Throughput (req/s)", series: [S.timeSeries, series("target", 2, {dash: [6, 4], width: 2}), series("achieved", 0, {fill: "rgba(76,141,255,0.10)"})]});
+      case "rate": return Object.assign(base, {title: "Throughput (req/s)", series: [S.timeSeries, series("target", 2, {dash: [6, 4]}), series("achieved", 0, {fill: "rgba(76,141,255,0.10)"})]});
       case "lat": return Object.assign(base, ms, {title: "Latency from intended time", series: [S.timeSeries, series("p50", 1), series("p90", 2), series("p99", 3)]});
       case "err": return Object.assign(base, {title: "Errors · late · dropped (per s)", series: [S.timeSeries, series("errors", 3, {fill: "rgba(255,93,93,0.12)"}), series("late", 2), series("dropped", 4)]});
       case "req": return Object.assign(base, ms, {title: "p99 per request", series: [S.timeSeries, ...d.reqNames.map((n, i) => series(n, i))]});
       case "gen": return Object.assign(base, {title: `Achieved req/s per generator (${d.gens.length}) · red: lost · amber: behind`, legend: {show: d.gens.length <= 12},
-        series: [S.timeSeries, ...d.gens.map((g, i) => series(lost.has(g) ? `${g} (lost)` : g, i, {width: 1.2, dash: lost.has(g) ? [3, 3] : undefined}))]});
+        series: [S.timeSeries, ...d.gens.map((g, i) => series(lost.has(g) ? `${g} (lost)` : g, i, {dash: lost.has(g) ? [3, 3] : undefined}))]});
     }
   }
   function drawCharts() {
