@@ -106,12 +106,8 @@ def run_wrk(child: Child, url: str, seconds: int, conns: int, core: int | None, 
     with SecondCounter(port) as counter:  # wrk has no per-second figures: nginx counts them
         out, cpu, wall, server_pct = child.run(
             pin(core) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url], seconds + 30)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
-    return {"rps": rps, "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6,
-            "cpu_share": round(cpu / wall, 3), "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
-            "server_cpu_pct": round(server_pct, 1), "per_second": counter.per_second(rps / 4)}
+    res = _wrk_figures(out, cpu, wall, server_pct, r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$")
+    return {**res, "per_second": counter.per_second(res["rps"] / 4)}
 
 
 def run_wrk2(child: Child, wrk2: str, url: str, rate: float, seconds: int, conns: int,
@@ -119,11 +115,18 @@ def run_wrk2(child: Child, wrk2: str, url: str, rate: float, seconds: int, conns
     out, cpu, wall, server_pct = child.run(
         pin(core) + [wrk2, "-t1", f"-c{conns}", f"-d{seconds}s", f"-R{int(rate)}", "--latency", url],
         seconds + 30)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
     # wrk2's HdrHistogram of latency from each request's intended time
-    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s*(50|99)\.000%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
-    return {"target_rps": rate, "achieved_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": total, "cpu_us_per_req": cpu / max(total, 1) * 1e6, "cpu_share": round(cpu / wall, 3),
+    res = _wrk_figures(out, cpu, wall, server_pct, r"^\s*(50|99)\.000%\s+([\d.]+)(us|ms|s)\s*$")
+    return {"target_rps": rate, "achieved_rps": res.pop("rps"), **res}
+
+
+def _wrk_figures(out: str, cpu: float, wall: float, server_pct: float, pct_line: str) -> dict:
+    """The figures of a wrk or wrk2 run from its output; ``pct_line`` matches its
+    50th and 99th percentile lines (the two print them differently)."""
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {p: _ms(v, u) for p, v, u in re.findall(pct_line, out, re.M)}
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": total,
+            "cpu_us_per_req": cpu / max(total, 1) * 1e6, "cpu_share": round(cpu / wall, 3),
             "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "server_cpu_pct": round(server_pct, 1)}
 
 
