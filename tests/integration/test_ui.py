@@ -193,6 +193,18 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             await expect(firing).to_have_count(0)
             await expect(page.locator('#recent-alerts tr[data-state="resolved"]')).to_have_count(1)
             await expect(page.locator('[data-host="load-box-1"] .badge.firing')).to_have_count(0)
+
+            # a card below the fold is refilled when it scrolls into view, with the newest sample
+            for i in range(12):
+                await publish_host(nc, f"zz-host-{i:02d}", cpu=12.0)
+            last = page.locator('[data-host="zz-host-11"]')
+            await expect(last.locator(".minikpis b").first).to_have_text("12%", timeout=10_000)
+            await publish_host(nc, "zz-host-11", cpu=77.0)
+            await publish_host(nc, "load-box-1", cpu=55.0)  # on screen: refilled at once
+            await expect(page.locator('[data-host="load-box-1"] .minikpis b').first).to_have_text("55%")
+            await last.scroll_into_view_if_needed()
+            # within 2 s: before the page's 3-s staleness sweep would refill it anyway
+            await expect(last.locator(".minikpis b").first).to_have_text("77%", timeout=2_000)
             assert page.errors == [], page.errors
     finally:
         await nc.close()
