@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--generators", type=int, help="how many generators to use")
     run.add_argument("--report", help="write the JSON report here")
     run.add_argument("--junit", help="write thresholds as JUnit XML here")
+    run.add_argument("--html", help="write the report as one self-contained HTML file here")
     run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
 
     val = sub.add_parser("validate", help="check a plan (locally; --remote asks the coordinator)")
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="show a finished run's report")
     rep.add_argument("run_id")
     rep.add_argument("--json", action="store_true")
+    rep.add_argument("--html", help="also write it as one self-contained HTML file here")
 
     imp = sub.add_parser("import", help="turn a HAR, Postman collection, curl command or JMeter plan into a plan")
     imp.add_argument("kind", choices=["har", "postman", "curl", "jmx"])

@@ -14,7 +14,7 @@ from rich.console import Console
 from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.stats import LiveSnapshot, Report
-from services.cli import render
+from services.cli import html_report, render
 from services.cli.client import CoordinatorClient
 from services.coordinator import plans
 
@@ -96,12 +96,20 @@ async def generators(api: CoordinatorClient, args, console: Console) -> int:
 
 
 async def report(api: CoordinatorClient, args, console: Console) -> int:
+    data = await api.report_bytes(args.run_id)
+    r = msgspec.json.decode(data, type=Report)
+    if args.html:
+        _write_html(args.html, r)
     if args.json:
-        sys.stdout.write((await api.report_bytes(args.run_id)).decode() + "\n")
+        sys.stdout.write(data.decode() + "\n")
         return 0
-    r = await api.report(args.run_id)
     render.summary(console, r)
     return 0 if r.verdict == "pass" else 1
+
+
+def _write_html(path: str, r: Report) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(html_report.render_html(r))
 
 
 async def run(api: CoordinatorClient, args, console: Console) -> int:
@@ -109,11 +117,12 @@ async def run(api: CoordinatorClient, args, console: Console) -> int:
     plan = plans.with_overrides(
         plans.load(args.plan), rate=args.rate, duration=duration, generators=args.generators
     )
-    return await follow_run(api, plan, console, args.report, args.junit, args.quiet)
+    return await follow_run(api, plan, console, args.report, args.junit, args.quiet, args.html)
 
 
 async def follow_run(
-    api: CoordinatorClient, plan, console: Console, report_path=None, junit_path=None, quiet=False
+    api: CoordinatorClient, plan, console: Console, report_path=None, junit_path=None, quiet=False,
+    html_path=None,
 ) -> int:
     """Start a run, print it live, print and save its report; the verdict is the exit code."""
     started = await api.start(plan)
@@ -186,4 +195,6 @@ async def follow_run(
     if junit_path:
         with open(junit_path, "w") as f:
             f.write(render.junit(r))
+    if html_path:
+        _write_html(html_path, r)
     return 0 if r.verdict == "pass" else 1

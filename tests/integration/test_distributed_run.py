@@ -284,9 +284,9 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     passing = tmp_path / "pass.yaml"
     passing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
                                            thresholds={"p99_ms": 1000, "error_rate": 0.01})))
-    out_json, out_xml = tmp_path / "report.json", tmp_path / "junit.xml"
+    out_json, out_xml, out_html = tmp_path / "report.json", tmp_path / "junit.xml", tmp_path / "report.html"
     done = await asyncio.to_thread(
-        cluster.cli, "run", str(passing), "--report", str(out_json), "--junit", str(out_xml)
+        cluster.cli, "run", str(passing), "--report", str(out_json), "--junit", str(out_xml), "--html", str(out_html)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS" in done.stdout
@@ -300,6 +300,10 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     assert set(report["totals"]["latency_ms"]) >= {"min", "mean", "p50", "p90", "p95", "p99", "p999", "max"}
     assert report["verdict"] == "pass"
     assert "<testsuite" in out_xml.read_text() and "<failure" not in out_xml.read_text()
+    page = out_html.read_text()  # the same report, for people: verdict, run, a line per request, charts
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    assert "PASS" in page and report["run_id"] in page and page.count("<svg") == 2
+    assert f"<td>{report['totals']['requests']:,}</td>" in page
 
     failing = tmp_path / "fail.yaml"
     failing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
@@ -317,6 +321,9 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     assert runs[0]["target_rps"] == 50
     shown = await asyncio.to_thread(cluster.cli, "report", runs[1]["run_id"], "--json")
     assert json.loads(shown.stdout)["run_id"] == runs[1]["run_id"]
+    again = tmp_path / "again.html"
+    shown = await asyncio.to_thread(cluster.cli, "report", runs[0]["run_id"], "--html", str(again))
+    assert shown.returncode == 1 and "FAIL" in again.read_text() and runs[0]["run_id"] in again.read_text()
     gens = await asyncio.to_thread(cluster.cli, "generators", "--json")
     assert [g["id"] for g in json.loads(gens.stdout)] == ["gen-1"]
 
