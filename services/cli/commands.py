@@ -14,7 +14,8 @@ from rich.console import Console
 from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.stats import LiveSnapshot, Report
-from services.cli import html_report, render
+from services.cli import render
+from services.common import report_html
 from services.cli.client import CoordinatorClient
 from services.coordinator import plans
 
@@ -109,7 +110,7 @@ async def report(api: CoordinatorClient, args, console: Console) -> int:
 
 def _write_html(path: str, r: Report) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(html_report.render_html(r))
+        f.write(report_html.render_html(r))
 
 
 async def run(api: CoordinatorClient, args, console: Console) -> int:

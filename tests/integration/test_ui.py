@@ -147,6 +147,13 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             await expect(page.locator("#chart-dist .u-over")).to_be_visible()
             assert (await page.locator("#requests tbody tr").count()) == 2
             await shot(page, "report")
+            # the same report as one page to keep: what the "HTML" button downloads
+            link = await page.locator("#report-html").get_attribute("href")
+            got = await page.request.get(base + link)
+            assert got.status == 200 and got.headers["content-type"].startswith("text/html")
+            assert got.headers["content-disposition"] == f'attachment; filename="{run1}.html"'
+            page_html = await got.text()
+            assert run1 in page_html and "PASS" in page_html and page_html.count("<svg") == 2
 
             # --- a second run of the same plan, then compare ------------------------
             started = await api.call(subjects.RUN_START, json.dumps({
@@ -243,7 +250,8 @@ async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> No
     for path in ("/", "/new", "/runs/abc", "/generators", "/hosts", "/compare?runs=a,b"):
         status, _, headers = await asyncio.to_thread(_get, base + path)
         assert status == 302 and headers["Location"] == "/login", path
-    for path in ("/api/runs", "/api/session", "/api/generators", "/api/runs/abc/report"):
+    for path in ("/api/runs", "/api/session", "/api/generators", "/api/runs/abc/report",
+                 "/api/runs/abc/report.html"):
         status, body, _ = await asyncio.to_thread(_get, base + path)
         assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", path
     status, _, _ = await asyncio.to_thread(_get, base + "/static/js/common.js")

@@ -18,6 +18,7 @@ from schemas import subjects
 from schemas.control import PlanValid, RunStarted
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
+from services.common import report_html
 from services.ui import auth, inputs, reports
 from services.ui.app import middleware, pages
 from services.ui.app.ws import SERVICE, websocket
@@ -138,6 +139,14 @@ async def report_get(request: web.Request) -> web.Response:
     return _json(reports.view(report))
 
 
+async def report_html_get(request: web.Request) -> web.Response:
+    """The report as one self-contained page, downloaded (the UI's CSP would not style it inline)."""
+    run_id = _run_id(request)
+    page = report_html.render_html(await _report(_svc(request), run_id))
+    return web.Response(text=page, content_type="text/html",
+                        headers={"Content-Disposition": f'attachment; filename="{run_id}.html"'})
+
+
 async def compare(request: web.Request) -> web.Response:
     query = inputs.compare_query(request.query.get("runs", ""))
     svc = _svc(request)
@@ -201,6 +210,7 @@ def build_app(service) -> web.Application:
     r.add_post("/api/runs/{run_id}/rate", run_rate)
     r.add_post("/api/runs/{run_id}/stop", run_stop)
     r.add_get("/api/runs/{run_id}/report", report_get)
+    r.add_get("/api/runs/{run_id}/report.html", report_html_get)
     r.add_get("/api/compare", compare)
     r.add_get("/api/generators", generators)
     r.add_static("/static/", STATIC, append_version=False)

@@ -16,7 +16,8 @@
     S.mount(
       h("div", {class: "head"}, h("h1", {text: r.plan_name}), h("span", {class: "sub mono", text: r.run_id}), S.badge(r.state), h("span", {id: "verdict"}, S.badge(r.verdict)),
         h("span", {class: "sub", text: `${S.time(r.started_at)} · ${S.dur(r.duration_s)}`}), h("div", {class: "spacer"}),
-        h("a", {class: "btn", href: `/runs/${runId}`}, "Live view"), h("a", {class: "btn", href: `/api/runs/${runId}/report`, download: `${runId}.json`}, "JSON")),
+        h("a", {class: "btn", href: `/runs/${runId}`}, "Live view"), h("a", {class: "btn", href: `/api/runs/${runId}/report`, download: `${runId}.json`}, "JSON"),
+        h("a", {class: "btn", id: "report-html", href: `/api/runs/${runId}/report.html`, download: `${runId}.html`}, "HTML")),
       h("div", {class: "kpis"}, S.kpi("kpi-requests", "Requests", S.num(t.requests)), S.kpi("kpi-rps", "Achieved req/s", S.rps(t.achieved_rps)),
         S.kpi("kpi-target", "Target req/s (mean)", S.rps(r.target_rps)), S.kpi("kpi-err", "Error rate", S.pct(t.error_rate), t.error_rate > 0.01 ? "bad" : ""),
         S.kpi("kpi-p50", "p50", S.ms(lat.p50)), S.kpi("kpi-p99", "p99", S.ms(lat.p99)), S.kpi("kpi-p999", "p99.9", S.ms(lat.p999)), S.kpi("kpi-max", "max", S.ms(lat.max)),

@@ -1,6 +1,7 @@
 """A finished run's report as one self-contained HTML file (``surge run --html``,
-``surge report RUN --html``), the file Locust's ``--html`` and JMeter's dashboard give:
-something to attach to a ticket or a CI job and open anywhere, offline.
+``surge report RUN --html``, the report page's "HTML" button), the file Locust's
+``--html`` and JMeter's dashboard give: something to attach to a ticket or a CI job
+and open anywhere, offline.
 
 No script and nothing fetched: inline CSS, and the charts are inline SVG drawn here from
 the report's timeline and whole-run histogram. Every text from the report is escaped.
