@@ -65,6 +65,16 @@ def decode(text: str) -> HdrHistogram:
     return hist
 
 
+def decode_for_display(text: str) -> HdrHistogram | None:
+    """A report's histogram to show: None when it holds nothing or cannot be read,
+    so a page shows "no data" instead of failing."""
+    try:
+        hist = decode(text)
+    except HistogramDecodeError:
+        return None
+    return hist if hist.get_total_count() else None
+
+
 def add(into: HdrHistogram, other: HdrHistogram) -> None:
     """Merge counts; an empty histogram is skipped (hdrh would take its min as 0)."""
     if other.get_total_count():

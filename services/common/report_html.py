@@ -123,13 +123,10 @@ def _request_row(name: str, t: RequestTotals) -> list[str]:
 
 
 def _distribution(encoded: str) -> list[list[str]]:
-    try:
-        hist = histogram.decode(encoded)
-    except histogram.HistogramDecodeError:
+    hist = histogram.decode_for_display(encoded)
+    if hist is None:
         return []
     total = hist.get_total_count()
-    if not total:
-        return []
     return [[f"{p:g}", _ms(histogram.percentile_ms(hist, p)), f"{int(total * (100 - p) / 100):,}"]
             for p in DISTRIBUTION]
 

@@ -27,13 +27,10 @@ class Point(msgspec.Struct, frozen=True, array_like=True):
 
 def distribution(encoded: str) -> list[Point]:
     """Latency (ms) at each of ``PERCENTILES``, ending at the max; [] for no data."""
-    try:
-        hist = histogram.decode(encoded)
-    except histogram.HistogramDecodeError:
+    hist = histogram.decode_for_display(encoded)
+    if hist is None:
         return []
     total = hist.get_total_count()
-    if total == 0:
-        return []
     values = hist.get_percentile_to_value_dict(list(PERCENTILES))
     points = [Point(p, values[p] / 1000.0) for p in PERCENTILES if p < 100.0]
     # beyond 1/total the histogram has no more resolution: stop at the max
