@@ -318,13 +318,17 @@ async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
 async def test_closed_loop_think_time_paces_each_user():
     async with Target(ok_forever) as t:
         engine = Engine(plan_for(t.url), asyncio.get_running_loop())
+        t0 = time.monotonic()
         engine.start_closed(users=2, think_s=0.1)
-        await asyncio.sleep(1.0)
+        await until(lambda: t.requests >= 10, 10, "ten requests from two thinking users")
+        took = time.monotonic() - t0
         await engine.drain(2.0)
         iv = engine.take_interval()
-    # two users, one request every ~0.1 s each (plus a sub-ms response)
-    assert 12 <= iv.completed() <= 22, iv.completed()
+    # two users, each sending, thinking 0.1 s, sending again: requests 9 and 10 leave
+    # after four think times; without the think time they would all be gone in a few ms
+    assert 0.38 <= took < 2.0, took  # (libuv timers may fire up to a ms early)
     assert errors(iv) == {}
+    assert iv.completed() == iv.sent == t.requests
 
 
 async def test_closed_loop_replaces_connections_the_target_closes():
@@ -367,13 +371,17 @@ async def test_closed_loop_against_nothing_retries_without_spinning():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         engine = Engine(plan_for(f"http://127.0.0.1:{port}"), asyncio.get_running_loop())
+        t0 = time.monotonic()
         engine.start_closed(users=2)
-        await asyncio.sleep(0.5)
+        await until(lambda: errors(engine.cur).get("connect", 0) >= 8, 10, "eight failed connects")
+        took = time.monotonic() - t0
         await engine.drain(1.0)
         iv = engine.take_interval()
-    # each user retries every 50 ms: about 20 attempts in 0.5 s, not thousands
+    # each user retries every 50 ms: its 4th attempt comes ≥ 150 ms after its 1st, where
+    # a hot spin would have made thousands of attempts in that time
     assert set(errors(iv)) == {"connect"}
-    assert 4 <= errors(iv)["connect"] <= 30, errors(iv)
+    assert took >= 0.15, took
+    assert errors(iv)["connect"] <= 8 + 2 * (time.monotonic() - t0) / 0.05 + 2, errors(iv)
     assert iv.sent == iv.completed()
 
 
