@@ -313,6 +313,14 @@ def table(res: dict) -> str:
     lines.append("  worst 1-s err: the client's own 1-s intervals (completions); nginx-counted: the same"
                  " run's requests counted by nginx at each whole second (load's partial first and last"
                  f" seconds left out). wrk2: {res.get('wrk2', '-')}")
+    ctl = res.get("control_wrk2_at_80pct_of_wrk")
+    if ctl and "error" not in ctl:
+        secs = ctl.get("server_per_second") or []
+        lines.append(f"  control: wrk2 at 80 % of wrk's own closed loop ({fmt(ctl['target_rps'], 0)} req/s):"
+                     f" worst nginx-counted second {fmt(ctl.get('server_worst_second_error_pct'), 2)} %"
+                     f" ({', '.join(f'{c:,}' for c in secs)}). A miss here is the machine's, whatever the client.")
+    elif ctl:
+        lines.append(f"  control: wrk2 at 80 % of wrk's own closed loop: {ctl['error'][:90]}")
     c = res.get("cpu_at_20k", {})
     lines.append("")
     lines.append(f"CPU at a fixed {fmt(c.get('rate'), 0)} req/s: Surge {fmt(c.get('surge_cpu_us_per_req'))} µs/req"
@@ -408,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                 w = attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
                             open_s, conns, client_core)
                 res["open_loop_wrk2"].append({**w, "target_rps": rate, "fraction_of_closed_max": f})
+        if wrk2 and not quick and peers.get("wrk", {}).get("rps"):
+            # the control for the 80 % row: C's open model at 80 % of its own family's closed
+            # loop, on the same machine in the same minutes. When this misses too, the row
+            # measures the machine, not the client.
+            rate = round(peers["wrk"]["rps"] * 0.8 / 100) * 100
+            w = attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
+                        open_s, conns, client_core)
+            res["control_wrk2_at_80pct_of_wrk"] = {**w, "target_rps": rate}
 
         fixed = 1000.0 if quick else 20000.0
         c20: dict = {}
