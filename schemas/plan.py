@@ -157,8 +157,8 @@ class DataFeed(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tr
     rows: Annotated[list[dict[str, Any]], Meta(max_length=1_000_000)] = []
 
 
-class Thresholds(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Pass/fail limits evaluated on the whole run (latency from intended time)."""
+class Limits(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Pass/fail limits on a run's requests (latency from the intended time)."""
 
     p50_ms: Annotated[float, Meta(gt=0)] | None = None
     p90_ms: Annotated[float, Meta(gt=0)] | None = None
@@ -170,6 +170,14 @@ class Thresholds(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=
     error_rate: Annotated[float, Meta(ge=0, le=1)] | None = None
     dropped_rate: Annotated[float, Meta(ge=0, le=1)] | None = None
     min_rps: Annotated[float, Meta(ge=0)] | None = None
+
+
+class Thresholds(Limits, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Limits on the whole run, and (``requests``) on single requests or flow steps by
+    their reported name, as k6's ``http_req_duration{name:login}``. Every limit must
+    hold for the verdict to pass."""
+
+    requests: Annotated[dict[Name, Limits], Meta(max_length=1000)] = {}
 
 
 class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

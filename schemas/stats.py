@@ -163,11 +163,17 @@ class TimelineEntry(Struct, frozen=True, kw_only=True):
     events: list[str] = []
 
 
-class ThresholdResult(Struct, frozen=True):
-    name: str
+class ThresholdResult(Struct, frozen=True, omit_defaults=True):
+    name: str  # the limit: p99_ms, error_rate, ...
     limit: float
     value: float | None
     ok: bool
+    request: str | None = None  # a per-request threshold: the request's (or step's) name
+
+    @property
+    def label(self) -> str:
+        """How reports name it: ``p99_ms``, or ``login: p99_ms`` for one request's."""
+        return self.name if self.request is None else f"{self.request}: {self.name}"
 
 
 class Report(Struct, frozen=True, kw_only=True):

@@ -69,7 +69,7 @@ def summary(console: Console, r: Report) -> None:
             th.add_column(col)
         for res in r.thresholds:
             value = "-" if res.value is None else f"{res.value:.4g}"
-            th.add_row(res.name, f"{res.limit:g}", value, "[green]ok[/]" if res.ok else "[red]FAILED[/]")
+            th.add_row(res.label, f"{res.limit:g}", value, "[green]ok[/]" if res.ok else "[red]FAILED[/]")
         console.print(th)
     for e in r.events:
         console.print(f"  event: {e}")
@@ -101,11 +101,15 @@ def junit(r: Report) -> str:
     """JUnit XML: one test case per threshold, so CI systems show what failed."""
     cases = []
     for res in r.thresholds:
-        name = quoteattr(res.name)
+        name = quoteattr(res.label)
         if res.ok:
             cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name={name}/>")
         else:
-            msg = quoteattr(f"{res.name}: value {res.value} exceeds limit {res.limit}")
+            if res.value is None:
+                why = f"no data to judge (limit {res.limit})"
+            else:
+                why = f"value {res.value} {'is below' if res.name == 'min_rps' else 'exceeds'} limit {res.limit}"
+            msg = quoteattr(f"{res.label}: {why}")
             cases.append(
                 f"    <testcase classname={quoteattr(r.plan_name)} name={name}>"
                 f"<failure message={msg}/></testcase>"

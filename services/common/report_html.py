@@ -148,7 +148,7 @@ def render_html(r: Report) -> str:
     if r.thresholds:
         body.append("<h2>Thresholds</h2>")
         body.append(_table(["threshold", "limit", "value", "result"],
-                           [[escape(t.name), _num(t.limit, 3), _num(t.value, 3), "pass" if t.ok else "FAIL"]
+                           [[escape(t.label), _num(t.limit, 3), _num(t.value, 3), "pass" if t.ok else "FAIL"]
                             for t in r.thresholds],
                            {i for i, t in enumerate(r.thresholds) if not t.ok}))
     body.append("<h2>Requests · latency from the intended send time, ms</h2>")

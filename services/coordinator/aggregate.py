@@ -286,7 +286,7 @@ class RunAggregate:
             )
             for gid, g in sorted(self.gens.items())
         }
-        results = thresholds.evaluate(self.plan.thresholds, totals)
+        results = thresholds.evaluate(self.plan.thresholds, totals, per_name)
         verdict = thresholds.verdict(results)
         if state == "failed":
             verdict = "fail"

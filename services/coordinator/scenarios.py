@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from schemas.errors import InvalidPlan
 from schemas.plan import Plan, Step
 from services.generator import extract, templating
+from services.generator.session import reported_names
 
 BUILTIN_VARS = frozenset({"__user", "__iteration", "__generator"})
 
@@ -33,6 +34,8 @@ def defined_vars(plan: Plan) -> set[str]:
 
 def check(plan: Plan) -> None:
     from services.coordinator.plans import _check_headers
+
+    _check_threshold_names(plan)
 
     if plan.proxy is not None:
         p = urlsplit(plan.proxy)
@@ -128,3 +131,15 @@ def _template_json(value, known: set[str], field: str) -> None:
         for k, v in value.items():
             _template(str(k), known, f"{field}.{k}")
             _template_json(v, known, f"{field}.{k}")
+
+
+def _check_threshold_names(plan: Plan) -> None:
+    """A per-request threshold names a request (or flow step) the run will report."""
+    if not plan.thresholds.requests:
+        return
+    names = reported_names(plan)
+    for name in plan.thresholds.requests:
+        if name not in names:
+            shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+            raise InvalidPlan(f"no request or flow step is named {name!r}; this plan reports {shown}",
+                              f"thresholds.requests.{name}")

@@ -48,6 +48,21 @@ class CompiledStep:
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
 
 
+def step_name(step: Step, scope: str, j: int) -> str:
+    """The name a step's requests are reported under: its own, else ``<flow>.<n>``
+    (``setup.<n>`` for setup steps), n counting from 1."""
+    return step.name or f"{scope}.{j + 1}"
+
+
+def reported_names(plan: Plan) -> list[str]:
+    """Every request name a run of this plan can report, each once, in plan order."""
+    if not plan.flows:
+        return [r.name for r in plan.requests]
+    steps = [(s, "setup", j) for j, s in enumerate(plan.setup.steps)] if plan.setup else []
+    steps += [(s, f.name, j) for f in plan.flows for j, s in enumerate(f.steps)]
+    return list(dict.fromkeys(step_name(*t) for t in steps))
+
+
 def _as_step(r: RequestSpec) -> Step:
     """A static request as a one-step flow (plans that need the flow engine for TLS,
     a proxy, templating or the closed model, but list plain ``requests``)."""
@@ -69,10 +84,10 @@ class Program:
         ]
         self.setup_scope = plan.setup.scope if plan.setup else "user"
         self.setup = [
-            self._compile(s, f"setup.{j + 1}", rng) for j, s in enumerate(plan.setup.steps)
+            self._compile(s, step_name(s, "setup", j), rng) for j, s in enumerate(plan.setup.steps)
         ] if plan.setup else []
         self.flows = [
-            [self._compile(s, f"{f.name}.{j + 1}", rng) for j, s in enumerate(f.steps)]
+            [self._compile(s, step_name(s, f.name, j), rng) for j, s in enumerate(f.steps)]
             for f in flows
         ]
         self.weights = [f.weight for f in flows]
@@ -85,8 +100,7 @@ class Program:
         self.vars = {k: Template(v, rng).render(plan.vars) if "{{" in v else v
                      for k, v in plan.vars.items()}
 
-    def _compile(self, step: Step, default_name: str, rng: random.Random) -> CompiledStep:
-        name = step.name or default_name
+    def _compile(self, step: Step, name: str, rng: random.Random) -> CompiledStep:
         if name not in self._index:
             self._index[name] = len(self.names)
             self.names.append(name)

@@ -306,14 +306,20 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     assert f"<td>{report['totals']['requests']:,}</td>" in page
 
     failing = tmp_path / "fail.yaml"
-    failing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
-                                           thresholds={"p99_ms": 0.001})))
+    # the whole run within its limit, one request over its own: the verdict fails
+    failing.write_text(json.dumps(plan_for(target, rate=100, duration="2s", thresholds={
+        "p99_ms": 1000, "requests": {"home": {"p99_ms": 1000}, "order": {"p99_ms": 0.001}}})))
     done = await asyncio.to_thread(
-        cluster.cli, "run", str(failing), "--rate", "50", "--junit", str(out_xml)
+        cluster.cli, "run", str(failing), "--rate", "50", "--junit", str(out_xml), "--report", str(out_json)
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "FAIL" in done.stdout
-    assert "<failure" in out_xml.read_text()
+    assert "FAIL" in done.stdout and "order: p99_ms" in done.stdout
+    xml = out_xml.read_text()
+    assert xml.count("<failure") == 1 and 'name="order: p99_ms"><failure message="order: p99_ms: value ' in xml
+    assert '<testcase classname="it" name="home: p99_ms"/>' in xml
+    results = json.loads(out_json.read_text())["thresholds"]
+    assert [(t.get("request"), t["name"], t["ok"]) for t in results] == [
+        (None, "p99_ms", True), ("home", "p99_ms", True), ("order", "p99_ms", False)]
 
     ls = await asyncio.to_thread(cluster.cli, "ls", "--json")
     runs = json.loads(ls.stdout)

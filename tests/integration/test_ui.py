@@ -44,6 +44,8 @@ requests:
 thresholds:
   p99_ms: 500
   error_rate: 0.05
+  requests:
+    order: {{p99_ms: 500}}
 """
 
 
@@ -143,7 +145,8 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             await page.click("#report-link")
             await page.wait_for_url(f"**/runs/{run1}/report")
             await expect(page.locator("#verdict .badge")).to_have_text("pass", timeout=10_000)
-            await expect(page.locator("#thresholds tbody tr")).to_have_count(2)
+            await expect(page.locator("#thresholds tbody tr")).to_have_count(3)
+            await expect(page.locator("#thresholds tbody tr").nth(2).locator("td").first).to_have_text("order: p99_ms")
             await expect(page.locator("#chart-dist .u-over")).to_be_visible()
             assert (await page.locator("#requests tbody tr").count()) == 2
             await shot(page, "report")
@@ -160,7 +163,7 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
                 "name": "ui-checkout", "target": target, "rate": 150, "duration": 3, "connections": 8,
                 "requests": [{"name": "home", "path": "/", "weight": 3},
                              {"name": "order", "method": "POST", "path": "/api/orders", "json": {"sku": "A1"}}],
-                "thresholds": {"p99_ms": 500, "error_rate": 0.05},
+                "thresholds": {"p99_ms": 500, "error_rate": 0.05, "requests": {"order": {"p99_ms": 500}}},
             }).encode(), dict)
             run2 = started["run_id"]
             await wait_ended(api, run2)
@@ -177,6 +180,7 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             await expect(page.locator("#compare-table th")).to_have_count(3)
             assert await page.locator("#compare-table td.diff").count() >= 1  # target rate differs
             await expect(page.locator("#plan-warning")).to_have_count(0)
+            await expect(page.locator("#compare-thresholds td.mono", has_text="order: p99_ms")).to_have_count(1)
             await shot(page, "compare")
 
             # --- generators and hosts, with a monitor alert firing then resolved ------

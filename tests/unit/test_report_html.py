@@ -72,7 +72,8 @@ def report(**over) -> Report:
                       "target_rps": 100.0, "p50_ms": 0.9, "p99_ms": None if t == 4 else 12.0, "generators": 1,
                       "gap": t == 4, "events": []} for t in range(10)],
         "thresholds": [{"name": "p99_ms", "limit": 250.0, "value": 12.5, "ok": True},
-                       {"name": "error_rate", "limit": 0.001, "value": 0.003, "ok": False}],
+                       {"name": "error_rate", "limit": 0.001, "value": 0.003, "ok": False},
+                       {"name": "p95_ms", "limit": 40.0, "value": 31.0, "ok": True, "request": "order"}],
         "verdict": "fail", "histogram": histogram.encode(h), "service_histogram": "",
         "events": ["t=4s generator gen-2 lost"],
     }
@@ -85,7 +86,8 @@ def test_a_report_renders_every_section_balanced():
     p = parsed(html)
     text = " ".join(p.texts)
     assert html.startswith("<!doctype html>") and "<script" not in html
-    for want in ("checkout", "FAIL", "error_rate", "home", "order", "status 3", "gen-1", "t=4s generator gen-2 lost",
+    for want in ("checkout", "FAIL", "error_rate", "order: p95_ms", "home", "order", "status 3", "gen-1",
+                 "t=4s generator gen-2 lost",
                  "Latency distribution"):
         assert want in text, want
     assert p.seen.count("svg") == 2

@@ -155,3 +155,22 @@ def test_every_example_plan_validates():
 def test_rate_override_turns_a_closed_plan_open():
     plan = plans.with_overrides(plans.from_obj(flow_plan()), rate=5)
     assert plan.model == "open" and plan.rate == 5 and plan.duration == 10
+
+
+def test_per_request_thresholds_name_what_the_run_reports():
+    # flow steps report under their name, else <flow>.<n>; setup steps under setup.<n>
+    plan = plans.from_obj(flow_plan(thresholds={"requests": {"login": {"p99_ms": 100}, "f.2": {"error_rate": 0.1}}}))
+    assert plan.thresholds.requests["login"].p99_ms == 100
+    assert field_error(flow_plan(thresholds={"requests": {"f.3": {"p99_ms": 1}}})) == "thresholds.requests.f.3"
+    with pytest.raises(InvalidPlan) as info:
+        plans.from_obj(flow_plan(thresholds={"requests": {"logon": {"p99_ms": 1}}}))
+    assert "'login', 'f.1', 'f.2'" in str(info.value)
+    # a typo in a limit's name is named too (msgspec does not say under which key)
+    assert field_error(flow_plan(thresholds={"requests": {"login": {"p99": 1}}})) == "thresholds.requests.p99"
+
+
+def test_per_request_thresholds_of_a_static_plan():
+    static = {"name": "s", "target": "http://127.0.0.1:8080", "rate": 10, "duration": "5s",
+              "requests": [{"name": "home"}, {"name": "order", "method": "POST"}]}
+    assert plans.from_obj({**static, "thresholds": {"requests": {"order": {"p95_ms": 50}}}})
+    assert field_error({**static, "thresholds": {"requests": {"cart": {"p95_ms": 50}}}}) == "thresholds.requests.cart"

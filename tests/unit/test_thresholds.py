@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.plan import Thresholds
+from schemas.plan import Limits, Thresholds
 from schemas.stats import Percentiles, RequestTotals, ThresholdResult
 from services.coordinator import thresholds
 
@@ -97,3 +97,37 @@ def test_verdict_fails_when_any_fails():
     assert thresholds.verdict([ok, ok]) == "pass"
     assert thresholds.verdict([ok, bad]) == "fail"
     assert thresholds.verdict([bad]) == "fail"
+
+
+# --- per-request thresholds ----------------------------------------------------------
+def test_per_request_limits_are_judged_on_that_request_after_the_run_limits():
+    t = Thresholds(p99_ms=500.0, requests={"login": Limits(p99_ms=100.0, error_rate=0.01),
+                                           "home": Limits(p99_ms=200.0)})
+    slow = Percentiles(min=1.0, mean=50.0, p50=40.0, p90=90.0, p95=110.0, p99=150.0, p999=200.0, max=400.0)
+    per = {"login": totals(errors=20, latency=slow), "home": totals(errors=0)}
+    results = thresholds.evaluate(t, totals(), per)
+    assert [(r.request, r.name, r.value, r.ok) for r in results] == [
+        (None, "p99_ms", 120.0, True),
+        ("login", "p99_ms", 150.0, False),
+        ("login", "error_rate", 0.02, False),
+        ("home", "p99_ms", 120.0, True),
+    ]
+    assert [r.label for r in results] == ["p99_ms", "login: p99_ms", "login: error_rate", "home: p99_ms"]
+    assert thresholds.verdict(results) == "fail"
+    assert thresholds.verdict(thresholds.evaluate(Thresholds(requests={"home": Limits(p99_ms=200.0)}),
+                                                  totals(), per)) == "pass"
+
+
+def test_a_request_with_no_data_fails_its_limits():
+    t = Thresholds(requests={"never": Limits(p99_ms=100.0, min_rps=1.0, error_rate=0.5)})
+    results = thresholds.evaluate(t, totals(), {})
+    assert [(r.name, r.value, r.ok) for r in results] == [
+        ("p99_ms", None, False), ("error_rate", None, False), ("min_rps", None, False)]
+
+
+def test_a_whole_run_result_keeps_its_old_wire_shape():
+    import msgspec
+
+    [r] = thresholds.evaluate(Thresholds(p99_ms=500.0), totals())
+    assert msgspec.json.decode(msgspec.json.encode(r)) == {
+        "name": "p99_ms", "limit": 500.0, "value": 120.0, "ok": True}

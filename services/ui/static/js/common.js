@@ -34,6 +34,8 @@ S.bytes = (v) => { if (v == null) return "–"; const u = ["B", "KB", "MB", "GB"
 S.badge = (text, cls) => h("span", {class: `badge ${cls || text || ""}`, text: text || "–"});
 S.kpi = (id, label, value, cls) => h("div", {class: "kpi " + (cls || ""), id: id}, h("div", {class: "l", text: label}), h("div", {class: "v", text: value}));
 S.setKpi = (id, value, cls) => { const k = document.getElementById(id); if (!k) return; k.querySelector(".v").textContent = value; k.className = "kpi " + (cls || ""); };
+// a threshold result's name: "p99_ms", or "login: p99_ms" for one request's
+S.thrLabel = (t) => (t.request ? t.request + ": " : "") + t.name;
 S.table = (cols, rows, attrs) => h("table", attrs || {},
   h("thead", {}, h("tr", {}, cols.map((c) => h("th", {class: c.n ? "n" : "", text: c.label})))),
   h("tbody", {}, rows));

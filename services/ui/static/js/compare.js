@@ -42,8 +42,8 @@
     const names = [...new Set(runs.flatMap((r) => Object.keys(r.requests)))].sort();
     const reqRows = names.flatMap((n) => ["p50", "p99"].map((p) => h("tr", {}, S.td(`${n} · ${p}`),
       ...runs.map((r, i) => { const get = (x) => ((x.requests[n] || {}).latency_ms || {})[p]; return i === 0 ? h("td", {class: "n"}, S.ms(get(r))) : cell(get(base), get(r), S.ms, -1); }))));
-    const thrNames = [...new Set(runs.flatMap((r) => r.thresholds.map((t) => t.name)))];
-    const thrRows = thrNames.map((n) => h("tr", {}, S.td(n, "mono"), ...runs.map((r) => { const t = r.thresholds.find((x) => x.name === n); return h("td", {class: "n"}, t ? h("span", {}, S.num(t.value, 3), " ", S.badge(t.ok ? "pass" : "fail")) : "–"); })));
+    const thrNames = [...new Set(runs.flatMap((r) => r.thresholds.map(S.thrLabel)))];
+    const thrRows = thrNames.map((n) => h("tr", {}, S.td(n, "mono"), ...runs.map((r) => { const t = r.thresholds.find((x) => S.thrLabel(x) === n); return h("td", {class: "n"}, t ? h("span", {}, S.num(t.value, 3), " ", S.badge(t.ok ? "pass" : "fail")) : "–"); })));
     S.mount(
       h("div", {class: "head"}, h("h1", {text: "Compare"}), h("span", {class: "sub", text: `${c.plan_names.join(", ")} · ${runs.length} runs · baseline ${base.run_id}`})),
       c.same_plan ? null : h("div", {class: "banner warn", id: "plan-warning", text: `These runs come from different plans (${c.plan_names.join(", ")}): differences may not mean much.`}),
@@ -52,7 +52,7 @@
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-dist"}))),
       h("div", {class: "grid g2", style: "margin-top:14px"},
         h("div", {class: "panel"}, h("h2", {text: "Per request"}), S.table(head, reqRows)),
-        h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), thrRows.length ? S.table(head, thrRows) : h("div", {class: "muted", text: "no thresholds"}),
+        h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), thrRows.length ? S.table(head, thrRows, {id: "compare-thresholds"}) : h("div", {class: "muted", text: "no thresholds"}),
           h("h2", {text: "Runs", style: "margin-top:12px"}), S.table([{label: "run"}, {label: "state"}, {label: "started"}, {label: "duration", n: 1}],
             runs.map((r) => h("tr", {}, S.td(h("a", {href: `/runs/${r.run_id}/report`, class: "mono", text: r.run_id})), S.td(S.badge(r.state)), S.td(S.time(r.started_at), "muted"), S.td(S.dur(r.duration_s), "n")))))));
     S.distChart(document.getElementById("chart-dist"), runs.map((r) => r.distribution), runs.map((r) => r.run_id));
