@@ -103,6 +103,7 @@ class RunRecord(Struct, frozen=True, kw_only=True):
     ended_at: float | None = None
     verdict: Literal["pass", "fail"] | None = None
     error: str | None = None
+    aborted: str | None = None  # the limit that stopped the run (thresholds.abort_on_fail)
     requests: int = 0
     errors: int = 0
     p99_ms: float | None = None

@@ -178,6 +178,11 @@ class Thresholds(Limits, frozen=True, forbid_unknown_fields=True, omit_defaults=
     hold for the verdict to pass."""
 
     requests: Annotated[dict[Name, Limits], Meta(max_length=1000)] = {}
+    # stop the run once a limit fails on the run so far (k6's abortOnFail), judged each
+    # second from abort_after on (k6's delayAbortEval): a broken build costs seconds, not
+    # the whole duration. Limits with no data yet are not judged early.
+    abort_on_fail: bool = False
+    abort_after: Seconds = 10.0
 
 
 class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -24,6 +24,7 @@ from schemas.stats import (
     LiveSnapshot,
     Report,
     RequestTotals,
+    ThresholdResult,
     TimelineEntry,
 )
 from services.common import histogram, profile
@@ -263,9 +264,10 @@ class RunAggregate:
             total.add(t.counts.requests, t.counts.error_kinds, t.counts.late, t.counts.dropped)
         return total
 
-    def report(
-        self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float
-    ) -> Report:
+    def _totals(self, duration_s: float) -> tuple[RequestTotals, dict[str, RequestTotals],
+                                                  HdrHistogram, HdrHistogram]:
+        """The whole run's and each request's totals over ``duration_s``, and the
+        whole run's merged latency and service-time histograms."""
         duration_s = max(duration_s, 1e-9)
         all_lat, all_svc = histogram.new(), histogram.new()
         per_name: dict[str, RequestTotals] = {}
@@ -274,6 +276,20 @@ class RunAggregate:
             histogram.add(all_svc, t.service)
             per_name[name] = _request_totals(t.counts, t.latency, t.service, duration_s)
         totals = _request_totals(self.totals_counts(), all_lat, all_svc, duration_s)
+        return totals, per_name, all_lat, all_svc
+
+    def failing_so_far(self, seconds: int) -> list[ThresholdResult]:
+        """The plan's limits that the run's first ``seconds`` seconds already break
+        (``abort_on_fail``); a limit with no data yet is not judged."""
+        totals, per_name, _, _ = self._totals(float(seconds))
+        results = thresholds.evaluate(self.plan.thresholds, totals, per_name)
+        return [r for r in results if not r.ok and r.value is not None]
+
+    def report(
+        self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float
+    ) -> Report:
+        duration_s = max(duration_s, 1e-9)
+        totals, per_name, all_lat, all_svc = self._totals(duration_s)
         gens = {
             gid: GeneratorTotals(
                 requests=g.counts.requests,

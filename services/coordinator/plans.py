@@ -66,6 +66,9 @@ def _normalize(raw: Any) -> Any:
                 else s
                 for i, s in enumerate(stages)
             ]
+    th = out.get("thresholds")
+    if isinstance(th, dict) and "abort_after" in th:
+        out["thresholds"] = {**th, "abort_after": parse_duration(th["abort_after"], "thresholds.abort_after")}
     if isinstance(out.get("http2"), bool):  # YAML 1.1 reads `http2: off` as false
         out["http2"] = "off" if out["http2"] is False else "on"  # "on": not a choice, refused
     if isinstance(out.get("data"), dict):  # one feed may be written without a list

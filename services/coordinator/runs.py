@@ -162,17 +162,36 @@ class Run:
         async with self._lock:
             if self.record.state not in ("starting", "running"):
                 raise Conflict(f"run {self.run_id} is already {self.record.state}")
-            at = max(self.elapsed_s(), 0.0)
-            self.stop_s = at
-            self.record = msgspec.structs.replace(
-                self.record, profile=profile.cut(self.record.profile, at),
-                epoch=self.record.epoch + 1,
-            )
-            await self._assign_all(stop=True)
-            await self._save(state="stopping")
-            await self._event("stop requested")
-            self.finish_by = time.time() + self.record.plan.timeout + FINAL_GRACE_S
-            return self.record.epoch
+            return await self._stop("stop requested")
+
+    async def _stop(self, why: str, **record: object) -> int:
+        """Cut the profile at now and tell every member to stop (the lock is held)."""
+        at = max(self.elapsed_s(), 0.0)
+        self.stop_s = at
+        self.record = msgspec.structs.replace(
+            self.record, profile=profile.cut(self.record.profile, at),
+            epoch=self.record.epoch + 1,
+        )
+        await self._assign_all(stop=True)
+        await self._save(state="stopping", **record)
+        await self._event(why)
+        self.finish_by = time.time() + self.record.plan.timeout + FINAL_GRACE_S
+        return self.record.epoch
+
+    async def _abort_if_failing(self) -> None:
+        """thresholds.abort_on_fail: stop the run once the run so far breaks a limit."""
+        th = self.record.plan.thresholds
+        if (not th.abort_on_fail or self.record.state != "running" or self.record.aborted
+                or self.next_seq < th.abort_after):
+            return
+        failing = self.agg.failing_so_far(self.next_seq)
+        if not failing:
+            return
+        first = failing[0]
+        why = (f"threshold {first.label} failed: {first.value:.4g} against a limit of {first.limit:g}"
+               f" over the first {self.next_seq} s")
+        self.log.warning("aborting the run", reason=why)
+        await self._stop(f"aborted: {why}", aborted=why)
 
     def add_stats(self, stats: IntervalStats) -> bool:
         return self.agg.add(stats)
@@ -251,6 +270,8 @@ class Run:
             if not self.fixed_count:
                 await self._hot_add()
         self._publish_due(now)
+        await self._abort_if_failing()
+        r = self.record
         ending = r.state == "stopping" or now >= r.end_at
         if ending:
             if self.finish_by is None:
@@ -342,6 +363,8 @@ class Run:
         )
         if r.plan.model == "closed":  # the plan's users looped; the rate is what they reached
             report = msgspec.structs.replace(report, model="closed")
+        if r.aborted:  # stopped by a failing limit: whatever the rest of the run did
+            report = msgspec.structs.replace(report, verdict="fail")
         self.report = report
         await self.svc.store_report(report)
         totals = report.totals

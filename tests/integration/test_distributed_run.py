@@ -334,6 +334,36 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     assert [g["id"] for g in json.loads(gens.stdout)] == ["gen-1"]
 
 
+async def test_abort_on_fail_stops_a_failing_run_early_and_lets_a_passing_one_finish(cluster: Cluster, tmp_path):
+    target, api = await stack(cluster, 1)
+    await api.close()
+    failing = tmp_path / "abort.yaml"
+    failing.write_text(json.dumps(plan_for(target, rate=100, duration="60s", thresholds={
+        "p99_ms": 1000, "requests": {"order": {"p99_ms": 0.001}}, "abort_on_fail": True, "abort_after": "2s"})))
+    out_json = tmp_path / "abort.json"
+    t0 = time.monotonic()
+    done = await asyncio.to_thread(cluster.cli, "run", str(failing), "--report", str(out_json))
+    took = time.monotonic() - t0
+    assert done.returncode == 1, done.stdout + done.stderr
+    # judged from the 2nd second on; stopping waits out the plan's 2 s timeout and a grace
+    assert took < 20, took
+    report = json.loads(out_json.read_text())
+    assert report["verdict"] == "fail" and report["state"] == "stopped"
+    assert report["duration_s"] < 10, report["duration_s"]
+    [why] = [e for e in report["events"] if "aborted" in e]
+    assert "threshold order: p99_ms failed" in why and "over the first 2 s" in why, why
+    assert "aborted: threshold order: p99_ms" in done.stdout
+
+    passing = tmp_path / "fine.yaml"
+    passing.write_text(json.dumps(plan_for(target, rate=100, duration="3s", thresholds={
+        "p99_ms": 1000, "requests": {"order": {"p99_ms": 1000}}, "abort_on_fail": True, "abort_after": "1s"})))
+    done = await asyncio.to_thread(cluster.cli, "run", str(passing), "--report", str(out_json))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out_json.read_text())
+    assert report["state"] == "finished" and report["verdict"] == "pass"
+    assert not [e for e in report["events"] if "aborted" in e]
+
+
 async def test_invalid_plan_gets_a_structured_error_naming_the_field(cluster: Cluster, tmp_path):
     target, api = await stack(cluster, 1)
     bad = plan_for(target)

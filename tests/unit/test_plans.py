@@ -387,3 +387,11 @@ def test_override_generators_and_revalidate():
 def test_no_overrides_gives_equal_plan():
     plan = plans.from_obj(raw(headers={"A": "b"}, thresholds={"p99_ms": 100}))
     assert plans.with_overrides(plan) == plan
+
+
+def test_abort_after_takes_a_duration_and_names_a_bad_one():
+    plan = plans.from_obj(raw(thresholds={"p99_ms": 100, "abort_on_fail": True, "abort_after": "1m30s"}))
+    assert plan.thresholds.abort_on_fail and plan.thresholds.abort_after == 90.0
+    assert plans.from_obj(raw(thresholds={"abort_on_fail": True})).thresholds.abort_after == 10.0
+    assert field_error(raw(thresholds={"abort_after": "soon"})) == "thresholds.abort_after"
+    assert field_error(raw(thresholds={"abort_after": 0})) == "thresholds.abort_after"
