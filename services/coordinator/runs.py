@@ -47,6 +47,7 @@ class Run:
         self.next_seq = 0
         self.finish_by: float | None = None  # wall time after which we stop waiting
         self.stop_s: float | None = None
+        self.judged_upto = 0  # abort_on_fail: the seconds already judged
         self.report: Report | None = None
         self.done = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -182,8 +183,9 @@ class Run:
         """thresholds.abort_on_fail: stop the run once the run so far breaks a limit."""
         th = self.record.plan.thresholds
         if (not th.abort_on_fail or self.record.state != "running" or self.record.aborted
-                or self.next_seq < th.abort_after):
+                or self.next_seq < th.abort_after or self.next_seq == self.judged_upto):
             return
+        self.judged_upto = self.next_seq  # once per closed second, not per tick
         failing = self.agg.failing_so_far(self.next_seq)
         if not failing:
             return
