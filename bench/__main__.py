@@ -401,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         res["wrk2"] = wrk2 or "not installed (SURGE_BENCH_WRK2=/path/to/wrk2 adds its rows)"
         if wrk2:
             res["open_loop_wrk2"] = []
+
+        def wrk2_at(rate: float) -> dict:  # wrk2 at a fixed rate, nginx counting its seconds
+            return attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
+                           open_s, conns, client_core)
+
         for f in fractions:
             rate = max(100.0, round(max_rps * f / 100) * 100)
             if quick:
@@ -413,16 +418,14 @@ def main(argv: list[str] | None = None) -> int:
             r["fraction_of_closed_max"] = f
             res["open_loop"].append(r)
             if wrk2:
-                w = attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
-                            open_s, conns, client_core)
+                w = wrk2_at(rate)
                 res["open_loop_wrk2"].append({**w, "target_rps": rate, "fraction_of_closed_max": f})
         if wrk2 and not quick and peers.get("wrk", {}).get("rps"):
             # the control for the 80 % row: C's open model at 80 % of its own family's closed
             # loop, on the same machine in the same minutes. When this misses too, the row
             # measures the machine, not the client.
             rate = round(peers["wrk"]["rps"] * 0.8 / 100) * 100
-            w = attempt({}, "wrk2", counted, nginx.port, rate, run_wrk2, child, wrk2, url, rate,
-                        open_s, conns, client_core)
+            w = wrk2_at(rate)
             res["control_wrk2_at_80pct_of_wrk"] = {**w, "target_rps": rate}
 
         fixed = 1000.0 if quick else 20000.0
