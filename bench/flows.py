@@ -20,8 +20,8 @@ import resource
 import time
 
 from schemas.control import Assignment
-from services.common import profile
-from services.coordinator import plans
+from services.plan import profile
+from services.plan import loader
 from services.generator.flows import FlowEngine
 from services.generator.pacing import Schedule
 
@@ -33,7 +33,7 @@ def _cpu() -> float:
 
 async def measure(origin: str, users: int, seconds: float, insecure: bool = False,
                   http2: str = "auto") -> dict:
-    plan = plans.from_obj({
+    plan = loader.from_obj({
         "name": "bench-flow", "target": origin, "users": users, "duration": seconds + 1,
         "insecure": insecure, "http2": http2,
         "flows": [{"name": "f", "steps": [{

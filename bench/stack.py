@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench.nginx import free_port
 from schemas.errors import Unavailable
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 from services.cli.up import nats_server_binary, port_open
-from services.coordinator import plans
+from services.plan import loader
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -105,7 +105,7 @@ def plan_for(url: str, *, rate: float = 1, duration_s: float = 1, conns: int = 6
              name: str = "bench"):
     """A plan that GETs ``url`` (nginx's file) at ``rate`` for ``duration_s``."""
     scheme, _, host, path = url.split("/", 3)
-    return plans.from_obj({
+    return loader.from_obj({
         "name": name, "target": f"{scheme}//{host}", "rate": rate, "duration": f"{duration_s:g}s",
         "connections": conns, "timeout": timeout_s, "requests": [{"name": "static", "path": "/" + path}],
     })

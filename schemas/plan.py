@@ -1,7 +1,7 @@
 """The test plan: what a user writes (YAML or JSON) and what travels in assignments.
 
 Durations are seconds on the wire. Users may write ``"90s"``, ``"2m"``, ``"500ms"``;
-the plan loader (``services/coordinator/plans.py``) turns them into numbers before
+the plan loader (``services/plan/loader.py``) turns them into numbers before
 these Structs see them, so a plan that has been through it is plain JSON numbers.
 """
 

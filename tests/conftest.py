@@ -294,7 +294,7 @@ async def generators_registered(api, count: int, limit_s: float = 20.0) -> None:
 
 async def api_with(cluster: Cluster, generators: int):
     """A coordinator API client, once ``generators`` generators are registered."""
-    from services.cli.client import CoordinatorClient
+    from services.common.client import CoordinatorClient
 
     api = await CoordinatorClient.connect(cluster.url)
     await generators_registered(api, generators)

@@ -16,8 +16,8 @@ from schemas.control import ENDED_STATES
 from schemas.stats import LiveSnapshot, Report
 from services.cli import render
 from services.common import report_html
-from services.cli.client import CoordinatorClient
-from services.coordinator import plans
+from services.common.client import CoordinatorClient
+from services.plan import loader
 
 _live_decoder = msgspec.json.Decoder(LiveSnapshot)
 
@@ -46,7 +46,7 @@ def _out(data) -> None:
 
 
 def validate_local(args, console: Console) -> int:
-    plan = plans.load(args.plan)
+    plan = loader.load(args.plan)
     if args.json:
         _out({"ok": True, "plan": plan})
     else:
@@ -55,7 +55,7 @@ def validate_local(args, console: Console) -> int:
 
 
 async def validate_remote(api: CoordinatorClient, args, console: Console) -> int:
-    result = await api.validate(plans.load(args.plan))
+    result = await api.validate(loader.load(args.plan))
     if args.json:
         _out(result)
     else:
@@ -114,9 +114,9 @@ def _write_html(path: str, r: Report) -> None:
 
 
 async def run(api: CoordinatorClient, args, console: Console) -> int:
-    duration = plans.parse_duration(args.duration, "duration") if args.duration else None
-    plan = plans.with_overrides(
-        plans.load(args.plan), rate=args.rate, duration=duration, generators=args.generators
+    duration = loader.parse_duration(args.duration, "duration") if args.duration else None
+    plan = loader.with_overrides(
+        loader.load(args.plan), rate=args.rate, duration=duration, generators=args.generators
     )
     return await follow_run(api, plan, console, args.report, args.junit, args.quiet, args.html)
 

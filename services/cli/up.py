@@ -26,8 +26,8 @@ from rich.console import Console
 from schemas import subjects
 from schemas.errors import Unavailable
 from services.cli import commands, secure
-from services.cli.client import CoordinatorClient
-from services.coordinator import plans
+from services.common.client import CoordinatorClient
+from services.plan import loader
 
 
 def nats_server_binary() -> str:
@@ -154,7 +154,7 @@ async def _wait_generators(url: str, count: int, limit_s: float) -> None:
 async def _demo(url: str, plan_path: str, console: Console) -> int:
     api = await CoordinatorClient.connect(url)
     try:
-        return await commands.follow_run(api, plans.load(plan_path), console)
+        return await commands.follow_run(api, loader.load(plan_path), console)
     finally:
         await api.close()
 

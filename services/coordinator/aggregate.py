@@ -27,7 +27,8 @@ from schemas.stats import (
     ThresholdResult,
     TimelineEntry,
 )
-from services.common import histogram, profile
+from services.common import histogram
+from services.plan import profile
 from services.coordinator import thresholds
 
 

@@ -22,7 +22,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from schemas import subjects
 from schemas.control import ENDED_STATES, Assignment, Lease, RunEvent, RunRecord
 from schemas.stats import IntervalStats
-from services.common import profile
+from services.plan import profile
 from services.coordinator.runs import FINAL_GRACE_S, Run
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from schemas import subjects
 from schemas.control import Assignment, RunEvent, RunRecord
 from schemas.errors import Conflict, Unavailable
 from schemas.stats import IntervalStats, LiveSnapshot, Report
-from services.common import profile
+from services.plan import profile
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
 

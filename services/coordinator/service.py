@@ -46,8 +46,9 @@ from schemas.errors import (
 )
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
-from services.common import bus, histogram, profile
-from services.coordinator import plans, recovery, slicing
+from services.common import bus, histogram
+from services.plan import profile
+from services.plan import loader, recovery, slicing
 from services.coordinator.aggregate import BadInterval
 from services.coordinator.config import Config
 from services.coordinator.leader import LeaderLease
@@ -302,16 +303,16 @@ class Service:
 
     # --- API ----------------------------------------------------------------------
     def _plan_from(self, data: bytes) -> Plan:
-        if len(data) > plans.MAX_PLAN_BYTES:
-            raise InvalidPlan(f"plan is larger than {plans.MAX_PLAN_BYTES} bytes")
+        if len(data) > loader.MAX_PLAN_BYTES:
+            raise InvalidPlan(f"plan is larger than {loader.MAX_PLAN_BYTES} bytes")
         try:
             raw = msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise InvalidPlan(f"not valid JSON: {exc}") from None
         except RecursionError:
             raise InvalidPlan("JSON nested too deeply") from None
-        plan = plans.from_obj(raw)
-        plans.check_target_allowed(plan, self.config.target_allow)
+        plan = loader.from_obj(raw)
+        loader.check_target_allowed(plan, self.config.target_allow)
         self._check_limits(plan)
         return plan
 

@@ -27,11 +27,3 @@ def pick(available: Mapping[str, float], wanted: int | None) -> list[str]:
     ids = sorted(available, key=lambda i: (-available[i], i))
     return ids if wanted is None else ids[:wanted]
 
-
-def users_for(total: int, index: int, count: int) -> int:
-    """A generator's virtual users of ``total`` (closed model): a deterministic integer
-    split by position, so the parts always add up to ``total`` (10 over 3: 3, 3, 4)."""
-    if count <= 1:
-        return total
-    index = min(max(index, 0), count - 1)
-    return total * (index + 1) // count - total * index // count

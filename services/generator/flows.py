@@ -32,7 +32,7 @@ import structlog
 
 from schemas.control import Assignment
 from schemas.plan import Plan
-from services.coordinator.slicing import users_for
+from services.plan.profile import users_for
 from services.generator.feeds import Exhausted, Feeds
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval

@@ -25,7 +25,8 @@ from nats.micro import add_service
 from schemas import subjects
 from schemas.control import Assignment, Heartbeat
 from schemas.stats import EpochChange, IntervalStats, StatsAck
-from services.common import bus, profile
+from services.common import bus
+from services.plan import profile
 from services.generator.config import Config
 from services.generator import flows
 from services.generator.engine import Engine

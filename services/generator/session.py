@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
-from services.generator.extract import Checker, Extractor, Response
-from services.generator.templating import JsonTemplate, MissingVariable, Template
+from services.plan.extract import Checker, Extractor, Response
+from services.plan.templating import JsonTemplate, MissingVariable, Template
+from services.plan.names import as_step, step_name
 
 if TYPE_CHECKING:
     from services.generator.flows import FlowEngine
@@ -48,31 +49,6 @@ class CompiledStep:
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
 
 
-def step_name(step: Step, scope: str, j: int) -> str:
-    """The name a step's requests are reported under: its own, else ``<flow>.<n>``
-    (``setup.<n>`` for setup steps), n counting from 1."""
-    return step.name or f"{scope}.{j + 1}"
-
-
-def reported_names(plan: Plan) -> list[str]:
-    """Every request name a run of this plan can report, each once, in plan order."""
-    if not plan.flows:
-        return [r.name for r in plan.requests]
-    steps = [(s, "setup", j) for j, s in enumerate(plan.setup.steps)] if plan.setup else []
-    steps += [(s, f.name, j) for f in plan.flows for j, s in enumerate(f.steps)]
-    return list(dict.fromkeys(step_name(*t) for t in steps))
-
-
-def _as_step(r: RequestSpec) -> Step:
-    """A static request as a one-step flow (plans that need the flow engine for TLS,
-    a proxy, templating or the closed model, but list plain ``requests``)."""
-    check = None
-    if r.checks is not None:
-        check = StepCheck(status=r.checks.status, contains=r.checks.body_contains)
-    return Step(name=r.name, method=r.method, path=r.path, headers=r.headers, body=r.body,
-                json=r.json, check=check)
-
-
 class Program:
     """Everything the flow engine needs from a plan, compiled once."""
 
@@ -80,7 +56,7 @@ class Program:
         self.names: list[str] = []
         self._index: dict[str, int] = {}
         flows = list(plan.flows) or [
-            Flow(name=r.name, weight=r.weight, steps=[_as_step(r)]) for r in plan.requests
+            Flow(name=r.name, weight=r.weight, steps=[as_step(r)]) for r in plan.requests
         ]
         self.setup_scope = plan.setup.scope if plan.setup else "user"
         self.setup = [

@@ -23,7 +23,7 @@ from schemas import subjects
 from schemas.control import Heartbeat
 from schemas.host import Alert, HostSample
 from schemas.stats import LiveSnapshot
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 from services.common import bus
 from services.ui.app.routes import build_app
 from services.ui.config import Config

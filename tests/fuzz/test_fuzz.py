@@ -22,7 +22,7 @@ import pytest
 
 from schemas import subjects
 from schemas.control import Heartbeat
-from services.coordinator import plans
+from services.plan import loader
 from tests.conftest import Cluster, api_with, free_port, target_stats, until, wait_port
 from tests.fuzz import corpus
 from tests.integration.test_distributed_run import plan_for
@@ -65,7 +65,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
     nc = api.nc
     js = nc.jetstream()
     rate, duration = 200, 14
-    started = await api.start(plans.from_obj(
+    started = await api.start(loader.from_obj(
         plan_for(target, rate=rate, duration=f"{duration}s", generators=2)
     ))
     run_id = started.run_id

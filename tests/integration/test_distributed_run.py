@@ -17,9 +17,9 @@ from schemas import subjects
 from schemas.control import Assignment, PlanValid
 from schemas.errors import InvalidPlan, NoGenerators
 from schemas.stats import IntervalStats, LiveSnapshot, Report
-from services.cli.client import CoordinatorClient
-from services.common import profile
-from services.coordinator import plans
+from services.common.client import CoordinatorClient
+from services.plan import profile
+from services.plan import loader
 from tests.conftest import Cluster, api_with, target_stats, until
 
 pytestmark = pytest.mark.timeout(90)
@@ -89,7 +89,7 @@ class LiveFeed:
 
 async def start_and_follow(api: CoordinatorClient, plan: dict):
     feed = LiveFeed()
-    started = await api.start(plans.from_obj(plan))
+    started = await api.start(loader.from_obj(plan))
     await feed.attach(api.nc, started.run_id)
     return started, feed
 
@@ -134,7 +134,7 @@ async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
     del plan["rate"], plan["duration"]
     started, feed = await start_and_follow(api, plan)
     report = await finished_report(api, feed, started.run_id)
-    prof = profile.from_plan(plans.from_obj(plan))
+    prof = profile.from_plan(loader.from_obj(plan))
     for entry in report.timeline:
         want = profile.arrivals(prof, entry.t, entry.t + 1)
         assert entry.target_rps == pytest.approx(want, abs=0.01)
@@ -396,7 +396,7 @@ async def test_no_generators_and_no_nats_exit_2(cluster: Cluster, tmp_path):
     api = await CoordinatorClient.connect(cluster.url)
     await until(lambda: _answers(api), 10, "coordinator answering")
     with pytest.raises(NoGenerators):
-        await api.start(plans.from_obj(plan_for(target)))
+        await api.start(loader.from_obj(plan_for(target)))
     await api.close()
     done = await asyncio.to_thread(cluster.cli, "run", str(path))
     assert done.returncode == 2 and "no_generators" in done.stderr

@@ -18,7 +18,7 @@ import tracemalloc
 import pytest
 
 from schemas.control import Segment
-from services.coordinator import plans
+from services.plan import loader
 from services.generator import http
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
@@ -71,7 +71,7 @@ def plan_for(url: str, *, timeout: float = 2.0, conns: int = 2, checks: dict | N
     req = {"name": "r", "path": "/x"}
     if checks:
         req["checks"] = checks
-    return plans.from_obj({"name": "t", "target": url, "rate": 1, "duration": 1,
+    return loader.from_obj({"name": "t", "target": url, "rate": 1, "duration": 1,
                            "connections": conns, "timeout": timeout, "requests": [req]})
 
 

@@ -11,7 +11,7 @@ import pytest
 from schemas import subjects
 from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
 from tests.integration.test_distributed_run import plan_for
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,9 +67,9 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
 
 
 def _plan(target: str, rate: int, duration: int):
-    from services.coordinator import plans
+    from services.plan import loader
 
-    return plans.from_obj(plan_for(target, rate=rate, duration=f"{duration}s"))
+    return loader.from_obj(plan_for(target, rate=rate, duration=f"{duration}s"))
 
 
 async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):

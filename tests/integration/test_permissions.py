@@ -15,7 +15,7 @@ import pytest
 
 from schemas import subjects
 from services.cli import secure
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
 from tests.conftest import Cluster, generators_registered, target_stats, until
@@ -62,9 +62,9 @@ async def test_roles_are_held_to_their_subjects_over_tls(cluster: Cluster):
     await generators_registered(api, 1)
 
     # the stack works end to end with every service under its own user, over TLS
-    from services.coordinator import plans
+    from services.plan import loader
 
-    started = await api.start(plans.from_obj(plan_for(target, rate=100, duration="2s")))
+    started = await api.start(loader.from_obj(plan_for(target, rate=100, duration="2s")))
 
     async def ended():
         record = await api.get(started.run_id)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 from tests.conftest import Cluster, generators_registered, target_stats, until
 
 pytestmark = pytest.mark.timeout(60)

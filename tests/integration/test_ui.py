@@ -20,7 +20,7 @@ import pytest
 from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.host import Alert, HostSample, NetIO, ProcessSample
-from services.cli.client import CoordinatorClient
+from services.common.client import CoordinatorClient
 from tests.conftest import Cluster, api_with, free_port, generators_registered, until, wait_port
 from tests.ui_helpers import browser_page, shot
 

@@ -13,7 +13,7 @@ from schemas.control import Segment
 from schemas.stats import IntervalStats, RequestInterval
 from services.common import histogram
 from services.common.histogram import HistogramDecodeError
-from services.coordinator import plans
+from services.plan import loader
 from services.coordinator.aggregate import RunAggregate, is_behind
 from services.generator.recorder import Interval
 
@@ -32,7 +32,7 @@ def make_plan(thresholds=None):
     }
     if thresholds:
         raw["thresholds"] = thresholds
-    return plans.from_obj(raw)
+    return loader.from_obj(raw)
 
 
 def stats(

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from schemas.control import Segment
-from services.coordinator import plans
+from services.plan import loader
 from services.generator.engine import Engine
 from services.generator.http import Connection
 from services.generator.pacing import INF, Schedule
@@ -32,7 +32,7 @@ class Wire:
 @pytest.fixture
 def engine():
     loop = asyncio.new_event_loop()
-    plan = plans.from_obj({"name": "t", "target": "http://127.0.0.1:9", "rate": 1, "duration": 1,
+    plan = loader.from_obj({"name": "t", "target": "http://127.0.0.1:9", "rate": 1, "duration": 1,
                            "connections": 1, "requests": [{"name": "r", "path": "/x"}]})
     eng = Engine(plan, loop)
     conn = Connection(eng)

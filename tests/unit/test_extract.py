@@ -1,4 +1,4 @@
-"""Extractors and checks on responses (services/generator/extract.py)."""
+"""Extractors and checks on responses (services/plan/extract.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from multidict import CIMultiDict
 
 from schemas.plan import Extract, JsonPathCheck, StepCheck
-from services.generator.extract import Checker, ExtractError, Extractor, Response
+from services.plan.extract import Checker, ExtractError, Extractor, Response
 
 JSON = b'{"token": "t-1", "user": {"id": 7, "roles": ["a", "b"]}, "items": [{"sku": "X", "n": 2}, {"sku": "Y", "n": 5}]}'
 HTML = (b'<html><body><form><input type="hidden" name="csrf" value="c-9"></form>'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.plan import DataFeed
-from services.coordinator.slicing import users_for
+from services.plan.profile import users_for
 from services.generator.feeds import Exhausted, Feed, Feeds, shard
 
 ROWS = [{"id": i} for i in range(10)]

@@ -10,8 +10,8 @@ import pytest
 
 from schemas.control import Assignment
 from schemas.plan import Think
-from services.common import profile
-from services.coordinator import plans
+from services.plan import profile
+from services.plan import loader
 from services.generator.flows import FlowEngine
 from services.generator.session import Program, think_s
 from services.generator.transport import Http1, Http2
@@ -28,7 +28,7 @@ def plan(**over):
         ],
     }
     raw.update(over)
-    return plans.from_obj(raw)
+    return loader.from_obj(raw)
 
 
 def test_program_names_steps_and_shares_same_named_steps():

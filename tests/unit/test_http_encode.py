@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.coordinator import plans
+from services.plan import loader
 from services.generator.http import USER_AGENT, encode_request, target_address
 
 
@@ -14,7 +14,7 @@ def make_plan(requests, target="http://127.0.0.1:8080", headers=None):
     raw = {"name": "p", "target": target, "rate": 1, "duration": 1, "requests": requests}
     if headers is not None:
         raw["headers"] = headers
-    return plans.from_obj(raw)
+    return loader.from_obj(raw)
 
 
 def parse(payload: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -142,7 +142,7 @@ def test_request_header_overrides_plan_header_case_insensitively():
 def test_a_plan_that_validates_can_be_encoded(request_spec):
     try:
         plan = make_plan([request_spec])
-    except plans.InvalidPlan:
+    except loader.InvalidPlan:
         return  # refusing it at validation would also be correct
     payload = encoded(plan)
     assert payload.startswith(b"GET /")

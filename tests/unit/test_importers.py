@@ -8,7 +8,7 @@ import pytest
 
 from services.cli import importers
 from services.cli.importers import common, curl, har, jmx, postman
-from services.coordinator import plans
+from services.plan import loader
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 def valid(imported: common.Imported, base: Path = SAMPLES):
     importers.declare_unset(imported, str(base))
     plan = common.finish(imported.plan, target=None, rate=None, users=None, duration=None)
-    return plans.from_obj(plans.embed_data(plan, str(base)))
+    return loader.from_obj(loader.embed_data(plan, str(base)))
 
 
 def steps(plan):
@@ -129,7 +129,7 @@ def test_cli_import_writes_a_plan_that_validate_accepts(tmp_path, capsys):
     assert done.value.code == 0
     text = out.read_text()
     assert text.startswith("# Imported by `surge import`") and "JSR223PostProcessor" in text
-    plan = plans.load(str(out))
+    plan = loader.load(str(out))
     assert plan.target == "http://127.0.0.1:9999" and plan.users == 2 and plan.duration == 5
     assert plan.data[0].rows  # the CSV path was rewritten relative to the output plan
     with pytest.raises(SystemExit) as done:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from schemas.control import Segment
-from services.common import profile
+from services.plan import profile
 from services.generator.pacing import INF, Schedule
 
 

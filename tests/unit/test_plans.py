@@ -1,4 +1,4 @@
-"""Reading and checking plans (services/coordinator/plans.py, services/common/fields.py)."""
+"""Reading and checking plans (services/plan/loader.py, services/common/fields.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from schemas.errors import InvalidPlan, TargetNotAllowed
 from schemas.plan import Plan
 from services.common.fields import field_of
-from services.coordinator import plans
+from services.plan import loader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def raw(**over) -> dict:
 
 def field_error(obj) -> str | None:
     with pytest.raises(InvalidPlan) as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     return info.value.field
 
 
@@ -46,7 +46,7 @@ def field_error(obj) -> str | None:
 
 
 def test_loads_yaml():
-    plan = plans.loads(BASE_YAML)
+    plan = loader.loads(BASE_YAML)
     assert isinstance(plan, Plan)
     assert plan.name == "shop"
     assert plan.rate == 100.0
@@ -59,38 +59,38 @@ def test_loads_yaml():
 
 def test_loads_json_text_and_bytes():
     text = json.dumps(raw(duration="2m", timeout="500ms"))
-    plan = plans.loads(text)
+    plan = loader.loads(text)
     assert plan.duration == 120.0
     assert plan.timeout == 0.5
-    assert plans.loads(text.encode()) == plan
+    assert loader.loads(text.encode()) == plan
 
 
 def test_load_reads_the_example_plans():
-    checkout = plans.load(str(ROOT / "plans" / "checkout.yaml"))
+    checkout = loader.load(str(ROOT / "plans" / "checkout.yaml"))
     assert checkout.rate == 500.0 and checkout.duration == 60.0
     assert [r.weight for r in checkout.requests] == [3, 1]
-    demo = plans.load(str(ROOT / "plans" / "demo.yaml"))
+    demo = loader.load(str(ROOT / "plans" / "demo.yaml"))
     assert [s.duration for s in demo.stages] == [5.0, 15.0, 5.0, 5.0]
     assert demo.timeout == 2.0
 
 
 def test_load_missing_file_is_invalid_plan(tmp_path):
     with pytest.raises(InvalidPlan, match="cannot read plan file"):
-        plans.load(str(tmp_path / "nope.yaml"))
+        loader.load(str(tmp_path / "nope.yaml"))
 
 
 def test_loads_rejects_non_yaml_and_non_mapping():
     with pytest.raises(InvalidPlan, match="not YAML or JSON"):
-        plans.loads("name: [unclosed")
+        loader.loads("name: [unclosed")
     with pytest.raises(InvalidPlan, match="object/mapping"):
-        plans.loads("[1, 2, 3]")
+        loader.loads("[1, 2, 3]")
     with pytest.raises(InvalidPlan, match="object/mapping"):
-        plans.loads("")
+        loader.loads("")
 
 
 def test_loads_rejects_oversized_text():
     with pytest.raises(InvalidPlan, match="larger than"):
-        plans.loads("#" * (plans.MAX_PLAN_BYTES + 1))
+        loader.loads("#" * (loader.MAX_PLAN_BYTES + 1))
 
 
 # --- durations -------------------------------------------------------------------
@@ -113,29 +113,29 @@ def test_loads_rejects_oversized_text():
     ],
 )
 def test_parse_duration_strings(text, seconds):
-    assert plans.parse_duration(text, "duration") == pytest.approx(seconds)
+    assert loader.parse_duration(text, "duration") == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("value", [90, 1.5, None, True])
 def test_parse_duration_passes_non_strings_through(value):
-    assert plans.parse_duration(value, "duration") is value
+    assert loader.parse_duration(value, "duration") is value
 
 
 @pytest.mark.parametrize("text", ["", "10x", "1m30", "s", "ms5", "1.5.5s", "5 minutes", "-"])
 def test_parse_duration_rejects_and_names_field(text):
     with pytest.raises(InvalidPlan) as info:
-        plans.parse_duration(text, "stages.2.duration")
+        loader.parse_duration(text, "stages.2.duration")
     assert info.value.field == "stages.2.duration"
 
 
 def test_numeric_durations_are_seconds():
-    plan = plans.from_obj(raw(duration=90, timeout=0.25))
+    plan = loader.from_obj(raw(duration=90, timeout=0.25))
     assert plan.duration == 90.0
     assert plan.timeout == 0.25
 
 
 def test_stage_durations_are_parsed():
-    plan = plans.from_obj(raw(rate=None, duration=None, stages=[{"duration": "1m30s", "target": 5}, {"duration": 2, "target": 0}]))
+    plan = loader.from_obj(raw(rate=None, duration=None, stages=[{"duration": "1m30s", "target": 5}, {"duration": 2, "target": 0}]))
     assert [s.duration for s in plan.stages] == [90.0, 2.0]
 
 
@@ -202,13 +202,13 @@ def test_target_with_path_or_bad_port_names_target():
     assert field_error(raw(target="http://example.com/api")) == "target"
     assert field_error(raw(target="http://example.com?x=1")) == "target"
     assert field_error(raw(target="http://example.com:99999")) == "target"
-    assert plans.from_obj(raw(target="http://example.com:8080/")).target == "http://example.com:8080/"
+    assert loader.from_obj(raw(target="http://example.com:8080/")).target == "http://example.com:8080/"
 
 
 def test_rate_and_stages_both_given_is_invalid():
     obj = raw(duration=None, stages=[{"duration": 5, "target": 1}])
     with pytest.raises(InvalidPlan, match="not both") as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     assert info.value.field == "rate"
 
 
@@ -223,7 +223,7 @@ def test_rate_without_duration_is_invalid():
 def test_stages_with_duration_is_invalid():
     obj = raw(rate=None, stages=[{"duration": 5, "target": 1}])
     with pytest.raises(InvalidPlan, match="sum of the stages") as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     assert info.value.field == "duration"
 
 
@@ -231,13 +231,13 @@ def test_stages_all_zero_is_invalid():
     obj = raw(rate=None, duration=None, stages=[{"duration": 5, "target": 0}])
     assert field_error(obj) == "stages"
     ok = raw(rate=None, duration=None, start_rate=10, stages=[{"duration": 5, "target": 0}])
-    assert plans.from_obj(ok).start_rate == 10.0
+    assert loader.from_obj(ok).start_rate == 10.0
 
 
 def test_duplicate_request_names_point_at_the_second():
     obj = raw(requests=[{"name": "a"}, {"name": "b"}, {"name": "a"}])
     with pytest.raises(InvalidPlan, match="used twice") as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     assert info.value.field == "requests.2.name"
 
 
@@ -248,7 +248,7 @@ def test_all_zero_weights_is_invalid():
 def test_body_and_json_both_is_invalid():
     obj = raw(requests=[{"name": "a"}, {"name": "b", "method": "POST", "body": "x", "json": {"k": 1}}])
     with pytest.raises(InvalidPlan, match="body or json") as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     assert info.value.field == "requests.1.body"
 
 
@@ -263,14 +263,14 @@ def test_bad_request_headers_are_invalid(headers):
 
 
 def test_good_headers_are_kept():
-    plan = plans.from_obj(raw(headers={"Authorization": "Bearer x"}, requests=[{"name": "a", "headers": {"X-Trace-Id": "1"}}]))
+    plan = loader.from_obj(raw(headers={"Authorization": "Bearer x"}, requests=[{"name": "a", "headers": {"X-Trace-Id": "1"}}]))
     assert plan.headers == {"Authorization": "Bearer x"}
     assert plan.requests[0].headers == {"X-Trace-Id": "1"}
 
 
 def test_bad_plan_level_header_is_invalid():
     with pytest.raises(InvalidPlan):
-        plans.from_obj(raw(headers={"X-Ok": "a\r\nb"}))
+        loader.from_obj(raw(headers={"X-Ok": "a\r\nb"}))
 
 
 def test_bad_plan_level_header_is_named_under_headers():
@@ -306,7 +306,7 @@ def test_field_of_turns_msgspec_paths_into_dotted_fields(message, field):
 
 
 def plan_for(target: str) -> Plan:
-    return plans.from_obj(raw(target=target))
+    return loader.from_obj(raw(target=target))
 
 
 @pytest.mark.parametrize(
@@ -325,7 +325,7 @@ def plan_for(target: str) -> Plan:
     ],
 )
 def test_target_allowed(target, allow):
-    assert plans.check_target_allowed(plan_for(target), allow) is None
+    assert loader.check_target_allowed(plan_for(target), allow) is None
 
 
 @pytest.mark.parametrize(
@@ -342,7 +342,7 @@ def test_target_allowed(target, allow):
 )
 def test_target_not_allowed(target, allow):
     with pytest.raises(TargetNotAllowed) as info:
-        plans.check_target_allowed(plan_for(target), allow)
+        loader.check_target_allowed(plan_for(target), allow)
     assert info.value.field == "target"
     assert info.value.status == 403
 
@@ -351,15 +351,15 @@ def test_target_not_allowed(target, allow):
 
 
 def test_override_rate_and_duration_of_rate_plan():
-    plan = plans.from_obj(raw())
-    out = plans.with_overrides(plan, rate=50, duration=10)
+    plan = loader.from_obj(raw())
+    out = loader.with_overrides(plan, rate=50, duration=10)
     assert out.rate == 50.0 and out.duration == 10.0
     assert out.requests == plan.requests
 
 
 def test_override_rate_of_stages_plan_keeps_total_duration():
-    plan = plans.from_obj(raw(rate=None, duration=None, start_rate=5, stages=[{"duration": 10, "target": 100}, {"duration": 20, "target": 0}]))
-    out = plans.with_overrides(plan, rate=70)
+    plan = loader.from_obj(raw(rate=None, duration=None, start_rate=5, stages=[{"duration": 10, "target": 100}, {"duration": 20, "target": 0}]))
+    out = loader.with_overrides(plan, rate=70)
     assert out.stages is None
     assert out.start_rate == 0.0
     assert out.rate == 70.0
@@ -367,31 +367,31 @@ def test_override_rate_of_stages_plan_keeps_total_duration():
 
 
 def test_override_duration_of_stages_plan_is_invalid():
-    plan = plans.from_obj(raw(rate=None, duration=None, stages=[{"duration": 10, "target": 100}]))
+    plan = loader.from_obj(raw(rate=None, duration=None, stages=[{"duration": 10, "target": 100}]))
     with pytest.raises(InvalidPlan) as info:
-        plans.with_overrides(plan, duration=5)
+        loader.with_overrides(plan, duration=5)
     assert info.value.field == "duration"
 
 
 def test_override_generators_and_revalidate():
-    plan = plans.from_obj(raw())
-    assert plans.with_overrides(plan, generators=3).generators == 3
+    plan = loader.from_obj(raw())
+    assert loader.with_overrides(plan, generators=3).generators == 3
     with pytest.raises(InvalidPlan) as info:
-        plans.with_overrides(plan, generators=0)
+        loader.with_overrides(plan, generators=0)
     assert info.value.field == "generators"
     with pytest.raises(InvalidPlan) as info:
-        plans.with_overrides(plan, rate=-5)
+        loader.with_overrides(plan, rate=-5)
     assert info.value.field == "rate"
 
 
 def test_no_overrides_gives_equal_plan():
-    plan = plans.from_obj(raw(headers={"A": "b"}, thresholds={"p99_ms": 100}))
-    assert plans.with_overrides(plan) == plan
+    plan = loader.from_obj(raw(headers={"A": "b"}, thresholds={"p99_ms": 100}))
+    assert loader.with_overrides(plan) == plan
 
 
 def test_abort_after_takes_a_duration_and_names_a_bad_one():
-    plan = plans.from_obj(raw(thresholds={"p99_ms": 100, "abort_on_fail": True, "abort_after": "1m30s"}))
+    plan = loader.from_obj(raw(thresholds={"p99_ms": 100, "abort_on_fail": True, "abort_after": "1m30s"}))
     assert plan.thresholds.abort_on_fail and plan.thresholds.abort_after == 90.0
-    assert plans.from_obj(raw(thresholds={"abort_on_fail": True})).thresholds.abort_after == 10.0
+    assert loader.from_obj(raw(thresholds={"abort_on_fail": True})).thresholds.abort_after == 10.0
     assert field_error(raw(thresholds={"abort_after": "soon"})) == "thresholds.abort_after"
     assert field_error(raw(thresholds={"abort_after": 0})) == "thresholds.abort_after"

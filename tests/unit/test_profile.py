@@ -1,18 +1,18 @@
-"""Rate profiles (services/common/profile.py)."""
+"""Rate profiles (services/plan/profile.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from schemas.control import Segment
-from services.common import profile
-from services.coordinator import plans
+from services.plan import profile
+from services.plan import loader
 
 
 def make_plan(**over):
     raw = {"name": "p", "target": "http://127.0.0.1:8080", "requests": [{"name": "a"}]}
     raw.update(over)
-    return plans.from_obj(raw)
+    return loader.from_obj(raw)
 
 
 def test_rate_plan_gives_one_flat_segment():

@@ -8,8 +8,8 @@ import pytest
 
 from schemas.errors import InvalidPlan
 from schemas.plan import Think
-from services.common import profile
-from services.coordinator import plans
+from services.plan import profile
+from services.plan import loader
 from services.generator.flows import needs_flow_engine, users_at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +34,12 @@ def flow_plan(**over) -> dict:
 
 def field_error(obj) -> str | None:
     with pytest.raises(InvalidPlan) as info:
-        plans.from_obj(obj)
+        loader.from_obj(obj)
     return info.value.field
 
 
 def test_a_full_flow_plan_validates_with_durations_normalised():
-    plan = plans.from_obj(flow_plan())
+    plan = loader.from_obj(flow_plan())
     assert plan.model == "closed"
     steps = plan.flows[0].steps
     assert steps[0].think == Think(0.1, 1.0)
@@ -50,7 +50,7 @@ def test_a_full_flow_plan_validates_with_durations_normalised():
 
 
 def test_closed_profile_carries_duration_at_rate_zero():
-    plan = plans.from_obj(flow_plan(users=None, duration=None,
+    plan = loader.from_obj(flow_plan(users=None, duration=None,
                                     user_stages=[{"duration": "2s", "target": 4}, {"duration": 3, "target": 4}]))
     prof = profile.from_plan(plan)
     assert profile.duration(prof) == 5 and profile.peak(prof) == 0
@@ -111,11 +111,11 @@ def test_load_embeds_csv_and_jsonl_rows_relative_to_the_plan(tmp_path):
     import yaml
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
-    plan = plans.load(str(tmp_path / "p.yaml"))
+    plan = loader.load(str(tmp_path / "p.yaml"))
     assert plan.data[0].rows == [{"user": "ann", "password": "secret"}, {"user": "bob", "password": "secret"}]
     assert plan.data[1].rows == [{"key": 1}, {"key": 2}]
     # what travels to the coordinator validates there without the file
-    assert plans.from_obj(__import__("msgspec").to_builtins(plan)) == plan
+    assert loader.from_obj(__import__("msgspec").to_builtins(plan)) == plan
 
 
 def test_load_reports_bad_data_files_on_their_field(tmp_path):
@@ -124,46 +124,46 @@ def test_load_reports_bad_data_files_on_their_field(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1\n")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "bad.csv"})))
     with pytest.raises(InvalidPlan) as info:
-        plans.load(str(tmp_path / "p.yaml"))
+        loader.load(str(tmp_path / "p.yaml"))
     assert info.value.field == "data.0.file"
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "missing.csv"})))
     with pytest.raises(InvalidPlan, match="cannot read"):
-        plans.load(str(tmp_path / "p.yaml"))
+        loader.load(str(tmp_path / "p.yaml"))
 
 
 def test_static_plans_keep_the_fast_path():
     for path in ("plans/checkout.yaml", "plans/demo.yaml"):
-        plan = plans.load(str(ROOT / path))
+        plan = loader.load(str(ROOT / path))
         assert plan.model == "open" and not needs_flow_engine(plan), path
 
 
 def test_static_requests_needing_tls_or_templates_use_the_flow_engine():
     base = {"name": "s", "rate": 1, "duration": 1, "requests": [{"name": "r", "path": "/"}]}
-    assert needs_flow_engine(plans.from_obj({**base, "target": "https://127.0.0.1:8443"}))
+    assert needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443"}))
     templated = {**base, "target": "http://127.0.0.1:1",
                  "requests": [{"name": "r", "path": "/x/{{$randint(1,9)}}"}]}
-    assert needs_flow_engine(plans.from_obj(templated))
+    assert needs_flow_engine(loader.from_obj(templated))
 
 
 def test_every_example_plan_validates():
     found = sorted((ROOT / "plans").rglob("*.yaml"))
     assert found
     for path in found:
-        plans.load(str(path))
+        loader.load(str(path))
 
 
 def test_rate_override_turns_a_closed_plan_open():
-    plan = plans.with_overrides(plans.from_obj(flow_plan()), rate=5)
+    plan = loader.with_overrides(loader.from_obj(flow_plan()), rate=5)
     assert plan.model == "open" and plan.rate == 5 and plan.duration == 10
 
 
 def test_per_request_thresholds_name_what_the_run_reports():
     # flow steps report under their name, else <flow>.<n>; setup steps under setup.<n>
-    plan = plans.from_obj(flow_plan(thresholds={"requests": {"login": {"p99_ms": 100}, "f.2": {"error_rate": 0.1}}}))
+    plan = loader.from_obj(flow_plan(thresholds={"requests": {"login": {"p99_ms": 100}, "f.2": {"error_rate": 0.1}}}))
     assert plan.thresholds.requests["login"].p99_ms == 100
     assert field_error(flow_plan(thresholds={"requests": {"f.3": {"p99_ms": 1}}})) == "thresholds.requests.f.3"
     with pytest.raises(InvalidPlan) as info:
-        plans.from_obj(flow_plan(thresholds={"requests": {"logon": {"p99_ms": 1}}}))
+        loader.from_obj(flow_plan(thresholds={"requests": {"logon": {"p99_ms": 1}}}))
     assert "'login', 'f.1', 'f.2'" in str(info.value)
     # a typo in a limit's name is named too (msgspec does not say under which key)
     assert field_error(flow_plan(thresholds={"requests": {"login": {"p99": 1}}})) == "thresholds.requests.p99"
@@ -172,5 +172,5 @@ def test_per_request_thresholds_name_what_the_run_reports():
 def test_per_request_thresholds_of_a_static_plan():
     static = {"name": "s", "target": "http://127.0.0.1:8080", "rate": 10, "duration": "5s",
               "requests": [{"name": "home"}, {"name": "order", "method": "POST"}]}
-    assert plans.from_obj({**static, "thresholds": {"requests": {"order": {"p95_ms": 50}}}})
+    assert loader.from_obj({**static, "thresholds": {"requests": {"order": {"p95_ms": 50}}}})
     assert field_error({**static, "thresholds": {"requests": {"cart": {"p95_ms": 50}}}}) == "thresholds.requests.cart"

@@ -1,4 +1,4 @@
-"""{{var}} templates (services/generator/templating.py)."""
+"""{{var}} templates (services/plan/templating.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from services.generator.templating import (
+from services.plan.templating import (
     JsonTemplate, MissingVariable, Template, TemplateError, references, references_in,
 )
 

@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from services.coordinator import plans
+from services.plan import loader
 from schemas.errors import InvalidPlan
 from services.generator import transport
 from services.generator.transport import Http1, Http2, choose
@@ -22,7 +22,7 @@ def plan(**over):
     raw = {"name": "p", "target": "https://127.0.0.1:9", "rate": 1, "duration": 1,
            "flows": [{"name": "f", "steps": [{"path": "/"}]}]}
     raw.update(over)
-    return plans.from_obj(raw)
+    return loader.from_obj(raw)
 
 
 def refused_port() -> int:
@@ -35,7 +35,7 @@ def test_http2_is_auto_by_default_and_yaml_off_means_off():
     assert plan().http2 == "auto"
     assert plan(http2="off").http2 == "off"
     assert plan(http2=False).http2 == "off"  # YAML 1.1 reads `http2: off` as false
-    assert plans.loads("name: p\ntarget: https://a.test\nrate: 1\nduration: 1\n"
+    assert loader.loads("name: p\ntarget: https://a.test\nrate: 1\nduration: 1\n"
                        "requests: [{name: r}]\nhttp2: off\n").http2 == "off"
     with pytest.raises(InvalidPlan) as err:
         plan(http2=True)

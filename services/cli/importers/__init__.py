@@ -18,8 +18,8 @@ from rich.console import Console
 from schemas.errors import InvalidPlan
 from services.cli.importers import curl, har, jmx, postman
 from services.cli.importers.common import ImportError_, Imported, finish
-from services.coordinator import plans
-from services.generator.templating import REF_RE
+from services.plan import loader
+from services.plan.templating import REF_RE
 
 KINDS = ("har", "postman", "curl", "jmx")
 
@@ -32,7 +32,7 @@ def convert(kind: str, source: str, *, out_path: str | None = None, name: str | 
     else:
         try:
             with open(source, encoding="utf-8") as f:
-                text = f.read(plans.MAX_PLAN_BYTES * 4)
+                text = f.read(loader.MAX_PLAN_BYTES * 4)
         except OSError as exc:
             raise ImportError_(f"cannot read {source}: {exc.strerror}") from None
         base = os.path.dirname(os.path.abspath(source))
@@ -56,7 +56,7 @@ def declare_unset(imported: Imported, out_dir: str = ".") -> None:
         known.update(feed.get("columns", []))
         if feed.get("file") and not feed.get("columns"):
             try:  # the columns a CSV's header line names
-                rows = plans.read_rows(os.path.join(out_dir, feed["file"]))
+                rows = loader.read_rows(os.path.join(out_dir, feed["file"]))
                 known.update(rows[0] if rows else {})
             except InvalidPlan:
                 pass
@@ -106,9 +106,9 @@ def run(args, console: Console) -> int:
             f.write(text)
     try:
         if out:
-            plans.load(out)
+            loader.load(out)
         else:
-            plans.from_obj(plans.embed_data(imported.plan, os.getcwd()))
+            loader.from_obj(loader.embed_data(imported.plan, os.getcwd()))
     except InvalidPlan as exc:
         where = f" (field: {exc.field})" if exc.field else ""
         Console(stderr=True).print(f"[red]error[/] the imported plan does not validate: "

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from schemas.errors import InvalidPlan
 from schemas.plan import Plan, Step
-from services.generator import extract, templating
-from services.generator.session import reported_names
+from services.plan import extract, templating
+from services.plan.names import reported_names
 
 BUILTIN_VARS = frozenset({"__user", "__iteration", "__generator"})
 
@@ -33,7 +33,7 @@ def defined_vars(plan: Plan) -> set[str]:
 
 
 def check(plan: Plan) -> None:
-    from services.coordinator.plans import _check_headers
+    from services.plan.loader import _check_headers
 
     _check_threshold_names(plan)
 

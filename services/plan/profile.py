@@ -88,3 +88,12 @@ def cut(profile: list[Segment], at_s: float) -> list[Segment]:
         elif seg.start_s < at_s:
             out.append(Segment(seg.start_s, at_s, seg.start_rps, rate_at_segment(seg, at_s)))
     return out
+
+
+def users_for(total: int, index: int, count: int) -> int:
+    """A generator's virtual users of ``total`` (closed model): a deterministic integer
+    split by position, so the parts always add up to ``total`` (10 over 3: 3, 3, 4)."""
+    if count <= 1:
+        return total
+    index = min(max(index, 0), count - 1)
+    return total * (index + 1) // count - total * index // count

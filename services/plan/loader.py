@@ -22,7 +22,7 @@ import yaml
 from schemas.errors import InvalidPlan, TargetNotAllowed
 from schemas.plan import Plan
 from services.common.fields import field_of
-from services.coordinator import scenarios
+from services.plan import scenarios
 
 _DURATION_KEYS = {"duration", "timeout"}
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

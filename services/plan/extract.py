@@ -20,7 +20,7 @@ from jsonpath_ng.ext import parse as _jsonpath_parse
 from msgspec import UNSET
 
 from schemas.plan import Extract, StepCheck
-from services.generator.templating import Template
+from services.plan.templating import Template
 
 _NOT_FOUND = object()
 
