@@ -48,7 +48,8 @@ from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
 from services.common import bus, histogram
 from services.plan import profile
-from services.plan import loader, recovery, slicing
+from services.coordinator import recovery, slicing
+from services.plan import loader
 from services.coordinator.aggregate import BadInterval
 from services.coordinator.config import Config
 from services.coordinator.leader import LeaderLease

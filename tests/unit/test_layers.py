@@ -140,3 +140,20 @@ def test_the_walk_sees_a_forbidden_edge(tmp_path):
         ROOT = old
     assert edges == [("services/generator/x.py", 2, "services.generator", "services.coordinator")]
     assert not _allowed("services.generator", "services.coordinator")
+
+
+def test_every_module_imports():
+    # a moved module leaves no dangling import behind (a lazy one would only fail at run time)
+    import importlib
+
+    failed = []
+    for top in ("schemas", "services"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            module = _module_of(path)
+            if module.endswith("__main__"):
+                continue
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # noqa: BLE001 - every failure is reported, not the first
+                failed.append(f"{module}: {type(e).__name__}: {e}")
+    assert not failed, "\n".join(failed)
