@@ -1,106 +1,108 @@
-"""The ``surge`` command: run, validate, stop, rate, ls, generators, report, up, import.
+"""The ``surge`` command: every subcommand in ``COMMAND_MODULES`` (see registry.py).
 
 Exit codes: 0 thresholds passed (or the command worked), 1 thresholds failed,
-2 an error (invalid plan, no generators, no NATS, ...).
+2 an error (invalid plan, no generators, no NATS, ...), 130 interrupted.
+An expected failure prints one line on stderr (``-v`` adds the details), never a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import importlib
+import inspect
 import sys
+from importlib import metadata
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.errors import SurgeError
-from services.cli import commands
+from services.cli import registry
+from services.cli.connection import CliError, open_api
 from services.common import logs
-from services.common.config import DEFAULT_NATS_URL
+
+# Add a module here once; its @command functions become subcommands.
+COMMAND_MODULES = (
+    "services.cli.commands",
+    "services.cli.up",
+)
+
+
+def version() -> str:
+    try:
+        return metadata.version("surge")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def parser() -> argparse.ArgumentParser:
-    default_nats = os.environ.get("SURGE_NATS_URL", DEFAULT_NATS_URL)
-    p = argparse.ArgumentParser(prog="surge", description="Distributed HTTP load testing over NATS")
-    p.add_argument("--nats", default=default_nats, help=f"NATS URL (default {default_nats})")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run a plan and wait for its verdict")
-    run.add_argument("plan")
-    run.add_argument("--rate", type=float, help="total requests/s (replaces the plan's profile)")
-    run.add_argument("--duration", help="e.g. 30s, 2m")
-    run.add_argument("--generators", type=int, help="how many generators to use")
-    run.add_argument("--report", help="write the JSON report here")
-    run.add_argument("--junit", help="write thresholds as JUnit XML here")
-    run.add_argument("--html", help="write the report as one self-contained HTML file here")
-    run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
-
-    val = sub.add_parser("validate", help="check a plan (locally; --remote asks the coordinator)")
-    val.add_argument("plan")
-    val.add_argument("--remote", action="store_true")
-    val.add_argument("--json", action="store_true")
-
-    stop = sub.add_parser("stop", help="stop a running test")
-    stop.add_argument("run_id")
-
-    rate = sub.add_parser("rate", help="change a running test's total rate")
-    rate.add_argument("run_id")
-    rate.add_argument("rate", type=float)
-
-    ls = sub.add_parser("ls", help="list runs")
-    ls.add_argument("--json", action="store_true")
-    ls.add_argument("--limit", type=int, default=20)
-
-    gens = sub.add_parser("generators", help="list live generators")
-    gens.add_argument("--json", action="store_true")
-
-    rep = sub.add_parser("report", help="show a finished run's report")
-    rep.add_argument("run_id")
-    rep.add_argument("--json", action="store_true")
-    rep.add_argument("--html", help="also write it as one self-contained HTML file here")
-
-    imp = sub.add_parser("import", help="turn a HAR, Postman collection, curl command or JMeter plan into a plan")
-    imp.add_argument("kind", choices=["har", "postman", "curl", "jmx"])
-    imp.add_argument("source", help="the file (for curl: the command, or a file of commands)")
-    imp.add_argument("-o", "--output", help="write the plan here (default: stdout)")
-    imp.add_argument("--target", help="send to this origin instead (http[s]://host:port)")
-    imp.add_argument("--rate", type=float, help="open model: total arrivals/s")
-    imp.add_argument("--users", type=int, help="closed model: virtual users (default 1)")
-    imp.add_argument("--duration", help="e.g. 30s, 2m")
-    imp.add_argument("--name", help="the plan's name")
-
-    up = sub.add_parser("up", help="start the whole stack locally (what `make run` uses)")
-    up.add_argument("--generators", type=int, default=2)
-    up.add_argument("--demo", help="run this plan once the stack is up")
-    up.add_argument("--data-dir", default=".surge")
-    up.add_argument("--target-port", type=int, default=8080)
-    up.add_argument("--no-target", action="store_true", help="do not start the demo target")
-    up.add_argument("--insecure", action="store_true",
-                    help="no NATS users or TLS (default: per-role users + TLS, docs/security.md)")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    common = registry.global_options_parser()
+    p = argparse.ArgumentParser(
+        prog="surge", parents=[common],
+        description="Distributed HTTP load testing over NATS.",
+        epilog="examples:\n  surge up                      # the whole stack locally\n"
+               "  surge run plans/demo.yaml --rate 300\n"
+               "  surge <command> --help        # each command, with an example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"surge {version()}")
+    sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
+    for cmd in registry.COMMANDS.values():
+        sp = sub.add_parser(
+            cmd.name, aliases=list(cmd.aliases), parents=[common], help=cmd.help,
+            description=cmd.help[:1].upper() + cmd.help[1:] + ".",
+            epilog="example:\n" + "\n".join(f"  {line}" for line in cmd.example.splitlines()),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.add_to(sp)
+        sp.set_defaults(_command=cmd)
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return registry.fill_global_defaults(parser().parse_args(argv))
+
+
+async def _call_api(cmd: registry.Command, args: argparse.Namespace, console: Console) -> int:
+    async with open_api(args) as api:
+        return await cmd.handler(api, args, console)
+
+
+def run_command(args: argparse.Namespace, console: Console) -> int:
+    cmd: registry.Command = args._command
+    if cmd.api:
+        return asyncio.run(_call_api(cmd, args, console))
+    result = cmd.handler(args, console)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+def report_error(err: SurgeError, args: argparse.Namespace) -> None:
+    where = f" (field: {err.field})" if err.field else ""
+    err_console = Console(stderr=True, soft_wrap=True)
+    label = "error" if isinstance(err, CliError) else f"error {err.code}:"
+    err_console.print(f"[red]{label}[/] {escape(err.message + where)}", highlight=False)
+    detail = getattr(err, "detail", "")
+    if args.verbose and detail:
+        err_console.print(f"  details: {detail}", highlight=False, markup=False)
+    if args.json:
+        print(msgspec.json.encode({"error": err.body()}).decode())
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     logs.quiet_known_noise()
     console = Console(stderr=False)
     try:
-        if args.command == "up":
-            from services.cli import up
-
-            code = up.main(args, console)
-        elif args.command == "import":
-            from services.cli import importers
-
-            code = importers.run(args, console)
-        else:
-            code = asyncio.run(commands.dispatch(args, console))
+        code = run_command(args, console)
     except SurgeError as err:
-        where = f" (field: {err.field})" if err.field else ""
-        Console(stderr=True).print(f"[red]error[/] {err.code}: {err.message}{where}", highlight=False)
-        if getattr(args, "json", False):
-            print(msgspec.json.encode({"error": err.body()}).decode())
+        report_error(err, args)
         code = 2
     except KeyboardInterrupt:
         code = 130

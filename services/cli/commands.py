@@ -17,32 +17,27 @@ from schemas.stats import LiveSnapshot, Report
 from services.cli import render
 from services.common import report_html
 from services.common.client import CoordinatorClient
+from services.cli.connection import open_api
+from services.cli.registry import arg, command
 from services.plan import loader
 
 _live_decoder = msgspec.json.Decoder(LiveSnapshot)
 
 
-async def dispatch(args: argparse.Namespace, console: Console) -> int:
-    if args.command == "validate" and not args.remote:
-        return validate_local(args, console)
-    api = await CoordinatorClient.connect(args.nats)
-    try:
-        handler = {
-            "run": run,
-            "validate": validate_remote,
-            "stop": stop,
-            "rate": rate,
-            "ls": ls,
-            "generators": generators,
-            "report": report,
-        }[args.command]
-        return await handler(api, args, console)
-    finally:
-        await api.close()
-
-
 def _out(data) -> None:
     sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+
+
+@command("validate", help="check a plan (locally; --remote asks the coordinator too)",
+         example="surge validate plans/demo.yaml\nsurge validate plans/demo.yaml --remote --json",
+         args=[arg("plan", help="the plan file (YAML or JSON)"),
+               arg("--remote", action="store_true",
+                   help="also ask the coordinator (duration, peak rate, request count)")])
+async def validate(args, console: Console) -> int:
+    if not args.remote:
+        return validate_local(args, console)
+    async with open_api(args) as api:
+        return await validate_remote(api, args, console)
 
 
 def validate_local(args, console: Console) -> int:
@@ -66,18 +61,25 @@ async def validate_remote(api: CoordinatorClient, args, console: Console) -> int
     return 0
 
 
+@command("stop", help="stop a running test", example="surge stop 20261130-101500-ab12cd",
+         args=[arg("run_id")], api=True)
 async def stop(api: CoordinatorClient, args, console: Console) -> int:
     ok = await api.stop(args.run_id)
     console.print(f"stopping {ok.run_id} (epoch {ok.epoch})")
     return 0
 
 
+@command("rate", help="change a running test's total rate",
+         example="surge rate 20261130-101500-ab12cd 500",
+         args=[arg("run_id"), arg("rate", type=float, help="total requests/s")], api=True)
 async def rate(api: CoordinatorClient, args, console: Console) -> int:
     ok = await api.rate(args.run_id, args.rate)
     console.print(f"{ok.run_id}: rate set to {args.rate:g}/s (epoch {ok.epoch})")
     return 0
 
 
+@command("ls", help="list runs", example="surge ls\nsurge ls --limit 5 --json",
+         args=[arg("--limit", type=int, default=20, help="at most this many, newest first")], api=True)
 async def ls(api: CoordinatorClient, args, console: Console) -> int:
     runs = (await api.list(args.limit)).runs
     if args.json:
@@ -87,6 +89,7 @@ async def ls(api: CoordinatorClient, args, console: Console) -> int:
     return 0
 
 
+@command("generators", help="list live generators", example="surge generators --json", api=True)
 async def generators(api: CoordinatorClient, args, console: Console) -> int:
     beats = (await api.generators()).generators
     if args.json:
@@ -96,6 +99,10 @@ async def generators(api: CoordinatorClient, args, console: Console) -> int:
     return 0
 
 
+@command("report", help="show a finished run's report",
+         example="surge report 20261130-101500-ab12cd\nsurge report 20261130-101500-ab12cd --html out.html",
+         args=[arg("run_id"),
+               arg("--html", help="also write it as one self-contained HTML file here")], api=True)
 async def report(api: CoordinatorClient, args, console: Console) -> int:
     data = await api.report_bytes(args.run_id)
     r = msgspec.json.decode(data, type=Report)
@@ -113,6 +120,17 @@ def _write_html(path: str, r: Report) -> None:
         f.write(report_html.render_html(r))
 
 
+@command("run", help="run a plan and wait for its verdict (exit 0 pass, 1 fail)",
+         example="surge run plans/demo.yaml\nsurge run plans/demo.yaml --rate 300 --duration 30s --junit out.xml",
+         args=[arg("plan", help="the plan file (YAML or JSON)"),
+               arg("--rate", type=float, help="total requests/s (replaces the plan's profile)"),
+               arg("--duration", help="e.g. 30s, 2m"),
+               arg("--generators", type=int, help="how many generators to use"),
+               arg("--report", help="write the JSON report here"),
+               arg("--junit", help="write thresholds as JUnit XML here"),
+               arg("--html", help="write the report as one self-contained HTML file here"),
+               arg("--quiet", action="store_true", help="no live lines, only the summary")],
+         api=True)
 async def run(api: CoordinatorClient, args, console: Console) -> int:
     duration = loader.parse_duration(args.duration, "duration") if args.duration else None
     plan = loader.with_overrides(
@@ -199,3 +217,20 @@ async def follow_run(
     if html_path:
         _write_html(html_path, r)
     return 0 if r.verdict == "pass" else 1
+
+
+@command("import", help="turn a HAR, Postman collection, curl command or JMeter plan into a plan",
+         example="surge import har session.har -o plan.yaml --rate 50\n"
+                 "surge import curl 'curl https://shop.test/api' --target http://127.0.0.1:8080",
+         args=[arg("kind", choices=["har", "postman", "curl", "jmx"]),
+               arg("source", help="the file (for curl: the command, or a file of commands)"),
+               arg("-o", "--output", help="write the plan here (default: stdout)"),
+               arg("--target", help="send to this origin instead (http[s]://host:port)"),
+               arg("--rate", type=float, help="open model: total arrivals/s"),
+               arg("--users", type=int, help="closed model: virtual users (default 1)"),
+               arg("--duration", help="e.g. 30s, 2m"),
+               arg("--name", help="the plan's name")])
+def import_(args, console: Console) -> int:
+    from services.cli import importers
+
+    return importers.run(args, console)

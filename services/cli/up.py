@@ -26,7 +26,9 @@ from rich.console import Console
 from schemas import subjects
 from schemas.errors import Unavailable
 from services.cli import commands, secure
+from services.cli.registry import arg, command
 from services.common.client import CoordinatorClient
+from services.common.config import DEFAULT_NATS_URL
 from services.plan import loader
 
 
@@ -159,7 +161,17 @@ async def _demo(url: str, plan_path: str, console: Console) -> int:
         await api.close()
 
 
+@command("up", help="start the whole stack locally (what `make run` uses)",
+         example="surge up\nsurge up --generators 4 --demo plans/demo.yaml\nsurge up --insecure --nats nats://127.0.0.1:4333",
+         args=[arg("--generators", type=int, default=2),
+               arg("--demo", help="run this plan once the stack is up"),
+               arg("--data-dir", default=".surge"),
+               arg("--target-port", type=int, default=8080),
+               arg("--no-target", action="store_true", help="do not start the demo target"),
+               arg("--insecure", action="store_true",
+                   help="no NATS users or TLS (default: per-role users + TLS, docs/security.md)")])
 def main(args: argparse.Namespace, console: Console) -> int:
+    args.nats = args.nats or DEFAULT_NATS_URL  # its own server: never the current context's
     stack = Stack(args, console)
     stopping = False
 

@@ -1,0 +1,53 @@
+"""The ``surge`` command line: global flags anywhere, help with examples, --version."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import registry
+from services.cli.__main__ import parse, parser
+
+
+def test_global_flags_work_before_or_after_the_subcommand():
+    before = parse(["--nats", "nats://h:1", "--timeout", "2", "-v", "--json", "ls", "--limit", "3"])
+    after = parse(["ls", "--limit", "3", "--nats", "nats://h:1", "--timeout", "2", "-v", "--json"])
+    for args in (before, after):
+        assert (args.nats, args.timeout, args.verbose, args.json, args.limit) == (
+            "nats://h:1", 2.0, 1, True, 3)
+    run_before = parse(["--nats", "nats://h:1", "run", "plan.yaml"])
+    run_after = parse(["run", "plan.yaml", "--nats", "nats://h:1"])
+    assert vars(run_before) == vars(run_after)
+
+
+def test_unset_global_flags_take_their_defaults():
+    args = parse(["generators"])
+    assert (args.nats, args.user, args.timeout, args.verbose, args.json) == (None, None, 5.0, 0, False)
+    # a value given before the subcommand survives the subcommand's own (unset) copy
+    assert parse(["--user", "cli", "generators"]).user == "cli"
+
+
+def test_every_subcommand_has_help_with_an_example(capsys):
+    parser()  # imports every command module
+    assert {"run", "validate", "stop", "rate", "ls", "generators", "report", "up", "import"} <= set(
+        registry.COMMANDS)
+    for name, cmd in registry.COMMANDS.items():
+        assert cmd.example.startswith("surge "), name
+        with pytest.raises(SystemExit) as done:
+            parse([name, "--help"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert "example:\n  surge " in out and "--nats" in out, name
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit):
+        parse(["--version"])
+    assert capsys.readouterr().out.strip() == f"surge {metadata.version('surge')}"
+
+
+def test_a_command_registered_twice_is_refused():
+    parser()
+    with pytest.raises(ValueError):
+        registry.command("ls", help="again", example="surge ls")(lambda args, console: 0)
