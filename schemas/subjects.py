@@ -8,7 +8,7 @@ from __future__ import annotations
 
 ROOT = "surge"
 
-# --- coordinator API (a nats.micro service) -------------------------------
+# --- coordinator API (a nats.micro service; its endpoints: schemas/api.py) --
 COORDINATOR_SERVICE = "surge-coordinator"
 API = f"{ROOT}.api"
 RUN_START = f"{API}.run.start"
@@ -19,18 +19,7 @@ RUN_LIST = f"{API}.run.list"
 PLAN_VALIDATE = f"{API}.plan.validate"
 GENERATORS_LIST = f"{API}.generators.list"
 REPORT_GET = f"{API}.report.get"
-
-#: endpoint name (as ``nats micro info`` shows it) -> subject
-API_ENDPOINTS: dict[str, str] = {
-    "run_start": RUN_START,
-    "run_stop": RUN_STOP,
-    "run_rate": RUN_RATE,
-    "run_get": RUN_GET,
-    "run_list": RUN_LIST,
-    "plan_validate": PLAN_VALIDATE,
-    "generators_list": GENERATORS_LIST,
-    "report_get": REPORT_GET,
-}
+# each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------
 GENERATOR_SERVICE = "surge-generator"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
-from schemas import subjects
+from schemas import api, subjects
 
 ROLES = ("coordinator", "generator", "monitor", "ui", "cli")
 
@@ -47,8 +47,7 @@ def _create(bucket: str) -> str:
     return f"{_JS}.STREAM.CREATE.KV_{bucket}"
 
 
-READ_API = [subjects.RUN_GET, subjects.RUN_LIST, subjects.REPORT_GET, subjects.GENERATORS_LIST,
-            subjects.PLAN_VALIDATE]
+READ_API = [ep.subject for ep in api.ENDPOINTS if ep.read_only]  # the monitor reads runs
 
 
 def permissions(role: str) -> dict[str, dict[str, list[str]]]:

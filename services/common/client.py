@@ -1,7 +1,8 @@
 """A typed client of the coordinator API over NATS, for the CLI (and tests, and the UI).
 
-Every call is one request on a ``surge.api.*`` subject with a JSON body; an error
-reply comes back as the ``SurgeError`` subclass its code names.
+Every call is one request on a ``surge.api.*`` subject: the typed request of its
+``schemas.api`` row, JSON-encoded; the reply is decoded into the row's reply type, and
+an error reply comes back as the ``SurgeError`` subclass its code names.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from schemas import subjects
-from schemas.control import GeneratorList, Ok, PlanValid, RunList, RunRecord, RunStarted
+from schemas import api
+from schemas.api import Endpoint
+from schemas.control import (
+    Empty, GeneratorList, Ok, PlanValid, RateChange, RunList, RunListRequest, RunRecord, RunRef,
+    RunStarted,
+)
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
@@ -22,6 +27,8 @@ from services.common.bus import connect_options
 from services.common.config import nats_auth
 
 T = TypeVar("T")
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 _CODES = {cls.code: cls for cls in SurgeError.__subclasses__()}
 
 
@@ -58,7 +65,12 @@ class CoordinatorClient:
     async def close(self) -> None:
         await self.nc.drain()
 
+    async def send(self, ep: Endpoint[Req, Rep], body: Req) -> Rep:
+        """One typed request of the API table; its typed reply."""
+        return await self.call(ep.subject, body, ep.reply)
+
     async def call(self, subject: str, body: Any, typ: type[T]) -> T:
+        """Any body (bytes as they are) on ``subject``; the reply as ``typ`` (or bytes)."""
         data = body if isinstance(body, bytes) else msgspec.json.encode(body)
         try:
             msg = await self.nc.request(subject, data, timeout=self.timeout_s)
@@ -73,28 +85,29 @@ class CoordinatorClient:
         return msgspec.json.decode(msg.data, type=typ)
 
     async def start(self, plan: Plan) -> RunStarted:
-        return await self.call(subjects.RUN_START, plan, RunStarted)
+        return await self.send(api.RUN_START, plan)
 
     async def validate(self, plan: Plan) -> PlanValid:
-        return await self.call(subjects.PLAN_VALIDATE, plan, PlanValid)
+        return await self.send(api.PLAN_VALIDATE, plan)
 
     async def stop(self, run_id: str) -> Ok:
-        return await self.call(subjects.RUN_STOP, {"run_id": run_id}, Ok)
+        return await self.send(api.RUN_STOP, RunRef(run_id))
 
     async def rate(self, run_id: str, rate: float) -> Ok:
-        return await self.call(subjects.RUN_RATE, {"run_id": run_id, "rate": rate}, Ok)
+        return await self.send(api.RUN_RATE, RateChange(run_id, rate))
 
     async def get(self, run_id: str) -> RunRecord:
-        return await self.call(subjects.RUN_GET, {"run_id": run_id}, RunRecord)
+        return await self.send(api.RUN_GET, RunRef(run_id))
 
     async def list(self, limit: int = 100) -> RunList:
-        return await self.call(subjects.RUN_LIST, {"limit": limit}, RunList)
+        return await self.send(api.RUN_LIST, RunListRequest(limit=limit))
 
     async def generators(self) -> GeneratorList:
-        return await self.call(subjects.GENERATORS_LIST, b"", GeneratorList)
+        return await self.send(api.GENERATORS_LIST, Empty())
 
     async def report_bytes(self, run_id: str) -> bytes:
-        return await self.call(subjects.REPORT_GET, {"run_id": run_id}, bytes)
+        """The report as the coordinator stored it (``Report`` JSON), not decoded."""
+        return await self.call(api.REPORT_GET.subject, RunRef(run_id), bytes)
 
     async def report(self, run_id: str) -> Report:
-        return msgspec.json.decode(await self.report_bytes(run_id), type=Report)
+        return await self.send(api.REPORT_GET, RunRef(run_id))

@@ -1,7 +1,8 @@
 """The coordinator service: the ``surge-coordinator`` API, the registry, stats intake.
 
-It owns the NATS connection and the JetStream buckets. Each API endpoint decodes
-its request once (``bus.decode``) and hands a typed value to a small handler;
+It owns the NATS connection and the JetStream buckets. The API is the table in
+``schemas/api.py``: each row's request is decoded at the edge (``bus.typed``) and its
+handler here, named after the row, takes the typed request and returns the typed reply;
 runs themselves live in ``runs.Run``.
 """
 
@@ -21,7 +22,7 @@ from nats.js.kv import KV_DEL, KV_PURGE
 from nats.micro import add_service
 from nats.micro.request import Request
 
-from schemas import subjects
+from schemas import api, subjects
 from schemas.control import (
     Assignment,
     Empty,
@@ -66,6 +67,19 @@ _assignment_decoder = msgspec.json.Decoder(Assignment)
 def default_id() -> str:
     host = subjects.token(socket.gethostname().lower())[:40].strip("-_") or "host"
     return f"{host}-{os.getpid()}"
+
+
+def _decode_plan(data: bytes) -> Plan:
+    """A plan request's body: its errors are ``invalid_plan``, naming the field."""
+    if len(data) > loader.MAX_PLAN_BYTES:
+        raise InvalidPlan(f"plan is larger than {loader.MAX_PLAN_BYTES} bytes")
+    try:
+        raw = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidPlan(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidPlan("JSON nested too deeply") from None
+    return loader.from_obj(raw)
 
 
 def new_run_id() -> str:
@@ -129,20 +143,13 @@ class Service:
             metadata={"role": "leader" if leader else "standby", "coordinator_id": self.id},
         )
         if leader:
-            handlers = {
-                "run_start": self.run_start,
-                "run_stop": self.run_stop,
-                "run_rate": self.run_rate,
-                "run_get": self.run_get,
-                "run_list": self.run_list,
-                "plan_validate": self.plan_validate,
-                "generators_list": self.generators_list,
-                "report_get": self.report_get,
-            }
-            for name, subject in subjects.API_ENDPOINTS.items():
+            for ep in api.ENDPOINTS:  # each row's handler is the method of its name
+                decoder = _decode_plan if ep.request is Plan else None
                 await micro.add_endpoint(
-                    name=name, subject=subject,
-                    handler=bus.endpoint(self._gated(handlers[name]), name),
+                    name=ep.name, subject=ep.subject,
+                    handler=bus.endpoint(
+                        self._gated(bus.typed(ep, getattr(self, ep.name), decoder)), ep.name
+                    ),
                 )
             # not leading right now: 503, and the generator keeps the interval and resends
             await micro.add_endpoint(
@@ -302,17 +309,8 @@ class Service:
                 last = time.monotonic()
                 self._rewatch.set()
 
-    # --- API ----------------------------------------------------------------------
-    def _plan_from(self, data: bytes) -> Plan:
-        if len(data) > loader.MAX_PLAN_BYTES:
-            raise InvalidPlan(f"plan is larger than {loader.MAX_PLAN_BYTES} bytes")
-        try:
-            raw = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise InvalidPlan(f"not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidPlan("JSON nested too deeply") from None
-        plan = loader.from_obj(raw)
+    # --- API (one handler per row of schemas/api.py, named after it) ---------------
+    def _admit(self, plan: Plan) -> Plan:
         loader.check_target_allowed(plan, self.config.target_allow)
         self._check_limits(plan)
         return plan
@@ -327,8 +325,8 @@ class Service:
         if plan.connections > c.max_connections:
             raise InvalidPlan(f"more than {c.max_connections} connections", "connections")
 
-    async def plan_validate(self, req: Request) -> PlanValid:
-        plan = self._plan_from(req.data)
+    async def plan_validate(self, plan: Plan) -> PlanValid:
+        self._admit(plan)
         prof = profile.from_plan(plan)
         return PlanValid(
             ok=True,
@@ -338,8 +336,8 @@ class Service:
             total_requests=round(profile.arrivals(prof, 0, profile.duration(prof)), 3),
         )
 
-    async def run_start(self, req: Request) -> RunStarted:
-        plan = self._plan_from(req.data)
+    async def run_start(self, plan: Plan) -> RunStarted:
+        self._admit(plan)
         idle = {g: self.registry.alive()[g].capacity_rps for g in self.idle_generators()}
         if not idle:
             raise NoGenerators("no idle generators are registered")
@@ -389,25 +387,22 @@ class Service:
             raise NotFound(f"no run {run_id}", "run_id") from None
         return _record_decoder.decode(entry.value)
 
-    async def run_stop(self, req: Request) -> Ok:
-        ref = bus.decode(req.data, RunRef)
+    async def run_stop(self, ref: RunRef) -> Ok:
         await self._record(ref.run_id)  # 404 for unknown runs, 409 for ended ones
         epoch = await self._active(ref.run_id).stop()
         return Ok(run_id=ref.run_id, epoch=epoch)
 
-    async def run_rate(self, req: Request) -> Ok:
-        change = bus.decode(req.data, RateChange)
+    async def run_rate(self, change: RateChange) -> Ok:
         if change.rate > self.config.max_rate:
             raise BadRequest(f"rate above the limit of {self.config.max_rate:g}/s", "rate")
         await self._record(change.run_id)
         epoch = await self._active(change.run_id).change_rate(change.rate)
         return Ok(run_id=change.run_id, epoch=epoch)
 
-    async def run_get(self, req: Request) -> RunRecord:
-        return await self._record(bus.decode(req.data, RunRef).run_id)
+    async def run_get(self, ref: RunRef) -> RunRecord:
+        return await self._record(ref.run_id)
 
-    async def run_list(self, req: Request) -> RunList:
-        q = bus.decode(req.data, RunListRequest, empty_ok=True)
+    async def run_list(self, q: RunListRequest) -> RunList:
         records: dict[str, RunRecord] = {}
         try:
             keys = await self.runs_kv.keys()
@@ -426,13 +421,12 @@ class Service:
             runs = [r for r in runs if r.state == q.state]
         return RunList(runs=runs[: q.limit])
 
-    async def generators_list(self, req: Request) -> GeneratorList:
-        bus.decode(req.data, Empty, empty_ok=True)
+    async def generators_list(self, _: Empty) -> GeneratorList:
         beats = self.registry.alive()
         return GeneratorList(generators=[beats[k] for k in sorted(beats)])
 
-    async def report_get(self, req: Request) -> bytes:
-        ref = bus.decode(req.data, RunRef)
+    async def report_get(self, ref: RunRef) -> bytes:
+        """The report as stored (``Report`` JSON): passed on, not decoded and encoded again."""
         try:
             result = await self.reports.get(ref.run_id)
         except ObjectNotFoundError:

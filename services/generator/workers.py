@@ -8,9 +8,9 @@ service asks the workers for their interval over a socketpair; each answers with
 latencies as float64 arrays, which are bucketed together with engine 0's, so the
 merged histograms are exactly those one engine would have recorded.
 
-Messages are length-prefixed msgspec msgpack frames (never pickle) over a
-socketpair per worker, read and written through asyncio streams; they are this
-generator's own, not the bus.
+Messages are length-prefixed msgspec msgpack frames (never pickle) over a socketpair per
+worker, read and written through asyncio streams: ``Command``s down (a tagged union, one
+Struct per verb), ``Part``s up. They are this generator's own, not the bus.
 """
 
 from __future__ import annotations
@@ -56,21 +56,62 @@ class Part(msgspec.Struct, array_like=True):
     specs: list[SpecPart]
 
 
-class Command(msgspec.Struct, array_like=True, omit_defaults=True):
-    op: str  # start | closed | rebase | stop | take | drain | exit
-    seq: int = 0
-    plan: bytes = b""
-    seed: int = 0
-    t0: float = 0.0  # CLOCK_MONOTONIC is one clock for every process of the host
-    profile: list[Segment] = []
-    share: float = 0.0
-    from_s: float = 0.0
-    n0: float = 0.0
-    users: int = 0
-    think_s: float = 0.0
-    limit_s: float = 0.0
-    skip: float = 0.0  # "start": arrivals before this count are not this start's (a restart)
+# --- the service's commands to a worker: a tagged union, one Struct per verb ------------
 
+
+class Start(msgspec.Struct, array_like=True, tag="start"):
+    """Run the open-model schedule ``Schedule(profile, share, from_s, n0)`` from ``t0``."""
+
+    plan: bytes  # Plan JSON
+    seed: int
+    t0: float  # CLOCK_MONOTONIC is one clock for every process of the host
+    profile: list[Segment]
+    share: float
+    from_s: float
+    n0: float
+    skip: float = 0.0  # arrivals before this count are not this start's (a restart)
+
+
+class Closed(msgspec.Struct, array_like=True, tag="closed"):
+    """Run a closed loop of ``users`` users."""
+
+    plan: bytes
+    seed: int
+    users: int
+    think_s: float
+
+
+class Rebase(msgspec.Struct, array_like=True, tag="rebase"):
+    """Go on with ``Schedule(profile, share, from_s, n0)`` (a rate change)."""
+
+    profile: list[Segment]
+    share: float
+    from_s: float
+    n0: float
+
+
+class Stop(msgspec.Struct, array_like=True, tag="stop"):
+    """Stop sending; what is in flight goes on."""
+
+
+class Take(msgspec.Struct, array_like=True, tag="take"):
+    """Answer with the interval so far (a ``Part`` with this ``seq``)."""
+
+    seq: int
+
+
+class Drain(msgspec.Struct, array_like=True, tag="drain"):
+    """Stop, wait up to ``limit_s`` for what is in flight, answer with the last ``Part``."""
+
+    seq: int
+    limit_s: float
+
+
+class Exit(msgspec.Struct, array_like=True, tag="exit"):
+    """The service is closing: end the process."""
+
+
+Command = Start | Closed | Rebase | Stop | Take | Drain | Exit
 
 _enc = msgspec.msgpack.Encoder()
 _part = msgspec.msgpack.Decoder(Part)
@@ -92,11 +133,6 @@ def add_part(iv: Interval, part: Part) -> None:
     for i, s in enumerate(part.specs[: len(iv.latency)]):
         iv.add_batch(i, np.frombuffer(s.latency, dtype=np.float64),
                      np.frombuffer(s.service, dtype=np.float64), s.errors, s.late, s.dropped)
-
-
-def schedule_command(op: str, schedule: Schedule, **kw) -> Command:
-    profile, share, from_s, n0 = schedule.spec()
-    return Command(op, profile=profile, share=share, from_s=from_s, n0=n0, **kw)
 
 
 class Channel:
@@ -220,7 +256,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         self.closing = True
-        self.send(Command("exit"))
+        self.send(Exit())
         loop = asyncio.get_running_loop()
         for proc in self.procs:
             await loop.run_in_executor(None, proc.join, 2.0)
@@ -253,8 +289,7 @@ class PooledEngine(Engine):
         if not self.pacing:
             return
         if self.closed_loop:
-            self.pool.send_to(channel, Command("closed", plan=self._plan, seed=self._seed,
-                                               users=self._users[w - 1], think_s=self.think_s))
+            self.pool.send_to(channel, Closed(self._plan, self._seed, self._users[w - 1], self.think_s))
             return
         sched = self.schedule
         assert sched is not None
@@ -266,8 +301,7 @@ class PooledEngine(Engine):
         first += (w - first) % stride
         for i in range(first, math.ceil(n_now - 1e-9), stride):
             self.cur.dropped[table[i % len(table)]] += 1
-        self.pool.send_to(channel, schedule_command("start", sched, plan=self._plan, seed=self._seed,
-                                                    t0=self.t0, skip=n_now))
+        self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.spec(), skip=n_now))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
@@ -281,7 +315,7 @@ class PooledEngine(Engine):
             add_part(self.cur, part)
 
     def start(self, schedule: Schedule, t0: float) -> None:
-        self.pool.send(schedule_command("start", schedule, plan=self._plan, seed=self._seed, t0=t0))
+        self.pool.send(Start(self._plan, self._seed, t0, *schedule.spec()))
         super().start(schedule, t0)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
@@ -289,17 +323,16 @@ class PooledEngine(Engine):
         n = self.pool.workers
         self._users = [users // n + (1 if w < users % n else 0) for w in range(1, n)]
         for channel, mine in zip(self.pool.channels, self._users):
-            self.pool.send_to(channel, Command("closed", plan=self._plan, seed=self._seed,
-                                               users=mine, think_s=think_s))
+            self.pool.send_to(channel, Closed(self._plan, self._seed, mine, think_s))
         super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
 
     def rebase(self, schedule: Schedule) -> None:
-        self.pool.send(schedule_command("rebase", schedule))
+        self.pool.send(Rebase(*schedule.spec()))
         super().rebase(schedule)
 
     def stop_pacing(self) -> None:
         if self.pacing:
-            self.pool.send(Command("stop"))
+            self.pool.send(Stop())
         super().stop_pacing()
 
     def in_flight(self) -> int:
@@ -309,7 +342,7 @@ class PooledEngine(Engine):
         """Fold the workers' current second into this engine's interval."""
         self.seq += 1
         seq = self.seq
-        self.pool.send(Command("take", seq=seq))
+        self.pool.send(Take(seq))
         await self._collect(seq, REPLY_S)
 
     async def _collect(self, seq: int, limit_s: float) -> None:
@@ -328,7 +361,7 @@ class PooledEngine(Engine):
         self.stop_pacing()
         self.seq += 1
         seq = self.seq
-        self.pool.send(Command("drain", seq=seq, limit_s=limit_s))
+        self.pool.send(Drain(seq, limit_s))
         await asyncio.gather(super().drain(limit_s), self._collect(seq, limit_s + 2.0))
         if self.pool.engine_now is self:
             self.pool.engine_now = None
@@ -352,7 +385,7 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
     def reply(eng: Engine, seq: int) -> None:
         channel.send(to_part(eng.take_interval(), worker, seq, eng.in_flight()))
 
-    async def drain(eng: Engine, cmd: Command) -> None:
+    async def drain(eng: Engine, cmd: Drain) -> None:
         await eng.drain(cmd.limit_s)
         reply(eng, cmd.seq)
 
@@ -361,23 +394,25 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
             cmd = _command.decode(await channel.recv())
         except (asyncio.IncompleteReadError, ConnectionError):  # the service is gone
             return
-        if cmd.op in ("start", "closed"):
-            engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
-            if cmd.op == "start":
-                engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0, skip=cmd.skip)
-            else:
-                engine.start_closed(cmd.users, cmd.think_s)
-        elif cmd.op == "exit":
-            return
-        elif engine is None:
-            if cmd.op in ("take", "drain"):  # nothing running: an empty answer keeps the count
+        match cmd:
+            case Exit():
+                return
+            case Start() | Closed():
+                engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
+                if isinstance(cmd, Start):
+                    engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0, skip=cmd.skip)
+                else:
+                    engine.start_closed(cmd.users, cmd.think_s)
+            case Take() | Drain() if engine is None:  # nothing running: an empty answer keeps the count
                 channel.send(Part(worker, cmd.seq, 0, 0, []))
-        elif cmd.op == "rebase":
-            engine.rebase(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0))
-        elif cmd.op == "stop":
-            engine.stop_pacing()
-        elif cmd.op == "take":
-            reply(engine, cmd.seq)
-        elif cmd.op == "drain":
-            loop.create_task(drain(engine, cmd))
-            engine = None
+            case _ if engine is None:
+                pass
+            case Rebase():
+                engine.rebase(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0))
+            case Stop():
+                engine.stop_pacing()
+            case Take():
+                reply(engine, cmd.seq)
+            case Drain():
+                loop.create_task(drain(engine, cmd))
+                engine = None

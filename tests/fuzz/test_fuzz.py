@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from schemas import subjects
+from schemas.api import API_ENDPOINTS
 from schemas.control import Heartbeat
 from services.plan import loader
 from tests.conftest import Cluster, api_with, free_port, target_stats, until, wait_port
@@ -89,7 +90,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
 
     async def api_and_stats_round() -> None:
         # 1. every API subject
-        for endpoint, subject in subjects.API_ENDPOINTS.items():
+        for endpoint, subject in API_ENDPOINTS.items():
             for name, data in cases:
                 msg = await nc.request(subject, data, timeout=10)
                 check_reply(endpoint, name, msg)
@@ -128,7 +129,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
     for name, data in cases:
         await nc.publish(subjects.live(run_id), data)
     await nc.flush()
-    print(f"fuzz: {len(cases)} cases on {len(subjects.API_ENDPOINTS) + 4} targets "
+    print(f"fuzz: {len(cases)} cases on {len(API_ENDPOINTS) + 4} targets "
           f"in {time.monotonic() - t0:.1f}s")
 
     # the run under way was not disturbed

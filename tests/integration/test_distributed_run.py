@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from schemas import subjects
+from schemas.api import API_ENDPOINTS
 from schemas.control import Assignment, PlanValid
 from schemas.errors import InvalidPlan, NoGenerators
 from schemas.stats import IntervalStats, LiveSnapshot, Report
@@ -437,7 +438,7 @@ async def test_malformed_messages_on_every_api_subject_get_error_replies(cluster
     cluster.generator()
     api = await api_with(cluster, 1)
     nc = api.nc
-    for name, subject in subjects.API_ENDPOINTS.items():
+    for name, subject in API_ENDPOINTS.items():
         for payload in GARBAGE:
             if name in ("generators_list", "run_list") and payload in (b"", b"null"):
                 continue  # those take an empty request

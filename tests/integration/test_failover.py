@@ -14,6 +14,7 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from schemas import subjects
+from schemas.api import API_ENDPOINTS
 from schemas.control import Assignment, Heartbeat, Lease
 from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
 from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
@@ -52,7 +53,7 @@ async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_r
     assert standby["endpoints"] == []
     leader_id = await lease_holder(js)
     assert roles[leader_id]["metadata"]["role"] == "leader"
-    assert len(roles[leader_id]["endpoints"]) == len(subjects.API_ENDPOINTS) + 1
+    assert len(roles[leader_id]["endpoints"]) == len(API_ENDPOINTS) + 1
 
     rate, duration = 200, 10
     started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration=f"{duration}s"))

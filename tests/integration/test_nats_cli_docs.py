@@ -14,10 +14,12 @@ import json
 import re
 import shlex
 
+import msgspec
 import nats
 import pytest
 
 from schemas import subjects
+from schemas.api import API_ENDPOINTS, BY_SUBJECT
 from tests.conftest import ROOT, Cluster, api_with, until
 
 pytestmark = pytest.mark.timeout(90)
@@ -43,8 +45,12 @@ def documented_commands(text: str) -> list[tuple[list[str], str | None]]:
 def test_the_page_documents_every_api_subject():
     text = DOC.read_text()
     subjects_used = {argv[2] for argv, _ in documented_commands(text) if argv[1] == "req"}
-    missing = set(subjects.API_ENDPOINTS.values()) - subjects_used
+    missing = set(API_ENDPOINTS.values()) - subjects_used
     assert not missing, f"docs/nats-cli.md shows no `nats req` for {sorted(missing)}"
+    # the errors the page promises are the ones the API table declares
+    for argv, error in documented_commands(text):
+        if argv[1] == "req" and error is not None:
+            assert BY_SUBJECT[argv[2]].may_answer(error), (argv[2], error)
     assert len(documented_commands(text)) >= 20
 
 
@@ -97,6 +103,7 @@ class Replay:
             assert body["error"]["message"]
             return
         assert not code, f"{subject} {payload!r} failed: {body}"
+        msgspec.json.decode(msg.data, type=BY_SUBJECT[subject].reply)  # the table's reply
         if subject == subjects.RUN_START:
             self.vars["$RUN"] = body["run_id"]
         if subject == subjects.REPORT_GET:
@@ -136,7 +143,7 @@ class Replay:
     async def micro_info(self, name: str) -> None:
         info = json.loads((await self.nc.request(f"$SRV.INFO.{name}", b"", timeout=5)).data)
         served = {e["subject"] for e in info["endpoints"]}
-        assert set(subjects.API_ENDPOINTS.values()) <= served, served
+        assert set(API_ENDPOINTS.values()) <= served, served
 
     async def micro_stats(self, name: str) -> None:
         stats = json.loads((await self.nc.request(f"$SRV.STATS.{name}", b"", timeout=5)).data)

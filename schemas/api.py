@@ -1,0 +1,80 @@
+"""The coordinator API as one table: each endpoint's name, subject, request, reply, errors.
+
+The table drives everything that speaks the API: the coordinator registers one
+``nats.micro`` endpoint per row and decodes each request into the row's ``request``
+type before its handler sees it (a handler takes a typed request and returns a typed
+reply); the client (``services.common.client``) sends the row's request type and decodes
+the row's reply type; the NATS CLI docs test checks the page against it. Adding an
+endpoint is one row here, one subject in ``subjects.py`` and one handler.
+
+``errors`` lists the codes (``schemas.errors``) a caller may get besides the ones every
+endpoint can answer (``COMMON_ERRORS``): a decoding failure, a standby, a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from schemas import subjects
+from schemas.control import (
+    Empty,
+    GeneratorList,
+    Ok,
+    PlanValid,
+    RateChange,
+    RunList,
+    RunListRequest,
+    RunRecord,
+    RunRef,
+    RunStarted,
+)
+from schemas.plan import Plan
+from schemas.stats import Report
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+#: what any endpoint may answer: a body that does not decode (the plan endpoints say
+#: invalid_plan instead), a coordinator that is not the leader, a handler that failed
+COMMON_ERRORS: tuple[str, ...] = ("bad_request", "not_leader", "internal")
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[Req, Rep]):
+    """One API endpoint, as ``nats micro info`` lists it (name, subject)."""
+
+    name: str
+    subject: str
+    request: type[Req]
+    reply: type[Rep]
+    errors: tuple[str, ...] = ()
+    empty_ok: bool = False  # an empty body reads as ``{}`` (all defaults)
+    read_only: bool = True  # changes nothing: a read-only NATS user may call it
+
+    def may_answer(self, code: str) -> bool:
+        return code in self.errors or code in COMMON_ERRORS
+
+
+RUN_START = Endpoint("run_start", subjects.RUN_START, Plan, RunStarted,
+                     ("invalid_plan", "target_not_allowed", "no_generators"), read_only=False)
+RUN_STOP = Endpoint("run_stop", subjects.RUN_STOP, RunRef, Ok, ("not_found", "conflict"),
+                    read_only=False)
+RUN_RATE = Endpoint("run_rate", subjects.RUN_RATE, RateChange, Ok, ("not_found", "conflict"),
+                    read_only=False)
+RUN_GET = Endpoint("run_get", subjects.RUN_GET, RunRef, RunRecord, ("not_found",))
+RUN_LIST = Endpoint("run_list", subjects.RUN_LIST, RunListRequest, RunList, empty_ok=True)
+PLAN_VALIDATE = Endpoint("plan_validate", subjects.PLAN_VALIDATE, Plan, PlanValid,
+                         ("invalid_plan", "target_not_allowed"))
+GENERATORS_LIST = Endpoint("generators_list", subjects.GENERATORS_LIST, Empty, GeneratorList,
+                           empty_ok=True)
+REPORT_GET = Endpoint("report_get", subjects.REPORT_GET, RunRef, Report, ("not_found", "conflict"))
+
+#: every endpoint of the ``surge-coordinator`` service, in the order it registers them
+ENDPOINTS: tuple[Endpoint, ...] = (
+    RUN_START, RUN_STOP, RUN_RATE, RUN_GET, RUN_LIST, PLAN_VALIDATE, GENERATORS_LIST, REPORT_GET,
+)
+
+#: endpoint name (as ``nats micro info`` shows it) -> subject
+API_ENDPOINTS: dict[str, str] = {e.name: e.subject for e in ENDPOINTS}
+BY_SUBJECT: dict[str, Endpoint] = {e.subject: e for e in ENDPOINTS}
