@@ -29,6 +29,9 @@ from schemas.control import (
     RunRef,
     RunStarted,
 )
+from schemas.catalogue import (
+    TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
+)
 from schemas.plan import Plan
 from schemas.stats import Report
 
@@ -69,10 +72,21 @@ PLAN_VALIDATE = Endpoint("plan_validate", subjects.PLAN_VALIDATE, Plan, PlanVali
 GENERATORS_LIST = Endpoint("generators_list", subjects.GENERATORS_LIST, Empty, GeneratorList,
                            empty_ok=True)
 REPORT_GET = Endpoint("report_get", subjects.REPORT_GET, RunRef, Report, ("not_found", "conflict"))
+# the test catalogue (docs/catalogue.md); handled by services/coordinator/catalogue.py
+TEST_SAVE = Endpoint("test_save", subjects.TEST_SAVE, TestSave, TestVersion,
+                     ("invalid_plan", "target_not_allowed", "conflict"), read_only=False)
+TEST_LIST = Endpoint("test_list", subjects.TEST_LIST, TestListRequest, TestList, empty_ok=True)
+TEST_GET = Endpoint("test_get", subjects.TEST_GET, TestRef, TestDetail, ("not_found",))
+TEST_RUN = Endpoint("test_run", subjects.TEST_RUN, TestRun, RunStarted,
+                    ("not_found", "invalid_plan", "target_not_allowed", "no_generators"),
+                    read_only=False)
+TEST_DELETE = Endpoint("test_delete", subjects.TEST_DELETE, TestRef, TestDeleted, ("not_found",),
+                       read_only=False)
 
 #: every endpoint of the ``surge-coordinator`` service, in the order it registers them
 ENDPOINTS: tuple[Endpoint, ...] = (
     RUN_START, RUN_STOP, RUN_RATE, RUN_GET, RUN_LIST, PLAN_VALIDATE, GENERATORS_LIST, REPORT_GET,
+    TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
 )
 
 #: endpoint name (as ``nats micro info`` shows it) -> subject

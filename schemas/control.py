@@ -107,6 +107,8 @@ class RunRecord(Struct, frozen=True, kw_only=True):
     requests: int = 0
     errors: int = 0
     p99_ms: float | None = None
+    test: str | None = None  # the catalogue test this run is a version of (test.run)
+    test_version: int | None = None
 
 
 # --- API requests and replies (surge.api.*) ---------------------------------
@@ -140,6 +142,8 @@ class RunStarted(Struct, frozen=True):
     end_at: float
     target_rps: float
     generators: dict[str, float]  # id -> share
+    test: str | None = None  # test.run: which test and version started
+    test_version: int | None = None
 
 
 class PlanValid(Struct, frozen=True):

@@ -19,6 +19,12 @@ RUN_LIST = f"{API}.run.list"
 PLAN_VALIDATE = f"{API}.plan.validate"
 GENERATORS_LIST = f"{API}.generators.list"
 REPORT_GET = f"{API}.report.get"
+# the test catalogue (docs/catalogue.md)
+TEST_SAVE = f"{API}.test.save"
+TEST_LIST = f"{API}.test.list"
+TEST_GET = f"{API}.test.get"
+TEST_RUN = f"{API}.test.run"
+TEST_DELETE = f"{API}.test.delete"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------
@@ -33,6 +39,7 @@ RUNS_BUCKET = "surge_runs"  # key: run id, value: RunRecord
 REPORTS_STORE = "surge_reports"  # object store; name: run id, value: Report
 LEADER_BUCKET = "surge_leader"  # key: LEADER_KEY, value: Lease
 LEADER_KEY = "coordinator"
+TESTS_BUCKET = "surge_tests"  # key: <test slug>.<version>, value: TestVersion
 # JetStream stream: every interval the leader acknowledged, and run events, so a
 # standby that takes over rebuilds each running run's aggregate exactly
 RUNLOG_STREAM = "SURGE_RUNLOG"

@@ -28,6 +28,7 @@ from services.common import logs
 COMMAND_MODULES = (
     "services.cli.commands",
     "services.cli.up",
+    "services.cli.catalogue",
 )
 
 

@@ -141,10 +141,12 @@ async def run(api: CoordinatorClient, args, console: Console) -> int:
 
 async def follow_run(
     api: CoordinatorClient, plan, console: Console, report_path=None, junit_path=None, quiet=False,
-    html_path=None,
+    html_path=None, start=None,
 ) -> int:
-    """Start a run, print it live, print and save its report; the verdict is the exit code."""
-    started = await api.start(plan)
+    """Start a run, print it live, print and save its report; the verdict is the exit code.
+
+    ``start`` (a coroutine function) starts it another way (``surge test run``)."""
+    started = await (start() if start is not None else api.start(plan))
     run_id = started.run_id
     console.print(
         f"run [cyan]{run_id}[/] started: {plan.name} → {plan.target}, "

@@ -55,7 +55,8 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
     if role == "coordinator":
         pub = [f"{_JS}.>", subjects.LIVE_ALL, subjects.EVENTS_ALL, subjects.RUNLOG_ALL,
                _kv(subjects.ASSIGN_BUCKET), _kv(subjects.RUNS_BUCKET), _kv(subjects.LEADER_BUCKET),
-               _kv(subjects.GENERATORS_BUCKET), f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
+               _kv(subjects.GENERATORS_BUCKET), _kv(subjects.TESTS_BUCKET),
+               f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
                "$JS.ACK.>"]
         sub = [f"{subjects.API}.>", subjects.STATS_ALL]
     elif role == "generator":

@@ -16,6 +16,9 @@ from nats.aio.client import Client
 
 from schemas import api
 from schemas.api import Endpoint
+from schemas.catalogue import (
+    TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
+)
 from schemas.control import (
     Empty, GeneratorList, Ok, PlanValid, RateChange, RunList, RunListRequest, RunRecord, RunRef,
     RunStarted,
@@ -111,3 +114,20 @@ class CoordinatorClient:
 
     async def report(self, run_id: str) -> Report:
         return await self.send(api.REPORT_GET, RunRef(run_id))
+
+    # --- the test catalogue (docs/catalogue.md) -------------------------------------
+    async def test_save(self, plan: Plan | dict, source: str | None = None, **labels: Any) -> TestVersion:
+        return await self.send(api.TEST_SAVE, TestSave(plan=plan, source=source, **labels))
+
+    async def test_list(self, suite: str | None = None, tag: str | None = None,
+                        search: str | None = None) -> TestList:
+        return await self.send(api.TEST_LIST, TestListRequest(suite=suite, tag=tag, search=search))
+
+    async def test_get(self, name: str, version: int | None = None) -> TestDetail:
+        return await self.send(api.TEST_GET, TestRef(name=name, version=version))
+
+    async def test_run(self, name: str, **options: Any) -> RunStarted:
+        return await self.send(api.TEST_RUN, TestRun(name=name, **options))
+
+    async def test_delete(self, name: str, version: int | None = None) -> TestDeleted:
+        return await self.send(api.TEST_DELETE, TestRef(name=name, version=version))

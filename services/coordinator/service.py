@@ -52,6 +52,7 @@ from services.plan import profile
 from services.coordinator import recovery, slicing
 from services.plan import loader
 from services.coordinator.aggregate import BadInterval
+from services.coordinator.catalogue import Catalogue
 from services.coordinator.config import Config
 from services.coordinator.leader import LeaderLease
 from services.coordinator.registry import Registry
@@ -113,6 +114,7 @@ class Service:
         self.assignments = await bus.key_value(js, subjects.ASSIGN_BUCKET, replicas=r)
         self.runs_kv = await bus.key_value(js, subjects.RUNS_BUCKET, replicas=r)
         self.reports = await bus.object_store(js, subjects.REPORTS_STORE, replicas=r)
+        self.catalogue = Catalogue(self, await bus.key_value(js, subjects.TESTS_BUCKET, replicas=r))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
         await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
                          c.runlog_max_age_s, replicas=r)
@@ -148,7 +150,7 @@ class Service:
                 await micro.add_endpoint(
                     name=ep.name, subject=ep.subject,
                     handler=bus.endpoint(
-                        self._gated(bus.typed(ep, getattr(self, ep.name), decoder)), ep.name
+                        self._gated(bus.typed(ep, self._handler(ep.name), decoder)), ep.name
                     ),
                 )
             # not leading right now: 503, and the generator keeps the interval and resends
@@ -157,6 +159,24 @@ class Service:
                 handler=bus.endpoint(self._gated(self.stats_ingest), "stats_ingest"),
             )
         self.micro = micro
+
+    #: classes besides this one that own nouns of the API, each with handlers named after rows
+    API_OWNERS: tuple[type, ...] = (Catalogue,)
+
+    @classmethod
+    def handler_of(cls, name: str):
+        """The (unbound) method named after an API row: here, or in a class that owns a noun."""
+        for owner in (cls, *cls.API_OWNERS):
+            if hasattr(owner, name):
+                return getattr(owner, name)
+        raise AttributeError(f"no handler for API endpoint {name}")
+
+    def _handler(self, name: str):
+        """The bound handler of an API row (see ``handler_of``)."""
+        for instance in (self, self.catalogue):
+            if hasattr(type(instance), name):
+                return getattr(instance, name)
+        raise AttributeError(f"no handler for API endpoint {name}")
 
     def _gated(self, handler):
         async def gated(req: Request):
@@ -337,6 +357,12 @@ class Service:
         )
 
     async def run_start(self, plan: Plan) -> RunStarted:
+        return await self.start_plan(plan)
+
+    async def start_plan(
+        self, plan: Plan, *, test: str | None = None, test_version: int | None = None,
+    ) -> RunStarted:
+        """Start a run of a plan (run.start, test.run); ``test`` names its origin."""
         self._admit(plan)
         idle = {g: self.registry.alive()[g].capacity_rps for g in self.idle_generators()}
         if not idle:
@@ -361,6 +387,8 @@ class Service:
             epoch=1,
             generators=shares,
             target_rps=profile.rate_at(prof, 0.0),
+            test=test,
+            test_version=test_version,
         )
         run = Run(self, record)
         self.runs[record.run_id] = run
@@ -368,7 +396,7 @@ class Service:
         log.info("run started", run_id=record.run_id, plan=plan.name, generators=len(shares))
         return RunStarted(
             run_id=record.run_id, start_at=record.start_at, end_at=record.end_at,
-            target_rps=record.target_rps, generators=shares,
+            target_rps=record.target_rps, generators=shares, test=test, test_version=test_version,
         )
 
     def _active(self, run_id: str) -> Run:

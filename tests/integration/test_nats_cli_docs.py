@@ -93,6 +93,8 @@ class Replay:
             code = (msg.headers or {}).get("Nats-Service-Error-Code")
             # report.get answers `conflict` until the run has ended: ask again until then
             waiting = code == "409" and subject == subjects.REPORT_GET and error is None
+            # test.run right after a run: its generators may still be winding down
+            waiting = waiting or (code == "503" and subject == subjects.TEST_RUN and error is None)
             return None if waiting else (msg, code)
 
         msg, code = await until(answer, 30, f"an answer on {subject}", every_s=0.1)
