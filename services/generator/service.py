@@ -183,6 +183,8 @@ class Service:
         if self.workers is not None:
             await self.workers.start()
         self._rewatch = asyncio.Event()  # set on reconnect: the watch's consumer may be gone
+        self._watch_deliveries = 0  # assignment entries the watch has handed us
+        self._watch_revision = 0  # the newest KV revision among them
         self.nc = await bus.connect(
             self.config.nats_url, f"surge-generator {self.id}", on_reconnect=self._on_reconnect
         )
@@ -264,16 +266,31 @@ class Service:
             await asyncio.sleep(self.config.heartbeat_s)
             try:
                 await self._beat()
-                # resync: a missed watch update must not leave us on an old epoch
-                entry = await self.assignments.get(self.id)
-                if entry is not None and entry.value:
-                    self._on_assignment(entry.value)
-            except nats.js.errors.KeyNotFoundError:
-                if self.run is not None and not self.run.stopping.is_set():
-                    self.log.info("assignment removed", run_id=self.run.a.run_id)
-                    self.run.stop()
+                await self._resync()
             except Exception as exc:
                 self.log.warning("heartbeat failed", error=str(exc))
+
+    async def _resync(self) -> None:
+        """Read the assignment again: a missed watch update must not leave us on an old epoch.
+
+        The answer may be older than what the watch has delivered meanwhile (the read
+        was issued before the assignment was written, the watch started the run before
+        the answer came): an answer that crossed a watch delivery is ignored, and an
+        entry older than the watch's latest revision never overrides it.
+        """
+        deliveries = self._watch_deliveries
+        try:
+            entry = await self.assignments.get(self.id)
+        except nats.js.errors.KeyNotFoundError:
+            entry = None
+        if self._watch_deliveries != deliveries:
+            return  # the watch spoke while we asked: its news is at least as new
+        if entry is not None and entry.value:
+            if (entry.revision or 0) >= self._watch_revision:
+                self._on_assignment(entry.value)
+        elif self.run is not None and not self.run.stopping.is_set():
+            self.log.info("assignment removed", run_id=self.run.a.run_id)
+            self.run.stop()
 
     # --- assignments ---------------------------------------------------------
     async def _on_reconnect(self) -> None:
@@ -281,6 +298,8 @@ class Service:
 
     async def _watch_loop(self) -> None:
         def on_entry(entry, replay: bool) -> None:
+            self._watch_deliveries += 1
+            self._watch_revision = max(self._watch_revision, entry.revision or 0)
             if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
                 if self.run is not None:
                     self.run.stop()
