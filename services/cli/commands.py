@@ -14,8 +14,7 @@ from rich.console import Console
 from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.stats import LiveSnapshot, Report
-from services.cli import render
-from services.common import report_html
+from services.reports import html, junit, text
 from services.common.client import CoordinatorClient
 from services.cli.connection import open_api
 from services.cli.registry import arg, command
@@ -85,7 +84,7 @@ async def ls(api: CoordinatorClient, args, console: Console) -> int:
     if args.json:
         _out(runs)
     else:
-        render.runs_table(console, runs)
+        text.runs_table(console, runs)
     return 0
 
 
@@ -95,7 +94,7 @@ async def generators(api: CoordinatorClient, args, console: Console) -> int:
     if args.json:
         _out(beats)
     else:
-        render.generators_table(console, beats)
+        text.generators_table(console, beats)
     return 0
 
 
@@ -111,13 +110,13 @@ async def report(api: CoordinatorClient, args, console: Console) -> int:
     if args.json:
         sys.stdout.write(data.decode() + "\n")
         return 0
-    render.summary(console, r)
+    text.summary(console, r)
     return 0 if r.verdict == "pass" else 1
 
 
 def _write_html(path: str, r: Report) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(report_html.render_html(r))
+        f.write(html.render_html(r))
 
 
 @command("run", help="run a plan and wait for its verdict (exit 0 pass, 1 fail)",
@@ -184,7 +183,7 @@ async def follow_run(
                 ended.set()
                 return
             if not quiet:
-                console.print(render.live_line(snap), highlight=False)
+                console.print(text.live_line(snap), highlight=False)
 
     async def poll_state() -> None:
         """In case the final snapshot is missed (a NATS blip), ask now and then."""
@@ -209,13 +208,13 @@ async def follow_run(
             pass
     data = await api.report_bytes(run_id)
     r = msgspec.json.decode(data, type=Report)
-    render.summary(console, r)
+    text.summary(console, r)
     if report_path:
         with open(report_path, "wb") as f:
             f.write(data)
     if junit_path:
         with open(junit_path, "w") as f:
-            f.write(render.junit(r))
+            f.write(junit.junit(r))
     if html_path:
         _write_html(html_path, r)
     return 0 if r.verdict == "pass" else 1

@@ -287,8 +287,10 @@ class RunAggregate:
         return [r for r in results if not r.ok and r.value is not None]
 
     def report(
-        self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float
+        self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float,
+        aborted: bool = False,
     ) -> Report:
+        """The final report, whole: nothing changes it after this (the verdict included)."""
         duration_s = max(duration_s, 1e-9)
         totals, per_name, all_lat, all_svc = self._totals(duration_s)
         gens = {
@@ -304,9 +306,9 @@ class RunAggregate:
             for gid, g in sorted(self.gens.items())
         }
         results = thresholds.evaluate(self.plan.thresholds, totals, per_name)
-        verdict = thresholds.verdict(results)
-        if state == "failed":
-            verdict = "fail"
+        # a failed run, or one stopped by a failing limit (abort_on_fail), fails whatever
+        # the rest of it did
+        verdict = "fail" if state == "failed" or aborted else thresholds.verdict(results)
         events = [f"t={seq}s {e}" for seq in sorted(self.events) for e in self.events[seq]]
         return Report(
             run_id=self.run_id,
@@ -326,6 +328,7 @@ class RunAggregate:
             histogram=histogram.encode(all_lat),
             service_histogram=histogram.encode(all_svc),
             events=events,
+            model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached
         )
 
 

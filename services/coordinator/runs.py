@@ -361,12 +361,9 @@ class Run:
             state = "failed" if not self.agg.seen else "stopped"
         ended_at = time.time()
         report = self.agg.report(
-            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001)
+            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
+            aborted=bool(r.aborted),
         )
-        if r.plan.model == "closed":  # the plan's users looped; the rate is what they reached
-            report = msgspec.structs.replace(report, model="closed")
-        if r.aborted:  # stopped by a failing limit: whatever the rest of the run did
-            report = msgspec.structs.replace(report, verdict="fail")
         self.report = report
         await self.svc.store_report(report)
         totals = report.totals

@@ -18,8 +18,8 @@ from schemas import subjects
 from schemas.control import PlanValid, RunStarted
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
-from services.common import report_html
-from services.ui import auth, inputs, reports
+from services.reports import curves, html
+from services.ui import auth, inputs
 from services.ui.app import middleware, pages
 from services.ui.app.ws import SERVICE, websocket
 
@@ -136,13 +136,13 @@ async def _report(svc, run_id: str) -> Report:
 
 async def report_get(request: web.Request) -> web.Response:
     report = await _report(_svc(request), _run_id(request))
-    return _json(reports.view(report))
+    return _json(curves.view(report))
 
 
 async def report_html_get(request: web.Request) -> web.Response:
     """The report as one self-contained page, downloaded (the UI's CSP would not style it inline)."""
     run_id = _run_id(request)
-    page = report_html.render_html(await _report(_svc(request), run_id))
+    page = html.render_html(await _report(_svc(request), run_id))
     return web.Response(text=page, content_type="text/html",
                         headers={"Content-Disposition": f'attachment; filename="{run_id}.html"'})
 
@@ -157,7 +157,7 @@ async def compare(request: web.Request) -> web.Response:
                                              f"{run_id}: {result.message}", "runs")
         if isinstance(result, BaseException):
             raise result
-    return _json(reports.compare(list(results)))  # type: ignore[arg-type]
+    return _json(curves.compare(list(results)))  # type: ignore[arg-type]
 
 
 async def generators(request: web.Request) -> web.Response:

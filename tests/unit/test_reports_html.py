@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import msgspec
 
 from schemas.stats import Report
-from services.common.report_html import render_html
+from services.reports.html import render_html
 from services.common import histogram
 
 VOID = {"meta", "br", "img", "input", "link", "hr"}

@@ -14,10 +14,8 @@ import time
 from html import escape
 
 from schemas.stats import Percentiles, Report, RequestTotals
-from services.common import histogram
+from services.reports.distribution import COLUMNS, TABLE, count, distribution
 
-# the whole-run latency distribution, as HdrHistogram's percentile tables show it
-DISTRIBUTION = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 99.999, 100.0)
 COLORS = ("#4c8dff", "#e0a458", "#3ecf8e", "#ff5d5d")
 W, H, PAD_L, PAD_B, PAD_T = 920, 220, 64, 24, 12
 
@@ -112,7 +110,7 @@ def _nice(v: float) -> float:
 
 
 def _latency_cells(p: Percentiles | None) -> list[str]:
-    return [_ms(p and p.p50), _ms(p and p.p90), _ms(p and p.p95), _ms(p and p.p99), _ms(p and p.p999), _ms(p and p.max)]
+    return [_ms(p and getattr(p, field)) for _, field in COLUMNS]
 
 
 def _request_row(name: str, t: RequestTotals) -> list[str]:
@@ -123,12 +121,14 @@ def _request_row(name: str, t: RequestTotals) -> list[str]:
 
 
 def _distribution(encoded: str) -> list[list[str]]:
-    hist = histogram.decode_for_display(encoded)
-    if hist is None:
-        return []
-    total = hist.get_total_count()
-    return [[f"{p:g}", _ms(histogram.percentile_ms(hist, p)), f"{int(total * (100 - p) / 100):,}"]
-            for p in DISTRIBUTION]
+    """The table's rows: the percentiles the histogram resolves, the last one its max."""
+    points = distribution(encoded, TABLE)
+    total = count(encoded) if points else 0
+    rows = [[f"{p.percentile:g}", _ms(p.value_ms), f"{int(total * (100 - p.percentile) / 100):,}"]
+            for p in points]
+    if rows:
+        rows[-1][0] = f"{points[-1].percentile:g} (max)"
+    return rows
 
 
 def render_html(r: Report) -> str:
@@ -153,8 +153,8 @@ def render_html(r: Report) -> str:
                            {i for i, t in enumerate(r.thresholds) if not t.ok}))
     body.append("<h2>Requests · latency from the intended send time, ms</h2>")
     body.append(_table(
-        ["request", "requests", "errors", "error kinds", "req/s", "late", "dropped", "p50", "p90", "p95",
-         "p99", "p99.9", "max", "service p50", "service p99"],
+        ["request", "requests", "errors", "error kinds", "req/s", "late", "dropped",
+         *(label for label, _ in COLUMNS), "service p50", "service p99"],
         [_request_row("ALL", tot)] + [_request_row(n, t) for n, t in sorted(r.requests.items())]))
     xs = [e.t for e in r.timeline]
     gaps = [e.t for e in r.timeline if e.gap]

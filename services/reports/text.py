@@ -1,15 +1,16 @@
-"""Showing runs to people: live lines, summary tables, JUnit XML. Reads; never measures."""
+"""Showing runs to people in a terminal: live lines, summary tables, runs and generators.
+Reads; never measures."""
 
 from __future__ import annotations
 
 import time
-from xml.sax.saxutils import quoteattr
 
 from rich.console import Console
 from rich.table import Table
 
 from schemas.control import Heartbeat, RunRecord
 from schemas.stats import LiveSnapshot, Report
+from services.reports.distribution import COLUMNS
 
 
 def _ms(x: float | None) -> str:
@@ -45,15 +46,14 @@ def summary(console: Console, r: Report) -> None:
     if r.model == "closed":  # virtual users looped: the rate is an outcome, not a target
         console.print(f"closed model (virtual users): reached {r.totals.achieved_rps:.1f} requests/s")
     t = Table(title="requests (latency from intended send time, ms)", title_justify="left")
-    for col in ("name", "requests", "errors", "rps", "late", "dropped", "p50", "p90", "p99", "p99.9", "max"):
+    for col in ("name", "requests", "errors", "rps", "late", "dropped", *(label for label, _ in COLUMNS)):
         t.add_column(col, justify="left" if col == "name" else "right")
     rows = [("ALL", r.totals)] + list(r.requests.items())
     for name, tot in rows:
         lat = tot.latency_ms
         t.add_row(
             name, str(tot.requests), str(tot.errors), f"{tot.achieved_rps:.1f}", str(tot.late),
-            str(tot.dropped), _ms(lat and lat.p50), _ms(lat and lat.p90), _ms(lat and lat.p99),
-            _ms(lat and lat.p999), _ms(lat and lat.max),
+            str(tot.dropped), *(_ms(lat and getattr(lat, field)) for _, field in COLUMNS),
         )
     console.print(t)
     g = Table(title="generators", title_justify="left")
@@ -95,32 +95,3 @@ def generators_table(console: Console, beats: list[Heartbeat]) -> None:
         t.add_row(b.id, b.host, str(b.cores), b.state, b.run_id or "-", f"{b.target_rps:g}",
                   f"{b.achieved_rps:g}", f"{b.cpu_percent:.0f}", f"{now - b.sent_at:.1f}s ago")
     console.print(t)
-
-
-def junit(r: Report) -> str:
-    """JUnit XML: one test case per threshold, so CI systems show what failed."""
-    cases = []
-    for res in r.thresholds:
-        name = quoteattr(res.label)
-        if res.ok:
-            cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name={name}/>")
-        else:
-            if res.value is None:
-                why = f"no data to judge (limit {res.limit})"
-            else:
-                why = f"value {res.value} {'is below' if res.name == 'min_rps' else 'exceeds'} limit {res.limit}"
-            msg = quoteattr(f"{res.label}: {why}")
-            cases.append(
-                f"    <testcase classname={quoteattr(r.plan_name)} name={name}>"
-                f"<failure message={msg}/></testcase>"
-            )
-    if not cases:
-        cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name=\"run\"/>")
-    failures = sum(1 for res in r.thresholds if not res.ok)
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<testsuites><testsuite name={quoteattr('surge ' + r.plan_name)} tests=\"{len(cases)}\" "
-        f"failures=\"{failures}\" time=\"{r.duration_s:.3f}\">\n"
-        + "\n".join(cases)
-        + "\n</testsuite></testsuites>\n"
-    )

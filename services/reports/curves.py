@@ -1,9 +1,9 @@
-"""Reports as the browser reads them: the percentile curve of a histogram, comparisons.
+"""What the UI's report and compare pages draw: a report with its percentile curves, and
+runs side by side.
 
-Pure. The browser cannot decode HdrHistogram's compressed base64, so the UI turns a
-report's whole-run histogram into the classic percentile distribution (latency at
-50%, 90%, 99%, 99.9%, ... on a 1/(1-p) axis) and, to compare runs, lines up their
-summaries.
+Pure. The browser cannot decode HdrHistogram's compressed base64, so a report's
+whole-run histograms go to the browser as the classic percentile distribution (latency
+at 50%, 90%, 99%, 99.9%, ... on a 1/(1-p) axis: ``distribution.CURVE``).
 """
 
 from __future__ import annotations
@@ -11,36 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.stats import Report
-from services.common import histogram
-
-# percentiles spread evenly on the 1/(1-p) log axis, up to 99.999%
-_STEPS = 51
-PERCENTILES = tuple(
-    round(100.0 * (1.0 - 10 ** (-5.0 * i / (_STEPS - 1))), 6) for i in range(_STEPS)
-)
-
-
-class Point(msgspec.Struct, frozen=True, array_like=True):
-    percentile: float
-    value_ms: float
-
-
-def distribution(encoded: str) -> list[Point]:
-    """Latency (ms) at each of ``PERCENTILES``, ending at the max; [] for no data."""
-    hist = histogram.decode_for_display(encoded)
-    if hist is None:
-        return []
-    total = hist.get_total_count()
-    values = hist.get_percentile_to_value_dict(list(PERCENTILES))
-    points = [Point(p, values[p] / 1000.0) for p in PERCENTILES if p < 100.0]
-    # beyond 1/total the histogram has no more resolution: stop at the max
-    cutoff = 100.0 * (1.0 - 1.0 / total)
-    points = [p for p in points if p.percentile <= cutoff] or points[:1]
-    last = Point(100.0 * (1.0 - 1.0 / max(total, 2)), hist.get_max_value() / 1000.0)
-    if points[-1].percentile >= last.percentile:
-        points.pop()
-    points.append(last)
-    return points
+from services.reports.distribution import Point, distribution
 
 
 class ReportView(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,81 @@
+"""services/reports: one distribution function for every view, the same latency columns in
+the terminal and the HTML page, JUnit per threshold; and the report they read is whole
+when the aggregate hands it over (verdict and model included, nothing patches it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from schemas.control import Segment
+from services.common import histogram
+from services.coordinator.aggregate import RunAggregate
+from services.plan import loader
+from services.reports import curves, distribution, junit, text
+from services.reports.html import render_html
+from tests.unit.test_reports_html import report
+
+START = 1_700_000_000.0
+PROFILE = [Segment(0.0, 10.0, 100.0, 100.0)]
+
+
+def encoded(values_us) -> str:
+    h = histogram.new()
+    histogram.record_many(h, np.asarray(values_us, dtype=np.float64))
+    return histogram.encode(h)
+
+
+def test_distribution_stops_at_the_resolution_and_ends_at_the_max():
+    enc = encoded(np.arange(1, 1001) * 1000)  # 1 .. 1000 ms, 1000 values
+    points = distribution.distribution(enc, distribution.TABLE)
+    assert [p.percentile for p in points] == [50.0, 75.0, 90.0, 95.0, 99.0, 99.9]
+    assert points[0].value_ms == pytest.approx(500, rel=1e-2)
+    assert points[-1].value_ms == pytest.approx(1000, rel=1e-2)  # the max, at 1/total
+    curve = distribution.distribution(enc)  # the UI's curve: the same function
+    assert curve[-1] == points[-1]
+    assert all(a.percentile < b.percentile and a.value_ms <= b.value_ms for a, b in zip(curve, curve[1:]))
+    assert distribution.count(enc) == 1000
+
+
+@pytest.mark.parametrize("bad", ["", "not base64 at all"])
+def test_no_data_is_no_points(bad):
+    assert distribution.distribution(bad) == [] and distribution.count(bad) == 0
+    assert curves.view(report(histogram=bad)).distribution == []
+
+
+def test_terminal_and_html_show_the_same_latency_columns():
+    console = Console(width=200, record=True)
+    text.summary(console, report())
+    shown = console.export_text()
+    page = render_html(report())
+    for label, _ in distribution.COLUMNS:
+        assert f" {label} " in shown.replace("┃", " ").replace("│", " ")
+        assert f"<th>{label}</th>" in page
+
+
+def test_junit_has_a_case_per_threshold_and_a_failure_for_each_broken_one():
+    xml = junit.junit(report())
+    assert xml.count("<testcase") == 3 and xml.count("<failure") == 1
+    assert 'failures="1"' in xml and "error_rate: value 0.003 exceeds limit 0.001" in xml
+
+
+def _aggregate(**plan) -> RunAggregate:
+    raw = {"name": "shop", "target": "http://127.0.0.1:8080", "duration": 10,
+           "requests": [{"name": "home"}], **plan}
+    return RunAggregate("r1", loader.from_obj(raw), START)
+
+
+@pytest.mark.parametrize("state,aborted,verdict", [
+    ("finished", False, "pass"), ("stopped", True, "fail"), ("failed", False, "fail"),
+])
+def test_the_aggregate_writes_the_verdict_once(state, aborted, verdict):
+    agg = _aggregate(rate=100)  # no limits: a whole run would pass
+    r = agg.report(state=state, ended_at=START + 10, profile_=PROFILE, duration_s=10.0, aborted=aborted)
+    assert (r.state, r.verdict, r.model) == (state, verdict, "open")
+
+
+def test_a_closed_model_report_says_so():
+    agg = _aggregate(users=3)
+    r = agg.report(state="finished", ended_at=START + 10, profile_=PROFILE, duration_s=10.0)
+    assert r.model == "closed"
