@@ -230,7 +230,11 @@ async def follow_run(
                arg("--rate", type=float, help="open model: total arrivals/s"),
                arg("--users", type=int, help="closed model: virtual users (default 1)"),
                arg("--duration", help="e.g. 30s, 2m"),
-               arg("--name", help="the plan's name")])
+               arg("--name", help="the plan's name"),
+               arg("--origin", help="har: keep the requests to this origin (default: the most used)"),
+               arg("--environment", help="postman: an environment file (its variables)"),
+               arg("--json", action="store_true",
+                   help="print the plan and what was not mapped as JSON")])
 def import_(args, console: Console) -> int:
     from services.cli import importers
 

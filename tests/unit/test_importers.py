@@ -1,4 +1,4 @@
-"""Importers (services/cli/importers/): HAR, Postman, curl, JMeter → plans that validate."""
+"""Importers (services/plan/importers/): HAR, Postman, curl, JMeter → plans that validate."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import importers
-from services.cli.importers import common, curl, har, jmx, postman
+from services.plan import importers
+from services.plan.importers import common, curl, har, jmx, postman
 from services.plan import loader
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -62,10 +62,12 @@ def test_curl_sample_and_single_commands():
     plan = valid(imp)
     s = steps(plan)
     assert list(s) == ["GET /products", "POST /login", "GET /api/products", "GET /item/search"]
-    assert s["POST /login"].json == {"username": "bob", "password": "secret"}
+    # the bytes curl sends, not a re-encoding of them
+    assert s["POST /login"].body == '{"username":"bob","password":"secret"}'
+    assert s["POST /login"].headers["Content-Type"] == "application/json"
     assert s["GET /item/search"].path == "/item/search?q=widget&page=2"
+    assert s["GET /api/products"].headers["Cookie"] == "sid=s-9"  # -b sends it
     assert any("--limit-rate" in u for u in imp.unmapped)
-    assert any("sid=s-9" in u for u in imp.unmapped)
     one = curl.convert("curl -k -u ann:pw -d 'a=1' -x proxy.local:3128 https://shop.test:8443/form")
     plan = valid(one)
     step = plan.flows[0].steps[0]

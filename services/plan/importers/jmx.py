@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import quote
 
-from services.cli.importers.common import METHODS, ImportError_, Imported, clean_headers, step_name
+from services.plan.importers.common import METHODS, ImportError_, Imported, clean_headers, step_name
 
 _FLATTEN = {"GenericController", "TransactionController", "LoopController"}
 _IGNORED = {"ResultCollector", "ViewResultsFullVisualizer", "SummaryReport", "Summariser",

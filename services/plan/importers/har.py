@@ -19,7 +19,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from services.cli.importers.common import (
+from services.plan.importers.common import (
     METHODS, ImportError_, Imported, clean_headers, main_origin, origin_of, path_of, step_name,
 )
 
@@ -94,7 +94,7 @@ def _time(entry: dict) -> float | None:
         return None
 
 
-def convert(text: str, name: str = "har-import") -> Imported:
+def convert(text: str, name: str = "har-import", origin: str | None = None) -> Imported:
     try:
         har = json.loads(text)
         entries = har["log"]["entries"]
@@ -102,9 +102,12 @@ def convert(text: str, name: str = "har-import") -> Imported:
         raise ImportError_("not a HAR file (expected {\"log\": {\"entries\": [...]}})") from None
     unmapped: list[str] = []
     urls = [e.get("request", {}).get("url", "") for e in entries]
-    target = main_origin(urls)
+    target = origin.rstrip("/") if origin else main_origin(urls)
     if target is None:
         raise ImportError_("the HAR has no http(s) request")
+    if target not in {origin_of(u) for u in urls}:
+        raise ImportError_(f"no request in the HAR goes to {target} "
+                           f"(origins: {', '.join(sorted({origin_of(u) for u in urls}))})")
     steps: list[dict[str, Any]] = []
     taken: set[str] = set()
     prev_end: float | None = None

@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.cli.importers.common import (
+from services.plan.importers.common import (
     METHODS, ImportError_, Imported, clean_headers, main_origin, origin_of, path_of, step_name,
 )
 
@@ -96,7 +96,7 @@ def _tests(lines: list[str], step: dict, unmapped: list[str], where: str) -> Non
         step["extract"] = extract
 
 
-def convert(text: str, name: str | None = None) -> Imported:
+def convert(text: str, name: str | None = None, environment: str | None = None) -> Imported:
     try:
         coll = json.loads(text)
         info, items = coll["info"], coll["item"]
@@ -105,6 +105,13 @@ def convert(text: str, name: str | None = None) -> Imported:
     unmapped: list[str] = []
     variables = {v["key"]: str(v.get("value", "")) for v in coll.get("variable", []) or []
                  if v.get("key") and not v.get("disabled")}
+    if environment:
+        try:  # an environment's values win over the collection's, as in Postman and newman
+            env = json.loads(environment)
+            variables |= {v["key"]: str(v.get("value", "")) for v in env.get("values", []) or []
+                          if v.get("key") and v.get("enabled", True)}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ImportError_("not a Postman environment (expected {\"values\": [...]})") from None
     origin_vars = {k: v for k, v in variables.items() if urlsplit(v).scheme in ("http", "https")}
     requests = _items(items)
     urls = [_url(it["request"], origin_vars) for _, it in requests]

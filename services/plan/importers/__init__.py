@@ -1,0 +1,114 @@
+"""Other tools' descriptions of traffic → a Surge plan: curl, Postman, HAR, JMeter, OpenAPI.
+
+Each importer is a pure module (text in, ``Imported`` out: a plan as plain data and the
+list of everything that could not be mapped). This package is what the CLI (``surge
+import``) and the UI (the New run page's import) share: ``build`` converts, applies the
+load-model choices, declares any variable the source uses but never sets (listed for
+review) and leaves validation to ``loader`` exactly as ``surge validate`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from schemas.errors import InvalidPlan
+from services.plan import loader
+from services.plan.importers import curl, har, jmx, postman
+from services.plan.importers.common import ImportError_, Imported, finish
+from services.plan.templating import REF_RE
+
+KINDS = ("har", "postman", "curl", "jmx")
+
+__all__ = ["KINDS", "ImportError_", "Imported", "build", "convert", "convert_text", "declare_unset",
+           "read_source"]
+
+
+def read_source(kind: str, source: str) -> tuple[str, str]:
+    """(text, base directory for the files it names). For curl, ``source`` may be the command."""
+    if kind == "curl" and not os.path.isfile(source):
+        return source, os.getcwd()
+    try:
+        with open(source, encoding="utf-8-sig") as f:
+            text = f.read(loader.MAX_PLAN_BYTES * 4)
+    except OSError as exc:
+        raise ImportError_(f"cannot read {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ImportError_(f"{source} is not UTF-8 text") from None
+    return text, os.path.dirname(os.path.abspath(source))
+
+
+def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str = ".",
+                 out_dir: str = ".", target: str | None = None, origin: str | None = None,
+                 environment: str | None = None) -> Imported:
+    """Convert a source's text. ``origin`` picks which origin's requests a HAR keeps;
+    ``environment`` is a Postman environment's JSON text."""
+    if kind == "har":
+        return har.convert(text, name or "har-import", origin=origin)
+    if kind == "postman":
+        return postman.convert(text, name, environment=environment)
+    if kind == "curl":
+        return curl.convert(text, name or "curl-import", base_dir=base_dir)
+    if kind == "jmx":
+        return jmx.convert(text, name, base_dir=base_dir, out_dir=out_dir, target=target)
+    raise ImportError_(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
+
+
+def convert(kind: str, source: str, *, out_path: str | None = None, name: str | None = None,
+            target: str | None = None, origin: str | None = None,
+            environment: str | None = None) -> Imported:
+    """Convert ``source`` (a file path; for curl, the command itself or a file of them)."""
+    text, base = read_source(kind, source)
+    env_text = read_source("postman", environment)[0] if environment else None
+    out_dir = os.path.dirname(os.path.abspath(out_path)) if out_path else os.getcwd()
+    return convert_text(kind, text, name=name, base_dir=base, out_dir=out_dir, target=target,
+                        origin=origin, environment=env_text)
+
+
+def build(imported: Imported, *, out_dir: str, target: str | None = None, rate: float | None = None,
+          users: int | None = None, duration: str | None = None) -> Imported:
+    """The load-model choices over what the importer found, unset variables declared."""
+    imported.plan = finish(imported.plan, target=target, rate=rate, users=users, duration=duration)
+    declare_unset(imported, out_dir)
+    return imported
+
+
+def declare_unset(imported: Imported, out_dir: str = ".") -> None:
+    """Variables the source reads but never sets become empty ``vars``, listed."""
+    plan = imported.plan
+    known = set(plan.get("vars", {})) | {"__user", "__iteration", "__generator"}
+    for feed in plan.get("data", []):
+        known.update(feed.get("columns", []))
+        if feed.get("file") and not feed.get("columns"):
+            try:  # the columns a CSV's header line names
+                rows = loader.read_rows(os.path.join(out_dir, feed["file"]))
+                known.update(rows[0] if rows else {})
+            except InvalidPlan:
+                pass
+        for row in feed.get("rows", [])[:100]:
+            known.update(row)
+    steps = [s for f in plan.get("flows", []) for s in f.get("steps", [])]
+    steps += (plan.get("setup") or {}).get("steps", [])
+    for step in steps:
+        known.update(step.get("extract", {}))
+    used: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            used.extend(m.group(1).strip() for m in REF_RE.finditer(value))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(k)
+                walk(v)
+
+    walk({k: v for k, v in plan.items() if k != "data"})
+    for ref in dict.fromkeys(used):
+        if ref.startswith("$") or ref in known or not re.fullmatch(r"[A-Za-z_]\w*", ref):
+            continue
+        plan.setdefault("vars", {})[ref] = ""
+        known.add(ref)
+        imported.unmapped.append(f"variable {{{{{ref}}}}} is used but never set; declared empty in vars")

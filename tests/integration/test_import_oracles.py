@@ -1,0 +1,112 @@
+"""Imports checked against the tools they come from, on a server that records every request.
+
+The source tool itself (the real curl; newman; Chromium) sends its requests to a
+recording server on 127.0.0.1; then ``surge import`` turns the same source into a plan
+and ``surge run`` sends it through a real stack (nats-server, coordinator, one
+generator). The two recordings must be identical: method, target (path and query),
+body bytes, and the headers that carry meaning (content type, auth, cookies, accept).
+
+The stack is started once for the module; each comparison is one short run (one
+arrival, every step once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.common.client import CoordinatorClient
+from tests.conftest import Cluster, generators_registered
+from tests.recording import RecordingServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("oracle-stack"))
+    try:
+        cluster.coordinator()
+        cluster.generator()
+
+        async def ready() -> None:
+            api = await CoordinatorClient.connect(cluster.url)
+            try:
+                await generators_registered(api, 1)
+            finally:
+                await api.close()
+
+        asyncio.run(ready())
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    with RecordingServer() as srv:
+        yield srv
+
+
+def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str) -> dict:
+    """``surge import`` then ``surge run`` (one arrival: every step once); the import's JSON."""
+    plan_path = tmp / f"{kind}.plan.yaml"
+    done = stack.cli("import", kind, source, "-o", str(plan_path), "--json", *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    plan = yaml.safe_load(plan_path.read_text())
+    for key in ("users", "user_stages", "stages", "duration"):
+        plan.pop(key, None)
+    plan.update(rate=0.5, duration="2s")  # arrivals at 0 s only: the flow runs once
+    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    done = stack.cli("run", str(plan_path), "--quiet", "--report", str(tmp / f"{kind}.report.json"))
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return result
+
+
+def keys(requests, headers=("content-type", "authorization", "cookie", "accept")) -> list[tuple]:
+    return [r.key(headers) for r in requests]
+
+
+CURL = r"""
+curl -s URL/a --data-urlencode 'param=mp+8/ay70X' --data-urlencode 'q=a b&c'
+curl -s URL/b --data-urlencode '=a b=c' --data-urlencode 'x y' --data-urlencode @f.txt --data-urlencode n@f.txt
+curl -s URL/c -d @f.txt -d 'z=1' -d 'ü=%41'
+curl -s URL/d --data-binary @f.txt
+curl -s URL/e --data-raw '@f.txt'
+curl -s -G 'URL/f?x=1' -d a=1 --data-urlencode 'b=c d'
+curl -s URL/g --json '{"a": 1}' --json ' {"b":2}'
+curl -s URL/h -F a=1 -F f=@h.txt -F 'g=<h.txt' -F 'k=@h.txt;type=text/x-foo;filename=zz.bin' -F 'j=@data.json'
+curl -s URL/i -b 'a=1; b=2' -H 'X-A: 1' -H 'X-Request-Id: r-1' -u 'ann:p@ss:w' -X PUT -d q
+curl -sSL --compressed -k 'URL/redirect?to=/j'
+curl 'URL/k' \
+  -H 'Accept: application/json' \
+  -H $'Content-Type: application/json' \
+  --data-raw $'{"note":"it\'s\\nfine","n":1}'
+curl -XDELETE "URL/l?id=7" -H "Authorization: Bearer t0k\"en"
+curl -I URL/m
+"""
+
+
+def test_curl_plan_sends_what_curl_sends(stack: Cluster, server: RecordingServer, tmp_path):
+    (tmp_path / "f.txt").write_bytes(b"line1\r\nline2 a+b&c\n")
+    (tmp_path / "h.txt").write_bytes(b"hello\n")
+    (tmp_path / "data.json").write_bytes(b'{"k": "v"}')
+    commands = CURL.replace("URL", server.url)
+    script = tmp_path / "commands.sh"
+    script.write_text(commands)
+    subprocess.run(["bash", str(script)], cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    by_curl = server.recorder.take()
+    assert len(by_curl) == 14  # 13 commands, one of them redirected
+
+    result = run_imported(stack, tmp_path, "curl", str(script))
+    by_plan = server.recorder.wait_for(len(by_curl))[: len(by_curl)]
+    assert keys(by_plan) == keys(by_curl)
+    assert [r.header("x-request-id") for r in by_plan] == [r.header("x-request-id") for r in by_curl]
+    assert result["unmapped"] == [] and result["everything_mapped"]
