@@ -232,9 +232,7 @@ async def follow_run(
                arg("--duration", help="e.g. 30s, 2m"),
                arg("--name", help="the plan's name"),
                arg("--origin", help="har: keep the requests to this origin (default: the most used)"),
-               arg("--environment", help="postman: an environment file (its variables)"),
-               arg("--json", action="store_true",
-                   help="print the plan and what was not mapped as JSON")])
+               arg("--environment", help="postman: an environment file (its variables)")])
 def import_(args, console: Console) -> int:
     from services.cli import importers
 

@@ -65,7 +65,8 @@ def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str)
         plan.pop(key, None)
     plan.update(rate=0.5, duration="2s")  # arrivals at 0 s only: the flow runs once
     plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
-    done = stack.cli("run", str(plan_path), "--quiet", "--report", str(tmp / f"{kind}.report.json"))
+    done = stack.cli("run", str(plan_path), "--quiet", "--timeout", "30",
+                     "--report", str(tmp / f"{kind}.report.json"))
     assert done.returncode in (0, 1), done.stdout + done.stderr
     return result
 
