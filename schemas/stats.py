@@ -169,6 +169,7 @@ class ThresholdResult(Struct, frozen=True, omit_defaults=True):
     value: float | None
     ok: bool
     request: str | None = None  # a per-request threshold: the request's (or step's) name
+    reason: str | None = None  # why it failed when no data could be judged ("never ran")
 
     @property
     def label(self) -> str:

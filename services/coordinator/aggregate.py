@@ -29,6 +29,7 @@ from schemas.stats import (
 )
 from services.common import histogram
 from services.plan import profile
+from services.plan.names import reported_names
 from services.coordinator import thresholds
 
 
@@ -276,6 +277,8 @@ class RunAggregate:
             histogram.add(all_lat, t.latency)
             histogram.add(all_svc, t.service)
             per_name[name] = _request_totals(t.counts, t.latency, t.service, duration_s)
+        for name in reported_names(self.plan):  # a name that never ran has its row of zeros
+            per_name.setdefault(name, thresholds.NO_DATA)
         totals = _request_totals(self.totals_counts(), all_lat, all_svc, duration_s)
         return totals, per_name, all_lat, all_svc
 
@@ -284,7 +287,7 @@ class RunAggregate:
         (``abort_on_fail``); a limit with no data yet is not judged."""
         totals, per_name, _, _ = self._totals(float(seconds))
         results = thresholds.evaluate(self.plan.thresholds, totals, per_name)
-        return [r for r in results if not r.ok and r.value is not None]
+        return [r for r in results if not r.ok and r.reason is None]
 
     def report(
         self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float,

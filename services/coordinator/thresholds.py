@@ -1,4 +1,10 @@
-"""Evaluating a plan's thresholds against a run's totals. Pure."""
+"""Evaluating a plan's thresholds against a run's totals. Pure.
+
+A name with no data (a step that never ran, a request no generator reached) is judged
+on a row of zeros: counts and rates are 0, latencies have no value, and every limit on
+it fails with a ``reason`` that says so — a request that never completed cannot show it
+met its limit, and a report must not make a reader guess why.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ _LATENCY = {
 }
 
 
+NO_DATA = RequestTotals(requests=0, errors=0, error_rate=0.0, error_kinds={}, achieved_rps=0.0,
+                        late=0, dropped=0, latency_ms=None, service_time_ms=None)
+
+
 def evaluate(thresholds: Thresholds, totals: RequestTotals,
              requests: Mapping[str, RequestTotals] | None = None) -> list[ThresholdResult]:
     """One result per threshold set: the whole run's first, then each request's (by
@@ -25,32 +35,37 @@ def evaluate(thresholds: Thresholds, totals: RequestTotals,
     that never completed cannot show it met its limit."""
     results = _judge(thresholds, totals, None)
     for name, limits in thresholds.requests.items():
-        results += _judge(limits, (requests or {}).get(name), name)
+        results += _judge(limits, (requests or {}).get(name) or NO_DATA, name)
     return results
 
 
-def _judge(limits: Limits, totals: RequestTotals | None, request: str | None) -> list[ThresholdResult]:
+def _judge(limits: Limits, totals: RequestTotals, request: str | None) -> list[ThresholdResult]:
     results: list[ThresholdResult] = []
+    who = "the run" if request is None else repr(request)
+    offered = totals.requests + totals.dropped
+    no_response = None if totals.latency_ms else f"no data: {who} got no response ({totals.requests} requests)"
+    no_request = None if totals.requests else f"no data: {who} sent no request (it never ran)"
 
-    def add(name: str, limit: float, value: float | None, ok: bool) -> None:
-        results.append(ThresholdResult(name, limit, value, ok, request=request))
+    def add(name: str, limit: float, value: float | None, ok: bool, reason: str | None) -> None:
+        results.append(ThresholdResult(name, limit, value, ok and reason is None, request=request,
+                                       reason=reason))
 
     for name, attr in _LATENCY.items():
         limit = getattr(limits, name)
         if limit is None:
             continue
-        value = getattr(totals.latency_ms, attr) if totals and totals.latency_ms else None
-        add(name, limit, value, value is not None and value <= limit)
+        value = getattr(totals.latency_ms, attr) if totals.latency_ms else None
+        add(name, limit, value, value is not None and value <= limit, no_request or no_response)
     if limits.error_rate is not None:
-        value = totals.error_rate if totals and totals.requests else None
-        add("error_rate", limits.error_rate, value, value is not None and value <= limits.error_rate)
+        add("error_rate", limits.error_rate, totals.error_rate, totals.error_rate <= limits.error_rate,
+            no_request)
     if limits.dropped_rate is not None:
-        offered = totals.requests + totals.dropped if totals else 0
-        value = totals.dropped / offered if totals and offered else None
-        add("dropped_rate", limits.dropped_rate, value, value is not None and value <= limits.dropped_rate)
+        value = totals.dropped / offered if offered else 0.0
+        add("dropped_rate", limits.dropped_rate, value, value <= limits.dropped_rate,
+            None if offered else no_request)
     if limits.min_rps is not None:
-        value = totals.achieved_rps if totals else None
-        add("min_rps", limits.min_rps, value, value is not None and value >= limits.min_rps)
+        add("min_rps", limits.min_rps, totals.achieved_rps, totals.achieved_rps >= limits.min_rps,
+            no_request)
     return results
 
 

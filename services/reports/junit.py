@@ -16,7 +16,9 @@ def junit(r: Report) -> str:
         if res.ok:
             cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name={name}/>")
         else:
-            if res.value is None:
+            if res.reason:
+                why = f"{res.reason} (limit {res.limit})"
+            elif res.value is None:
                 why = f"no data to judge (limit {res.limit})"
             else:
                 why = f"value {res.value} {'is below' if res.name == 'min_rps' else 'exceeds'} limit {res.limit}"

@@ -69,7 +69,8 @@ def summary(console: Console, r: Report) -> None:
             th.add_column(col)
         for res in r.thresholds:
             value = "-" if res.value is None else f"{res.value:.4g}"
-            th.add_row(res.label, f"{res.limit:g}", value, "[green]ok[/]" if res.ok else "[red]FAILED[/]")
+            result = "[green]ok[/]" if res.ok else "[red]FAILED[/]" + (f" {res.reason}" if res.reason else "")
+            th.add_row(res.label, f"{res.limit:g}", value, result)
         console.print(th)
     for e in r.events:
         console.print(f"  event: {e}")

@@ -408,3 +408,19 @@ def test_dropped_only_interval_does_not_zero_the_min_latency():
     assert rep.totals.dropped == 4
     assert rep.requests["home"].latency_ms.min == pytest.approx(5.0, rel=1e-3)
     assert rep.totals.latency_ms.min == pytest.approx(5.0, rel=1e-3)
+
+
+def test_a_name_that_never_ran_has_its_row_of_zeros_and_its_threshold_says_why():
+    plan = make_plan({"requests": {"order": {"error_rate": 0.01, "p99_ms": 100}}})
+    agg = RunAggregate("r1", plan, START)
+    agg.add(stats("g1", 0, {"home": [10.0] * 10}))
+    close(agg, 0)
+    rep = report(agg, duration_s=1.0)
+    order = rep.requests["order"]
+    assert (order.requests, order.errors, order.error_rate, order.achieved_rps) == (0, 0, 0.0, 0.0)
+    assert [(t.name, t.value, t.ok) for t in rep.thresholds] == [("p99_ms", None, False),
+                                                                ("error_rate", 0.0, False)]
+    assert all(t.reason == "no data: 'order' sent no request (it never ran)" for t in rep.thresholds)
+    assert rep.verdict == "fail"
+    # while the run goes on, a name not reached yet does not abort it
+    assert agg.failing_so_far(1) == []

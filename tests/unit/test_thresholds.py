@@ -80,9 +80,11 @@ def test_min_rps_threshold():
 def test_thresholds_with_no_data_fail():
     empty = totals(requests=0, errors=0, achieved_rps=0.0, latency=None)
     r = by_name(thresholds.evaluate(Thresholds(p99_ms=100.0, error_rate=0.5, dropped_rate=0.5), empty))
-    assert r["p99_ms"] == ThresholdResult("p99_ms", 100.0, None, False)
-    assert r["error_rate"] == ThresholdResult("error_rate", 0.5, None, False)
-    assert r["dropped_rate"] == ThresholdResult("dropped_rate", 0.5, None, False)
+    why = "no data: the run sent no request (it never ran)"
+    # counts and rates are 0, a latency has no value; each fails and says why
+    assert r["p99_ms"] == ThresholdResult("p99_ms", 100.0, None, False, reason=why)
+    assert r["error_rate"] == ThresholdResult("error_rate", 0.5, 0.0, False, reason=why)
+    assert r["dropped_rate"] == ThresholdResult("dropped_rate", 0.5, 0.0, False, reason=why)
 
 
 def test_all_dropped_fails_dropped_rate_with_value_one():
@@ -122,7 +124,14 @@ def test_a_request_with_no_data_fails_its_limits():
     t = Thresholds(requests={"never": Limits(p99_ms=100.0, min_rps=1.0, error_rate=0.5)})
     results = thresholds.evaluate(t, totals(), {})
     assert [(r.name, r.value, r.ok) for r in results] == [
-        ("p99_ms", None, False), ("error_rate", None, False), ("min_rps", None, False)]
+        ("p99_ms", None, False), ("error_rate", 0.0, False), ("min_rps", 0.0, False)]
+    assert {r.reason for r in results} == {"no data: 'never' sent no request (it never ran)"}
+
+
+def test_a_limit_met_on_data_has_no_reason_and_a_failed_one_only_its_value():
+    t = Thresholds(error_rate=0.5, requests={"a": Limits(error_rate=0.0)})
+    results = thresholds.evaluate(t, totals(), {"a": totals(errors=1)})
+    assert [(r.ok, r.reason) for r in results] == [(True, None), (False, None)]
 
 
 def test_a_whole_run_result_keeps_its_old_wire_shape():
