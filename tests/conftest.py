@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# contexts (`surge context`) live under XDG_CONFIG_HOME: tests never touch the real one
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="surge-test-config-")
 PY = sys.executable
 NATS_SERVER = str(Path(sys.executable).parent / "nats-server")
 

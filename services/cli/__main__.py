@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import inspect
 import sys
+import traceback
 from importlib import metadata
 
 import msgspec
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "services.cli.commands",
     "services.cli.up",
     "services.cli.catalogue",
+    "services.cli.context",
 )
 
 
@@ -87,7 +89,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
 def report_error(err: SurgeError, args: argparse.Namespace) -> None:
     where = f" (field: {err.field})" if err.field else ""
     err_console = Console(stderr=True, soft_wrap=True)
-    label = "error" if isinstance(err, CliError) else f"error {err.code}:"
+    label = "error:" if isinstance(err, CliError) else f"error {err.code}:"
     err_console.print(f"[red]{label}[/] {escape(err.message + where)}", highlight=False)
     detail = getattr(err, "detail", "")
     if args.verbose and detail:
@@ -107,6 +109,17 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except OSError as exc:  # a plan, report or output file
+        what = f"{exc.filename}: " if exc.filename else ""
+        report_error(CliError(f"{what}{exc.strerror or exc}", f"{type(exc).__name__}: {exc}",
+                              "os_error"), args)
+        code = 2
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        report_error(CliError(f"unexpected {type(exc).__name__}: {exc} (-v shows the traceback; "
+                              f"please report it)", "", "internal"), args)
+        code = 2
     sys.exit(code)
 
 

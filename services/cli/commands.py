@@ -7,12 +7,15 @@ import asyncio
 import signal
 import sys
 import time
+from urllib.parse import urlsplit
 
 import msgspec
 from rich.console import Console
 
 from schemas import subjects
 from schemas.control import ENDED_STATES
+from schemas.errors import InvalidPlan
+from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
 from services.reports import html, junit, text
 from services.common.client import CoordinatorClient
@@ -114,6 +117,43 @@ async def report(api: CoordinatorClient, args, console: Console) -> int:
     return 0 if r.verdict == "pass" else 1
 
 
+def with_overrides(plan: Plan, *, rate: float | None = None, duration: float | None = None,
+                   generators: int | None = None, target: str | None = None,
+                   users: int | None = None) -> Plan:
+    """The plan with what the command line replaces, checked again like the plan itself."""
+    if rate is not None and users is not None:
+        raise InvalidPlan("--rate (open model) and --vus (closed model) exclude each other", "vus")
+    plan = loader.with_overrides(plan, rate=rate, duration=duration, generators=generators)
+    if target is None and users is None:
+        return plan
+    raw = msgspec.to_builtins(plan)
+    if target is not None:
+        raw["target"] = check_target(target)
+    if users is not None:
+        length = plan.duration if plan.duration is not None else sum(
+            s.duration for s in plan.stages or plan.user_stages or [])
+        for key in ("rate", "stages", "start_rate", "user_stages"):
+            raw.pop(key, None)
+        raw["users"] = users
+        raw["duration"] = duration if duration is not None else length
+    return loader.from_obj(raw)
+
+
+def check_target(url: str) -> str:
+    """``http[s]://host[:port]`` (no path), or InvalidPlan naming the target."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidPlan(f"target {url!r} is not http[s]://host[:port]", "target")
+    try:
+        parts.port
+    except ValueError:
+        raise InvalidPlan(f"target {url!r} has a bad port", "target") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidPlan(f"target {url!r} must be only an origin (http[s]://host[:port]); "
+                          f"paths go in the plan's requests", "target")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _write_html(path: str, r: Report) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(html.render_html(r))
@@ -125,17 +165,20 @@ def _write_html(path: str, r: Report) -> None:
                arg("--rate", type=float, help="total requests/s (replaces the plan's profile)"),
                arg("--duration", help="e.g. 30s, 2m"),
                arg("--generators", type=int, help="how many generators to use"),
+               arg("--target", metavar="URL", help="send to this origin instead of the plan's "
+                   "(http[s]://host[:port])"),
+               arg("--vus", "--users", dest="vus", type=int, metavar="N",
+                   help="closed model: N virtual users for the plan's duration (like k6 --vus)"),
                arg("--report", help="write the JSON report here"),
                arg("--junit", help="write thresholds as JUnit XML here"),
                arg("--html", help="write the report as one self-contained HTML file here"),
-               arg("--quiet", action="store_true", help="no live lines, only the summary")],
-         api=True)
-async def run(api: CoordinatorClient, args, console: Console) -> int:
+               arg("--quiet", action="store_true", help="no live lines, only the summary")])
+async def run(args, console: Console) -> int:
     duration = loader.parse_duration(args.duration, "duration") if args.duration else None
-    plan = loader.with_overrides(
-        loader.load(args.plan), rate=args.rate, duration=duration, generators=args.generators
-    )
-    return await follow_run(api, plan, console, args.report, args.junit, args.quiet, args.html)
+    plan = with_overrides(loader.load(args.plan), rate=args.rate, duration=duration,
+                          generators=args.generators, target=args.target, users=args.vus)
+    async with open_api(args) as api:  # a bad plan is told without NATS
+        return await follow_run(api, plan, console, args.report, args.junit, args.quiet, args.html)
 
 
 async def follow_run(

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator, Mapping
 
 import msgspec
@@ -24,7 +25,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from schemas.errors import SurgeError
+from schemas.errors import SurgeError, Unavailable
 from services.common import contexts
 from services.common.bus import connect_options
 from services.common.client import CoordinatorClient
@@ -46,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True):
     url: str
     auth: NatsAuth
     source: str  # where url/auth came from, for messages: "context local", "SURGE_NATS_*", ...
+    password_file: str = ""
+    context: str = ""  # the context the settings are exactly (no variable or flag on top)
 
 
 def settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,7 +88,9 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         raise CliError(f"cannot read the NATS password file {exc.filename}: {exc.strerror} "
                        f"({source}; fix: --password-file PATH or `surge context show`)",
                        code="bad_request") from None
-    return Settings(url=url, auth=auth, source=source)
+    exact = base.name if base is not None and source == f"context {base.name}" else ""
+    return Settings(url=url, auth=auth, source=source,
+                    password_file=fields.get("password_file", ""), context=exact)
 
 
 def _servers(url: str) -> list[str]:
@@ -112,14 +117,16 @@ def _describe(exc: BaseException, s: Settings) -> CliError:
         return CliError(f"{where} refused {who} (authorization violation); fix: --user and "
                         f"--password-file, SURGE_NATS_USER/SURGE_NATS_PASSWORD_FILE, or "
                         f"`surge context use NAME` ({s.source})", detail, "auth")
-    if isinstance(exc, ConnectionRefusedError):
-        return CliError(f"cannot reach {where}: connection refused; is the stack up? "
-                        f"(`make run` or `surge up`; else --nats URL)", detail)
-    if isinstance(exc, OSError):
-        return CliError(f"cannot reach {where}: {exc.strerror or exc}; check --nats URL", detail)
     if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
         return CliError(f"{where} did not answer in time; check --nats URL (--timeout SECONDS "
                         f"to wait longer)", detail, "timeout")
+    if isinstance(exc, ConnectionRefusedError):
+        return CliError(f"cannot reach {where} ({s.source}): connection refused; is the stack up? "
+                        f"(`make run` or `surge up`; else --nats URL or `surge context use NAME`)",
+                        detail)
+    if isinstance(exc, OSError):
+        return CliError(f"cannot reach {where} ({s.source}): {exc.strerror or exc}; "
+                        f"check --nats URL", detail)
     return CliError(f"cannot connect to {where}: {exc or type(exc).__name__}", detail)
 
 
@@ -180,7 +187,7 @@ async def connect(s: Settings, timeout_s: float, name: str = "surge-cli") -> tup
         failures.append(attempt.exception())
     attempt.cancel()
     with contextlib.suppress(BaseException):
-        await nc.close()
+        await asyncio.wait_for(asyncio.shield(nc.close()), 0.5)
     if failures:
         raise _describe(failures[-1], s)
     raise _describe(asyncio.TimeoutError(), s)
@@ -194,16 +201,22 @@ async def open_api(args: argparse.Namespace) -> AsyncIterator[CoordinatorClient]
     api = CoordinatorClient(nc, args.timeout)
     task = asyncio.current_task()
     denied: list[str] = []
+    warned: list[str] = []
 
     async def watch() -> None:
         while True:
             await violations.changed.wait()
             violations.changed.clear()
             for text in violations.seen:
-                if "publish" in text.lower() and text not in denied:
+                if text in denied or text in warned:
+                    continue
+                if "publish" in text.lower():
                     denied.append(text)
                     if task is not None:
                         task.cancel()
+                else:  # a subscription the server refuses: the command goes on, without it
+                    warned.append(text)
+                    sys.stderr.write(f"warning: NATS at {s.url}: {text.strip()}\n")
 
     watcher = asyncio.ensure_future(watch())
     try:
@@ -212,6 +225,10 @@ async def open_api(args: argparse.Namespace) -> AsyncIterator[CoordinatorClient]
         if denied:
             raise permission_error(denied[-1], s) from None
         raise
+    except Unavailable as err:  # no coordinator answering, or not in time: name the server
+        hint = "; --timeout SECONDS waits longer" if "in time" in err.message else ""
+        raise CliError(f"{err.message} (NATS at {s.url}, {s.source}){hint}", "",
+                       "timeout" if hint else err.code) from None
     finally:
         watcher.cancel()
         with contextlib.suppress(Exception):

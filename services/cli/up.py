@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -27,9 +28,12 @@ from schemas import subjects
 from schemas.errors import Unavailable
 from services.cli import commands, secure
 from services.cli.registry import arg, command
+from services.common import contexts
 from services.common.client import CoordinatorClient
 from services.common.config import DEFAULT_NATS_URL
 from services.plan import loader
+
+LOCAL_CONTEXT = "local"
 
 
 def nats_server_binary() -> str:
@@ -48,10 +52,28 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Stack:
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
         self.args = args
         self.console = console
+        self.url_given = bool(args.nats)  # --nats names the port: never move it
+        args.nats = args.nats or DEFAULT_NATS_URL  # its own server: never the current context's
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.data = Path(args.data_dir).resolve()
         self.logs = self.data / "logs"
@@ -61,6 +83,10 @@ class Stack:
         self.secure = not getattr(args, "insecure", False)
         self.secrets = self.data / "secrets"
         self.tls: secure.TlsFiles | None = None
+        self.target_moved = False  # the demo plan's target then follows the new port
+        self.context_path: Path | None = None
+        self.ui_port = int(os.environ.get("SURGE_UI_PORT", "8089"))
+        self.stack_file = self.data / "stack.json"  # says "a surge up runs here" while it does
 
     def role_env(self, role: str) -> dict[str, str]:
         """Credentials and CA for a child of ``role`` (nothing on an insecure stack)."""
@@ -76,25 +102,58 @@ class Stack:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         self.procs.append((name, proc))
 
+    def claim_ports(self) -> None:
+        """Our own NATS, target and UI ports; a port another program holds is not ours."""
+        if self.stack_file.exists():
+            try:
+                info = json.loads(self.stack_file.read_text())
+            except ValueError:
+                info = {}
+            if pid_alive(int(info.get("pid", 0) or 0)) and info.get("pid") != os.getpid():
+                raise Unavailable(
+                    f"a `surge up` already runs from {self.data} (pid {info['pid']}, NATS "
+                    f"{info.get('nats')}); use it (`surge ls` works from any shell) or stop it first")
+        if port_open(self.nats_host, self.nats_port):
+            if self.url_given:
+                raise Unavailable(
+                    f"{self.args.nats} is taken by another program, and surge up never attaches "
+                    f"its stack to a NATS it did not start; choose a free port: "
+                    f"surge up --nats nats://{self.nats_host}:PORT")
+            taken = self.nats_port
+            self.nats_port = free_port(self.nats_host)
+            self.args.nats = f"nats://{self.nats_host}:{self.nats_port}"
+            self.console.print(
+                f"[yellow]port {taken} already has a NATS (or something else) that this stack did "
+                f"not start; starting our own on {self.args.nats}[/]", highlight=False)
+        if not self.args.no_target and port_open("127.0.0.1", self.args.target_port):
+            taken, self.args.target_port = self.args.target_port, free_port()
+            self.target_moved = True
+            self.console.print(f"[yellow]port {taken} is taken; the demo target listens on "
+                               f"{self.args.target_port} instead[/]", highlight=False)
+        if port_open("127.0.0.1", self.ui_port):
+            taken, self.ui_port = self.ui_port, free_port()
+            self.console.print(f"[yellow]port {taken} is taken; the UI listens on {self.ui_port} "
+                               f"instead[/]", highlight=False)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.stack_file.write_text(json.dumps({"pid": os.getpid(), "nats": self.args.nats}))
+
     def start(self) -> None:
         py = sys.executable
-        if port_open(self.nats_host, self.nats_port):
-            self.console.print(f"NATS already listening on {self.args.nats}; using it as it is")
-            self.secure = False
-        else:
-            store = self.data / "nats"
-            store.mkdir(parents=True, exist_ok=True)
-            conf = self.data / "nats.conf"
-            text = "max_payload: 8388608\n"  # long runs' reports exceed 1 MB
-            if self.secure:  # users per role, TLS with a fresh local CA (docs/security.md)
-                passwords = secure.write_secrets(self.secrets)
-                self.tls = secure.make_certificates(self.data / "certs", (self.nats_host, "localhost"))
-                text += secure.server_config(passwords, self.tls)
-                os.environ.update(self.role_env("cli"))  # this process talks to the API too
-            conf.write_text(text)
-            self.spawn("nats", [nats_server_binary(), "-c", str(conf), "-js", "-sd", str(store),
-                                "-a", self.nats_host, "-p", str(self.nats_port)])
-            self._wait(lambda: port_open(self.nats_host, self.nats_port), "nats-server", 10)
+        self.claim_ports()
+        store = self.data / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        conf = self.data / "nats.conf"
+        text = "max_payload: 8388608\n"  # long runs' reports exceed 1 MB
+        if self.secure:  # users per role, TLS with a fresh local CA (docs/security.md)
+            passwords = secure.write_secrets(self.secrets)
+            self.tls = secure.make_certificates(self.data / "certs", (self.nats_host, "localhost"))
+            text += secure.server_config(passwords, self.tls)
+            os.environ.update(self.role_env("cli"))  # this process talks to the API too
+        conf.write_text(text)
+        self.spawn("nats", [nats_server_binary(), "-c", str(conf), "-js", "-sd", str(store),
+                            "-a", self.nats_host, "-p", str(self.nats_port)])
+        self._wait(lambda: port_open(self.nats_host, self.nats_port), "nats-server", 10)
+        self.context_path = self.save_context()
         self.spawn("coordinator", [py, "-m", "services.coordinator"], role="coordinator")
         for i in range(self.args.generators):
             self.spawn(f"generator-{i + 1}", [py, "-m", "services.generator"],
@@ -108,7 +167,21 @@ class Stack:
                 # the monitor keeps its InfluxDB spill file under .surge/; SURGE_INFLUX_URL
                 # and the other SURGE_INFLUX_* settings pass through from this environment
                 env = {"SURGE_DATA_DIR": str(self.data / "monitor")} if optional == "monitor" else None
+                if optional == "ui":
+                    env = {"SURGE_UI_PORT": str(self.ui_port)}
                 self.spawn(optional, [py, "-m", f"services.{optional}"], env, role=optional)
+
+    def save_context(self) -> Path:
+        """The context `local` (and the nats CLI's `surge-local`), made current."""
+        cli = self.role_env("cli")
+        ctx = contexts.Context(
+            name=LOCAL_CONTEXT, url=self.args.nats, user=cli.get("SURGE_NATS_USER", ""),
+            password_file=cli.get("SURGE_NATS_PASSWORD_FILE", ""), ca=cli.get("SURGE_NATS_TLS_CA", ""),
+            description=f"the stack `surge up` runs from {self.data}",
+        )
+        path = contexts.save(ctx, make_current=True)
+        contexts.save_nats_cli(ctx)
+        return path
 
     def _wait(self, ready, what: str, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -124,6 +197,12 @@ class Stack:
                 raise Unavailable(f"{name} exited with {proc.returncode}; see {self.logs}/{name}.log")
 
     def stop(self) -> None:
+        try:
+            info = json.loads(self.stack_file.read_text())
+            if info.get("pid") == os.getpid():
+                self.stack_file.unlink()
+        except (OSError, ValueError):
+            pass
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -153,10 +232,11 @@ async def _wait_generators(url: str, count: int, limit_s: float) -> None:
         await api.close()
 
 
-async def _demo(url: str, plan_path: str, console: Console) -> int:
+async def _demo(url: str, plan_path: str, console: Console, target: str | None = None) -> int:
     api = await CoordinatorClient.connect(url)
     try:
-        return await commands.follow_run(api, loader.load(plan_path), console)
+        plan = commands.with_overrides(loader.load(plan_path), target=target)
+        return await commands.follow_run(api, plan, console)
     finally:
         await api.close()
 
@@ -171,7 +251,6 @@ async def _demo(url: str, plan_path: str, console: Console) -> int:
                arg("--insecure", action="store_true",
                    help="no NATS users or TLS (default: per-role users + TLS, docs/security.md)")])
 def main(args: argparse.Namespace, console: Console) -> int:
-    args.nats = args.nats or DEFAULT_NATS_URL  # its own server: never the current context's
     stack = Stack(args, console)
     stopping = False
 
@@ -186,22 +265,26 @@ def main(args: argparse.Namespace, console: Console) -> int:
     try:
         stack.start()
         asyncio.run(_wait_generators(args.nats, args.generators, 20))
-        ui = os.environ.get("SURGE_UI_PORT", "8089")
         has_ui = importlib.util.find_spec("services.ui.__main__") is not None
         console.print(f"\n[bold green]Surge is up[/] — NATS {args.nats}, {args.generators} generators")
         if has_ui:
-            console.print(f"  UI:      http://127.0.0.1:{ui}")
+            console.print(f"  UI:      http://127.0.0.1:{stack.ui_port}")
         if not args.no_target:
             console.print(f"  target:  http://127.0.0.1:{args.target_port}")
         console.print(f"  logs:    {stack.logs}")
         if stack.secure:
-            env = " ".join(f"{k}={v}" for k, v in stack.role_env("cli").items())
-            console.print(f"  secured: per-role NATS users + TLS; other shells: export {env}")
+            console.print("  secured: per-role NATS users + TLS (docs/security.md)")
+        console.print(f"  context: [bold]{LOCAL_CONTEXT}[/] is now current ({stack.context_path}): "
+                      f"`surge` works from any shell; other tools: eval \"$(.venv/bin/surge env)\"",
+                      highlight=False)
         console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
-                      ".venv/bin/surge run plans/demo.yaml --rate 300")
-        console.print(f"  NATS:    nats --server {args.nats} micro ls | nats sub '{subjects.LIVE_ALL}'\n")
+                      ".venv/bin/surge run plans/demo.yaml --rate 300", highlight=False)
+        console.print(f"  NATS:    nats --context surge-{LOCAL_CONTEXT} micro ls | "
+                      f"nats --context surge-{LOCAL_CONTEXT} sub '{subjects.LIVE_ALL}'\n",
+                      highlight=False)
         if args.demo:
-            asyncio.run(_demo(args.nats, args.demo, console))
+            target = f"http://127.0.0.1:{args.target_port}" if stack.target_moved else None
+            asyncio.run(_demo(args.nats, args.demo, console, target))
             console.print("\nThe stack stays up; Ctrl-C to stop everything.")
         while True:
             stack.check_alive()

@@ -105,3 +105,49 @@ def use(name: str, environ: Mapping[str, str] | None = None) -> Context:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(name + "\n", encoding="utf-8")
     return ctx
+
+
+def nats_cli_name(ctx: Context) -> str:
+    return f"surge-{ctx.name}"
+
+
+def nats_cli_path(ctx: Context, environ: Mapping[str, str] | None = None) -> Path:
+    return config_dir(environ).parent / "nats" / "context" / f"{nats_cli_name(ctx)}.json"
+
+
+def save_nats_cli(ctx: Context, environ: Mapping[str, str] | None = None) -> Path:
+    """The same connection as a context of the ``nats`` CLI (``nats --context surge-<name>``).
+
+    The nats CLI keeps the password itself in its context file, so this one is 0600;
+    it is not made the nats CLI's current context (that choice stays the user's).
+    """
+    password = ""
+    if ctx.password_file:
+        with open(ctx.password_file, encoding="utf-8") as f:
+            password = f.read().strip()
+    body = {"description": f"Surge: {ctx.description or ctx.name}", "url": ctx.url,
+            "user": ctx.user, "password": password, "creds": ctx.creds, "ca": ctx.ca}
+    path = nats_cli_path(ctx, environ)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgspec.json.format(msgspec.json.encode(body)) + b"\n")
+    return path
+
+
+def as_env(ctx: Context) -> dict[str, str]:
+    """The SURGE_NATS_* variables that say what ``ctx`` says."""
+    env = {"SURGE_NATS_URL": ctx.url, "SURGE_NATS_USER": ctx.user,
+           "SURGE_NATS_PASSWORD_FILE": ctx.password_file, "SURGE_NATS_CREDS": ctx.creds,
+           "SURGE_NATS_TLS_CA": ctx.ca}
+    return {k: v for k, v in env.items() if v}
+
+
+def fallback_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """For a service started by hand (the UI): the current context's SURGE_NATS_* when
+    no SURGE_NATS_* variable is set at all; else nothing (the variables say it all)."""
+    env = os.environ if environ is None else environ
+    if any(k.startswith("SURGE_NATS_") for k in env):
+        return {}
+    ctx = current(env)
+    return as_env(ctx) if ctx is not None else {}

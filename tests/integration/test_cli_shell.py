@@ -1,0 +1,218 @@
+"""The CLI from any shell: a secured `surge up`, then `surge` from clean environments.
+
+`surge up` runs as a real process (nats-server with per-role users and TLS, the
+coordinator, a generator, the demo target) with XDG_CONFIG_HOME in a temporary
+directory; every `surge` below is a subprocess with no SURGE_* variable at all.
+Failures must be one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from services.cli import secure
+from services.common import contexts
+from tests.conftest import PY, ROOT, Cluster, free_port
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def clean_env(config: Path, **extra: str) -> dict[str, str]:
+    """A shell that never exported anything: no SURGE_*, its own config directory."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(config.parent),
+            "XDG_CONFIG_HOME": str(config), "COLUMNS": "200", **extra}
+
+
+def surge(*args: str, env: dict[str, str], timeout_s: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "services.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+class Up:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.config = tmp / "config"
+        self.data = tmp / "data"
+        self.nats_url = f"nats://127.0.0.1:{free_port()}"
+        self.target_port = free_port()
+        self.log = tmp / "up.log"
+        env = {**os.environ, "XDG_CONFIG_HOME": str(self.config), "SURGE_UI_PORT": str(free_port())}
+        for key in [k for k in env if k.startswith("SURGE_NATS_")]:
+            del env[key]
+        self._log = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [PY, "-m", "services.cli", "up", "--generators", "1", "--data-dir", str(self.data),
+             "--nats", self.nats_url, "--target-port", str(self.target_port)],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "Surge is up" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("surge up did not come up:\n" + self.log.read_text(errors="replace"))
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # Ctrl-C
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory) -> Up:
+    stack = Up(tmp_path_factory.mktemp("up"))
+    yield stack
+    stack.stop()
+
+
+def test_a_clean_shell_after_surge_up_reaches_the_secured_stack(up: Up, tmp_path):
+    env = clean_env(up.config)
+    done = surge("generators", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 1
+
+    listed = json.loads(surge("context", "ls", "--json", env=env).stdout)
+    assert [(c["name"], c["current"], c["url"], c["user"]) for c in listed] == [
+        ("local", True, up.nats_url, "cli")]
+
+    # `surge env` gives other shells and tools the same connection
+    exports = surge("env", env=env).stdout
+    assert f"export SURGE_NATS_URL={up.nats_url}" in exports
+    assert "export NATS_CONTEXT=surge-local" in exports
+    nats_ctx = json.loads((up.config / "nats" / "context" / "surge-local.json").read_text())
+    password = (up.data / "secrets" / "cli.password").read_text().strip()
+    assert (nats_ctx["url"], nats_ctx["user"], nats_ctx["password"]) == (up.nats_url, "cli", password)
+    exported = dict(shlex.split(line)[1].split("=", 1) for line in exports.splitlines()
+                    if line.startswith("export SURGE_"))
+    elsewhere = clean_env(tmp_path / "empty-config", **exported)  # no context there
+    done = surge("generators", "--json", env=elsewhere)
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1, done.stderr
+
+
+def test_wrong_ca_wrong_password_and_a_forbidden_subject_are_one_line_each(up: Up, tmp_path):
+    env = clean_env(up.config)
+    other_ca = secure.make_certificates(tmp_path / "other").ca
+    line = one_line_error(surge("ls", "--ca", other_ca, env=env))
+    assert line.startswith("error: TLS") and other_ca in line and "--ca" in line, line
+
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-it\n")
+    line = one_line_error(surge("ls", "--password-file", str(wrong), env=env))
+    assert f"NATS at {up.nats_url} refused user 'cli'" in line, line
+
+    generator_pw = str(up.data / "secrets" / "generator.password")
+    t0 = time.monotonic()
+    line = one_line_error(surge("--user", "generator", "--password-file", generator_pw, "ls", env=env))
+    assert "permission denied" in line and "surge.api.run.list" in line and "'generator'" in line, line
+    assert time.monotonic() - t0 < 6
+
+    # no CA at all for a TLS server: the system's store cannot know the local CA
+    line = one_line_error(surge("ls", "--nats", up.nats_url, env=env))
+    assert "system's CA store" in line, line
+    # -v adds the details under the one line
+    verbose = surge("ls", "--ca", other_ca, "-v", env=env)
+    assert verbose.returncode == 2 and "details:" in verbose.stderr
+    assert "Traceback" not in verbose.stderr
+
+
+def test_flags_after_the_subcommand_act_as_before_it(up: Up, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "name": "flags", "target": "http://127.0.0.1:1", "rate": 20, "duration": "1s",
+        "requests": [{"name": "home", "method": "GET", "path": "/"}],
+        "thresholds": {"error_rate": 0.0}}))
+    env = clean_env(tmp_path / "empty-config")  # no context: the flags say everything
+    flags = ["--nats", up.nats_url, "--user", "cli", "--password-file",
+             str(up.data / "secrets" / "cli.password"), "--ca", str(up.data / "certs" / "ca.pem")]
+    target = ["--target", f"http://127.0.0.1:{up.target_port}"]
+    reports = []
+    for argv in (["run", str(plan), *target, *flags], [*flags, "run", str(plan), *target]):
+        out = tmp_path / f"report-{len(reports)}.json"
+        done = surge(*argv, "--report", str(out), "--quiet", env=env, timeout_s=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        reports.append(json.loads(out.read_text()))
+    assert [r["verdict"] for r in reports] == ["pass", "pass"]
+    assert [r["totals"]["requests"] for r in reports] == [20, 20]
+
+
+def test_no_nats_no_coordinator_and_a_silent_server_fail_fast_in_one_line(cluster: Cluster, tmp_path):
+    config = tmp_path / "config"
+    contexts.save(contexts.Context(name="here", url=cluster.url),
+                  {"XDG_CONFIG_HOME": str(config)}, make_current=True)
+    env = clean_env(config)
+
+    line = one_line_error(surge("ls", env=env))  # nats-server up, nothing answers the API
+    assert "no coordinator" in line and cluster.url in line and "context here" in line, line
+
+    cluster.nats.stop()
+    t0 = time.monotonic()
+    line = one_line_error(surge("ls", env=env))
+    assert time.monotonic() - t0 < 6
+    assert f"cannot reach NATS at {cluster.url}" in line and "surge up" in line, line
+
+    with socket.socket() as silent:  # accepts connections, never says INFO
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        line = one_line_error(surge("ls", "--nats", url, "--timeout", "1", env=env))
+        assert time.monotonic() - t0 < 5
+        assert f"NATS at {url} did not answer in time" in line, line
+
+
+def test_surge_up_never_attaches_to_a_nats_it_did_not_start(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from rich.console import Console
+    from schemas.errors import Unavailable
+    from services.cli import up as up_module
+
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen(8)
+        busy = foreign.getsockname()[1]
+        monkeypatch.setattr(up_module, "DEFAULT_NATS_URL", f"nats://127.0.0.1:{busy}")
+
+        def stack(nats: str | None):
+            args = Namespace(nats=nats, data_dir=str(tmp_path / "data"), no_target=True,
+                             target_port=0, insecure=True, generators=1)
+            console = Console(file=open(tmp_path / "out.txt", "w"), width=300)
+            return up_module.Stack(args, console), args
+
+        s, args = stack(None)  # the default port is taken: our own on a free one, said so
+        s.claim_ports()
+        s.console.file.close()
+        assert args.nats != f"nats://127.0.0.1:{busy}"
+        said = (tmp_path / "out.txt").read_text()
+        assert f"port {busy} already has a NATS" in said and args.nats in said
+        s.stop()  # releases stack.json
+
+        s, args = stack(f"nats://127.0.0.1:{busy}")  # a port the user named: stop, say why
+        with pytest.raises(Unavailable, match="never attaches"):
+            s.claim_ports()
+
+    # another `surge up` from the same directory is still running
+    (tmp_path / "data" / "stack.json").write_text(json.dumps({"pid": os.getppid(), "nats": "x"}))
+    s, _ = stack(None)
+    with pytest.raises(Unavailable, match="already runs from"):
+        s.claim_ports()
