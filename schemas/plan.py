@@ -154,6 +154,9 @@ class DataFeed(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tr
     mode: Literal["unique", "cycle", "random"] = "cycle"
     per: Literal["iteration", "user"] = "iteration"
     columns: list[VarName] = []  # a CSV without a header line: its columns' names
+    skip_first_line: bool = False  # with ``columns``: the file's first line is a header, not data
+    delimiter: Annotated[str, Meta(min_length=1, max_length=1)] = ","  # CSV: "\t", ";", ...
+    quoted: bool = True  # CSV: "..." encloses a field ("" is a quote); false: quotes are text
     rows: Annotated[list[dict[str, Any]], Meta(max_length=1_000_000)] = []
 
 

@@ -157,42 +157,100 @@ def embed_data(raw: Any, base_dir: str) -> Any:
     for i, feed in enumerate(feeds):
         if isinstance(feed, dict) and feed.get("file") and not feed.get("rows"):
             path = os.path.join(base_dir, feed["file"])
-            feed = {**feed, "rows": read_rows(path, f"data.{i}.file", feed.get("columns") or None)}
+            delimiter = feed.get("delimiter", ",")
+            if not isinstance(delimiter, str) or len(delimiter) != 1:
+                raise InvalidPlan("delimiter is one character", f"data.{i}.delimiter")
+            rows = read_rows(path, f"data.{i}.file", feed.get("columns") or None,
+                             delimiter=delimiter, quoted=feed.get("quoted", True) is not False,
+                             skip_first_line=feed.get("skip_first_line") is True)
+            feed = {**feed, "rows": rows}
         out.append(feed)
     return {**raw, "data": out}
 
 
-def read_rows(path: str, field: str = "data.file", columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """CSV (first line names the columns, unless ``columns`` does) or JSON lines."""
+def decode_text(data: bytes, path: str, field: str) -> str:
+    """A data file's text as people save it: UTF-8 with or without a byte-order mark
+    (Excel's "CSV UTF-8" writes one), or UTF-16 with its mark (Excel's "Unicode text").
+    Anything else is an error naming the file and the line of the first bad byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InvalidPlan(f"{path}: not UTF-16 text after its byte-order mark", field) from None
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read(MAX_PLAN_BYTES + 1)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InvalidPlan(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {col}); "
+            "save the file as UTF-8", field) from None
+
+
+def read_rows(path: str, field: str = "data.file", columns: list[str] | None = None, *,
+              delimiter: str = ",", quoted: bool = True,
+              skip_first_line: bool = False) -> list[dict[str, Any]]:
+    """CSV (first line names the columns, unless ``columns`` does) or JSON lines.
+
+    Read as people save them: CRLF or LF, quoted fields with delimiters, quotes and
+    newlines inside, blank lines (a last empty line) skipped. A ``.json`` file may also
+    be one array of objects."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise InvalidPlan(f"cannot read data file {path}: {exc.strerror}", field) from None
-    except UnicodeDecodeError:
-        raise InvalidPlan(f"data file {path} is not UTF-8 text", field) from None
-    if len(text) > MAX_PLAN_BYTES:
+    if len(data) > MAX_PLAN_BYTES:
         raise InvalidPlan(f"data file {path} is larger than {MAX_PLAN_BYTES} bytes", field)
+    text = decode_text(data, path, field)
     if path.endswith((".jsonl", ".ndjson", ".json")):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InvalidPlan(f"{path}:{n}: not JSON: {exc}", field) from None
-            if not isinstance(row, dict):
-                raise InvalidPlan(f"{path}:{n}: each line is a JSON object", field)
-            rows.append(row)
-        return rows
-    reader = csv.DictReader(io.StringIO(text), fieldnames=columns)
-    rows = [dict(r) for r in reader]
-    if reader.fieldnames is None:
+        return _json_rows(text, path, field)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+    records: list[tuple[int, list[str]]] = []
+    try:
+        for rec in reader:
+            if rec and not (len(rec) == 1 and not rec[0].strip()):  # blank lines
+                records.append((reader.line_num, rec))
+    except csv.Error as exc:
+        raise InvalidPlan(f"{path}:{reader.line_num}: {exc}", field) from None
+    if columns:
+        names = list(columns)
+        if skip_first_line:
+            records = records[1:]
+    elif records:
+        names = records.pop(0)[1]
+    else:
         raise InvalidPlan(f"data file {path} is empty", field)
-    for n, row in enumerate(rows, 2):
-        if None in row or None in row.values():
-            raise InvalidPlan(f"{path}:{n}: not as many values as columns", field)
+    rows = []
+    for line, rec in records:
+        if len(rec) != len(names):
+            raise InvalidPlan(f"{path}:{line}: {len(rec)} values for {len(names)} columns "
+                              f"({delimiter!r} separates them)", field)
+        rows.append(dict(zip(names, rec)))
+    return rows
+
+
+def _json_rows(text: str, path: str, field: str) -> list[dict[str, Any]]:
+    if path.endswith(".json") and text.lstrip().startswith("["):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise InvalidPlan(f"{path}: not JSON: {exc}", field) from None
+        if not all(isinstance(r, dict) for r in doc):
+            raise InvalidPlan(f"{path}: a JSON array of objects, one per row", field)
+        return doc
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may be in a string
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InvalidPlan(f"{path}:{n}: not JSON: {exc}", field) from None
+        if not isinstance(row, dict):
+            raise InvalidPlan(f"{path}:{n}: each line is a JSON object", field)
+        rows.append(row)
     return rows
 
 

@@ -82,7 +82,9 @@ def declare_unset(imported: Imported, out_dir: str = ".") -> None:
         known.update(feed.get("columns", []))
         if feed.get("file") and not feed.get("columns"):
             try:  # the columns a CSV's header line names
-                rows = loader.read_rows(os.path.join(out_dir, feed["file"]))
+                rows = loader.read_rows(os.path.join(out_dir, feed["file"]),
+                                        delimiter=feed.get("delimiter", ","),
+                                        quoted=feed.get("quoted", True))
                 known.update(rows[0] if rows else {})
             except InvalidPlan:
                 pass

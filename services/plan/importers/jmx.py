@@ -63,6 +63,7 @@ class _Converter:
         self.data: list[dict[str, Any]] = []
         self.rate_per_min: float | None = None
         self.groups: list[dict[str, Any]] = []
+        self.group_shared: list[str] = []  # CSV data sets shared per thread group
 
     # --- ${...} → {{...}} -----------------------------------------------------------
     def text(self, value: str, where: str) -> str:
@@ -167,20 +168,51 @@ class _Converter:
             step.setdefault("think", scope["think"])
 
     def csv(self, el: ET.Element, where: str) -> None:
+        """CSV Data Set Config, every option as JMeter reads it (its defaults included:
+        quotedData false, recycle true, stopThread false, shareMode all)."""
         filename = _prop(el, "filename")
         if not filename:
             self.unmapped.append(f"{where}: no filename")
             return
         path = os.path.normpath(os.path.join(self.base_dir, self.text(filename, where)))
-        feed: dict[str, Any] = {"file": os.path.relpath(path, self.out_dir),
-                                "mode": "cycle" if _prop(el, "recycle", "true") == "true" else "unique"}
-        names = _prop(el, "variableNames")
+        feed: dict[str, Any] = {"file": os.path.relpath(path, self.out_dir)}
+        delimiter = _prop(el, "delimiter") or ","
+        delimiter = "\t" if delimiter == "\\t" else delimiter
+        if len(delimiter) != 1:
+            self.unmapped.append(f"{where}: delimiter {delimiter!r} is more than one character; read as ','")
+            delimiter = ","
+        if delimiter != ",":
+            feed["delimiter"] = delimiter
+        if _prop(el, "quotedData", "false") != "true":
+            feed["quoted"] = False  # JMeter's default: a quote is a plain character
+        names = [n.strip() for n in _prop(el, "variableNames").split(delimiter) if n.strip()]
         if names:
-            feed["columns"] = [n.strip() for n in names.split(_prop(el, "delimiter") or ",")]
-        if _prop(el, "delimiter") not in ("", ","):
-            self.unmapped.append(f"{where}: delimiter {_prop(el, 'delimiter')!r}: Surge reads comma-separated files")
-        if _prop(el, "shareMode") not in ("", "shareMode.all"):
-            self.unmapped.append(f"{where}: share mode {_prop(el, 'shareMode')} read as all threads")
+            bad = [n for n in names if not re.fullmatch(r"[A-Za-z_]\w*", n)]
+            if bad:
+                self.unmapped.append(f"{where}: variable names {bad} are not plain names; "
+                                     "the file's columns are named by its first line instead")
+            else:
+                feed["columns"] = names
+                if _prop(el, "ignoreFirstLine", "false") == "true":
+                    feed["skip_first_line"] = True
+        # without variableNames JMeter names the columns from the first line (ignoreFirstLine
+        # does not apply), exactly as a Surge feed without columns does
+        recycle = _prop(el, "recycle", "true") != "false"
+        stop = _prop(el, "stopThread", "false") == "true"
+        feed["mode"] = "cycle" if recycle else "unique"
+        if not recycle and not stop:
+            self.unmapped.append(f"{where}: recycle=false, stopThread=false: after the last row JMeter "
+                                 "goes on with <EOF> values; Surge's users stop when the rows run out")
+        share = _prop(el, "shareMode") or "shareMode.all"
+        if share == "shareMode.group":
+            self.group_shared.append(where)  # the same as all when there is one thread group
+        elif share != "shareMode.all":
+            self.unmapped.append(f"{where}: share mode {share} (each thread reads the file from its "
+                                 "start) is read as all threads sharing one sequence")
+        encoding = _prop(el, "fileEncoding").strip().lower().replace("-", "")
+        if encoding not in ("", "utf8", "utf16"):
+            self.unmapped.append(f"{where}: file encoding {_prop(el, 'fileEncoding')}: Surge reads UTF-8 "
+                                 "(or UTF-16 with a byte-order mark); save the file as UTF-8")
         self.data.append(feed)
 
     def sampler(self, el: ET.Element, sub: ET.Element, scope: dict[str, Any], where: str) -> None:
@@ -364,6 +396,9 @@ def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: st
         plan["vars"] = {k: v for k, v in conv.vars.items() if re.fullmatch(r"[A-Za-z_]\w*", k)}
     if conv.data:
         plan["data"] = conv.data
+    if len(groups) > 1:
+        conv.unmapped += [f"{w}: share mode 'current thread group' is read as all thread groups "
+                          "sharing one sequence" for w in conv.group_shared]
     plan["flows"] = [{"name": step_name("", "", set(), hint=g["name"]), "weight": g["threads"],
                       "steps": g["steps"]} for g in groups]
     return Imported(plan, conv.unmapped)
