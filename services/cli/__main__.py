@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "services.cli.up",
     "services.cli.catalogue",
     "services.cli.context",
+    "services.cli.starter",
 )
 
 
