@@ -44,6 +44,8 @@ class Heartbeat(Struct, frozen=True, kw_only=True):
     in_flight: int = 0
     cpu_percent: float = 0.0  # this process, last second
     workers: int = 1
+    labels: dict[str, str] = {}  # pool labels (SURGE_GENERATOR_LABELS, zone=eu-1,room=a)
+    cpu_us_per_request: float = 0.0  # measured engine CPU per request (0: not measured yet)
 
 
 class Assignment(Struct, frozen=True, kw_only=True):

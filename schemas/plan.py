@@ -32,6 +32,21 @@ class Stage(Struct, frozen=True, forbid_unknown_fields=True):
     target: Rps  # requests/s across all generators at the end of the stage
 
 
+LabelKey = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
+LabelValue = Annotated[str, Meta(max_length=63, pattern=r"^[A-Za-z0-9_.\-]*$")]
+
+
+class GeneratorSelector(Struct, frozen=True, forbid_unknown_fields=True):
+    """Which generators a run takes (a pool): those whose labels include all of ``labels``.
+
+    ``count``: how many of them (the biggest first); None: every matching idle one, and
+    matching ones that turn up later join (hot add).
+    """
+
+    count: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    labels: Annotated[dict[LabelKey, LabelValue], Meta(max_length=32)] = {}
+
+
 class Checks(Struct, frozen=True, forbid_unknown_fields=True):
     """What makes a response a success. Without checks: any status below 400."""
 
@@ -207,7 +222,8 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     timeout: Seconds = 5.0
     headers: dict[str, str] = {}  # sent with every request
     thresholds: Thresholds = Thresholds()
-    generators: Annotated[int, Meta(ge=1, le=10_000)] | None = None  # how many to use
+    # how many to use (N), or a pool: {count: N, labels: {room: a}} (GeneratorSelector)
+    generators: Annotated[int, Meta(ge=1, le=10_000)] | GeneratorSelector | None = None
     description: Annotated[str, Meta(max_length=10_000)] = ""
     # --- scenarios (docs/scenarios.md); a plan using any of these runs on the flow engine
     flows: Annotated[list[Flow], Meta(max_length=1000)] = []
@@ -220,6 +236,18 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     insecure: bool = False  # TLS: accept any certificate (test certificates)
     # auto: HTTP/2 when an https target picks h2 by ALPN, else HTTP/1.1; off: HTTP/1.1 always
     http2: Literal["auto", "off"] = "auto"
+
+    @property
+    def generator_count(self) -> int | None:
+        """How many generators the plan fixes (None: every idle one that matches)."""
+        g = self.generators
+        return g.count if isinstance(g, GeneratorSelector) else g
+
+    @property
+    def generator_labels(self) -> dict[str, str]:
+        """The labels a generator must carry to take part ({}: any generator)."""
+        g = self.generators
+        return dict(g.labels) if isinstance(g, GeneratorSelector) else {}
 
     @property
     def model(self) -> str:

@@ -65,7 +65,7 @@ class Run:
 
     @property
     def fixed_count(self) -> bool:
-        return self.record.plan.generators is not None
+        return self.record.plan.generator_count is not None
 
     def elapsed_s(self) -> float:
         return time.time() - self.record.start_at
@@ -311,7 +311,7 @@ class Run:
     async def _hot_add(self) -> None:
         if self.elapsed_s() > profile.duration(self.record.profile) - 1.0:
             return  # too late to be worth it
-        joining = self.svc.idle_generators()
+        joining = self.svc.idle_generators(self.record.plan.generator_labels)  # its pool only
         if not joining:
             return
         for gid in joining:

@@ -47,7 +47,7 @@ from schemas.errors import (
 )
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
-from services.common import bus, histogram
+from services.common import bus, histogram, labels
 from services.plan import profile
 from services.coordinator import recovery, slicing
 from services.plan import loader
@@ -292,11 +292,12 @@ class Service:
     def busy_generators(self) -> set[str]:
         return {g for run in self.runs.values() for g in run.shares}
 
-    def idle_generators(self) -> list[str]:
+    def idle_generators(self, wanted: dict[str, str] | None = None) -> list[str]:
+        """Idle generators, or only those carrying every label in ``wanted`` (a pool)."""
         busy = self.busy_generators()
         return sorted(
             gid for gid, beat in self.registry.alive().items()
-            if gid not in busy and beat.state == "idle"
+            if gid not in busy and beat.state == "idle" and labels.matches(beat.labels, wanted or {})
         )
 
     def run_ended(self, run: Run) -> None:
@@ -364,15 +365,18 @@ class Service:
     ) -> RunStarted:
         """Start a run of a plan (run.start, test.run); ``test`` names its origin."""
         self._admit(plan)
-        idle = {g: self.registry.alive()[g].capacity_rps for g in self.idle_generators()}
-        if not idle:
-            raise NoGenerators("no idle generators are registered")
-        if plan.generators is not None and len(idle) < plan.generators:
-            raise NoGenerators(
-                f"plan asks for {plan.generators} generators; {len(idle)} idle", "generators"
-            )
-        chosen = slicing.pick(idle, plan.generators)
-        shares = slicing.shares({g: idle[g] for g in chosen})
+        alive = self.registry.alive()
+        idle = self.idle_generators(plan.generator_labels)
+        why = slicing.pool_shortfall(
+            plan.generator_labels, plan.generator_count,
+            {g: alive[g].labels for g in self.idle_generators()},
+            busy=len(alive) - len(self.idle_generators()),
+        )
+        if why is not None:
+            raise NoGenerators(why, "generators")
+        caps = {g: alive[g].capacity_rps for g in idle}
+        chosen = slicing.pick(caps, plan.generator_count)
+        shares = slicing.shares({g: caps[g] for g in chosen})
         prof = profile.from_plan(plan)
         now = time.time()
         start_at = now + self.config.start_delay_s

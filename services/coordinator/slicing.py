@@ -27,3 +27,35 @@ def pick(available: Mapping[str, float], wanted: int | None) -> list[str]:
     ids = sorted(available, key=lambda i: (-available[i], i))
     return ids if wanted is None else ids[:wanted]
 
+
+
+def pool_shortfall(
+    wanted: Mapping[str, str], count: int | None, idle: Mapping[str, Mapping[str, str]],
+    busy: int,
+) -> str | None:
+    """Why a plan's generators cannot be had now, or None when they can.
+
+    ``idle``: each idle generator's labels; ``busy``: how many others are in runs.
+    The message names the selector and what is there, so the user can fix either.
+    """
+    matching = sorted(g for g, labels in idle.items() if all(labels.get(k) == v for k, v in wanted.items()))
+    need = count or 1
+    if len(matching) >= need:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+    asked = f"{count} generator{'s' if count != 1 else ''}" if count else "generators"
+    if selector:
+        asked += f" labelled {selector}"
+    if not idle:
+        there = "no idle generators are registered"
+    else:
+        pools: dict[str, int] = {}
+        for labels in idle.values():
+            key = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(no labels)"
+            pools[key] = pools.get(key, 0) + 1
+        there = f"{len(idle)} idle: " + "; ".join(f"{n} × {key}" for key, n in sorted(pools.items()))
+        if selector:
+            there += f" ({len(matching)} match)"
+    if busy:
+        there += f"; {busy} busy in other runs"
+    return f"plan asks for {asked}; {there}"

@@ -6,12 +6,16 @@ from collections.abc import Mapping
 
 from msgspec import Struct
 
+from services.common import labels
 from services.common.config import DEFAULT_NATS_URL, from_env
 
 
 class Config(Struct, frozen=True, kw_only=True):
     nats_url: str = DEFAULT_NATS_URL
     generator_id: str | None = None  # default: <host>-<pid>
+    generator_labels: str = ""  # pool labels, "zone=eu-1,room=a" (docs/pools.md)
+    # sent with every request so a target can tell generators apart; "": none
+    generator_header: str = "X-Surge-Generator"
     heartbeat_s: float = 1.0
     registry_ttl_s: float = 3.0  # the registry bucket forgets a silent generator
     capacity_rps: float = 0.0  # 0: 20,000 req/s per engine process (SURGE_WORKERS)
@@ -24,4 +28,9 @@ class Config(Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        return from_env(cls, environ)
+        config = from_env(cls, environ)
+        config.labels()  # a malformed SURGE_GENERATOR_LABELS stops the start, named
+        return config
+
+    def labels(self) -> dict[str, str]:
+        return labels.parse(self.generator_labels)

@@ -177,6 +177,7 @@ class Service:
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
         self.log = log.bind(generator_id=self.id)
+        self.labels = config.labels()
         self.workers = WorkerPool(config.workers) if config.workers > 1 else None
 
     async def start(self) -> None:
@@ -256,6 +257,8 @@ class Service:
             achieved_rps=run.last_rps if run else 0.0,
             in_flight=run.engine.in_flight() if run else 0,
             cpu_percent=self._proc.cpu_percent(None),
+            workers=self.config.workers,
+            labels=self.labels,
         )
 
     async def _beat(self) -> None:
@@ -315,6 +318,7 @@ class Service:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises both
             self.log.error("bad assignment ignored", error=str(exc)[:200])
             return
+        a = self._tagged(a)
         run = self.run
         if run is not None and run.a.run_id == a.run_id:
             if a.epoch > run.a.epoch:
@@ -329,6 +333,15 @@ class Service:
         self.log.info("run assigned", run_id=a.run_id, epoch=a.epoch, share=a.share)
         self.run = RunTask(self, a)
         self.run.start()
+
+    def _tagged(self, a: Assignment) -> Assignment:
+        """The plan with this generator's header added (SURGE_GENERATOR_HEADER), so the
+        target can count what each generator sent; a plan's own header of that name wins."""
+        name = self.config.generator_header
+        if not name or any(k.lower() == name.lower() for k in a.plan.headers):
+            return a
+        plan = msgspec.structs.replace(a.plan, headers={name: self.id, **a.plan.headers})
+        return msgspec.structs.replace(a, plan=plan)
 
     def run_finished(self, run: RunTask) -> None:
         self.finished_runs[run.a.run_id] = None

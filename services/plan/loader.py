@@ -354,8 +354,9 @@ def with_overrides(
         if raw.get("stages") or raw.get("user_stages"):
             raise InvalidPlan("--duration applies to rate/users plans; this plan has stages", "duration")
         raw["duration"] = duration
-    if generators is not None:
-        raw["generators"] = generators
+    if generators is not None:  # a pool keeps its labels; only the count changes
+        pool = raw.get("generators")
+        raw["generators"] = {**pool, "count": generators} if isinstance(pool, dict) else generators
     return from_obj(raw)
 
 

@@ -5,7 +5,9 @@ Routes (everything else is 404):
   POST /api/orders       a JSON order confirmation (201)
   GET  /delay/<ms>       answers after <ms> milliseconds
   GET  /status/<code>    answers with that status
-  GET  /__stats          {"requests": n, "by_path": {...}} — what the target has seen
+  GET  /__stats          {"requests": n, "by_path": {...}} — what the target has seen;
+                         by_generator / by_generator_second: per X-Surge-Generator
+                         header, in all and per unix second
   POST /__stall/<ms>     hold every response for <ms> from now (a stall on demand)
 
 Scenario routes (a shop that needs a login, for flows and their tests):
@@ -104,6 +106,17 @@ class State:
         self.proxied = 0  # requests in absolute form: the target served as an HTTP proxy
         self.h2_requests = 0  # of ``requests``, those that came over HTTP/2 (http2.py)
         self.ids = itertools.count(1)
+        # X-Surge-Generator: requests per generator, and per generator per wall second
+        self.by_generator: dict[str, int] = {}
+        self.by_generator_second: dict[str, dict[int, int]] = {}
+
+    def count_generator(self, gid: str) -> None:
+        self.by_generator[gid] = self.by_generator.get(gid, 0) + 1
+        seconds = self.by_generator_second.setdefault(gid, {})
+        now = int(time.time())
+        seconds[now] = seconds.get(now, 0) + 1
+        if len(seconds) > 3600:  # a demo target runs for days: keep the last hour
+            del seconds[min(seconds)]
 
     def login(self, body: bytes, keep: bool) -> bytes:
         try:
@@ -157,6 +170,7 @@ class HttpProtocol(asyncio.Protocol):
         self.waiting = 0
         self.headers: dict[str, str] | None = None  # kept only for routes that read them
         self._hname = ""
+        self.generator = ""  # this request's X-Surge-Generator
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -174,6 +188,8 @@ class HttpProtocol(asyncio.Protocol):
             self.headers = {}
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 17 and name.lower() == b"x-surge-generator":
+            self.generator = value.decode("latin-1")[:64]
         if self.headers is not None:
             self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
@@ -193,6 +209,9 @@ class HttpProtocol(asyncio.Protocol):
         if not path.startswith("/__"):  # control routes are not load
             st.requests += 1
             st.by_path[path] = st.by_path.get(path, 0) + 1
+            if self.generator:
+                st.count_generator(self.generator)
+        self.generator = ""
         extra = 0.0
         if method == b"GET" and path == "/":
             out = response(200, HOME, "text/html", keep)
@@ -241,7 +260,9 @@ class HttpProtocol(asyncio.Protocol):
             out = response(int(code) if code.isdigit() and 100 <= int(code) < 600 else 400, b"status", keep_alive=keep)
         elif path == "/__stats":
             stats = {"requests": st.requests, "by_path": st.by_path, "proxied": st.proxied,
-                     "by_protocol": {"http/1.1": st.requests - st.h2_requests, "h2": st.h2_requests}}
+                     "by_protocol": {"http/1.1": st.requests - st.h2_requests, "h2": st.h2_requests},
+                     "by_generator": st.by_generator,
+                     "by_generator_second": st.by_generator_second}
             out = response(200, json.dumps(stats).encode(), "application/json", keep)
         elif method == b"POST" and path.startswith("/__stall/"):
             try:
