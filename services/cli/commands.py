@@ -18,6 +18,7 @@ from schemas.errors import InvalidPlan
 from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
 from services.reports import html, junit, text
+from services.common import labels
 from services.common.client import CoordinatorClient
 from services.cli.connection import open_api
 from services.cli.registry import arg, command
@@ -91,9 +92,14 @@ async def ls(api: CoordinatorClient, args, console: Console) -> int:
     return 0
 
 
-@command("generators", help="list live generators", example="surge generators --json", api=True)
+@command("generators", help="list live generators (with their pool labels)",
+         example="surge generators --json\nsurge generators --label room=a --label zone=eu-1",
+         args=[arg("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="only generators carrying this label (repeat: all of them)")],
+         api=True)
 async def generators(api: CoordinatorClient, args, console: Console) -> int:
-    beats = (await api.generators()).generators
+    wanted = labels.parse(args.label, "--label")
+    beats = [b for b in (await api.generators()).generators if labels.matches(b.labels, wanted)]
     if args.json:
         _out(beats)
     else:

@@ -11,6 +11,7 @@ from rich.table import Table
 from schemas.control import Heartbeat, RunRecord
 from schemas.stats import LiveSnapshot, Report
 from services.reports.distribution import COLUMNS
+from services.common import labels
 
 
 def _ms(x: float | None) -> str:
@@ -89,10 +90,12 @@ def runs_table(console: Console, runs: list[RunRecord]) -> None:
 
 def generators_table(console: Console, beats: list[Heartbeat]) -> None:
     t = Table()
-    for col in ("id", "host", "cores", "state", "run", "target rps", "achieved rps", "cpu %", "last beat"):
+    for col in ("id", "host", "labels", "cores", "state", "run", "target rps", "achieved rps",
+                "cpu %", "capacity rps", "last beat"):
         t.add_column(col)
     now = time.time()
     for b in beats:
-        t.add_row(b.id, b.host, str(b.cores), b.state, b.run_id or "-", f"{b.target_rps:g}",
-                  f"{b.achieved_rps:g}", f"{b.cpu_percent:.0f}", f"{now - b.sent_at:.1f}s ago")
+        t.add_row(b.id, b.host, labels.show(b.labels) or "-", str(b.cores), b.state, b.run_id or "-",
+                  f"{b.target_rps:g}", f"{b.achieved_rps:g}", f"{b.cpu_percent:.0f}",
+                  f"{b.capacity_rps:.0f}", f"{now - b.sent_at:.1f}s ago")
     console.print(t)
