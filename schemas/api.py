@@ -28,6 +28,8 @@ from schemas.control import (
     RunRecord,
     RunRef,
     RunStarted,
+    StopRequest,
+    GeneratorStart,
 )
 from schemas.catalogue import (
     TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
@@ -61,7 +63,7 @@ class Endpoint(Generic[Req, Rep]):
 
 RUN_START = Endpoint("run_start", subjects.RUN_START, Plan, RunStarted,
                      ("invalid_plan", "target_not_allowed", "no_generators"), read_only=False)
-RUN_STOP = Endpoint("run_stop", subjects.RUN_STOP, RunRef, Ok, ("not_found", "conflict"),
+RUN_STOP = Endpoint("run_stop", subjects.RUN_STOP, StopRequest, Ok, ("not_found", "conflict"),
                     read_only=False)
 RUN_RATE = Endpoint("run_rate", subjects.RUN_RATE, RateChange, Ok, ("not_found", "conflict"),
                     read_only=False)
@@ -71,6 +73,9 @@ PLAN_VALIDATE = Endpoint("plan_validate", subjects.PLAN_VALIDATE, Plan, PlanVali
                          ("invalid_plan", "target_not_allowed"))
 GENERATORS_LIST = Endpoint("generators_list", subjects.GENERATORS_LIST, Empty, GeneratorList,
                            empty_ok=True)
+# one generator of a running test (docs/fleet.md); run.rate and run.stop take "generator" too
+RUN_GENERATOR_START = Endpoint("run_generator_start", subjects.RUN_GENERATOR_START, GeneratorStart,
+                               Ok, ("not_found", "conflict"), read_only=False)
 REPORT_GET = Endpoint("report_get", subjects.REPORT_GET, RunRef, Report, ("not_found", "conflict"))
 # the test catalogue (docs/catalogue.md); handled by services/coordinator/catalogue.py
 TEST_SAVE = Endpoint("test_save", subjects.TEST_SAVE, TestSave, TestVersion,
@@ -86,6 +91,7 @@ TEST_DELETE = Endpoint("test_delete", subjects.TEST_DELETE, TestRef, TestDeleted
 #: every endpoint of the ``surge-coordinator`` service, in the order it registers them
 ENDPOINTS: tuple[Endpoint, ...] = (
     RUN_START, RUN_STOP, RUN_RATE, RUN_GET, RUN_LIST, PLAN_VALIDATE, GENERATORS_LIST, REPORT_GET,
+    RUN_GENERATOR_START,
     TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
 )
 

@@ -111,6 +111,10 @@ class RunRecord(Struct, frozen=True, kw_only=True):
     p99_ms: float | None = None
     test: str | None = None  # the catalogue test this run is a version of (test.run)
     test_version: int | None = None
+    # per-generator control (docs/fleet.md): generators holding a rate of their own, in
+    # requests/s (0: stopped by request), and what each stopped one ran at before
+    held: dict[str, float] = {}
+    paused: dict[str, float] = {}
 
 
 # --- API requests and replies (surge.api.*) ---------------------------------
@@ -122,11 +126,37 @@ class RunRef(Struct, frozen=True, forbid_unknown_fields=True):
     run_id: RunId
 
 
+GeneratorId = Annotated[str, Meta(min_length=1, max_length=128)]
+Who = Annotated[str, Meta(max_length=200)]  # who asked, as the client says (events show it)
+
+
 class RateChange(Struct, frozen=True, forbid_unknown_fields=True):
-    """run.rate: hold the total rate at ``rate`` from now to the end of the run."""
+    """run.rate: hold the total rate at ``rate`` from now to the end of the run.
+
+    With ``generator``: hold that generator at ``rate``; the others keep theirs and the
+    run's total becomes the sum.
+    """
 
     run_id: RunId
     rate: Annotated[float, Meta(ge=0, le=10_000_000)]
+    generator: GeneratorId | None = None
+    by: Who = ""
+
+
+class StopRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """run.stop: end the run, or with ``generator`` only stop that one (the total drops)."""
+
+    run_id: RunId
+    generator: GeneratorId | None = None
+    by: Who = ""
+
+
+class GeneratorStart(Struct, frozen=True, forbid_unknown_fields=True):
+    """run.generator.start: restart a generator stopped in the run, or add an idle one."""
+
+    run_id: RunId
+    generator: GeneratorId
+    by: Who = ""
 
 
 class Empty(Struct, frozen=True, forbid_unknown_fields=True):

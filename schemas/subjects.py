@@ -25,6 +25,7 @@ TEST_LIST = f"{API}.test.list"
 TEST_GET = f"{API}.test.get"
 TEST_RUN = f"{API}.test.run"
 TEST_DELETE = f"{API}.test.delete"
+RUN_GENERATOR_START = f"{API}.run.generator.start"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "services.cli.catalogue",
     "services.cli.context",
     "services.cli.starter",
+    "services.cli.fleet",
 )
 
 

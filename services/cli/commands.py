@@ -18,6 +18,7 @@ from schemas.errors import InvalidPlan
 from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
 from services.reports import html, junit, text
+from services.cli import fleet
 from services.common import labels
 from services.common.client import CoordinatorClient
 from services.cli.connection import open_api
@@ -64,20 +65,31 @@ async def validate_remote(api: CoordinatorClient, args, console: Console) -> int
     return 0
 
 
-@command("stop", help="stop a running test", example="surge stop 20261130-101500-ab12cd",
-         args=[arg("run_id")], api=True)
+@command("stop", help="stop a running test, or one generator of it",
+         example="surge stop 20261130-101500-ab12cd\nsurge stop 20261130-101500-ab12cd --generator gen-2",
+         args=[arg("run_id"),
+               arg("--generator", metavar="ID",
+                   help="stop only this generator; its share is not moved, the total drops")],
+         api=True)
 async def stop(api: CoordinatorClient, args, console: Console) -> int:
-    ok = await api.stop(args.run_id)
-    console.print(f"stopping {ok.run_id} (epoch {ok.epoch})")
+    ok = await api.stop(args.run_id, args.generator, by=fleet.who())
+    if args.generator:
+        console.print(f"{ok.run_id}: generator {args.generator} stopped (epoch {ok.epoch})")
+    else:
+        console.print(f"stopping {ok.run_id} (epoch {ok.epoch})")
     return 0
 
 
-@command("rate", help="change a running test's total rate",
-         example="surge rate 20261130-101500-ab12cd 500",
-         args=[arg("run_id"), arg("rate", type=float, help="total requests/s")], api=True)
+@command("rate", help="change a running test's total rate, or one generator's",
+         example="surge rate 20261130-101500-ab12cd 500\nsurge rate 20261130-101500-ab12cd 200 --generator gen-2",
+         args=[arg("run_id"), arg("rate", type=float, help="requests/s (total, or the generator's)"),
+               arg("--generator", metavar="ID",
+                   help="set only this generator's rate; the run's total becomes the sum")],
+         api=True)
 async def rate(api: CoordinatorClient, args, console: Console) -> int:
-    ok = await api.rate(args.run_id, args.rate)
-    console.print(f"{ok.run_id}: rate set to {args.rate:g}/s (epoch {ok.epoch})")
+    ok = await api.rate(args.run_id, args.rate, args.generator, by=fleet.who())
+    whose = f"generator {args.generator}'s rate" if args.generator else "rate"
+    console.print(f"{ok.run_id}: {whose} set to {args.rate:g}/s (epoch {ok.epoch})")
     return 0
 
 

@@ -20,8 +20,8 @@ from schemas.catalogue import (
     TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
 )
 from schemas.control import (
-    Empty, GeneratorList, Ok, PlanValid, RateChange, RunList, RunListRequest, RunRecord, RunRef,
-    RunStarted,
+    Empty, GeneratorList, GeneratorStart, Ok, PlanValid, RateChange, RunList, RunListRequest,
+    RunRecord, RunRef, RunStarted, StopRequest,
 )
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
@@ -93,11 +93,14 @@ class CoordinatorClient:
     async def validate(self, plan: Plan) -> PlanValid:
         return await self.send(api.PLAN_VALIDATE, plan)
 
-    async def stop(self, run_id: str) -> Ok:
-        return await self.send(api.RUN_STOP, RunRef(run_id))
+    async def stop(self, run_id: str, generator: str | None = None, by: str = "") -> Ok:
+        return await self.send(api.RUN_STOP, StopRequest(run_id, generator, by))
 
-    async def rate(self, run_id: str, rate: float) -> Ok:
-        return await self.send(api.RUN_RATE, RateChange(run_id, rate))
+    async def rate(self, run_id: str, rate: float, generator: str | None = None, by: str = "") -> Ok:
+        return await self.send(api.RUN_RATE, RateChange(run_id, rate, generator, by))
+
+    async def start_generator(self, run_id: str, generator: str, by: str = "") -> Ok:
+        return await self.send(api.RUN_GENERATOR_START, GeneratorStart(run_id, generator, by))
 
     async def get(self, run_id: str) -> RunRecord:
         return await self.send(api.RUN_GET, RunRef(run_id))

@@ -20,9 +20,10 @@ import structlog
 
 from schemas import subjects
 from schemas.control import Assignment, RunEvent, RunRecord
-from schemas.errors import Conflict, Unavailable
+from schemas.errors import Conflict, NotFound, Unavailable
 from schemas.stats import IntervalStats, LiveSnapshot, Report
 from services.plan import profile
+from services.common import labels
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
 
@@ -43,6 +44,8 @@ class Run:
         self.record = record
         self.agg = RunAggregate(record.run_id, record.plan, record.start_at)
         self.shares: dict[str, float] = dict(record.generators)
+        self.held: dict[str, float] = dict(record.held)  # per-generator rates, rps (0: stopped)
+        self.paused: dict[str, float] = dict(record.paused)  # stopped ones: their rate before
         self.lost: set[str] = set()
         self.next_seq = 0
         self.finish_by: float | None = None  # wall time after which we stop waiting
@@ -124,7 +127,8 @@ class Run:
 
     async def _save(self, **changes) -> None:
         self.record = msgspec.structs.replace(
-            self.record, generators=dict(self.shares), **changes
+            self.record, generators=dict(self.shares), held=dict(self.held),
+            paused=dict(self.paused), **changes
         )
         await self.svc.save_record(self.record)
 
@@ -141,29 +145,128 @@ class Run:
         await self.svc.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
 
     # --- requests from the API --------------------------------------------------
-    async def change_rate(self, rate: float) -> int:
+    async def change_rate(self, rate: float, by: str = "") -> int:
         async with self._lock:
-            if self.record.state != "running":
-                raise Conflict(f"run {self.run_id} is {self.record.state}; cannot change its rate")
-            if self.record.plan.model == "closed":  # virtual users: the rate is their outcome
-                raise Conflict(f"run {self.run_id} runs virtual users (closed model); its rate "
-                               "is what they reach and cannot be set")
+            self._controllable("change its rate")
             at = max(self.elapsed_s(), 0.0)
+            if self.held:  # generators stopped by request stay stopped; the rest share it
+                self.held = {g: 0.0 for g in self.paused}
+                epoch = await self._apply_held(at, rate)
+                await self._event(f"rate changed to {rate:g}/s{_by(by)}")
+                return epoch
             new_profile = profile.hold_rate(self.record.profile, at, rate)
             self.record = msgspec.structs.replace(
                 self.record, profile=new_profile, epoch=self.record.epoch + 1
             )
             await self._assign_all()
             await self._save(target_rps=rate)
-            await self._event(f"rate changed to {rate:g}/s")
+            await self._event(f"rate changed to {rate:g}/s{_by(by)}")
             self.changes_waiting[self.record.epoch] = (time.time(), set(self.shares), [])
             return self.record.epoch
 
-    async def stop(self) -> int:
+    async def stop(self, by: str = "") -> int:
         async with self._lock:
             if self.record.state not in ("starting", "running"):
                 raise Conflict(f"run {self.run_id} is already {self.record.state}")
-            return await self._stop("stop requested")
+            return await self._stop(f"stop requested{_by(by)}")
+
+    # --- per-generator control (docs/fleet.md) ------------------------------------
+    # A generator's own rate holds from now to the end of the run, like ``surge rate``;
+    # the profile is held at the sum, so the timeline's target is the new total.
+    def _controllable(self, what: str) -> None:
+        if self.record.state != "running":
+            raise Conflict(f"run {self.run_id} is {self.record.state}; cannot {what}")
+        if self.record.plan.model == "closed":  # virtual users: the rate is their outcome
+            raise Conflict(f"run {self.run_id} runs virtual users (closed model); cannot {what}")
+
+    def _member(self, gid: str) -> None:
+        if gid not in self.shares:
+            raise NotFound(f"generator {gid} is not in run {self.run_id} "
+                           f"(its generators: {', '.join(sorted(self.shares))})", "generator")
+
+    def _rates_now(self, at: float) -> dict[str, float]:
+        total = profile.rate_at(self.record.profile, at)
+        return {g: total * s for g, s in self.shares.items()}
+
+    async def _apply_held(self, at: float, total: float) -> int:
+        """Hold the run's total from ``at``; shares follow ``held`` (the lock is held)."""
+        total, self.shares = slicing.split(total, self._capacities(), self.held)
+        self.record = msgspec.structs.replace(
+            self.record, profile=profile.hold_rate(self.record.profile, at, total),
+            epoch=self.record.epoch + 1,
+        )
+        await self._assign_all()
+        await self._save(target_rps=total)
+        self.changes_waiting[self.record.epoch] = (time.time(), set(self.shares), [])
+        return self.record.epoch
+
+    async def set_generator_rate(self, gid: str, rate: float, by: str = "") -> int:
+        async with self._lock:
+            self._controllable("change a generator's rate")
+            self._member(gid)
+            at = max(self.elapsed_s(), 0.0)
+            rates = self._rates_now(at)
+            self.paused.pop(gid, None)
+            self.held[gid] = rate
+            total = sum(rates.values()) - rates[gid] + rate
+            epoch = await self._apply_held(at, total)
+            await self._event(f"generator {gid} rate set to {rate:g}/s{_by(by)}; "
+                              f"total {self.record.target_rps:g}/s")
+            return epoch
+
+    async def stop_generator(self, gid: str, by: str = "") -> int:
+        async with self._lock:
+            self._controllable("stop a generator")
+            self._member(gid)
+            if gid in self.paused:
+                raise Conflict(f"generator {gid} is already stopped in run {self.run_id}")
+            at = max(self.elapsed_s(), 0.0)
+            rates = self._rates_now(at)
+            self.paused[gid] = rates[gid]
+            self.held[gid] = 0.0
+            epoch = await self._apply_held(at, sum(rates.values()) - rates[gid])
+            await self._event(f"generator {gid} stopped{_by(by)}; total {self.record.target_rps:g}/s")
+            return epoch
+
+    async def start_generator(self, gid: str, by: str = "") -> int:
+        """Restart a generator stopped in this run at its rate before, or add an idle
+        one of the run's pool at the running members' mean rate; the total grows."""
+        async with self._lock:
+            self._controllable("start a generator")
+            at = max(self.elapsed_s(), 0.0)
+            rates = self._rates_now(at)
+            if gid in self.paused:
+                rate = self.paused.pop(gid)
+                what = "started again"
+            elif gid in self.shares:
+                raise Conflict(f"generator {gid} is already running in run {self.run_id}")
+            else:
+                self._joinable(gid)
+                running = [rates[g] for g in self.shares if g not in self.paused]
+                pool = running or list(self.paused.values())
+                rate = sum(pool) / len(pool) if pool else 0.0
+                self.shares[gid] = 0.0
+                what = "added"
+            self.held[gid] = rate
+            epoch = await self._apply_held(at, sum(rates.values()) + rate)
+            await self._event(f"generator {gid} {what}{_by(by)} at {rate:g}/s; "
+                              f"total {self.record.target_rps:g}/s")
+            return epoch
+
+    def _joinable(self, gid: str) -> None:
+        beat = self.svc.registry.alive().get(gid)
+        if beat is None:
+            raise NotFound(f"no live generator {gid}", "generator")
+        wanted = self.record.plan.generator_labels
+        if gid not in self.svc.idle_generators():
+            raise Conflict(f"generator {gid} is busy ({beat.run_id or beat.state})", "generator")
+        if not labels.matches(beat.labels, wanted):
+            raise Conflict(f"generator {gid} ({labels.show(beat.labels) or 'no labels'}) is not in "
+                           f"the run's pool {labels.show(wanted)}", "generator")
+
+    def _capacities(self) -> dict[str, float]:
+        alive = self.svc.registry.alive()
+        return {g: (alive[g].capacity_rps if g in alive else 1.0) for g in self.shares}
 
     async def _stop(self, why: str, **record: object) -> int:
         """Cut the profile at now and tell every member to stop (the lock is held)."""
@@ -297,6 +400,8 @@ class Run:
             return
         for gid in gone:
             del self.shares[gid]
+            self.held.pop(gid, None)
+            self.paused.pop(gid, None)
             self.lost.add(gid)
             await self._event(f"generator {gid} lost", gap=True)
         if not self.shares:
@@ -320,8 +425,11 @@ class Run:
         await self._reshare()
 
     async def _reshare(self) -> None:
-        alive = self.svc.registry.alive()
-        caps = {g: (alive[g].capacity_rps if g in alive else 1.0) for g in self.shares}
+        caps = self._capacities()
+        if self.held:  # some hold their own rate: the total stays, the others share the rest
+            at = max(self.elapsed_s(), 0.0)
+            await self._apply_held(at, profile.rate_at(self.record.profile, at))
+            return
         self.shares = slicing.shares(caps)
         self.record = msgspec.structs.replace(self.record, epoch=self.record.epoch + 1)
         await self._assign_all()
@@ -379,6 +487,10 @@ class Run:
         self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
         self.done.set()
         self.svc.run_ended(self)
+
+
+def _by(who: str) -> str:
+    return f" by {who}" if who else ""
 
 
 def _final_marker(run: Run, state: str) -> LiveSnapshot:

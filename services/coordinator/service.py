@@ -26,6 +26,7 @@ from schemas import api, subjects
 from schemas.control import (
     Assignment,
     Empty,
+    GeneratorStart,
     Lease,
     GeneratorList,
     PlanValid,
@@ -36,6 +37,7 @@ from schemas.control import (
     RunRef,
     RunStarted,
     Ok,
+    StopRequest,
 )
 from schemas.errors import (
     BadRequest,
@@ -419,17 +421,30 @@ class Service:
             raise NotFound(f"no run {run_id}", "run_id") from None
         return _record_decoder.decode(entry.value)
 
-    async def run_stop(self, ref: RunRef) -> Ok:
+    async def run_stop(self, ref: StopRequest) -> Ok:
         await self._record(ref.run_id)  # 404 for unknown runs, 409 for ended ones
-        epoch = await self._active(ref.run_id).stop()
+        run = self._active(ref.run_id)
+        if ref.generator is not None:
+            epoch = await run.stop_generator(ref.generator, ref.by)
+        else:
+            epoch = await run.stop(ref.by)
         return Ok(run_id=ref.run_id, epoch=epoch)
 
     async def run_rate(self, change: RateChange) -> Ok:
         if change.rate > self.config.max_rate:
             raise BadRequest(f"rate above the limit of {self.config.max_rate:g}/s", "rate")
         await self._record(change.run_id)
-        epoch = await self._active(change.run_id).change_rate(change.rate)
+        run = self._active(change.run_id)
+        if change.generator is not None:
+            epoch = await run.set_generator_rate(change.generator, change.rate, change.by)
+        else:
+            epoch = await run.change_rate(change.rate, change.by)
         return Ok(run_id=change.run_id, epoch=epoch)
+
+    async def run_generator_start(self, ask: GeneratorStart) -> Ok:
+        await self._record(ask.run_id)
+        epoch = await self._active(ask.run_id).start_generator(ask.generator, ask.by)
+        return Ok(run_id=ask.run_id, epoch=epoch)
 
     async def run_get(self, ref: RunRef) -> RunRecord:
         return await self._record(ref.run_id)

@@ -59,3 +59,24 @@ def pool_shortfall(
     if busy:
         there += f"; {busy} busy in other runs"
     return f"plan asks for {asked}; {there}"
+
+
+def split(
+    total_rps: float, capacities: Mapping[str, float], held: Mapping[str, float]
+) -> tuple[float, dict[str, float]]:
+    """Shares when some generators hold a rate of their own (per-generator control).
+
+    Generators in ``held`` run at that rate (0: stopped); the others share what is left
+    of ``total_rps`` by capacity. Returns (the total, share per generator): the total
+    grows to the held rates' sum when they exceed it or nobody is left to share.
+    """
+    members = sorted(capacities)
+    free = [g for g in members if g not in held]
+    held_sum = sum(held[g] for g in members if g in held)
+    total = max(total_rps, held_sum) if free else held_sum
+    free_shares = shares({g: capacities[g] for g in free})
+    rest = total - held_sum
+    rates = {g: (held[g] if g in held else rest * free_shares[g]) for g in members}
+    if total <= 0:  # nothing to send now: shares only matter once a rate comes back
+        return 0.0, {g: free_shares.get(g, 0.0) for g in members}
+    return total, {g: min(rates[g] / total, 1.0) for g in members}

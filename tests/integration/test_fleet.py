@@ -8,6 +8,7 @@ is checked where the load lands.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -57,4 +58,75 @@ async def test_a_pool_that_cannot_be_had_is_refused_naming_selector_and_what_is_
     assert "2 generators labelled room=a" in msg and "1 × room=a" in msg and "room=b,zone=eu-1" in msg, msg
     assert err.value.field == "generators"
     assert target_stats(target)["requests"] == 0
+    await api.close()
+
+
+def wall_second(target: str, gid: str, second: int) -> int:
+    """What the target received from ``gid`` in the unix second ``second``."""
+    return target_stats(target)["by_generator_second"].get(gid, {}).get(str(second), 0)
+
+
+async def a_whole_second_after(feed, t: float):
+    """Wait for the run's snapshot of a second that began after the wall second following
+    ``t`` ended: by then everything sent in that wall second has been counted."""
+    done = int(t) + 2
+    return await feed.wait_for(lambda s: s.at >= done, 10, f"a second after {done}"), int(t) + 1
+
+
+async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_report(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-a")
+    cluster.generator(generator_id="gen-b")
+    api = await api_with(cluster, 2)
+    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="12s"))
+    run = started.run_id
+    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+
+    await api.rate(run, 150, generator="gen-a", by="test")
+    snap, sec = await a_whole_second_after(feed, time.time())
+    assert snap.target_rps == pytest.approx(200) and snap.generators["gen-a"].target_rps == pytest.approx(150)
+    assert wall_second(target, "gen-a", sec) == pytest.approx(150, abs=8)
+    assert wall_second(target, "gen-b", sec) == pytest.approx(50, abs=5)
+
+    await api.stop(run, generator="gen-b", by="test")
+    snap, sec = await a_whole_second_after(feed, time.time())
+    assert snap.target_rps == pytest.approx(150) and snap.generators["gen-b"].rps == 0
+    assert wall_second(target, "gen-b", sec) == 0
+    assert wall_second(target, "gen-a", sec) == pytest.approx(150, abs=8)
+
+    await api.start_generator(run, "gen-b", by="test")
+    snap, sec = await a_whole_second_after(feed, time.time())
+    assert snap.target_rps == pytest.approx(200)
+    assert wall_second(target, "gen-b", sec) == pytest.approx(50, abs=5)
+
+    report = await finished_report(api, feed, run)
+    events = "\n".join(report.events)
+    assert "generator gen-a rate set to 150/s by test; total 200/s" in events, events
+    assert "generator gen-b stopped by test; total 150/s" in events, events
+    assert "generator gen-b started again by test at 50/s; total 200/s" in events, events
+    targets = [t.target_rps for t in report.timeline]
+    assert targets[0] == pytest.approx(100) and 150 in targets and targets[-1] == pytest.approx(200)
+    by_gen = target_stats(target)["by_generator"]
+    assert {g: t.requests for g, t in report.generators.items()} == by_gen
+    await api.close()
+
+
+async def test_per_generator_controls_refuse_what_cannot_be_done(cluster: Cluster):
+    target, api = await pool_stack(cluster)
+    started, feed = await start_and_follow(
+        api, plan_for(target, rate=50, duration="6s", generators={"labels": {"room": "a"}}))
+    run = started.run_id
+    with pytest.raises(Exception) as err:  # gen-b is idle but outside the run's pool
+        await api.start_generator(run, "gen-b")
+    assert err.value.code == "conflict" and "pool room=a" in err.value.message
+    with pytest.raises(Exception) as err:
+        await api.rate(run, 10, generator="gen-x")
+    assert err.value.code == "not_found" and err.value.field == "generator"
+    await api.stop(run, generator="gen-a")
+    with pytest.raises(Exception) as err:
+        await api.stop(run, generator="gen-a")
+    assert err.value.code == "conflict"
+    await api.stop(run)
+    await finished_report(api, feed, run)
     await api.close()

@@ -56,3 +56,18 @@ def test_pick_takes_the_biggest_then_by_id():
     assert slicing.pick(available, 10) == ["g2", "g3", "g1", "g4"]
     assert slicing.pick(available, 0) == []
     assert slicing.pick({}, 2) == []
+
+
+def test_split_holds_a_generators_own_rate_and_the_others_share_the_rest():
+    from services.coordinator.slicing import split
+
+    caps = {"a": 1.0, "b": 1.0, "c": 1.0}
+    total, sh = split(300.0, caps, {"a": 150.0})  # b and c share the 150 left
+    assert total == 300 and sh == {"a": 0.5, "b": 0.25, "c": 0.25}
+    total, sh = split(250.0, caps, {"a": 150.0, "b": 0.0})  # b stopped
+    assert total == 250 and sh["b"] == 0 and sh["a"] == 0.6 and sh["c"] == 0.4
+    total, sh = split(100.0, {"a": 1.0, "b": 1.0}, {"a": 30.0, "b": 20.0})  # nobody free
+    assert total == 50 and sh == {"a": 0.6, "b": 0.4}
+    total, sh = split(0.0, {"a": 1.0, "b": 1.0}, {"a": 0.0})  # all quiet: shares wait
+    assert total == 0 and sh == {"a": 0.0, "b": 1.0}
+    assert sum(split(90.0, caps, {"c": 10.0})[1].values()) == 1.0
