@@ -130,7 +130,7 @@ GeneratorId = Annotated[str, Meta(min_length=1, max_length=128)]
 Who = Annotated[str, Meta(max_length=200)]  # who asked, as the client says (events show it)
 
 
-class RateChange(Struct, frozen=True, forbid_unknown_fields=True):
+class RateChange(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """run.rate: hold the total rate at ``rate`` from now to the end of the run.
 
     With ``generator``: hold that generator at ``rate``; the others keep theirs and the
@@ -143,7 +143,7 @@ class RateChange(Struct, frozen=True, forbid_unknown_fields=True):
     by: Who = ""
 
 
-class StopRequest(Struct, frozen=True, forbid_unknown_fields=True):
+class StopRequest(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """run.stop: end the run, or with ``generator`` only stop that one (the total drops)."""
 
     run_id: RunId
@@ -151,7 +151,7 @@ class StopRequest(Struct, frozen=True, forbid_unknown_fields=True):
     by: Who = ""
 
 
-class GeneratorStart(Struct, frozen=True, forbid_unknown_fields=True):
+class GeneratorStart(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """run.generator.start: restart a generator stopped in the run, or add an idle one."""
 
     run_id: RunId
