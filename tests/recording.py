@@ -7,6 +7,7 @@ bytes. A few paths answer in ways the tools react to:
 
 * ``/redirect?to=/x`` → 302 to ``/x``;
 * ``/cookie?name=v`` → 200 with ``Set-Cookie: name=v; Path=/``;
+* a path given in ``pages`` → 200 with that HTML;
 * anything else → 200 with a small JSON body.
 """
 
@@ -70,7 +71,7 @@ class Recorder:
             return list(self.requests)
 
 
-def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
+def _handler(recorder: Recorder, pages: dict[str, str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the tools and the engine expect
 
@@ -96,8 +97,10 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = dict(parse_qsl(url.query))
             extra: list[tuple[str, str]] = []
-            status, payload = 200, b'{"ok": true}'
-            if url.path == "/redirect":
+            status, payload, ctype = 200, b'{"ok": true}', "application/json"
+            if url.path in pages:
+                payload, ctype = pages[url.path].encode(), "text/html; charset=utf-8"
+            elif url.path == "/redirect":
                 status, payload = 302, b""
                 extra.append(("Location", query.get("to", "/")))
             elif url.path == "/cookie":
@@ -105,7 +108,7 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for k, v in extra:
                 self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":
@@ -119,9 +122,12 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
 class RecordingServer:
     """``with RecordingServer() as srv:`` → ``srv.url``, ``srv.recorder``."""
 
+    def __init__(self, pages: dict[str, str] | None = None) -> None:
+        self.pages = pages or {}
+
     def __enter__(self) -> RecordingServer:
         self.recorder = Recorder()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder, self.pages))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

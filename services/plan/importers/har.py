@@ -14,16 +14,20 @@ so the replayed session logs in for real instead of replaying a stale token.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote_plus, urljoin
 
 from services.plan.importers.common import (
     METHODS, ImportError_, Imported, clean_headers, main_origin, origin_of, path_of, step_name,
 )
 
 MIN_THINK_S = 0.1
+BOUNDARY = "----SurgeImportBoundary0000"  # a form recorded without its text gets a fixed one
+_REDIRECTS = {301, 302, 303, 307, 308}
 MIN_CORRELATE_LEN = 6  # shorter strings ("ann", "ok") are too likely to match by chance
 
 
@@ -87,6 +91,80 @@ class _Correlator:
         return self.vars[value]
 
 
+def _redirect_to(entry: dict, url: str) -> str | None:
+    resp = entry.get("response") or {}
+    if resp.get("status") not in _REDIRECTS:
+        return None
+    loc = resp.get("redirectURL") or next(
+        (h.get("value") for h in resp.get("headers", []) if str(h.get("name", "")).lower() == "location"), None)
+    return urljoin(url, loc) if loc else None
+
+
+def _follows(entry: dict, location: str) -> bool:
+    req = entry.get("request") or {}
+    return req.get("url", "").split("#")[0] == location.split("#")[0] and \
+        str(req.get("method", "GET")).upper() in ("GET", "HEAD", "POST")
+
+
+def _form(params: list[dict]) -> str:
+    """A urlencoded body from ``params`` (decoded, as Playwright and Firefox record them),
+    encoded as a browser's form serializer does: space as ``+``, ``*-._`` kept."""
+    enc = lambda v: quote_plus(str(v), safe="*").replace("~", "%7E")  # noqa: E731
+    return "&".join(f"{enc(p.get('name', ''))}={enc(p.get('value', ''))}" for p in params)
+
+
+def _multipart(params: list[dict], where: str, unmapped: list[str]) -> str:
+    out = ""
+    for p in params:
+        head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{p.get("name", "")}"'
+        if p.get("fileName") is not None:
+            head += f'; filename="{p["fileName"]}"\r\nContent-Type: ' + (
+                p.get("contentType") or "application/octet-stream")
+            if not p.get("value"):
+                unmapped.append(f"{where}: file {p['fileName']!r} of field {p.get('name')!r}: its "
+                                "content is not in the HAR; sent empty")
+        out += f"{head}\r\n\r\n{p.get('value', '')}\r\n"
+    return out + f"--{BOUNDARY}--\r\n"
+
+
+def _body(post: dict, headers: dict[str, str], where: str,
+          unmapped: list[str]) -> tuple[str | None | bool, str | None]:
+    """(body text, content type to set) of a recorded request; (False, None): not sendable."""
+    mime = str(post.get("mimeType") or "")
+    text = post.get("text")
+    if text is not None:
+        if post.get("encoding") == "base64":
+            try:
+                text = base64.b64decode(text).decode("utf-8")
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                unmapped.append(f"{where}: the body is binary (not UTF-8 text; a plan's body is text); "
+                                "not sent")
+                return False, None
+        has_type = any(k.lower() == "content-type" for k in headers)
+        return text, None if has_type or not mime else mime
+    params = post.get("params")
+    if not params:
+        return None, None
+    if "multipart/form-data" in mime:
+        return _multipart(params, where, unmapped), f"multipart/form-data; boundary={BOUNDARY}"
+    if mime and "x-www-form-urlencoded" not in mime:
+        unmapped.append(f"{where}: params of a {mime} body are read as a urlencoded form")
+    return _form(params), "application/x-www-form-urlencoded"
+
+
+def _set_cookies(entry: dict) -> set[str]:
+    resp = entry.get("response") or {}
+    names = {str(c.get("name")) for c in resp.get("cookies") or [] if c.get("name")}
+    names |= {str(h.get("value", "")).split("=", 1)[0].strip() for h in resp.get("headers") or []
+              if str(h.get("name", "")).lower() == "set-cookie"}
+    return names
+
+
+def _own_cookies(values: list[str], jar: set[str]) -> str:
+    pairs = [p.strip() for v in values for p in v.split(";") if p.strip()]
+    return "; ".join(p for p in pairs if p.split("=", 1)[0].strip() not in jar)
+
+
 def _time(entry: dict) -> float | None:
     try:
         return datetime.fromisoformat(entry["startedDateTime"].replace("Z", "+00:00")).timestamp()
@@ -112,7 +190,11 @@ def convert(text: str, name: str = "har-import", origin: str | None = None) -> I
     taken: set[str] = set()
     prev_end: float | None = None
     corr = _Correlator()
+    skip: set[int] = set()
+    jar: set[str] = set()  # cookies the target set so far: the replay's cookie jar has them too
     for i, entry in enumerate(entries):
+        if i in skip:
+            continue
         req = entry.get("request", {})
         url, method = req.get("url", ""), str(req.get("method", "GET")).upper()
         where = f"entry {i} ({method} {url[:80]})"
@@ -130,30 +212,38 @@ def convert(text: str, name: str = "har-import", origin: str | None = None) -> I
         path = path_of(url)
         step: dict[str, Any] = {"name": step_name(method, path, taken), "method": method,
                                 "path": corr.apply(path)}
-        headers = clean_headers([(h.get("name", ""), h.get("value", "")) for h in req.get("headers", [])],
-                                where, unmapped)
+        raw = [(h.get("name", ""), h.get("value", "")) for h in req.get("headers", [])]
+        own = _own_cookies([v for k, v in raw if k.lower() == "cookie"], jar)
+        headers = clean_headers([(k, v) for k, v in raw if k.lower() != "cookie"], where, unmapped)
+        if own:  # cookies no recorded response set (a script's, or an older session's)
+            headers["Cookie"] = own
+            unmapped.append(f"{where}: cookie {own[:60]!r} sent as recorded (no recorded response "
+                            "set it; a cookie the target sets during the run replaces it)")
         headers = {k: corr.apply(v) for k, v in headers.items()}
-        post = req.get("postData") or {}
-        if post.get("text") is not None:
-            post = {**post, "text": corr.apply(post["text"])}
-            mime = post.get("mimeType", "")
-            if "json" in mime:
-                try:
-                    step["json"] = json.loads(post["text"])
-                    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-                except ValueError:
-                    step["body"] = post["text"]
-            else:
-                step["body"] = post["text"]
-        elif post.get("params"):
-            unmapped.append(f"{where}: multipart/form params are not supported; body left out")
+        body, ctype = _body(req.get("postData") or {}, headers, where, unmapped)
+        if body is False:
+            continue
+        if body is not None:
+            step["body"] = corr.apply(body)
+            if ctype is not None:
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+                headers["Content-Type"] = ctype
         if headers:
             step["headers"] = headers
         status = (entry.get("response") or {}).get("status")
+        location = _redirect_to(entry, url)
+        if location and i + 1 < len(entries) and _follows(entries[i + 1], location):
+            # the browser's next entry is this redirect followed; the engine follows it too,
+            # so it is not a step of its own, and this step ends on that entry's status
+            skip.add(i + 1)
+            status = (entries[i + 1].get("response") or {}).get("status")
         if isinstance(status, int) and 100 <= status <= 599:
             step["check"] = {"status": status}
         steps.append(step)
         corr.learn(step, entry.get("response") or {})
+        jar |= _set_cookies(entry)
+        if i + 1 in skip:
+            jar |= _set_cookies(entries[i + 1])
     if not steps:
         raise ImportError_(f"no request to {target} could be mapped")
     plan = {"name": name, "description": f"recorded user session ({len(steps)} requests)",
