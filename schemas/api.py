@@ -35,6 +35,10 @@ from schemas.catalogue import (
     TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
 )
 from schemas.plan import Plan
+from schemas.schedules import (
+    Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList, SuiteRun,
+    SuiteRunRef, SuiteRunRequest, SuiteSave,
+)
 from schemas.stats import Report
 
 Req = TypeVar("Req")
@@ -87,12 +91,25 @@ TEST_RUN = Endpoint("test_run", subjects.TEST_RUN, TestRun, RunStarted,
                     read_only=False)
 TEST_DELETE = Endpoint("test_delete", subjects.TEST_DELETE, TestRef, TestDeleted, ("not_found",),
                        read_only=False)
+# schedules and phased suites (docs/schedules.md): services/coordinator/schedules.py, suites.py
+SCHEDULE_ADD = Endpoint("schedule_add", subjects.SCHEDULE_ADD, ScheduleAdd, ScheduleInfo,
+                        ("not_found", "conflict"), read_only=False)
+SCHEDULE_LIST = Endpoint("schedule_list", subjects.SCHEDULE_LIST, Empty, ScheduleList, empty_ok=True)
+SCHEDULE_DELETE = Endpoint("schedule_delete", subjects.SCHEDULE_DELETE, ScheduleRef, Removed,
+                           ("not_found",), read_only=False)
+SUITE_SAVE = Endpoint("suite_save", subjects.SUITE_SAVE, SuiteSave, Suite, ("not_found",),
+                      read_only=False)
+SUITE_LIST = Endpoint("suite_list", subjects.SUITE_LIST, Empty, SuiteList, empty_ok=True)
+SUITE_RUN = Endpoint("suite_run", subjects.SUITE_RUN, SuiteRunRequest, SuiteRun,
+                     ("not_found", "conflict"), read_only=False)
+SUITE_GET = Endpoint("suite_get", subjects.SUITE_GET, SuiteRunRef, SuiteRun, ("not_found",))
 
 #: every endpoint of the ``surge-coordinator`` service, in the order it registers them
 ENDPOINTS: tuple[Endpoint, ...] = (
     RUN_START, RUN_STOP, RUN_RATE, RUN_GET, RUN_LIST, PLAN_VALIDATE, GENERATORS_LIST, REPORT_GET,
     RUN_GENERATOR_START,
     TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
+    SCHEDULE_ADD, SCHEDULE_LIST, SCHEDULE_DELETE, SUITE_SAVE, SUITE_LIST, SUITE_RUN, SUITE_GET,
 )
 
 #: endpoint name (as ``nats micro info`` shows it) -> subject

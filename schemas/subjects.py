@@ -26,6 +26,14 @@ TEST_GET = f"{API}.test.get"
 TEST_RUN = f"{API}.test.run"
 TEST_DELETE = f"{API}.test.delete"
 RUN_GENERATOR_START = f"{API}.run.generator.start"
+# schedules and phased suites (docs/schedules.md)
+SCHEDULE_ADD = f"{API}.schedule.add"
+SCHEDULE_LIST = f"{API}.schedule.list"
+SCHEDULE_DELETE = f"{API}.schedule.delete"
+SUITE_SAVE = f"{API}.suite.save"
+SUITE_LIST = f"{API}.suite.list"
+SUITE_RUN = f"{API}.suite.run"
+SUITE_GET = f"{API}.suite.get"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------
@@ -41,6 +49,9 @@ REPORTS_STORE = "surge_reports"  # object store; name: run id, value: Report
 LEADER_BUCKET = "surge_leader"  # key: LEADER_KEY, value: Lease
 LEADER_KEY = "coordinator"
 TESTS_BUCKET = "surge_tests"  # key: <test slug>.<version>, value: TestVersion
+SCHEDULES_BUCKET = "surge_schedules"  # key: schedule slug, value: Schedule
+FIRES_BUCKET = "surge_fires"  # key: <schedule slug>.<fire time ms>, value: Fire (created once)
+SUITES_BUCKET = "surge_suites"  # keys: def.<suite slug> -> Suite, run.<id> -> SuiteRun
 # JetStream stream: every interval the leader acknowledged, and run events, so a
 # standby that takes over rebuilds each running run's aggregate exactly
 RUNLOG_STREAM = "SURGE_RUNLOG"
@@ -87,6 +98,16 @@ def live(run_id: str) -> str:
 def events(run_id: str) -> str:
     """Run lifecycle events: started, rate changed, generator lost/joined, ended."""
     return f"{ROOT}.events.{run_id}"
+
+
+def schedule_events(schedule_slug: str) -> str:
+    """A schedule's decisions: added, removed, fired (how late, which run), skipped."""
+    return f"{ROOT}.events.schedule.{schedule_slug}"
+
+
+def suite_events(suite_run_id: str) -> str:
+    """A suite run's steps: started, passed, failed, skipped."""
+    return f"{ROOT}.events.suite.{suite_run_id}"
 
 
 def host(host_name: str) -> str:

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "services.cli.context",
     "services.cli.starter",
     "services.cli.fleet",
+    "services.cli.schedules",
 )
 
 

@@ -23,6 +23,10 @@ from schemas.control import (
     Empty, GeneratorList, GeneratorStart, Ok, PlanValid, RateChange, RunList, RunListRequest,
     RunRecord, RunRef, RunStarted, StopRequest,
 )
+from schemas.schedules import (
+    Overrides, Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList,
+    SuiteRun, SuiteRunRef, SuiteRunRequest, SuiteSave,
+)
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
@@ -134,3 +138,25 @@ class CoordinatorClient:
 
     async def test_delete(self, name: str, version: int | None = None) -> TestDeleted:
         return await self.send(api.TEST_DELETE, TestRef(name=name, version=version))
+
+    # --- schedules and suites (docs/schedules.md) ---------------------------------
+    async def schedule_add(self, name: str, **fields: Any) -> ScheduleInfo:
+        return await self.send(api.SCHEDULE_ADD, ScheduleAdd(name=name, **fields))
+
+    async def schedule_list(self) -> ScheduleList:
+        return await self.send(api.SCHEDULE_LIST, Empty())
+
+    async def schedule_delete(self, name: str) -> Removed:
+        return await self.send(api.SCHEDULE_DELETE, ScheduleRef(name=name))
+
+    async def suite_save(self, name: str, **fields: Any) -> Suite:
+        return await self.send(api.SUITE_SAVE, SuiteSave(name=name, **fields))
+
+    async def suite_list(self) -> SuiteList:
+        return await self.send(api.SUITE_LIST, Empty())
+
+    async def suite_run(self, name: str, author: str = "anonymous") -> SuiteRun:
+        return await self.send(api.SUITE_RUN, SuiteRunRequest(name=name, author=author))
+
+    async def suite_get(self, suite_run_id: str) -> SuiteRun:
+        return await self.send(api.SUITE_GET, SuiteRunRef(id=suite_run_id))

@@ -33,6 +33,7 @@ from schemas.catalogue import (
 )
 from schemas.control import RunStarted
 from schemas.errors import Conflict, NotFound
+from schemas.schedules import Overrides
 from services.plan import loader
 
 if TYPE_CHECKING:
@@ -127,6 +128,14 @@ class Catalogue:
         raise Conflict(f"test {name!r} is being saved by others; try again")
 
     async def test_list(self, q: TestListRequest) -> TestList:
+        return TestList(tests=[
+            t for t in await self.summaries()
+            if (q.suite is None or t.suite == q.suite) and (q.tag is None or q.tag in t.tags)
+            and (not q.search or q.search.lower() in f"{t.name} {t.description} {t.owner}".lower())
+        ])
+
+    async def summaries(self) -> list[TestSummary]:
+        """The latest version of every test, by name."""
         latest: dict[str, int] = {}
         counts: dict[str, int] = {}
         for key in await self._keys():
@@ -140,18 +149,12 @@ class Catalogue:
                 t = _decoder.decode((await self.kv.get(f"{head}.{version}")).value)
             except (KeyNotFoundError, msgspec.DecodeError):
                 continue
-            if q.suite is not None and t.suite != q.suite:
-                continue
-            if q.tag is not None and q.tag not in t.tags:
-                continue
-            if q.search and q.search.lower() not in f"{t.name} {t.description} {t.owner}".lower():
-                continue
             out.append(TestSummary(
                 name=t.name, version=t.version, versions=counts[head], suite=t.suite,
                 description=t.description, owner=t.owner, tags=list(t.tags),
                 target_system=t.target_system, author=t.author, saved_at=t.saved_at,
             ))
-        return TestList(tests=out)
+        return out
 
     async def test_get(self, ref: TestRef) -> TestDetail:
         test, versions = await self.latest(ref.name, ref.version)
@@ -162,12 +165,23 @@ class Catalogue:
         return TestDetail(test=test, versions=infos)
 
     async def test_run(self, ask: TestRun) -> RunStarted:
-        test, _ = await self.latest(ask.name, ask.version)
+        return await self.start_test(
+            ask.name, ask.version,
+            Overrides(rate=ask.rate, duration=ask.duration, generators=ask.generators))
+
+    async def start_test(
+        self, name: str, version: int | None, overrides: Overrides | None = None, *,
+        run_id: str | None = None, rate: float | None = None,
+    ) -> RunStarted:
+        """Run a version of a test (the latest: None) with overrides; ``rate`` wins over theirs."""
+        test, _ = await self.latest(name, version)
+        o = overrides or Overrides()
+        rate = rate if rate is not None else o.rate
         plan = test.plan
-        if ask.rate is not None or ask.duration is not None or ask.generators is not None:
-            plan = loader.with_overrides(plan, rate=ask.rate, duration=ask.duration,
-                                         generators=ask.generators)
-        return await self.svc.start_plan(plan, test=test.name, test_version=test.version)
+        if rate is not None or o.duration is not None or o.generators is not None:
+            plan = loader.with_overrides(plan, rate=rate, duration=o.duration, generators=o.generators)
+        return await self.svc.start_plan(plan, test=test.name, test_version=test.version,
+                                         run_id=run_id)
 
     async def test_delete(self, ref: TestRef) -> TestDeleted:
         _, versions = await self.latest(ref.name)

@@ -22,6 +22,7 @@ class Config(Struct, frozen=True, kw_only=True):
     lease_renew_s: float = 1.0
     kv_replicas: int = 1  # JetStream replicas of buckets/streams (3 on a 3-node cluster)
     runlog_max_age_s: float = 7 * 24 * 3600.0  # accepted intervals kept at most this long
+    schedule_grace_s: float = 60.0  # a fire later than this was missed: its policy decides
     max_rate: float = 1_000_000.0
     max_duration_s: float = 24 * 3600.0
     max_connections: int = 50_000

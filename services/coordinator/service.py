@@ -55,6 +55,8 @@ from services.coordinator import recovery, slicing
 from services.plan import loader
 from services.coordinator.aggregate import BadInterval
 from services.coordinator.catalogue import Catalogue
+from services.coordinator.schedules import Scheduler
+from services.coordinator.suites import Suites
 from services.coordinator.config import Config
 from services.coordinator.leader import LeaderLease
 from services.coordinator.registry import Registry
@@ -117,6 +119,11 @@ class Service:
         self.runs_kv = await bus.key_value(js, subjects.RUNS_BUCKET, replicas=r)
         self.reports = await bus.object_store(js, subjects.REPORTS_STORE, replicas=r)
         self.catalogue = Catalogue(self, await bus.key_value(js, subjects.TESTS_BUCKET, replicas=r))
+        self.scheduler = Scheduler(
+            self, await bus.key_value(js, subjects.SCHEDULES_BUCKET, replicas=r),
+            await bus.key_value(js, subjects.FIRES_BUCKET, replicas=r))
+        self.suites = Suites(self, await bus.key_value(js, subjects.SUITES_BUCKET, replicas=r))
+        self._tasks.append(asyncio.create_task(self._schedule_loop(), name="schedules"))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
         await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
                          c.runlog_max_age_s, replicas=r)
@@ -163,7 +170,7 @@ class Service:
         self.micro = micro
 
     #: classes besides this one that own nouns of the API, each with handlers named after rows
-    API_OWNERS: tuple[type, ...] = (Catalogue,)
+    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites)
 
     @classmethod
     def handler_of(cls, name: str):
@@ -175,7 +182,7 @@ class Service:
 
     def _handler(self, name: str):
         """The bound handler of an API row (see ``handler_of``)."""
-        for instance in (self, self.catalogue):
+        for instance in (self, self.catalogue, self.scheduler, self.suites):
             if hasattr(type(instance), name):
                 return getattr(instance, name)
         raise AttributeError(f"no handler for API endpoint {name}")
@@ -364,9 +371,13 @@ class Service:
 
     async def start_plan(
         self, plan: Plan, *, test: str | None = None, test_version: int | None = None,
+        run_id: str | None = None,
     ) -> RunStarted:
-        """Start a run of a plan (run.start, test.run); ``test`` names its origin."""
+        """Start a run of a plan (run.start, test.run, schedules, suites); ``test`` names its
+        origin; a given ``run_id`` (a schedule's fire, a suite's step) is started once."""
         self._admit(plan)
+        if run_id is not None and (run_id in self.runs or await self._stored(run_id)):
+            raise Conflict(f"run {run_id} exists", "run_id")
         alive = self.registry.alive()
         idle = self.idle_generators(plan.generator_labels)
         why = slicing.pool_shortfall(
@@ -383,7 +394,7 @@ class Service:
         now = time.time()
         start_at = now + self.config.start_delay_s
         record = RunRecord(
-            run_id=new_run_id(),
+            run_id=run_id or new_run_id(),
             plan=plan,
             state="starting",
             created_at=now,
@@ -404,6 +415,31 @@ class Service:
             run_id=record.run_id, start_at=record.start_at, end_at=record.end_at,
             target_rps=record.target_rps, generators=shares, test=test, test_version=test_version,
         )
+
+    async def _stored(self, run_id: str) -> bool:
+        try:
+            await self.runs_kv.get(run_id)
+            return True
+        except KeyNotFoundError:
+            return False
+
+    def serving(self) -> bool:
+        """Leading, and done taking over (the runs of the previous leader are recovered)."""
+        return self.leading() and self._leading is not None and self._leading.done()
+
+    async def _schedule_loop(self) -> None:
+        """The leader fires schedules and moves suite runs on (schedules.py, suites.py)."""
+        while True:
+            await asyncio.sleep(0.2)
+            if not self.serving():
+                continue
+            for what in (self.scheduler.tick, self.suites.tick):
+                try:
+                    await what()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scheduling round failed", what=what.__qualname__)
 
     def _active(self, run_id: str) -> Run:
         run = self.runs.get(run_id)
