@@ -26,7 +26,7 @@ from schemas.control import Heartbeat
 from services.plan import loader
 from tests.conftest import Cluster, api_with, free_port, target_stats, until, wait_port
 from tests.fuzz import corpus
-from tests.integration.test_distributed_run import plan_for
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,7 +67,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
     js = nc.jetstream()
     rate, duration = 200, 14
     started = await api.start(loader.from_obj(
-        plan_for(target, rate=rate, duration=f"{duration}s", generators=2)
+        raw(CHECKED, target, rate=rate, duration=f"{duration}s", generators=2)
     ))
     run_id = started.run_id
     member = sorted(started.generators)[0]
@@ -84,7 +84,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
     seeds = [data for name, data in cases if name in (
         "stranger-interval.json", "negative-heartbeat-capacity.json",
     )]
-    seeds.append(json.dumps(plan_for("http://203.0.113.9", generators=50)).encode())
+    seeds.append(json.dumps(raw(CHECKED, "http://203.0.113.9", generators=50)).encode())
     cases += list(corpus.mutations(seeds, ROUNDS))
     t0 = time.monotonic()
 

@@ -22,26 +22,9 @@ from services.common.client import CoordinatorClient
 from services.plan import profile
 from services.plan import loader
 from tests.conftest import Cluster, api_with, target_stats, until
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def plan_for(target: str, **fields) -> dict:
-    base = {
-        "name": "it",
-        "target": target,
-        "rate": 200,
-        "duration": "4s",
-        "connections": 16,
-        "timeout": "2s",
-        "requests": [
-            {"name": "home", "path": "/", "weight": 3, "checks": {"status": 200}},
-            {"name": "order", "method": "POST", "path": "/api/orders", "json": {"sku": "A1"},
-             "checks": {"status": 201, "body_contains": "accepted"}},
-        ],
-    }
-    base.update(fields)
-    return base
 
 
 async def stack(cluster: Cluster, generators: int) -> tuple[str, CoordinatorClient]:
@@ -102,7 +85,7 @@ async def finished_report(api: CoordinatorClient, feed: LiveFeed, run_id: str, l
 
 async def test_constant_rate_count_within_one_percent_split_by_share(cluster: Cluster):
     target, api = await stack(cluster, 2)
-    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="5s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=300, duration="5s"))
     assert sorted(started.generators.values()) == [0.5, 0.5]
     report = await finished_report(api, feed, started.run_id)
 
@@ -131,8 +114,7 @@ async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
     target, api = await stack(cluster, 2)
     stages = [{"duration": "2s", "target": 400}, {"duration": "2s", "target": 400},
               {"duration": "2s", "target": 100}]
-    plan = plan_for(target, rate=None, duration=None, stages=stages)
-    del plan["rate"], plan["duration"]
+    plan = raw(CHECKED, target, rate=None, duration=None, stages=stages)
     started, feed = await start_and_follow(api, plan)
     report = await finished_report(api, feed, started.run_id)
     prof = profile.from_plan(loader.from_obj(plan))
@@ -147,7 +129,7 @@ async def test_ramp_per_second_counts_follow_the_stages(cluster: Cluster):
 
 async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
     target, api = await stack(cluster, 2)
-    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="8s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="8s"))
     changes: dict[str, list] = {}  # what each generator's intervals say it took up
 
     async def on_interval(msg) -> None:
@@ -185,7 +167,7 @@ async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
 
 async def test_stop_ends_the_run_early_with_a_stopped_report(cluster: Cluster):
     target, api = await stack(cluster, 1)
-    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="60s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="60s"))
     await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
     await api.stop(started.run_id)
     stopped_at = time.time()
@@ -203,7 +185,7 @@ async def test_stop_ends_the_run_early_with_a_stopped_report(cluster: Cluster):
 
 async def test_generator_joining_mid_run_gets_a_share(cluster: Cluster):
     target, api = await stack(cluster, 1)
-    started, feed = await start_and_follow(api, plan_for(target, rate=200, duration="8s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=200, duration="8s"))
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
     cluster.generator()
     snap = await feed.wait_for(
@@ -224,7 +206,7 @@ async def test_killed_generator_share_moves_to_survivors_within_3s(cluster: Clus
     cluster.generator()
     cluster.generator()
     api = await api_with(cluster, 3)
-    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="10s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=300, duration="10s"))
     assert len(started.generators) == 3
     await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
 
@@ -265,7 +247,7 @@ async def test_slow_target_stalls_show_in_p99_not_in_service_time(cluster: Clust
     cluster.coordinator()
     cluster.generator()
     api = await api_with(cluster, 1)
-    plan = plan_for(target, rate=200, duration="5s", connections=1,
+    plan = raw(CHECKED, target, rate=200, duration="5s", connections=1,
                     requests=[{"name": "home", "path": "/"}])
     started, feed = await start_and_follow(api, plan)
     report = await finished_report(api, feed, started.run_id)
@@ -283,7 +265,7 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     target, api = await stack(cluster, 1)
     await api.close()
     passing = tmp_path / "pass.yaml"
-    passing.write_text(json.dumps(plan_for(target, rate=100, duration="2s",
+    passing.write_text(json.dumps(raw(CHECKED, target, rate=100, duration="2s",
                                            thresholds={"p99_ms": 1000, "error_rate": 0.01})))
     out_json, out_xml, out_html = tmp_path / "report.json", tmp_path / "junit.xml", tmp_path / "report.html"
     done = await asyncio.to_thread(
@@ -308,7 +290,7 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
 
     failing = tmp_path / "fail.yaml"
     # the whole run within its limit, one request over its own: the verdict fails
-    failing.write_text(json.dumps(plan_for(target, rate=100, duration="2s", thresholds={
+    failing.write_text(json.dumps(raw(CHECKED, target, rate=100, duration="2s", thresholds={
         "p99_ms": 1000, "requests": {"home": {"p99_ms": 1000}, "order": {"p99_ms": 0.001}}})))
     done = await asyncio.to_thread(
         cluster.cli, "run", str(failing), "--rate", "50", "--junit", str(out_xml), "--report", str(out_json)
@@ -339,7 +321,7 @@ async def test_abort_on_fail_stops_a_failing_run_early_and_lets_a_passing_one_fi
     target, api = await stack(cluster, 1)
     await api.close()
     failing = tmp_path / "abort.yaml"
-    failing.write_text(json.dumps(plan_for(target, rate=100, duration="60s", thresholds={
+    failing.write_text(json.dumps(raw(CHECKED, target, rate=100, duration="60s", thresholds={
         "p99_ms": 1000, "requests": {"order": {"p99_ms": 0.001}}, "abort_on_fail": True, "abort_after": "2s"})))
     out_json = tmp_path / "abort.json"
     t0 = time.monotonic()
@@ -356,7 +338,7 @@ async def test_abort_on_fail_stops_a_failing_run_early_and_lets_a_passing_one_fi
     assert "aborted: threshold order: p99_ms" in done.stdout
 
     passing = tmp_path / "fine.yaml"
-    passing.write_text(json.dumps(plan_for(target, rate=100, duration="3s", thresholds={
+    passing.write_text(json.dumps(raw(CHECKED, target, rate=100, duration="3s", thresholds={
         "p99_ms": 1000, "requests": {"order": {"p99_ms": 1000}}, "abort_on_fail": True, "abort_after": "1s"})))
     done = await asyncio.to_thread(cluster.cli, "run", str(passing), "--report", str(out_json))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -367,7 +349,7 @@ async def test_abort_on_fail_stops_a_failing_run_early_and_lets_a_passing_one_fi
 
 async def test_invalid_plan_gets_a_structured_error_naming_the_field(cluster: Cluster, tmp_path):
     target, api = await stack(cluster, 1)
-    bad = plan_for(target)
+    bad = raw(CHECKED, target)
     bad["requests"][1]["method"] = "FETCH"
     msg = await api.nc.request(subjects.RUN_START, json.dumps(bad).encode(), timeout=5)
     assert msg.headers["Nats-Service-Error-Code"] == "400"
@@ -376,7 +358,7 @@ async def test_invalid_plan_gets_a_structured_error_naming_the_field(cluster: Cl
     with pytest.raises(InvalidPlan) as exc:
         await api.call(subjects.PLAN_VALIDATE, json.dumps(bad).encode(), PlanValid)
     assert exc.value.field == "requests.1.method"
-    outside = plan_for("http://203.0.113.9:80")
+    outside = raw(CHECKED, "http://203.0.113.9:80")
     msg = await api.nc.request(subjects.RUN_START, json.dumps(outside).encode(), timeout=5)
     assert json.loads(msg.data)["error"]["code"] == "target_not_allowed"
 
@@ -393,11 +375,11 @@ async def test_no_generators_and_no_nats_exit_2(cluster: Cluster, tmp_path):
     _, target = cluster.target()
     cluster.coordinator()
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan_for(target)))
+    path.write_text(json.dumps(raw(CHECKED, target)))
     api = await CoordinatorClient.connect(cluster.url)
     await until(lambda: _answers(api), 10, "coordinator answering")
     with pytest.raises(NoGenerators):
-        await api.start(loader.from_obj(plan_for(target)))
+        await api.start(loader.from_obj(raw(CHECKED, target)))
     await api.close()
     done = await asyncio.to_thread(cluster.cli, "run", str(path))
     assert done.returncode == 2 and "no_generators" in done.stderr
@@ -452,7 +434,7 @@ async def test_malformed_messages_on_every_api_subject_get_error_replies(cluster
         assert msg.headers.get("Nats-Service-Error-Code")
     assert coordinator.alive()
     # and it still runs tests
-    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="2s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="2s"))
     report = await finished_report(api, feed, started.run_id)
     assert report.totals.requests == pytest.approx(200, abs=2)
     await api.close()

@@ -18,12 +18,12 @@ import tracemalloc
 import pytest
 
 from schemas.control import Segment
-from services.plan import loader
 from services.generator import http
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
 from tests.conftest import until
+from tests import plans
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,18 +67,12 @@ class Target:
         return True
 
 
-def plan_for(url: str, *, timeout: float = 2.0, conns: int = 2, checks: dict | None = None):
-    req = {"name": "r", "path": "/x"}
-    if checks:
-        req["checks"] = checks
-    return loader.from_obj({"name": "t", "target": url, "rate": 1, "duration": 1,
-                           "connections": conns, "timeout": timeout, "requests": [req]})
-
-
 async def run_open(url: str, *, rate: float = 20, seconds: float = 0.5, drain_s: float = 5.0,
-                   **plan_kw) -> Interval:
+                   checks: dict | None = None, conns: int = 2, **plan_kw) -> Interval:
     """Send ``rate × seconds`` arrivals, wait for them, return everything recorded."""
-    engine = Engine(plan_for(url, **plan_kw), asyncio.get_running_loop())
+    requests = [{"name": "r", "path": "/x", "checks": checks}] if checks else None
+    engine = Engine(plans.plan(plans.ENGINE, url, connections=conns, requests=requests, **plan_kw),
+                    asyncio.get_running_loop())
     engine.start(Schedule([Segment(0.0, seconds, rate, rate)], 1.0), time.monotonic())
     await until(lambda: not engine.pacing, seconds + 5, "the schedule's end")
     await engine.drain(drain_s)
@@ -304,7 +298,7 @@ async def ok_forever(t, reader, writer):
 
 async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
     async with Target(ok_forever) as t:
-        engine = Engine(plan_for(t.url, conns=4), asyncio.get_running_loop())
+        engine = Engine(plans.plan(plans.ENGINE, t.url, connections=4), asyncio.get_running_loop())
         engine.start_closed(users=3)
         await until(lambda: len(engine.conns) == 3 and t.requests > 50, 10, "three busy users")
         await engine.drain(2.0)
@@ -317,7 +311,7 @@ async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
 
 async def test_closed_loop_think_time_paces_each_user():
     async with Target(ok_forever) as t:
-        engine = Engine(plan_for(t.url), asyncio.get_running_loop())
+        engine = Engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         t0 = time.monotonic()
         engine.start_closed(users=2, think_s=0.1)
         await until(lambda: t.requests >= 10, 10, "ten requests from two thinking users")
@@ -340,7 +334,7 @@ async def test_closed_loop_replaces_connections_the_target_closes():
             await writer.drain()
 
     async with Target(close_after_two) as t:
-        engine = Engine(plan_for(t.url), asyncio.get_running_loop())
+        engine = Engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         engine.start_closed(users=2)
         await until(lambda: t.connections > 4, 10, "closed connections replaced")
         await engine.drain(2.0)
@@ -352,7 +346,7 @@ async def test_closed_loop_replaces_connections_the_target_closes():
 async def test_worker_slices_send_exactly_the_schedule_between_them():
     async with Target(ok_forever) as t:
         loop = asyncio.get_running_loop()
-        plan = plan_for(t.url)
+        plan = plans.plan(plans.ENGINE, t.url)
         sched = [Schedule([Segment(0.0, 1.0, 101, 101)], 1.0) for _ in range(3)]
         engines = [Engine(plan, loop, worker=w, workers=3) for w in range(3)]
         t0 = time.monotonic()
@@ -370,7 +364,7 @@ async def test_closed_loop_against_nothing_retries_without_spinning():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        engine = Engine(plan_for(f"http://127.0.0.1:{port}"), asyncio.get_running_loop())
+        engine = Engine(plans.plan(plans.ENGINE, f"http://127.0.0.1:{port}"), asyncio.get_running_loop())
         t0 = time.monotonic()
         engine.start_closed(users=2)
         await until(lambda: errors(engine.cur).get("connect", 0) >= 8, 10, "eight failed connects")
@@ -391,7 +385,7 @@ async def test_arrivals_waiting_behind_a_target_that_answers_nothing_cost_no_mem
         await reader.read()  # until the engine gives up and closes
 
     async with Target(silent) as t:
-        engine = Engine(plan_for(t.url, conns=2, timeout=1.0), asyncio.get_running_loop())
+        engine = Engine(plans.plan(plans.ENGINE, t.url, connections=2, timeout=1.0), asyncio.get_running_loop())
         tracemalloc.start()
         # 50,000 arrivals in half a second, two connections that never answer
         engine.start(Schedule([Segment(0.0, 0.5, 100_000, 100_000)], 1.0), time.monotonic())

@@ -12,7 +12,8 @@ from services.common import histogram
 from services.generator.pacing import Schedule
 from services.generator.workers import WorkerPool
 from tests.conftest import until
-from tests.integration.test_engine_targets import OK, Target, plan_for
+from tests.integration.test_engine_targets import OK, Target
+from tests import plans
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,7 +34,7 @@ async def pool():
 async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
     async with Target(ok_forever) as t:
         loop = asyncio.get_running_loop()
-        engine = pool.engine(plan_for(t.url, conns=4), loop)
+        engine = pool.engine(plans.plan(plans.ENGINE, t.url, connections=4), loop)
         t0 = time.monotonic() + 2.0  # workers are still importing: start together later
         engine.start(Schedule([Segment(0.0, 3.0, 200, 200)], 1.0), t0)
         per_second = []
@@ -60,7 +61,7 @@ async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
 
 async def test_pool_closed_loop_splits_users_across_processes(pool):
     async with Target(ok_forever) as t:
-        engine = pool.engine(plan_for(t.url), asyncio.get_running_loop())
+        engine = pool.engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         engine.start_closed(users=7)
         await until(lambda: t.connections == 7 and t.requests > 100, 20, "every user connected and busy")
         await engine.gather()
@@ -74,7 +75,7 @@ async def test_pool_closed_loop_splits_users_across_processes(pool):
 async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_not_lost(pool):
     async with Target(ok_forever) as t:
         loop = asyncio.get_running_loop()
-        engine = pool.engine(plan_for(t.url, conns=6), loop)
+        engine = pool.engine(plans.plan(plans.ENGINE, t.url, connections=6), loop)
         t0 = time.monotonic() + 2.0
         rate, seconds = 300, 7
         engine.start(Schedule([Segment(0.0, float(seconds), rate, rate)], 1.0), t0)

@@ -17,7 +17,8 @@ from schemas import subjects
 from schemas.api import API_ENDPOINTS
 from schemas.control import Assignment, Heartbeat, Lease
 from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
-from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
+from tests.integration.test_distributed_run import finished_report, start_and_follow
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,7 +57,7 @@ async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_r
     assert len(roles[leader_id]["endpoints"]) == len(API_ENDPOINTS) + 1
 
     rate, duration = 200, 10
-    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration=f"{duration}s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=rate, duration=f"{duration}s"))
     await feed.wait_for(lambda s: s.seq >= 2, 10, "second 2")
     coords[leader_id].kill()
     killed_at = time.monotonic()
@@ -118,7 +119,7 @@ async def test_generators_finish_alone_and_hand_their_buffered_intervals_to_a_ne
     cluster.generator()
     api = await api_with(cluster, 1)
     rate, duration = 100, 4
-    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration=f"{duration}s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=rate, duration=f"{duration}s"))
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
     first.kill()
 
@@ -150,7 +151,7 @@ async def test_without_any_coordinator_a_generator_stops_at_its_safety_limit(clu
     cluster.generator(SURGE_MAX_RUN_S="3")
     api = await api_with(cluster, 1)
     rate = 100
-    started, feed = await start_and_follow(api, plan_for(target, rate=rate, duration="60s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=rate, duration="60s"))
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
     coordinator.kill()
     registry = await api.nc.jetstream().key_value(subjects.GENERATORS_BUCKET)

@@ -9,7 +9,8 @@ import pytest
 
 from services.common import histogram
 from tests.conftest import Cluster, api_with, target_stats, until
-from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
+from tests.integration.test_distributed_run import finished_report, start_and_follow
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -19,7 +20,7 @@ async def test_two_engine_processes_report_as_one_generator_with_exact_totals(cl
     cluster.coordinator()
     gen = cluster.generator(SURGE_WORKERS="2")
     api = await api_with(cluster, 1)
-    started, feed = await start_and_follow(api, plan_for(target, rate=300, duration="4s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=300, duration="4s"))
     assert list(started.generators.values()) == [1.0]
     # the worker process carries half the load on its own connections to the target
     port = urlsplit(target).port

@@ -10,8 +10,8 @@ import pytest
 
 from schemas import subjects
 from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
-from tests.integration.test_distributed_run import plan_for
 from services.common.client import CoordinatorClient
+from tests.plans import CHECKED, plan
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +34,7 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     cluster.generator()
     api = await api_with(cluster, 2)
     rate, duration = 200, 10
-    started = await api.start(_plan(target, rate, duration))
+    started = await api.start(plan(CHECKED, target, rate=rate, duration=f"{duration}s"))
     await wait_state(api, started.run_id, {"running"}, 5)
 
     async def second_done() -> bool:
@@ -59,17 +59,11 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     coords = await service_infos(api.nc, subjects.COORDINATOR_SERVICE, 1)
     assert len(coords) == 1 and coords[0]["metadata"]["role"] == "leader"
     assert len(gens) == 2
-    second = await api.start(_plan(target, 100, 2))
+    second = await api.start(plan(CHECKED, target, rate=100, duration="2s"))
     assert sorted(second.generators) == ["gen-1", "gen-2"]
     await wait_state(api, second.run_id, {"finished"}, 15)
     assert (await api.report(second.run_id)).totals.requests == pytest.approx(200, abs=2)
     await api.close()
-
-
-def _plan(target: str, rate: int, duration: int):
-    from services.plan import loader
-
-    return loader.from_obj(plan_for(target, rate=rate, duration=f"{duration}s"))
 
 
 async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):
@@ -94,7 +88,7 @@ async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):
                    subjects.RUNLOG_STREAM):
         assert (await js.stream_info(stream)).config.num_replicas == 3, stream
     rate, duration = 200, 10
-    started = await api.start(_plan(target, rate, duration))
+    started = await api.start(plan(CHECKED, target, rate=rate, duration=f"{duration}s"))
 
     async def two_seconds() -> bool:
         return target_stats(target)["requests"] >= rate * 2

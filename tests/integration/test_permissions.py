@@ -19,7 +19,7 @@ from services.common.client import CoordinatorClient
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
 from tests.conftest import Cluster, generators_registered, target_stats, until
-from tests.integration.test_distributed_run import plan_for
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,7 +64,7 @@ async def test_roles_are_held_to_their_subjects_over_tls(cluster: Cluster):
     # the stack works end to end with every service under its own user, over TLS
     from services.plan import loader
 
-    started = await api.start(loader.from_obj(plan_for(target, rate=100, duration="2s")))
+    started = await api.start(loader.from_obj(raw(CHECKED, target, rate=100, duration="2s")))
 
     async def ended():
         record = await api.get(started.run_id)
@@ -79,7 +79,7 @@ async def test_roles_are_held_to_their_subjects_over_tls(cluster: Cluster):
     errors: list[str] = []
     gen = await sec.connect("generator", errors=errors)
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await gen.request(subjects.RUN_START, json.dumps(plan_for(target)).encode(), timeout=1)
+        await gen.request(subjects.RUN_START, json.dumps(raw(CHECKED, target)).encode(), timeout=1)
     await until(lambda: any("surge.api.run.start" in e for e in errors), 5,
                 "a permissions violation for surge.api.run.start")
     assert any("permissions violation" in e.lower() for e in errors), errors

@@ -19,16 +19,9 @@ from services.plan import loader, profile
 from services.generator.config import Config as GeneratorConfig
 from services.generator.service import Service as GeneratorService
 from tests.conftest import free_port, until
+from tests import plans
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def tiny_plan(duration_s: float = 3.0, rate: float = 2.0):
-    # a closed port on 127.0.0.1: requests fail fast, nothing leaves the machine
-    return loader.from_obj({
-        "name": "tiny", "target": f"http://127.0.0.1:{free_port()}", "rate": rate,
-        "duration": duration_s, "timeout": 0.5, "requests": [{"name": "home"}],
-    })
 
 
 async def test_stale_resync_answer_does_not_stop_a_run_the_watch_started(cluster):
@@ -53,7 +46,9 @@ async def test_stale_resync_answer_does_not_stop_a_run_the_watch_started(cluster
         resync = asyncio.create_task(svc._resync())
         await asyncio.wait_for(answered.wait(), 5)  # "not found" is on its way
 
-        plan = tiny_plan()
+        # a closed port on 127.0.0.1: requests fail fast, nothing leaves the machine
+        plan = plans.plan(plans.BASIC, f"http://127.0.0.1:{free_port()}", name="tiny", rate=2.0,
+                          duration=3.0, timeout=0.5, requests=[{"name": "home"}])
         prof = profile.from_plan(plan)
         start = time.time() + 0.3
         a = Assignment(run_id="r-stale", epoch=1, share=1.0, start_at=start,

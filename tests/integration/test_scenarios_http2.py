@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import Cluster
 from tests.integration.test_scenarios import run_plan, self_signed, stack_ready
+from tests.plans import SHOP_FLOW, raw
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -35,31 +36,6 @@ def tls_stats(url: str) -> dict:
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with urllib.request.urlopen(f"{url}/__stats", timeout=5, context=ctx) as resp:
         return json.loads(resp.read())
-
-
-def flow_plan(target: str, **over) -> dict:
-    plan = {
-        "name": "h2-flow", "target": target, "insecure": True,
-        "rate": RATE, "duration": f"{SECONDS}s", "timeout": "2s",
-        "vars": {"username": "ann", "password": "secret"},
-        "setup": {"scope": "user", "steps": [{
-            "name": "login", "method": "POST", "path": "/login",
-            "json": {"username": "{{username}}", "password": "{{password}}"},
-            "extract": {"token": {"jsonpath": "$.token"}, "sid": {"cookie": "sid"}},
-            "check": {"status": 200, "jsonpath": {"path": "$.user", "equals": "{{username}}"}},
-        }]},
-        "flows": [{"name": "shop", "steps": [
-            {"name": "me", "path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"},
-             "check": {"status": 200, "jsonpath": {"path": "$.ok", "equals": True}}},
-            {"name": "cart", "method": "POST", "path": "/api/cart",
-             "headers": {"Authorization": "Bearer {{token}}", "X-Session": "{{sid}}"},
-             "json": {"sku": "SKU-001", "qty": 2},
-             "check": {"status": 200, "regex": "\"user\": \"ann\""}},
-        ]}],
-        "thresholds": {"error_rate": 0.0001},
-    }
-    plan.update(over)
-    return plan
 
 
 def assert_all_ok(report: dict) -> None:
@@ -80,7 +56,7 @@ async def https_stack(cluster: Cluster, tmp_path, **target_env: str) -> str:
 
 async def test_flow_speaks_http2_where_the_target_offers_h2(cluster: Cluster, tmp_path):
     target = await https_stack(cluster, tmp_path, SURGE_TARGET_HTTP2="1")
-    code, report = await run_plan(cluster, tmp_path, flow_plan(target))
+    code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"))
     assert code == 0, report["totals"]
     assert_all_ok(report)
     seen = tls_stats(target)
@@ -90,7 +66,7 @@ async def test_flow_speaks_http2_where_the_target_offers_h2(cluster: Cluster, tm
     assert "protocol=h2" in cluster.procs[-1].output()  # the generator says what it chose
 
     # the same target with http2: off gets HTTP/1.1 only
-    code, report = await run_plan(cluster, tmp_path, flow_plan(target, http2="off"), "off.yaml")
+    code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s", http2="off"), "off.yaml")
     assert code == 0, report["totals"]
     assert_all_ok(report)
     assert tls_stats(target)["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 3 * ARRIVALS}
@@ -98,7 +74,7 @@ async def test_flow_speaks_http2_where_the_target_offers_h2(cluster: Cluster, tm
 
 async def test_flow_falls_back_to_http1_where_tls_offers_no_h2(cluster: Cluster, tmp_path):
     target = await https_stack(cluster, tmp_path)  # the demo target's plain TLS: HTTP/1.1 only
-    code, report = await run_plan(cluster, tmp_path, flow_plan(target))
+    code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"))
     assert code == 0, report["totals"]
     assert_all_ok(report)
     seen = tls_stats(target)

@@ -13,26 +13,13 @@ from schemas.control import Segment
 from schemas.stats import IntervalStats, RequestInterval
 from services.common import histogram
 from services.common.histogram import HistogramDecodeError
-from services.plan import loader
 from services.coordinator.aggregate import RunAggregate, is_behind
 from services.generator.recorder import Interval
+from tests import plans
 
 NAMES = ["home", "order"]
 PROFILE = [Segment(0.0, 10.0, 100.0, 100.0)]
 START = 1_700_000_000.0
-
-
-def make_plan(thresholds=None):
-    raw = {
-        "name": "shop",
-        "target": "http://127.0.0.1:8080",
-        "rate": 100,
-        "duration": 10,
-        "requests": [{"name": "home"}, {"name": "order", "method": "POST"}],
-    }
-    if thresholds:
-        raw["thresholds"] = thresholds
-    return loader.from_obj(raw)
 
 
 def stats(
@@ -89,7 +76,7 @@ def test_merged_percentiles_equal_percentiles_of_all_values():
     rng = np.random.default_rng(5)
     fast = rng.uniform(1.0, 20.0, 900).round(3).tolist()  # g1: quick
     slow = rng.uniform(200.0, 2000.0, 100).round(3).tolist()  # g2: a slow tail
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     assert agg.add(stats("g1", 0, {"home": fast}))
     assert agg.add(stats("g2", 0, {"home": slow}))
     rep = report(agg)
@@ -114,7 +101,7 @@ def test_merged_percentiles_equal_percentiles_of_all_values():
 
 
 def test_live_snapshot_percentiles_are_exact_merge():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     a = [1.0] * 98 + [500.0, 600.0]
     b = [2.0] * 50 + [900.0] * 50
     agg.add(stats("g1", 0, {"home": a}))
@@ -137,7 +124,7 @@ def test_live_snapshot_percentiles_are_exact_merge():
 
 
 def test_duplicate_interval_is_counted_once():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     s = stats("g1", 0, {"home": [5.0] * 10}, errors={"home": {"status": 2}})
     assert agg.add(s) is True
     assert agg.add(s) is False
@@ -155,7 +142,7 @@ def test_duplicate_interval_is_counted_once():
 
 
 def test_duplicate_after_close_does_not_amend_again():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [5.0] * 10}))
     close(agg, 0)
     late = stats("g2", 0, {"home": [5.0] * 7})
@@ -168,7 +155,7 @@ def test_duplicate_after_close_does_not_amend_again():
 
 
 def test_late_interval_for_closed_second_amends_timeline():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [3.0] * 40}, errors={"home": {"timeout": 1}}))
     snap = close(agg, 0)
     assert snap.requests == 40
@@ -193,7 +180,7 @@ def test_late_interval_for_closed_second_amends_timeline():
 
 
 def test_open_seconds_collect_until_closed():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [1.0]}))
     agg.add(stats("g1", 1, {"home": [1.0, 1.0]}))
     agg.add(stats("g2", 1, {"home": [1.0]}))
@@ -210,7 +197,7 @@ def test_open_seconds_collect_until_closed():
 
 
 def test_close_second_snapshot_counts_and_generators():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 2, {"home": [2.0] * 50}, target=50.0, sent=50, in_flight=3))
     agg.add(stats("g2", 2, {"home": [2.0] * 30}, target=50.0, sent=30, in_flight=4,
                   dropped={"home": 20}))
@@ -239,7 +226,7 @@ def test_close_second_snapshot_counts_and_generators():
 
 
 def test_empty_second_closes_with_zeros():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     snap = close(agg, 4)
     assert snap.requests == 0
     assert snap.p99_ms is None
@@ -249,7 +236,7 @@ def test_empty_second_closes_with_zeros():
 
 
 def test_snapshot_error_rate_and_totals():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [1.0] * 100}, errors={"home": {"status": 10}}))
     close(agg, 0)
     agg.add(stats("g1", 1, {"home": [1.0] * 50}, errors={"home": {"reset": 1}}))
@@ -281,7 +268,7 @@ def test_is_behind(target, sent, late, dropped, behind):
 
 
 def test_report_totals_per_request_and_per_generator():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     for seq in range(2):
         agg.add(stats("g1", seq, {"home": [10.0] * 40, "order": [20.0] * 10},
                       errors={"order": {"status": 1}}, target=50.0, sent=50))
@@ -320,7 +307,7 @@ def test_report_totals_per_request_and_per_generator():
 
 
 def test_report_thresholds_pass():
-    agg = RunAggregate("r1", make_plan({"p99_ms": 50, "error_rate": 0.05}), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO, thresholds={"p99_ms": 50, "error_rate": 0.05}), START)
     agg.add(stats("g1", 0, {"home": [10.0] * 100}, errors={"home": {"status": 1}}))
     rep = report(agg, duration_s=1.0)
     assert [(t.name, t.ok) for t in rep.thresholds] == [("p99_ms", True), ("error_rate", True)]
@@ -330,7 +317,7 @@ def test_report_thresholds_pass():
 
 def test_report_thresholds_fail_on_merged_p99():
     # each generator alone would pass p99 < 100 ms; together the tail is 5 % slow
-    agg = RunAggregate("r1", make_plan({"p99_ms": 100}), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO, thresholds={"p99_ms": 100}), START)
     agg.add(stats("g1", 0, {"home": [10.0] * 100}))
     agg.add(stats("g2", 0, {"home": [10.0] * 90 + [300.0] * 10}))
     rep = report(agg, duration_s=1.0)
@@ -342,14 +329,14 @@ def test_report_thresholds_fail_on_merged_p99():
 
 
 def test_failed_run_fails_whatever_the_thresholds():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [1.0]}))
     assert report(agg).verdict == "pass"
     assert report(agg, state="failed").verdict == "fail"
 
 
 def test_report_of_nothing():
-    agg = RunAggregate("r1", make_plan({"min_rps": 1}), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO, thresholds={"min_rps": 1}), START)
     rep = report(agg, duration_s=0.0)
     assert rep.totals.requests == 0
     assert rep.totals.latency_ms is None
@@ -361,7 +348,7 @@ def test_report_of_nothing():
 
 
 def test_bad_histogram_raises_and_leaves_no_partial_counts():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     good = stats("g1", 0, {"home": [5.0] * 10, "order": [5.0] * 3})
     bad = IntervalStats(
         run_id="r1", generator_id="g1", epoch=1, seq=0, target=50.0, sent=13, in_flight=0,
@@ -381,7 +368,7 @@ def test_bad_histogram_raises_and_leaves_no_partial_counts():
 
 
 def test_bad_service_histogram_also_raises():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     good = stats("g1", 0, {"home": [5.0] * 10})
     bad = IntervalStats(
         run_id="r1", generator_id="g1", epoch=1, seq=0, target=50.0, sent=10, in_flight=0,
@@ -393,7 +380,7 @@ def test_bad_service_histogram_also_raises():
 
 
 def test_final_interval_marks_generator_done():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [1.0]}))
     assert agg.finals == set()
     agg.add(stats("g1", 1, {"home": [1.0]}, final=True))
@@ -401,7 +388,7 @@ def test_final_interval_marks_generator_done():
 
 
 def test_dropped_only_interval_does_not_zero_the_min_latency():
-    agg = RunAggregate("r1", make_plan(), START)
+    agg = RunAggregate("r1", plans.plan(plans.TWO), START)
     agg.add(stats("g1", 0, {"home": [5.0] * 10}))
     agg.add(stats("g2", 0, {}, dropped={"home": 4}))  # count 0: empty histograms
     rep = report(agg)

@@ -11,42 +11,28 @@ import pytest
 from schemas.control import Assignment
 from schemas.plan import Think
 from services.plan import profile
-from services.plan import loader
 from services.generator.flows import FlowEngine
 from services.generator.session import Program, think_s
 from services.generator.transport import Http1, Http2
-
-
-def plan(**over):
-    raw = {
-        "name": "p", "target": "http://127.0.0.1:9", "users": 10, "duration": 5,
-        "vars": {"who": "ann", "greeting": "hi {{who}}"},
-        "setup": {"steps": [{"path": "/login"}]},
-        "flows": [
-            {"name": "a", "weight": 3, "steps": [{"path": "/a"}, {"name": "shared", "path": "/s"}]},
-            {"name": "b", "weight": 1, "steps": [{"name": "shared", "path": "/s"}]},
-        ],
-    }
-    raw.update(over)
-    return loader.from_obj(raw)
+from tests import plans
 
 
 def test_program_names_steps_and_shares_same_named_steps():
-    prog = Program(plan(), random.Random(0))
+    prog = Program(plans.plan(plans.USER_FLOWS), random.Random(0))
     assert prog.names == ["setup.1", "a.1", "shared"]
     assert prog.flows[0][1].index == prog.flows[1][0].index == 2
     assert prog.vars == {"who": "ann", "greeting": "hi ann"}
 
 
 def test_flows_are_picked_by_weight():
-    prog = Program(plan(), random.Random(0))
+    prog = Program(plans.plan(plans.USER_FLOWS), random.Random(0))
     rng = random.Random(1)
     picks = [prog.pick(rng) for _ in range(4000)]
     assert 0.72 < picks.count(0) / 4000 < 0.78
 
 
 def test_static_requests_become_one_step_flows():
-    p = plan(flows=[], setup=None, vars={}, requests=[
+    p = plans.plan(plans.USER_FLOWS, flows=[], setup=None, vars={}, requests=[
         {"name": "home", "path": "/", "weight": 2, "checks": {"status": 200, "body_contains": "Shop"}}])
     prog = Program(p, random.Random(0))
     assert prog.names == ["home"] and prog.weights == [2]
@@ -61,7 +47,7 @@ def test_think_times():
 
 @pytest.mark.parametrize("transport", [Http1, Http2])
 async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
-    p = plan()
+    p = plans.plan(plans.USER_FLOWS)
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
                    profile=profile.from_plan(p), plan=p, index=1, count=3)
     engine = FlowEngine(a, asyncio.get_running_loop())

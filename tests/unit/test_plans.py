@@ -11,6 +11,7 @@ from schemas.errors import InvalidPlan, TargetNotAllowed
 from schemas.plan import Plan
 from services.common.fields import field_of
 from services.plan import loader
+from tests import plans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,18 +23,6 @@ duration: 30s
 requests:
   - {name: home, path: /}
 """
-
-
-def raw(**over) -> dict:
-    plan = {
-        "name": "shop",
-        "target": "http://127.0.0.1:8080",
-        "rate": 100,
-        "duration": 30,
-        "requests": [{"name": "home", "path": "/"}],
-    }
-    plan.update(over)
-    return {k: v for k, v in plan.items() if v is not None}
 
 
 def field_error(obj) -> str | None:
@@ -58,7 +47,7 @@ def test_loads_yaml():
 
 
 def test_loads_json_text_and_bytes():
-    text = json.dumps(raw(duration="2m", timeout="500ms"))
+    text = json.dumps(plans.raw(plans.SHOP, duration="2m", timeout="500ms"))
     plan = loader.loads(text)
     assert plan.duration == 120.0
     assert plan.timeout == 0.5
@@ -129,13 +118,13 @@ def test_parse_duration_rejects_and_names_field(text):
 
 
 def test_numeric_durations_are_seconds():
-    plan = loader.from_obj(raw(duration=90, timeout=0.25))
+    plan = loader.from_obj(plans.raw(plans.SHOP, duration=90, timeout=0.25))
     assert plan.duration == 90.0
     assert plan.timeout == 0.25
 
 
 def test_stage_durations_are_parsed():
-    plan = loader.from_obj(raw(rate=None, duration=None, stages=[{"duration": "1m30s", "target": 5}, {"duration": 2, "target": 0}]))
+    plan = loader.from_obj(plans.raw(plans.SHOP, rate=None, duration=None, stages=[{"duration": "1m30s", "target": 5}, {"duration": 2, "target": 0}]))
     assert [s.duration for s in plan.stages] == [90.0, 2.0]
 
 
@@ -143,110 +132,110 @@ def test_stage_durations_are_parsed():
 
 
 def test_bad_method_names_requests_index_method():
-    assert field_error(raw(requests=[{"name": "a"}, {"name": "b", "method": "FETCH"}])) == "requests.1.method"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a"}, {"name": "b", "method": "FETCH"}])) == "requests.1.method"
 
 
 def test_unknown_request_field_names_it():
-    assert field_error(raw(requests=[{"name": "a", "wieght": 3}])) == "requests.0.wieght"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a", "wieght": 3}])) == "requests.0.wieght"
 
 
 def test_unknown_top_level_field_names_it():
-    assert field_error(raw(durtion=3)) == "durtion"
+    assert field_error(plans.raw(plans.SHOP, durtion=3)) == "durtion"
 
 
 def test_missing_request_name_names_it():
-    assert field_error(raw(requests=[{"path": "/"}])) == "requests.0.name"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"path": "/"}])) == "requests.0.name"
 
 
 def test_missing_target_names_it():
-    obj = raw()
+    obj = plans.raw(plans.SHOP)
     del obj["target"]
     assert field_error(obj) == "target"
 
 
 def test_bad_rate_names_rate():
-    assert field_error(raw(rate=-1)) == "rate"
-    assert field_error(raw(rate="fast")) == "rate"
+    assert field_error(plans.raw(plans.SHOP, rate=-1)) == "rate"
+    assert field_error(plans.raw(plans.SHOP, rate="fast")) == "rate"
 
 
 def test_bad_duration_names_duration():
-    assert field_error(raw(duration="10x")) == "duration"
-    assert field_error(raw(duration="0s")) == "duration"
-    assert field_error(raw(duration="8d")) == "duration"  # above one week
+    assert field_error(plans.raw(plans.SHOP, duration="10x")) == "duration"
+    assert field_error(plans.raw(plans.SHOP, duration="0s")) == "duration"
+    assert field_error(plans.raw(plans.SHOP, duration="8d")) == "duration"  # above one week
 
 
 def test_bad_stage_duration_names_stage_index():
-    obj = raw(rate=None, duration=None, stages=[{"duration": "5s", "target": 1}, {"duration": "1q", "target": 2}])
+    obj = plans.raw(plans.SHOP, rate=None, duration=None, stages=[{"duration": "5s", "target": 1}, {"duration": "1q", "target": 2}])
     assert field_error(obj) == "stages.1.duration"
 
 
 def test_bad_stage_target_names_stage_index():
-    obj = raw(rate=None, duration=None, stages=[{"duration": "5s", "target": -1}])
+    obj = plans.raw(plans.SHOP, rate=None, duration=None, stages=[{"duration": "5s", "target": -1}])
     assert field_error(obj) == "stages.0.target"
 
 
 def test_bad_check_status_names_nested_path():
-    assert field_error(raw(requests=[{"name": "a", "checks": {"status": 700}}])) == "requests.0.checks.status"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a", "checks": {"status": 700}}])) == "requests.0.checks.status"
 
 
 def test_unknown_threshold_names_it():
-    assert field_error(raw(thresholds={"p99": 3})) == "thresholds.p99"
+    assert field_error(plans.raw(plans.SHOP, thresholds={"p99": 3})) == "thresholds.p99"
 
 
 def test_bad_target_scheme_names_target():
-    assert field_error(raw(target="ftp://example.com")) == "target"
-    assert field_error(raw(target="http://")) == "target"
+    assert field_error(plans.raw(plans.SHOP, target="ftp://example.com")) == "target"
+    assert field_error(plans.raw(plans.SHOP, target="http://")) == "target"
 
 
 def test_target_with_path_or_bad_port_names_target():
-    assert field_error(raw(target="http://example.com/api")) == "target"
-    assert field_error(raw(target="http://example.com?x=1")) == "target"
-    assert field_error(raw(target="http://example.com:99999")) == "target"
-    assert loader.from_obj(raw(target="http://example.com:8080/")).target == "http://example.com:8080/"
+    assert field_error(plans.raw(plans.SHOP, target="http://example.com/api")) == "target"
+    assert field_error(plans.raw(plans.SHOP, target="http://example.com?x=1")) == "target"
+    assert field_error(plans.raw(plans.SHOP, target="http://example.com:99999")) == "target"
+    assert loader.from_obj(plans.raw(plans.SHOP, target="http://example.com:8080/")).target == "http://example.com:8080/"
 
 
 def test_rate_and_stages_both_given_is_invalid():
-    obj = raw(duration=None, stages=[{"duration": 5, "target": 1}])
+    obj = plans.raw(plans.SHOP, duration=None, stages=[{"duration": 5, "target": 1}])
     with pytest.raises(InvalidPlan, match="not both") as info:
         loader.from_obj(obj)
     assert info.value.field == "rate"
 
 
 def test_neither_rate_nor_stages_is_invalid():
-    assert field_error(raw(rate=None)) == "rate"
+    assert field_error(plans.raw(plans.SHOP, rate=None)) == "rate"
 
 
 def test_rate_without_duration_is_invalid():
-    assert field_error(raw(duration=None)) == "duration"
+    assert field_error(plans.raw(plans.SHOP, duration=None)) == "duration"
 
 
 def test_stages_with_duration_is_invalid():
-    obj = raw(rate=None, stages=[{"duration": 5, "target": 1}])
+    obj = plans.raw(plans.SHOP, rate=None, stages=[{"duration": 5, "target": 1}])
     with pytest.raises(InvalidPlan, match="sum of the stages") as info:
         loader.from_obj(obj)
     assert info.value.field == "duration"
 
 
 def test_stages_all_zero_is_invalid():
-    obj = raw(rate=None, duration=None, stages=[{"duration": 5, "target": 0}])
+    obj = plans.raw(plans.SHOP, rate=None, duration=None, stages=[{"duration": 5, "target": 0}])
     assert field_error(obj) == "stages"
-    ok = raw(rate=None, duration=None, start_rate=10, stages=[{"duration": 5, "target": 0}])
+    ok = plans.raw(plans.SHOP, rate=None, duration=None, start_rate=10, stages=[{"duration": 5, "target": 0}])
     assert loader.from_obj(ok).start_rate == 10.0
 
 
 def test_duplicate_request_names_point_at_the_second():
-    obj = raw(requests=[{"name": "a"}, {"name": "b"}, {"name": "a"}])
+    obj = plans.raw(plans.SHOP, requests=[{"name": "a"}, {"name": "b"}, {"name": "a"}])
     with pytest.raises(InvalidPlan, match="used twice") as info:
         loader.from_obj(obj)
     assert info.value.field == "requests.2.name"
 
 
 def test_all_zero_weights_is_invalid():
-    assert field_error(raw(requests=[{"name": "a", "weight": 0}, {"name": "b", "weight": 0}])) == "requests.0.weight"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a", "weight": 0}, {"name": "b", "weight": 0}])) == "requests.0.weight"
 
 
 def test_body_and_json_both_is_invalid():
-    obj = raw(requests=[{"name": "a"}, {"name": "b", "method": "POST", "body": "x", "json": {"k": 1}}])
+    obj = plans.raw(plans.SHOP, requests=[{"name": "a"}, {"name": "b", "method": "POST", "body": "x", "json": {"k": 1}}])
     with pytest.raises(InvalidPlan, match="body or json") as info:
         loader.from_obj(obj)
     assert info.value.field == "requests.1.body"
@@ -257,28 +246,28 @@ def test_body_and_json_both_is_invalid():
     [{"Bad Name": "x"}, {"X-Ok": "a\r\nInjected: 1"}, {"X-Ok": "a\nb"}, {"": "x"}, {"X:Y": "1"}],
 )
 def test_bad_request_headers_are_invalid(headers):
-    obj = raw(requests=[{"name": "a"}, {"name": "b", "headers": headers}])
+    obj = plans.raw(plans.SHOP, requests=[{"name": "a"}, {"name": "b", "headers": headers}])
     (name,) = headers
     assert field_error(obj) == f"requests.1.headers.{name}"
 
 
 def test_good_headers_are_kept():
-    plan = loader.from_obj(raw(headers={"Authorization": "Bearer x"}, requests=[{"name": "a", "headers": {"X-Trace-Id": "1"}}]))
+    plan = loader.from_obj(plans.raw(plans.SHOP, headers={"Authorization": "Bearer x"}, requests=[{"name": "a", "headers": {"X-Trace-Id": "1"}}]))
     assert plan.headers == {"Authorization": "Bearer x"}
     assert plan.requests[0].headers == {"X-Trace-Id": "1"}
 
 
 def test_bad_plan_level_header_is_invalid():
     with pytest.raises(InvalidPlan):
-        loader.from_obj(raw(headers={"X-Ok": "a\r\nb"}))
+        loader.from_obj(plans.raw(plans.SHOP, headers={"X-Ok": "a\r\nb"}))
 
 
 def test_bad_plan_level_header_is_named_under_headers():
-    assert field_error(raw(headers={"Bad Name": "x"})) == "headers.Bad Name"
+    assert field_error(plans.raw(plans.SHOP, headers={"Bad Name": "x"})) == "headers.Bad Name"
 
 
 def test_non_string_header_value_names_headers_field():
-    assert field_error(raw(requests=[{"name": "a", "headers": {"X-N": 1}}])) == "requests.0.headers"
+    assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a", "headers": {"X-N": 1}}])) == "requests.0.headers"
 
 
 # --- field_of ---------------------------------------------------------------------
@@ -305,10 +294,6 @@ def test_field_of_turns_msgspec_paths_into_dotted_fields(message, field):
 # --- target allowlist -------------------------------------------------------------
 
 
-def plan_for(target: str) -> Plan:
-    return loader.from_obj(raw(target=target))
-
-
 @pytest.mark.parametrize(
     "target, allow",
     [
@@ -325,7 +310,7 @@ def plan_for(target: str) -> Plan:
     ],
 )
 def test_target_allowed(target, allow):
-    assert loader.check_target_allowed(plan_for(target), allow) is None
+    assert loader.check_target_allowed(plans.plan(plans.SHOP, target), allow) is None
 
 
 @pytest.mark.parametrize(
@@ -342,7 +327,7 @@ def test_target_allowed(target, allow):
 )
 def test_target_not_allowed(target, allow):
     with pytest.raises(TargetNotAllowed) as info:
-        loader.check_target_allowed(plan_for(target), allow)
+        loader.check_target_allowed(plans.plan(plans.SHOP, target), allow)
     assert info.value.field == "target"
     assert info.value.status == 403
 
@@ -351,14 +336,14 @@ def test_target_not_allowed(target, allow):
 
 
 def test_override_rate_and_duration_of_rate_plan():
-    plan = loader.from_obj(raw())
+    plan = loader.from_obj(plans.raw(plans.SHOP))
     out = loader.with_overrides(plan, rate=50, duration=10)
     assert out.rate == 50.0 and out.duration == 10.0
     assert out.requests == plan.requests
 
 
 def test_override_rate_of_stages_plan_keeps_total_duration():
-    plan = loader.from_obj(raw(rate=None, duration=None, start_rate=5, stages=[{"duration": 10, "target": 100}, {"duration": 20, "target": 0}]))
+    plan = loader.from_obj(plans.raw(plans.SHOP, rate=None, duration=None, start_rate=5, stages=[{"duration": 10, "target": 100}, {"duration": 20, "target": 0}]))
     out = loader.with_overrides(plan, rate=70)
     assert out.stages is None
     assert out.start_rate == 0.0
@@ -367,14 +352,14 @@ def test_override_rate_of_stages_plan_keeps_total_duration():
 
 
 def test_override_duration_of_stages_plan_is_invalid():
-    plan = loader.from_obj(raw(rate=None, duration=None, stages=[{"duration": 10, "target": 100}]))
+    plan = loader.from_obj(plans.raw(plans.SHOP, rate=None, duration=None, stages=[{"duration": 10, "target": 100}]))
     with pytest.raises(InvalidPlan) as info:
         loader.with_overrides(plan, duration=5)
     assert info.value.field == "duration"
 
 
 def test_override_generators_and_revalidate():
-    plan = loader.from_obj(raw())
+    plan = loader.from_obj(plans.raw(plans.SHOP))
     assert loader.with_overrides(plan, generators=3).generators == 3
     with pytest.raises(InvalidPlan) as info:
         loader.with_overrides(plan, generators=0)
@@ -385,13 +370,13 @@ def test_override_generators_and_revalidate():
 
 
 def test_no_overrides_gives_equal_plan():
-    plan = loader.from_obj(raw(headers={"A": "b"}, thresholds={"p99_ms": 100}))
+    plan = loader.from_obj(plans.raw(plans.SHOP, headers={"A": "b"}, thresholds={"p99_ms": 100}))
     assert loader.with_overrides(plan) == plan
 
 
 def test_abort_after_takes_a_duration_and_names_a_bad_one():
-    plan = loader.from_obj(raw(thresholds={"p99_ms": 100, "abort_on_fail": True, "abort_after": "1m30s"}))
+    plan = loader.from_obj(plans.raw(plans.SHOP, thresholds={"p99_ms": 100, "abort_on_fail": True, "abort_after": "1m30s"}))
     assert plan.thresholds.abort_on_fail and plan.thresholds.abort_after == 90.0
-    assert loader.from_obj(raw(thresholds={"abort_on_fail": True})).thresholds.abort_after == 10.0
-    assert field_error(raw(thresholds={"abort_after": "soon"})) == "thresholds.abort_after"
-    assert field_error(raw(thresholds={"abort_after": 0})) == "thresholds.abort_after"
+    assert loader.from_obj(plans.raw(plans.SHOP, thresholds={"abort_on_fail": True})).thresholds.abort_after == 10.0
+    assert field_error(plans.raw(plans.SHOP, thresholds={"abort_after": "soon"})) == "thresholds.abort_after"
+    assert field_error(plans.raw(plans.SHOP, thresholds={"abort_after": 0})) == "thresholds.abort_after"

@@ -6,22 +6,17 @@ import pytest
 
 from schemas.control import Segment
 from services.plan import profile
-from services.plan import loader
-
-
-def make_plan(**over):
-    raw = {"name": "p", "target": "http://127.0.0.1:8080", "requests": [{"name": "a"}]}
-    raw.update(over)
-    return loader.from_obj(raw)
+from tests import plans
 
 
 def test_rate_plan_gives_one_flat_segment():
-    segs = profile.from_plan(make_plan(rate=250, duration="1m"))
+    segs = profile.from_plan(plans.plan(rate=250, duration="1m"))
     assert segs == [Segment(0.0, 60.0, 250.0, 250.0)]
 
 
 def test_stages_plan_ramps_from_start_rate_through_each_target():
-    plan = make_plan(
+    plan = plans.plan(
+        rate=None, duration=None,
         start_rate=10,
         stages=[{"duration": "5s", "target": 200}, {"duration": 15, "target": 200}, {"duration": "5s", "target": 0}],
     )
@@ -33,7 +28,7 @@ def test_stages_plan_ramps_from_start_rate_through_each_target():
 
 
 def test_stages_default_start_rate_is_zero():
-    segs = profile.from_plan(make_plan(stages=[{"duration": 10, "target": 100}]))
+    segs = profile.from_plan(plans.plan(rate=None, duration=None, stages=[{"duration": 10, "target": 100}]))
     assert segs == [Segment(0.0, 10.0, 0.0, 100.0)]
 
 

@@ -11,25 +11,9 @@ from schemas.plan import Think
 from services.plan import profile
 from services.plan import loader
 from services.generator.flows import needs_flow_engine, users_at
+from tests import plans
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def flow_plan(**over) -> dict:
-    plan = {
-        "name": "flow", "target": "http://127.0.0.1:8080", "users": 4, "duration": "10s",
-        "setup": {"steps": [{"name": "login", "method": "POST", "path": "/login",
-                             "json": {"username": "{{user}}"},
-                             "extract": {"token": {"jsonpath": "$.token"}}}]},
-        "data": {"rows": [{"user": "ann"}], "mode": "unique"},
-        "flows": [{"name": "f", "steps": [
-            {"path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"},
-             "think": {"min": "100ms", "max": "1s"}},
-            {"path": "/x/{{$uuid}}", "think": "250ms", "check": {"jsonpath": {"path": "$.a"}}},
-        ]}],
-    }
-    plan.update(over)
-    return {k: v for k, v in plan.items() if v is not None}
 
 
 def field_error(obj) -> str | None:
@@ -39,7 +23,7 @@ def field_error(obj) -> str | None:
 
 
 def test_a_full_flow_plan_validates_with_durations_normalised():
-    plan = loader.from_obj(flow_plan())
+    plan = loader.from_obj(plans.raw(plans.LOGIN_FLOW))
     assert plan.model == "closed"
     steps = plan.flows[0].steps
     assert steps[0].think == Think(0.1, 1.0)
@@ -50,7 +34,7 @@ def test_a_full_flow_plan_validates_with_durations_normalised():
 
 
 def test_closed_profile_carries_duration_at_rate_zero():
-    plan = loader.from_obj(flow_plan(users=None, duration=None,
+    plan = loader.from_obj(plans.raw(plans.LOGIN_FLOW, users=None, duration=None,
                                     user_stages=[{"duration": "2s", "target": 4}, {"duration": 3, "target": 4}]))
     prof = profile.from_plan(plan)
     assert profile.duration(prof) == 5 and profile.peak(prof) == 0
@@ -67,11 +51,11 @@ def test_closed_profile_carries_duration_at_rate_zero():
     ({"data": {"rows": [{"user": "a"}], "mode": "sometimes"}}, "data.0.mode"),
 ])
 def test_plan_level_errors_name_the_field(over, field):
-    assert field_error(flow_plan(**over)) == field
+    assert field_error(plans.raw(plans.LOGIN_FLOW, **over)) == field
 
 
 def step_error(step: dict) -> str | None:
-    return field_error(flow_plan(flows=[{"name": "f", "steps": [{"path": "/"}, step]}]))
+    return field_error(plans.raw(plans.LOGIN_FLOW, flows=[{"name": "f", "steps": [{"path": "/"}, step]}]))
 
 
 @pytest.mark.parametrize("step,field", [
@@ -98,16 +82,16 @@ def test_step_errors_name_the_field(step, field):
 
 def test_duplicate_flow_names_and_zero_weights():
     two = [{"name": "f", "steps": [{"path": "/"}]}, {"name": "f", "steps": [{"path": "/"}]}]
-    assert field_error(flow_plan(flows=two)) == "flows.1.name"
+    assert field_error(plans.raw(plans.LOGIN_FLOW, flows=two)) == "flows.1.name"
     zero = [{"name": "f", "weight": 0, "steps": [{"path": "/"}]}]
-    assert field_error(flow_plan(flows=zero)) == "flows.0.weight"
+    assert field_error(plans.raw(plans.LOGIN_FLOW, flows=zero)) == "flows.0.weight"
 
 
 def test_load_embeds_csv_and_jsonl_rows_relative_to_the_plan(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "users.csv").write_text("user,password\nann,secret\nbob,secret\n")
     (tmp_path / "keys.jsonl").write_text('{"key": 1}\n\n{"key": 2}\n')
-    raw = flow_plan(data=[{"file": "data/users.csv", "mode": "unique"}, {"file": "keys.jsonl"}])
+    raw = plans.raw(plans.LOGIN_FLOW, data=[{"file": "data/users.csv", "mode": "unique"}, {"file": "keys.jsonl"}])
     import yaml
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
@@ -122,11 +106,11 @@ def test_load_reports_bad_data_files_on_their_field(tmp_path):
     import yaml
 
     (tmp_path / "bad.csv").write_text("a,b\n1\n")
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "bad.csv"})))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plans.raw(plans.LOGIN_FLOW, data={"file": "bad.csv"})))
     with pytest.raises(InvalidPlan) as info:
         loader.load(str(tmp_path / "p.yaml"))
     assert info.value.field == "data.0.file"
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(flow_plan(data={"file": "missing.csv"})))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plans.raw(plans.LOGIN_FLOW, data={"file": "missing.csv"})))
     with pytest.raises(InvalidPlan, match="cannot read"):
         loader.load(str(tmp_path / "p.yaml"))
 
@@ -153,20 +137,20 @@ def test_every_example_plan_validates():
 
 
 def test_rate_override_turns_a_closed_plan_open():
-    plan = loader.with_overrides(loader.from_obj(flow_plan()), rate=5)
+    plan = loader.with_overrides(loader.from_obj(plans.raw(plans.LOGIN_FLOW)), rate=5)
     assert plan.model == "open" and plan.rate == 5 and plan.duration == 10
 
 
 def test_per_request_thresholds_name_what_the_run_reports():
     # flow steps report under their name, else <flow>.<n>; setup steps under setup.<n>
-    plan = loader.from_obj(flow_plan(thresholds={"requests": {"login": {"p99_ms": 100}, "f.2": {"error_rate": 0.1}}}))
+    plan = loader.from_obj(plans.raw(plans.LOGIN_FLOW, thresholds={"requests": {"login": {"p99_ms": 100}, "f.2": {"error_rate": 0.1}}}))
     assert plan.thresholds.requests["login"].p99_ms == 100
-    assert field_error(flow_plan(thresholds={"requests": {"f.3": {"p99_ms": 1}}})) == "thresholds.requests.f.3"
+    assert field_error(plans.raw(plans.LOGIN_FLOW, thresholds={"requests": {"f.3": {"p99_ms": 1}}})) == "thresholds.requests.f.3"
     with pytest.raises(InvalidPlan) as info:
-        loader.from_obj(flow_plan(thresholds={"requests": {"logon": {"p99_ms": 1}}}))
+        loader.from_obj(plans.raw(plans.LOGIN_FLOW, thresholds={"requests": {"logon": {"p99_ms": 1}}}))
     assert "'login', 'f.1', 'f.2'" in str(info.value)
     # a typo in a limit's name is named too (msgspec does not say under which key)
-    assert field_error(flow_plan(thresholds={"requests": {"login": {"p99": 1}}})) == "thresholds.requests.p99"
+    assert field_error(plans.raw(plans.LOGIN_FLOW, thresholds={"requests": {"login": {"p99": 1}}})) == "thresholds.requests.p99"
 
 
 def test_per_request_thresholds_of_a_static_plan():

@@ -14,15 +14,9 @@ from services.plan import loader
 from schemas.errors import InvalidPlan
 from services.generator import transport
 from services.generator.transport import Http1, Http2, choose
+from tests import plans
 
 pytestmark = pytest.mark.timeout(10)
-
-
-def plan(**over):
-    raw = {"name": "p", "target": "https://127.0.0.1:9", "rate": 1, "duration": 1,
-           "flows": [{"name": "f", "steps": [{"path": "/"}]}]}
-    raw.update(over)
-    return loader.from_obj(raw)
 
 
 def refused_port() -> int:
@@ -32,16 +26,16 @@ def refused_port() -> int:
 
 
 def test_http2_is_auto_by_default_and_yaml_off_means_off():
-    assert plan().http2 == "auto"
-    assert plan(http2="off").http2 == "off"
-    assert plan(http2=False).http2 == "off"  # YAML 1.1 reads `http2: off` as false
+    assert plans.plan(plans.ONE_FLOW).http2 == "auto"
+    assert plans.plan(plans.ONE_FLOW, http2="off").http2 == "off"
+    assert plans.plan(plans.ONE_FLOW, http2=False).http2 == "off"  # YAML 1.1 reads `http2: off` as false
     assert loader.loads("name: p\ntarget: https://a.test\nrate: 1\nduration: 1\n"
                        "requests: [{name: r}]\nhttp2: off\n").http2 == "off"
     with pytest.raises(InvalidPlan) as err:
-        plan(http2=True)
+        plans.plan(plans.ONE_FLOW, http2=True)
     assert err.value.field == "http2"
     with pytest.raises(InvalidPlan):
-        plan(http2="h2c")
+        plans.plan(plans.ONE_FLOW, http2="h2c")
 
 
 async def test_plain_http_and_http2_off_never_probe(monkeypatch):
@@ -49,7 +43,7 @@ async def test_plain_http_and_http2_off_never_probe(monkeypatch):
         raise AssertionError("no ALPN probe expected")
 
     monkeypatch.setattr(transport, "alpn", probe)
-    for p in (plan(target="http://127.0.0.1:9"), plan(http2="off")):
+    for p in (plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9"), plans.plan(plans.ONE_FLOW, http2="off")):
         t = await choose(p)
         assert isinstance(t, Http1) and t.protocol == "http/1.1"
         await t.close()
@@ -61,20 +55,20 @@ async def test_https_auto_follows_what_the_target_picks_by_alpn(monkeypatch, pic
         return picked
 
     monkeypatch.setattr(transport, "alpn", probe)
-    t = await choose(plan(insecure=True))
+    t = await choose(plans.plan(plans.ONE_FLOW, insecure=True))
     assert type(t) is kind
     await t.close()
 
 
 async def test_a_failed_probe_falls_back_to_http1():
-    t = await choose(plan(target=f"https://127.0.0.1:{refused_port()}", timeout=1))
+    t = await choose(plans.plan(plans.ONE_FLOW, target=f"https://127.0.0.1:{refused_port()}", timeout=1))
     assert isinstance(t, Http1)
     await t.close()
 
 
 def test_error_kinds_are_the_same_on_both_transports():
     h1 = Http1.classify
-    h2 = Http2(plan(insecure=True)).classify
+    h2 = Http2(plans.plan(plans.ONE_FLOW, insecure=True)).classify
     assert h1(asyncio.TimeoutError()) == h2(httpx.ReadTimeout("t")) == "timeout"
     assert h2(httpx.ConnectTimeout("t")) == "timeout"
     assert h2(httpx.ConnectError("refused")) == h1(
@@ -84,7 +78,7 @@ def test_error_kinds_are_the_same_on_both_transports():
 
 
 async def test_http2_users_keep_their_own_cookie_jars():
-    t = Http2(plan(insecure=True))
+    t = Http2(plans.plan(plans.ONE_FLOW, insecure=True))
     a, b = t.client(), t.client()
     try:
         a.set_cookies({"sid": "a"}, "https://127.0.0.1:9")
