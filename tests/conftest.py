@@ -88,18 +88,23 @@ class Proc:
 
 
 class Cluster:
-    """A nats-server plus whatever services a test starts, all torn down at the end."""
+    """A nats-server plus whatever services a test starts, all torn down at the end.
 
-    def __init__(self, tmp: Path) -> None:
+    Options come before the server starts: ``nats_conf`` (more nats.conf lines: auth,
+    TLS; kept for restarts) and ``service_env`` (added to every service's environment).
+    Tests get one from the ``make_cluster`` factory fixture (or ``cluster``/``js_cluster``).
+    """
+
+    def __init__(self, tmp: Path, nats_conf: str = "", service_env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.procs: list[Proc] = []
-        self.nats_conf_extra = ""  # more nats.conf lines (auth, TLS) for a later restart
+        self.nats_conf_extra = nats_conf
+        self.service_env: dict[str, str] = dict(service_env or {})
         self._nats_starts = 0
-        self.nats = self.start_nats()
         self._generators = 0
-        self.service_env: dict[str, str] = {}  # added to every service's environment
+        self.nats = self.start_nats()
 
     def start_nats(self, conf_extra: str | None = None) -> Proc:
         """(Re)start the nats-server: same port, same store directory."""
@@ -128,8 +133,7 @@ class Cluster:
         return self.start_nats()
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"SURGE_NATS_URL": self.url, "SURGE_LOG_LEVEL": "info",
-                **getattr(self, "service_env", {}), **extra}
+        return {"SURGE_NATS_URL": self.url, "SURGE_LOG_LEVEL": "info", **self.service_env, **extra}
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
         taken = {p.name for p in self.procs}
@@ -185,6 +189,8 @@ class JetStreamCluster(Cluster):
     NODES = 3
 
     def start_nats(self, conf_extra: str | None = None) -> Proc:
+        if conf_extra is not None:
+            self.nats_conf_extra = conf_extra
         if not hasattr(self, "node_ports"):
             self.node_ports = [free_port() for _ in range(self.NODES)]
             self.route_ports = [free_port() for _ in range(self.NODES)]
@@ -242,24 +248,39 @@ def target_stats(url: str) -> dict:
         return json.loads(resp.read())
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, request) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    yield c
-    c.close()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(c.logs())
+def start_cluster(tmp: Path, *, nodes: int = 1, nats_conf: str = "",
+                  service_env: dict[str, str] | None = None) -> Cluster:
+    """One nats-server (``nodes=1``) or a JetStream cluster of three, started with its options."""
+    if nodes not in (1, JetStreamCluster.NODES):
+        raise ValueError(f"a cluster has 1 or {JetStreamCluster.NODES} nodes, not {nodes}")
+    kind = Cluster if nodes == 1 else JetStreamCluster
+    return kind(tmp, nats_conf=nats_conf, service_env=service_env)
 
 
 @pytest.fixture
-def js_cluster(tmp_path: Path, request) -> Iterator[JetStreamCluster]:
-    c = JetStreamCluster(tmp_path)
-    yield c
-    c.close()
+def make_cluster(tmp_path: Path, request) -> Iterator:
+    """The cluster factory (arq's ``worker`` fixture): ``make_cluster(nodes=, nats_conf=,
+    service_env=)``; every cluster made is closed after the test, its logs shown on failure."""
+    made: list[Cluster] = []
+
+    def make(**options) -> Cluster:
+        tmp = tmp_path if not made else tmp_path / f"cluster-{len(made) + 1}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        made.append(start_cluster(tmp, **options))
+        return made[-1]
+
+    yield make
+    for c in reversed(made):
+        c.close()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
-        print(c.logs())
+        for c in made:
+            print(c.logs())
+
+
+@pytest.fixture
+def cluster(make_cluster) -> Cluster:
+    return make_cluster()
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -70,9 +70,9 @@ class Target:
 async def run_open(url: str, *, rate: float = 20, seconds: float = 0.5, drain_s: float = 5.0,
                    checks: dict | None = None, conns: int = 2, **plan_kw) -> Interval:
     """Send ``rate × seconds`` arrivals, wait for them, return everything recorded."""
-    requests = [{"name": "r", "path": "/x", "checks": checks}] if checks else None
-    engine = Engine(plans.plan(plans.ENGINE, url, connections=conns, requests=requests, **plan_kw),
-                    asyncio.get_running_loop())
+    if checks:
+        plan_kw["requests"] = [{"name": "r", "path": "/x", "checks": checks}]
+    engine = Engine(plans.plan(plans.ENGINE, url, connections=conns, **plan_kw), asyncio.get_running_loop())
     engine.start(Schedule([Segment(0.0, seconds, rate, rate)], 1.0), time.monotonic())
     await until(lambda: not engine.pacing, seconds + 5, "the schedule's end")
     await engine.drain(drain_s)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from services.common.client import CoordinatorClient
-from tests.conftest import Cluster, generators_registered
+from tests.conftest import Cluster, generators_registered, start_cluster
 from tests.recording import RecordingServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("oracle-stack"))
+    cluster = start_cluster(tmp_path_factory.mktemp("oracle-stack"))
     try:
         cluster.coordinator()
         cluster.generator()

@@ -66,11 +66,10 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     await api.close()
 
 
-async def test_three_node_cluster_survives_losing_a_node_mid_run(js_cluster):
-    cluster = js_cluster
+async def test_three_node_cluster_survives_losing_a_node_mid_run(make_cluster):
+    cluster = make_cluster(nodes=3, service_env={"SURGE_KV_REPLICAS": "3"})
     await cluster.jetstream_ready()
     _, target = cluster.target()
-    cluster.service_env["SURGE_KV_REPLICAS"] = "3"
     # generators first: they create the registry and assignment buckets with one
     # replica; the coordinator scales them (and makes the rest) to three
     cluster.generator()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from pathlib import Path
+
 import nats
 import pytest
 
@@ -25,13 +27,13 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Secured:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.secrets = cluster.tmp / "secrets"
+    """Users per role and TLS, written first; then the nats-server starts with them."""
+
+    def __init__(self, make_cluster, tmp: Path) -> None:
+        self.secrets = tmp / "secrets"
         self.passwords = secure.write_secrets(self.secrets)
-        self.tls = secure.make_certificates(cluster.tmp / "certs")
-        cluster.nats.stop()
-        cluster.start_nats(secure.server_config(self.passwords, self.tls))
+        self.tls = secure.make_certificates(tmp / "certs")
+        self.cluster: Cluster = make_cluster(nats_conf=secure.server_config(self.passwords, self.tls))
 
     def env(self, role: str) -> dict[str, str]:
         return secure.role_env(role, self.secrets, self.tls)
@@ -52,8 +54,9 @@ class Secured:
         )
 
 
-async def test_roles_are_held_to_their_subjects_over_tls(cluster: Cluster):
-    sec = Secured(cluster)
+async def test_roles_are_held_to_their_subjects_over_tls(make_cluster, tmp_path: Path):
+    sec = Secured(make_cluster, tmp_path)
+    cluster = sec.cluster
     _, target = cluster.target()
     cluster.coordinator(**sec.env("coordinator"))
     cluster.generator(**sec.env("generator"))
