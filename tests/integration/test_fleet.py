@@ -16,7 +16,8 @@ from schemas.errors import NoGenerators
 from services.common.client import CoordinatorClient
 from services.plan import loader
 from tests.conftest import Cluster, api_with, target_stats
-from tests.integration.test_distributed_run import finished_report, plan_for, start_and_follow
+from tests.integration.test_distributed_run import finished_report, start_and_follow
+from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,7 +36,7 @@ async def test_plan_selecting_a_label_sends_load_only_from_that_pool(cluster: Cl
     beats = {b.id: b.labels for b in (await api.generators()).generators}
     assert beats == {"gen-a": {"room": "a"}, "gen-b": {"zone": "eu-1", "room": "b"}}
 
-    plan = plan_for(target, rate=100, duration="2s", generators={"labels": {"room": "b"}})
+    plan = raw(CHECKED, target, rate=100, duration="2s", generators={"labels": {"room": "b"}})
     started, feed = await start_and_follow(api, plan)
     assert started.generators == {"gen-b": 1.0}
     report = await finished_report(api, feed, started.run_id)
@@ -51,7 +52,7 @@ async def test_plan_selecting_a_label_sends_load_only_from_that_pool(cluster: Cl
 
 async def test_a_pool_that_cannot_be_had_is_refused_naming_selector_and_what_is_there(cluster: Cluster):
     target, api = await pool_stack(cluster)
-    plan = plan_for(target, generators={"count": 2, "labels": {"room": "a"}})
+    plan = raw(CHECKED, target, generators={"count": 2, "labels": {"room": "a"}})
     with pytest.raises(NoGenerators) as err:
         await api.start(loader.from_obj(plan))
     msg = err.value.message
@@ -79,7 +80,7 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
     cluster.generator(generator_id="gen-a")
     cluster.generator(generator_id="gen-b")
     api = await api_with(cluster, 2)
-    started, feed = await start_and_follow(api, plan_for(target, rate=100, duration="12s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="12s"))
     run = started.run_id
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
 
@@ -115,7 +116,7 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
 async def test_per_generator_controls_refuse_what_cannot_be_done(cluster: Cluster):
     target, api = await pool_stack(cluster)
     started, feed = await start_and_follow(
-        api, plan_for(target, rate=50, duration="6s", generators={"labels": {"room": "a"}}))
+        api, raw(CHECKED, target, rate=50, duration="6s", generators={"labels": {"room": "a"}}))
     run = started.run_id
     with pytest.raises(Exception) as err:  # gen-b is idle but outside the run's pool
         await api.start_generator(run, "gen-b")

@@ -398,7 +398,7 @@ def test_dropped_only_interval_does_not_zero_the_min_latency():
 
 
 def test_a_name_that_never_ran_has_its_row_of_zeros_and_its_threshold_says_why():
-    plan = make_plan({"requests": {"order": {"error_rate": 0.01, "p99_ms": 100}}})
+    plan = plans.plan(plans.TWO, thresholds={"requests": {"order": {"error_rate": 0.01, "p99_ms": 100}}})
     agg = RunAggregate("r1", plan, START)
     agg.add(stats("g1", 0, {"home": [10.0] * 10}))
     close(agg, 0)
