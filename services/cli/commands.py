@@ -14,7 +14,7 @@ from rich.console import Console
 
 from schemas import subjects
 from schemas.control import ENDED_STATES
-from schemas.errors import InvalidPlan
+from schemas.errors import InvalidPlan, Unavailable
 from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
 from services.reports import html, junit, text
@@ -250,6 +250,9 @@ async def follow_run(
         """In case the final snapshot is missed (a NATS blip), ask now and then."""
         while not ended.is_set():
             await asyncio.sleep(2.0)
+            if api.nc.is_closed:  # reconnecting gave up (connection.RECONNECT_FOR_S)
+                ended.set()
+                return
             try:
                 record = await api.get(run_id)
             except Exception:
@@ -261,6 +264,9 @@ async def follow_run(
     await ended.wait()
     for t in tasks:
         t.cancel()
+    if api.nc.is_closed:
+        raise Unavailable(f"lost NATS while following run {run_id}; the run goes on without this "
+                          f"shell: `surge report {run_id}` once it ends, `surge stop {run_id}` to stop it")
     await sub.unsubscribe()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

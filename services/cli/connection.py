@@ -32,6 +32,9 @@ from services.common.client import CoordinatorClient
 from services.common.config import DEFAULT_NATS_URL, NatsAuth, nats_auth
 
 
+RECONNECT_FOR_S = 60.0  # a command connected once rides out a NATS restart this long
+
+
 class CliError(SurgeError):
     """An expected failure on the user's side: one line, exit code 2."""
 
@@ -182,6 +185,9 @@ async def connect(s: Settings, timeout_s: float, name: str = "surge-cli") -> tup
     finally:
         stop.cancel()
     if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+        # connected: a later blip is retried for about RECONNECT_FOR_S, then the command ends
+        nc.options["reconnect_time_wait"] = 0.5
+        nc.options["max_reconnect_attempts"] = int(RECONNECT_FOR_S / 0.5)
         return nc, violations
     if attempt.done() and not attempt.cancelled():
         failures.append(attempt.exception())

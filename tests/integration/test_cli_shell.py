@@ -216,3 +216,33 @@ def test_surge_up_never_attaches_to_a_nats_it_did_not_start(tmp_path, monkeypatc
     s, _ = stack(None)
     with pytest.raises(Unavailable, match="already runs from"):
         s.claim_ports()
+
+
+def test_the_ui_started_by_hand_uses_the_current_context(up: Up, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import wait_port
+
+    port = free_port()
+    log = open(tmp_path / "ui.log", "wb")
+    ui = subprocess.Popen([PY, "-m", "services.ui"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                          env=clean_env(up.config, SURGE_UI_PORT=str(port)))
+    try:
+        wait_port(port, proc=ui)
+        deadline = time.monotonic() + 20
+        while True:  # the UI's API answers once it has joined the secured bus
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/generators", timeout=5) as r:
+                    body = json.loads(r.read())
+            except urllib.error.URLError as exc:  # HTTPError too: 503 until NATS is joined
+                body = {"not yet": str(exc)}
+            gens = body.get("generators", []) if isinstance(body, dict) else body
+            if len(gens) == 1:
+                break
+            assert time.monotonic() < deadline, (body, (tmp_path / "ui.log").read_text())
+            time.sleep(0.2)
+    finally:
+        ui.terminate()
+        ui.wait(10)
+        log.close()
