@@ -133,6 +133,12 @@ def _describe(exc: BaseException, s: Settings) -> CliError:
     return CliError(f"cannot connect to {where}: {exc or type(exc).__name__}", detail)
 
 
+def _is_fatal(exc: BaseException) -> bool:
+    """Retrying cannot fix it: TLS, or the server refusing the credentials."""
+    return isinstance(exc, ssl.SSLError | nats.errors.AuthorizationError) or (
+        "authorization" in str(exc).lower())
+
+
 class Violations:
     """Permission errors the server reports on this connection (it does not close it)."""
 
@@ -165,8 +171,7 @@ async def connect(s: Settings, timeout_s: float, name: str = "surge-cli") -> tup
         refused = sum(isinstance(f, ConnectionRefusedError) for f in failures)
         if refused >= 3 * len(servers):  # nothing listens there: waiting will not change it
             fatal.set()
-        if isinstance(exc, ssl.SSLError | nats.errors.AuthorizationError) or (
-                "authorization" in str(exc).lower()):
+        if _is_fatal(exc):
             fatal.set()
 
     try:
@@ -194,8 +199,9 @@ async def connect(s: Settings, timeout_s: float, name: str = "surge-cli") -> tup
     attempt.cancel()
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(asyncio.shield(nc.close()), 0.5)
-    if failures:
-        raise _describe(failures[-1], s)
+    if failures:  # the telling one: the server's no (or TLS) beats the broken pipe after it
+        telling = [f for f in failures if _is_fatal(f)]
+        raise _describe((telling or failures)[-1], s)
     raise _describe(asyncio.TimeoutError(), s)
 
 
