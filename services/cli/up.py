@@ -171,7 +171,7 @@ class Stack:
                     env = {"SURGE_UI_PORT": str(self.ui_port)}
                 self.spawn(optional, [py, "-m", f"services.{optional}"], env, role=optional)
 
-    def save_context(self) -> Path:
+    def save_context(self) -> Path | None:
         """The context `local` (and the nats CLI's `surge-local`), made current."""
         cli = self.role_env("cli")
         ctx = contexts.Context(
@@ -179,8 +179,14 @@ class Stack:
             password_file=cli.get("SURGE_NATS_PASSWORD_FILE", ""), ca=cli.get("SURGE_NATS_TLS_CA", ""),
             description=f"the stack `surge up` runs from {self.data}",
         )
-        path = contexts.save(ctx, make_current=True)
-        contexts.save_nats_cli(ctx)
+        try:
+            path = contexts.save(ctx, make_current=True)
+            contexts.save_nats_cli(ctx)
+        except OSError as exc:  # a read-only home (a container): the stack runs all the same
+            env = " ".join(f"{k}={v}" for k, v in contexts.as_env(ctx).items())
+            self.console.print(f"[yellow]could not save the context ({exc}); other shells: "
+                               f"export {env}[/]", highlight=False)
+            return None
         return path
 
     def _wait(self, ready, what: str, limit_s: float) -> None:
@@ -274,9 +280,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  logs:    {stack.logs}")
         if stack.secure:
             console.print("  secured: per-role NATS users + TLS (docs/security.md)")
-        console.print(f"  context: [bold]{LOCAL_CONTEXT}[/] is now current ({stack.context_path}): "
-                      f"`surge` works from any shell; other tools: eval \"$(.venv/bin/surge env)\"",
-                      highlight=False)
+        if stack.context_path is not None:
+            console.print(f"  context: [bold]{LOCAL_CONTEXT}[/] is now current ({stack.context_path}): "
+                          f"`surge` works from any shell; other tools: eval \"$(.venv/bin/surge env)\"",
+                          highlight=False)
         console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
                       ".venv/bin/surge run plans/demo.yaml --rate 300", highlight=False)
         console.print(f"  NATS:    nats --context surge-{LOCAL_CONTEXT} micro ls | "

@@ -61,3 +61,11 @@ def test_a_service_started_by_hand_takes_the_context_only_without_surge_nats_var
 
 def test_the_default_config_dir_is_under_home(tmp_path):
     assert contexts.config_dir({"HOME": str(tmp_path)}) == tmp_path / ".config" / "surge"
+
+
+def test_a_context_whose_password_file_is_gone_is_one_clear_error(env, tmp_path):
+    from services.cli.connection import CliError
+
+    (tmp_path / "cli.password").unlink()  # `make clean` removed .surge/
+    with pytest.raises(CliError, match="cannot read the NATS password file .*context local"):
+        settings(parse(["ls"]), env)
