@@ -14,7 +14,6 @@ import importlib
 import inspect
 import sys
 import traceback
-from importlib import metadata
 
 import msgspec
 from rich.console import Console
@@ -24,6 +23,7 @@ from schemas.errors import SurgeError
 from services.cli import registry
 from services.cli.connection import CliError, open_api
 from services.common import logs
+from services.common.identity import VERSION
 
 # Add a module here once; its @command functions become subcommands.
 COMMAND_MODULES = (
@@ -38,10 +38,7 @@ COMMAND_MODULES = (
 
 
 def version() -> str:
-    try:
-        return metadata.version("surge")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed: pip install -e .)"
+    return VERSION
 
 
 def parser() -> argparse.ArgumentParser:

@@ -328,7 +328,7 @@ class RunAggregate:
             timeline=[self.timeline[k] for k in sorted(self.timeline)],
             thresholds=results,
             verdict=verdict,  # type: ignore[arg-type]
-            histogram=histogram.encode(all_lat),
+            latency_histogram=histogram.encode(all_lat),
             service_histogram=histogram.encode(all_svc),
             events=events,
             model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached

@@ -9,9 +9,7 @@ runs themselves live in ``runs.Run``.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
 import time
 from typing import Any
 
@@ -50,6 +48,7 @@ from schemas.errors import (
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
 from services.common import bus, histogram, labels
+from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.coordinator import recovery, slicing
 from services.plan import loader
@@ -64,14 +63,8 @@ from services.coordinator.runs import Run
 
 log = structlog.get_logger(__name__)
 
-VERSION = "0.1.0"
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _assignment_decoder = msgspec.json.Decoder(Assignment)
-
-
-def default_id() -> str:
-    host = subjects.token(socket.gethostname().lower())[:40].strip("-_") or "host"
-    return f"{host}-{os.getpid()}"
 
 
 def _decode_plan(data: bytes) -> Plan:

@@ -15,11 +15,11 @@ import httptools
 import msgspec
 
 from schemas.plan import Plan, RequestSpec
+from services.common.identity import USER_AGENT
 
 if TYPE_CHECKING:
     from services.generator.engine import Engine
 
-USER_AGENT = "surge/0.1"
 PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what may stay as written; the rest is %-encoded
 MAX_CHECK_BODY = 1 << 20  # bytes kept for a body_contains check; the rest is counted only
 CHECK_BUDGET = 64 << 20  # all connections' check buffers together: many connections keep less

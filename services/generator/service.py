@@ -26,6 +26,7 @@ from schemas import subjects
 from schemas.control import Assignment, Heartbeat
 from schemas.stats import EpochChange, IntervalStats, StatsAck
 from services.common import bus
+from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.generator.config import Config
 from services.generator import flows
@@ -36,15 +37,9 @@ from services.generator.ready import mark_not_ready, mark_ready
 
 log = structlog.get_logger(__name__)
 
-VERSION = "0.1.0"
 _assignment_decoder = msgspec.json.Decoder(Assignment)
 _ack_decoder = msgspec.json.Decoder(StatsAck)
 RETRY_5XX = 240  # ~2 minutes of "try again" for one interval, then it is given up
-
-
-def default_id() -> str:
-    host = subjects.token(socket.gethostname().lower())[:40].strip("-_") or "host"
-    return f"{host}-{os.getpid()}".replace("_", "-")
 
 
 class RunTask:

@@ -31,10 +31,10 @@ import structlog
 from yarl import URL
 
 from schemas.plan import Plan
+from services.common.identity import USER_AGENT
 
 log = structlog.get_logger(__name__)
 
-USER_AGENT = "surge/0.1"
 H2, HTTP11 = "h2", "http/1.1"
 
 

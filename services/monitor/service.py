@@ -26,6 +26,7 @@ from schemas import subjects
 from schemas.host import HostSample, MonitorStatus
 from schemas.stats import LiveSnapshot
 from services.common import bus
+from services.common.identity import VERSION
 from services.monitor import points
 from services.monitor.alerts import Alerts, parse_rules
 from services.monitor.buffer import PointBuffer
@@ -35,7 +36,6 @@ from services.monitor.sampler import Counters, Reader, to_sample
 
 log = structlog.get_logger(__name__)
 
-VERSION = "0.1.0"
 _snapshot_decoder = msgspec.json.Decoder(LiveSnapshot)
 
 

@@ -25,7 +25,7 @@ class ReportView(msgspec.Struct, frozen=True, kw_only=True):
 def view(report: Report) -> ReportView:
     return ReportView(
         report=report,
-        distribution=distribution(report.histogram),
+        distribution=distribution(report.latency_histogram),
         service_distribution=distribution(report.service_histogram),
     )
 
@@ -57,7 +57,7 @@ def compare(reports: list[Report]) -> Comparison:
             run_id=r.run_id, plan_name=r.plan_name, state=r.state, verdict=r.verdict,
             started_at=r.started_at, duration_s=r.duration_s, target_rps=r.target_rps,
             totals=r.totals, requests=dict(r.requests), thresholds=list(r.thresholds),
-            distribution=distribution(r.histogram),
+            distribution=distribution(r.latency_histogram),
         )
         for r in reports
     ]

@@ -162,7 +162,7 @@ def render_html(r: Report) -> str:
                                           ("achieved", [e.rps for e in r.timeline])], "req/s", gaps))
     body.append(_chart("Latency from the intended send time", xs,
                        [("p50", [e.p50_ms for e in r.timeline]), ("p99", [e.p99_ms for e in r.timeline])], "ms", gaps))
-    dist = _distribution(r.histogram)
+    dist = _distribution(r.latency_histogram)
     if dist:
         body.append("<h2>Latency distribution, whole run</h2>")
         body.append(_table(["percentile", "ms", "requests slower"], dist))

@@ -25,6 +25,7 @@ from schemas.host import Alert, HostSample
 from schemas.stats import LiveSnapshot
 from services.common.client import CoordinatorClient
 from services.common import bus
+from services.common.identity import VERSION
 from services.ui.app.routes import build_app
 from services.ui.config import Config
 from services.ui.fanout import Hub
@@ -32,7 +33,6 @@ from services.ui.state import State
 
 log = structlog.get_logger(__name__)
 
-VERSION = "0.1.0"
 _live = msgspec.json.Decoder(LiveSnapshot)
 _host = msgspec.json.Decoder(HostSample)
 _alert = msgspec.json.Decoder(Alert)

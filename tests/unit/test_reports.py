@@ -4,6 +4,7 @@ when the aggregate hands it over (verdict and model included, nothing patches it
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from rich.console import Console
@@ -79,3 +80,11 @@ def test_a_closed_model_report_says_so():
     agg = _aggregate(users=3)
     r = agg.report(state="finished", ended_at=START + 10, profile_=PROFILE, duration_s=10.0)
     assert r.model == "closed"
+
+
+def test_the_latency_histogram_keeps_its_json_key_and_its_old_name_reads():
+    r = report()
+    data = msgspec.json.decode(msgspec.json.encode(r))
+    assert data["histogram"] == r.latency_histogram != "" and "latency_histogram" not in data
+    assert r.histogram == r.latency_histogram  # the old attribute name still reads
+    assert msgspec.json.decode(msgspec.json.encode(r), type=type(r)) == r
