@@ -20,21 +20,25 @@ from services.cli.registry import arg, command
 from services.common import contexts
 
 
-@command("context", help="list, choose, show or add saved connections (like kubectl config)",
+@command("context", help="list, choose, show, add or remove saved connections (like kubectl config)",
          example="surge context ls\nsurge context use local\nsurge context show\n"
                  "surge context add staging --nats tls://nats.staging:4222 --user cli "
                  "--password-file ~/.surge-staging.pw --ca staging-ca.pem",
-         args=[arg("action", choices=["ls", "use", "show", "add"]),
+         args=[arg("action", choices=["ls", "use", "show", "add", "rm"]),
                arg("name", nargs="?", help="the context (show: default the current one)")],
          aliases=("ctx",))
 def context(args, console: Console) -> int:
     if args.action == "ls":
         return _ls(args, console)
-    if args.action in ("use", "add") and not args.name:
+    if args.action in ("use", "add", "rm") and not args.name:
         raise BadRequest(f"surge context {args.action} needs a NAME", "name")
     if args.action == "use":
         ctx = contexts.use(args.name)
         console.print(f"current context: [bold]{ctx.name}[/] ({ctx.url})", highlight=False)
+        return 0
+    if args.action == "rm":
+        contexts.remove(args.name)
+        console.print(f"removed context {args.name}", highlight=False)
         return 0
     if args.action == "add":
         if not args.nats:

@@ -151,3 +151,11 @@ def fallback_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         return {}
     ctx = current(env)
     return as_env(ctx) if ctx is not None else {}
+
+
+def remove(name: str, environ: Mapping[str, str] | None = None) -> None:
+    """Forget a context (and stop it being current); the files it names stay."""
+    load(name, environ)  # NotFound names the known ones
+    _path(name, environ).unlink()
+    if current_name(environ) == name:
+        (config_dir(environ) / "current").unlink(missing_ok=True)

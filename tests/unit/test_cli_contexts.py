@@ -52,6 +52,8 @@ def test_use_switches_the_current_context_and_unknown_names_are_refused(env):
     assert settings(parse(["--context", "local", "ls"]), env).url == "nats://127.0.0.1:4333"
     with pytest.raises(NotFound, match="known: local, staging"):
         contexts.use("prod", env)
+    contexts.remove("staging", env)
+    assert contexts.names(env) == ["local"] and contexts.current(env) is None
 
 
 def test_a_service_started_by_hand_takes_the_context_only_without_surge_nats_variables(env):
