@@ -5,10 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv debs run test unit integration bench k8s-check clean
+.PHONY: venv debs newman run test unit integration bench k8s-check clean
 
 # Debian packages the real servers in tests come from (package:binary)
-TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk
+TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk nodejs:node npm:npm
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,16 @@ venv: $(STAMP)
 debs:
 	scripts/ensure-debs.sh $(TEST_DEBS)
 
+# the Node tools the importer oracles run (newman), pinned in tests/package-lock.json
+newman: debs
+	@test -x tests/node_modules/.bin/newman || npm ci --prefix tests --no-audit --no-fund --ignore-scripts
+
 ## make run: the whole stack locally plus a demo run; Ctrl-C stops everything
 run: venv
 	$(VENV)/bin/surge up --demo plans/demo.yaml
 
 ## make test: from a fresh machine to a green suite (venv, packages, nats-server, tests)
-test: venv debs k8s-check
+test: venv debs newman k8s-check
 	@$(VENV)/bin/nats-server --version
 	$(PY) -m pytest tests -q
 
@@ -37,7 +41,7 @@ k8s-check: venv
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
-integration: venv debs
+integration: venv debs newman
 	$(PY) -m pytest tests/integration -q
 
 ## make bench: Surge's engine beside wrk and Locust against one pinned nginx (figures, never pass/fail)

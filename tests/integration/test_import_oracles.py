@@ -165,3 +165,32 @@ def test_har_recorded_by_chromium_replays_what_chromium_sent(stack: Cluster, tmp
         server.recorder.take()
         run_imported(stack, tmp_path, "har", str(tmp_path / "params.har"))
         same(server.recorder.wait_for(len(by_browser))[: len(by_browser)])
+
+
+NEWMAN = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "newman"
+COLLECTION = Path(__file__).resolve().parents[1] / "samples" / "oracle" / "courses.postman_collection.json"
+
+
+@pytest.mark.skipif(not NEWMAN.exists(), reason="newman is installed by `make test` (tests/package.json)")
+def test_postman_plan_sends_what_newman_sends(stack: Cluster, server: RecordingServer, tmp_path):
+    """Collection, folder and environment variables, nested variables, path variables,
+    query, raw/JSON, urlencoded and form-data bodies, basic/bearer/API-key auth inherited
+    from folder and collection, ``noauth``; a pre-request script is listed."""
+    (tmp_path / "h.txt").write_bytes(b"hello\n")
+    coll = tmp_path / "courses.postman_collection.json"
+    coll.write_text(COLLECTION.read_text())
+    env = tmp_path / "local.postman_environment.json"
+    env.write_text(json.dumps({"name": "local", "values": [
+        {"key": "host", "value": server.url.split("://", 1)[1], "enabled": True},
+        {"key": "token", "value": "env-token", "enabled": True}]}))
+    done = subprocess.run([str(NEWMAN), "run", str(coll), "-e", str(env), "--working-dir", str(tmp_path),
+                           "--reporters", "cli"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    by_newman = server.recorder.take()
+    assert len(by_newman) == 10
+
+    result = run_imported(stack, tmp_path, "postman", str(coll), "--environment", str(env))
+    by_plan = server.recorder.wait_for(len(by_newman))[: len(by_newman)]
+    headers = ("content-type", "authorization", "x-api-key", "accept", "x-request-id")
+    assert keys(by_plan, headers) == keys(by_newman, headers)
+    assert result["unmapped"] == ["request 'scripted': pre-request script not run"]

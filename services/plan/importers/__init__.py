@@ -47,7 +47,7 @@ def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str
     if kind == "har":
         return har.convert(text, name or "har-import", origin=origin)
     if kind == "postman":
-        return postman.convert(text, name, environment=environment)
+        return postman.convert(text, name, environment=environment, base_dir=base_dir)
     if kind == "curl":
         return curl.convert(text, name or "curl-import", base_dir=base_dir)
     if kind == "jmx":
