@@ -58,6 +58,7 @@ class IntervalStats(Struct, frozen=True, kw_only=True):
     requests: dict[str, RequestInterval]
     final: bool = False  # nothing more will come from this generator for this run
     changes: list[EpochChange] = []  # epochs taken up during this interval, oldest first
+    error: str | None = None  # with final: why this generator's part of the run failed
 
 
 class StatsAck(Struct, frozen=True):

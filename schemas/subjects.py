@@ -56,6 +56,9 @@ SUITES_BUCKET = "surge_suites"  # keys: def.<suite slug> -> Suite, run.<id> -> S
 # standby that takes over rebuilds each running run's aggregate exactly
 RUNLOG_STREAM = "SURGE_RUNLOG"
 RUNLOG_ALL = f"{ROOT}.runlog.>"
+# JetStream stream: each generator's log lines per run, kept for a while (docs/fleet.md)
+LOGS_STREAM = "SURGE_LOGS"
+LOGS_ALL = f"{ROOT}.logs.>"
 
 # --- streams of data --------------------------------------------------------
 STATS_ALL = f"{ROOT}.stats.>"
@@ -88,6 +91,11 @@ def runlog_event(run_id: str) -> str:
 
 def runlog_of_run(run_id: str) -> str:
     return f"{ROOT}.runlog.{run_id}.>"
+
+
+def logs(run_id: str, generator_id: str = "*") -> str:
+    """A generator's log lines for one run (LogLine); ``*``: every generator's."""
+    return f"{ROOT}.logs.{run_id}.{generator_id}"
 
 
 def live(run_id: str) -> str:

@@ -61,7 +61,7 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                "$JS.ACK.>"]
         sub = [f"{subjects.API}.>", subjects.STATS_ALL]
     elif role == "generator":
-        pub = [*JS_READ, subjects.STATS_ALL, _kv(subjects.GENERATORS_BUCKET),
+        pub = [*JS_READ, subjects.STATS_ALL, subjects.LOGS_ALL, _kv(subjects.GENERATORS_BUCKET),
                _create(subjects.GENERATORS_BUCKET), _create(subjects.ASSIGN_BUCKET)]
         sub = []
     elif role == "monitor":

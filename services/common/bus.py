@@ -235,14 +235,16 @@ async def _object_store(js: JetStreamContext, bucket: str, replicas: int) -> Obj
 
 
 async def stream(
-    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int = 1
+    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int = 1,
+    max_bytes: int = -1,
 ) -> None:
     """Make sure a file-backed stream exists (created on first use, kept if it exists)."""
-    await patient(lambda: _stream(js, name, subjects_, max_age_s, replicas), name)
+    await patient(lambda: _stream(js, name, subjects_, max_age_s, replicas, max_bytes), name)
 
 
 async def _stream(
-    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int
+    js: JetStreamContext, name: str, subjects_: list[str], max_age_s: float, replicas: int,
+    max_bytes: int = -1,
 ) -> None:
     try:
         await js.stream_info(name)
@@ -251,7 +253,7 @@ async def _stream(
         pass
     config = StreamConfig(
         name=name, subjects=subjects_, storage=StorageType.FILE, max_age=max_age_s,
-        num_replicas=replicas, duplicate_window=120.0,
+        num_replicas=replicas, duplicate_window=120.0, max_bytes=max_bytes,
     )
     try:
         await js.add_stream(config)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -23,6 +25,30 @@ def quiet_known_noise() -> None:
         asyncio_log.addFilter(_KnownNoise())
 
 
+Tap = Callable[[str, dict[str, Any]], None]
+_TAPS: list[Tap] = []
+
+
+def add_tap(tap: Tap) -> None:
+    """Also hand every line at or above the configured level to ``tap(level, event_dict)``
+    (a generator ships its run's lines to SURGE_LOGS). A tap must not raise."""
+    _TAPS.append(tap)
+
+
+def remove_tap(tap: Tap) -> None:
+    if tap in _TAPS:
+        _TAPS.remove(tap)
+
+
+def _tap(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for tap in list(_TAPS):
+        try:
+            tap(event_dict.get("level", method), event_dict)
+        except Exception:  # a tap never costs the line itself
+            pass
+    return event_dict
+
+
 def configure(service: str, level: str = "info", json: bool = False) -> None:
     quiet_known_noise()
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -39,6 +65,7 @@ def configure(service: str, level: str = "info", json: bool = False) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            _tap,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

@@ -23,6 +23,8 @@ class Config(Struct, frozen=True, kw_only=True):
     kv_replicas: int = 1  # JetStream replicas of buckets/streams (3 on a 3-node cluster)
     runlog_max_age_s: float = 7 * 24 * 3600.0  # accepted intervals kept at most this long
     schedule_grace_s: float = 60.0  # a fire later than this was missed: its policy decides
+    logs_max_age_s: float = 7 * 24 * 3600.0  # generators' log lines (SURGE_LOGS) kept this long
+    logs_max_bytes: int = 1 << 30  # ... and at most this much of them, oldest dropped first
     max_rate: float = 1_000_000.0
     max_duration_s: float = 24 * 3600.0
     max_connections: int = 50_000

@@ -324,6 +324,8 @@ class Run:
         self.durable.add(key)
         if stats.changes and self.changes_waiting:
             await self._changes_taken_up(stats)
+        if stats.error:  # its part of the run failed: the reason goes into the run's events
+            await self._event(f"generator {stats.generator_id} failed: {stats.error}", gap=True)
 
     async def _changes_taken_up(self, stats: IntervalStats) -> None:
         """Once every member has taken up a rate change, say how long it took (an event)."""

@@ -120,6 +120,8 @@ class Service:
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
         await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
                          c.runlog_max_age_s, replicas=r)
+        await bus.stream(js, subjects.LOGS_STREAM, [subjects.LOGS_ALL], c.logs_max_age_s,
+                         replicas=r, max_bytes=c.logs_max_bytes)
         # standbys keep the registry warm, so a takeover does not mistake every
         # generator for dead; they take no stats and answer no API request
         self._tasks.append(asyncio.create_task(self._watch_registry(), name="registry"))

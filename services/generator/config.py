@@ -23,6 +23,7 @@ class Config(Struct, frozen=True, kw_only=True):
     outbox_max: int = 3600  # unacknowledged intervals kept for the coordinator
     workers: int = 1  # engine processes under this one generator identity (SURGE_WORKERS)
     ready_file: str = ""  # written once registered, removed on stop (a readiness probe); "": off
+    log_lines_per_s: int = 20  # info lines shipped to SURGE_LOGS per second; warnings always
     log_level: str = "info"
     log_json: bool = False
 

@@ -25,7 +25,7 @@ from nats.micro import add_service
 from schemas import subjects
 from schemas.control import Assignment, Heartbeat
 from schemas.stats import EpochChange, IntervalStats, StatsAck
-from services.common import bus
+from services.common import bus, logs
 from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.generator.config import Config
@@ -34,6 +34,7 @@ from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.generator.workers import PooledEngine, WorkerPool
 from services.generator.ready import mark_not_ready, mark_ready
+from services.generator.runlog import RunLog
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,7 @@ class RunTask:
         self.prev_count = 0
         self.last_rps = 0.0
         self.changes: list[EpochChange] = []  # reported with the next interval
+        self.error: str | None = None  # why the run failed here (sent with the final interval)
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -128,7 +130,8 @@ class RunTask:
             self._emit(k, max(end, 0.0), final=True)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"[:1000]
             log.exception("run failed", run_id=self.a.run_id)
             self._emit(k, self.engine.now_s(), final=True)
         finally:
@@ -152,7 +155,30 @@ class RunTask:
         if self.changes:
             stats = msgspec.structs.replace(stats, changes=self.changes)
             self.changes = []
+        if final and self.error:
+            stats = msgspec.structs.replace(stats, error=self.error)
+        self._log_second(stats)
         self.service.enqueue(stats)
+
+    def _log_second(self, s: IntervalStats) -> None:
+        """The run's log (SURGE_LOGS): trouble each second it happens, progress every 10 s."""
+        errors: dict[str, int] = {}
+        late = dropped = done = 0
+        for r in s.requests.values():
+            done += r.count
+            late += r.late
+            dropped += r.dropped
+            for kind, n in r.errors.items():
+                errors[kind] = errors.get(kind, 0) + n
+        if errors:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(errors.items()))
+            log.warning(f"second {s.seq}: {sum(errors.values())} errors ({kinds})", run_id=s.run_id)
+        if late or dropped:
+            log.warning(f"second {s.seq}: behind its schedule, {late} late, {dropped} dropped",
+                        run_id=s.run_id)
+        if s.final or s.seq % 10 == 0:
+            log.info(f"second {s.seq}: sent {s.sent} of {s.target:g} due, {done} completed, "
+                     f"{s.in_flight} in flight", run_id=s.run_id)
 
 
 class Service:
@@ -173,6 +199,7 @@ class Service:
         self._proc.cpu_percent(None)
         self.log = log.bind(generator_id=self.id)
         self.labels = config.labels()
+        self.runlog: RunLog | None = None
         self.workers = WorkerPool(config.workers) if config.workers > 1 else None
 
     async def start(self) -> None:
@@ -185,6 +212,8 @@ class Service:
             self.config.nats_url, f"surge-generator {self.id}", on_reconnect=self._on_reconnect
         )
         js = self.nc.jetstream()
+        self.runlog = RunLog(self.id, self.config.log_lines_per_s, self._publish_nowait)
+        logs.add_tap(self.runlog)
         self.registry = await bus.key_value(
             js, subjects.GENERATORS_BUCKET, ttl_s=self.config.registry_ttl_s
         )
@@ -221,6 +250,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runlog is not None:
+            logs.remove_tap(self.runlog)
         try:
             await self.registry.delete(self.id)
             await self.micro.stop()
@@ -230,6 +261,13 @@ class Service:
         if self.workers is not None:
             await self.workers.close()
         self._closed.set()
+
+    def _publish_nowait(self, subject: str, data: bytes) -> None:
+        """A core publish from synchronous code (the log tap): never waits, never raises."""
+        if self.nc.is_closed:
+            return
+        task = asyncio.get_running_loop().create_task(self.nc.publish(subject, data))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # --- registry ------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:
@@ -325,9 +363,18 @@ class Service:
             return
         if run is not None:
             run.stop()  # a newer run replaces it; its final interval still goes out
-        self.log.info("run assigned", run_id=a.run_id, epoch=a.epoch, share=a.share)
-        self.run = RunTask(self, a)
-        self.run.start()
+        self.log.info("run assigned", run_id=a.run_id, epoch=a.epoch, share=a.share,
+                      generator=f"{a.index + 1} of {a.count}")
+        try:
+            task = RunTask(self, a)
+            task.start()
+        except Exception as exc:  # the engine could not even start: say why, and be done
+            self.log.exception("run could not start", run_id=a.run_id)
+            self._failed_to_start(a, f"{type(exc).__name__}: {exc}"[:1000])
+            return
+        self.run = task
+        if self.runlog is not None:
+            self.runlog.run_id = a.run_id
 
     def _tagged(self, a: Assignment) -> Assignment:
         """The plan with this generator's header added (SURGE_GENERATOR_HEADER), so the
@@ -338,16 +385,26 @@ class Service:
         plan = msgspec.structs.replace(a.plan, headers={name: self.id, **a.plan.headers})
         return msgspec.structs.replace(a, plan=plan)
 
+    def _failed_to_start(self, a: Assignment, error: str) -> None:
+        """One final, empty interval that carries the reason to the run's events."""
+        self.finished_runs[a.run_id] = None
+        self.enqueue(IntervalStats(
+            run_id=a.run_id, generator_id=self.id, epoch=a.epoch, seq=0, target=0.0, sent=0,
+            in_flight=0, requests={}, final=True, error=error,
+        ))
+
     def run_finished(self, run: RunTask) -> None:
         self.finished_runs[run.a.run_id] = None
         while len(self.finished_runs) > 100:
             self.finished_runs.popitem(last=False)
         if self.run is run:
             self.run = None
+            if self.runlog is not None:
+                self.runlog.run_id = None
             # say "idle" now, not at the next beat: a next run may be waiting for us
             beat = asyncio.get_running_loop().create_task(self._beat())
             beat.add_done_callback(lambda t: t.cancelled() or t.exception())
-        self.log.info("run finished", run_id=run.a.run_id)
+        self.log.info("run finished", run_id=run.a.run_id, error=run.error or "none")
 
     # --- stats delivery --------------------------------------------------------
     def enqueue(self, stats: IntervalStats) -> None:

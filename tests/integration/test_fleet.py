@@ -7,15 +7,20 @@ is checked where the load lands.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
+import msgspec
 import pytest
 
+from schemas import subjects
+from schemas.control import Heartbeat
 from schemas.errors import NoGenerators
+from schemas.stats import IntervalStats
 from services.common.client import CoordinatorClient
 from services.plan import loader
-from tests.conftest import Cluster, api_with, target_stats
+from tests.conftest import Cluster, api_with, target_stats, until
 from tests.integration.test_distributed_run import finished_report, start_and_follow
 from tests.plans import CHECKED, raw
 
@@ -131,3 +136,76 @@ async def test_per_generator_controls_refuse_what_cannot_be_done(cluster: Cluste
     await api.stop(run)
     await finished_report(api, feed, run)
     await api.close()
+
+
+async def test_generator_logs_are_retrievable_after_the_run_per_generator(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-a")
+    cluster.generator(generator_id="gen-b")
+    api = await api_with(cluster, 2)
+    plan = raw(CHECKED, target, rate=40, duration="3s", requests=[
+        {"name": "fails", "path": "/status/503"}])  # errors every second: warnings
+    started, feed = await start_and_follow(api, plan)
+    await finished_report(api, feed, started.run_id)
+
+    async def lines(*extra: str) -> list[dict]:
+        done = cluster.cli("logs", started.run_id, "--json", *extra)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(x) for x in done.stdout.splitlines()]
+
+    async def both_finished() -> bool:  # the last lines are shipped as the run ends
+        got = await lines()
+        return {x["generator_id"] for x in got if x["message"].startswith("run finished")} == {"gen-a", "gen-b"}
+
+    await until(both_finished, 10, "both generators' last lines")
+    only_b = await lines("--generator", "gen-b")
+    assert only_b and {x["generator_id"] for x in only_b} == {"gen-b"}
+    messages = [x["message"] for x in only_b]
+    assert any(m.startswith("run assigned") for m in messages), messages
+    warnings = [x for x in only_b if x["level"] == "warning"]
+    assert any("errors (status" in x["message"] for x in warnings), messages
+    assert all(x["run_id"] == started.run_id for x in only_b)
+    text = cluster.cli("logs", started.run_id, "--generator", "gen-a")
+    assert text.returncode == 0 and " gen-a warning second " in text.stdout, text.stdout
+    none = cluster.cli("logs", started.run_id, "--generator", "gen-x")
+    assert none.returncode == 0 and "no log lines from generator gen-x" in none.stderr
+    await api.close()
+
+
+async def test_a_generators_crash_reason_reaches_the_runs_events(cluster: Cluster):
+    """A generator whose part of the run fails sends its final interval with the reason.
+    The failing generator here is the test itself, speaking the generators' protocol
+    over the real bus (a real engine has no switch to make it crash)."""
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-a")
+    api = await api_with(cluster, 1)
+    js = api.nc.jetstream()
+    registry = await js.key_value(subjects.GENERATORS_BUCKET)
+
+    async def beat() -> None:
+        while True:
+            now = time.time()
+            hb = Heartbeat(id="gen-z", host="test", pid=1, cores=1, version="test", started_at=now,
+                           sent_at=now, capacity_rps=20_000.0)
+            await registry.put("gen-z", msgspec.json.encode(hb))
+            await asyncio.sleep(0.5)
+
+    beating = asyncio.create_task(beat())
+    await until(lambda: _listed(api, "gen-z"), 10, "gen-z registered")
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=50, duration="3s", generators=2))
+    assert set(started.generators) == {"gen-a", "gen-z"}
+    crash = IntervalStats(run_id=started.run_id, generator_id="gen-z", epoch=1, seq=0, target=0.0,
+                          sent=0, in_flight=0, requests={}, final=True,
+                          error="RuntimeError: engine exploded")
+    ack = await api.nc.request(subjects.stats(started.run_id, "gen-z"), msgspec.json.encode(crash), timeout=5)
+    assert not (ack.headers or {}).get("Nats-Service-Error-Code"), ack.data
+    report = await finished_report(api, feed, started.run_id)
+    beating.cancel()
+    assert any("generator gen-z failed: RuntimeError: engine exploded" in e for e in report.events), report.events
+    await api.close()
+
+
+async def _listed(api: CoordinatorClient, gid: str) -> bool:
+    return any(g.id == gid for g in (await api.generators()).generators)

@@ -1,0 +1,69 @@
+"""Reading generators' log lines for a run from the SURGE_LOGS stream (CLI and UI).
+
+The lines are in JetStream, kept for the stream's retention (days) whatever the
+generators do, so ``surge logs`` works long after the run, and ``--follow`` picks
+up new lines as the generators ship them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+from nats.js import api as js_api
+from nats.js.client import JetStreamContext
+
+from schemas import subjects
+from schemas.logs import LogLine
+
+_decoder = msgspec.json.Decoder(LogLine)
+
+
+async def stored(js: JetStreamContext, run_id: str, generator: str | None = None) -> int:
+    """How many lines the stream holds for the run (and generator)."""
+    subject = subjects.logs(run_id, generator or "*")
+    try:
+        info = await js.stream_info(subjects.LOGS_STREAM, subjects_filter=subject)
+    except Exception:  # no stream yet: no coordinator has run here
+        return 0
+    return sum((info.state.subjects or {}).values())
+
+
+async def read(
+    js: JetStreamContext, run_id: str, generator: str | None = None, *,
+    follow: asyncio.Event | None = None, idle_s: float = 1.0,
+) -> AsyncIterator[LogLine]:
+    """Every stored line, oldest first; with ``follow``, new ones too until it is set
+    (and then whatever came meanwhile: no line shipped before that is left out)."""
+    if follow is None and not await stored(js, run_id, generator):
+        return
+    sub = await js.subscribe(
+        subjects.logs(run_id, generator or "*"), ordered_consumer=True,
+        deliver_policy=js_api.DeliverPolicy.ALL, inactive_threshold=30.0,
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_s)
+            except asyncio.TimeoutError:
+                if follow is None or follow.is_set():
+                    return
+                continue
+            try:
+                line = _decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                continue
+            yield line
+            pending = msg.metadata.num_pending if msg.metadata else 0
+            if pending == 0 and (follow is None or follow.is_set()):
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+def text(line: LogLine) -> str:
+    """``2026-11-30T10:15:03.120Z gen-1 warning second 3: 12 errors (connect 12)``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at)) + f".{int(line.at % 1 * 1000):03d}Z"
+    return f"{stamp} {line.generator_id} {line.level:<7} {line.message}"
