@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 .PHONY: venv debs newman run test unit integration bench k8s-check clean
 
 # Debian packages the real servers in tests come from (package:binary)
-TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk nodejs:node npm:npm
+TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk nodejs:node npm:npm prometheus:prometheus
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

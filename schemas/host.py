@@ -39,6 +39,28 @@ class ProcessSample(Struct, frozen=True, kw_only=True):
     rss_bytes: int
 
 
+class JvmSample(Struct, frozen=True, kw_only=True):
+    """A Java process's heap and GC as the JDK's ``jstat -gc`` prints them."""
+
+    heap_used_bytes: int  # survivor + eden + old in use
+    heap_capacity_bytes: int  # survivor + eden + old committed
+    young_gc: int  # cumulative collections since the JVM started
+    full_gc: int
+    gc_time_s: float  # cumulative seconds spent in GC
+
+
+class WatchedProcess(Struct, frozen=True, kw_only=True):
+    """Every process of one name in SURGE_MONITOR_PROCESSES, added up."""
+
+    name: str  # as configured, e.g. "java", "postgres"
+    count: int  # processes of that name
+    cpu_pct: float  # of one core, summed over the processes
+    rss_bytes: int
+    threads: int
+    open_files: int | None  # file descriptors; None where the monitor may not read them
+    jvm: JvmSample | None = None  # the largest Java process's, when jstat is present
+
+
 class HostSample(Struct, frozen=True, kw_only=True, tag="host.v1"):
     """Everything the monitor reads of one host in one interval."""
 
@@ -49,6 +71,7 @@ class HostSample(Struct, frozen=True, kw_only=True, tag="host.v1"):
     cpu_pct: float
     cpu_per_core: list[float]
     iowait_pct: float
+    steal_pct: float = 0.0  # taken by the hypervisor from this VM
     load1: float
     load5: float
     load15: float
@@ -60,8 +83,13 @@ class HostSample(Struct, frozen=True, kw_only=True, tag="host.v1"):
     disk_free_pct: float | None = None  # of the data dir's filesystem
     net: dict[str, NetIO] = {}  # interface -> rates
     tcp: dict[str, int] = {}  # state (ESTABLISHED, TIME_WAIT, ...) -> connections
+    # SURGE_MONITOR_PORTS: port -> state -> sockets with that local or remote port
+    tcp_ports: dict[str, dict[str, int]] = {}
+    tcp_retrans_ps: float | None = None  # segments retransmitted per second (kernel's counter)
+    tcp_out_ps: float | None = None  # segments sent per second, for the retransmit ratio
     open_fds: int | None = None
     processes: list[ProcessSample] = []
+    watched: list[WatchedProcess] = []  # SURGE_MONITOR_PROCESSES, in configured order
 
 
 class Alert(Struct, frozen=True, kw_only=True, tag="alert.v1"):
@@ -98,3 +126,8 @@ class MonitorStatus(Struct, frozen=True, kw_only=True, tag="monitor-status.v1"):
     last_write_at: float | None = None  # unix seconds of the last successful write
     last_error: str | None = None  # the last write error, kept after recovery (see _at)
     last_error_at: float | None = None
+    alerts_sent: int = 0  # deliveries by e-mail/webhook that succeeded
+    alerts_failed: int = 0  # given up after every retry
+    alerts_dropped: int = 0  # over the rate limit or the queue bound
+    alerts_suppressed: int = 0  # duplicates not sent again
+    metrics_port: int = 0  # where /metrics listens (0: off)

@@ -66,8 +66,10 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
         sub = []
     elif role == "monitor":
         pub = [*JS_READ, subjects.HOST_ALL, subjects.ALERTS_ALL, *READ_API]
+        # STATS_ALL: the generators' intervals, counted for Prometheus /metrics (it only
+        # listens; the coordinator answers them)
         sub = [subjects.LIVE_ALL, subjects.HOST_ALL, subjects.ALERTS_ALL, subjects.EVENTS_ALL,
-               subjects.MONITOR_ALL]
+               subjects.MONITOR_ALL, subjects.STATS_ALL]
     elif role in ("ui", "cli"):
         # the UI may be first up and create the registry bucket (it watches it)
         pub = [*JS_READ, f"{subjects.API}.>", subjects.MONITOR_ALL, _create(subjects.GENERATORS_BUCKET)]

@@ -37,6 +37,31 @@ class Config(Struct, frozen=True, kw_only=True):
     # interfaces/devices not sampled (prefixes): container veths, loop devices, RAM disks
     net_exclude: list[str] = field(default_factory=lambda: ["veth"])
     disk_exclude: list[str] = field(default_factory=lambda: ["loop", "ram", "zram"])
+    # depth (docs/monitor.md): TCP states of these ports, these processes by name
+    monitor_ports: list[int] = field(default_factory=list)
+    monitor_processes: list[str] = field(default_factory=list)
+    jstat_s: float = 5.0  # a JVM's heap/GC via jstat at most this often (jstat is costly)
+    # alerts delivered (services/monitor/notify.py); empty host / URL: not sent that way
+    alert_smtp_host: str = ""
+    alert_smtp_port: int = 587
+    alert_smtp_user: str = ""
+    alert_smtp_password: str = ""
+    alert_smtp_from: str = "surge@localhost"
+    alert_smtp_to: list[str] = field(default_factory=list)
+    alert_smtp_starttls: bool = True
+    alert_smtp_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    alert_smtp_cafile: str = ""  # a CA to trust for the SMTP server (default: the system's)
+    alert_smtp_timeout_s: float = 10.0
+    alert_webhook: str = ""  # POST JSON with a Slack-compatible "text"
+    alert_webhook_timeout_s: float = 5.0
+    alert_retries: int = 3  # attempts after the first, backoff doubling from alert_backoff_s
+    alert_backoff_s: float = 1.0
+    alert_dedup_s: float = 300.0  # a rule firing again within this is not sent again
+    alert_rate_per_min: float = 20.0  # per channel; beyond it messages are dropped (counted)
+    # Prometheus /metrics (services/monitor/metrics.py); 0 turns it off
+    metrics_port: int = 9108
+    metrics_addr: str = ""  # "" = every interface
+    metrics_run_keep_s: float = 300.0  # a finished run's series are kept this long
     log_level: str = "info"
     log_json: bool = False
 

@@ -15,6 +15,8 @@ surge_host_cpu         host, core                   cpu_pct
 surge_host_disk        host, device                 read_bps, write_bps, read_iops, ...
 surge_host_net         host, interface              rx_bps, tx_bps, rx_pps, ...
 surge_host_tcp         host, state                  connections
+surge_host_tcp_port    host, port, state            connections
+surge_watched          host, name                   count, cpu_pct, rss_bytes, threads, ...
 surge_process          host, service, pid           cpu_pct, rss_bytes
 surge_run              run_id, plan                 rps, target_rps, errors, p99_ms, ...
 surge_run_request      run_id, plan, request        rps, errors, p50_ms, p90_ms, p99_ms
@@ -68,6 +70,7 @@ def host_lines(s: HostSample) -> list[str]:
     out = [line("surge_host", host, {
         "cpu_pct": float(s.cpu_pct),
         "iowait_pct": float(s.iowait_pct),
+        "steal_pct": float(s.steal_pct),
         "load1": float(s.load1),
         "load5": float(s.load5),
         "load15": float(s.load15),
@@ -79,6 +82,8 @@ def host_lines(s: HostSample) -> list[str]:
         "open_fds": s.open_fds,
         "cores": int(s.cores),
         "interval_s": float(s.interval_s),
+        "tcp_retrans_ps": _f(s.tcp_retrans_ps),
+        "tcp_out_ps": _f(s.tcp_out_ps),
     }, at)]
     for core, pct in enumerate(s.cpu_per_core):
         out.append(line("surge_host_cpu", {**host, "core": str(core)}, {"cpu_pct": float(pct)}, at))
@@ -96,6 +101,20 @@ def host_lines(s: HostSample) -> list[str]:
         }, at))
     for state, count in s.tcp.items():
         out.append(line("surge_host_tcp", {**host, "state": state}, {"connections": int(count)}, at))
+    for port, states in s.tcp_ports.items():
+        for state, count in states.items():
+            out.append(line("surge_host_tcp_port", {**host, "port": port, "state": state},
+                            {"connections": int(count)}, at))
+    for w in s.watched:
+        j = w.jvm
+        out.append(line("surge_watched", {**host, "name": w.name}, {
+            "count": int(w.count), "cpu_pct": float(w.cpu_pct), "rss_bytes": int(w.rss_bytes),
+            "threads": int(w.threads), "open_files": w.open_files,
+            "heap_used_bytes": j.heap_used_bytes if j else None,
+            "heap_capacity_bytes": j.heap_capacity_bytes if j else None,
+            "young_gc": j.young_gc if j else None, "full_gc": j.full_gc if j else None,
+            "gc_time_s": float(j.gc_time_s) if j else None,
+        }, at))
     for p in s.processes:
         out.append(line("surge_process", {**host, "service": p.name, "pid": str(p.pid)}, {
             "cpu_pct": float(p.cpu_pct), "rss_bytes": int(p.rss_bytes),

@@ -21,7 +21,8 @@ import psutil
 import structlog
 from msgspec import Struct
 
-from schemas.host import DiskIO, HostSample, NetIO, ProcessSample
+from schemas.host import DiskIO, HostSample, JvmSample, NetIO, ProcessSample, WatchedProcess
+from services.monitor.watch import Jstat, ProcessWatch, WatchedCounters, parse_snmp_tcp, port_of
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +35,10 @@ TCP_STATES = {
 
 
 class CpuTimes(Struct, frozen=True):
-    busy: float  # seconds, all states but idle and iowait
+    busy: float  # seconds, all states but idle and iowait (steal included)
     iowait: float
     total: float
+    steal: float = 0.0
 
 
 class ProcCounters(Struct, frozen=True):
@@ -64,6 +66,10 @@ class Counters(Struct, frozen=True, kw_only=True):
     tcp: dict[str, int]
     open_fds: int | None
     processes: list[ProcCounters]
+    tcp_ports: dict[int, dict[str, int]] = {}  # watched port -> state -> sockets
+    tcp_segs: tuple[int, int] | None = None  # RetransSegs, OutSegs (cumulative)
+    watched: list[WatchedCounters] = []
+    jvm: dict[str, JvmSample] = {}  # watched name -> its JVM's heap and GC
 
 
 # --- pure -------------------------------------------------------------------------
@@ -75,7 +81,8 @@ def cpu_split(times: object) -> CpuTimes:
     total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
     idle = fields.get("idle", 0.0)
     iowait = fields.get("iowait", 0.0)
-    return CpuTimes(busy=total - idle - iowait, iowait=iowait, total=total)
+    return CpuTimes(busy=total - idle - iowait, iowait=iowait, total=total,
+                    steal=fields.get("steal", 0.0))
 
 
 def _pct(part: float, whole: float) -> float:
@@ -117,13 +124,21 @@ def service_of(cmdline: Sequence[str]) -> str | None:
     return None
 
 
-def parse_tcp_table(text: str, into: dict[str, int]) -> None:
-    """Count connections per state from the text of /proc/net/tcp or tcp6."""
+def parse_tcp_table(text: str, into: dict[str, int],
+                    ports: dict[int, dict[str, int]] | None = None) -> None:
+    """Count connections per state from the text of /proc/net/tcp or tcp6; with
+    ``ports`` (watched port -> counts), also per state of sockets whose local or remote
+    port is watched."""
     for line in text.splitlines()[1:]:
         parts = line.split(None, 4)
         if len(parts) >= 4:
             state = TCP_STATES.get(parts[3].upper(), "NONE")
             into[state] = into.get(state, 0) + 1
+            if ports:
+                for port in {port_of(parts[1]), port_of(parts[2])}:
+                    counts = ports.get(port)
+                    if counts is not None:
+                        counts[state] = counts.get(state, 0) + 1
 
 
 def parse_file_nr(text: str) -> int | None:
@@ -143,6 +158,7 @@ def to_sample(prev: Counters, cur: Counters, host: str) -> HostSample:
         return _pct(b.busy - a.busy, total), _pct(b.iowait - a.iowait, total)
 
     cpu_pct, iowait_pct = cpu_pcts(prev.cpu, cur.cpu)
+    steal_pct = _pct(cur.cpu.steal - prev.cpu.steal, cur.cpu.total - prev.cpu.total)
     per_core = [
         cpu_pcts(a, b)[0] for a, b in zip(prev.per_core, cur.per_core, strict=False)
     ]
@@ -173,6 +189,10 @@ def to_sample(prev: Counters, cur: Counters, host: str) -> HostSample:
             cpu_pct=round(used / dt * 100.0, 2) if dt > 0 else 0.0,
             rss_bytes=proc.rss_bytes,
         ))
+    retrans_ps = out_ps = None
+    if prev.tcp_segs is not None and cur.tcp_segs is not None:
+        retrans_ps = _rate(cur.tcp_segs[0], prev.tcp_segs[0], dt)
+        out_ps = _rate(cur.tcp_segs[1], prev.tcp_segs[1], dt)
     return HostSample(
         host=host,
         ts=round(cur.ts, 3),
@@ -181,6 +201,7 @@ def to_sample(prev: Counters, cur: Counters, host: str) -> HostSample:
         cpu_pct=cpu_pct,
         cpu_per_core=per_core,
         iowait_pct=iowait_pct,
+        steal_pct=steal_pct,
         load1=cur.load[0],
         load5=cur.load[1],
         load15=cur.load[2],
@@ -194,7 +215,41 @@ def to_sample(prev: Counters, cur: Counters, host: str) -> HostSample:
         tcp=dict(sorted(cur.tcp.items())),
         open_fds=cur.open_fds,
         processes=sorted(processes, key=lambda p: (p.name, p.pid)),
+        tcp_ports={str(port): dict(sorted(states.items()))
+                   for port, states in sorted(cur.tcp_ports.items())},
+        tcp_retrans_ps=retrans_ps,
+        tcp_out_ps=out_ps,
+        watched=watched_sample(prev, cur, dt),
     )
+
+
+def watched_sample(prev: Counters, cur: Counters, dt: float) -> list[WatchedProcess]:
+    """The named processes, added up per name (CPU over the interval of the pids seen in
+    both readings)."""
+    before = {(w.pid, w.name): w for w in prev.watched}
+    out: dict[str, dict] = {}
+    for w in cur.watched:
+        agg = out.setdefault(w.name, {"count": 0, "cpu_s": 0.0, "rss": 0, "threads": 0,
+                                      "fds": 0, "fds_known": True})
+        was = before.get((w.pid, w.name))
+        if was is not None and w.cpu_s >= was.cpu_s:
+            agg["cpu_s"] += w.cpu_s - was.cpu_s
+        agg["count"] += 1
+        agg["rss"] += w.rss_bytes
+        agg["threads"] += w.threads
+        if w.open_files is None:
+            agg["fds_known"] = False
+        else:
+            agg["fds"] += w.open_files
+    return [
+        WatchedProcess(
+            name=name, count=a["count"],
+            cpu_pct=round(a["cpu_s"] / dt * 100.0, 2) if dt > 0 else 0.0,
+            rss_bytes=a["rss"], threads=a["threads"],
+            open_files=a["fds"] if a["fds_known"] else None, jvm=cur.jvm.get(name),
+        )
+        for name, a in out.items()
+    ]
 
 
 # --- reading the host ----------------------------------------------------------------
@@ -213,6 +268,9 @@ class Reader:
         data_dir: str = ".",
         net_exclude: Sequence[str] = (),
         disk_exclude: Sequence[str] = (),
+        ports: Sequence[int] = (),
+        processes: Sequence[str] = (),
+        jstat_s: float = 5.0,
     ) -> None:
         if host_proc:
             psutil.PROCFS_PATH = host_proc  # psutil reads every /proc file through it
@@ -220,6 +278,9 @@ class Reader:
         self.data_dir = data_dir
         self.net_exclude = tuple(net_exclude)
         self.disk_exclude = tuple(disk_exclude)
+        self.ports = tuple(ports)
+        self.watch = ProcessWatch(processes)
+        self.jstat = Jstat(jstat_s) if self.watch.names else None
         self._warned: set[str] = set()
 
     def _warn_once(self, what: str, exc: BaseException) -> None:
@@ -231,6 +292,8 @@ class Reader:
     def read(self) -> Counters:
         ts, mono = time.time(), time.monotonic()
         vm = psutil.virtual_memory()
+        tcp, ports = self._tcp()
+        watched = self._watched()
         try:
             swap_pct = float(psutil.swap_memory().percent)
         except Exception as exc:  # no /proc/swaps or vmstat in some containers
@@ -249,10 +312,44 @@ class Reader:
             disk=self._disk(),
             disk_free_pct=self._disk_free(),
             net=self._net(),
-            tcp=self._tcp(),
+            tcp=tcp,
+            tcp_ports=ports,
+            tcp_segs=self._tcp_segs(),
             open_fds=self._open_fds(),
             processes=self._processes(),
+            watched=watched,
+            jvm=self._jvm(watched),
         )
+
+    def _tcp_segs(self) -> tuple[int, int] | None:
+        try:
+            return parse_snmp_tcp((self.proc / "net" / "snmp").read_text())
+        except OSError as exc:
+            self._warn_once("net/snmp", exc)
+            return None
+
+    def _watched(self) -> list[WatchedCounters]:
+        try:
+            return self.watch.read()
+        except Exception as exc:
+            self._warn_once("processes", exc)
+            return []
+
+    def _jvm(self, watched: list[WatchedCounters]) -> dict[str, JvmSample]:
+        """Each watched name's largest JVM (by RSS), when jstat is there."""
+        if self.jstat is None or self.jstat.path is None:
+            return {}
+        biggest: dict[str, WatchedCounters] = {}
+        for w in watched:
+            if "java" in w.name.lower() or w.name in ("jvm",):
+                if w.name not in biggest or w.rss_bytes > biggest[w.name].rss_bytes:
+                    biggest[w.name] = w
+        out = {}
+        for name, w in biggest.items():
+            sample = self.jstat.sample(w.pid)
+            if sample is not None:
+                out[name] = sample
+        return out
 
     def _disk(self) -> dict[str, tuple[int, int, int, int]]:
         try:
@@ -284,25 +381,30 @@ class Reader:
             for nic, c in counters.items() if not _excluded(nic, self.net_exclude)
         }
 
-    def _tcp(self) -> dict[str, int]:
+    def _tcp(self) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
         states: dict[str, int] = {}
+        ports: dict[int, dict[str, int]] = {p: {} for p in self.ports}
         found = False
         for name in ("tcp", "tcp6"):
             try:
-                parse_tcp_table((self.proc / "net" / name).read_text(), states)
+                parse_tcp_table((self.proc / "net" / name).read_text(), states, ports)
                 found = True
             except FileNotFoundError:
                 continue  # no IPv6 on this host
             except OSError as exc:
                 self._warn_once(f"net/{name}", exc)
         if found:
-            return states
+            return states, ports
         try:  # not Linux: psutil's way, which may need privileges
             for conn in psutil.net_connections(kind="tcp"):
                 states[conn.status] = states.get(conn.status, 0) + 1
+                for port in {conn.laddr.port if conn.laddr else 0,
+                             conn.raddr.port if conn.raddr else 0}:
+                    if port in ports:
+                        ports[port][conn.status] = ports[port].get(conn.status, 0) + 1
         except (psutil.AccessDenied, PermissionError, OSError) as exc:
             self._warn_once("tcp", exc)
-        return states
+        return states, ports
 
     def _open_fds(self) -> int | None:
         try:

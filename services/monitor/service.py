@@ -24,7 +24,7 @@ from nats.micro.request import Request
 
 from schemas import subjects
 from schemas.host import HostSample, MonitorStatus
-from schemas.stats import LiveSnapshot
+from schemas.stats import IntervalStats, LiveSnapshot
 from services.common import bus
 from services.common.identity import VERSION
 from services.monitor import points
@@ -32,11 +32,14 @@ from services.monitor.alerts import Alerts, parse_rules
 from services.monitor.buffer import PointBuffer
 from services.monitor.config import Config
 from services.monitor.influx import Writer
+from services.monitor.metrics import RunMetrics
+from services.monitor.notify import from_config as notifier_from_config
 from services.monitor.sampler import Counters, Reader, to_sample
 
 log = structlog.get_logger(__name__)
 
 _snapshot_decoder = msgspec.json.Decoder(LiveSnapshot)
+_stats_decoder = msgspec.json.Decoder(IntervalStats)
 
 
 class Service:
@@ -48,7 +51,12 @@ class Service:
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.reader = Reader(config.host_proc, str(self.data_dir), config.net_exclude,
-                             config.disk_exclude)
+                             config.disk_exclude, ports=config.monitor_ports,
+                             processes=config.monitor_processes, jstat_s=config.jstat_s)
+        self.notifier = notifier_from_config(config, self.data_dir)
+        self.metrics: RunMetrics | None = None
+        self.metrics_port = 0
+        self._metrics_server = None
         self.writer: Writer | None = None
         if config.influx_url:
             buffer = PointBuffer(
@@ -94,8 +102,16 @@ class Service:
                 subjects.LIVE_ALL, queue=self.config.live_queue, cb=self.on_live
             )
             self.writer.start()
+        self._start_metrics()
+        if self.metrics is not None:
+            self.stats_sub = await self.nc.subscribe(subjects.STATS_ALL, cb=self.on_stats)
+            self.metrics_live_sub = await self.nc.subscribe(subjects.LIVE_ALL,
+                                                            cb=self.on_live_metrics)
+        self.notifier.start()
         self._tasks.append(asyncio.create_task(self._sample_loop(), name="sample"))
-        self.log.info("monitoring", influx=self.config.influx_url or None,
+        self.log.info("monitoring",
+                      alert_channels=[c.name for c in self.notifier.channels] or None,
+                      metrics_port=self.metrics_port or None, influx=self.config.influx_url or None,
                       rules=[r.describe() for r in self.alerts.rules],
                       subject=subjects.host(self.subject_host))
 
@@ -112,6 +128,10 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.writer is not None:
             await self.writer.close(limit_s=min(5.0, self.config.influx_timeout_s + 1))
+        await self.notifier.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         try:
             await self.micro.stop()
             await self.nc.drain()
@@ -136,6 +156,11 @@ class Service:
             last_write_at=w.last_write_at if w else None,
             last_error=w.last_error if w else None,
             last_error_at=w.last_error_at if w else None,
+            alerts_sent=self.notifier.counts.sent,
+            alerts_failed=self.notifier.counts.failed,
+            alerts_dropped=self.notifier.counts.dropped,
+            alerts_suppressed=self.notifier.counts.suppressed,
+            metrics_port=self.metrics_port,
         )
 
     async def status_request(self, req: Request) -> MonitorStatus:
@@ -177,12 +202,53 @@ class Service:
         self.samples += 1
         if self.writer is not None:
             self.writer.add(points.host_lines(sample))
+        if self.metrics is not None:
+            self.metrics.set_host(sample)
         await self.nc.publish(subjects.host(self.subject_host), msgspec.json.encode(sample))
         for alert in self.alerts.observe(sample):
             self.log.warning("alert", name=alert.name, state=alert.state, value=alert.value,
                              message=alert.message)
             await self.nc.publish(subjects.alerts(self.subject_host), msgspec.json.encode(alert))
+            self.notifier.submit(alert)  # queued: delivery never holds up sampling
         self._refresh_metadata()
+
+    # --- Prometheus ------------------------------------------------------------------------
+    def _start_metrics(self) -> None:
+        """/metrics on SURGE_METRICS_PORT; a port in use is a warning, not a failed start
+        (sampling and the bus matter more than one scrape target)."""
+        if self.config.metrics_port == 0:
+            return
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=False)
+        metrics = RunMetrics(keep_s=self.config.metrics_run_keep_s)
+        registry.register(metrics)
+        try:
+            server, _thread = start_http_server(self.config.metrics_port,
+                                                self.config.metrics_addr or "", registry)
+        except OSError as exc:
+            self.log.warning("cannot serve /metrics; going on without it",
+                             port=self.config.metrics_port, error=str(exc))
+            return
+        self._metrics_server = server
+        self.metrics = metrics
+        self.metrics_port = server.server_address[1]
+
+    async def on_stats(self, msg: Msg) -> None:
+        try:
+            stats = _stats_decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # the coordinator answers the sender with the error; not ours to log
+        if self.metrics is not None:
+            self.metrics.add_interval(stats)
+
+    async def on_live_metrics(self, msg: Msg) -> None:
+        try:
+            snapshot = _snapshot_decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # logged by on_live when InfluxDB is on
+        if self.metrics is not None:
+            self.metrics.add_snapshot(snapshot)
 
     # --- live run snapshots ------------------------------------------------------------
     async def on_live(self, msg: Msg) -> None:

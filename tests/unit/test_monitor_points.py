@@ -89,3 +89,25 @@ def test_dashboard_queries_only_measurements_and_fields_the_monitor_writes():
         [measurement] = re.findall(r'r\._measurement == "([a-z_]+)"', query)
         fields = re.findall(r'r\._field == "([a-z0-9_]+)"', query)
         assert fields and set(fields) <= written[measurement], (measurement, fields)
+
+
+def test_depth_points_ports_and_watched_processes():
+    from schemas.host import JvmSample, WatchedProcess
+
+    s = msgspec.structs.replace(
+        host(), steal_pct=2.0, tcp_retrans_ps=0.5, tcp_ports={"8080": {"TIME_WAIT": 3}},
+        watched=[WatchedProcess(name="java", count=1, cpu_pct=5.0, rss_bytes=10, threads=20,
+                                open_files=None,
+                                jvm=JvmSample(heap_used_bytes=1, heap_capacity_bytes=2,
+                                              young_gc=3, full_gc=0, gc_time_s=0.5)),
+                 WatchedProcess(name="pg", count=2, cpu_pct=1.0, rss_bytes=5, threads=2,
+                                open_files=9)])
+    lines = host_lines(s)
+    assert "steal_pct=2," in lines[0] and "tcp_retrans_ps=0.5" in lines[0]
+    assert "tcp_out_ps" not in lines[0]  # unknown: left out
+    by_key = {re.split(r"(?<!\\) ", ln)[0]: ln for ln in lines}
+    assert "connections=3i" in by_key["surge_host_tcp_port,host=node\\ 1,port=8080,state=TIME_WAIT"]
+    java = by_key["surge_watched,host=node\\ 1,name=java"]
+    assert "threads=20i" in java and "young_gc=3i" in java and "open_files" not in java
+    pg = by_key["surge_watched,host=node\\ 1,name=pg"]
+    assert "open_files=9i" in pg and "heap_used_bytes" not in pg
