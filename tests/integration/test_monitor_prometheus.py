@@ -18,6 +18,7 @@ import pytest
 
 from schemas import subjects
 from schemas.stats import LiveSnapshot
+from services.common import histogram
 from services.monitor.metrics import BUCKETS_S
 from services.plan import loader
 from tests.conftest import Cluster, api_with, free_port, until
@@ -85,11 +86,14 @@ async def test_prometheus_scrapes_run_counts_latency_buckets_and_host(cluster: C
         assert counted == total
         p99_s = prom.scalar(f"histogram_quantile(0.99, sum by (le) "
                             f"(surge_run_latency_seconds_bucket{{{run}}}))")
-        # Prometheus interpolates inside the bucket that holds the report's exact p99
-        # (HdrHistogram's 0.1 % either way: a p99 right at a bound may sit on its other side)
+        # Prometheus interpolates inside the bucket that holds the report's exact p99.
+        # HdrHistogram's p99 is the value of rank round(0.99 N), Prometheus's rank is
+        # 0.99 N itself (the next value up), and HdrHistogram is exact to 0.1 %.
         p99 = report.totals.latency_ms.p99 / 1000
-        lo = max([0.0, *(b for b in BUCKETS_S if b < p99 * 0.999)])
-        hi = min(b for b in BUCKETS_S if b >= p99 * 1.001)
+        merged = histogram.decode(report.histogram)
+        next_up = merged.get_value_at_percentile(min(100.0, 99.0 + 100.0 / total)) / 1e6
+        lo = max([0.0, *(b for b in BUCKETS_S if b < min(p99, next_up) * 0.999)])
+        hi = min(b for b in BUCKETS_S if b >= max(p99, next_up) * 1.001)
         assert p99_s is not None and lo <= p99_s <= hi
 
         with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as resp:
