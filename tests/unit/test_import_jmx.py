@@ -103,3 +103,73 @@ def test_other_file_encoding_is_listed(tmp_path):
     (tmp_path / "users.csv").write_text("user,pass\nann,s1\n")
     _, unmapped = load(jmx(csv_set(fileEncoding="ISO-8859-1"), sampler()), tmp_path)
     assert any("ISO-8859-1" in u for u in unmapped)
+
+
+def test_functions_and_properties_in_any_field(tmp_path):
+    path = ("/p/${__P(section,shop)}/${__property(lang,,en)}?r=${__Random(1,9)}&amp;t=${__time()}"
+            "&amp;s=${__time(/1000,)}&amp;u=${__UUID}&amp;v=${__UUID()}&amp;n=${__threadNum}"
+            "&amp;x=${__RandomString(5,abc)}&amp;e=${__eval(x)}")
+    plan, unmapped = load(jmx(sampler(path=path)), tmp_path)
+    step = plan.flows[0].steps[0]
+    assert step.path == ("/p/shop/en?r={{$randint(1,9)}}&t={{$timestamp_ms}}&s={{$timestamp}}"
+                         "&u={{$uuid}}&v={{$uuid}}&n={{__user}}&x={{$randstr(5)}}&e=${__eval(x)}")
+    joined = "\n".join(unmapped)
+    assert "property 'section' (JMeter -Jsection=...) read as its default 'shop'" in joined
+    assert "__eval has no Surge equivalent" in joined and "'abc'" in joined
+
+
+def test_server_name_port_and_thread_counts_from_variables_and_properties(tmp_path):
+    args = ('<elementProp name="TestPlan.user_defined_variables" elementType="Arguments">'
+            '<collectionProp name="Arguments.arguments">'
+            '<elementProp name="host" elementType="Argument"><stringProp name="Argument.name">host</stringProp>'
+            '<stringProp name="Argument.value">${__P(host,127.0.0.9)}</stringProp></elementProp>'
+            '</collectionProp></elementProp>')
+    group = ('<ThreadGroup testname="G" enabled="true">'
+             '<stringProp name="ThreadGroup.num_threads">${__P(users,7)}</stringProp>'
+             '<stringProp name="ThreadGroup.ramp_time">${__P(ramp,0)}</stringProp>'
+             '<boolProp name="ThreadGroup.scheduler">true</boolProp>'
+             '<stringProp name="ThreadGroup.duration">${__P(dur,20)}</stringProp></ThreadGroup>')
+    plan, _ = load(jmx(sampler(path="/", domain="${host}", port="${__P(port,8081)}"), group=group,
+                       plan_args=args), tmp_path)
+    assert plan.target == "http://127.0.0.9:8081"
+    assert (plan.users, plan.duration, plan.model) == (7, 20, "closed")
+
+
+def test_header_cookie_and_auth_managers(tmp_path):
+    headers = ('<HeaderManager testname="H" enabled="true"><collectionProp name="HeaderManager.headers">'
+               '<elementProp name="" elementType="Header"><stringProp name="Header.name">X-A</stringProp>'
+               '<stringProp name="Header.value">${__P(a,1)}</stringProp></elementProp></collectionProp></HeaderManager>')
+    cookies = ('<CookieManager testname="C" enabled="true"><collectionProp name="CookieManager.cookies">'
+               '<elementProp name="sid" elementType="Cookie"><stringProp name="Cookie.value">s-1</stringProp>'
+               '</elementProp></collectionProp></CookieManager>')
+    auth = ('<AuthManager testname="A" enabled="true"><collectionProp name="AuthManager.auth_list">'
+            '<elementProp name="" elementType="Authorization">'
+            '<stringProp name="Authorization.url">http://127.0.0.1:8080/admin</stringProp>'
+            '<stringProp name="Authorization.username">u</stringProp>'
+            '<stringProp name="Authorization.password">p</stringProp></elementProp>'
+            '<elementProp name="" elementType="Authorization"><stringProp name="Authorization.url"></stringProp>'
+            '<stringProp name="Authorization.mechanism">DIGEST</stringProp></elementProp>'
+            '</collectionProp></AuthManager>')
+    plan, unmapped = load(jmx(headers, cookies, auth, sampler(path="/admin/x", name="adm"),
+                              sampler(path="/pub", name="pub")), tmp_path)
+    assert plan.headers == {"X-A": "1", "Cookie": "sid=s-1"}
+    s = {st.name: st for st in plan.flows[0].steps}
+    assert s["adm"].headers == {"Authorization": "Basic dTpw"} and "Authorization" not in s["pub"].headers
+    assert any("TestPlan 'T' > ThreadGroup 'Users' > AuthManager 'A': DIGEST" in u for u in unmapped)
+
+
+def test_throughput_timers_make_the_open_model(tmp_path):
+    timer = ('<PreciseThroughputTimer testname="P" enabled="true">'
+             '<doubleProp><name>throughput</name><value>120.0</value></doubleProp>'
+             '<intProp name="throughputPeriod">60</intProp></PreciseThroughputTimer>')
+    plan, _ = load(jmx(timer, sampler()), tmp_path)
+    assert plan.model == "open" and plan.rate == 2
+
+
+def test_unmapped_elements_are_listed_with_their_path(tmp_path):
+    script = '<JSR223PostProcessor testname="log it" enabled="true"/>'
+    ctrl = ('<IfController testname="only admins" enabled="true"/>', '<hashTree>' + sampler(name="in if")
+            + '<hashTree/></hashTree>')
+    _, unmapped = load(jmx(*ctrl, sampler(extra=""), script), tmp_path)
+    assert "TestPlan 'T' > ThreadGroup 'Users' > IfController 'only admins': its condition" in "\n".join(unmapped)
+    assert any(u.startswith("TestPlan 'T' > ThreadGroup 'Users' > JSR223PostProcessor 'log it'") for u in unmapped)

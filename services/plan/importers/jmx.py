@@ -1,13 +1,19 @@
 """JMeter test plans (.jmx) → a plan.
 
-Mapped: thread groups (threads, ramp-up, duration → ``users``/``user_stages``; each
-group a flow weighted by its threads), HTTP samplers and HTTP Request Defaults,
-header managers (plan level → plan headers, sampler level → step headers), CSV data
-sets (→ ``data``), constant throughput timers (→ the open model's ``rate``), constant
-and uniform random timers (→ ``think``), regex and JSON extractors, response and
-duration assertions, user-defined variables, ``${var}`` and the ``__UUID``,
-``__Random``, ``__time`` functions. Simple controllers are flattened. Every other
-element (scripts, logic controllers' conditions, listeners, ...) is listed.
+Mapped: thread groups (threads, ramp-up, duration → the closed model's ``users``/
+``user_stages``; each group a flow weighted by its threads), HTTP samplers and HTTP
+Request Defaults (server name, port and protocol may use variables and properties:
+resolved to their values), header managers (plan level → plan headers, sampler level →
+step headers), cookie managers' cookies (→ a Cookie header), auth managers' BASIC
+entries (→ an Authorization header on the samplers under their URL), CSV data sets (→
+``data``, every option), constant and precise throughput timers (→ the open model's
+``rate``), constant and uniform random timers (→ ``think``), regex and JSON extractors,
+response and duration assertions, user-defined variables, ``${var}`` and the functions
+``__UUID``, ``__Random``, ``__time``, ``__threadNum``, ``__RandomString``, ``__P`` and
+``__property`` (no -J properties come with an import: JMeter's default is used, listed).
+Simple controllers are flattened. Every other element (scripts, logic controllers'
+conditions, listeners, ...) is listed with its element path (``TestPlan 'T' >
+ThreadGroup 'Users' > HTTPSamplerProxy 'Login' > JSR223PostProcessor 'log'``).
 
 JMX is parsed with the standard library's ElementTree: the format is plain XML and
 the parser never fetches entities or DTDs.
@@ -15,6 +21,7 @@ the parser never fetches entities or DTDs.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -25,8 +32,8 @@ from services.plan.importers.common import METHODS, ImportError_, Imported, clea
 
 _FLATTEN = {"GenericController", "TransactionController", "LoopController"}
 _IGNORED = {"ResultCollector", "ViewResultsFullVisualizer", "SummaryReport", "Summariser",
-            "BackendListener", "CookieManager", "CacheManager", "DNSCacheManager"}
-_FUNC = re.compile(r"\$\{__(\w+)\(([^)]*)\)\}")
+            "BackendListener", "CacheManager", "DNSCacheManager"}
+_FUNC = re.compile(r"\$\{__(\w+)(?:\(((?:[^()]|\([^()]*\))*)\))?\}")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -64,21 +71,68 @@ class _Converter:
         self.rate_per_min: float | None = None
         self.groups: list[dict[str, Any]] = []
         self.group_shared: list[str] = []  # CSV data sets shared per thread group
+        self.cookies: list[str] = []  # cookie managers' user-defined cookies
+        self.raw_vars: dict[str, str] = {}  # user-defined variables as written (for static fields)
+        self.properties: set[str] = set()  # -J properties read, each listed once
+        self.auth: list[tuple[str, str, str, str]] = []  # (url prefix, user, password, where)
 
     # --- ${...} → {{...}} -----------------------------------------------------------
+    def _property(self, name: str, args: list[str], where: str) -> str:
+        """``__P(name,default)`` (default "1") and ``__property(name,var,default)`` (default
+        the name): no -J properties come with an import, so JMeter's own default is used."""
+        prop = args[0] if args else ""
+        if name == "P":
+            value = args[1] if len(args) > 1 else "1"
+        else:
+            value = args[2] if len(args) > 2 else prop
+            if len(args) > 1 and args[1]:
+                self.unmapped.append(f"{where}: __property stores into ${{{args[1]}}}: not mapped")
+        if prop not in self.properties:
+            self.properties.add(prop)
+            self.unmapped.append(f"property {prop!r} (JMeter -J{prop}=...) read as its default "
+                                 f"{value!r}; change it in the plan")
+        return value
+
     def text(self, value: str, where: str) -> str:
         def func(m: re.Match) -> str:
-            name, args = m.group(1), [a.strip() for a in m.group(2).split(",")] if m.group(2) else []
+            name = m.group(1)
+            args = [a.strip() for a in _split_args(m.group(2))] if m.group(2) else []
             if name == "UUID":
                 return "{{$uuid}}"
             if name == "Random" and len(args) >= 2:
+                if len(args) > 2 and args[2]:
+                    self.unmapped.append(f"{where}: __Random stores into ${{{args[2]}}}: not mapped")
                 return "{{$randint(%s,%s)}}" % (args[0], args[1])
-            if name == "time" and not [a for a in args if a]:
+            if name == "time" and not any(args):
                 return "{{$timestamp_ms}}"
+            if name == "time" and args[:1] == ["/1000"] and not any(args[1:]):
+                return "{{$timestamp}}"
+            if name in ("P", "property"):
+                return self._property(name, args, where)
+            if name == "threadNum":
+                return "{{__user}}"
+            if name == "RandomString" and args and args[0].isdigit():
+                if len(args) > 1 and args[1]:
+                    self.unmapped.append(f"{where}: __RandomString's characters {args[1]!r} read as letters and digits")
+                return "{{$randstr(%s)}}" % args[0]
             self.unmapped.append(f"{where}: JMeter function __{name} has no Surge equivalent")
             return m.group(0)
 
         return _VAR.sub(r"{{\1}}", _FUNC.sub(func, value))
+
+    def static(self, value: str, where: str) -> str:
+        """A field that must be known now (server name, port, counts): variables and
+        properties resolved to their values."""
+        for _ in range(5):
+            new = _VAR.sub(lambda m: self.raw_vars.get(m.group(1), m.group(0)), value)
+            new = _FUNC.sub(lambda m: self.text(m.group(0), where) if m.group(1) in ("P", "property")
+                            else m.group(0), new)
+            if new == value:
+                break
+            value = new
+        if "${" in value:
+            self.unmapped.append(f"{where}: {value!r} cannot be known before the run; left as is")
+        return value
 
     # --- walking the tree -----------------------------------------------------------------
     def walk(self, tree: ET.Element, scope: dict[str, Any]) -> None:
@@ -95,26 +149,28 @@ class _Converter:
 
     def element(self, el: ET.Element, sub: ET.Element, scope: dict[str, Any]) -> None:
         tag, label = el.tag, el.get("testname") or el.tag
-        where = f"{tag} {label!r}"
+        where = f"{scope['where']} > {tag} {label!r}" if scope.get("where") else f"{tag} {label!r}"
         if tag == "TestPlan":
             for name, value in _arguments(el):
                 if name:
+                    self.raw_vars[name] = value
                     self.vars[name] = self.text(value, where)
-            self.walk(sub, scope)
+            self.walk(sub, {**scope, "where": where})
         elif tag in ("ThreadGroup", "SetupThreadGroup", "PostThreadGroup"):
             if tag != "ThreadGroup":
                 self.unmapped.append(f"{where}: setUp/tearDown thread groups are not mapped")
                 return
-            group = {"name": label, "threads": int(_num(_prop(el, "ThreadGroup.num_threads"), 1)),
-                     "ramp": _num(_prop(el, "ThreadGroup.ramp_time"), 0),
-                     "duration": _num(_prop(el, "ThreadGroup.duration"), 0)
+            num = lambda key, default: _num(self.static(_prop(el, key), where), default)  # noqa: E731
+            group = {"name": label, "threads": int(num("ThreadGroup.num_threads", 1)),
+                     "ramp": num("ThreadGroup.ramp_time", 0),
+                     "duration": num("ThreadGroup.duration", 0)
                      if _prop(el, "ThreadGroup.scheduler") == "true" else 0,
                      "steps": [], "headers": {}, "think": None}
             self.groups.append(group)
-            self.walk(sub, {"group": group, "steps": group["steps"], "think": None})
+            self.walk(sub, {"group": group, "steps": group["steps"], "think": None, "where": where})
         elif tag == "ConfigTestElement" and _prop(el, "HTTPSampler.domain"):
             for key in ("domain", "port", "protocol"):
-                self.defaults[key] = _prop(el, f"HTTPSampler.{key}")
+                self.defaults[key] = self.static(_prop(el, f"HTTPSampler.{key}"), where)
         elif tag == "HeaderManager":
             headers = {_prop(h, "Header.name"): self.text(_prop(h, "Header.value"), where)
                        for h in _collection(el, "HeaderManager.headers")}
@@ -127,6 +183,24 @@ class _Converter:
                 self.plan_headers.update(headers)
         elif tag == "CSVDataSet":
             self.csv(el, where)
+        elif tag == "CookieManager":
+            cookies = [f"{_prop(c, 'Cookie.name') or c.get('name')}={self.text(_prop(c, 'Cookie.value'), where)}"
+                       for c in _collection(el, "CookieManager.cookies")]
+            if cookies:  # cookies given up front; those the target sets live in each user's jar
+                self.cookies += cookies
+        elif tag == "AuthManager":
+            for a in _collection(el, "AuthManager.auth_list"):
+                mech = _prop(a, "Authorization.mechanism") or "BASIC"
+                if mech != "BASIC":
+                    self.unmapped.append(f"{where}: {mech} authentication is not supported; not sent")
+                    continue
+                self.auth.append((self.static(_prop(a, "Authorization.url"), where),
+                                  self.text(_prop(a, "Authorization.username"), where),
+                                  self.text(_prop(a, "Authorization.password"), where), where))
+        elif tag == "PreciseThroughputTimer":
+            period = _num(_prop(el, "throughputPeriod"), 3600) or 3600
+            self.rate_per_min = (self.rate_per_min or 0) + _num(
+                _prop(el, "throughput") or _double(el, "throughput"), 0) * 60 / period
         elif tag == "ConstantThroughputTimer":
             per_min = _num(_prop(el, "throughput") or _double(el, "throughput"), 0)
             mode = _prop(el, "calcMode", "0")
@@ -149,16 +223,14 @@ class _Converter:
         elif tag in _FLATTEN:
             if tag == "LoopController" and _prop(el, "LoopController.loops") not in ("", "1", "-1"):
                 self.unmapped.append(f"{where}: loop count flattened to one pass")
-            self.walk(sub, scope)
+            self.walk(sub, {**scope, "where": where})
         elif tag in ("IfController", "WhileController", "SwitchController", "ForeachController",
                      "OnceOnlyController", "RandomController", "ThroughputController"):
             self.unmapped.append(f"{where}: its condition/logic is not mapped; its samplers run every time")
-            self.walk(sub, scope)
+            self.walk(sub, {**scope, "where": where})
         elif tag in ("RegexExtractor", "JSONPostProcessor", "ResponseAssertion", "DurationAssertion"):
             self.unmapped.append(f"{where}: outside a sampler; not mapped")
         elif tag in _IGNORED:
-            if tag == "CookieManager":
-                return  # every virtual user has a cookie jar anyway
             self.unmapped.append(f"{where}: listeners/reporting are Surge's own; ignored")
         else:
             self.unmapped.append(f"{where}: not supported; ignored")
@@ -221,11 +293,12 @@ class _Converter:
             self.unmapped.append(f"{where}: method {method} is not supported; skipped")
             return
         for key in ("domain", "port", "protocol"):
-            if _prop(el, f"HTTPSampler.{key}") and _prop(el, f"HTTPSampler.{key}") != self.defaults.get(key):
+            value = self.static(_prop(el, f"HTTPSampler.{key}"), where)
+            if value and value != self.defaults.get(key):
                 if self.defaults.get(key) and key == "domain":
-                    self.unmapped.append(f"{where}: domain {_prop(el, 'HTTPSampler.domain')} differs "
+                    self.unmapped.append(f"{where}: domain {value} differs "
                                          "from the plan's target; sent to the target")
-                self.defaults.setdefault(key, _prop(el, f"HTTPSampler.{key}"))
+                self.defaults.setdefault(key, value)
         path = self.text(_prop(el, "HTTPSampler.path") or "/", where)
         if not path.startswith("/") and not path.startswith("{{"):
             path = "/" + path
@@ -325,6 +398,25 @@ class _Converter:
             step.pop("check")
 
 
+def _split_args(text: str) -> list[str]:
+    """A function's arguments: commas split them, ``\\,`` is a comma, nested calls stay whole."""
+    out, cur, depth, i = [], "", 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur, i = cur + text[i + 1], i + 2
+            continue
+        depth += c in "({"
+        depth -= c in ")}"
+        if c == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += c
+        i += 1
+    return out + [cur]
+
+
 def _num(text: str, default: float) -> float:
     try:
         return float(text)
@@ -348,7 +440,7 @@ def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: st
     if root.tag != "jmeterTestPlan" or root.find("hashTree") is None:
         raise ImportError_("not a JMeter test plan (expected <jmeterTestPlan><hashTree>)")
     conv = _Converter(base_dir, out_dir)
-    conv.walk(root.find("hashTree"), {"group": None, "steps": None, "think": None})
+    conv.walk(root.find("hashTree"), {"group": None, "steps": None, "think": None, "where": ""})
     groups = [g for g in conv.groups if g["steps"]]
     if not groups:
         raise ImportError_("no thread group with an HTTP sampler")
@@ -382,6 +474,15 @@ def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: st
         plan["duration"] = f"{duration:g}s"
     if not any(g["duration"] for g in groups):
         conv.unmapped.append("thread groups run by loop count; Surge runs for a duration (60s)")
+    for prefix, user, password, where in conv.auth:
+        if "{{" in user + password:
+            conv.unmapped.append(f"{where}: credentials built from variables are not mapped; not sent")
+            continue
+        header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        for g in groups:
+            for step in g["steps"]:
+                if not prefix or (origin + step["path"]).startswith(prefix) or step["path"].startswith(prefix):
+                    step.setdefault("headers", {}).setdefault("Authorization", header)
     headers = dict(conv.plan_headers)
     if len(groups) == 1:
         headers.update(groups[0]["headers"])
@@ -390,6 +491,8 @@ def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: st
             for step in g["steps"]:
                 step["headers"] = {**g["headers"], **step.get("headers", {})}
     headers = clean_headers(list(headers.items()), "header manager", conv.unmapped)
+    if conv.cookies:
+        headers["Cookie"] = "; ".join(conv.cookies)
     if headers:
         plan["headers"] = headers
     if conv.vars:
