@@ -34,6 +34,9 @@ from schemas.control import (
 from schemas.catalogue import (
     TestDeleted, TestDetail, TestList, TestListRequest, TestRef, TestRun, TestSave, TestVersion,
 )
+from schemas.archive import (
+    Annotations, Baseline, BaselineSet, Imported, RunAnnotate, RunBundle, RunSearch, RunSearchResult,
+)
 from schemas.plan import Plan
 from schemas.schedules import (
     Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList, SuiteRun,
@@ -103,6 +106,15 @@ SUITE_LIST = Endpoint("suite_list", subjects.SUITE_LIST, Empty, SuiteList, empty
 SUITE_RUN = Endpoint("suite_run", subjects.SUITE_RUN, SuiteRunRequest, SuiteRun,
                      ("not_found", "conflict"), read_only=False)
 SUITE_GET = Endpoint("suite_get", subjects.SUITE_GET, SuiteRunRef, SuiteRun, ("not_found",))
+# the run archive (docs/archive.md): services/coordinator/archive.py
+RUN_ANNOTATE = Endpoint("run_annotate", subjects.RUN_ANNOTATE, RunAnnotate, Annotations,
+                        ("not_found", "conflict"), read_only=False)
+RUN_SEARCH = Endpoint("run_search", subjects.RUN_SEARCH, RunSearch, RunSearchResult, empty_ok=True)
+RUN_EXPORT = Endpoint("run_export", subjects.RUN_EXPORT, RunRef, RunBundle, ("not_found",))
+RUN_IMPORT = Endpoint("run_import", subjects.RUN_IMPORT, RunBundle, Imported, ("conflict",),
+                      read_only=False)
+TEST_BASELINE = Endpoint("test_baseline", subjects.TEST_BASELINE, BaselineSet, Baseline,
+                         ("not_found", "conflict"), read_only=False)
 
 #: every endpoint of the ``surge-coordinator`` service, in the order it registers them
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -110,6 +122,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     RUN_GENERATOR_START,
     TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
     SCHEDULE_ADD, SCHEDULE_LIST, SCHEDULE_DELETE, SUITE_SAVE, SUITE_LIST, SUITE_RUN, SUITE_GET,
+    RUN_ANNOTATE, RUN_SEARCH, RUN_EXPORT, RUN_IMPORT, TEST_BASELINE,
 )
 
 #: endpoint name (as ``nats micro info`` shows it) -> subject

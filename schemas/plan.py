@@ -190,6 +190,18 @@ class Limits(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True
     min_rps: Annotated[float, Meta(ge=0)] | None = None
 
 
+RelativeMetric = Literal["p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms",
+                         "error_rate", "rps"]
+
+
+class Relative(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A limit against the test's baseline run (docs/archive.md): written in place of a
+    number, ``p99_ms: {max_increase_pct: 10}``; ``rps: {max_decrease_pct: 5}``."""
+
+    max_increase_pct: Annotated[float, Meta(ge=0)] | None = None
+    max_decrease_pct: Annotated[float, Meta(ge=0)] | None = None
+
+
 class Thresholds(Limits, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Limits on the whole run, and (``requests``) on single requests or flow steps by
     their reported name, as k6's ``http_req_duration{name:login}``. Every limit must
@@ -201,6 +213,9 @@ class Thresholds(Limits, frozen=True, forbid_unknown_fields=True, omit_defaults=
     # the whole duration. Limits with no data yet are not judged early.
     abort_on_fail: bool = False
     abort_after: Seconds = 10.0
+    # limits against the baseline run of the plan's catalogue test; the loader moves a
+    # `p99_ms: {max_increase_pct: 10}` written among the limits here
+    relative: dict[RelativeMetric, Relative] = {}
 
 
 class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

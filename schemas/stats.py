@@ -178,6 +178,24 @@ class ThresholdResult(Struct, frozen=True, omit_defaults=True):
         return self.name if self.request is None else f"{self.request}: {self.name}"
 
 
+class Delta(Struct, frozen=True, omit_defaults=True):
+    """One figure of a run beside the same figure of its test's baseline run."""
+
+    baseline: float | None
+    value: float | None
+    change_pct: float | None = None  # (value - baseline) / baseline x 100
+
+
+class BaselineComparison(Struct, frozen=True):
+    """A run of a catalogue test against the run marked as the test's baseline
+    (docs/archive.md): rps, error_rate, p50_ms, p95_ms, p99_ms overall and per request."""
+
+    run_id: str  # the baseline run
+    test: str
+    totals: dict[str, Delta]
+    requests: dict[str, dict[str, Delta]]
+
+
 class Report(Struct, frozen=True, kw_only=True):
     """The final word on a run (object store surge_reports, report.get, --report)."""
 
@@ -201,6 +219,9 @@ class Report(Struct, frozen=True, kw_only=True):
     service_histogram: str
     events: list[str] = []
     model: Literal["open", "closed"] = "open"  # closed: virtual users (totals.achieved_rps is the rate reached)
+    test: str | None = None  # the catalogue test and version this run is of
+    test_version: int | None = None
+    baseline: BaselineComparison | None = None  # the change against the test's baseline
 
     @property
     def histogram(self) -> str:

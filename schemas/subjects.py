@@ -34,6 +34,12 @@ SUITE_SAVE = f"{API}.suite.save"
 SUITE_LIST = f"{API}.suite.list"
 SUITE_RUN = f"{API}.suite.run"
 SUITE_GET = f"{API}.suite.get"
+# the run archive (docs/archive.md)
+RUN_ANNOTATE = f"{API}.run.annotate"
+RUN_SEARCH = f"{API}.run.search"
+RUN_EXPORT = f"{API}.run.export"
+RUN_IMPORT = f"{API}.run.import"
+TEST_BASELINE = f"{API}.test.baseline"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------
@@ -51,6 +57,7 @@ LEADER_KEY = "coordinator"
 TESTS_BUCKET = "surge_tests"  # key: <test slug>.<version>, value: TestVersion
 SCHEDULES_BUCKET = "surge_schedules"  # key: schedule slug, value: Schedule
 FIRES_BUCKET = "surge_fires"  # key: <schedule slug>.<fire time ms>, value: Fire (created once)
+ARCHIVE_BUCKET = "surge_archive"  # key: run id -> Annotations; baseline.<test slug> -> Baseline
 SUITES_BUCKET = "surge_suites"  # keys: def.<suite slug> -> Suite, run.<id> -> SuiteRun
 # JetStream stream: every interval the leader acknowledged, and run events, so a
 # standby that takes over rebuilds each running run's aggregate exactly
@@ -116,6 +123,11 @@ def schedule_events(schedule_slug: str) -> str:
 def suite_events(suite_run_id: str) -> str:
     """A suite run's steps: started, passed, failed, skipped."""
     return f"{ROOT}.events.suite.{suite_run_id}"
+
+
+def archive_events(run_id: str) -> str:
+    """Who annotated a run, set a baseline, imported a run."""
+    return f"{ROOT}.events.archive.{run_id}"
 
 
 def host(host_name: str) -> str:

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "services.cli.starter",
     "services.cli.fleet",
     "services.cli.schedules",
+    "services.cli.archive",
 )
 
 

@@ -22,6 +22,7 @@ from services.cli import fleet
 from services.common import labels
 from services.common.client import CoordinatorClient
 from services.cli.connection import open_api
+from services.cli import archive
 from services.cli.registry import arg, command
 from services.plan import loader
 
@@ -93,9 +94,14 @@ async def rate(api: CoordinatorClient, args, console: Console) -> int:
     return 0
 
 
-@command("ls", help="list runs", example="surge ls\nsurge ls --limit 5 --json",
-         args=[arg("--limit", type=int, default=20, help="at most this many, newest first")], api=True)
+@command("ls", help="list runs; search the archive by test, tag, target, verdict, date",
+         example="surge ls\nsurge ls --limit 5 --json\n"
+                 "surge ls --test checkout --verdict fail --since 7d --tag release-42",
+         args=[arg("--limit", type=int, default=20, help="at most this many, newest first"),
+               *archive.SEARCH_ARGS], api=True)
 async def ls(api: CoordinatorClient, args, console: Console) -> int:
+    if archive.searching(args):  # the run archive: runs with their notes (docs/archive.md)
+        return await archive.search(api, args, console)
     runs = (await api.list(args.limit)).runs
     if args.json:
         _out(runs)

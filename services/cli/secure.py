@@ -57,6 +57,7 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                _kv(subjects.ASSIGN_BUCKET), _kv(subjects.RUNS_BUCKET), _kv(subjects.LEADER_BUCKET),
                _kv(subjects.GENERATORS_BUCKET), _kv(subjects.TESTS_BUCKET),
                _kv(subjects.SCHEDULES_BUCKET), _kv(subjects.FIRES_BUCKET), _kv(subjects.SUITES_BUCKET),
+               _kv(subjects.ARCHIVE_BUCKET),
                f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
                "$JS.ACK.>"]
         sub = [f"{subjects.API}.>", subjects.STATS_ALL]

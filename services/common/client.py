@@ -27,6 +27,9 @@ from schemas.schedules import (
     Overrides, Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList,
     SuiteRun, SuiteRunRef, SuiteRunRequest, SuiteSave,
 )
+from schemas.archive import (
+    Annotations, Baseline, BaselineSet, Imported, RunAnnotate, RunBundle, RunSearch, RunSearchResult,
+)
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
@@ -160,3 +163,19 @@ class CoordinatorClient:
 
     async def suite_get(self, suite_run_id: str) -> SuiteRun:
         return await self.send(api.SUITE_GET, SuiteRunRef(id=suite_run_id))
+
+    # --- the run archive (docs/archive.md) --------------------------------------------
+    async def annotate(self, run_id: str, **fields: Any) -> Annotations:
+        return await self.send(api.RUN_ANNOTATE, RunAnnotate(run_id=run_id, **fields))
+
+    async def search(self, **filters: Any) -> RunSearchResult:
+        return await self.send(api.RUN_SEARCH, RunSearch(**filters))
+
+    async def export_run(self, run_id: str) -> RunBundle:
+        return await self.send(api.RUN_EXPORT, RunRef(run_id))
+
+    async def import_run(self, bundle: RunBundle) -> Imported:
+        return await self.send(api.RUN_IMPORT, bundle)
+
+    async def set_baseline(self, test: str, run_id: str | None, author: str = "anonymous") -> Baseline:
+        return await self.send(api.TEST_BASELINE, BaselineSet(test=test, run_id=run_id, author=author))

@@ -22,6 +22,9 @@ class Config(Struct, frozen=True, kw_only=True):
     lease_renew_s: float = 1.0
     kv_replicas: int = 1  # JetStream replicas of buckets/streams (3 on a 3-node cluster)
     runlog_max_age_s: float = 7 * 24 * 3600.0  # accepted intervals kept at most this long
+    retain_runs: int = 0  # keep at most this many ended runs (0: all); baselines always kept
+    retain_days: float = 0.0  # drop ended runs older than this (0: never)
+    retention_every_s: float = 30.0  # how often the leader applies it
     schedule_grace_s: float = 60.0  # a fire later than this was missed: its policy decides
     logs_max_age_s: float = 7 * 24 * 3600.0  # generators' log lines (SURGE_LOGS) kept this long
     logs_max_bytes: int = 1 << 30  # ... and at most this much of them, oldest dropped first

@@ -475,7 +475,7 @@ class Run:
             aborted=bool(r.aborted),
         )
         self.report = report
-        await self.svc.store_report(report)
+        report = self.report = await self.svc.store_report(report)
         totals = report.totals
         await self._save(
             state=state, ended_at=ended_at, verdict=report.verdict,

@@ -53,6 +53,7 @@ from services.plan import profile
 from services.coordinator import recovery, slicing
 from services.plan import loader
 from services.coordinator.aggregate import BadInterval
+from services.coordinator.archive import Archive
 from services.coordinator.catalogue import Catalogue
 from services.coordinator.schedules import Scheduler
 from services.coordinator.suites import Suites
@@ -116,6 +117,7 @@ class Service:
             self, await bus.key_value(js, subjects.SCHEDULES_BUCKET, replicas=r),
             await bus.key_value(js, subjects.FIRES_BUCKET, replicas=r))
         self.suites = Suites(self, await bus.key_value(js, subjects.SUITES_BUCKET, replicas=r))
+        self.archive = Archive(self, await bus.key_value(js, subjects.ARCHIVE_BUCKET, replicas=r))
         self._tasks.append(asyncio.create_task(self._schedule_loop(), name="schedules"))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
         await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
@@ -165,7 +167,7 @@ class Service:
         self.micro = micro
 
     #: classes besides this one that own nouns of the API, each with handlers named after rows
-    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites)
+    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites, Archive)
 
     @classmethod
     def handler_of(cls, name: str):
@@ -177,7 +179,7 @@ class Service:
 
     def _handler(self, name: str):
         """The bound handler of an API row (see ``handler_of``)."""
-        for instance in (self, self.catalogue, self.scheduler, self.suites):
+        for instance in (self, self.catalogue, self.scheduler, self.suites, self.archive):
             if hasattr(type(instance), name):
                 return getattr(instance, name)
         raise AttributeError(f"no handler for API endpoint {name}")
@@ -273,8 +275,14 @@ class Service:
         except Exception as exc:
             log.warning("could not purge the run log", run_id=run_id, error=str(exc))
 
-    async def store_report(self, report: Report) -> None:
+    async def store_report(self, report: Report) -> Report:
+        """Store a run's report, completed by the archive (test, baseline, relative limits)."""
+        try:
+            report = await self.archive.finish_report(report)
+        except Exception:  # never lose the report for its comparison
+            log.exception("baseline comparison failed", run_id=report.run_id)
         await self.reports.put(report.run_id, msgspec.json.encode(report))
+        return report
 
     async def publish(self, subject: str, message: Any) -> None:
         await self.nc.publish(subject, msgspec.json.encode(message))
@@ -428,7 +436,7 @@ class Service:
             await asyncio.sleep(0.2)
             if not self.serving():
                 continue
-            for what in (self.scheduler.tick, self.suites.tick):
+            for what in (self.scheduler.tick, self.suites.tick, self.archive.tick):
                 try:
                     await what()
                 except asyncio.CancelledError:

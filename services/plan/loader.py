@@ -68,7 +68,13 @@ def _normalize(raw: Any) -> Any:
             ]
     th = out.get("thresholds")
     if isinstance(th, dict) and "abort_after" in th:
-        out["thresholds"] = {**th, "abort_after": parse_duration(th["abort_after"], "thresholds.abort_after")}
+        th = out["thresholds"] = {**th, "abort_after": parse_duration(th["abort_after"], "thresholds.abort_after")}
+    if isinstance(th, dict) and any(isinstance(v, dict) and k != "relative" and k != "requests"
+                                    for k, v in th.items()):
+        # `p99_ms: {max_increase_pct: 10}`: a limit against the baseline (docs/archive.md)
+        relative = dict(th.get("relative") or {})
+        relative.update({k: v for k, v in th.items() if isinstance(v, dict) and k not in ("relative", "requests")})
+        out["thresholds"] = {**{k: v for k, v in th.items() if k not in relative}, "relative": relative}
     if isinstance(out.get("http2"), bool):  # YAML 1.1 reads `http2: off` as false
         out["http2"] = "off" if out["http2"] is False else "on"  # "on": not a choice, refused
     if isinstance(out.get("data"), dict):  # one feed may be written without a list

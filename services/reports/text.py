@@ -73,8 +73,30 @@ def summary(console: Console, r: Report) -> None:
             result = "[green]ok[/]" if res.ok else "[red]FAILED[/]" + (f" {res.reason}" if res.reason else "")
             th.add_row(res.label, f"{res.limit:g}", value, result)
         console.print(th)
+    if r.baseline is not None:
+        baseline_table(console, r)
     for e in r.events:
         console.print(f"  event: {e}")
+
+
+def _change(d) -> str:
+    if d.change_pct is None:
+        return "-" if d.value is None else f"{d.value:.4g}"
+    return f"{d.value:.4g} ({d.change_pct:+.1f}%)"
+
+
+def baseline_table(console: Console, r: Report) -> None:
+    """This run beside its test's baseline run (docs/archive.md)."""
+    b = r.baseline
+    metrics = list(b.totals)
+    t = Table(title=f"against baseline run {b.run_id} of {b.test}", title_justify="left")
+    t.add_column("name")
+    for m in metrics:
+        t.add_column(m, justify="right")
+    t.add_row("ALL", *(_change(b.totals[m]) for m in metrics))
+    for name, deltas in b.requests.items():
+        t.add_row(name, *(_change(deltas[m]) if m in deltas else "" for m in metrics))
+    console.print(t)
 
 
 def runs_table(console: Console, runs: list[RunRecord]) -> None:

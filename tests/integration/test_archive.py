@@ -1,0 +1,128 @@
+"""The run archive against a real stack: baselines and the change in later reports, a
+relative limit failing a run, notes/conclusion/tags/links, search, retention, files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from schemas.control import ENDED_STATES
+from schemas.errors import NotFound
+from tests.conftest import Cluster, api_with, until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def plan(target: str, path: str = "/") -> dict:
+    return {"name": "shop", "target": target, "rate": 20, "duration": 1, "connections": 4,
+            "requests": [{"name": "home", "path": path}],
+            "thresholds": {"p99_ms": {"max_increase_pct": 50}, "error_rate": 0.01}}
+
+
+async def cli(cluster: Cluster, *args: str):
+    return await asyncio.to_thread(cluster.cli, *args)
+
+
+async def finished(api, run_id: str):
+    async def done():
+        try:
+            record = await api.get(run_id)
+        except NotFound:
+            return None
+        return record if record.state in ENDED_STATES else None
+
+    await until(done, 30, f"run {run_id} to end", every_s=0.1)
+    return await until(lambda: _report(api, run_id), 10, "its report")
+
+
+async def _report(api, run_id):
+    try:
+        return await api.report(run_id)
+    except Exception:
+        return None
+
+
+async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_path):
+    _, target = cluster.target()
+    cluster.coordinator(SURGE_RETAIN_RUNS="1", SURGE_RETENTION_EVERY_S="0.5")
+    cluster.generator()
+    api = await api_with(cluster, 1)
+
+    await api.test_save(plan(target))
+    first = await finished(api, (await api.test_run("shop")).run_id)
+    [rel] = [t for t in first.thresholds if t.name == "p99_ms max_increase_pct"]
+    assert rel.ok and "no baseline" in rel.reason and first.baseline is None
+    assert (first.test, first.test_version) == ("shop", 1)
+    marked = await cli(cluster, "baseline", "shop", first.run_id)
+    assert marked.returncode == 0, marked.stderr
+
+    # version 2 answers 300 ms later: its report shows the change and fails the relative limit
+    await api.test_save(plan(target, "/delay/300"))
+    second = await finished(api, (await api.test_run("shop")).run_id)
+    assert second.baseline is not None and second.baseline.run_id == first.run_id
+    assert second.baseline.requests["home"]["p99_ms"].change_pct > 50
+    [rel] = [t for t in second.thresholds if t.name == "p99_ms max_increase_pct"]
+    assert not rel.ok and rel.value > 50
+    assert second.verdict == "fail" and (await api.get(second.run_id)).verdict == "fail"
+    shown = await cli(cluster, "report", second.run_id)
+    assert f"against baseline run {first.run_id}" in shown.stdout, shown.stdout
+
+    run = second.run_id
+    for args in (("note", run, "**p99** went up by 300 ms"),
+                 ("conclude", run, "fail", "the delay is the regression"),
+                 ("tag", run, "regression", "release-42"),
+                 ("link", run, "https://issues.example.com/SHOP-1")):
+        done = await cli(cluster, *args)
+        assert done.returncode == 0, done.stderr
+    notes = (await api.export_run(run)).annotations
+    assert [n.text for n in notes.notes] == ["**p99** went up by 300 ms"]
+    assert notes.conclusion.verdict == "fail" and notes.tags == ["regression", "release-42"]
+    assert notes.links == ["https://issues.example.com/SHOP-1"]
+
+    async def ls(*filters: str) -> list[str]:
+        out = await cli(cluster, "ls", *filters, "--json")
+        assert out.returncode == 0, out.stderr
+        return [r["record"]["run_id"] for r in json.loads(out.stdout)]
+
+    assert await ls("--test", "shop", "--verdict", "fail") == [run]
+    assert await ls("--tag", "regression", "--since", "1h") == [run]
+
+    async def search(**filters) -> list[str]:
+        return [r.record.run_id for r in (await api.search(**filters)).runs]
+
+    assert await search(conclusion="fail") == [run]
+    assert await search(test="shop", since="2026-01-01T00:00:00Z") == [run, first.run_id]
+    assert await search(target=target.removeprefix("http://")) == [run, first.run_id]
+    assert await search(until="1h") == []
+    assert await search(text="REGRESSION") == [run]
+    assert [r.baseline for r in (await api.search(test="shop")).runs] == [False, True]
+
+    exported = tmp_path / "run.json"
+    assert (await cli(cluster, "archive", "export", run, "-o", str(exported))).returncode == 0
+
+    # retention keeps one ended run besides the baseline: a third run pushes the second out
+    third = await finished(api, (await api.test_run("shop", version=1)).run_id)
+    assert third.baseline.run_id == first.run_id
+
+    async def pruned() -> bool:
+        try:
+            await api.get(run)
+            return False
+        except NotFound:
+            return True
+
+    await until(pruned, 10, "the second run to be dropped")
+    assert (await api.get(first.run_id)).run_id == first.run_id  # the baseline stays
+
+    # and the file brings it back, notes and report included
+    back = await cli(cluster, "archive", "import", str(exported))
+    assert back.returncode == 0, back.stderr
+    imported = await api.export_run(run)
+    assert imported.report.run_id == run and imported.annotations.tags == ["regression", "release-42"]
+    newest = tmp_path / "third.json"
+    assert (await cli(cluster, "archive", "export", third.run_id, "-o", str(newest))).returncode == 0
+    again = await cli(cluster, "archive", "import", str(newest))
+    assert again.returncode == 2 and "conflict" in again.stderr
+    await api.close()
