@@ -14,7 +14,7 @@ from rich.console import Console
 
 from schemas import subjects
 from schemas.control import ENDED_STATES
-from schemas.errors import InvalidPlan, Unavailable
+from schemas.errors import InvalidPlan, NotLeader, Unavailable
 from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
 from services.reports import html, junit, text
@@ -139,6 +139,19 @@ async def report(api: CoordinatorClient, args, console: Console) -> int:
         return 0
     text.summary(console, r)
     return 0 if r.verdict == "pass" else 1
+
+
+async def _through_handover(call, limit_s: float):
+    """A read that a coordinator handover (no responders for a moment, or a standby's
+    not_leader) may miss: asked again until ``limit_s`` (--timeout) has passed."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return await call()
+        except (Unavailable, NotLeader):
+            if time.monotonic() + 0.25 > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 def with_overrides(plan: Plan, *, rate: float | None = None, duration: float | None = None,
@@ -279,7 +292,7 @@ async def follow_run(
             loop.remove_signal_handler(sig)
         except (NotImplementedError, RuntimeError):
             pass
-    data = await api.report_bytes(run_id)
+    data = await _through_handover(lambda: api.report_bytes(run_id), api.timeout_s)
     r = msgspec.json.decode(data, type=Report)
     text.summary(console, r)
     if report_path:

@@ -51,3 +51,24 @@ def test_a_command_registered_twice_is_refused():
     parser()
     with pytest.raises(ValueError):
         registry.command("ls", help="again", example="surge ls")(lambda args, console: 0)
+
+
+async def test_a_read_after_a_run_rides_out_a_coordinator_handover():
+    from schemas.errors import NotLeader, Unavailable
+    from services.cli.commands import _through_handover
+
+    answers = [Unavailable("no coordinator is answering"), NotLeader("standby"), b"report"]
+
+    async def call():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await _through_handover(call, 5.0) == b"report"
+
+    async def never():
+        raise Unavailable("no coordinator is answering")
+
+    with pytest.raises(Unavailable):
+        await _through_handover(never, 0.3)
