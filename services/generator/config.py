@@ -18,7 +18,7 @@ class Config(Struct, frozen=True, kw_only=True):
     generator_header: str = "X-Surge-Generator"
     heartbeat_s: float = 1.0
     registry_ttl_s: float = 3.0  # the registry bucket forgets a silent generator
-    capacity_rps: float = 0.0  # 0: 20,000 req/s per engine process (SURGE_WORKERS)
+    capacity_rps: float = 0.0  # 0: measured (capacity.py): usable cores / CPU per request
     max_run_s: float = 24 * 3600.0  # safety: never run an assignment longer than this
     outbox_max: int = 3600  # unacknowledged intervals kept for the coordinator
     workers: int = 1  # engine processes under this one generator identity (SURGE_WORKERS)

@@ -35,6 +35,7 @@ from services.generator.pacing import Schedule
 from services.generator.workers import PooledEngine, WorkerPool
 from services.generator.ready import mark_not_ready, mark_ready
 from services.generator.runlog import RunLog
+from services.generator.capacity import Capacity, usable_cores
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,7 @@ class RunTask:
         if joined_s > 0:  # joined a running test: start from now, do not catch up
             self.schedule = Schedule(self.a.profile, self.a.share, from_s=joined_s)
             self.first_seq = int(joined_s)
+        self.service._cpu_mark = self.service._cpu_seconds()  # idle time is not load's cost
         self.engine.start(self.schedule, self.t0)
         self.task = self.loop.create_task(self._intervals(), name=f"run-{self.a.run_id}")
 
@@ -142,6 +144,8 @@ class RunTask:
         target, self.prev_count = max(count - self.prev_count, 0), max(count, self.prev_count)
         interval = self.engine.take_interval()
         self.last_rps = float(interval.completed())
+        if not final:
+            self.service.observe_second(int(self.last_rps))
         stats = interval.to_stats(
             self.engine.names,
             run_id=self.a.run_id,
@@ -200,6 +204,8 @@ class Service:
         self.log = log.bind(generator_id=self.id)
         self.labels = config.labels()
         self.runlog: RunLog | None = None
+        self.capacity = Capacity(usable_cores(config.workers))
+        self._cpu_mark = self._cpu_seconds()
         self.workers = WorkerPool(config.workers) if config.workers > 1 else None
 
     async def start(self) -> None:
@@ -262,6 +268,23 @@ class Service:
             await self.workers.close()
         self._closed.set()
 
+    def _cpu_seconds(self) -> float:
+        """CPU time of this process and its engine workers (children) so far."""
+        total = 0.0
+        for proc in [self._proc, *self._proc.children()]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+    def observe_second(self, completed: int) -> None:
+        """One second of load done: what did a request cost? (capacity.py)"""
+        cpu = self._cpu_seconds()
+        used, self._cpu_mark = cpu - self._cpu_mark, cpu
+        self.capacity.observe(completed, used)
+
     def _publish_nowait(self, subject: str, data: bytes) -> None:
         """A core publish from synchronous code (the log tap): never waits, never raises."""
         if self.nc.is_closed:
@@ -282,7 +305,9 @@ class Service:
             started_at=self.started_at,
             sent_at=time.time(),
             # one engine per core does ~20k/s with room to spare (docs/engine.md)
-            capacity_rps=self.config.capacity_rps or 20_000.0 * self.config.workers,
+            # SURGE_CAPACITY_RPS, else measured CPU per request × usable cores (capacity.py)
+            capacity_rps=self.config.capacity_rps or self.capacity.rps(),
+            cpu_us_per_request=self.capacity.cpu_us_per_request(),
             state="running" if run else "idle",
             run_id=run.a.run_id if run else None,
             epoch=run.a.epoch if run else 0,

@@ -209,3 +209,29 @@ async def test_a_generators_crash_reason_reaches_the_runs_events(cluster: Cluste
 
 async def _listed(api: CoordinatorClient, gid: str) -> bool:
     return any(g.id == gid for g in (await api.generators()).generators)
+
+
+async def test_the_split_follows_each_generators_capacity_and_cost_is_measured(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-s")  # measures its own cost (20,000/s a core until then)
+    cluster.generator(generator_id="gen-w", SURGE_CAPACITY_RPS="10000")  # a weaker box
+    api = await api_with(cluster, 2)
+    caps = {b.id: b.capacity_rps for b in (await api.generators()).generators}
+    assert caps["gen-w"] == 10_000 and caps["gen-s"] >= 20_000
+    plan = raw(CHECKED, target, rate=3000, duration="2s", timeout="1s", connections=64,
+               requests=[{"name": "home", "path": "/"}])
+    started, feed = await start_and_follow(api, plan)
+    weak = 10_000 / (10_000 + caps["gen-s"])
+    assert started.generators["gen-w"] == pytest.approx(weak)
+    report = await finished_report(api, feed, started.run_id)
+    seen = target_stats(target)["by_generator"]
+    assert seen["gen-w"] == pytest.approx(6000 * weak, rel=0.05)
+    assert seen["gen-s"] == pytest.approx(6000 * (1 - weak), rel=0.05)
+    assert report.generators["gen-w"].requests == seen["gen-w"]
+
+    async def measured() -> bool:  # 2,000 requests a second (over capacity.MIN_REQUESTS): gen-s now knows its cost
+        beats = {b.id: b for b in (await api.generators()).generators}
+        return beats["gen-s"].cpu_us_per_request > 0
+    await until(measured, 10, "gen-s's measured CPU per request")
+    await api.close()
