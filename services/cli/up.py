@@ -52,6 +52,16 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def what_listens(host: str, port: int) -> str:
+    """'a NATS server' when the listener greets like one (INFO first), else 'another program'."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            s.settimeout(0.5)
+            return "a NATS server" if s.recv(5).startswith(b"INFO") else "another program"
+    except OSError:
+        return "another program"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -123,8 +133,8 @@ class Stack:
             self.nats_port = free_port(self.nats_host)
             self.args.nats = f"nats://{self.nats_host}:{self.nats_port}"
             self.console.print(
-                f"[yellow]port {taken} already has a NATS (or something else) that this stack did "
-                f"not start; starting our own on {self.args.nats}[/]", highlight=False)
+                f"[yellow]port {taken} is held by {what_listens(self.nats_host, taken)} that this "
+                f"stack did not start; starting our own NATS on {self.args.nats}[/]", highlight=False)
         if not self.args.no_target and port_open("127.0.0.1", self.args.target_port):
             taken, self.args.target_port = self.args.target_port, free_port()
             self.target_moved = True

@@ -180,6 +180,12 @@ def test_no_nats_no_coordinator_and_a_silent_server_fail_fast_in_one_line(cluste
         assert f"NATS at {url} did not answer in time" in line, line
 
 
+def test_a_foreign_nats_server_is_recognised_as_one(cluster: Cluster):
+    from services.cli.up import what_listens
+
+    assert what_listens("127.0.0.1", cluster.port) == "a NATS server"
+
+
 def test_surge_up_never_attaches_to_a_nats_it_did_not_start(tmp_path, monkeypatch):
     from argparse import Namespace
 
@@ -204,7 +210,8 @@ def test_surge_up_never_attaches_to_a_nats_it_did_not_start(tmp_path, monkeypatc
         s.console.file.close()
         assert args.nats != f"nats://127.0.0.1:{busy}"
         said = (tmp_path / "out.txt").read_text()
-        assert f"port {busy} already has a NATS" in said and args.nats in said
+        assert f"port {busy} is held by another program that this stack did not start" in said
+        assert f"starting our own NATS on {args.nats}" in said
         s.stop()  # releases stack.json
 
         s, args = stack(f"nats://127.0.0.1:{busy}")  # a port the user named: stop, say why
