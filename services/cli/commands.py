@@ -306,10 +306,10 @@ async def follow_run(
     return 0 if r.verdict == "pass" else 1
 
 
-@command("import", help="turn a HAR, Postman collection, curl command or JMeter plan into a plan",
+@command("import", help="turn a HAR, Postman collection, curl command, JMeter plan or OpenAPI spec into a plan",
          example="surge import har session.har -o plan.yaml --rate 50\n"
                  "surge import curl 'curl https://shop.test/api' --target http://127.0.0.1:8080",
-         args=[arg("kind", choices=["har", "postman", "curl", "jmx"]),
+         args=[arg("kind", choices=["har", "postman", "curl", "jmx", "openapi"]),
                arg("source", help="the file (for curl: the command, or a file of commands)"),
                arg("-o", "--output", help="write the plan here (default: stdout)"),
                arg("--target", help="send to this origin instead (http[s]://host:port)"),

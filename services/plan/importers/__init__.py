@@ -15,11 +15,11 @@ from typing import Any
 
 from schemas.errors import InvalidPlan
 from services.plan import loader
-from services.plan.importers import curl, har, jmx, postman
+from services.plan.importers import curl, har, jmx, openapi, postman
 from services.plan.importers.common import ImportError_, Imported, finish
 from services.plan.templating import REF_RE
 
-KINDS = ("har", "postman", "curl", "jmx")
+KINDS = ("har", "postman", "curl", "jmx", "openapi")
 
 __all__ = ["KINDS", "ImportError_", "Imported", "build", "convert", "convert_text", "declare_unset",
            "read_source"]
@@ -52,6 +52,8 @@ def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str
         return curl.convert(text, name or "curl-import", base_dir=base_dir)
     if kind == "jmx":
         return jmx.convert(text, name, base_dir=base_dir, out_dir=out_dir, target=target)
+    if kind == "openapi":
+        return openapi.convert(text, name)
     raise ImportError_(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")
 
 
