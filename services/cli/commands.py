@@ -160,7 +160,9 @@ def with_overrides(plan: Plan, *, rate: float | None = None, duration: float | N
     """The plan with what the command line replaces, checked again like the plan itself."""
     if rate is not None and users is not None:
         raise InvalidPlan("--rate (open model) and --vus (closed model) exclude each other", "vus")
-    plan = loader.with_overrides(plan, rate=rate, duration=duration, generators=generators)
+    # --vus replaces the profile, so --duration goes with it (a staged plan takes both)
+    plan = loader.with_overrides(plan, rate=rate, duration=None if users else duration,
+                                 generators=generators)
     if target is None and users is None:
         return plan
     raw = msgspec.to_builtins(plan)

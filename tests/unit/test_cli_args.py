@@ -6,6 +6,7 @@ import pytest
 
 from services.cli import registry
 from services.cli.__main__ import parse, parser
+from tests.conftest import ROOT
 
 
 def test_global_flags_work_before_or_after_the_subcommand():
@@ -72,3 +73,22 @@ async def test_a_read_after_a_run_rides_out_a_coordinator_handover():
 
     with pytest.raises(Unavailable):
         await _through_handover(never, 0.3)
+
+
+def test_run_overrides_target_and_vus_like_k6():
+    from schemas.errors import InvalidPlan
+    from services.cli.commands import with_overrides
+    from services.plan import loader
+
+    staged = loader.load(str(ROOT / "plans" / "demo.yaml"))  # open model, stages
+    plan = with_overrides(staged, users=5, duration=12.0, target="http://127.0.0.1:9/")
+    assert (plan.users, plan.duration, plan.stages, plan.target) == (5, 12.0, None, "http://127.0.0.1:9")
+    assert plan.model == "closed"
+    kept = with_overrides(staged, users=3)  # the plan's own length
+    assert (kept.users, kept.duration) == (3, 30.0)
+    with pytest.raises(InvalidPlan, match="exclude each other"):
+        with_overrides(staged, users=3, rate=10)
+    with pytest.raises(InvalidPlan, match="only an origin"):
+        with_overrides(staged, target="http://127.0.0.1:9/api")
+    args = parse(["run", "p.yaml", "--users", "7", "--target", "http://x:1"])
+    assert (args.vus, args.target) == (7, "http://x:1")
