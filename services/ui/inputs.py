@@ -9,7 +9,7 @@ back to the line of the plan text so the page can show the error next to it.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import yaml
@@ -28,6 +28,21 @@ class PlanText(Struct, frozen=True, forbid_unknown_fields=True):
     """run start / plan validate: the plan as the user typed or uploaded it."""
 
     plan: Annotated[str, Meta(min_length=1, max_length=MAX_PLAN_BYTES)]
+
+
+MAX_IMPORT_BYTES = 8 * 1024 * 1024  # a HAR of a real session is often several MB
+
+
+class ImportBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """import: another tool's file (a curl command, a Postman collection, a HAR, a JMX,
+    an OpenAPI document) as text, turned into a plan by ``services.plan.importers``."""
+
+    kind: Literal["curl", "postman", "har", "jmx", "openapi"]
+    source: Annotated[str, Meta(min_length=1, max_length=MAX_IMPORT_BYTES)]
+    name: Annotated[str, Meta(max_length=100)] | None = None
+    target: Annotated[str, Meta(max_length=2048)] | None = None  # replaces the origin
+    origin: Annotated[str, Meta(max_length=2048)] | None = None  # har: the origin to keep
+    environment: Annotated[str, Meta(max_length=MAX_PLAN_BYTES)] | None = None  # postman
 
 
 class RateBody(Struct, frozen=True, forbid_unknown_fields=True):

@@ -84,3 +84,25 @@ async def test_healthz_answers_probes_without_the_token_and_nothing_else_does() 
         assert resp.status == 200 and (await resp.json())["nats"] is False
         resp = await client.get("/healthz?ready")
         assert resp.status == 503 and (await resp.json())["ok"] is False
+
+
+async def test_import_converts_with_the_importers_and_reads_no_server_file() -> None:
+    import yaml
+
+    async with TestClient(TestServer(build_app(make_service()))) as client:
+        csrf = {"X-CSRF-Token": "c", "Cookie": "surge_csrf=c"}
+        body = {"kind": "curl", "source": "curl http://h:1/a --data-urlencode 'q=a b&c'\n"
+                                          "curl http://h:1/b -d @/etc/hostname"}
+        resp = await client.post("/api/plans/import", json=body, headers=csrf)
+        data = await resp.json()
+        assert resp.status == 200, data
+        plan = yaml.safe_load(data["plan"])
+        assert [s["body"] for s in plan["flows"][0]["steps"]] == ["q=a+b%26c"]
+        assert data["plan"].startswith("# Imported by `surge import` from curl upload.")
+        assert data["unmapped"] == ["command 2: file '/etc/hostname' is not read here (import with "
+                                    "`surge import` beside the file); the request is not sent"]
+        assert data["everything_mapped"] is False
+        for bad, status, field in [({"kind": "wget", "source": "x"}, 400, "kind"),
+                                   ({"kind": "har", "source": "{}"}, 400, "source")]:
+            resp = await client.post("/api/plans/import", json=bad, headers=csrf)
+            assert (resp.status, (await resp.json())["error"]["field"]) == (status, field)

@@ -39,10 +39,11 @@ def read_source(kind: str, source: str) -> tuple[str, str]:
     return text, os.path.dirname(os.path.abspath(source))
 
 
-def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str = ".",
+def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str | None = ".",
                  out_dir: str = ".", target: str | None = None, origin: str | None = None,
                  environment: str | None = None) -> Imported:
-    """Convert a source's text. ``origin`` picks which origin's requests a HAR keeps;
+    """Convert a source's text. ``base_dir``: where the files it names are read (None: none
+    are, as for an upload in the UI); ``origin`` picks which origin's requests a HAR keeps;
     ``environment`` is a Postman environment's JSON text."""
     if kind == "har":
         return har.convert(text, name or "har-import", origin=origin)
@@ -68,7 +69,7 @@ def convert(kind: str, source: str, *, out_path: str | None = None, name: str | 
                         origin=origin, environment=env_text)
 
 
-def build(imported: Imported, *, out_dir: str, target: str | None = None, rate: float | None = None,
+def build(imported: Imported, *, out_dir: str | None, target: str | None = None, rate: float | None = None,
           users: int | None = None, duration: str | None = None) -> Imported:
     """The load-model choices over what the importer found, unset variables declared."""
     imported.plan = finish(imported.plan, target=target, rate=rate, users=users, duration=duration)
@@ -76,13 +77,14 @@ def build(imported: Imported, *, out_dir: str, target: str | None = None, rate: 
     return imported
 
 
-def declare_unset(imported: Imported, out_dir: str = ".") -> None:
-    """Variables the source reads but never sets become empty ``vars``, listed."""
+def declare_unset(imported: Imported, out_dir: str | None = ".") -> None:
+    """Variables the source reads but never sets become empty ``vars``, listed.
+    ``out_dir`` None: no data file is read to learn its columns."""
     plan = imported.plan
     known = set(plan.get("vars", {})) | {"__user", "__iteration", "__generator"}
     for feed in plan.get("data", []):
         known.update(feed.get("columns", []))
-        if feed.get("file") and not feed.get("columns"):
+        if feed.get("file") and not feed.get("columns") and out_dir is not None:
             try:  # the columns a CSV's header line names
                 rows = loader.read_rows(os.path.join(out_dir, feed["file"]),
                                         delimiter=feed.get("delimiter", ","),

@@ -62,7 +62,7 @@ def urlencode(text: bytes) -> str:
 class _Command:
     """One curl invocation: what it would send."""
 
-    def __init__(self, where: str, base_dir: str, unmapped: list[str]) -> None:
+    def __init__(self, where: str, base_dir: str | None, unmapped: list[str]) -> None:
         self.where, self.base_dir, self.unmapped = where, base_dir, unmapped
         self.headers: list[tuple[str, str]] = []
         self.removed: list[str] = []
@@ -83,6 +83,11 @@ class _Command:
     def read(self, name: str, strip_newlines: bool = False) -> bytes:
         if name == "-":
             self.note("data from standard input cannot be read here; left empty")
+            self.broken = True
+            return b""
+        if self.base_dir is None:  # an upload: no files come with it, none of ours are read
+            self.note(f"file {name!r} is not read here (import with `surge import` beside the file); "
+                      "the request is not sent")
             self.broken = True
             return b""
         path = os.path.join(self.base_dir, os.path.expanduser(name))
@@ -187,7 +192,7 @@ def _expand_short(argv: list[str]) -> list[str]:
     return out
 
 
-def parse(argv: list[str], where: str, base_dir: str, unmapped: list[str]) -> _Command:
+def parse(argv: list[str], where: str, base_dir: str | None, unmapped: list[str]) -> _Command:
     cmd = _Command(where, base_dir, unmapped)
     args = _expand_short(argv[1:])
     i = 0
@@ -332,7 +337,8 @@ def _step(cmd: _Command, taken: set[str], plan: dict[str, Any]) -> dict[str, Any
     return step
 
 
-def convert(text: str, name: str = "curl-import", base_dir: str = ".") -> Imported:
+def convert(text: str, name: str = "curl-import", base_dir: str | None = ".") -> Imported:
+    """``base_dir``: where ``@file`` names are read from; None: no file is read (uploads)."""
     try:
         found, kept = shell.commands(text)
     except shell.ShellError as exc:

@@ -60,7 +60,7 @@ def _arguments(el: ET.Element) -> list[tuple[str, str]]:
 
 
 class _Converter:
-    def __init__(self, base_dir: str, out_dir: str) -> None:
+    def __init__(self, base_dir: str | None, out_dir: str) -> None:
         self.base_dir, self.out_dir = base_dir, out_dir
         self.unmapped: list[str] = []
         self.taken: set[str] = set()
@@ -246,8 +246,13 @@ class _Converter:
         if not filename:
             self.unmapped.append(f"{where}: no filename")
             return
-        path = os.path.normpath(os.path.join(self.base_dir, self.text(filename, where)))
-        feed: dict[str, Any] = {"file": os.path.relpath(path, self.out_dir)}
+        if self.base_dir is None:
+            feed: dict[str, Any] = {"file": self.text(filename, where)}
+            self.unmapped.append(f"{where}: data file {filename!r} does not come with an upload: "
+                                 "give its rows (data rows) or import with `surge import` beside it")
+        else:
+            path = os.path.normpath(os.path.join(self.base_dir, self.text(filename, where)))
+            feed = {"file": os.path.relpath(path, self.out_dir)}
         delimiter = _prop(el, "delimiter") or ","
         delimiter = "\t" if delimiter == "\\t" else delimiter
         if len(delimiter) != 1:
@@ -431,7 +436,7 @@ def _double(el: ET.Element, name: str) -> str:
     return ""
 
 
-def convert(text: str, name: str | None = None, base_dir: str = ".", out_dir: str = ".",
+def convert(text: str, name: str | None = None, base_dir: str | None = ".", out_dir: str = ".",
             target: str | None = None) -> Imported:
     try:
         root = ET.fromstring(text)

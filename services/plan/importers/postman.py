@@ -194,7 +194,7 @@ def _auth(auth: dict | None, res: _Vars, where: str, unmapped: list[str]) -> tup
     return [], ""
 
 
-def _body(body: dict, hdrs: list[tuple[str, str]], res: _Vars, where: str, base_dir: str,
+def _body(body: dict, hdrs: list[tuple[str, str]], res: _Vars, where: str, base_dir: str | None,
           unmapped: list[str]) -> tuple[str | None, str | None] | None:
     """(body, content type newman adds) or None when the request cannot be sent as newman does."""
     mode = body.get("mode")
@@ -223,6 +223,10 @@ def _body(body: dict, hdrs: list[tuple[str, str]], res: _Vars, where: str, base_
                 if not src:
                     unmapped.append(f"{where}: form-data file field {p.get('key')!r} has no file; not sent")
                     return None
+                if base_dir is None:
+                    unmapped.append(f"{where}: form-data file {src!r} is not read here (import with "
+                                    "`surge import` beside the file); not sent")
+                    return None
                 try:
                     with open(os.path.join(base_dir, src), "rb") as f:
                         content = f.read().decode("utf-8")
@@ -246,7 +250,7 @@ def _body(body: dict, hdrs: list[tuple[str, str]], res: _Vars, where: str, base_
 
 
 def convert(text: str, name: str | None = None, environment: str | None = None,
-            base_dir: str = ".") -> Imported:
+            base_dir: str | None = ".") -> Imported:
     try:
         coll = json.loads(text)
         info, items = coll["info"], coll["item"]
@@ -296,7 +300,7 @@ def convert(text: str, name: str | None = None, environment: str | None = None,
         hdrs += auth_headers
         if auth_query:
             path += ("&" if "?" in path else "?") + auth_query
-        body = _body(req.get("body") or {}, hdrs, res, where, str(base_dir), unmapped)
+        body = _body(req.get("body") or {}, hdrs, res, where, base_dir, unmapped)
         if body is None:
             continue
         step: dict[str, Any] = {"name": step_name(method, "", taken, hint=label), "method": method,

@@ -18,13 +18,14 @@ from schemas import subjects
 from schemas.control import PlanValid, RunStarted
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
+from services.plan import importers
 from services.reports import curves, html
 from services.ui import auth, inputs
 from services.ui.app import middleware, pages
 from services.ui.app.ws import SERVICE, websocket
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-MAX_BODY = inputs.MAX_PLAN_BYTES + 64 * 1024
+MAX_BODY = inputs.MAX_IMPORT_BYTES + 64 * 1024  # each endpoint's Struct bounds its own fields
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -98,8 +99,16 @@ async def run_get(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+async def _read(request: web.Request, limit: int = inputs.MAX_PLAN_BYTES + 64 * 1024) -> bytes:
+    """The body, refused with 413 past ``limit`` (the app allows imports' larger bodies)."""
+    data = await request.read()
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    return data
+
+
 async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Response:
-    text = inputs.decode(await request.read(), inputs.PlanText).plan
+    text = inputs.decode(await _read(request), inputs.PlanText).plan
     try:
         raw = inputs.plan_object(text)
         try:
@@ -119,6 +128,24 @@ async def plan_validate(request: web.Request) -> web.Response:
 
 async def run_start(request: web.Request) -> web.Response:
     return await _plan_call(request, subjects.RUN_START, RunStarted)
+
+
+def _import(body: inputs.ImportBody) -> dict[str, Any]:
+    """The same conversion as ``surge import``; an upload brings no files, so none are read."""
+    imported = importers.convert_text(body.kind, body.source, name=body.name, base_dir=None,
+                                      target=body.target, origin=body.origin,
+                                      environment=body.environment)
+    importers.build(imported, out_dir=None, target=body.target)
+    return {"plan": imported.to_yaml(f"{body.kind} upload"), "unmapped": imported.unmapped,
+            "everything_mapped": not imported.unmapped}
+
+
+async def plan_import(request: web.Request) -> web.Response:
+    body = inputs.decode(await request.read(), inputs.ImportBody)
+    try:
+        return _json(await asyncio.to_thread(_import, body))
+    except importers.ImportError_ as exc:
+        return middleware.error_response(400, "import_failed", f"cannot import: {exc}", "source")
 
 
 async def run_rate(request: web.Request) -> web.Response:
@@ -206,6 +233,7 @@ def build_app(service) -> web.Application:
     r.add_get("/api/runs", runs_list)
     r.add_post("/api/runs", run_start)
     r.add_post("/api/plans/validate", plan_validate)
+    r.add_post("/api/plans/import", plan_import)
     r.add_get("/api/runs/{run_id}", run_get)
     r.add_post("/api/runs/{run_id}/rate", run_rate)
     r.add_post("/api/runs/{run_id}/stop", run_stop)

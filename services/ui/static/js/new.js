@@ -1,5 +1,7 @@
-// New run: paste or upload a plan (YAML or JSON), validate it through the coordinator
-// (errors marked on the line of their field), then start it.
+// New run: paste or upload a plan (YAML or JSON), or import another tool's file (curl,
+// Postman, HAR, JMX, OpenAPI: the server converts it with the same code as `surge import`
+// and says what was not mapped), validate it through the coordinator (errors marked on
+// the line of their field), then start it.
 "use strict";
 (function () {
   const {h} = Surge, S = Surge;
@@ -73,10 +75,32 @@ thresholds:
     if (f.size > 1024 * 1024) { showError({code: "too_large", message: "plans are at most 1 MB"}); return; }
     const rd = new FileReader(); rd.onload = () => { $("plan").value = rd.result; gutter(null); validate(); }; rd.readAsText(f);
   }
+  function showNotes(r) {
+    const notes = r.unmapped.length
+      ? [h("b", {text: `Not mapped (${r.unmapped.length}): review by hand`}), h("ul", {}, ...r.unmapped.map((u) => h("li", {class: "mono", text: u})))]
+      : [h("b", {text: "Everything in the source was mapped."})];
+    $("import-notes").replaceChildren(...notes); $("import-notes").hidden = false;
+  }
+  function importFile(ev) {
+    const f = ev.target.files[0]; if (!f) return;
+    if (f.size > 8 * 1024 * 1024) { showError({code: "too_large", message: "imports are at most 8 MB"}); return; }
+    const rd = new FileReader();
+    rd.onload = async () => {
+      $("status").textContent = "importing…";
+      try {
+        const r = await S.api("POST", "/api/plans/import", {kind: $("import-kind").value, source: rd.result});
+        $("plan").value = r.plan; sessionStorage.setItem("surge-plan", r.plan); showNotes(r); gutter(null); validate();
+      } catch (e) { $("import-notes").hidden = true; showError(e.error || {code: "error", message: e.message}); }
+      $("status").textContent = ""; ev.target.value = "";
+    };
+    rd.readAsText(f);
+  }
   document.addEventListener("DOMContentLoaded", () => {
     S.mount(
       h("div", {class: "head"}, h("h1", {text: "New run"}), h("span", {class: "sub", text: "paste or upload a plan (YAML or JSON); it is checked by the coordinator as you type"}), h("div", {class: "spacer"}),
         h("label", {class: "btn", for: "file"}, "Upload…"), h("input", {type: "file", id: "file", accept: ".yaml,.yml,.json,text/yaml,application/json", hidden: true, onchange: upload}),
+        h("select", {id: "import-kind", "aria-label": "import from"}, ...[["curl", "curl command"], ["postman", "Postman collection"], ["har", "HAR"], ["jmx", "JMeter .jmx"], ["openapi", "OpenAPI 3"]].map(([v, t]) => h("option", {value: v, text: t}))),
+        h("label", {class: "btn", for: "import-file"}, "Import…"), h("input", {type: "file", id: "import-file", hidden: true, onchange: importFile}),
         h("button", {id: "validate", onclick: validate}, "Validate"),
         h("button", {id: "start", class: "primary", disabled: true, onclick: start}, "Start run"), h("span", {id: "status", class: "muted"})),
       h("div", {class: "panel"},
@@ -84,7 +108,8 @@ thresholds:
           h("textarea", {id: "plan", spellcheck: "false", autocomplete: "off", "aria-label": "plan",
             oninput: () => { gutter(marker && marker.line); clearTimeout(timer); timer = setTimeout(validate, 500); }, onscroll: syncScroll}),
           h("div", {class: "marker", id: "marker", hidden: true})),
-        h("div", {id: "result", style: "margin-top:10px;min-height:40px"})));
+        h("div", {id: "result", style: "margin-top:10px;min-height:40px"}),
+        h("div", {id: "import-notes", class: "panel", hidden: true})));
     $("plan").value = sessionStorage.getItem("surge-plan") || EXAMPLE;
     $("plan").addEventListener("input", () => sessionStorage.setItem("surge-plan", $("plan").value));
     gutter(null); validate(); S.live.start();
