@@ -38,6 +38,7 @@ from schemas.archive import (
     Annotations, Baseline, BaselineSet, Imported, RunAnnotate, RunBundle, RunSearch, RunSearchResult,
 )
 from schemas.plan import Plan
+from schemas.quotas import Approval, QueuedRun, QueueList
 from schemas.schedules import (
     Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList, SuiteRun,
     SuiteRunRef, SuiteRunRequest, SuiteSave,
@@ -69,7 +70,8 @@ class Endpoint(Generic[Req, Rep]):
 
 
 RUN_START = Endpoint("run_start", subjects.RUN_START, Plan, RunStarted,
-                     ("invalid_plan", "target_not_allowed", "no_generators"), read_only=False)
+                     ("invalid_plan", "target_not_allowed", "no_generators", "quota_exceeded"),
+                     read_only=False)
 RUN_STOP = Endpoint("run_stop", subjects.RUN_STOP, StopRequest, Ok, ("not_found", "conflict"),
                     read_only=False)
 RUN_RATE = Endpoint("run_rate", subjects.RUN_RATE, RateChange, Ok, ("not_found", "conflict"),
@@ -90,7 +92,8 @@ TEST_SAVE = Endpoint("test_save", subjects.TEST_SAVE, TestSave, TestVersion,
 TEST_LIST = Endpoint("test_list", subjects.TEST_LIST, TestListRequest, TestList, empty_ok=True)
 TEST_GET = Endpoint("test_get", subjects.TEST_GET, TestRef, TestDetail, ("not_found",))
 TEST_RUN = Endpoint("test_run", subjects.TEST_RUN, TestRun, RunStarted,
-                    ("not_found", "invalid_plan", "target_not_allowed", "no_generators"),
+                    ("not_found", "invalid_plan", "target_not_allowed", "no_generators",
+                     "quota_exceeded"),
                     read_only=False)
 TEST_DELETE = Endpoint("test_delete", subjects.TEST_DELETE, TestRef, TestDeleted, ("not_found",),
                        read_only=False)
@@ -115,6 +118,10 @@ RUN_IMPORT = Endpoint("run_import", subjects.RUN_IMPORT, RunBundle, Imported, ("
                       read_only=False)
 TEST_BASELINE = Endpoint("test_baseline", subjects.TEST_BASELINE, BaselineSet, Baseline,
                          ("not_found", "conflict"), read_only=False)
+# quotas and approvals (docs/quotas.md): services/coordinator/quotas.py
+RUN_QUEUE = Endpoint("run_queue", subjects.RUN_QUEUE, Empty, QueueList, empty_ok=True)
+RUN_APPROVE = Endpoint("run_approve", subjects.RUN_APPROVE, Approval, QueuedRun,
+                       ("not_found", "conflict"), read_only=False)
 
 #: every endpoint of the ``surge-coordinator`` service, in the order it registers them
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -122,7 +129,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     RUN_GENERATOR_START,
     TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
     SCHEDULE_ADD, SCHEDULE_LIST, SCHEDULE_DELETE, SUITE_SAVE, SUITE_LIST, SUITE_RUN, SUITE_GET,
-    RUN_ANNOTATE, RUN_SEARCH, RUN_EXPORT, RUN_IMPORT, TEST_BASELINE,
+    RUN_ANNOTATE, RUN_SEARCH, RUN_EXPORT, RUN_IMPORT, TEST_BASELINE, RUN_QUEUE, RUN_APPROVE,
 )
 
 #: endpoint name (as ``nats micro info`` shows it) -> subject

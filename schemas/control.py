@@ -176,6 +176,7 @@ class RunStarted(Struct, frozen=True):
     generators: dict[str, float]  # id -> share
     test: str | None = None  # test.run: which test and version started
     test_version: int | None = None
+    queued: str | None = None  # not started yet: why it waits (approval, a busy target system)
 
 
 class PlanValid(Struct, frozen=True):

@@ -49,6 +49,13 @@ class TargetNotAllowed(SurgeError):
     status = 403
 
 
+class QuotaExceeded(SurgeError):
+    """A run over its target system's quota, where the quota refuses (docs/quotas.md)."""
+
+    code = "quota_exceeded"
+    status = 403
+
+
 class NotFound(SurgeError):
     code = "not_found"
     status = 404

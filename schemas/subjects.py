@@ -40,6 +40,9 @@ RUN_SEARCH = f"{API}.run.search"
 RUN_EXPORT = f"{API}.run.export"
 RUN_IMPORT = f"{API}.run.import"
 TEST_BASELINE = f"{API}.test.baseline"
+# quotas and approvals (docs/quotas.md); only the approver role may publish RUN_APPROVE
+RUN_QUEUE = f"{API}.run.queue"
+RUN_APPROVE = f"{API}.run.approve"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
 
 # --- other services' names for `nats micro ls` ----------------------------
@@ -58,6 +61,7 @@ TESTS_BUCKET = "surge_tests"  # key: <test slug>.<version>, value: TestVersion
 SCHEDULES_BUCKET = "surge_schedules"  # key: schedule slug, value: Schedule
 FIRES_BUCKET = "surge_fires"  # key: <schedule slug>.<fire time ms>, value: Fire (created once)
 ARCHIVE_BUCKET = "surge_archive"  # key: run id -> Annotations; baseline.<test slug> -> Baseline
+QUEUE_BUCKET = "surge_queue"  # key: run id -> QueuedRun (waiting for approval or its turn)
 SUITES_BUCKET = "surge_suites"  # keys: def.<suite slug> -> Suite, run.<id> -> SuiteRun
 # JetStream stream: every interval the leader acknowledged, and run events, so a
 # standby that takes over rebuilds each running run's aggregate exactly

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "services.cli.fleet",
     "services.cli.schedules",
     "services.cli.archive",
+    "services.cli.quotas",
 )
 
 

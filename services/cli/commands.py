@@ -228,6 +228,10 @@ async def follow_run(
 
     ``start`` (a coroutine function) starts it another way (``surge test run``)."""
     started = await (start() if start is not None else api.start(plan))
+    if started.queued:  # over a quota, or its target system is busy: wait (docs/quotas.md)
+        from services.cli import quotas
+
+        started = await quotas.wait_until_started(api, started, console)
     run_id = started.run_id
     console.print(
         f"run [cyan]{run_id}[/] started: {plan.name} → {plan.target}, "

@@ -25,7 +25,8 @@ from msgspec import Struct
 
 from schemas import api, subjects
 
-ROLES = ("coordinator", "generator", "monitor", "ui", "cli")
+# approver: a person who may let runs over a quota start (docs/quotas.md); otherwise as cli
+ROLES = ("coordinator", "generator", "monitor", "ui", "cli", "approver")
 
 _JS = "$JS.API"
 # reading JetStream: bucket/stream info, consumers (KV watch, replay), direct gets
@@ -57,7 +58,7 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                _kv(subjects.ASSIGN_BUCKET), _kv(subjects.RUNS_BUCKET), _kv(subjects.LEADER_BUCKET),
                _kv(subjects.GENERATORS_BUCKET), _kv(subjects.TESTS_BUCKET),
                _kv(subjects.SCHEDULES_BUCKET), _kv(subjects.FIRES_BUCKET), _kv(subjects.SUITES_BUCKET),
-               _kv(subjects.ARCHIVE_BUCKET),
+               _kv(subjects.ARCHIVE_BUCKET), _kv(subjects.QUEUE_BUCKET),
                f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
                "$JS.ACK.>"]
         sub = [f"{subjects.API}.>", subjects.STATS_ALL]
@@ -71,13 +72,16 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
         # listens; the coordinator answers them)
         sub = [subjects.LIVE_ALL, subjects.HOST_ALL, subjects.ALERTS_ALL, subjects.EVENTS_ALL,
                subjects.MONITOR_ALL, subjects.STATS_ALL]
-    elif role in ("ui", "cli"):
+    elif role in ("ui", "cli", "approver"):
         # the UI may be first up and create the registry bucket (it watches it)
         pub = [*JS_READ, f"{subjects.API}.>", subjects.MONITOR_ALL, _create(subjects.GENERATORS_BUCKET)]
         sub = [subjects.LIVE_ALL, subjects.HOST_ALL, subjects.ALERTS_ALL, subjects.EVENTS_ALL]
     else:
         raise ValueError(f"unknown role {role!r}")
-    return {"publish": {"allow": pub + COMMON_PUB}, "subscribe": {"allow": sub + COMMON_SUB}}
+    publish: dict[str, list[str]] = {"allow": pub + COMMON_PUB}
+    if role in ("ui", "cli"):  # approving a run over its quota is the approver's alone
+        publish["deny"] = [subjects.RUN_APPROVE]
+    return {"publish": publish, "subscribe": {"allow": sub + COMMON_SUB}}
 
 
 class TlsFiles(Struct, frozen=True):

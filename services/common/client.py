@@ -30,6 +30,7 @@ from schemas.schedules import (
 from schemas.archive import (
     Annotations, Baseline, BaselineSet, Imported, RunAnnotate, RunBundle, RunSearch, RunSearchResult,
 )
+from schemas.quotas import Approval, QueuedRun, QueueList
 from schemas.errors import ErrorReply, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
@@ -179,3 +180,12 @@ class CoordinatorClient:
 
     async def set_baseline(self, test: str, run_id: str | None, author: str = "anonymous") -> Baseline:
         return await self.send(api.TEST_BASELINE, BaselineSet(test=test, run_id=run_id, author=author))
+
+    # --- quotas and approvals (docs/quotas.md) ----------------------------------------
+    async def queue(self) -> QueueList:
+        return await self.send(api.RUN_QUEUE, Empty())
+
+    async def approve(self, run_id: str, approve: bool = True, reason: str = "",
+                      author: str = "anonymous") -> QueuedRun:
+        return await self.send(api.RUN_APPROVE, Approval(run_id=run_id, approve=approve,
+                                                         reason=reason, author=author))

@@ -6,6 +6,7 @@ Only ``config.py`` modules read the environment; each service calls
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -38,6 +39,11 @@ def _parse(value: str, typ: Any) -> Any:
     text = str(typ)
     if "list" in text:
         return [v.strip() for v in value.split(",") if v.strip()]
+    if text.startswith("dict"):  # a mapping: JSON, e.g. SURGE_QUOTAS='{"shop:443": {...}}'
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise BadRequest(f"bad environment: not JSON: {exc}") from None
     if typ is bool or text == "bool":
         return value.strip().lower() in ("1", "true", "yes", "on")
     return value

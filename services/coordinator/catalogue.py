@@ -167,11 +167,12 @@ class Catalogue:
     async def test_run(self, ask: TestRun) -> RunStarted:
         return await self.start_test(
             ask.name, ask.version,
-            Overrides(rate=ask.rate, duration=ask.duration, generators=ask.generators))
+            Overrides(rate=ask.rate, duration=ask.duration, generators=ask.generators),
+            author=ask.author)
 
     async def start_test(
         self, name: str, version: int | None, overrides: Overrides | None = None, *,
-        run_id: str | None = None, rate: float | None = None,
+        run_id: str | None = None, rate: float | None = None, author: str = "anonymous",
     ) -> RunStarted:
         """Run a version of a test (the latest: None) with overrides; ``rate`` wins over theirs."""
         test, _ = await self.latest(name, version)
@@ -181,7 +182,7 @@ class Catalogue:
         if rate is not None or o.duration is not None or o.generators is not None:
             plan = loader.with_overrides(plan, rate=rate, duration=o.duration, generators=o.generators)
         return await self.svc.start_plan(plan, test=test.name, test_version=test.version,
-                                         run_id=run_id)
+                                         run_id=run_id, author=author)
 
     async def test_delete(self, ref: TestRef) -> TestDeleted:
         _, versions = await self.latest(ref.name)

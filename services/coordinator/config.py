@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from msgspec import Struct, field
 
+from schemas.quotas import Quota
 from services.common.config import DEFAULT_NATS_URL, from_env
 
 
@@ -22,6 +23,8 @@ class Config(Struct, frozen=True, kw_only=True):
     lease_renew_s: float = 1.0
     kv_replicas: int = 1  # JetStream replicas of buckets/streams (3 on a 3-node cluster)
     runlog_max_age_s: float = 7 * 24 * 3600.0  # accepted intervals kept at most this long
+    # limits per target system ("host:port", or "*" for any other), docs/quotas.md
+    quotas: dict[str, Quota] = {}
     retain_runs: int = 0  # keep at most this many ended runs (0: all); baselines always kept
     retain_days: float = 0.0  # drop ended runs older than this (0: never)
     retention_every_s: float = 30.0  # how often the leader applies it

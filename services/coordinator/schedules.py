@@ -203,8 +203,11 @@ class Scheduler:
             return
         try:
             if s.test is not None:
-                started = await self.svc.catalogue.start_test(s.test, None, s.overrides, run_id=run_id)
+                started = await self.svc.catalogue.start_test(s.test, None, s.overrides, run_id=run_id,
+                                                              author=s.author)
                 what = f"run {started.run_id} of {started.test} v{started.test_version}"
+                if started.queued:
+                    what += f" ({started.queued})"
             else:
                 await self.svc.suites.start(s.suite or "", run_id, author=s.author, schedule=s.name)
                 what = f"suite run {run_id} of {s.suite}"

@@ -55,6 +55,7 @@ from services.plan import loader
 from services.coordinator.aggregate import BadInterval
 from services.coordinator.archive import Archive
 from services.coordinator.catalogue import Catalogue
+from services.coordinator.quotas import Quotas
 from services.coordinator.schedules import Scheduler
 from services.coordinator.suites import Suites
 from services.coordinator.config import Config
@@ -118,6 +119,7 @@ class Service:
             await bus.key_value(js, subjects.FIRES_BUCKET, replicas=r))
         self.suites = Suites(self, await bus.key_value(js, subjects.SUITES_BUCKET, replicas=r))
         self.archive = Archive(self, await bus.key_value(js, subjects.ARCHIVE_BUCKET, replicas=r))
+        self.quotas = Quotas(self, await bus.key_value(js, subjects.QUEUE_BUCKET, replicas=r))
         self._tasks.append(asyncio.create_task(self._schedule_loop(), name="schedules"))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
         await bus.stream(js, subjects.RUNLOG_STREAM, [subjects.RUNLOG_ALL],
@@ -167,7 +169,7 @@ class Service:
         self.micro = micro
 
     #: classes besides this one that own nouns of the API, each with handlers named after rows
-    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites, Archive)
+    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites, Archive, Quotas)
 
     @classmethod
     def handler_of(cls, name: str):
@@ -179,7 +181,7 @@ class Service:
 
     def _handler(self, name: str):
         """The bound handler of an API row (see ``handler_of``)."""
-        for instance in (self, self.catalogue, self.scheduler, self.suites, self.archive):
+        for instance in (self, self.catalogue, self.scheduler, self.suites, self.archive, self.quotas):
             if hasattr(type(instance), name):
                 return getattr(instance, name)
         raise AttributeError(f"no handler for API endpoint {name}")
@@ -374,13 +376,20 @@ class Service:
 
     async def start_plan(
         self, plan: Plan, *, test: str | None = None, test_version: int | None = None,
-        run_id: str | None = None,
+        run_id: str | None = None, admitted: bool = False, author: str = "anonymous",
     ) -> RunStarted:
         """Start a run of a plan (run.start, test.run, schedules, suites); ``test`` names its
-        origin; a given ``run_id`` (a schedule's fire, a suite's step) is started once."""
+        origin; a given ``run_id`` (a schedule's fire, a suite's step) is started once.
+        Unless ``admitted`` (the queue starting it), the target system's quota may make it
+        wait (the reply says ``queued``) or refuse it (quotas.py)."""
         self._admit(plan)
         if run_id is not None and (run_id in self.runs or await self._stored(run_id)):
             raise Conflict(f"run {run_id} exists", "run_id")
+        if not admitted:
+            run_id = run_id or new_run_id()
+            plan, waiting = await self.quotas.admit(plan, run_id, test, test_version, author)
+            if waiting is not None:
+                return waiting
         alive = self.registry.alive()
         idle = self.idle_generators(plan.generator_labels)
         why = slicing.pool_shortfall(
@@ -436,7 +445,7 @@ class Service:
             await asyncio.sleep(0.2)
             if not self.serving():
                 continue
-            for what in (self.scheduler.tick, self.suites.tick, self.archive.tick):
+            for what in (self.quotas.tick, self.scheduler.tick, self.suites.tick, self.archive.tick):
                 try:
                     await what()
                 except asyncio.CancelledError:

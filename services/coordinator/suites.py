@@ -186,7 +186,17 @@ class Suites:
         step = steps[i]
         if step.state == "running":
             record = await self._record(step.run_id)
-            if record is None or record.state not in ENDED_STATES:
+            if record is None:  # waiting in the quota queue, or denied there
+                waiting = await self.svc.quotas.entry(step.run_id)
+                if waiting is not None and waiting.state in ("denied", "failed"):
+                    steps[i] = msgspec.structs.replace(step, state="error", ended_at=now,
+                                                       error=waiting.decisions[-1].what)
+                    steps = [s if s.state != "pending" else msgspec.structs.replace(s, state="skipped")
+                             for s in steps]
+                    await self._event(run, f"step {i + 1} ({step.test}) {waiting.decisions[-1].what}")
+                    return msgspec.structs.replace(self._ended(run, steps, now), state="error")
+                return run
+            if record.state not in ENDED_STATES:
                 return run
             passed = record.verdict == "pass" and record.state != "failed"
             steps[i] = msgspec.structs.replace(step, state="passed" if passed else "failed",
@@ -208,7 +218,7 @@ class Suites:
                 suite = await self._suite_or_none(run.suite)
                 await self.svc.catalogue.start_test(
                     step.test, step.version, suite.overrides if suite else None,
-                    run_id=step.run_id, rate=step.rate)
+                    run_id=step.run_id, rate=step.rate, author=run.author)
             except NoGenerators:
                 first = self.waiting_since.setdefault(step.run_id, now)
                 if now - first < NO_GENERATORS_PATIENCE_S:
