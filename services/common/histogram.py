@@ -10,11 +10,18 @@ with numpy at once, computing the same counts index HdrHistogram computes.
 
 from __future__ import annotations
 
+import binascii
+import ctypes
+import functools
+import math
 import weakref
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
+import pyhdrh
+from hdrh import codec
+from hdrh.histogram import HdrHistogram, get_bucket_count
 
 from schemas.stats import Percentiles
 
@@ -148,3 +155,205 @@ def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
         return None
     return hist.get_value_at_percentile(percentile) / 1000.0
 
+
+
+# --- counts arrays: merging without histogram objects ----------------------------------
+#
+# The coordinator merges thousands of intervals a second. It never builds an
+# HdrHistogram per interval (each one allocates a 188 KB counts array): an encoded
+# histogram is decoded by hdrh's own C decoder into one reused scratch array, and
+# only its non-zero (index, count) pairs leave it. Sums are numpy int64 arrays of
+# the same shape; percentiles come from a cumulative sum, with the exact rules of
+# hdrh's ``get_value_at_percentile`` (unit tests hold them to hdrh's own figures).
+
+COUNTS_LEN = new().counts_len
+_EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+_scratch = (ctypes.c_ulonglong * COUNTS_LEN)()
+_scratch_np = np.ctypeslib.as_array(_scratch)
+
+
+class Sparse:
+    """One decoded histogram: its counts from index ``lo`` (the first non-zero) to its
+    last non-zero index, as one small array (a window of the full counts array)."""
+
+    __slots__ = ("lo", "counts", "total")
+
+    def __init__(self, lo: int, counts: np.ndarray, total: int) -> None:
+        self.lo = lo
+        self.counts = counts
+        self.total = total
+
+
+_NOTHING = Sparse(0, np.zeros(0, dtype=np.int64), 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(lowest: int, highest: int, digits: int) -> tuple[int, int, int]:
+    """(counts_len, unit magnitude, sub-bucket half-count magnitude) of a histogram's
+    settings, computed as hdrh does but without allocating one."""
+    if lowest < 1 or highest < 2 * lowest or not 1 <= digits <= 5:
+        raise HistogramDecodeError("histogram settings out of range")
+    unit_mag = int(math.floor(math.log(lowest) / math.log(2)))
+    sub_mag = int(math.ceil(math.log(2 * math.pow(10, digits)) / math.log(2)))
+    half_mag = sub_mag - 1 if sub_mag > 1 else 0
+    sub_count = int(math.pow(2, half_mag + 1))
+    buckets = get_bucket_count(highest, sub_count, unit_mag)
+    return (buckets + 1) * (sub_count // 2), unit_mag, half_mag
+
+
+_OURS = None
+
+
+def decode_sparse(text: str) -> Sparse:
+    """The counts of an encoded histogram (standard V2 base64 encoding) as a Sparse;
+    raise HistogramDecodeError if it is not a Surge histogram. Nothing of 188 KB is built."""
+    if not text:
+        return _NOTHING
+    global _OURS
+    if _OURS is None:
+        h = new()
+        _OURS = (h.counts_len, h.unit_magnitude, h.sub_bucket_half_count_magnitude)
+    try:
+        raw = binascii.a2b_base64(text)
+        if len(raw) < codec.ext_header_size:
+            raise HistogramDecodeError("too short")
+        header = codec.ExternalHeader.from_buffer_copy(raw)
+        if codec.get_cookie_base(header.cookie) != codec.V2_COMPRESSION_COOKIE_BASE \
+                or header.length != len(raw) - codec.ext_header_size:
+            raise HistogramDecodeError("bad header")
+        data = zlib.decompress(raw[codec.ext_header_size:])
+        if len(data) < codec.payload_header_size:
+            raise HistogramDecodeError("payload too short")
+        payload = codec.PayloadHeader.from_buffer_copy(data)
+        if codec.get_cookie_base(payload.cookie) != codec.V2_ENCODING_COOKIE_BASE:
+            raise HistogramDecodeError("bad payload cookie")
+        shape = _shape(payload.lowest_trackable_value, payload.highest_trackable_value,
+                       payload.significant_figures)
+    except HistogramDecodeError as exc:
+        raise HistogramDecodeError(f"not a compressed HdrHistogram: {exc}") from None
+    except Exception as exc:  # base64, zlib, ctypes: many types
+        raise HistogramDecodeError(f"not a compressed HdrHistogram: {exc}") from exc
+    if shape != _OURS:
+        raise HistogramDecodeError("histogram shape differs from Surge's (1 µs .. 1 h, 3 digits)")
+    try:
+        result = pyhdrh.decode(data, codec.payload_header_size, ctypes.addressof(_scratch),
+                               COUNTS_LEN, 8)
+    except Exception as exc:
+        _scratch_np[:] = 0  # it may have written part of the counts before failing
+        raise HistogramDecodeError(f"not a compressed HdrHistogram: {exc}") from exc
+    total = int(result["total"])
+    if not total:
+        return _NOTHING
+    lo, hi = int(result["min_nonzero_index"]), int(result["max_nonzero_index"])
+    window = _scratch_np[lo:hi + 1]
+    counts = window.astype(np.int64)  # a copy of the window only
+    window[:] = 0
+    if total < 0 or total > 2**62 or (counts < 0).any():
+        raise HistogramDecodeError("histogram counts out of range")
+    return Sparse(lo, counts, total)
+
+
+def zeros() -> np.ndarray:
+    return np.zeros(COUNTS_LEN, dtype=np.int64)
+
+
+def add_sparse(into: np.ndarray, s: Sparse) -> None:
+    if s.total:
+        into[s.lo:s.lo + len(s.counts)] += s.counts
+
+
+@functools.cache
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per counts index: the lowest, highest and median equivalent values (µs), as hdrh
+    computes them for the value at that index."""
+    h = new()
+    i = np.arange(COUNTS_LEN, dtype=np.int64)
+    half_mag, half_count = h.sub_bucket_half_count_magnitude, h.sub_bucket_half_count
+    unit_mag, mask = h.unit_magnitude, h.sub_bucket_mask
+    bucket = (i >> half_mag) - 1
+    sub = (i & (half_count - 1)) + half_count
+    first = bucket < 0
+    sub = np.where(first, sub - half_count, sub)
+    bucket = np.where(first, 0, bucket)
+    low = sub << (bucket + unit_mag)
+    # the size of the value's equivalent range (hdrh's _hdr_size_of_equiv_value_range)
+    _, bit_length = np.frexp((low | mask).astype(np.float64))
+    vb = bit_length.astype(np.int64) - unit_mag - (half_mag + 1)
+    vsub = low >> (vb + unit_mag)
+    vb = np.where(vsub >= h.sub_bucket_count, vb + 1, vb)
+    size = np.left_shift(np.int64(1), unit_mag + vb)
+    return low, low + size - 1, low + (size >> 1)
+
+
+def _target(percentile: float, total: int) -> int:
+    return max(int((min(percentile, 100.0) * total / 100) + 0.5), 1)
+
+
+def percentiles_of(counts: np.ndarray, percentiles: Iterable[float]) -> list[int] | None:
+    """Values (µs) at ``percentiles`` of a counts array, as hdrh's
+    ``get_value_at_percentile`` gives them; None when empty."""
+    cum = np.cumsum(counts)
+    total = int(cum[-1]) if len(cum) else 0
+    if total == 0:
+        return None
+    low, high, _ = _tables()
+    out = []
+    for p in percentiles:
+        i = int(np.searchsorted(cum, _target(p, total), side="left"))
+        out.append(int(high[i] if p else low[i]))
+    return out
+
+
+def sparse_percentile_ms(parts: list[Sparse], percentile: float) -> float | None:
+    """One percentile (ms) of several Sparse histograms together, without a full array."""
+    parts = [p for p in parts if p.total]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        lo, counts = parts[0].lo, parts[0].counts
+    else:
+        lo = min(p.lo for p in parts)
+        counts = np.zeros(max(p.lo + len(p.counts) for p in parts) - lo, dtype=np.int64)
+        for p in parts:
+            counts[p.lo - lo:p.lo - lo + len(p.counts)] += p.counts
+    cum = np.cumsum(counts)
+    i = int(np.searchsorted(cum, _target(percentile, int(cum[-1])), side="left"))
+    low, high, _ = _tables()
+    return int(high[lo + i] if percentile else low[lo + i]) / 1000.0
+
+
+def summarize_counts(counts: np.ndarray) -> Percentiles | None:
+    """``summarize`` of a counts array: the same figures hdrh gives for that histogram."""
+    nz = np.flatnonzero(counts)
+    if len(nz) == 0:
+        return None
+    low, high, mid = _tables()
+    c = counts[nz]
+    total = int(c.sum())
+    weighted = sum(int(n) * int(m) for n, m in zip(c.tolist(), mid[nz].tolist()))
+    pv = dict(zip(PERCENTILES, percentiles_of(counts, PERCENTILES) or []))
+    ms = 1000.0
+    return Percentiles(
+        min=int(low[nz[0]]) / ms,
+        mean=round(float(weighted) / total / ms, 3),
+        p50=pv[50.0] / ms,
+        p90=pv[90.0] / ms,
+        p95=pv[95.0] / ms,
+        p99=pv[99.0] / ms,
+        p999=pv[99.9] / ms,
+        max=int(high[nz[-1]]) / ms,
+    )
+
+
+def from_counts(counts: np.ndarray) -> HdrHistogram:
+    """An HdrHistogram holding ``counts`` (to encode a report's histogram, once)."""
+    hist = new()
+    nz = np.flatnonzero(counts)
+    if len(nz):
+        np.ctypeslib.as_array(hist.counts)[:] = counts.astype(np.uint64)
+        hist.set_internal_tacking_values(int(nz[0]), int(nz[-1]), int(counts[nz].sum()))
+    return hist
+
+
+def encode_counts(counts: np.ndarray) -> str:
+    return encode(from_counts(counts))

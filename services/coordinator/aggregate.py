@@ -9,10 +9,11 @@ generator resends it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
-from hdrh.histogram import HdrHistogram
+import numpy as np
 
 from schemas.control import Segment
 from schemas.plan import Plan
@@ -53,8 +54,8 @@ class _Counts:
 @dataclass
 class _NameTotals:
     counts: _Counts = field(default_factory=_Counts)
-    latency: HdrHistogram = field(default_factory=histogram.new)
-    service: HdrHistogram = field(default_factory=histogram.new)
+    latency: np.ndarray = field(default_factory=histogram.zeros)
+    service: np.ndarray = field(default_factory=histogram.zeros)
 
 
 @dataclass
@@ -71,19 +72,24 @@ class _GenSecond:
     target: float
     sent: int
     in_flight: int
-    latency: HdrHistogram
+    p99_ms: float | None  # from its interval's own counts: no histogram kept per generator
 
 
 @dataclass
 class _Second:
     seq: int
-    latency: HdrHistogram = field(default_factory=histogram.new)
-    names: dict[str, tuple[_Counts, HdrHistogram]] = field(default_factory=dict)
+    # per name: its counts and latency/service counts arrays, folded into the run's
+    # totals when the second closes (one array add per name per second, not per interval)
+    names: dict[str, _NameTotals] = field(default_factory=dict)
     gens: dict[str, _GenSecond] = field(default_factory=dict)
 
 
 class RunAggregate:
-    """Everything measured in one run, as it arrives."""
+    """Everything measured in one run, as it arrives.
+
+    An interval costs its decoding and a few sparse adds (its non-zero buckets) per
+    request name; nothing in it grows with the number of generators.
+    """
 
     def __init__(self, run_id: str, plan: Plan, start_at: float) -> None:
         self.run_id = run_id
@@ -91,7 +97,7 @@ class RunAggregate:
         self.start_at = start_at
         self.seen: set[tuple[str, int]] = set()
         self.finals: set[str] = set()
-        self.names: dict[str, _NameTotals] = {}
+        self.names: dict[str, _NameTotals] = {}  # closed seconds and late intervals
         self.gens: dict[str, _GenTotals] = {}
         self.open: dict[int, _Second] = {}
         self.timeline: dict[int, TimelineEntry] = {}
@@ -105,45 +111,42 @@ class RunAggregate:
         if key in self.seen:
             return False
         decoded = {
-            name: (histogram.decode(r.latency), histogram.decode(r.service))
+            name: (histogram.decode_sparse(r.latency), histogram.decode_sparse(r.service))
             for name, r in s.requests.items()
         }  # decode everything first: a bad histogram leaves no partial counts behind
         for name, (lat, svc) in decoded.items():
             limit = s.requests[name].count
-            if lat.get_total_count() > limit or svc.get_total_count() > limit:
+            if lat.total > limit or svc.total > limit:
                 raise histogram.HistogramDecodeError(
                     f"requests.{name}: histogram holds more values than its count"
                 )
         self.seen.add(key)
         if s.final:
             self.finals.add(s.generator_id)
-        gen = self.gens.setdefault(s.generator_id, _GenTotals())
+        gen = self.gens.get(s.generator_id)
+        if gen is None:
+            gen = self.gens[s.generator_id] = _GenTotals()
         gen.target += s.target
         gen.sent += s.sent
         gen.seconds += 1
         second = self.open.get(s.seq)
         if second is None and s.seq not in self.timeline:
             second = self.open[s.seq] = _Second(s.seq)
-        gen_latency = histogram.new() if second is not None else None
         gen_counts = _Counts()
         for name, r in s.requests.items():
             lat, svc = decoded[name]
-            totals = self.names.setdefault(name, _NameTotals())
-            totals.counts.add(r.count, r.errors, r.late, r.dropped)
-            histogram.add(totals.latency, lat)
-            histogram.add(totals.service, svc)
             gen.counts.add(r.count, r.errors, r.late, r.dropped)
             gen_counts.add(r.count, r.errors, r.late, r.dropped)
-            if second is not None and gen_latency is not None:
-                counts, hist = second.names.setdefault(name, (_Counts(), histogram.new()))
-                counts.add(r.count, r.errors, r.late, r.dropped)
-                histogram.add(hist, lat)
-                histogram.add(second.latency, lat)
-                histogram.add(gen_latency, lat)
-        if second is not None and gen_latency is not None:
-            second.gens[s.generator_id] = _GenSecond(
-                gen_counts, s.target, s.sent, s.in_flight, gen_latency
-            )
+            into = self.names if second is None else second.names
+            totals = into.get(name)
+            if totals is None:
+                totals = into[name] = _NameTotals()
+            totals.counts.add(r.count, r.errors, r.late, r.dropped)
+            histogram.add_sparse(totals.latency, lat)
+            histogram.add_sparse(totals.service, svc)
+        if second is not None:
+            p99 = histogram.sparse_percentile_ms([lat for lat, _ in decoded.values()], 99.0)
+            second.gens[s.generator_id] = _GenSecond(gen_counts, s.target, s.sent, s.in_flight, p99)
         else:
             self._amend(s.seq, gen_counts)
         return True
@@ -189,13 +192,17 @@ class RunAggregate:
         target_rps = profile.arrivals(profile_, seq, seq + 1)
         total = _Counts()
         per_request: dict[str, LiveRequest] = {}
-        for name, (counts, hist) in sorted(second.names.items()):
+        latency = None
+        for name, t in sorted(second.names.items()):
+            counts = t.counts
             total.add(counts.requests, counts.error_kinds, counts.late, counts.dropped)
-            pv = _pcts(hist)
+            pv = _pcts(t.latency)
             per_request[name] = LiveRequest(
                 rps=float(counts.requests), errors=counts.errors,
                 p50_ms=pv[0], p90_ms=pv[1], p99_ms=pv[2],
             )
+            self._fold(name, t)
+            latency = t.latency.copy() if latency is None else latency + t.latency
         generators: dict[str, LiveGenerator] = {}
         for gid, g in sorted(second.gens.items()):
             generators[gid] = LiveGenerator(
@@ -204,7 +211,7 @@ class RunAggregate:
                 sent=g.sent,
                 late=g.counts.late,
                 dropped=g.counts.dropped,
-                p99_ms=histogram.percentile_ms(g.latency, 99.0),
+                p99_ms=g.p99_ms,
                 behind=is_behind(g.target, g.sent, g.counts.late, g.counts.dropped),
                 lost=gid in lost,
             )
@@ -213,8 +220,12 @@ class RunAggregate:
                 target_rps=0.0, rps=0.0, sent=0, late=0, dropped=0, p99_ms=None,
                 behind=False, lost=True,
             )
-        p50, p90, p99 = _pcts(second.latency)
-        max_ms = histogram.percentile_ms(second.latency, 100.0)
+        if latency is None:
+            p50 = p90 = p99 = max_ms = None
+        else:
+            p50, p90, p99 = _pcts(latency)
+            top = histogram.percentiles_of(latency, [100.0])
+            max_ms = top[0] / 1000.0 if top else None
         events = self.events.get(seq, [])
         self.timeline[seq] = TimelineEntry(
             t=seq,
@@ -260,22 +271,49 @@ class RunAggregate:
             final=final,
         )
 
+    def _fold(self, name: str, t: _NameTotals) -> None:
+        """A closed second's counts of one name join the run's totals."""
+        totals = self.names.get(name)
+        if totals is None:
+            self.names[name] = t
+            return
+        totals.counts.add(t.counts.requests, t.counts.error_kinds, t.counts.late, t.counts.dropped)
+        totals.latency += t.latency
+        totals.service += t.service
+
+    def _all_names(self) -> dict[str, list[_NameTotals]]:
+        """Per name: its totals of closed seconds and its parts in still-open seconds."""
+        out: dict[str, list[_NameTotals]] = {name: [t] for name, t in self.names.items()}
+        for second in self.open.values():
+            for name, t in second.names.items():
+                out.setdefault(name, []).append(t)
+        return out
+
     def totals_counts(self) -> _Counts:
         total = _Counts()
-        for t in self.names.values():
-            total.add(t.counts.requests, t.counts.error_kinds, t.counts.late, t.counts.dropped)
+        for parts in self._all_names().values():
+            for t in parts:
+                total.add(t.counts.requests, t.counts.error_kinds, t.counts.late, t.counts.dropped)
         return total
 
     def _totals(self, duration_s: float) -> tuple[RequestTotals, dict[str, RequestTotals],
-                                                  HdrHistogram, HdrHistogram]:
-        """The whole run's and each request's totals over ``duration_s``, and the
-        whole run's merged latency and service-time histograms."""
+                                                  np.ndarray, np.ndarray]:
+        """The whole run's and each request's totals over ``duration_s`` (closed seconds
+        and late intervals), and the whole run's latency and service-time counts."""
         duration_s = max(duration_s, 1e-9)
-        all_lat, all_svc = histogram.new(), histogram.new()
+        all_lat, all_svc = histogram.zeros(), histogram.zeros()
         per_name: dict[str, RequestTotals] = {}
-        for name, t in sorted(self.names.items()):
-            histogram.add(all_lat, t.latency)
-            histogram.add(all_svc, t.service)
+        for name, parts in sorted(self._all_names().items()):
+            t = parts[0]
+            if len(parts) > 1:
+                t = _NameTotals()
+                for part in parts:
+                    c = part.counts
+                    t.counts.add(c.requests, c.error_kinds, c.late, c.dropped)
+                    t.latency += part.latency
+                    t.service += part.service
+            all_lat += t.latency
+            all_svc += t.service
             per_name[name] = _request_totals(t.counts, t.latency, t.service, duration_s)
         for name in reported_names(self.plan):  # a name that never ran has its row of zeros
             per_name.setdefault(name, thresholds.NO_DATA)
@@ -328,8 +366,8 @@ class RunAggregate:
             timeline=[self.timeline[k] for k in sorted(self.timeline)],
             thresholds=results,
             verdict=verdict,  # type: ignore[arg-type]
-            latency_histogram=histogram.encode(all_lat),
-            service_histogram=histogram.encode(all_svc),
+            latency_histogram=histogram.encode_counts(all_lat),
+            service_histogram=histogram.encode_counts(all_svc),
             events=events,
             model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached
         )
@@ -346,9 +384,9 @@ class BadInterval(ValueError):
         self.field = field
 
 
-def check_interval(s: IntervalStats, members: set[str], max_seq: int) -> None:
+def check_interval(s: IntervalStats, is_member: Callable[[str], bool], max_seq: int) -> None:
     """Refuse intervals that would corrupt the totals: strangers, absurd numbers."""
-    if s.generator_id not in members:
+    if not is_member(s.generator_id):
         raise BadInterval(f"generator {s.generator_id!r} is not part of run {s.run_id}", "generator_id")
     if not 0 <= s.seq <= max_seq:
         raise BadInterval(f"seq {s.seq} is outside the run (0..{max_seq})", "seq")
@@ -372,15 +410,15 @@ def is_behind(target: float, sent: int, late: int, dropped: int) -> bool:
     return dropped > 0 or late > slack or sent < target - max(2.0, 0.05 * target)
 
 
-def _pcts(hist: HdrHistogram) -> tuple[float | None, float | None, float | None]:
-    if hist.get_total_count() == 0:
+def _pcts(counts: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    pv = histogram.percentiles_of(counts, (50.0, 90.0, 99.0))
+    if pv is None:
         return None, None, None
-    pv = hist.get_percentile_to_value_dict([50.0, 90.0, 99.0])
-    return pv[50.0] / 1000.0, pv[90.0] / 1000.0, pv[99.0] / 1000.0
+    return pv[0] / 1000.0, pv[1] / 1000.0, pv[2] / 1000.0
 
 
 def _request_totals(
-    c: _Counts, lat: HdrHistogram, svc: HdrHistogram, duration_s: float
+    c: _Counts, lat: np.ndarray, svc: np.ndarray, duration_s: float
 ) -> RequestTotals:
     return RequestTotals(
         requests=c.requests,
@@ -390,6 +428,6 @@ def _request_totals(
         achieved_rps=round(c.requests / duration_s, 3),
         late=c.late,
         dropped=c.dropped,
-        latency_ms=histogram.summarize(lat),
-        service_time_ms=histogram.summarize(svc),
+        latency_ms=histogram.summarize_counts(lat),
+        service_time_ms=histogram.summarize_counts(svc),
     )

@@ -1,13 +1,23 @@
 """The live-generator registry as the coordinator sees it, fed by a KV watch.
 
-A generator is alive while its heartbeats keep coming: ``dead_after_s`` without one
-and it is gone, whether or not the bucket's TTL has removed its key yet.
+A generator is gone only on evidence that it is gone, never because the coordinator
+or the bus stalled. The evidence is the bus's own clock: every heartbeat is stored
+by JetStream with the server's timestamp, and the watch hands them over in the
+order they were stored. So once a beat stored at T has been read, every beat
+stored before T has been read too, and a generator whose newest beat is older than
+``T - dead_after_s`` really did not beat for that long, however late the
+coordinator got to reading (a paused loop, a CPU-starved process, a backlog).
+
+When nobody's beat arrives at all, the bus or every generator is silent: the
+coordinator cannot tell which, so it waits ``silent_after_s`` of its own healthy
+time (its loop's stalls do not count) before it calls them all gone.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 
 import msgspec
 import structlog
@@ -17,18 +27,34 @@ from schemas.control import Heartbeat
 log = structlog.get_logger(__name__)
 _decoder = msgspec.json.Decoder(Heartbeat)
 
+SILENT_AFTER_S = 7.0  # nobody's beat for this long (healthy time): everyone is gone
+
 
 class Registry:
-    def __init__(self, dead_after_s: float) -> None:
+    def __init__(self, dead_after_s: float, silent_after_s: float = SILENT_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.dead_after_s = dead_after_s
-        self._beats: dict[str, tuple[Heartbeat, float]] = {}  # id -> (beat, monotonic seen)
-        self.last_update = time.monotonic()  # any entry at all: is the feed itself alive?
+        self.silent_after_s = silent_after_s
+        self._clock = clock
+        self._wall = wall
+        # id -> (beat, server time it was stored, local clock when read)
+        self._beats: dict[str, tuple[Heartbeat, float, float]] = {}
+        self.bus_time = 0.0  # the newest server timestamp read: how far the bus has got
+        self.last_update = clock()  # any entry at all: is the feed itself alive?
+        self._grace_until = 0.0  # local clock: judge nobody before (a reconnect, a takeover)
 
-    def update(self, key: str, value: bytes | None, replay: bool = False) -> None:
-        """A KV entry arrived; ``replay`` entries (watch start) are aged by their own clock."""
-        self.last_update = time.monotonic()
+    def update(self, key: str, value: bytes | None, replay: bool = False,
+               stored_at: float | None = None) -> None:
+        """A KV entry arrived; ``stored_at`` is the server's timestamp of it (wall seconds).
+
+        Without one (tests, old servers) the local wall clock stands in.
+        """
+        self.last_update = self._clock()
+        stored = self._wall() if stored_at is None else stored_at
         if not value:
             self._beats.pop(key, None)
+            self.bus_time = max(self.bus_time, stored)
             return
         try:
             beat = _decoder.decode(value)
@@ -39,31 +65,56 @@ class Registry:
                 or not math.isfinite(beat.sent_at):
             log.warning("implausible heartbeat ignored", key=key)
             return
-        seen = time.monotonic()
-        if replay:
-            seen -= min(max(time.time() - beat.sent_at, 0.0), self.dead_after_s * 10)
-            known = self._beats.get(key)
-            if known is not None:  # a watch restart must not make anyone older
-                seen = max(seen, known[1])
-        self._beats[key] = (beat, seen)
+        known = self._beats.get(key)
+        if replay and known is not None and known[1] > stored:
+            return  # a watch restart must not make anyone older
+        self._beats[key] = (beat, stored, self.last_update)
+        self.bus_time = max(self.bus_time, stored)
+
+    def stalled(self, seconds: float) -> None:
+        """The coordinator's own loop did not run for ``seconds``: that silence is ours."""
+        self.last_update += seconds
+        self._beats = {k: (b, stored, seen + seconds) for k, (b, stored, seen) in self._beats.items()}
 
     def touch_all(self, extra_s: float = 0.0) -> None:
-        """We were cut off from NATS, not they: restart every generator's dead timer."""
-        now = time.monotonic() + extra_s
-        self._beats = {k: (b, max(seen, now)) for k, (b, seen) in self._beats.items()}
+        """We were cut off from NATS, not they: judge nobody for ``extra_s`` more."""
+        now = self._clock()
+        self._grace_until = max(self._grace_until, now + extra_s)
+        self.last_update = max(self.last_update, now)
 
     def quiet_for(self) -> float:
-        """Seconds since any heartbeat arrived; long silence from everyone is the bus's."""
-        return time.monotonic() - self.last_update if self._beats else 0.0
+        """Seconds (healthy time) since any heartbeat arrived; long silence from all is the bus's."""
+        return self._clock() - self.last_update if self._beats else 0.0
+
+    def _is_gone(self, entry: tuple[Heartbeat, float, float] | None, silent: bool) -> bool:
+        if entry is None:
+            return True  # deleted: it said goodbye, or the bucket forgot it
+        _, stored, _ = entry
+        return silent or self.bus_time - stored >= self.dead_after_s
+
+    def _silent(self) -> bool:
+        return self.quiet_for() >= self.silent_after_s
+
+    def gone(self, members: Iterable[str]) -> list[str]:
+        """The members there is evidence against: the bus went on without them, or
+        everyone has been silent for ``silent_after_s``. Nobody during a grace."""
+        if self._clock() < self._grace_until:
+            return []
+        silent = self._silent()
+        return [g for g in members if self._is_gone(self._beats.get(g), silent)]
 
     def alive(self) -> dict[str, Heartbeat]:
-        now = time.monotonic()
-        return {k: b for k, (b, seen) in self._beats.items() if now - seen < self.dead_after_s}
+        silent = self._silent()
+        return {k: e[0] for k, e in self._beats.items() if not self._is_gone(e, silent)}
 
     def is_alive(self, gid: str) -> bool:
-        entry = self._beats.get(gid)
-        return entry is not None and time.monotonic() - entry[1] < self.dead_after_s
+        return not self._is_gone(self._beats.get(gid), self._silent())
 
     def get(self, gid: str) -> Heartbeat | None:
         entry = self._beats.get(gid)
         return entry[0] if entry else None
+
+    def stored_at(self, gid: str) -> float | None:
+        """The server time of ``gid``'s newest beat read."""
+        entry = self._beats.get(gid)
+        return entry[1] if entry else None

@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 TICK_S = 0.1
 FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
 CHANGE_REPORT_S = 30.0  # a rate change not taken up by every member by then is not reported
-BUS_SUSPECT_S = 7.0  # no heartbeat from anyone: wait this long before blaming the generators
+SILENT_AFTER_S = 0.5  # a beat stored this long after the start saying "not running": silent
+RESHARE_EVERY_S = 1.0  # at most one rebalance (new epoch of shares) a second
 
 
 class Run:
@@ -56,7 +57,13 @@ class Run:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self.durable: set[tuple[str, int]] = set()  # intervals in the run log (ackable)
+        self.finishing = False  # the report is being built: intervals get a 503, kept
+        self._ended: tuple[str, float] | None = None  # (state, ended_at) of the report
+        self._unsaved_amendment = False  # a late interval counted, its report not stored
         self.quiet_below = 0  # seconds below this were published by a previous leader
+        self._reshared_at = 0.0  # monotonic time of the last rebalance
+        self.joined_at: dict[str, float] = {}  # hot-added members: when (wall time)
+        self.silent: set[str] = set()  # members that never ran their assignment
         # rate changes not yet taken up by every member: epoch -> (asked at, who is left,
         # each one's delay from the assignment write to its engine following it, ms)
         self.changes_waiting: dict[int, tuple[float, set[str], list[float]]] = {}
@@ -298,6 +305,14 @@ class Run:
         self.log.warning("aborting the run", reason=why)
         await self._stop(f"aborted: {why}", aborted=why)
 
+    def _max_seq(self) -> int:
+        r = self.record
+        return max(math.ceil(r.end_at - r.start_at), math.ceil(profile.duration(r.profile))) + 1
+
+    def is_member(self, gid: str) -> bool:
+        """Part of the run now, once, or counted already: its intervals are welcome."""
+        return gid in self.shares or gid in self.lost or gid in self.agg.gens
+
     def add_stats(self, stats: IntervalStats) -> bool:
         return self.agg.add(stats)
 
@@ -310,9 +325,12 @@ class Run:
         key = (stats.generator_id, stats.seq)
         if key in self.durable:
             return
-        r = self.record
-        max_seq = max(math.ceil(r.end_at - r.start_at), math.ceil(profile.duration(r.profile))) + 1
-        check_interval(stats, set(self.shares) | self.lost | set(self.agg.gens), max_seq)
+        if self.report is not None:
+            await self.amend(stats)
+            return
+        if self.finishing:  # the report is being built: not now, and not into the void
+            raise Unavailable(f"the report of run {self.run_id} is being written; send again")
+        check_interval(stats, self.is_member, self._max_seq())
         self.agg.add(stats)  # raises on a bad histogram before anything is counted
         try:
             await self.svc.persist(
@@ -374,6 +392,7 @@ class Run:
         now = time.time()
         if r.state == "running":
             await self._check_members()
+            await self._check_silent(now)
             if not self.fixed_count:
                 await self._hot_add()
         self._publish_due(now)
@@ -388,17 +407,11 @@ class Run:
                 await self._finish()
 
     async def _check_members(self) -> None:
-        gone = [g for g in self.shares if not self.svc.registry.is_alive(g)]
-        if not gone:
-            return
-        # Heartbeats go through a JetStream KV: while its stream elects a new leader
-        # (a NATS node lost) nobody's beat gets through, and the generator whose last
-        # beat happened to be oldest would be declared lost first although it is
-        # running. A feed silent for more than a beat interval is the bus's silence:
-        # give it time. A generator that really died stands out: the others' beats go on.
-        quiet = self.svc.registry.quiet_for()
-        stalled = quiet > self.svc.config.dead_after_s / 2 or set(gone) == set(self.shares)
-        if stalled and quiet < BUS_SUSPECT_S:
+        # Evidence only (registry.gone): a member is gone when the bus went on without
+        # its beat, or when everyone has been silent for long; a stall of ours or of the
+        # bus's, or a backlog of beats not read yet, is no evidence.
+        gone = self.svc.registry.gone(self.shares)
+        if not gone or not self._may_reshare():
             return
         for gid in gone:
             del self.shares[gid]
@@ -415,14 +428,52 @@ class Run:
         for gid in gone:
             await self._release(gid)
 
+    async def _check_silent(self, now: float) -> None:
+        """A member alive but not running its assignment (its heartbeat, stored well after
+        the assignment, says so) sends nothing: say so, mark the second, move its share."""
+        silent = []
+        for gid in self.shares:
+            if gid in self.agg.finals:
+                continue
+            beat = self.svc.registry.get(gid)
+            stored = self.svc.registry.stored_at(gid)
+            if beat is None or stored is None or (beat.state == "running" and beat.run_id == self.run_id):
+                continue
+            if stored >= max(self.record.start_at, self.joined_at.get(gid, 0.0)) + SILENT_AFTER_S:
+                silent.append(gid)
+        if not silent or not self._may_reshare():
+            return
+        for gid in silent:
+            del self.shares[gid]
+            self.lost.add(gid)
+            self.silent.add(gid)
+            await self._event(f"generator {gid} is alive but not running its assignment; "
+                              "its share moved", gap=True)
+        if not self.shares:
+            await self._save(state="stopping", error="no generator runs the assignment")
+            self.finish_by = now + FINAL_GRACE_S
+            return
+        await self._reshare()
+        for gid in silent:
+            await self._release(gid)
+
+    def _may_reshare(self) -> bool:
+        """At most one new epoch of shares per RESHARE_EVERY_S: what changes meanwhile
+        (more generators lost or joining) is taken together in the next one."""
+        return time.monotonic() - self._reshared_at >= RESHARE_EVERY_S
+
     async def _hot_add(self) -> None:
         if self.elapsed_s() > profile.duration(self.record.profile) - 1.0:
             return  # too late to be worth it
         joining = self.svc.idle_generators(self.record.plan.generator_labels)  # its pool only
+        if not joining or not self._may_reshare():
+            return
+        joining = [g for g in joining if g not in self.silent]
         if not joining:
             return
         for gid in joining:
             self.shares[gid] = 0.0
+            self.joined_at[gid] = time.time()
             await self._event(f"generator {gid} joined")
         await self._reshare()
 
@@ -433,6 +484,7 @@ class Run:
             await self._apply_held(at, profile.rate_at(self.record.profile, at))
             return
         self.shares = slicing.shares(caps)
+        self._reshared_at = time.monotonic()
         self.record = msgspec.structs.replace(self.record, epoch=self.record.epoch + 1)
         await self._assign_all()
         await self._save()
@@ -460,7 +512,47 @@ class Run:
         if seq >= self.quiet_below:
             self.svc.publish_nowait(subjects.live(self.run_id), snap)
 
+    def _build_report(self, state: str, ended_at: float) -> Report:
+        r = self.record
+        end_s = profile.duration(r.profile)
+        return self.agg.report(
+            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
+            aborted=bool(r.aborted),
+        )
+
+    async def amend(self, stats: IntervalStats) -> None:
+        """An interval that arrived after the report: count it and store the report again.
+
+        Acknowledged only once the amended report is stored, so what a generator had
+        acknowledged is always in the stored report.
+        """
+        async with self._lock:
+            assert self._ended is not None
+            key = (stats.generator_id, stats.seq)
+            if key not in self.agg.seen:
+                check_interval(stats, self.is_member, self._max_seq())
+                self.agg.add(stats)
+                self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
+                              "arrived after the report and was added to it")
+                self._unsaved_amendment = True
+            if not self._unsaved_amendment:
+                return  # counted and stored already: a resend
+            report = self._build_report(*self._ended)
+            try:
+                report = await self.svc.store_report(report)
+                totals = report.totals
+                await self._save(verdict=report.verdict, requests=totals.requests,
+                                 errors=totals.errors,
+                                 p99_ms=totals.latency_ms.p99 if totals.latency_ms else None)
+            except Exception as exc:  # no ack: the generator sends it again
+                raise Unavailable(f"amended report not stored: {exc or type(exc).__name__}") from None
+            self.report = report
+            self._unsaved_amendment = False
+            self.log.info("report amended with a late interval", generator_id=stats.generator_id,
+                          seq=stats.seq, requests=report.totals.requests)
+
     async def _finish(self) -> None:
+        self.finishing = True
         r = self.record
         end_s = profile.duration(r.profile)
         last_seq = max(math.ceil(end_s) - 1, max(self.agg.open, default=-1))
@@ -470,12 +562,9 @@ class Run:
         if r.error:
             state = "failed" if not self.agg.seen else "stopped"
         ended_at = time.time()
-        report = self.agg.report(
-            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
-            aborted=bool(r.aborted),
-        )
-        self.report = report
-        report = self.report = await self.svc.store_report(report)
+        report = await self.svc.store_report(self._build_report(state, ended_at))
+        self._ended = (state, ended_at)
+        self.report = report  # from here on, late intervals amend the stored report
         totals = report.totals
         await self._save(
             state=state, ended_at=ended_at, verdict=report.verdict,

@@ -65,6 +65,8 @@ from services.coordinator.runs import Run
 
 log = structlog.get_logger(__name__)
 
+ENDED_KEPT = 20  # ended runs whose reports late intervals may still amend
+LOOP_STALL_S = 0.25  # an oversleep longer than this is counted as the coordinator's stall
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _assignment_decoder = msgspec.json.Decoder(Assignment)
 
@@ -91,6 +93,7 @@ class Service:
         self.config = config
         self.registry = Registry(config.dead_after_s)
         self.runs: dict[str, Run] = {}  # active runs
+        self.ended: dict[str, Run] = {}  # recently ended runs, oldest first
         self._tasks: list[asyncio.Task] = []
         self._closed = asyncio.Event()
         self.id = config.coordinator_id or default_id()
@@ -316,6 +319,11 @@ class Service:
 
     def run_ended(self, run: Run) -> None:
         self.runs.pop(run.run_id, None)
+        # a late interval of an ended run amends its report (Run.amend) rather than
+        # being refused and lost; the last few runs are kept for that
+        self.ended[run.run_id] = run
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.pop(next(iter(self.ended)))
 
     async def _on_reconnect(self) -> None:
         # we were cut off, not the generators: nobody is declared lost for our outage;
@@ -330,16 +338,25 @@ class Service:
     async def _watch_registry(self) -> None:
         def on_entry(entry, replay: bool) -> None:
             deleted = entry.operation in (KV_DEL, KV_PURGE)
-            self.registry.update(entry.key, None if deleted else entry.value, replay)
+            stored = entry.created.timestamp() if entry.created is not None else None
+            self.registry.update(entry.key, None if deleted else entry.value, replay, stored)
 
         await bus.watch_kv(self.generators_kv, ">", on_entry, self._rewatch, "registry")
 
     async def _watch_health(self) -> None:
         """Heartbeats come every second: a registry silent for longer has a dead watch
-        (a JetStream leader change can drop its consumer without any reconnect)."""
+        (a JetStream leader change can drop its consumer without any reconnect).
+
+        It also measures this process's own loop lag: time the loop did not run is
+        the coordinator's silence, not the generators' (registry.stalled)."""
         last = 0.0
         while True:
+            before = time.monotonic()
             await asyncio.sleep(0.5)
+            lag = time.monotonic() - before - 0.5
+            if lag > LOOP_STALL_S:
+                self.registry.stalled(lag)
+                log.warning("event loop stalled", seconds=round(lag, 3))
             if self.registry.quiet_for() > 1.5 and time.monotonic() - last > 2.0:
                 last = time.monotonic()
                 self._rewatch.set()
@@ -533,7 +550,7 @@ class Service:
         stats = bus.decode(req.data, IntervalStats)
         if req.subject != subjects.stats(stats.run_id, stats.generator_id):
             raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
-        run = self.runs.get(stats.run_id)
+        run = self.runs.get(stats.run_id) or self.ended.get(stats.run_id)
         if run is None:
             raise NotFound(f"run {stats.run_id} is not running here", "run_id")
         try:

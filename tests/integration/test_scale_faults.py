@@ -65,3 +65,191 @@ async def test_stale_resync_answer_does_not_stop_a_run_the_watch_started(cluster
         deliver.set()
         await nc.close()
         await svc.stop()
+
+
+async def _report(api, run_id: str, limit_s: float = 40.0):
+    async def ready():
+        try:
+            return await api.report(run_id)
+        except Exception:  # 409 until the report is stored
+            return None
+
+    return await until(ready, limit_s, f"the report of {run_id}", every_s=0.2)
+
+
+def sim_plan(n: int, duration_s: float, names: list[str], **extra):
+    return loader.from_obj({
+        "name": "sim", "target": "http://127.0.0.1:9", "rate": 10 * n * len(names),
+        "duration": duration_s, "timeout": 0.5,
+        "requests": [{"name": name} for name in names], **extra,
+    })
+
+
+async def test_two_second_coordinator_pause_loses_nobody(cluster):
+    """SIGSTOP the coordinator for 2 s while 50 generators keep heartbeating: on waking it
+    finds 2-3 s old beats queued for everyone, and must not call anyone lost for it."""
+    import signal
+
+    from bench.simulator import Simulator
+    from tests.conftest import api_with
+
+    coord = cluster.coordinator()
+    nc = await nats.connect(cluster.url)
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
+    sim = Simulator(nc, 50, ["home"], prefix="pause")
+    await sim.start()
+    api = await api_with(cluster, 50)
+    try:
+        started = await api.start(sim_plan(50, 7, ["home"]))
+        await until(lambda: sim.acked.total() >= 50 * 10 * 2, 20, "two seconds acknowledged")
+        coord.popen.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(2.0)  # the fault itself: the coordinator's loop does not run
+        coord.popen.send_signal(signal.SIGCONT)
+        report = await _report(api, started.run_id)
+        record = await api.get(started.run_id)
+        lost = [e for e in report.events if "lost" in e]
+        assert not lost, lost
+        assert record.epoch == 1, "shares were moved although nobody left"
+        assert report.totals.requests == sim.acked.total()
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
+
+
+async def _buckets_ready(nc) -> bool:
+    try:
+        js = nc.jetstream()
+        await js.key_value(subjects.GENERATORS_BUCKET)
+        await js.key_value(subjects.ASSIGN_BUCKET)
+        return True
+    except Exception:
+        return False
+
+
+async def _beat_forever(nc, ids: list[str], state: dict[str, str | None]) -> None:
+    from schemas.control import Heartbeat
+
+    kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+    while True:
+        for gid in ids:
+            run_id = state.get(gid)
+            beat = Heartbeat(id=gid, host="h", pid=1, cores=1, version="t", started_at=0.0,
+                             sent_at=time.time(), capacity_rps=100.0,
+                             state="running" if run_id else "idle", run_id=run_id)
+            await kv.put(gid, msgspec.json.encode(beat))
+        await asyncio.sleep(0.5)
+
+
+def _interval(run_id: str, gid: str, seq: int, final: bool):
+    from bench.simulator import encoded_histograms
+    from schemas.stats import IntervalStats, RequestInterval
+
+    lat, svc = encoded_histograms(10)[seq % 8]
+    return IntervalStats(run_id=run_id, generator_id=gid, epoch=1, seq=seq, target=10.0,
+                         sent=10, in_flight=0, final=final,
+                         requests={"home": RequestInterval(count=10, latency=lat, service=svc)})
+
+
+async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(cluster):
+    """g-b sends its final interval; g-a is late, so the run finishes by its deadline.
+    While the report is being stored, g-a's interval arrives: it is refused with a 5xx
+    (kept by the generator) or taken into the report, never acknowledged and dropped."""
+    from services.common.client import CoordinatorClient
+    from services.coordinator.config import Config as CoordinatorConfig
+    from services.coordinator.service import Service as CoordinatorService
+    from tests.conftest import generators_registered
+
+    coord = CoordinatorService(CoordinatorConfig(nats_url=cluster.url, start_delay_s=0.3))
+    await coord.start()
+    building, release = asyncio.Event(), asyncio.Event()
+    real_store = coord.store_report
+
+    async def store_when_released(report):
+        building.set()
+        await release.wait()
+        return await real_store(report)
+
+    coord.store_report = store_when_released
+    nc = await nats.connect(cluster.url)
+    ids, state = ["g-a", "g-b"], {}
+    beats = asyncio.create_task(_beat_forever(nc, ids, state))
+    api = await CoordinatorClient.connect(cluster.url)
+    try:
+        await generators_registered(api, 2)
+        started = await api.start(loader.from_obj({
+            "name": "late", "target": "http://127.0.0.1:9", "rate": 20, "duration": 1,
+            "timeout": 0.2, "requests": [{"name": "home"}]}))
+        run_id = started.run_id
+        state.update({g: run_id for g in ids})
+        acked = 0
+
+        async def send(gid: str, seq: int, final: bool):
+            msg = await nc.request(subjects.stats(run_id, gid),
+                                   msgspec.json.encode(_interval(run_id, gid, seq, final)), timeout=5)
+            return msg.headers.get("Nats-Service-Error-Code", "") if msg.headers else ""
+
+        assert await send("g-b", 0, True) == ""
+        acked += 10
+        await asyncio.wait_for(building.wait(), 20)  # the deadline passed: report under way
+        code = await send("g-a", 0, True)
+        assert code == "" or code.startswith("5"), code
+        acked += 10 if code == "" else 0
+        release.set()
+        while code.startswith("5"):  # the generator's outbox: send again until taken
+            await asyncio.sleep(0.1)
+            code = await send("g-a", 0, True)
+            if code == "":
+                acked += 10
+        assert acked == 20
+
+        async def counted():
+            try:
+                report = await api.report(run_id)
+            except Exception:
+                return None
+            return report if report.totals.requests == acked else None
+
+        report = await until(counted, 10, "a stored report with every acknowledged request")
+        assert report.generators["g-a"].requests == 10
+    finally:
+        release.set()
+        beats.cancel()
+        await api.close()
+        await nc.close()
+        await coord.stop()
+
+
+async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(cluster):
+    """One of five generators heartbeats but ignores its assignment (sends nothing)."""
+    from bench.simulator import Simulator
+    from tests.conftest import api_with
+
+    cluster.coordinator()
+    nc = await nats.connect(cluster.url)
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
+    sim = Simulator(nc, 5, ["home"], prefix="deaf", deaf={"deaf-0003"})
+    await sim.start()
+    api = await api_with(cluster, 5)
+    events: list[tuple[float, dict]] = []
+    try:
+        started = await api.start(sim_plan(5, 5, ["home"]))
+
+        async def on_event(msg):
+            events.append((time.time(), msgspec.json.decode(msg.data)))
+
+        await nc.subscribe(subjects.events(started.run_id), cb=on_event)
+        await until(lambda: any("deaf-0003" in e["event"] for _, e in events), 10,
+                    "an event about the deaf generator")
+        at, event = next((t, e) for t, e in events if "deaf-0003" in e["event"])
+        assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
+        report = await _report(api, started.run_id)
+        record = await api.get(started.run_id)
+        assert "deaf-0003" not in record.generators  # its share moved to the others
+        assert record.epoch >= 2
+        assert any(entry.gap for entry in report.timeline)  # the seconds are marked
+        assert report.totals.requests == sim.acked.total()
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
