@@ -431,9 +431,11 @@ class Run:
     async def _check_silent(self, now: float) -> None:
         """A member alive but not running its assignment (its heartbeat, stored well after
         the assignment, says so) sends nothing: say so, mark the second, move its share."""
+        if now >= self.record.end_at - 1.0:
+            return  # members finishing on time say "idle" too
         silent = []
         for gid in self.shares:
-            if gid in self.agg.finals:
+            if gid in self.paused:
                 continue
             beat = self.svc.registry.get(gid)
             stored = self.svc.registry.stored_at(gid)
@@ -445,6 +447,7 @@ class Run:
             return
         for gid in silent:
             del self.shares[gid]
+            self.held.pop(gid, None)
             self.lost.add(gid)
             self.silent.add(gid)
             await self._event(f"generator {gid} is alive but not running its assignment; "

@@ -109,7 +109,7 @@ async def test_two_second_coordinator_pause_loses_nobody(cluster):
         record = await api.get(started.run_id)
         lost = [e for e in report.events if "lost" in e]
         assert not lost, lost
-        assert record.epoch == 1, "shares were moved although nobody left"
+        assert record.epoch == 1, ("shares were moved although nobody left", report.events)
         assert report.totals.requests == sim.acked.total()
     finally:
         await sim.stop()
