@@ -103,3 +103,11 @@ def test_shell_expansions_are_kept_and_listed():
 def test_unclosed_quote_is_an_import_error():
     with pytest.raises(shell.ShellError):
         shell.commands("curl 'http://h/")
+
+
+def test_a_host_header_for_another_host_is_listed_not_silently_dropped():
+    step, unmapped = one("curl http://10.0.0.1:8080/ -H 'Host: shop.test' -H 'X-A: 1'")
+    assert step["headers"] == {"X-A": "1"}
+    assert unmapped == ["command 1: Host header 'shop.test' not sent (the engine sends the target's "
+                        "host '10.0.0.1:8080'; point the target at the right address instead)"]
+    assert one("curl http://h:1/ -H 'Host: h:1'")[1] == []

@@ -75,10 +75,17 @@ def step_name(method: str, path: str, taken: set[str], hint: str | None = None) 
     return name
 
 
-def clean_headers(headers: list[tuple[str, str]], where: str, unmapped: list[str]) -> dict[str, str]:
+def clean_headers(headers: list[tuple[str, str]], where: str, unmapped: list[str],
+                  host: str | None = None) -> dict[str, str]:
+    """Headers a plan can send. Transport headers are the engine's own; a ``Host`` header
+    naming another host than the request's (``host``) is listed: the engine sends the target's."""
     out: dict[str, str] = {}
     for name, value in headers:
         low = name.lower()
+        if low == "host" and host is not None and value.strip().lower() != host.lower():
+            unmapped.append(f"{where}: Host header {value!r} not sent (the engine sends the target's "
+                            f"host {host!r}; point the target at the right address instead)")
+            continue
         if name.startswith(":") or low in DROP_HEADERS:
             continue
         if low == "cookie":

@@ -315,7 +315,7 @@ def _step(cmd: _Command, taken: set[str], plan: dict[str, Any]) -> dict[str, Any
             joined[same] = f"{joined[same]}, {v}"
         else:
             joined[k] = v
-    clean = clean_headers(list(joined.items()), where, cmd.unmapped)
+    clean = clean_headers(list(joined.items()), where, cmd.unmapped, host=urlsplit(url).netloc)
     if cmd.cookies:
         clean["Cookie"] = "; ".join(c.strip().rstrip(";") for c in cmd.cookies)
     for name in cmd.removed:

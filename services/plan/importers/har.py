@@ -214,13 +214,21 @@ def convert(text: str, name: str = "har-import", origin: str | None = None) -> I
                                 "path": corr.apply(path)}
         raw = [(h.get("name", ""), h.get("value", "")) for h in req.get("headers", [])]
         own = _own_cookies([v for k, v in raw if k.lower() == "cookie"], jar)
-        headers = clean_headers([(k, v) for k, v in raw if k.lower() != "cookie"], where, unmapped)
+        headers = clean_headers([(k, v) for k, v in raw if k.lower() != "cookie"], where, unmapped,
+                                host=target.split("://", 1)[1])
         if own:  # cookies no recorded response set (a script's, or an older session's)
             headers["Cookie"] = own
             unmapped.append(f"{where}: cookie {own[:60]!r} sent as recorded (no recorded response "
                             "set it; a cookie the target sets during the run replaces it)")
         headers = {k: corr.apply(v) for k, v in headers.items()}
-        body, ctype = _body(req.get("postData") or {}, headers, where, unmapped)
+        post = req.get("postData") or {}
+        if not post.get("text") and not post.get("params") and (
+                (req.get("bodySize") or 0) > 0 or any(k.lower() == "content-type" for k in headers)):
+            # browsers leave some bodies out of a HAR (file uploads): an empty one is not the same request
+            unmapped.append(f"{where}: the HAR does not hold this request's body (browsers leave file "
+                            "uploads out); not sent")
+            continue
+        body, ctype = _body(post, headers, where, unmapped)
         if body is False:
             continue
         if body is not None:

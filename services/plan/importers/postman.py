@@ -312,7 +312,7 @@ def convert(text: str, name: str | None = None, environment: str | None = None,
                 hdrs.append(("Content-Type", ctype))
             elif ctype and ctype.startswith("multipart/"):
                 hdrs = [(k, v) for k, v in hdrs if k.lower() != "content-type"] + [("Content-Type", ctype)]
-        headers = clean_headers(hdrs, where, unmapped)
+        headers = clean_headers(hdrs, where, unmapped, host=target.split("://", 1)[1])
         if headers:
             step["headers"] = headers
         _tests(_script_lines(item, "test"), step, unmapped, where)
