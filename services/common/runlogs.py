@@ -63,6 +63,43 @@ async def read(
         await sub.unsubscribe()
 
 
+async def after(
+    js: JetStreamContext, run_id: str, generator: str | None, since_seq: int, limit: int = 1000,
+) -> list[tuple[int, LogLine]]:
+    """Lines stored after stream sequence ``since_seq`` (at most ``limit``), each with its
+    sequence, so a page can ask again for only what is new."""
+    try:
+        state = (await js.stream_info(subjects.LOGS_STREAM)).state
+    except Exception:  # no stream yet
+        return []
+    if state.last_seq <= since_seq:
+        return []
+    config = js_api.ConsumerConfig(
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=since_seq + 1,
+    ) if since_seq else None
+    sub = await js.subscribe(
+        subjects.logs(run_id, generator or "*"), ordered_consumer=True, config=config,
+        deliver_policy=None if since_seq else js_api.DeliverPolicy.ALL, inactive_threshold=30.0,
+    )
+    out: list[tuple[int, LogLine]] = []
+    try:
+        while len(out) < limit:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except asyncio.TimeoutError:
+                break
+            meta = msg.metadata
+            try:
+                out.append((meta.sequence.stream, _decoder.decode(msg.data)))
+            except msgspec.DecodeError:
+                pass
+            if meta.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
 def text(line: LogLine) -> str:
     """``2026-11-30T10:15:03.120Z gen-1 warning second 3: 12 errors (connect 12)``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at)) + f".{int(line.at % 1 * 1000):03d}Z"

@@ -45,8 +45,36 @@ class ImportBody(Struct, frozen=True, forbid_unknown_fields=True):
     environment: Annotated[str, Meta(max_length=MAX_PLAN_BYTES)] | None = None  # postman
 
 
+GeneratorId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
 class RateBody(Struct, frozen=True, forbid_unknown_fields=True):
     rate: Annotated[float, Meta(ge=0, le=10_000_000)]
+    generator: GeneratorId | None = None  # only this generator's rate (docs/fleet.md)
+
+
+class GeneratorBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """stop (optional: the whole run without it) and start of one generator."""
+
+    generator: GeneratorId | None = None
+
+
+def generator_id(value: str | None) -> str | None:
+    """A ``?generator=`` query value: None when absent or empty, else a checked id."""
+    if not value:
+        return None
+    try:
+        return msgspec.convert(value, GeneratorId)
+    except msgspec.ValidationError:
+        raise BadRequest("not a generator id", "generator") from None
+
+
+def since(value: str | None) -> int:
+    if not value:
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise BadRequest("since is a stream sequence number", "since")
+    return int(value)
 
 
 class Login(Struct, frozen=True, forbid_unknown_fields=True):

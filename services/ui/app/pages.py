@@ -28,13 +28,15 @@ def shell(page: str, with_charts: bool = False) -> str:
         if with_charts else ""
     )
     title = escape(TITLES.get(page, page))
+    logs = (f'\n<script src="/static/js/logs.js?v={ASSET_VERSION}" defer></script>'
+            if page in ("live", "report") else "")
     return f"""<!doctype html>
 <html lang="en" data-theme="dark"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Surge</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/css/surge.css?v={ASSET_VERSION}">{charts}
-<script src="/static/js/common.js?v={ASSET_VERSION}" defer></script>
+<script src="/static/js/common.js?v={ASSET_VERSION}" defer></script>{logs}
 <script src="/static/js/{page}.js?v={ASSET_VERSION}" defer></script>
 </head><body data-page="{page}">
 <header class="top"><a class="brand" href="/"><span class="logo">S</span>Surge</a>

@@ -19,6 +19,7 @@ from schemas.control import PlanValid, RunStarted
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
 from services.plan import importers
+from services.common import runlogs
 from services.reports import curves, html
 from services.ui import auth, inputs
 from services.ui.app import middleware, pages
@@ -148,13 +149,52 @@ async def plan_import(request: web.Request) -> web.Response:
         return middleware.error_response(400, "import_failed", f"cannot import: {exc}", "source")
 
 
+def _who(request: web.Request) -> str:
+    """Who asks, for the run's events: the UI and the browser's address."""
+    return f"ui {request.remote or 'unknown'}"
+
+
 async def run_rate(request: web.Request) -> web.Response:
-    rate = inputs.decode(await request.read(), inputs.RateBody).rate
-    return _json(await _svc(request).api.rate(_run_id(request), rate))
+    body = inputs.decode(await request.read(), inputs.RateBody)
+    return _json(await _svc(request).api.rate(_run_id(request), body.rate, body.generator,
+                                              by=_who(request)))
 
 
 async def run_stop(request: web.Request) -> web.Response:
-    return _json(await _svc(request).api.stop(_run_id(request)))
+    data = await request.read()
+    generator = inputs.decode(data, inputs.GeneratorBody).generator if data.strip() else None
+    return _json(await _svc(request).api.stop(_run_id(request), generator, by=_who(request)))
+
+
+async def run_generator_start(request: web.Request) -> web.Response:
+    generator = inputs.decode(await request.read(), inputs.GeneratorBody).generator
+    if generator is None:
+        return middleware.error_response(400, "bad_request", "name the generator to start", "generator")
+    return _json(await _svc(request).api.start_generator(_run_id(request), generator, by=_who(request)))
+
+
+async def run_logs(request: web.Request) -> web.Response:
+    """The run's generators' log lines after stream sequence ``since`` (the log panel)."""
+    run_id = _run_id(request)
+    generator = inputs.generator_id(request.query.get("generator"))
+    since = inputs.since(request.query.get("since"))
+    lines = await runlogs.after(_svc(request).nc.jetstream(), run_id, generator, since)
+    return _json({"lines": [{"seq": seq, **msgspec.structs.asdict(line)} for seq, line in lines],
+                  "last": lines[-1][0] if lines else since})
+
+
+async def run_logs_text(request: web.Request) -> web.StreamResponse:
+    """Every stored line of the run (or one generator), as a text file to download."""
+    run_id = _run_id(request)
+    generator = inputs.generator_id(request.query.get("generator"))
+    name = f"{run_id}-{generator}.log" if generator else f"{run_id}.log"
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                           "Content-Disposition": f'attachment; filename="{name}"'})
+    await response.prepare(request)
+    async for line in runlogs.read(_svc(request).nc.jetstream(), run_id, generator):
+        await response.write((runlogs.text(line) + "\n").encode())
+    await response.write_eof()
+    return response
 
 
 async def _report(svc, run_id: str) -> Report:
@@ -237,6 +277,9 @@ def build_app(service) -> web.Application:
     r.add_get("/api/runs/{run_id}", run_get)
     r.add_post("/api/runs/{run_id}/rate", run_rate)
     r.add_post("/api/runs/{run_id}/stop", run_stop)
+    r.add_post("/api/runs/{run_id}/start", run_generator_start)
+    r.add_get("/api/runs/{run_id}/logs", run_logs)
+    r.add_get("/api/runs/{run_id}/logs.txt", run_logs_text)
     r.add_get("/api/runs/{run_id}/report", report_get)
     r.add_get("/api/runs/{run_id}/report.html", report_html_get)
     r.add_get("/api/compare", compare)

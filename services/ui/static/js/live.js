@@ -131,7 +131,7 @@
     document.getElementById("req-table").replaceChildren(S.table([{label: "Request"}, {label: "req/s", n: 1}, {label: "errors", n: 1}, {label: "p50", n: 1}, {label: "p90", n: 1}, {label: "p99", n: 1}], reqRows));
     const gens = Object.entries(s.generators).sort((a, b) => (b[1].lost - a[1].lost) || (b[1].behind - a[1].behind) || a[0].localeCompare(b[0]));
     const genRows = gens.map(([id, g]) => h("tr", {"data-gen": id}, S.td(id, "mono"),
-      S.td(g.lost ? h("span", {}, S.badge("lost"), lost.has(id) ? h("span", {class: "muted", text: ` at +${S.dur(+lost.get(id))}`}) : null) : g.behind ? S.badge("behind") : S.badge("ok")),
+      S.td(g.lost ? h("span", {}, S.badge("lost"), lost.has(id) ? h("span", {class: "muted", text: ` at +${S.dur(+lost.get(id))}`}) : null) : stopped.has(id) ? S.badge("stopped", "warn") : g.behind ? S.badge("behind") : S.badge("ok")),
       S.td(S.rps(g.target_rps), "n"), S.td(S.rps(g.rps), "n"), S.td(S.num(g.late), "n" + (g.late ? " warn" : "")), S.td(S.num(g.dropped), "n" + (g.dropped ? " bad" : "")), S.td(S.ms(g.p99_ms), "n")));
     document.getElementById("gen-table").replaceChildren(S.table([{label: "Generator"}, {label: "status"}, {label: "target/s", n: 1}, {label: "req/s", n: 1}, {label: "late", n: 1}, {label: "dropped", n: 1}, {label: "p99", n: 1}], genRows));
     if (shownEvents === events.length) return;
@@ -139,8 +139,46 @@
     const ev = document.getElementById("events");
     ev.replaceChildren(...(events.length ? events.slice(-50).reverse().map((e) => h("div", {}, h("span", {class: "muted", text: `+${S.dur(e.t)}  `}), e.e)) : [h("div", {class: "muted", text: "no events yet"})]));
   }
-  function paint() { const t0 = performance.now(); dirty = false; kpis(); tables(); drawCharts(); S.perf.add("live-paint", performance.now() - t0); }
+  function paint() { const t0 = performance.now(); dirty = false; kpis(); tables(); genControls(); drawCharts(); S.perf.add("live-paint", performance.now() - t0); }
   function schedule() { if (!dirty) { dirty = true; requestAnimationFrame(paint); } }
+
+  // --- one generator's rate, stop and start (docs/fleet.md) ---------------------------
+  // rebuilt only when the generators or the stopped ones change, so a rate being typed stays
+  let stopped = new Set(), ctlKey = "", logs = null;
+  function genMsg(cls, text) { const m = document.getElementById("gen-msg"); m.className = cls; m.textContent = text; }
+  async function refreshStopped() {
+    try { record = await S.api("GET", `/api/runs/${runId}`); stopped = new Set(Object.keys(record.paused || {})); ctlKey = ""; schedule(); } catch (e) { /* next action */ }
+  }
+  async function genRate(id, input) {
+    const rate = Number(input.value);
+    if (!input.value || !isFinite(rate) || rate < 0) { genMsg("bad", "rate must be a number ≥ 0"); return; }
+    try { const r = await S.api("POST", `/api/runs/${runId}/rate`, {rate, generator: id}); genMsg("good", `${id} → ${S.rps(rate)}/s (epoch ${r.epoch})`); await refreshStopped(); }
+    catch (e) { genMsg("bad", e.message); }
+  }
+  async function genAct(kind, id) {
+    if (!id) { genMsg("bad", "name a generator"); return; }
+    try { const r = await S.api("POST", `/api/runs/${runId}/${kind}`, {generator: id}); genMsg(kind === "stop" ? "warn" : "good", `${id} ${kind === "stop" ? "stopped" : "started"} (epoch ${r.epoch})`); await refreshStopped(); }
+    catch (e) { genMsg("bad", e.message); }
+  }
+  function genControls() {
+    const s = last, box = document.getElementById("gen-ctl");
+    if (!box || !s) return;
+    if (s.final) { if (ctlKey !== "ended") { ctlKey = "ended"; box.replaceChildren(h("div", {class: "muted", text: "the run has ended"})); } return; }
+    const ids = Object.keys(s.generators).filter((id) => !s.generators[id].lost).sort();
+    const key = ids.join(",") + "|" + [...stopped].sort().join(",");
+    if (key === ctlKey) return;
+    ctlKey = key;
+    if (logs) logs.generators(ids);
+    const rows = ids.map((id) => h("tr", {"data-gen": id}, S.td(id, "mono"),
+      S.td(stopped.has(id) ? S.badge("stopped", "warn") : S.badge("sending", "running")),
+      S.td(h("input", {type: "number", min: "0", step: "any", placeholder: "req/s", class: "gen-rate", onkeydown: (e) => { if (e.key === "Enter") genRate(id, e.target); }})),
+      S.td(h("button", {class: "gen-rate-btn", onclick: (e) => genRate(id, e.target.closest("tr").querySelector(".gen-rate"))}, "Set rate")),
+      S.td(stopped.has(id) ? h("button", {class: "gen-start", onclick: () => genAct("start", id)}, "Start")
+        : h("button", {class: "gen-stop danger", onclick: () => genAct("stop", id)}, "Stop"))));
+    const add = h("input", {id: "add-gen", placeholder: "idle generator id", onkeydown: (e) => { if (e.key === "Enter") genAct("start", add.value.trim()); }});
+    box.replaceChildren(S.table([{label: "Generator"}, {label: "state"}, {label: "its rate"}, {label: ""}, {label: ""}], rows, {class: "gen-ctl", id: "gen-ctl-table"}),
+      h("div", {class: "controls", style: "margin-top:8px"}, add, h("button", {id: "add-gen-btn", onclick: () => genAct("start", add.value.trim())}, "Add to run")));
+  }
 
   // --- controls --------------------------------------------------------------------
   async function setRate() {
@@ -158,6 +196,8 @@
 
   function layout() {
     const plan = record ? record.plan : null;
+    stopped = new Set(Object.keys((record && record.paused) || {}));
+    logs = S.logPanel(runId, {follow: true});
     S.mount(
       h("div", {class: "head"}, h("h1", {text: plan ? plan.name : "Run"}), h("span", {class: "sub mono", text: runId}), h("span", {id: "state"}),
         h("span", {class: "sub", id: "clock"}), h("div", {class: "spacer"}),
@@ -176,7 +216,11 @@
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-req"})),
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-gen"})),
         h("div", {class: "panel"}, h("h2", {text: "Requests"}), h("div", {id: "req-table"}), h("h2", {text: "Events", style: "margin-top:12px"}), h("div", {class: "events", id: "events"}))),
-      h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Generators"}), h("div", {id: "gen-table"})));
+      h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Generators"}), h("div", {id: "gen-table"})),
+      h("div", {class: "panel", id: "gen-ctl-panel"}, h("h2", {text: "Generator control"}),
+        h("div", {class: "muted", text: "one generator's rate (the run's total becomes the sum), stop it (its share is not moved), start it again, or add an idle one"}),
+        h("div", {id: "gen-ctl"}), h("span", {id: "gen-msg", class: "muted"})),
+      logs.el);
     built = true;
     if (record && ["finished", "stopped", "failed"].includes(record.state)) {
       ended(); document.getElementById("state").replaceChildren(S.badge(record.state));

@@ -29,13 +29,19 @@
         h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), r.thresholds.length ? S.table([{label: "threshold"}, {label: "limit", n: 1}, {label: "value", n: 1}, {label: "verdict"}], thr, {id: "thresholds"}) : h("div", {class: "muted", text: "no thresholds in this plan: the verdict is pass"})),
         h("div", {class: "panel"}, h("h2", {text: "Events"}), h("div", {class: "events"}, ...(r.events.length ? r.events.map((e) => h("div", {text: e})) : [h("div", {class: "muted", text: "none"})])))),
       h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Requests (latency from intended time)"}), S.table(reqCols, reqRows, {id: "requests"})),
-      h("div", {class: "panel"}, h("h2", {text: "Generators"}), S.table(["Generator", "requests", "errors", "target/s", "achieved/s", "late", "dropped", "seconds"].map((l, i) => ({label: l, n: i > 0})), genRows)));
+      h("div", {class: "panel"}, h("h2", {text: "Generators"}), S.table(["Generator", "requests", "errors", "target/s", "achieved/s", "late", "dropped", "seconds"].map((l, i) => ({label: l, n: i > 0})), genRows)),
+      logPanel(r));
     S.distChart(document.getElementById("chart-dist"), [v.distribution, v.service_distribution], ["latency (intended)", "service time"]);
     const tl = r.timeline;
     S.chart(document.getElementById("chart-timeline"), {title: "Timeline", scales: {x: {time: false}}, axes: S.axes(null, S.timeAxis),
       series: [S.timeSeries, {label: "target/s", stroke: S.color(2), dash: [6, 4], width: 2}, {label: "req/s", stroke: S.color(0), width: 1.6},
         {label: "p99 ms", stroke: S.color(3), width: 1.4}, {label: "errors/s", stroke: S.color(4), width: 1.2}]},
     [tl.map((e) => e.t), tl.map((e) => e.target_rps), tl.map((e) => e.rps), tl.map((e) => e.p99_ms), tl.map((e) => e.errors)]);
+  }
+  function logPanel(r) {
+    const panel = S.logPanel(runId);
+    panel.generators(Object.keys(r.generators));
+    return panel.el;
   }
   async function load() {
     try { render(await S.api("GET", `/api/runs/${runId}/report`)); }
