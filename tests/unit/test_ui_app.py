@@ -18,7 +18,7 @@ class DownCoordinator:
     async def call(self, *args, **kwargs):
         raise Unavailable("no coordinator is answering")
 
-    async def rate(self, *args):
+    async def rate(self, *args, **kwargs):
         raise Unavailable("no coordinator is answering")
 
 
