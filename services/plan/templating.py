@@ -5,7 +5,9 @@ the virtual user's variables. References:
 
 * ``{{name}}`` — a variable (plan ``vars``, a data row's column, an extracted value);
 * ``{{$uuid}}``, ``{{$randint(a,b)}}``, ``{{$random}}`` (float in [0,1)),
-  ``{{$timestamp}}`` (unix seconds), ``{{$timestamp_ms}}``, ``{{$randstr(n)}}``.
+  ``{{$timestamp}}`` (unix seconds), ``{{$timestamp_ms}}``, ``{{$randstr(n)}}``;
+* ``{{name | urlencode}}`` — the variable encoded as a form field is (space as ``+``, only
+  letters, digits and ``*-._`` kept): what a browser or JMeter sends for a form value.
 
 In a JSON body a string that is exactly one reference keeps the value's type (an
 extracted number stays a number); anything else renders to text.
@@ -20,10 +22,29 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote_plus
 
 REF_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CALL_RE = re.compile(r"^\$([a-z_]+)(?:\((.*)\))?$")
+_FILTER_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\|\s*([a-z_]+)$")
+
+
+def form_encode(value: Any) -> str:
+    """application/x-www-form-urlencoded, as browsers and Java's URLEncoder write it."""
+    return quote_plus(value if isinstance(value, str) else _text(value), safe="*").replace("~", "%7E")
+
+
+_FILTERS: dict[str, Callable[[Any], str]] = {"urlencode": form_encode}
+
+
+def _filter(expr: str) -> tuple[str, Callable[[Any], str]] | None:
+    m = _FILTER_RE.match(expr)
+    if not m:
+        return None
+    if m.group(2) not in _FILTERS:
+        raise TemplateError(f"unknown filter {{{{{expr}}}}} (use | urlencode)")
+    return m.group(1), _FILTERS[m.group(2)]
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -77,6 +98,8 @@ def references(text: str) -> list[str]:
             _generator(expr, random.Random(0))
         elif _VAR_RE.match(expr):
             names.append(expr)
+        elif (f := _filter(expr)) is not None:
+            names.append(f[0])
         else:
             raise TemplateError(f"not a variable name or generator: {{{{{expr}}}}}")
     return names
@@ -110,6 +133,8 @@ class Template:
                 parts.append((expr, _generator(expr, rng)))
             elif _VAR_RE.match(expr):
                 parts.append((expr, None))
+            elif (f := _filter(expr)) is not None:
+                parts.append(f)  # (variable, filter): see _resolve
             else:
                 raise TemplateError(f"not a variable name or generator: {{{{{expr}}}}}")
             pos = m.end()
@@ -140,12 +165,13 @@ class Template:
 
 def _resolve(part: tuple[str, Callable[[], Any] | None], variables: Mapping[str, Any]) -> Any:
     name, gen = part
-    if gen is not None:
+    if gen is not None and name[0] == "$":
         return gen()
     try:
-        return variables[name]
+        value = variables[name]
     except KeyError:
         raise MissingVariable(name) from None
+    return value if gen is None else gen(value)  # a filter: {{name | urlencode}}
 
 
 def _text(v: Any) -> str:

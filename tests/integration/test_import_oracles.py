@@ -54,8 +54,10 @@ def server() -> Iterator[RecordingServer]:
         yield srv
 
 
-def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str) -> dict:
-    """``surge import`` then ``surge run`` (one arrival: every step once); the import's JSON."""
+def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str,
+                 rate: float = 0.5) -> dict:
+    """``surge import`` then ``surge run`` (by default one arrival: every step once); the
+    import's JSON."""
     plan_path = tmp / f"{kind}.plan.yaml"
     done = stack.cli("import", kind, source, "-o", str(plan_path), "--json", *extra)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -63,7 +65,7 @@ def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str)
     plan = yaml.safe_load(plan_path.read_text())
     for key in ("users", "user_stages", "stages", "duration"):
         plan.pop(key, None)
-    plan.update(rate=0.5, duration="2s")  # arrivals at 0 s only: the flow runs once
+    plan.update(rate=rate, duration="2s")  # rate 0.5: arrivals at 0 s only, the flow runs once
     if len(plan["flows"]) > 1:  # one arrival runs one flow: every step in one, in order
         plan["flows"] = [{"name": "all", "steps": [s for f in plan["flows"] for s in f["steps"]]}]
     plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
@@ -222,3 +224,46 @@ def test_openapi_plan_sends_one_request_per_operation(stack: Cluster, server: Re
     assert got[4].body == b"user=ann%20b&pass=s%261"
     assert got[0].header("x-api-key") == "" and got[3].header("authorization") == "Bearer "
     assert "credential {{apiKey}} (security scheme) is empty in vars: set it" in result["unmapped"]
+
+
+JMX_PLAN = """<?xml version="1.0" encoding="UTF-8"?>
+<jmeterTestPlan version="1.2"><hashTree>
+<TestPlan testname="Logins" enabled="true"/><hashTree>
+<ConfigTestElement guiclass="HttpDefaultsGui" testclass="ConfigTestElement" testname="Defaults" enabled="true">
+  <stringProp name="HTTPSampler.domain">${__P(host,127.0.0.1)}</stringProp>
+  <stringProp name="HTTPSampler.port">${__P(port,1)}</stringProp></ConfigTestElement><hashTree/>
+<HeaderManager testname="Headers" enabled="true"><collectionProp name="HeaderManager.headers">
+  <elementProp name="" elementType="Header"><stringProp name="Header.name">X-Run</stringProp>
+  <stringProp name="Header.value">${__P(run,r-1)}</stringProp></elementProp></collectionProp></HeaderManager><hashTree/>
+<ThreadGroup testname="Users" enabled="true">
+  <stringProp name="ThreadGroup.num_threads">2</stringProp><stringProp name="ThreadGroup.ramp_time">0</stringProp>
+</ThreadGroup><hashTree>
+  <CSVDataSet testname="Users CSV" enabled="true">
+    <stringProp name="filename">users.csv</stringProp><stringProp name="variableNames">user;pass</stringProp>
+    <stringProp name="delimiter">;</stringProp><boolProp name="ignoreFirstLine">true</boolProp>
+    <boolProp name="quotedData">true</boolProp><boolProp name="recycle">true</boolProp>
+  </CSVDataSet><hashTree/>
+  <HTTPSamplerProxy testname="Login" enabled="true">
+    <stringProp name="HTTPSampler.path">/login</stringProp><stringProp name="HTTPSampler.method">POST</stringProp>
+    <elementProp name="HTTPsampler.Arguments" elementType="Arguments"><collectionProp name="Arguments.arguments">
+      <elementProp name="user" elementType="HTTPArgument"><stringProp name="Argument.name">user</stringProp>
+        <stringProp name="Argument.value">${user}</stringProp></elementProp>
+      <elementProp name="pass" elementType="HTTPArgument"><stringProp name="Argument.name">pass</stringProp>
+        <stringProp name="Argument.value">${pass}</stringProp></elementProp>
+    </collectionProp></elementProp></HTTPSamplerProxy><hashTree/>
+</hashTree></hashTree></hashTree></jmeterTestPlan>
+"""
+
+
+def test_jmx_csv_logins_never_send_the_header_row(stack: Cluster, server: RecordingServer, tmp_path):
+    """The reported case end to end: a CSV Data Set with ignoreFirstLine over a file with a
+    header line, saved with a byte-order mark and CRLF, a ';' delimiter and a quoted field."""
+    (tmp_path / "users.csv").write_bytes(b'\xef\xbb\xbfuser;pass\r\nann;s1\r\nbob;"s;2"\r\n')
+    (tmp_path / "logins.jmx").write_text(JMX_PLAN)
+    result = run_imported(stack, tmp_path, "jmx", str(tmp_path / "logins.jmx"), "--target", server.url,
+                          rate=3)
+    got = server.recorder.wait_for(4)
+    assert {r.body for r in got} == {b"user=ann&pass=s1", b"user=bob&pass=s%3B2"}
+    assert all(r.method == "POST" and r.target == "/login" and r.header("x-run") == "r-1" for r in got)
+    assert all(r.header("content-type") == "application/x-www-form-urlencoded" for r in got)
+    assert [u for u in result["unmapped"] if "Users CSV" in u] == []

@@ -67,3 +67,13 @@ def test_bad_references_are_template_errors(text):
 def test_references_lists_variables_not_generators():
     assert references("/{{a}}/{{$uuid}}/{{b}}") == ["a", "b"]
     assert sorted(references_in({"x": ["{{c}}", {"{{k}}": "{{d}}"}], "n": 1})) == ["c", "d", "k"]
+
+
+def test_urlencode_filter_encodes_a_variable_as_a_form_field():
+    from services.plan.templating import Template, references
+
+    t = Template("user={{ user | urlencode }}&n={{n|urlencode}}&raw={{user}}")
+    assert t.render({"user": "a b;c~*&é", "n": 5}) == "user=a+b%3Bc%7E*%26%C3%A9&n=5&raw=a b;c~*&é"
+    assert references("{{user | urlencode}}") == ["user"]
+    with pytest.raises(TemplateError, match="unknown filter"):
+        Template("{{user | upper}}")

@@ -102,7 +102,7 @@ def declare_unset(imported: Imported, out_dir: str | None = ".") -> None:
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            used.extend(m.group(1).strip() for m in REF_RE.finditer(value))
+            used.extend(m.group(1).split("|")[0].strip() for m in REF_RE.finditer(value))
         elif isinstance(value, list):
             for v in value:
                 walk(v)

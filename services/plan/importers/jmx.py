@@ -26,9 +26,10 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import unquote_plus
 
 from services.plan.importers.common import METHODS, ImportError_, Imported, clean_headers, step_name
+from services.plan.templating import REF_RE, form_encode
 
 _FLATTEN = {"GenericController", "TransactionController", "LoopController"}
 _IGNORED = {"ResultCollector", "ViewResultsFullVisualizer", "SummaryReport", "Summariser",
@@ -52,11 +53,31 @@ def _collection(el: ET.Element, name: str) -> list[ET.Element]:
 
 
 def _arguments(el: ET.Element) -> list[tuple[str, str]]:
+    return [(n, v) for n, v, _ in _http_arguments(el)]
+
+
+def _http_arguments(el: ET.Element) -> list[tuple[str, str, bool]]:
+    """(name, value, "URL Encode?") of each parameter."""
     out = []
     for arg in el.iter("elementProp"):
         if arg.get("elementType") in ("Argument", "HTTPArgument"):
-            out.append((_prop(arg, "Argument.name"), _prop(arg, "Argument.value")))
+            out.append((_prop(arg, "Argument.name"), _prop(arg, "Argument.value"),
+                        _prop(arg, "HTTPArgument.always_encode", "false") == "true"))
     return out
+
+
+def _form(text: str, encode: bool) -> str:
+    """A parameter as JMeter sends it: encoded as a form field (static text now, each
+    ``{{var}}`` when it is known, with ``| urlencode``), or as written."""
+    if not encode:
+        return text
+    out, pos = [], 0
+    for m in REF_RE.finditer(text):
+        out.append(form_encode(text[pos:m.start()]))
+        ref = m.group(1).strip()
+        out.append(m.group(0) if ref.startswith("$") else "{{%s | urlencode}}" % ref)
+        pos = m.end()
+    return "".join(out) + form_encode(text[pos:])
 
 
 class _Converter:
@@ -307,18 +328,20 @@ class _Converter:
         path = self.text(_prop(el, "HTTPSampler.path") or "/", where)
         if not path.startswith("/") and not path.startswith("{{"):
             path = "/" + path
-        args = [(self.text(n, where), self.text(v, where)) for n, v in _arguments(el)]
+        args = [(self.text(n, where), self.text(v, where), enc) for n, v, enc in _http_arguments(el)]
         step: dict[str, Any] = {"name": step_name(method, path, self.taken, hint=el.get("testname")),
                                 "method": method, "path": path}
         if _prop(el, "HTTPSampler.postBodyRaw") == "true" and args:
             body = args[0][1]
             step["body"] = body
         elif args:
-            encoded = "&".join(f"{quote(n, safe='{}$')}={quote(v, safe='{}$(),')}" for n, v in args)
-            if method in ("GET", "DELETE", "HEAD", "OPTIONS"):
-                step["path"] = path + ("&" if "?" in path else "?") + encoded
-            else:
-                step["body"] = encoded
+            if method in ("GET", "DELETE", "HEAD", "OPTIONS"):  # the query: encoded when asked
+                query = "&".join(f"{_form(n, e)}={_form(v, e)}" for n, v, e in args)
+                step["path"] = path + ("&" if "?" in path else "?") + query
+            else:  # a form body: JMeter always encodes it (a value not marked is decoded first)
+                step["body"] = "&".join(
+                    f"{_form(n if e else unquote_plus(n), True)}={_form(v if e else unquote_plus(v), True)}"
+                    for n, v, e in args)
                 step.setdefault("headers", {})["Content-Type"] = "application/x-www-form-urlencoded"
         headers: dict[str, str] = {}
         inner = {**scope, "step_headers": headers, "step": step}
