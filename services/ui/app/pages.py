@@ -10,10 +10,12 @@ from html import escape
 
 from aiohttp import web
 
-NAV = (("runs", "/", "Runs"), ("new", "/new", "New run"), ("generators", "/generators", "Generators"),
+NAV = (("runs", "/", "Runs"), ("new", "/new", "New run"), ("tests", "/tests", "Tests"),
+       ("archive", "/archive", "Archive"), ("generators", "/generators", "Generators"),
        ("hosts", "/hosts", "Hosts"))
 TITLES = {"runs": "Runs", "new": "New run", "live": "Live run", "report": "Report",
-          "compare": "Compare runs", "generators": "Generators", "hosts": "Hosts"}
+          "compare": "Compare runs", "generators": "Generators", "hosts": "Hosts", "tests": "Tests",
+          "archive": "Archive"}
 ASSET_VERSION = "2"
 
 

@@ -22,7 +22,7 @@ from services.plan import importers
 from services.common import runlogs
 from services.reports import curves, html
 from services.ui import auth, inputs
-from services.ui.app import middleware, pages
+from services.ui.app import catalogue, middleware, pages
 from services.ui.app.ws import SERVICE, websocket
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -284,5 +284,8 @@ def build_app(service) -> web.Application:
     r.add_get("/api/runs/{run_id}/report.html", report_html_get)
     r.add_get("/api/compare", compare)
     r.add_get("/api/generators", generators)
+    r.add_get("/tests", _page("tests"))
+    r.add_get("/archive", _page("archive"))
+    catalogue.add_routes(r)
     r.add_static("/static/", STATIC, append_version=False)
     return app

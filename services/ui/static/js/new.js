@@ -70,6 +70,27 @@ thresholds:
     try { const r = await S.api("POST", "/api/runs", {plan: $("plan").value}); location.href = `/runs/${r.run_id}`; }
     catch (e) { showError(e.error || {code: "error", message: e.message}); $("status").textContent = ""; }
   }
+  // the catalogue (docs/catalogue.md): save the editor's text as a new version of a test
+  async function saveTest() {
+    $("status").textContent = "saving…";
+    const suite = $("suite").value.trim();
+    try {
+      const t = await S.api("POST", "/api/tests", {plan: $("plan").value, suite: suite || null});
+      $("result").replaceChildren(h("div", {class: "summary", id: "saved"},
+        h("div", {}, h("span", {text: "saved"}), h("b", {text: `${t.name} v${t.version}`})),
+        h("div", {}, h("span", {text: "suite"}), h("b", {text: t.suite})),
+        h("div", {}, h("a", {href: "/tests?name=" + encodeURIComponent(t.name), text: "open in Tests"}))));
+    } catch (e) { showError(e.error || {code: "error", message: e.message}); }
+    $("status").textContent = "";
+  }
+  async function loadTest(params) {  // /new?test=NAME&version=N: edit a saved version
+    const q = new URLSearchParams({name: params.get("test")});
+    if (params.get("version")) q.set("version", params.get("version"));
+    const d = await S.api("GET", "/api/test?" + q);
+    $("plan").value = d.test.source || JSON.stringify(d.test.plan, null, 2);
+    $("suite").value = d.test.suite;
+    $("status").textContent = `editing ${d.test.name} v${d.test.version}`;
+  }
   function upload(ev) {
     const f = ev.target.files[0]; if (!f) return;
     if (f.size > 1024 * 1024) { showError({code: "too_large", message: "plans are at most 1 MB"}); return; }
@@ -102,6 +123,8 @@ thresholds:
         h("select", {id: "import-kind", "aria-label": "import from"}, ...[["curl", "curl command"], ["postman", "Postman collection"], ["har", "HAR"], ["jmx", "JMeter .jmx"], ["openapi", "OpenAPI 3"]].map(([v, t]) => h("option", {value: v, text: t}))),
         h("label", {class: "btn", for: "import-file"}, "Import…"), h("input", {type: "file", id: "import-file", hidden: true, onchange: importFile}),
         h("button", {id: "validate", onclick: validate}, "Validate"),
+        h("input", {id: "suite", placeholder: "suite", "aria-label": "suite", size: 10}),
+        h("button", {id: "save-test", onclick: saveTest}, "Save as test"),
         h("button", {id: "start", class: "primary", disabled: true, onclick: start}, "Start run"), h("span", {id: "status", class: "muted"})),
       h("div", {class: "panel"},
         h("div", {class: "editor"}, h("div", {class: "gutter", id: "gutter"}),
@@ -112,6 +135,8 @@ thresholds:
         h("div", {id: "import-notes", class: "panel", hidden: true})));
     $("plan").value = sessionStorage.getItem("surge-plan") || EXAMPLE;
     $("plan").addEventListener("input", () => sessionStorage.setItem("surge-plan", $("plan").value));
-    gutter(null); validate(); S.live.start();
+    const params = new URLSearchParams(location.search);
+    const ready = params.get("test") ? loadTest(params).catch((e) => showError(e.error || {code: "error", message: e.message})) : Promise.resolve();
+    ready.then(() => { gutter(null); validate(); }); S.live.start();
   });
 })();

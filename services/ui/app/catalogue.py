@@ -1,0 +1,128 @@
+"""Routes of test management: the catalogue, schedules, the run archive (docs/ui.md).
+
+A thin shell over the coordinator API, like ``routes.py``: each body decodes into the
+API's own request Struct here (the browser cannot pass anything the bus would refuse),
+and the coordinator stays the authority. Changes made from the UI carry the author
+``ui`` (the UI's token is one shared secret, not a person).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta, Struct
+
+from schemas import api
+from schemas.archive import Conclusion, RunAnnotate, RunSearch, Url
+from schemas.catalogue import Label, Tag, TestListRequest, TestRef, TestRun, TestSave
+from schemas.errors import BadRequest, SurgeError
+from schemas.plan import Name
+from schemas.schedules import ScheduleAdd
+from services.common.fields import field_of
+from services.ui import inputs
+from services.ui.app import middleware
+from services.ui.app.ws import SERVICE
+
+AUTHOR = "ui"
+
+
+class SaveBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """Save the editor's plan text as a new version of a test."""
+
+    plan: Annotated[str, Meta(min_length=1, max_length=inputs.MAX_PLAN_BYTES)]
+    suite: Label | None = None
+    tags: list[Tag] | None = None
+    description: str | None = None
+    name: Name | None = None
+
+
+class NoteBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """Add to a run in the archive: a note, a conclusion, tags, links."""
+
+    note: Annotated[str, Meta(max_length=65_536)] | None = None
+    conclusion: Conclusion | None = None
+    conclusion_text: Annotated[str, Meta(max_length=65_536)] = ""
+    tags: list[Tag] = []
+    links: list[Url] = []
+
+
+def _json(value) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
+
+
+def _api(request: web.Request):
+    return request.app[SERVICE].api
+
+
+def _query(request: web.Request, typ: type):
+    """Query parameters as the API request ``typ`` (numbers where it says so)."""
+    names = {f.name for f in msgspec.structs.fields(typ)}
+    unknown = sorted(set(request.query) - names)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}", unknown[0])
+    raw = {k: v for k, v in request.query.items() if v != ""}
+    try:
+        return msgspec.convert(raw, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc), field_of(str(exc))) from None
+
+
+async def tests_list(request: web.Request) -> web.Response:
+    return _json(await _api(request).send(api.TEST_LIST, _query(request, TestListRequest)))
+
+
+async def test_get(request: web.Request) -> web.Response:
+    return _json(await _api(request).send(api.TEST_GET, _query(request, TestRef)))
+
+
+async def test_save(request: web.Request) -> web.Response:
+    body = inputs.decode(await request.read(), SaveBody)
+    try:
+        raw = inputs.plan_object(body.plan)
+        saved = await _api(request).send(api.TEST_SAVE, TestSave(
+            plan=raw, source=body.plan, name=body.name, suite=body.suite, tags=body.tags,
+            description=body.description, author=AUTHOR))
+    except SurgeError as err:
+        line = inputs.line_of(body.plan, err.field) if err.field else inputs.yaml_error_line(body.plan)
+        return middleware.error_response(err.status, err.code, err.message, err.field, line=line)
+    return _json(saved)
+
+
+async def test_run(request: web.Request) -> web.Response:
+    ask = inputs.decode(await request.read(), TestRun)
+    return _json(await _api(request).send(api.TEST_RUN, msgspec.structs.replace(ask, author=AUTHOR)))
+
+
+async def schedules_list(request: web.Request) -> web.Response:
+    return _json(await _api(request).schedule_list())
+
+
+async def schedule_add(request: web.Request) -> web.Response:
+    ask = inputs.decode(await request.read(), ScheduleAdd)
+    return _json(await _api(request).send(api.SCHEDULE_ADD, msgspec.structs.replace(ask, author=AUTHOR)))
+
+
+async def archive_search(request: web.Request) -> web.Response:
+    return _json(await _api(request).send(api.RUN_SEARCH, _query(request, RunSearch)))
+
+
+async def run_annotate(request: web.Request) -> web.Response:
+    run_id = inputs.run_id(request.match_info["run_id"])
+    body = inputs.decode(await request.read(), NoteBody)
+    ask = RunAnnotate(run_id=run_id, note=body.note, conclusion=body.conclusion,
+                      conclusion_text=body.conclusion_text, tags=body.tags, links=body.links,
+                      author=AUTHOR)
+    return _json(await _api(request).send(api.RUN_ANNOTATE, ask))
+
+
+def add_routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/api/tests", tests_list)
+    r.add_get("/api/test", test_get)  # ?name=&version= (a name may hold a "/")
+    r.add_post("/api/tests", test_save)
+    r.add_post("/api/test/run", test_run)
+    r.add_get("/api/schedules", schedules_list)
+    r.add_post("/api/schedules", schedule_add)
+    r.add_get("/api/archive", archive_search)
+    r.add_post("/api/runs/{run_id}/notes", run_annotate)

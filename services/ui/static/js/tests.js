@@ -1,0 +1,101 @@
+// Tests: the catalogue (docs/catalogue.md). Search, a test's versions (edit one in the
+// New run editor, run one), and schedules: at a time or on a cron in a zone, with the
+// next five fire times previewed by the coordinator before saving (docs/schedules.md).
+"use strict";
+(function () {
+  const {h} = Surge, S = Surge;
+  const $ = (id) => document.getElementById(id);
+  const when = (t) => new Date(t * 1000).toLocaleString();
+  let tests = [], current = null;
+
+  async function load() {
+    const q = new URLSearchParams();
+    const search = $("search").value.trim();
+    if (search) q.set("search", search);
+    try { tests = (await S.api("GET", "/api/tests?" + q)).tests; renderList(); }
+    catch (e) { $("list").replaceChildren(S.errorBanner(e)); }
+  }
+  function renderList() {
+    const cols = [{label: "Test"}, {label: "Suite"}, {label: "Version", n: 1}, {label: "Tags"}, {label: "Target system"}, {label: "Owner"}, {label: "Saved"}];
+    const rows = tests.map((t) => h("tr", {"data-test": t.name, class: current === t.name ? "active" : ""},
+      S.td(h("a", {href: "#", text: t.name, onclick: (e) => { e.preventDefault(); open(t.name); }})),
+      S.td(t.suite), S.td(`${t.version} of ${t.versions}`, "n"), S.td(t.tags.join(", ")),
+      S.td(t.target_system, "mono"), S.td(t.owner), S.td(S.ago(t.saved_at), "muted")));
+    $("list").replaceChildren(tests.length ? S.table(cols, rows, {id: "tests-table"})
+      : h("div", {class: "empty"}, "No tests yet. Save one from ", h("a", {href: "/new", text: "New run"}), " or `surge test save PLAN`."));
+  }
+  async function open(name) {
+    current = name; renderList();
+    let d;
+    try { d = await S.api("GET", "/api/test?" + new URLSearchParams({name})); }
+    catch (e) { $("detail").replaceChildren(S.errorBanner(e)); return; }
+    const t = d.test, enc = encodeURIComponent(name);
+    const versions = d.versions.slice().reverse().map((v) => h("li", {"data-version": v.version},
+      h("b", {text: `v${v.version}`}), ` ${when(v.saved_at)} by ${v.author} `,
+      h("a", {href: `/new?test=${enc}&version=${v.version}`, text: "edit"}), " · ",
+      h("a", {href: "#", text: "run", onclick: (e) => { e.preventDefault(); run(name, v.version); }})));
+    $("detail").replaceChildren(h("div", {class: "panel", id: "test-detail"},
+      h("h2", {text: t.name}), t.description ? h("p", {text: t.description}) : null,
+      h("div", {class: "muted", text: `suite ${t.suite} · owner ${t.owner} · target system ${t.target_system}`}),
+      h("h3", {text: "Versions"}), h("ul", {id: "versions"}, ...versions),
+      h("h3", {text: "Schedule"}), scheduleForm(name),
+      h("div", {id: "run-result"})));
+  }
+  async function run(name, version) {
+    try {
+      const r = await S.api("POST", "/api/test/run", {name, version});
+      if (r.queued) $("run-result").replaceChildren(h("div", {class: "banner", text: `run ${r.run_id} is ${r.queued}`}));
+      else location.href = `/runs/${r.run_id}`;
+    } catch (e) { $("run-result").replaceChildren(S.errorBanner(e)); }
+  }
+  function scheduleForm(test) {
+    const body = (dry) => {
+      const kind = $("sched-kind").value, value = $("sched-when").value.trim();
+      const b = {name: $("sched-name").value.trim() || test, test, tz: $("sched-tz").value.trim() || "UTC",
+        missed: $("sched-missed").value, dry_run: dry};
+      b[kind] = value;
+      return b;
+    };
+    async function preview(dry) {
+      try {
+        const info = await S.api("POST", "/api/schedules", body(dry));
+        $("fires").replaceChildren(h("div", {class: "muted", text: dry ? "next fire times:" : `saved schedule ${info.schedule.name}; fires at:`}),
+          h("ol", {id: "next-fires"}, ...info.next_fires.map((t) => h("li", {text: when(t)}))));
+        if (!dry) loadSchedules();
+      } catch (e) { $("fires").replaceChildren(S.errorBanner(e)); }
+    }
+    return h("div", {class: "sched"},
+      h("input", {id: "sched-name", placeholder: `schedule name (${test})`, "aria-label": "schedule name"}),
+      h("select", {id: "sched-kind", "aria-label": "when"}, h("option", {value: "at", text: "at"}), h("option", {value: "cron", text: "cron"})),
+      h("input", {id: "sched-when", placeholder: "+30s, 2026-12-01T02:00, or 0 2 * * *", "aria-label": "time or cron", size: 28}),
+      h("input", {id: "sched-tz", placeholder: "UTC", value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC", "aria-label": "time zone"}),
+      h("select", {id: "sched-missed", "aria-label": "missed fire"}, h("option", {value: "run_late", text: "run late if missed"}), h("option", {value: "skip", text: "skip if missed"})),
+      h("button", {id: "sched-preview", onclick: () => preview(true)}, "Preview"),
+      h("button", {id: "sched-save", class: "primary", onclick: () => preview(false)}, "Save schedule"),
+      h("div", {id: "fires"}));
+  }
+  async function loadSchedules() {
+    try {
+      const list = (await S.api("GET", "/api/schedules")).schedules;
+      const cols = [{label: "Schedule"}, {label: "Runs"}, {label: "When"}, {label: "Next"}, {label: "Last fire"}];
+      $("schedules").replaceChildren(h("h2", {text: "Schedules"}), list.length ? S.table(cols, list.map((i) => {
+        const s = i.schedule, last = i.last;
+        return h("tr", {"data-schedule": s.name}, S.td(s.name), S.td(s.test ? `test ${s.test}` : `suite ${s.suite}`),
+          S.td(s.cron ? `cron ${s.cron} (${s.tz})` : when(s.at)), S.td(i.next_fires.length ? when(i.next_fires[0]) : "–"),
+          S.td(last ? h("span", {}, `${last.state} `, h("a", {href: `/runs/${last.run_id}/report`, class: "mono", text: last.run_id})) : "–"));
+      }), {id: "schedules-table"}) : h("div", {class: "empty", text: "No schedules."}));
+    } catch (e) { $("schedules").replaceChildren(S.errorBanner(e)); }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    let timer = null;
+    S.mount(
+      h("div", {class: "head"}, h("h1", {text: "Tests"}), h("span", {class: "sub", text: "the catalogue: versions, runs, schedules"}), h("div", {class: "spacer"}),
+        h("input", {id: "search", placeholder: "search name, description, owner", "aria-label": "search",
+          oninput: () => { clearTimeout(timer); timer = setTimeout(load, 250); }}),
+        h("button", {class: "primary", onclick: () => { location.href = "/new"; }}, "New test")),
+      h("div", {class: "panel", id: "list"}), h("div", {id: "detail"}), h("div", {class: "panel", id: "schedules"}));
+    const wanted = new URLSearchParams(location.search).get("name");
+    load().then(() => { if (wanted) open(wanted); });
+    loadSchedules(); setInterval(loadSchedules, 5000); S.live.start();
+  });
+})();
