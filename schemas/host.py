@@ -131,3 +131,54 @@ class MonitorStatus(Struct, frozen=True, kw_only=True, tag="monitor-status.v1"):
     alerts_dropped: int = 0  # over the rate limit or the queue bound
     alerts_suppressed: int = 0  # duplicates not sent again
     metrics_port: int = 0  # where /metrics listens (0: off)
+
+
+class HostTimeline(Struct, frozen=True, kw_only=True):
+    """One host during a run, second by second, aligned with the report's timeline.
+
+    Every list has one entry per second of the run: index t is the report timeline's
+    ``t`` (the second [start + t, start + t + 1)). An entry is the monitor's sample whose
+    interval holds the middle of that second; ``None`` where no sample does (no monitor
+    on the host, or it was not heard).
+    """
+
+    host: str
+    monitored: bool  # a monitor sampled this host during the run
+    generators: list[str] = []  # the run's generators on this host
+    cores: int | None = None
+    cpu_pct: list[float | None] = []  # busy, all cores (iowait and steal shown apart)
+    iowait_pct: list[float | None] = []
+    steal_pct: list[float | None] = []
+    mem_pct: list[float | None] = []
+    mem_used_bytes: list[int | None] = []
+    net_rx_bps: list[float | None] = []  # every interface but loopback, added up
+    net_tx_bps: list[float | None] = []
+    tcp: dict[str, list[int | None]] = {}  # state -> sockets each second
+    tcp_retrans_ps: list[float | None] = []
+
+
+class GeneratorCpu(Struct, frozen=True, kw_only=True):
+    """A generator's own CPU each second of the run (its processes, engines included)."""
+
+    generator_id: str
+    host: str
+    cores: int  # cores its engines can use (SURGE_WORKERS, at most the CPUs it may run on)
+    cpu_pct: list[float | None]  # % of one core, index t as in the timeline
+    peak_pct: float | None  # highest second, % of its cores
+    # seconds it was saturated: its processes above SATURATED_PCT of its cores, or its
+    # (monitored) host above SATURATED_PCT while it fell behind (late or dropped arrivals)
+    saturated_s: int
+    limited: bool  # saturated long enough to have set the rate (see docs/monitor.md)
+
+
+SATURATED_PCT = 90.0  # a generator above this % of its cores is the limit
+
+
+class HostsReport(Struct, frozen=True, kw_only=True):
+    """The machines under a run: every generator host and every monitored host."""
+
+    seconds: int  # entries in each series (the timeline's length)
+    hosts: list[HostTimeline] = []
+    generators: list[GeneratorCpu] = []
+    limited_by: list[str] = []  # generators flagged as the limit
+    note: str | None = None  # what the verdict says about it, e.g. "the generator, not the target, set this rate: ..."

@@ -12,6 +12,7 @@ from typing import Literal
 from msgspec import Struct, field
 
 from schemas.control import Segment
+from schemas.host import HostsReport
 
 ErrorKind = Literal["connect", "timeout", "reset", "status", "check", "too_large", "other"]
 
@@ -58,6 +59,9 @@ class IntervalStats(Struct, frozen=True, kw_only=True):
     requests: dict[str, RequestInterval]
     final: bool = False  # nothing more will come from this generator for this run
     changes: list[EpochChange] = []  # epochs taken up during this interval, oldest first
+    cpu_pct: float | None = None  # the generator's processes' CPU this interval, % of one core
+    cpu_cores: int = 0  # cores its engines can use (0: not measured)
+    host: str = ""  # the machine it runs on (the monitor's host name there)
     error: str | None = None  # with final: why this generator's part of the run failed
 
 
@@ -222,6 +226,7 @@ class Report(Struct, frozen=True, kw_only=True):
     test: str | None = None  # the catalogue test and version this run is of
     test_version: int | None = None
     baseline: BaselineComparison | None = None  # the change against the test's baseline
+    hosts: HostsReport | None = None  # the machines during the run (None: not recorded)
 
     @property
     def histogram(self) -> str:

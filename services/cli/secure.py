@@ -61,7 +61,8 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                _kv(subjects.ARCHIVE_BUCKET), _kv(subjects.QUEUE_BUCKET),
                f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
                "$JS.ACK.>"]
-        sub = [f"{subjects.API}.>", subjects.STATS_ALL]
+        # HOST_ALL: the monitors' samples for the report's hosts section
+        sub = [f"{subjects.API}.>", subjects.STATS_ALL, subjects.HOST_ALL]
     elif role == "generator":
         pub = [*JS_READ, subjects.STATS_ALL, subjects.LOGS_ALL, _kv(subjects.GENERATORS_BUCKET),
                _create(subjects.GENERATORS_BUCKET), _create(subjects.ASSIGN_BUCKET)]

@@ -26,6 +26,7 @@ from services.plan import profile
 from services.common import labels
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
+from services.coordinator.hosts import HostsRecorder, seconds_of
 
 if TYPE_CHECKING:
     from services.coordinator.service import Service
@@ -37,6 +38,7 @@ FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting f
 CHANGE_REPORT_S = 30.0  # a rate change not taken up by every member by then is not reported
 SILENT_AFTER_S = 0.5  # a beat stored this long after the start saying "not running": silent
 RESHARE_EVERY_S = 1.0  # at most one rebalance (new epoch of shares) a second
+HOSTS_WAIT_S = 2.5  # for the monitors' samples of the run's last second
 
 
 class Run:
@@ -44,6 +46,7 @@ class Run:
         self.svc = service
         self.record = record
         self.agg = RunAggregate(record.run_id, record.plan, record.start_at)
+        self.hosts = HostsRecorder(record.start_at)  # the machines, for the report
         self.shares: dict[str, float] = dict(record.generators)
         self.held: dict[str, float] = dict(record.held)  # per-generator rates, rps (0: stopped)
         self.paused: dict[str, float] = dict(record.paused)  # stopped ones: their rate before
@@ -332,6 +335,7 @@ class Run:
             raise Unavailable(f"the report of run {self.run_id} is being written; send again")
         check_interval(stats, self.is_member, self._max_seq())
         self.agg.add(stats)  # raises on a bad histogram before anything is counted
+        self.hosts.add_interval(stats)
         try:
             await self.svc.persist(
                 subjects.runlog_interval(self.run_id, stats.generator_id), raw,
@@ -518,10 +522,19 @@ class Run:
     def _build_report(self, state: str, ended_at: float) -> Report:
         r = self.record
         end_s = profile.duration(r.profile)
-        return self.agg.report(
+        report = self.agg.report(
             state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
             aborted=bool(r.aborted),
         )
+        try:
+            seconds = seconds_of(report.duration_s, len(report.timeline))
+            return msgspec.structs.replace(report, hosts=self.hosts.section(seconds))
+        except Exception:  # the report matters more than its hosts section
+            self.log.exception("hosts section failed; report written without it")
+            return report
+
+    def _seconds(self) -> int:
+        return seconds_of(profile.duration(self.record.profile), len(self.agg.timeline))
 
     async def amend(self, stats: IntervalStats) -> None:
         """An interval that arrived after the report: count it and store the report again.
@@ -535,6 +548,7 @@ class Run:
             if key not in self.agg.seen:
                 check_interval(stats, self.is_member, self._max_seq())
                 self.agg.add(stats)
+                self.hosts.add_interval(stats)
                 self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
                               "arrived after the report and was added to it")
                 self._unsaved_amendment = True
@@ -565,6 +579,7 @@ class Run:
         if r.error:
             state = "failed" if not self.agg.seen else "stopped"
         ended_at = time.time()
+        await self._hosts_heard(self._seconds())
         report = await self.svc.store_report(self._build_report(state, ended_at))
         self._ended = (state, ended_at)
         self.report = report  # from here on, late intervals amend the stored report
@@ -581,6 +596,14 @@ class Run:
         self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
         self.done.set()
         self.svc.run_ended(self)
+
+
+    async def _hosts_heard(self, seconds: int) -> None:
+        """The monitors' samples of the last second come up to one sample after it: wait
+        for them (briefly) so the hosts section covers the whole run."""
+        deadline = time.monotonic() + HOSTS_WAIT_S
+        while not self.hosts.covered(seconds) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
 
 def _by(who: str) -> str:

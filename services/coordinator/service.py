@@ -45,6 +45,7 @@ from schemas.errors import (
     NotFound,
     NotLeader,
 )
+from schemas.host import HostSample
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, Report, StatsAck
 from services.common import bus, histogram, labels
@@ -69,6 +70,7 @@ ENDED_KEPT = 20  # ended runs whose reports late intervals may still amend
 LOOP_STALL_S = 0.25  # an oversleep longer than this is counted as the coordinator's stall
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _assignment_decoder = msgspec.json.Decoder(Assignment)
+_host_decoder = msgspec.json.Decoder(HostSample)
 
 
 def _decode_plan(data: bytes) -> Plan:
@@ -133,6 +135,8 @@ class Service:
         # generator for dead; they take no stats and answer no API request
         self._tasks.append(asyncio.create_task(self._watch_registry(), name="registry"))
         self._tasks.append(asyncio.create_task(self._watch_health(), name="registry-health"))
+        # every monitor's samples, kept by the runs going on here (the report's hosts)
+        await self.nc.subscribe(subjects.HOST_ALL, cb=self._on_host_sample)
         await self._serve(leader=False)
         self.lease = LeaderLease(
             leader_kv, self.id, lease_s=c.lease_s, renew_s=c.lease_renew_s,
@@ -330,6 +334,17 @@ class Service:
         # the server may have lost the watch's consumer, so start it over
         self.registry.touch_all(extra_s=self.config.dead_after_s)
         self._rewatch.set()
+
+    async def _on_host_sample(self, msg) -> None:
+        if not self.runs:
+            return
+        try:
+            sample = _host_decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("malformed host sample skipped", subject=msg.subject, error=str(exc))
+            return
+        for run in self.runs.values():
+            run.hosts.add_sample(sample)
 
     def leading(self) -> bool:
         """Only a coordinator that holds the lease right now may act or answer."""

@@ -29,6 +29,7 @@ from services.common import bus, logs
 from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.generator.config import Config
+from services.generator.cpumeter import CpuMeter, engine_cores
 from services.generator import flows
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
@@ -115,6 +116,8 @@ class RunTask:
 
     async def _intervals(self) -> None:
         k = self.first_seq
+        if not await self._sleep_until(float(k)):
+            self.service.cpu.take()  # the CPU of this run's first second counts from here
         try:
             while True:
                 boundary = float(k + 1)
@@ -156,9 +159,10 @@ class RunTask:
             in_flight=self.engine.in_flight(),
             final=final,
         )
-        if self.changes:
-            stats = msgspec.structs.replace(stats, changes=self.changes)
-            self.changes = []
+        svc = self.service  # its CPU this second: the report's hosts section
+        stats = msgspec.structs.replace(stats, changes=self.changes, cpu_pct=svc.cpu.take(),
+                                        cpu_cores=svc.cores, host=svc.host)
+        self.changes = []
         if final and self.error:
             stats = msgspec.structs.replace(stats, error=self.error)
         self._log_second(stats)
@@ -201,6 +205,8 @@ class Service:
         self._closed = asyncio.Event()
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
+        self.cpu = CpuMeter()  # per interval, for the report's hosts section
+        self.cores = engine_cores(config.workers)
         self.log = log.bind(generator_id=self.id)
         self.labels = config.labels()
         self.runlog: RunLog | None = None
