@@ -14,6 +14,9 @@ class Config(Struct, frozen=True, kw_only=True):
     nats_url: str = DEFAULT_NATS_URL
     generator_id: str | None = None  # default: <host>-<pid>
     generator_labels: str = ""  # pool labels, "zone=eu-1,room=a" (docs/pools.md)
+    # the machine's name as its monitor says it (SURGE_HOST_NAME; the node's on Kubernetes),
+    # so the report's hosts section puts this generator on its host; default: host name
+    host_name: str = ""
     # sent with every request so a target can tell generators apart; "": none
     generator_header: str = "X-Surge-Generator"
     heartbeat_s: float = 1.0

@@ -193,7 +193,7 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.id = config.generator_id or default_id()
-        self.host = socket.gethostname()
+        self.host = config.host_name or socket.gethostname()
         self.started_at = time.time()
         self.outbox: collections.deque[IntervalStats] = collections.deque()
         self._retries = 0  # 5xx answers for the interval at the head of the outbox

@@ -126,6 +126,8 @@ class ProcessWatch:
                                              threads, fds))
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+        order = {name: i for i, name in enumerate(self.names)}
+        found.sort(key=lambda w: (order[w.name], w.pid))  # the sample lists them as configured
         return found
 
     def _fds(self, proc: psutil.Process) -> int | None:

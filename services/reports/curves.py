@@ -12,6 +12,7 @@ import msgspec
 
 from schemas.stats import Report
 from services.reports.distribution import Point, distribution
+from services.reports.hosts import HostsSummary, summarize
 
 
 class ReportView(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,6 +21,7 @@ class ReportView(msgspec.Struct, frozen=True, kw_only=True):
     report: Report
     distribution: list[Point]
     service_distribution: list[Point]
+    hosts: HostsSummary | None = None  # the report's hosts section, one line each
 
 
 def view(report: Report) -> ReportView:
@@ -27,6 +29,7 @@ def view(report: Report) -> ReportView:
         report=report,
         distribution=distribution(report.latency_histogram),
         service_distribution=distribution(report.service_histogram),
+        hosts=summarize(report.hosts) if report.hosts is not None else None,
     )
 
 
@@ -42,6 +45,7 @@ class CompareEntry(msgspec.Struct, frozen=True, kw_only=True):
     requests: dict[str, object]
     thresholds: list[object]
     distribution: list[Point]
+    hosts: HostsSummary | None = None  # the machines, one line each (reports.hosts)
 
 
 class Comparison(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +62,7 @@ def compare(reports: list[Report]) -> Comparison:
             started_at=r.started_at, duration_s=r.duration_s, target_rps=r.target_rps,
             totals=r.totals, requests=dict(r.requests), thresholds=list(r.thresholds),
             distribution=distribution(r.latency_histogram),
+            hosts=summarize(r.hosts) if r.hosts is not None else None,
         )
         for r in reports
     ]

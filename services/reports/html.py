@@ -15,6 +15,7 @@ from html import escape
 
 from schemas.stats import Percentiles, Report, RequestTotals
 from services.reports.distribution import COLUMNS, TABLE, count, distribution
+from services.reports.hosts import bytes_rate, summarize
 
 COLORS = ("#4c8dff", "#e0a458", "#3ecf8e", "#ff5d5d")
 W, H, PAD_L, PAD_B, PAD_T = 920, 220, 64, 24, 12
@@ -32,6 +33,7 @@ th:first-child,td:first-child{text-align:left}th{font-size:12px;color:#5a6478;fo
 .kpis span{font-size:12px;color:#5a6478}svg text{font:11px system-ui,sans-serif;fill:#5a6478}
 .legend span{margin-right:14px}.legend i{display:inline-block;width:14px;height:3px;margin-right:5px;
 vertical-align:middle}ul{padding-left:18px}code{font-size:12px}
+.limit{border:1px solid #e0a458;background:#fff6e8;border-radius:6px;padding:8px 12px;margin-top:12px}
 """
 
 
@@ -131,6 +133,34 @@ def _distribution(encoded: str) -> list[list[str]]:
     return rows
 
 
+def _hosts(r: Report) -> str:
+    """The machines under the run: a table, each monitored host's CPU, the generators' CPU."""
+    h, s = r.hosts, summarize(r.hosts)
+    out = ["<h2>Hosts during the run</h2>", _table(
+        ["host", "generators", "cpu mean %", "cpu peak %", "iowait peak %", "steal peak %",
+         "mem peak %", "rx mean", "tx mean", "retrans/s peak", "tcp established peak"],
+        [[escape(x.host), escape(", ".join(x.generators) or "–"), *(
+            [_num(x.cpu_mean), _num(x.cpu_max), _num(x.iowait_max), _num(x.steal_max), _num(x.mem_max),
+             bytes_rate(x.rx_mean_bps), bytes_rate(x.tx_mean_bps), _num(x.retrans_max_ps),
+             _num(x.tcp_max.get("ESTABLISHED", 0))] if x.monitored else ["no monitor"] + [""] * 8)]
+         for x in s.hosts])]
+    xs = list(range(h.seconds))
+    for x in h.hosts:
+        if x.monitored:
+            out.append(_chart(f"CPU of {x.host}", xs, [("busy", x.cpu_pct), ("iowait", x.iowait_pct),
+                                                       ("steal", x.steal_pct)], "%"))
+    if h.generators:
+        out.append(_chart("Generators' own CPU, % of their cores", xs,
+                          [(g.generator_id, [c / g.cores if c is not None else None for c in g.cpu_pct])
+                           for g in h.generators], "%"))
+        out.append(_table(["generator", "host", "cores", "mean %", "peak %", "saturated s", "the limit"],
+                          [[escape(g.generator_id), escape(g.host), _num(g.cores), _num(g.cpu_mean_pct),
+                            _num(g.peak_pct), _num(g.saturated_s), "yes" if g.limited else "no"]
+                           for g in s.generators],
+                          {i for i, g in enumerate(s.generators) if g.limited}))
+    return "".join(out)
+
+
 def render_html(r: Report) -> str:
     """The whole report as one HTML document."""
     tot = r.totals
@@ -145,6 +175,8 @@ def render_html(r: Report) -> str:
         f"{_when(r.ended_at)} · {r.duration_s:,.1f} s · {escape(r.model)} model</div>",
         "<div class=kpis>" + "".join(f"<div><span>{escape(k)}</span><b>{v}</b></div>" for k, v in kpis) + "</div>",
     ]
+    if r.hosts is not None and r.hosts.note:  # the verdict says who set the rate
+        body.append(f"<p class=limit id=limit><b>Limit:</b> {escape(r.hosts.note)}</p>")
     if r.thresholds:
         body.append("<h2>Thresholds</h2>")
         body.append(_table(["threshold", "limit", "value", "result"],
@@ -171,6 +203,8 @@ def render_html(r: Report) -> str:
         body.append(_table(["generator", "requests", "errors", "target req/s", "achieved req/s", "late", "dropped", "seconds"],
                            [[escape(g), _num(t.requests), _num(t.errors), _num(t.target_rps), _num(t.achieved_rps),
                              _num(t.late), _num(t.dropped), _num(t.seconds)] for g, t in sorted(r.generators.items())]))
+    if r.hosts is not None and (r.hosts.hosts or r.hosts.generators):
+        body.append(_hosts(r))
     if r.events:  # "t=Ns ..." for every second's events
         body.append("<h2>Events</h2><ul>" + "".join(f"<li>{escape(e)}</li>" for e in r.events) + "</ul>")
     body.append(f"<p class=sub>Surge report · written {_when(time.time())}</p>")

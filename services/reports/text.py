@@ -11,6 +11,7 @@ from rich.table import Table
 from schemas.control import Heartbeat, RunRecord
 from schemas.stats import LiveSnapshot, Report
 from services.reports.distribution import COLUMNS
+from services.reports.hosts import bytes_rate, summarize
 from services.common import labels
 
 
@@ -44,6 +45,8 @@ def summary(console: Console, r: Report) -> None:
         f"\n[bold]{r.plan_name}[/] run [cyan]{r.run_id}[/] {r.state} in {r.duration_s:.1f}s — "
         f"verdict [bold {colour}]{r.verdict.upper()}[/]"
     )
+    if r.hosts is not None and r.hosts.note:  # part of the verdict: who set the rate
+        console.print(f"[bold yellow]limit:[/] {r.hosts.note}")
     if r.model == "closed":  # virtual users looped: the rate is an outcome, not a target
         console.print(f"closed model (virtual users): reached {r.totals.achieved_rps:.1f} requests/s")
     t = Table(title="requests (latency from intended send time, ms)", title_justify="left")
@@ -73,10 +76,41 @@ def summary(console: Console, r: Report) -> None:
             result = "[green]ok[/]" if res.ok else "[red]FAILED[/]" + (f" {res.reason}" if res.reason else "")
             th.add_row(res.label, f"{res.limit:g}", value, result)
         console.print(th)
+    if r.hosts is not None and (r.hosts.hosts or r.hosts.generators):
+        hosts_tables(console, r)
     if r.baseline is not None:
         baseline_table(console, r)
     for e in r.events:
         console.print(f"  event: {e}")
+
+
+def _v(x: float | None, unit: str = "") -> str:
+    return "–" if x is None else f"{x:g}{unit}"
+
+
+def hosts_tables(console: Console, r: Report) -> None:
+    """The machines under the run (the report's hosts section, docs/monitor.md)."""
+    s = summarize(r.hosts)
+    t = Table(title="hosts during the run (CPU %, peak unless said)", title_justify="left")
+    for col in ("host", "generators", "cpu mean", "cpu", "iowait", "steal", "mem", "rx mean",
+                "tx mean", "retrans/s", "tcp estab", "time_wait"):
+        t.add_column(col, justify="left" if col in ("host", "generators") else "right")
+    for h in s.hosts:
+        if not h.monitored:
+            t.add_row(h.host, ", ".join(h.generators), "no monitor", *[""] * 9)
+            continue
+        t.add_row(h.host, ", ".join(h.generators) or "-", _v(h.cpu_mean), _v(h.cpu_max),
+                  _v(h.iowait_max), _v(h.steal_max), _v(h.mem_max), bytes_rate(h.rx_mean_bps),
+                  bytes_rate(h.tx_mean_bps), _v(h.retrans_max_ps),
+                  str(h.tcp_max.get("ESTABLISHED", 0)), str(h.tcp_max.get("TIME_WAIT", 0)))
+    console.print(t)
+    g = Table(title="generator CPU (% of its cores)", title_justify="left")
+    for col in ("generator", "host", "cores", "mean", "peak", "saturated s", "the limit"):
+        g.add_column(col, justify="left" if col in ("generator", "host") else "right")
+    for x in s.generators:
+        g.add_row(x.generator_id, x.host, str(x.cores), _v(x.cpu_mean_pct), _v(x.peak_pct),
+                  str(x.saturated_s), "[bold red]yes[/]" if x.limited else "no")
+    console.print(g)
 
 
 def _change(d) -> str:

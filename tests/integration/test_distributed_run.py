@@ -285,7 +285,9 @@ async def test_cli_run_exit_codes_follow_the_verdict(cluster: Cluster, tmp_path)
     assert "<testsuite" in out_xml.read_text() and "<failure" not in out_xml.read_text()
     page = out_html.read_text()  # the same report, for people: verdict, run, a line per request, charts
     assert page.startswith("<!doctype html>") and "<script" not in page
-    assert "PASS" in page and report["run_id"] in page and page.count("<svg") == 2
+    # throughput, latency and the generators' own CPU (the report's hosts section)
+    assert "PASS" in page and report["run_id"] in page and page.count("<svg") == 3
+    assert [g["generator_id"] for g in report["hosts"]["generators"]] == sorted(report["generators"])
     assert f"<td>{report['totals']['requests']:,}</td>" in page
 
     failing = tmp_path / "fail.yaml"

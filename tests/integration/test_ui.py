@@ -156,7 +156,12 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             assert got.status == 200 and got.headers["content-type"].startswith("text/html")
             assert got.headers["content-disposition"] == f'attachment; filename="{run1}.html"'
             page_html = await got.text()
-            assert run1 in page_html and "PASS" in page_html and page_html.count("<svg") == 2
+            # throughput, latency, and the generators' own CPU (no monitor here: no host chart)
+            assert run1 in page_html and "PASS" in page_html and page_html.count("<svg") == 3
+            await expect(page.locator("#generator-cpu tbody tr")).to_have_count(2)
+            await expect(page.locator("#hosts-table tbody tr td.muted").last).to_have_text(
+                "no monitor on this host")
+            await expect(page.locator("#chart-gen-cpu .u-over")).to_be_visible()
 
             # --- a second run of the same plan, then compare ------------------------
             started = await api.call(subjects.RUN_START, json.dumps({
@@ -181,6 +186,7 @@ async def test_run_from_the_page_live_rate_stop_report_and_compare(cluster: Clus
             assert await page.locator("#compare-table td.diff").count() >= 1  # target rate differs
             await expect(page.locator("#plan-warning")).to_have_count(0)
             await expect(page.locator("#compare-thresholds td.mono", has_text="order: p99_ms")).to_have_count(1)
+            await expect(page.locator("#compare-hosts tr", has_text="the limit")).to_contain_text("target")
             await shot(page, "compare")
 
             # --- generators and hosts, with a monitor alert firing then resolved ------

@@ -42,6 +42,20 @@
     const names = [...new Set(runs.flatMap((r) => Object.keys(r.requests)))].sort();
     const reqRows = names.flatMap((n) => ["p50", "p99"].map((p) => h("tr", {}, S.td(`${n} · ${p}`),
       ...runs.map((r, i) => { const get = (x) => ((x.requests[n] || {}).latency_ms || {})[p]; return i === 0 ? h("td", {class: "n"}, S.ms(get(r))) : cell(get(base), get(r), S.ms, -1); }))));
+    // the machines: each host's CPU and each generator's peak, and who set the rate
+    const hostNames = [...new Set(runs.flatMap((r) => r.hosts ? r.hosts.hosts.filter((x) => x.monitored).map((x) => x.host) : []))].sort();
+    const genNames = [...new Set(runs.flatMap((r) => r.hosts ? r.hosts.generators.map((g) => g.generator_id) : []))].sort();
+    const hostOf = (r, n) => r.hosts ? r.hosts.hosts.find((x) => x.host === n) || {} : {};
+    const genOf = (r, n) => r.hosts ? r.hosts.generators.find((g) => g.generator_id === n) || {} : {};
+    const pctFmt = (v) => v == null ? "–" : S.num(v, 1) + "%";
+    const row = (label, get, fmt, dir) => h("tr", {}, S.td(label), ...runs.map((r, i) => i === 0 ? h("td", {class: "n"}, fmt(get(r))) : cell(get(base), get(r), fmt, dir)));
+    const hostRows = [
+      h("tr", {}, S.td("the limit"), ...runs.map((r) => h("td", {class: "n" + (r.hosts && r.hosts.limited_by.length ? " bad" : "")}, r.hosts ? (r.hosts.limited_by.length ? r.hosts.limited_by.join(", ") : "target") : "–"))),
+      ...hostNames.flatMap((n) => [row(`${n} · cpu mean`, (r) => hostOf(r, n).cpu_mean, pctFmt, -1), row(`${n} · cpu peak`, (r) => hostOf(r, n).cpu_max, pctFmt, -1),
+        row(`${n} · iowait peak`, (r) => hostOf(r, n).iowait_max, pctFmt, -1), row(`${n} · steal peak`, (r) => hostOf(r, n).steal_max, pctFmt, -1),
+        row(`${n} · mem peak`, (r) => hostOf(r, n).mem_max, pctFmt, -1), row(`${n} · retrans/s peak`, (r) => hostOf(r, n).retrans_max_ps, (v) => v == null ? "–" : S.num(v, 1), -1)]),
+      ...genNames.map((n) => row(`${n} · cpu peak (of its cores)`, (r) => genOf(r, n).peak_pct, pctFmt, -1)),
+    ];
     const thrNames = [...new Set(runs.flatMap((r) => r.thresholds.map(S.thrLabel)))];
     const thrRows = thrNames.map((n) => h("tr", {}, S.td(n, "mono"), ...runs.map((r) => { const t = r.thresholds.find((x) => S.thrLabel(x) === n); return h("td", {class: "n"}, t ? h("span", {}, S.num(t.value, 3), " ", S.badge(t.ok ? "pass" : "fail")) : "–"); })));
     S.mount(
@@ -51,7 +65,8 @@
         h("div", {class: "panel"}, h("h2", {text: "Totals (latency from intended time)"}), S.table(head, rows, {id: "compare-table"})),
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-dist"}))),
       h("div", {class: "grid g2", style: "margin-top:14px"},
-        h("div", {class: "panel"}, h("h2", {text: "Per request"}), S.table(head, reqRows)),
+        h("div", {class: "panel"}, h("h2", {text: "Per request"}), S.table(head, reqRows),
+          h("h2", {text: "Hosts", style: "margin-top:12px"}), S.table(head, hostRows, {id: "compare-hosts"})),
         h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), thrRows.length ? S.table(head, thrRows, {id: "compare-thresholds"}) : h("div", {class: "muted", text: "no thresholds"}),
           h("h2", {text: "Runs", style: "margin-top:12px"}), S.table([{label: "run"}, {label: "state"}, {label: "started"}, {label: "duration", n: 1}],
             runs.map((r) => h("tr", {}, S.td(h("a", {href: `/runs/${r.run_id}/report`, class: "mono", text: r.run_id})), S.td(S.badge(r.state)), S.td(S.time(r.started_at), "muted"), S.td(S.dur(r.duration_s), "n")))))));

@@ -18,6 +18,7 @@
         h("span", {class: "sub", text: `${S.time(r.started_at)} · ${S.dur(r.duration_s)}`}), h("div", {class: "spacer"}),
         h("a", {class: "btn", href: `/runs/${runId}`}, "Live view"), h("a", {class: "btn", href: `/api/runs/${runId}/report`, download: `${runId}.json`}, "JSON"),
         h("a", {class: "btn", id: "report-html", href: `/api/runs/${runId}/report.html`, download: `${runId}.html`}, "HTML")),
+      r.hosts && r.hosts.note ? h("div", {class: "banner warn", id: "limit-note"}, h("b", {text: "Limit: "}), r.hosts.note) : null,
       h("div", {class: "kpis"}, S.kpi("kpi-requests", "Requests", S.num(t.requests)), S.kpi("kpi-rps", "Achieved req/s", S.rps(t.achieved_rps)),
         S.kpi("kpi-target", "Target req/s (mean)", S.rps(r.target_rps)), S.kpi("kpi-err", "Error rate", S.pct(t.error_rate), t.error_rate > 0.01 ? "bad" : ""),
         S.kpi("kpi-p50", "p50", S.ms(lat.p50)), S.kpi("kpi-p99", "p99", S.ms(lat.p99)), S.kpi("kpi-p999", "p99.9", S.ms(lat.p999)), S.kpi("kpi-max", "max", S.ms(lat.max)),
@@ -30,7 +31,9 @@
         h("div", {class: "panel"}, h("h2", {text: "Events"}), h("div", {class: "events"}, ...(r.events.length ? r.events.map((e) => h("div", {text: e})) : [h("div", {class: "muted", text: "none"})])))),
       h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Requests (latency from intended time)"}), S.table(reqCols, reqRows, {id: "requests"})),
       h("div", {class: "panel"}, h("h2", {text: "Generators"}), S.table(["Generator", "requests", "errors", "target/s", "achieved/s", "late", "dropped", "seconds"].map((l, i) => ({label: l, n: i > 0})), genRows)),
+      hostsPanel(r, v.hosts),
       logPanel(r));
+    hostsCharts(r);
     S.distChart(document.getElementById("chart-dist"), [v.distribution, v.service_distribution], ["latency (intended)", "service time"]);
     const tl = r.timeline;
     S.chart(document.getElementById("chart-timeline"), {title: "Timeline", scales: {x: {time: false}}, axes: S.axes(null, S.timeAxis),
@@ -42,6 +45,36 @@
     const panel = S.logPanel(runId);
     panel.generators(Object.keys(r.generators));
     return panel.el;
+  }
+  // The machines under the run (report.hosts, docs/monitor.md): a line per host and per
+  // generator, each monitored host's CPU and the generators' own CPU second by second.
+  function hostsPanel(r, sum) {
+    if (!r.hosts || !sum || !(sum.hosts.length || sum.generators.length)) return null;
+    const f = (x) => x == null ? "–" : S.num(x, 1);
+    const hostRows = sum.hosts.map((x) => h("tr", {}, S.td(x.host, "mono"), S.td(x.generators.join(", ") || "–", "muted"),
+      ...(x.monitored ? [f(x.cpu_mean), f(x.cpu_max), f(x.iowait_max), f(x.steal_max), f(x.mem_max), S.bytes(x.rx_mean_bps) + "/s", S.bytes(x.tx_mean_bps) + "/s", f(x.retrans_max_ps), S.num((x.tcp_max || {}).ESTABLISHED || 0)].map((c) => S.td(c, "n"))
+        : [h("td", {class: "muted", colspan: 9, text: "no monitor on this host"})])));
+    const genRows = sum.generators.map((g) => h("tr", {class: g.limited ? "limited" : ""}, S.td(g.generator_id, "mono"), S.td(g.host, "mono"), S.td(S.num(g.cores), "n"),
+      S.td(f(g.cpu_mean_pct), "n"), S.td(f(g.peak_pct), "n"), S.td(S.num(g.saturated_s), "n"), S.td(g.limited ? S.badge("limit", "fail") : "no", g.limited ? "bad" : "")));
+    const charts = r.hosts.hosts.filter((x) => x.monitored).map((x, i) => h("div", {class: "panel"}, h("div", {class: "chart", id: `chart-host-${i}`})));
+    return h("div", {class: "panel", id: "hosts", style: "margin-top:14px"}, h("h2", {text: "Hosts during the run"}),
+      S.table(["Host", "generators", "cpu mean %", "cpu peak %", "iowait peak %", "steal peak %", "mem peak %", "rx mean", "tx mean", "retrans/s peak", "tcp estab. peak"].map((l, i) => ({label: l, n: i > 1})), hostRows, {id: "hosts-table"}),
+      h("h2", {text: "Generators' CPU (% of their cores)", style: "margin-top:12px"}),
+      S.table(["Generator", "host", "cores", "mean %", "peak %", "saturated s", "the limit"].map((l, i) => ({label: l, n: i > 1 && i < 6})), genRows, {id: "generator-cpu"}),
+      h("div", {class: "grid g2", style: "margin-top:12px"}, h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-gen-cpu"})), ...charts));
+  }
+  function hostsCharts(r) {
+    if (!r.hosts) return;
+    const xs = Array.from({length: r.hosts.seconds}, (_, t) => t), pct = {axes: S.axes((v) => v == null ? "" : S.num(v, 0) + "%", S.timeAxis), scales: {x: {time: false}}};
+    const gen = document.getElementById("chart-gen-cpu");
+    if (gen && r.hosts.generators.length) S.chart(gen, Object.assign({title: "Generators' own CPU, % of their cores",
+      series: [S.timeSeries, ...r.hosts.generators.map((g, i) => ({label: g.generator_id, stroke: S.color(i), width: 1.6}))]}, pct),
+    [xs, ...r.hosts.generators.map((g) => g.cpu_pct.map((c) => c == null ? null : c / g.cores))]);
+    r.hosts.hosts.filter((x) => x.monitored).forEach((x, i) => {
+      const el = document.getElementById(`chart-host-${i}`);
+      if (el) S.chart(el, Object.assign({title: `CPU of ${x.host}`, series: [S.timeSeries, {label: "busy", stroke: S.color(0), width: 1.6},
+        {label: "iowait", stroke: S.color(2), width: 1.2}, {label: "steal", stroke: S.color(3), width: 1.2}]}, pct), [xs, x.cpu_pct, x.iowait_pct, x.steal_pct]);
+    });
   }
   async function load() {
     try { render(await S.api("GET", `/api/runs/${runId}/report`)); }
