@@ -39,6 +39,7 @@ from schemas.archive import (
 )
 from schemas.plan import Plan
 from schemas.quotas import Approval, QueuedRun, QueueList
+from schemas.tryout import SendOnceResult
 from schemas.schedules import (
     Removed, ScheduleAdd, ScheduleInfo, ScheduleList, ScheduleRef, Suite, SuiteList, SuiteRun,
     SuiteRunRef, SuiteRunRequest, SuiteSave,
@@ -118,6 +119,10 @@ RUN_IMPORT = Endpoint("run_import", subjects.RUN_IMPORT, RunBundle, Imported, ("
                       read_only=False)
 TEST_BASELINE = Endpoint("test_baseline", subjects.TEST_BASELINE, BaselineSet, Baseline,
                          ("not_found", "conflict"), read_only=False)
+# the request builder's "send once" (docs/ui.md): services/coordinator/catalogue.py
+PLAN_SEND_ONCE = Endpoint("plan_send_once", subjects.PLAN_SEND_ONCE, Plan, SendOnceResult,
+                          ("invalid_plan", "target_not_allowed", "no_generators", "unavailable"),
+                          read_only=False)
 # quotas and approvals (docs/quotas.md): services/coordinator/quotas.py
 RUN_QUEUE = Endpoint("run_queue", subjects.RUN_QUEUE, Empty, QueueList, empty_ok=True)
 RUN_APPROVE = Endpoint("run_approve", subjects.RUN_APPROVE, Approval, QueuedRun,
@@ -130,6 +135,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     TEST_SAVE, TEST_LIST, TEST_GET, TEST_RUN, TEST_DELETE,
     SCHEDULE_ADD, SCHEDULE_LIST, SCHEDULE_DELETE, SUITE_SAVE, SUITE_LIST, SUITE_RUN, SUITE_GET,
     RUN_ANNOTATE, RUN_SEARCH, RUN_EXPORT, RUN_IMPORT, TEST_BASELINE, RUN_QUEUE, RUN_APPROVE,
+    PLAN_SEND_ONCE,
 )
 
 #: endpoint name (as ``nats micro info`` shows it) -> subject

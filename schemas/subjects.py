@@ -41,6 +41,7 @@ RUN_EXPORT = f"{API}.run.export"
 RUN_IMPORT = f"{API}.run.import"
 TEST_BASELINE = f"{API}.test.baseline"
 # quotas and approvals (docs/quotas.md); only the approver role may publish RUN_APPROVE
+PLAN_SEND_ONCE = f"{API}.plan.send_once"  # one iteration through a generator, seen in full
 RUN_QUEUE = f"{API}.run.queue"
 RUN_APPROVE = f"{API}.run.approve"
 # each endpoint's name, request, reply and errors: the table in schemas/api.py
@@ -127,6 +128,14 @@ def schedule_events(schedule_slug: str) -> str:
 def suite_events(suite_run_id: str) -> str:
     """A suite run's steps: started, passed, failed, skipped."""
     return f"{ROOT}.events.suite.{suite_run_id}"
+
+
+TRY_ALL = f"{ROOT}.try.>"
+
+
+def send_once(generator_id: str) -> str:
+    """A generator's send-once endpoint (the coordinator asks it for plan.send_once)."""
+    return f"{ROOT}.try.{generator_id}"
 
 
 def archive_events(run_id: str) -> str:

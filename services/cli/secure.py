@@ -58,7 +58,7 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                _kv(subjects.ASSIGN_BUCKET), _kv(subjects.RUNS_BUCKET), _kv(subjects.LEADER_BUCKET),
                _kv(subjects.GENERATORS_BUCKET), _kv(subjects.TESTS_BUCKET),
                _kv(subjects.SCHEDULES_BUCKET), _kv(subjects.FIRES_BUCKET), _kv(subjects.SUITES_BUCKET),
-               _kv(subjects.ARCHIVE_BUCKET), _kv(subjects.QUEUE_BUCKET),
+               _kv(subjects.ARCHIVE_BUCKET), _kv(subjects.QUEUE_BUCKET), subjects.TRY_ALL,
                f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
                "$JS.ACK.>"]
         # HOST_ALL: the monitors' samples for the report's hosts section
@@ -66,7 +66,7 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
     elif role == "generator":
         pub = [*JS_READ, subjects.STATS_ALL, subjects.LOGS_ALL, _kv(subjects.GENERATORS_BUCKET),
                _create(subjects.GENERATORS_BUCKET), _create(subjects.ASSIGN_BUCKET)]
-        sub = []
+        sub = [subjects.TRY_ALL]  # the request builder's send once, asked by the coordinator
     elif role == "monitor":
         pub = [*JS_READ, subjects.HOST_ALL, subjects.ALERTS_ALL, *READ_API]
         # STATS_ALL: the generators' intervals, counted for Prometheus /metrics (it only

@@ -32,8 +32,11 @@ from schemas.catalogue import (
     VersionInfo,
 )
 from schemas.control import RunStarted
-from schemas.errors import Conflict, NotFound
+from schemas import subjects
+from schemas.errors import Conflict, NoGenerators, NotFound, Unavailable
+from schemas.plan import Plan
 from schemas.schedules import Overrides
+from services.common.client import error_from
 from services.plan import loader
 
 if TYPE_CHECKING:
@@ -183,6 +186,25 @@ class Catalogue:
             plan = loader.with_overrides(plan, rate=rate, duration=o.duration, generators=o.generators)
         return await self.svc.start_plan(plan, test=test.name, test_version=test.version,
                                          run_id=run_id, author=author)
+
+    async def plan_send_once(self, plan: Plan) -> bytes:
+        """One iteration of ``plan`` on a generator (an idle one if any), every step in full."""
+        self.svc._admit(plan)
+        alive = self.svc.registry.alive()
+        if not alive:
+            raise NoGenerators("no generators are registered")
+        idle = self.svc.idle_generators()
+        gid = idle[0] if idle else sorted(alive)[0]
+        steps = len(plan.setup.steps if plan.setup else []) + sum(len(f.steps) for f in plan.flows) \
+            + len(plan.requests)
+        try:
+            msg = await self.svc.nc.request(subjects.send_once(gid), msgspec.json.encode(plan),
+                                            timeout=min(plan.timeout * (steps + 1) + 2.0, 120.0))
+        except Exception as exc:
+            raise Unavailable(f"generator {gid} did not answer: {exc or type(exc).__name__}") from None
+        if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+            raise error_from(msg.data)
+        return msg.data
 
     async def test_delete(self, ref: TestRef) -> TestDeleted:
         _, versions = await self.latest(ref.name)

@@ -24,7 +24,9 @@ from nats.micro import add_service
 
 from schemas import subjects
 from schemas.control import Assignment, Heartbeat
+from schemas.plan import Plan
 from schemas.stats import EpochChange, IntervalStats, StatsAck
+from schemas.tryout import SendOnceResult
 from services.common import bus, logs
 from services.common.identity import VERSION, default_id
 from services.plan import profile
@@ -237,6 +239,9 @@ class Service:
             description="Surge load generator",
             metadata={"generator_id": self.id, "host": self.host},
         )
+        await self.micro.add_endpoint(  # the request builder's "send once" (tryout.py)
+            name="send_once", subject=subjects.send_once(self.id),
+            handler=bus.endpoint(self._send_once, "send_once"))
         await bus.patient(self._beat, "heartbeat")  # a JetStream cluster may still be electing
         mark_ready(self.config.ready_file)  # registered: ready
         self._tasks = [
@@ -247,6 +252,11 @@ class Service:
 
     async def wait(self) -> None:
         await self._closed.wait()
+
+    async def _send_once(self, req) -> SendOnceResult:
+        from services.generator import tryout
+
+        return await tryout.send_once(bus.decode(req.data, Plan), self.id)
 
     async def stop(self) -> None:
         mark_not_ready(self.config.ready_file)

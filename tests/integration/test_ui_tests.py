@@ -78,3 +78,64 @@ async def test_save_schedule_and_annotate_a_test_from_the_pages(cluster: Cluster
     notes = (await api.export_run(run.run_id)).annotations
     assert notes.notes[0].author == "ui" and notes.conclusion.verdict == "pass"
     await api.close()
+
+
+async def test_build_a_two_step_test_send_it_once_round_trip_yaml_and_save(cluster: Cluster) -> None:
+    from playwright.async_api import expect
+
+    base, target, api = await start_stack(cluster, generators=1)
+    async with browser_page() as page:
+        await page.goto(f"{base}/builder")
+        await page.fill("#b-name", "login-flow")
+        await page.fill("#b-target", target)
+        await page.fill("#rate", "5")
+        await page.fill("#duration", "1s")
+        # step 1: log in, extract the token
+        one = page.locator("[data-step='0-0']")
+        await one.locator("select[aria-label=method]").select_option("POST")
+        await one.locator("input[aria-label=path]").fill("/login")
+        await one.locator("select[aria-label='body type']").select_option("json")
+        await page.locator("[data-step='0-0'] textarea[aria-label=body]").fill(
+            '{"username": "ana", "password": "secret"}')
+        await page.click("[data-add='extract-0-0']")
+        extract = page.locator("[data-rows='extract-0-0'] .row").first
+        await extract.locator("input[data-col=variable]").fill("token")
+        await extract.locator("input[data-col=expression]").fill("$.token")
+        await page.locator("[data-step='0-0'] input[aria-label=status]").fill("200")
+        # step 2: use it
+        await page.click("#add-step-0")
+        two = page.locator("[data-step='0-1']")
+        await two.locator("input[aria-label=path]").fill("/api/me")
+        await page.click("[data-add='headers-0-1']")
+        header = page.locator("[data-rows='headers-0-1'] .row").first
+        await header.locator("input[data-col=header]").fill("Authorization")
+        await header.locator("input[data-col=value]").fill("Bearer {{token}}")
+        await page.locator("[data-step='0-1'] input[aria-label=contains]").fill('"ok": true')
+
+        # send once: both steps answered, the token extracted and used
+        await page.click("#b-send")
+        await expect(page.locator("#try")).to_have_attribute("data-ok", "true", timeout=20_000)
+        await expect(page.locator("#try code[data-var=token]")).to_contain_text("token = ")
+        await expect(page.locator("#try [data-try='1'] .try-check")).to_have_text("checks passed")
+        await expect(page.locator("#try [data-try='1'] .try-body")).to_contain_text('"user"')
+        await shot(page, "builder-send-once")
+
+        # the YAML view shows the same plan; an edit there comes back into the form
+        await page.click("#tab-yaml")
+        yaml_text = await page.locator("#yaml").input_value()
+        assert "Bearer {{token}}" in yaml_text and "jsonpath: $.token" in yaml_text, yaml_text
+        await page.fill("#yaml", yaml_text.replace("rate: 5", "rate: 7"))
+        await page.click("#tab-form")
+        await expect(page.locator("#rate")).to_have_value("7", timeout=10_000)
+        await expect(page.locator("[data-step='0-1'] input[aria-label=path]")).to_have_value("/api/me")
+
+        await page.fill("#b-suite", "auth")
+        await page.click("#b-save")
+        await expect(page.locator("#b-saved")).to_contain_text("login-flow v1", timeout=10_000)
+        assert page.errors == []  # type: ignore[attr-defined]
+    saved = (await api.test_get("login-flow")).test
+    assert saved.suite == "auth" and saved.plan.rate == 7
+    [flow] = saved.plan.flows
+    assert [s.path for s in flow.steps] == ["/login", "/api/me"]
+    assert flow.steps[1].headers == {"Authorization": "Bearer {{token}}"}
+    await api.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+import yaml
 from aiohttp import web
 from msgspec import Meta, Struct
 
@@ -69,6 +70,19 @@ def _query(request: web.Request, typ: type):
         raise BadRequest(str(exc), field_of(str(exc))) from None
 
 
+class PlanJson(Struct, frozen=True, forbid_unknown_fields=True):
+    """The request builder's plan (JSON), to be written as YAML."""
+
+    plan: dict
+
+
+async def plan_yaml(request: web.Request) -> web.Response:
+    """The builder's form as YAML text (keys in the plan's order), for the YAML view."""
+    body = inputs.decode(await request.read(), PlanJson)
+    text = yaml.safe_dump(body.plan, sort_keys=False, allow_unicode=True, width=100)
+    return _json({"yaml": text})
+
+
 async def tests_list(request: web.Request) -> web.Response:
     return _json(await _api(request).send(api.TEST_LIST, _query(request, TestListRequest)))
 
@@ -118,6 +132,7 @@ async def run_annotate(request: web.Request) -> web.Response:
 
 
 def add_routes(r: web.UrlDispatcher) -> None:
+    r.add_post("/api/plans/yaml", plan_yaml)
     r.add_get("/api/tests", tests_list)
     r.add_get("/api/test", test_get)  # ?name=&version= (a name may hold a "/")
     r.add_post("/api/tests", test_save)

@@ -11,10 +11,11 @@ from html import escape
 from aiohttp import web
 
 NAV = (("runs", "/", "Runs"), ("new", "/new", "New run"), ("tests", "/tests", "Tests"),
+       ("builder", "/builder", "Builder"),
        ("archive", "/archive", "Archive"), ("generators", "/generators", "Generators"),
        ("hosts", "/hosts", "Hosts"))
 TITLES = {"runs": "Runs", "new": "New run", "live": "Live run", "report": "Report",
-          "compare": "Compare runs", "generators": "Generators", "hosts": "Hosts", "tests": "Tests",
+          "compare": "Compare runs", "generators": "Generators", "hosts": "Hosts", "tests": "Tests", "builder": "Request builder",
           "archive": "Archive"}
 ASSET_VERSION = "2"
 

@@ -18,6 +18,7 @@ from schemas import subjects
 from schemas.control import PlanValid, RunStarted
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
+from schemas.tryout import SendOnceResult
 from services.plan import importers
 from services.common import runlogs
 from services.reports import curves, html
@@ -121,6 +122,11 @@ async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Respo
         line = inputs.line_of(text, err.field) if err.field else inputs.yaml_error_line(text)
         return middleware.error_response(err.status, err.code, err.message, err.field, line=line)
     return _json(result)
+
+
+async def plan_send_once(request: web.Request) -> web.Response:
+    """The request builder's "send once": one iteration through a generator (docs/ui.md)."""
+    return await _plan_call(request, subjects.PLAN_SEND_ONCE, SendOnceResult)
 
 
 async def plan_validate(request: web.Request) -> web.Response:
@@ -273,6 +279,7 @@ def build_app(service) -> web.Application:
     r.add_get("/api/runs", runs_list)
     r.add_post("/api/runs", run_start)
     r.add_post("/api/plans/validate", plan_validate)
+    r.add_post("/api/plans/send-once", plan_send_once)
     r.add_post("/api/plans/import", plan_import)
     r.add_get("/api/runs/{run_id}", run_get)
     r.add_post("/api/runs/{run_id}/rate", run_rate)
@@ -285,6 +292,7 @@ def build_app(service) -> web.Application:
     r.add_get("/api/compare", compare)
     r.add_get("/api/generators", generators)
     r.add_get("/tests", _page("tests"))
+    r.add_get("/builder", _page("builder"))
     r.add_get("/archive", _page("archive"))
     catalogue.add_routes(r)
     r.add_static("/static/", STATIC, append_version=False)
