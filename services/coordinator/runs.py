@@ -324,6 +324,8 @@ class Run:
 
         A leader that dies after the ack leaves the interval in the log for the next
         one; a leader that dies before it leaves it in the generator's outbox.
+        (The stats intake does the same without waiting: ``accept``, an asynchronous
+        run-log write, ``made_durable``.)
         """
         key = (stats.generator_id, stats.seq)
         if key in self.durable:
@@ -333,17 +335,34 @@ class Run:
             return
         if self.finishing:  # the report is being built: not now, and not into the void
             raise Unavailable(f"the report of run {self.run_id} is being written; send again")
+        self.accept(stats)
+        subject, msg_id = self.runlog_entry(stats)
+        try:
+            await self.svc.persist(subject, raw, msg_id)
+        except Exception as exc:  # no ack: the generator keeps it and sends it again
+            raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
+        await self.made_durable(stats)
+
+    def accept(self, stats: IntervalStats) -> bool:
+        """Check and count an interval now; True while it is not in the run log yet.
+
+        Raises on a bad interval or histogram before anything of it is counted.
+        """
+        if (stats.generator_id, stats.seq) in self.durable:
+            return False
         check_interval(stats, self.is_member, self._max_seq())
         self.agg.add(stats)  # raises on a bad histogram before anything is counted
         self.hosts.add_interval(stats)
-        try:
-            await self.svc.persist(
-                subjects.runlog_interval(self.run_id, stats.generator_id), raw,
-                f"{self.run_id}:i:{stats.generator_id}:{stats.seq}",
-            )
-        except Exception as exc:  # no ack: the generator keeps it and sends it again
-            raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
-        self.durable.add(key)
+        return True
+
+    def runlog_entry(self, stats: IntervalStats) -> tuple[str, str]:
+        """The run-log subject and the deduplicating message id of an interval."""
+        return (subjects.runlog_interval(self.run_id, stats.generator_id),
+                f"{self.run_id}:i:{stats.generator_id}:{stats.seq}")
+
+    async def made_durable(self, stats: IntervalStats) -> None:
+        """The interval is in the run log: it may be acknowledged."""
+        self.durable.add((stats.generator_id, stats.seq))
         if stats.changes and self.changes_waiting:
             await self._changes_taken_up(stats)
         if stats.error:  # its part of the run failed: the reason goes into the run's events

@@ -47,13 +47,13 @@ from schemas.errors import (
 )
 from schemas.host import HostSample
 from schemas.plan import Plan
-from schemas.stats import IntervalStats, Report, StatsAck
-from services.common import bus, histogram, labels
+from schemas.stats import Report
+from services.common import bus, labels
 from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.coordinator import recovery, slicing
 from services.plan import loader
-from services.coordinator.aggregate import BadInterval
+from services.coordinator.intake import Intake
 from services.coordinator.archive import Archive
 from services.coordinator.catalogue import Catalogue
 from services.coordinator.quotas import Quotas
@@ -94,6 +94,7 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = Registry(config.dead_after_s)
+        self.intake = Intake(self)
         self.runs: dict[str, Run] = {}  # active runs
         self.ended: dict[str, Run] = {}  # recently ended runs, oldest first
         self._tasks: list[asyncio.Task] = []
@@ -133,6 +134,7 @@ class Service:
                          replicas=r, max_bytes=c.logs_max_bytes)
         # standbys keep the registry warm, so a takeover does not mistake every
         # generator for dead; they take no stats and answer no API request
+        self.intake.start()
         self._tasks.append(asyncio.create_task(self._watch_registry(), name="registry"))
         self._tasks.append(asyncio.create_task(self._watch_health(), name="registry-health"))
         # every monitor's samples, kept by the runs going on here (the report's hosts)
@@ -171,7 +173,7 @@ class Service:
             # not leading right now: 503, and the generator keeps the interval and resends
             await micro.add_endpoint(
                 name="stats_ingest", subject=subjects.STATS_ALL,
-                handler=bus.endpoint(self._gated(self.stats_ingest), "stats_ingest"),
+                handler=self.intake.handle,  # answers itself, once the interval is durable
             )
         self.micro = micro
 
@@ -252,6 +254,7 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.intake.stop()
         if self._leading is not None:
             self._leading.cancel()
         for run in list(self.runs.values()):
@@ -560,18 +563,3 @@ class Service:
             record = await self._record(ref.run_id)
             raise Conflict(f"run {ref.run_id} is {record.state}; no report yet") from None
         return result.data
-
-    async def stats_ingest(self, req: Request) -> StatsAck:
-        stats = bus.decode(req.data, IntervalStats)
-        if req.subject != subjects.stats(stats.run_id, stats.generator_id):
-            raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
-        run = self.runs.get(stats.run_id) or self.ended.get(stats.run_id)
-        if run is None:
-            raise NotFound(f"run {stats.run_id} is not running here", "run_id")
-        try:
-            await run.ingest(stats, req.data)
-        except histogram.HistogramDecodeError as exc:
-            raise BadRequest(str(exc), "requests") from None
-        except BadInterval as exc:
-            raise BadRequest(str(exc), exc.field) from None
-        return StatsAck(ok=True, seq=stats.seq)

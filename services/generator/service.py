@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 _assignment_decoder = msgspec.json.Decoder(Assignment)
 _ack_decoder = msgspec.json.Decoder(StatsAck)
+SEND_SPREAD_S = 0.3  # intervals go out over the first 0.3 s of each second (by position)
 RETRY_5XX = 240  # ~2 minutes of "try again" for one interval, then it is given up
 
 
@@ -130,7 +131,9 @@ class RunTask:
                     break
                 if isinstance(self.engine, PooledEngine):
                     await self.engine.gather()  # the worker processes' part of this second
-                self._emit(k, boundary)
+                stats = self._emit(k, boundary, send=False)
+                await self._sleep_until(boundary + self.send_spread_s())  # wakes early on a stop
+                self.service.enqueue(stats)
                 k += 1
             end = self.end_s if self.stop_s is None else min(self.stop_s, self.end_s)
             await self.engine.drain(self.a.plan.timeout)
@@ -144,7 +147,13 @@ class RunTask:
         finally:
             self.service.run_finished(self)
 
-    def _emit(self, seq: int, boundary_s: float, final: bool = False) -> None:
+    def send_spread_s(self) -> float:
+        """When, after each second's boundary, this generator sends the second's interval:
+        spread by its position so that a thousand generators do not all send at once."""
+        return SEND_SPREAD_S * self.a.index / max(self.a.count, 1)
+
+    def _emit(self, seq: int, boundary_s: float, final: bool = False,
+              send: bool = True) -> IntervalStats:
         count = math.ceil(self.schedule.count_at(boundary_s) - 1e-9)
         target, self.prev_count = max(count - self.prev_count, 0), max(count, self.prev_count)
         interval = self.engine.take_interval()
@@ -168,7 +177,9 @@ class RunTask:
         if final and self.error:
             stats = msgspec.structs.replace(stats, error=self.error)
         self._log_second(stats)
-        self.service.enqueue(stats)
+        if send:
+            self.service.enqueue(stats)
+        return stats
 
     def _log_second(self, s: IntervalStats) -> None:
         """The run's log (SURGE_LOGS): trouble each second it happens, progress every 10 s."""

@@ -1,0 +1,128 @@
+"""Stats intake: every interval counted at once, made durable in flight, acked in batches.
+
+An interval is checked and merged as soon as it arrives; its run-log write is
+published asynchronously (JetStream acknowledges it later), and the generator's
+acknowledgement waits for that write. Intervals from many generators are merged
+while earlier writes are in flight: the coordinator never idles on a round trip.
+Whatever cannot be made durable in time gets a 503, and the generator keeps it in its
+outbox and sends it again (the aggregate counts each (generator, seq) once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+from nats.micro.request import Request
+
+from schemas import subjects
+from schemas.errors import BadRequest, NotFound, NotLeader, SurgeError, Unavailable
+from schemas.stats import IntervalStats, StatsAck
+from services.common import bus, histogram
+from services.coordinator.aggregate import BadInterval
+
+if TYPE_CHECKING:
+    from services.coordinator.runs import Run
+    from services.coordinator.service import Service
+
+log = structlog.get_logger(__name__)
+
+ACK_TIMEOUT_S = 5.0  # a run-log write not acknowledged by then: 503, the generator resends
+
+_Pending = tuple[Request, "Run", IntervalStats, asyncio.Future]
+
+
+class Intake:
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._acker: asyncio.Task | None = None
+        self.in_flight = 0
+
+    def start(self) -> None:
+        if self._acker is None:
+            self._acker = asyncio.create_task(self._ack_batches(), name="stats-acks")
+
+    async def stop(self) -> None:
+        if self._acker is not None:
+            self._acker.cancel()
+            await asyncio.gather(self._acker, return_exceptions=True)
+            self._acker = None
+
+    async def handle(self, req: Request) -> None:
+        """The ``stats_ingest`` endpoint: answers now (errors, resends) or once durable."""
+        try:
+            pending = await self._take(req)
+        except SurgeError as err:
+            await bus.respond_error(req, err)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stats intake failed")
+            await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
+            return
+        if pending is None:
+            await _ack(req)
+            return
+        self.in_flight += 1
+        self._pending.put_nowait(pending)
+
+    async def _take(self, req: Request) -> _Pending | None:
+        if not self.svc.leading():
+            raise NotLeader("this coordinator is not the leader right now; retry")
+        stats = bus.decode(req.data, IntervalStats)
+        if req.subject != subjects.stats(stats.run_id, stats.generator_id):
+            raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
+        run = self.svc.runs.get(stats.run_id) or self.svc.ended.get(stats.run_id)
+        if run is None:
+            raise NotFound(f"run {stats.run_id} is not running here", "run_id")
+        try:
+            if run.report is not None or run.finishing:  # rare: around the report, one by one
+                await run.ingest(stats, req.data)
+                return None
+            if not run.accept(stats):
+                return None  # in the run log already: a resend
+        except histogram.HistogramDecodeError as exc:
+            raise BadRequest(str(exc), "requests") from None
+        except BadInterval as exc:
+            raise BadRequest(str(exc), exc.field) from None
+        subject, msg_id = run.runlog_entry(stats)
+        try:
+            future = await self.svc.js.publish_async(
+                subject, req.data, headers={"Nats-Msg-Id": msg_id}, wait_stall=ACK_TIMEOUT_S)
+        except Exception as exc:  # counted, not durable: no ack, it comes again
+            raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
+        return req, run, stats, future
+
+    async def _ack_batches(self) -> None:
+        """Wait for the writes in flight together; answer each once its write is acked."""
+        while True:
+            batch = [await self._pending.get()]
+            while not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            futures = [p[3] for p in batch]
+            _, late = await asyncio.wait(futures, timeout=ACK_TIMEOUT_S)
+            for future in late:
+                future.cancel()
+            for req, run, stats, future in batch:
+                self.in_flight -= 1
+                try:
+                    if future.cancelled() or future.exception() is not None:
+                        why = "timed out" if future.cancelled() else str(future.exception())
+                        await bus.respond_error(req, Unavailable(f"run log write failed: {why}"))
+                        continue
+                    await run.made_durable(stats)
+                    await _ack(req, stats.seq)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("acknowledging an interval failed", run_id=stats.run_id)
+
+
+async def _ack(req: Request, seq: int | None = None) -> None:
+    if seq is None:
+        seq = msgspec.json.decode(req.data, type=IntervalStats).seq
+    await req.respond(msgspec.json.encode(StatsAck(ok=True, seq=seq)))
