@@ -6,7 +6,7 @@
   const runId = decodeURIComponent(location.pathname.split("/")[2]);
   function render(v) {
     const r = v.report, t = r.totals, lat = t.latency_ms || {};
-    const thr = r.thresholds.map((x) => h("tr", {}, S.td(S.thrLabel(x), "mono"), S.td(S.num(x.limit, 3), "n"), S.td(x.value == null ? "–" : S.num(x.value, 3), "n"), S.td(S.badge(x.ok ? "pass" : "fail"))));
+    const thr = r.thresholds.map((x) => h("tr", {}, S.td(S.thrLabel(x), "mono"), S.td(S.num(x.limit, 3), "n"), S.td(x.value == null ? "–" : S.num(x.value, 3), "n"), h("td", {}, S.badge(x.ok ? "pass" : "fail"), x.reason ? h("span", {class: "muted", text: " " + x.reason}) : null)));
     const reqCols = ["Request", "requests", "errors", "req/s", "late", "dropped", "p50", "p90", "p95", "p99", "p99.9", "max", "error kinds"].map((l, i) => ({label: l, n: i > 0 && i < 12}));
     const reqRows = Object.entries(r.requests).sort().map(([n, q]) => h("tr", {}, S.td(n),
       S.td(S.num(q.requests), "n"), S.td(S.num(q.errors), "n" + (q.errors ? " bad" : "")), S.td(S.rps(q.achieved_rps), "n"), S.td(S.num(q.late), "n"), S.td(S.num(q.dropped), "n"),
