@@ -141,3 +141,4 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 #: endpoint name (as ``nats micro info`` shows it) -> subject
 API_ENDPOINTS: dict[str, str] = {e.name: e.subject for e in ENDPOINTS}
 BY_SUBJECT: dict[str, Endpoint] = {e.subject: e for e in ENDPOINTS}
+BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
