@@ -11,25 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import math
-import zlib
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 import structlog
 
 from schemas import subjects
-from schemas.control import Assignment, RunEvent, RunRecord
+from schemas.control import Assignment, Lease, RunEvent, RunRecord
 from schemas.errors import Conflict, NotFound, Unavailable
+from schemas.plan import Plan
 from schemas.stats import IntervalStats, LiveSnapshot, Report
 from services.plan import profile
 from services.common import labels
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
 from services.coordinator.hosts import HostsRecorder, seconds_of
-
-if TYPE_CHECKING:
-    from services.coordinator.service import Service
+from services.coordinator.config import Config
+from services.coordinator.registry import Registry
+from services.coordinator.store import RunStore
 
 log = structlog.get_logger(__name__)
 
@@ -41,9 +41,27 @@ RESHARE_EVERY_S = 1.0  # at most one rebalance (new epoch of shares) a second
 HOSTS_WAIT_S = 2.5  # for the monitors' samples of the run's last second
 
 
+class Fleet(Protocol):
+    """What a run sees of its coordinator besides the store: who is alive or idle, whether
+    it may act at all (it holds the lease), and whom to tell that it ended."""
+
+    registry: Registry
+
+    def idle_generators(self, wanted: dict[str, str] | None = None) -> list[str]: ...
+
+    def leading(self) -> bool: ...
+
+    def run_ended(self, run: Run) -> None: ...
+
+
 class Run:
-    def __init__(self, service: Service, record: RunRecord) -> None:
-        self.svc = service
+    """One run, given a ``RunStore`` (everything it writes) and a ``Fleet`` (what it reads
+    of the coordinator). ``Run.create`` starts a new one, ``Run.recover`` takes one over."""
+
+    def __init__(self, record: RunRecord, store: RunStore, fleet: Fleet, config: Config) -> None:
+        self.store = store
+        self.fleet = fleet
+        self.config = config
         self.record = record
         self.agg = RunAggregate(record.run_id, record.plan, record.start_at)
         self.hosts = HostsRecorder(record.start_at)  # the machines, for the report
@@ -71,6 +89,104 @@ class Run:
         # each one's delay from the assignment write to its engine following it, ms)
         self.changes_waiting: dict[int, tuple[float, set[str], list[float]]] = {}
         self.log = log.bind(run_id=record.run_id)
+
+    @classmethod
+    def create(
+        cls, plan: Plan, shares: dict[str, float], *, store: RunStore, fleet: Fleet, config: Config,
+        run_id: str, test: str | None = None, test_version: int | None = None,
+    ) -> Run:
+        """A new run of ``plan`` on the generators of ``shares``, starting after the
+        configured delay; ``launch()`` makes it durable and assigns it."""
+        prof = profile.from_plan(plan)
+        now = time.time()
+        start_at = now + config.start_delay_s
+        record = RunRecord(
+            run_id=run_id,
+            plan=plan,
+            state="starting",
+            created_at=now,
+            start_at=start_at,
+            end_at=start_at + profile.duration(prof),
+            profile=prof,
+            epoch=1,
+            generators=shares,
+            target_rps=profile.rate_at(prof, 0.0),
+            test=test,
+            test_version=test_version,
+        )
+        return cls(record, store, fleet, config)
+
+    @classmethod
+    async def recover(
+        cls, record: RunRecord, *, store: RunStore, fleet: Fleet, config: Config,
+        previous: Lease | None, by: str,
+    ) -> Run:
+        """Rebuild an unfinished run from what is durable (services/coordinator/recovery.py
+        says how); ``resume()`` starts its loop again. ``by`` is the new leader's id."""
+        run = cls(record, store, fleet, config)
+        intervals = events = 0
+        for entry in await store.replay(record.run_id):
+            try:
+                if isinstance(entry, RunEvent):
+                    run.agg.note(entry.t, entry.event, gap=entry.gap)
+                    events += 1
+                else:
+                    run.agg.add(entry)
+                    run.durable.add((entry.generator_id, entry.seq))
+                    intervals += 1
+            except Exception as exc:  # one bad entry must not cost the rest of the run
+                run.log.warning("run log entry skipped", error=str(exc))
+        run.lost = set(run.agg.gens) - set(run.shares)
+        run.quiet_below = run._published_before(previous)
+        if record.state == "stopping":
+            run.stop_s = profile.duration(record.profile)
+            run.finish_by = time.time() + record.plan.timeout + FINAL_GRACE_S
+        await run._reconcile_assignments()
+        holder = previous.holder if previous else "nobody"
+        now_s = run.second_now()
+        if previous is not None:
+            for seq in range(max(int(previous.renewed_at - record.start_at), 0), now_s + 1):
+                run.agg.gaps.add(seq)
+        await run._event(f"coordinator takeover: {by} took over from {holder}", gap=True)
+        run.log.info("run recovered", intervals=intervals, events=events, epoch=run.record.epoch,
+                     generators=sorted(run.shares), quiet_below=run.quiet_below)
+        return run
+
+    def _published_before(self, previous: Lease | None) -> int:
+        """The first second the previous leader may not have published as a live snapshot."""
+        r = self.record
+        last = math.ceil(profile.duration(r.profile))
+        renewed = previous.renewed_at if previous else 0.0
+        seq = 0
+        while seq < last:
+            complete = all((g, seq) in self.durable for g in r.generators)
+            timed_out = r.start_at + seq + 1 + self.config.merge_wait_s <= renewed
+            if not (complete or timed_out):
+                break
+            seq += 1
+        return seq
+
+    async def _reconcile_assignments(self) -> None:
+        """Make the assignments match the record, whatever the old leader left half done.
+
+        A generator holding a live assignment of this run stays a member (a hot add the
+        record had not caught up with); a member without the record's epoch is rewritten.
+        """
+        r = self.record
+        epochs = await self.store.live_epochs(r.run_id)
+        members = set(self.shares) | set(epochs)
+        top = max([r.epoch, *epochs.values()])
+        if members == set(self.shares) and all(epochs.get(g) == r.epoch for g in members):
+            return  # consistent: nothing to write, no generator disturbed
+        for gid in members - set(self.shares):
+            self.shares[gid] = 0.0
+        self.record = msgspec.structs.replace(r, epoch=top)
+        if r.state == "stopping":
+            self.record = msgspec.structs.replace(self.record, epoch=top + 1)
+            await self._assign_all(stop=True)
+            await self._save()
+        else:
+            await self._reshare()
 
     @property
     def run_id(self) -> str:
@@ -121,7 +237,7 @@ class Run:
                 count=len(ids),
                 stop=stop,
             )
-            await self.svc.assignments.put(gid, msgspec.json.encode(a))
+            await self.store.put_assignment(gid, a)
 
     async def _release(self, gid: str) -> None:
         """Tell a generator that left the run to stop, should it still be listening."""
@@ -131,7 +247,7 @@ class Run:
             profile=r.profile, plan=r.plan, stop=True,
         )
         try:
-            await self.svc.assignments.put(gid, msgspec.json.encode(a))
+            await self.store.put_assignment(gid, a)
         except Exception as exc:
             self.log.warning("could not release generator", generator_id=gid, error=str(exc))
 
@@ -140,7 +256,7 @@ class Run:
             self.record, generators=dict(self.shares), held=dict(self.held),
             paused=dict(self.paused), **changes
         )
-        await self.svc.save_record(self.record)
+        await self.store.save_record(self.record)
 
     async def _event(self, text: str, gap: bool = False, seq: int | None = None) -> None:
         seq = self.second_now() if seq is None else seq
@@ -148,11 +264,10 @@ class Run:
         self.log.info("run event", what=text)
         event = RunEvent(t=seq, event=text, gap=gap)
         try:
-            await self.svc.persist(subjects.runlog_event(self.run_id), msgspec.json.encode(event),
-                                   f"{self.run_id}:e:{seq}:{zlib.crc32(text.encode()):x}")
+            await self.store.log_event(self.run_id, event)
         except Exception as exc:
             self.log.warning("event not persisted", error=str(exc))
-        await self.svc.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
+        await self.store.publish(subjects.events(self.run_id), {"run_id": self.run_id, "t": seq, "event": text})
 
     # --- requests from the API --------------------------------------------------
     async def change_rate(self, rate: float, by: str = "") -> int:
@@ -264,18 +379,18 @@ class Run:
             return epoch
 
     def _joinable(self, gid: str) -> None:
-        beat = self.svc.registry.alive().get(gid)
+        beat = self.fleet.registry.alive().get(gid)
         if beat is None:
             raise NotFound(f"no live generator {gid}", "generator")
         wanted = self.record.plan.generator_labels
-        if gid not in self.svc.idle_generators():
+        if gid not in self.fleet.idle_generators():
             raise Conflict(f"generator {gid} is busy ({beat.run_id or beat.state})", "generator")
         if not labels.matches(beat.labels, wanted):
             raise Conflict(f"generator {gid} ({labels.show(beat.labels) or 'no labels'}) is not in "
                            f"the run's pool {labels.show(wanted)}", "generator")
 
     def _capacities(self) -> dict[str, float]:
-        alive = self.svc.registry.alive()
+        alive = self.fleet.registry.alive()
         return {g: (alive[g].capacity_rps if g in alive else 1.0) for g in self.shares}
 
     async def _stop(self, why: str, **record: object) -> int:
@@ -338,7 +453,7 @@ class Run:
         self.accept(stats)
         subject, msg_id = self.runlog_entry(stats)
         try:
-            await self.svc.persist(subject, raw, msg_id)
+            await self.store.persist(subject, raw, msg_id)
         except Exception as exc:  # no ack: the generator keeps it and sends it again
             raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
         await self.made_durable(stats)
@@ -396,11 +511,11 @@ class Run:
         try:
             while not self.done.is_set():
                 await asyncio.sleep(TICK_S)
-                if not self.svc.leading():
+                if not self.fleet.leading():
                     paused = True
                     continue  # cut off from NATS or the lease: act on nothing
                 if paused:  # we could not hear heartbeats either: nobody is lost for it
-                    self.svc.registry.touch_all(extra_s=self.svc.config.dead_after_s)
+                    self.fleet.registry.touch_all(extra_s=self.config.dead_after_s)
                     paused = False
                 try:
                     async with self._lock:
@@ -433,7 +548,7 @@ class Run:
         # Evidence only (registry.gone): a member is gone when the bus went on without
         # its beat, or when everyone has been silent for long; a stall of ours or of the
         # bus's, or a backlog of beats not read yet, is no evidence.
-        gone = self.svc.registry.gone(self.shares)
+        gone = self.fleet.registry.gone(self.shares)
         if not gone or not self._may_reshare():
             return
         for gid in gone:
@@ -460,8 +575,8 @@ class Run:
         for gid in self.shares:
             if gid in self.paused:
                 continue
-            beat = self.svc.registry.get(gid)
-            stored = self.svc.registry.stored_at(gid)
+            beat = self.fleet.registry.get(gid)
+            stored = self.fleet.registry.stored_at(gid)
             if beat is None or stored is None or (beat.state == "running" and beat.run_id == self.run_id):
                 continue
             if stored >= max(self.record.start_at, self.joined_at.get(gid, 0.0)) + SILENT_AFTER_S:
@@ -491,7 +606,7 @@ class Run:
     async def _hot_add(self) -> None:
         if self.elapsed_s() > profile.duration(self.record.profile) - 1.0:
             return  # too late to be worth it
-        joining = self.svc.idle_generators(self.record.plan.generator_labels)  # its pool only
+        joining = self.fleet.idle_generators(self.record.plan.generator_labels)  # its pool only
         if not joining or not self._may_reshare():
             return
         joining = [g for g in joining if g not in self.silent]
@@ -525,7 +640,7 @@ class Run:
                 return
             expected = set(self.shares)
             reported = self.agg.reported(seq)
-            if not (expected <= reported or now >= boundary + self.svc.config.merge_wait_s):
+            if not (expected <= reported or now >= boundary + self.config.merge_wait_s):
                 return
             self._close(seq)
 
@@ -536,7 +651,7 @@ class Run:
         )
         self.next_seq = seq + 1
         if seq >= self.quiet_below:
-            self.svc.publish_nowait(subjects.live(self.run_id), snap)
+            self.store.publish_nowait(subjects.live(self.run_id), snap)
 
     def _build_report(self, state: str, ended_at: float) -> Report:
         r = self.record
@@ -575,7 +690,7 @@ class Run:
                 return  # counted and stored already: a resend
             report = self._build_report(*self._ended)
             try:
-                report = await self.svc.store_report(report)
+                report = await self.store.store_report(report)
                 totals = report.totals
                 await self._save(verdict=report.verdict, requests=totals.requests,
                                  errors=totals.errors,
@@ -599,7 +714,7 @@ class Run:
             state = "failed" if not self.agg.seen else "stopped"
         ended_at = time.time()
         await self._hosts_heard(self._seconds())
-        report = await self.svc.store_report(self._build_report(state, ended_at))
+        report = await self.store.store_report(self._build_report(state, ended_at))
         self._ended = (state, ended_at)
         self.report = report  # from here on, late intervals amend the stored report
         totals = report.totals
@@ -608,13 +723,13 @@ class Run:
             requests=totals.requests, errors=totals.errors,
             p99_ms=totals.latency_ms.p99 if totals.latency_ms else None,
         )
-        await self.svc.publish(subjects.live(self.run_id), _final_marker(self, state))
+        await self.store.publish(subjects.live(self.run_id), _final_marker(self, state))
         for gid in list(self.shares) + list(self.lost):
-            await self.svc.clear_assignment(gid, self.run_id)
-        await self.svc.forget_runlog(self.run_id)
+            await self.store.clear_assignment(gid, self.run_id)
+        await self.store.forget_log(self.run_id)
         self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
         self.done.set()
-        self.svc.run_ended(self)
+        self.fleet.run_ended(self)
 
 
     async def _hosts_heard(self, seconds: int) -> None:

@@ -22,7 +22,6 @@ from nats.micro.request import Request
 
 from schemas import api, subjects
 from schemas.control import (
-    Assignment,
     Empty,
     GeneratorStart,
     Lease,
@@ -63,13 +62,13 @@ from services.coordinator.config import Config
 from services.coordinator.leader import LeaderLease
 from services.coordinator.registry import Registry
 from services.coordinator.runs import Run
+from services.coordinator.store import RunStore
 
 log = structlog.get_logger(__name__)
 
 ENDED_KEPT = 20  # ended runs whose reports late intervals may still amend
 LOOP_STALL_S = 0.25  # an oversleep longer than this is counted as the coordinator's stall
 _record_decoder = msgspec.json.Decoder(RunRecord)
-_assignment_decoder = msgspec.json.Decoder(Assignment)
 _host_decoder = msgspec.json.Decoder(HostSample)
 
 
@@ -125,6 +124,8 @@ class Service:
             await bus.key_value(js, subjects.FIRES_BUCKET, replicas=r))
         self.suites = Suites(self, await bus.key_value(js, subjects.SUITES_BUCKET, replicas=r))
         self.archive = Archive(self, await bus.key_value(js, subjects.ARCHIVE_BUCKET, replicas=r))
+        self.store = RunStore(self.nc, js, self.runs_kv, self.assignments, self.reports,
+                              finish=self.archive.finish_report)
         self.quotas = Quotas(self, await bus.key_value(js, subjects.QUEUE_BUCKET, replicas=r))
         self._tasks.append(asyncio.create_task(self._schedule_loop(), name="schedules"))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)
@@ -211,7 +212,7 @@ class Service:
         started = time.monotonic()
         while True:  # NATS may hiccup mid-recovery: retry until done or the lease is lost
             try:
-                recovered = await recovery.recover_runs(self, previous)
+                recovered = await recovery.recover_runs(self.store, self, self.config, previous, self.id)
                 break
             except Exception as exc:
                 log.warning("recovery failed; retrying", error=str(exc) or type(exc).__name__)
@@ -273,45 +274,9 @@ class Service:
             await self.nc.close()
         self._closed.set()
 
-    # --- helpers used by runs -------------------------------------------------------
-    async def save_record(self, record: RunRecord) -> None:
-        await self.runs_kv.put(record.run_id, msgspec.json.encode(record))
-
-    async def persist(self, subject: str, data: bytes, msg_id: str) -> None:
-        """Into the run log, acknowledged by JetStream (deduplicated by ``msg_id``)."""
-        await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-
-    async def forget_runlog(self, run_id: str) -> None:
-        try:
-            await self.js.purge_stream(subjects.RUNLOG_STREAM, subject=subjects.runlog_of_run(run_id))
-        except Exception as exc:
-            log.warning("could not purge the run log", run_id=run_id, error=str(exc))
-
-    async def store_report(self, report: Report) -> Report:
-        """Store a run's report, completed by the archive (test, baseline, relative limits)."""
-        try:
-            report = await self.archive.finish_report(report)
-        except Exception:  # never lose the report for its comparison
-            log.exception("baseline comparison failed", run_id=report.run_id)
-        await self.reports.put(report.run_id, msgspec.json.encode(report))
-        return report
-
+    # --- what runs see of the coordinator (runs.Fleet), and the bus ------------------
     async def publish(self, subject: str, message: Any) -> None:
         await self.nc.publish(subject, msgspec.json.encode(message))
-
-    def publish_nowait(self, subject: str, message: Any) -> None:
-        asyncio.get_running_loop().create_task(self.publish(subject, message))
-
-    async def clear_assignment(self, gid: str, run_id: str) -> None:
-        """Remove a generator's assignment if it still belongs to this run."""
-        try:
-            entry = await self.assignments.get(gid)
-            if entry.value and _assignment_decoder.decode(entry.value).run_id == run_id:
-                await self.assignments.delete(gid)
-        except KeyNotFoundError:
-            pass
-        except Exception as exc:
-            log.warning("could not clear assignment", generator_id=gid, error=str(exc))
 
     def busy_generators(self) -> set[str]:
         return {g for run in self.runs.values() for g in run.shares}
@@ -437,24 +402,9 @@ class Service:
         caps = {g: alive[g].capacity_rps for g in idle}
         chosen = slicing.pick(caps, plan.generator_count)
         shares = slicing.shares({g: caps[g] for g in chosen})
-        prof = profile.from_plan(plan)
-        now = time.time()
-        start_at = now + self.config.start_delay_s
-        record = RunRecord(
-            run_id=run_id or new_run_id(),
-            plan=plan,
-            state="starting",
-            created_at=now,
-            start_at=start_at,
-            end_at=start_at + profile.duration(prof),
-            profile=prof,
-            epoch=1,
-            generators=shares,
-            target_rps=profile.rate_at(prof, 0.0),
-            test=test,
-            test_version=test_version,
-        )
-        run = Run(self, record)
+        run = Run.create(plan, shares, store=self.store, fleet=self, config=self.config,
+                         run_id=run_id or new_run_id(), test=test, test_version=test_version)
+        record = run.record
         self.runs[record.run_id] = run
         await run.launch()
         log.info("run started", run_id=record.run_id, plan=plan.name, generators=len(shares))
