@@ -163,14 +163,14 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
     coord = CoordinatorService(CoordinatorConfig(nats_url=cluster.url, start_delay_s=0.3))
     await coord.start()
     building, release = asyncio.Event(), asyncio.Event()
-    real_store = coord.store_report
+    real_store = coord.store.store_report  # the RunStore every run of coord writes through
 
     async def store_when_released(report):
         building.set()
         await release.wait()
         return await real_store(report)
 
-    coord.store_report = store_when_released
+    coord.store.store_report = store_when_released
     nc = await nats.connect(cluster.url)
     ids, state = ["g-a", "g-b"], {}
     beats = asyncio.create_task(_beat_forever(nc, ids, state))
