@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv debs newman run test unit integration bench k8s-check clean
+.PHONY: venv debs newman run test unit integration bench bench-scale k8s-check clean
 
 # Debian packages the real servers in tests come from (package:binary)
 TEST_DEBS := victoria-metrics:victoria-metrics chromium:chromium nginx:nginx wrk:wrk nodejs:node npm:npm prometheus:prometheus
@@ -50,6 +50,14 @@ integration: venv debs newman
 bench: venv debs
 	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench
+
+## make bench-scale: one coordinator (and two mergers) against N simulated generators: CPU, RSS,
+## snapshot lag and completeness, ack latency, report exactness per N; results in bench/results/scale.json
+## (SCALE_POINTS=200x1,1000x5 SCALE_SECONDS=30 to choose; a point "2000x1m2" runs two mergers)
+SCALE_POINTS ?= 200x1,500x1,1000x1,500x5,1000x5,2000x1m2
+SCALE_SECONDS ?= 30
+bench-scale: venv
+	$(PY) -m bench.scale --points $(SCALE_POINTS) --seconds $(SCALE_SECONDS)
 
 clean:
 	rm -rf .surge .pytest_cache

@@ -20,6 +20,7 @@ import os
 import random
 import socket
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -51,6 +52,11 @@ def encoded_histograms(per_interval: int, seed: int = 7) -> list[tuple[str, str]
         histogram.record_many(svc, lat_s * 0.7, scale=1e6)
         out.append((histogram.encode(lat), histogram.encode(svc)))
     return out
+
+
+def variant(gid: str, seq: int) -> int:
+    """Which pre-encoded histogram a generator's second carries (stable across processes)."""
+    return zlib.crc32(f"{gid}:{seq}".encode()) % VARIANTS
 
 
 @dataclass
@@ -225,7 +231,7 @@ class Simulator:
                 task.add_done_callback(_ignore)
 
     def _send(self, gid: str, a: Assignment, seq: int, final: bool) -> None:
-        lat, svc = self.hists[hash((gid, seq)) % VARIANTS]
+        lat, svc = self.hists[variant(gid, seq)]
         per_name = self.per_name
         requests = {name: RequestInterval(count=per_name, latency=lat, service=svc)
                     for name in self.names}
