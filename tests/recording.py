@@ -13,6 +13,7 @@ bytes. A few paths answer in ways the tools react to:
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,8 +123,9 @@ def _handler(recorder: Recorder, pages: dict[str, str]) -> type[BaseHTTPRequestH
 class RecordingServer:
     """``with RecordingServer() as srv:`` → ``srv.url``, ``srv.recorder``."""
 
-    def __init__(self, pages: dict[str, str] | None = None) -> None:
+    def __init__(self, pages: dict[str, str] | None = None, tls: tuple[str, str] | None = None) -> None:
         self.pages = pages or {}
+        self.tls = tls  # (certificate, key) files: https
 
     def __enter__(self) -> RecordingServer:
         self.recorder = Recorder()
@@ -131,6 +133,11 @@ class RecordingServer:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,18 @@ def test_jmx_csv_logins_never_send_the_header_row(stack: Cluster, server: Record
     assert all(r.method == "POST" and r.target == "/login" and r.header("x-run") == "r-1" for r in got)
     assert all(r.header("content-type") == "application/x-www-form-urlencoded" for r in got)
     assert [u for u in result["unmapped"] if "Users CSV" in u] == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")
+def test_curl_insecure_https_plan_sends_what_curl_sends(stack: Cluster, tmp_path):
+    from tests.integration.test_scenarios import self_signed
+
+    with RecordingServer(tls=self_signed(tmp_path)) as server:
+        script = tmp_path / "tls.sh"
+        script.write_text(f"curl -sk {server.url}/secure -H 'Content-Type: text/plain' -d 'over tls'\n")
+        subprocess.run(["bash", str(script)], check=True, capture_output=True, timeout=30)
+        by_curl = server.recorder.take()
+        assert len(by_curl) == 1
+        result = run_imported(stack, tmp_path, "curl", str(script))
+        assert keys(server.recorder.wait_for(1)[:1]) == keys(by_curl)
+        assert result["plan"]["insecure"] is True and result["everything_mapped"]
