@@ -32,15 +32,15 @@ async def test_new_run_page_imports_a_file_and_shows_what_was_not_mapped(cluster
         await page.wait_for_selector("#import-notes:not([hidden])")
         notes = await page.inner_text("#import-notes")
         assert "Not mapped" in notes and "credential {{apiKey}} (security scheme) is empty in vars" in notes
-        await page.wait_for_function("document.querySelector('#plan-ok b')?.textContent === 'Shop API'")
+        # selectors, not wait_for_function: the page's CSP forbids the eval that would need
+        await page.wait_for_selector("#plan-ok b:text-is('Shop API')")
         plan = await page.input_value("#plan")
         assert "operationId" not in plan and "name: listProducts" in plan
         await shot(page, "import-openapi")
 
         await page.select_option("#import-kind", "curl")
         await page.set_input_files("#import-file", str(curl))
-        await page.wait_for_function(
-            "document.querySelector('#import-notes').textContent.includes('Everything in the source was mapped')")
+        await page.wait_for_selector("#import-notes:has-text('Everything in the source was mapped')")
         assert "body: user=ann+b&pw=a%26b" in await page.input_value("#plan")
         await page.wait_for_selector("#plan-ok")
         assert page.errors == []  # type: ignore[attr-defined]
