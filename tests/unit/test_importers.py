@@ -138,3 +138,26 @@ def test_cli_import_writes_a_plan_that_validate_accepts(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["validate", str(out)])
     assert done.value.code == 0
+
+
+def test_cli_import_says_everything_was_mapped_only_when_true(tmp_path, capsys):
+    import json
+
+    from services.cli.__main__ import main
+
+    for command, everything in [("curl http://h:1/a -d x=1", True),
+                                ("curl http://h:1/a --limit-rate 1k", False)]:
+        with pytest.raises(SystemExit) as done:
+            main(["import", "curl", command])
+        assert done.value.code == 0
+        err = capsys.readouterr().err
+        assert ("everything in the source was mapped" in err) is everything
+        assert ("not mapped" in err) is not everything
+        with pytest.raises(SystemExit):
+            main(["import", "curl", command, "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert out["everything_mapped"] is everything and (out["unmapped"] == []) is everything
+    with pytest.raises(SystemExit) as done:
+        main(["import", "curl", "wget http://h/", "--json"])
+    assert done.value.code == 2
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "import_failed"
