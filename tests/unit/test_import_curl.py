@@ -111,3 +111,10 @@ def test_a_host_header_for_another_host_is_listed_not_silently_dropped():
     assert unmapped == ["command 1: Host header 'shop.test' not sent (the engine sends the target's "
                         "host '10.0.0.1:8080'; point the target at the right address instead)"]
     assert one("curl http://h:1/ -H 'Host: h:1'")[1] == []
+
+
+def test_windows_cmd_quoting_is_refused_with_the_fix():
+    from services.plan.importers import common
+
+    with pytest.raises(common.ImportError_, match=r"copy the request as cURL \(bash\)"):
+        curl.convert('curl ^"http://h/a^" ^\n  -H ^"X: 1^"')

@@ -173,3 +173,13 @@ def test_unmapped_elements_are_listed_with_their_path(tmp_path):
     _, unmapped = load(jmx(*ctrl, sampler(extra=""), script), tmp_path)
     assert "TestPlan 'T' > ThreadGroup 'Users' > IfController 'only admins': its condition" in "\n".join(unmapped)
     assert any(u.startswith("TestPlan 'T' > ThreadGroup 'Users' > JSR223PostProcessor 'log it'") for u in unmapped)
+
+
+def test_multipart_and_file_uploads_are_listed_not_sent_as_a_form(tmp_path):
+    files = ('<elementProp name="HTTPsampler.Files" elementType="HTTPFileArgs"><collectionProp name="HTTPFileArgs.files">'
+             '<elementProp name="a.png" elementType="HTTPFileArg"><stringProp name="File.path">a.png</stringProp>'
+             '</elementProp></collectionProp></elementProp>')
+    imp = jmx_importer.convert(jmx(sampler(name="up", method="POST", extra=files), sampler(name="ok")),
+                               base_dir=str(tmp_path), out_dir=str(tmp_path))
+    assert [s["name"] for s in imp.plan["flows"][0]["steps"]] == ["ok"]
+    assert any("'up': a multipart body / file upload is not mapped; not sent" in u for u in imp.unmapped)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
@@ -339,6 +340,8 @@ def _step(cmd: _Command, taken: set[str], plan: dict[str, Any]) -> dict[str, Any
 
 def convert(text: str, name: str = "curl-import", base_dir: str | None = ".") -> Imported:
     """``base_dir``: where ``@file`` names are read from; None: no file is read (uploads)."""
+    if re.search(r'\^\r?\n|\^"', text):  # "Copy as cURL (cmd)": ^ escapes, not bash's quoting
+        raise ImportError_("this is Windows cmd quoting (^): copy the request as cURL (bash) instead")
     try:
         found, kept = shell.commands(text)
     except shell.ShellError as exc:

@@ -318,6 +318,13 @@ class _Converter:
         if method not in METHODS:
             self.unmapped.append(f"{where}: method {method} is not supported; skipped")
             return
+        files = [f for f in el.iter("elementProp") if f.get("elementType") == "HTTPFileArg"
+                 and _prop(f, "File.path")]
+        if files or _prop(el, "HTTPSampler.DO_MULTIPART_POST") == "true":
+            self.unmapped.append(f"{where}: a multipart body / file upload is not mapped; not sent")
+            return
+        if _prop(el, "HTTPSampler.follow_redirects") == "false" and _prop(el, "HTTPSampler.auto_redirects") != "true":
+            self.unmapped.append(f"{where}: JMeter does not follow redirects here; the engine does")
         for key in ("domain", "port", "protocol"):
             value = self.static(_prop(el, f"HTTPSampler.{key}"), where)
             if value and value != self.defaults.get(key):
