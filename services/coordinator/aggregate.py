@@ -61,7 +61,7 @@ class _NameTotals:
 @dataclass
 class _GenTotals:
     counts: _Counts = field(default_factory=_Counts)
-    target: float = 0.0
+    intended: float = 0.0  # arrivals its intervals were to send (IntervalStats.target)
     sent: int = 0
     seconds: int = 0
 
@@ -69,7 +69,7 @@ class _GenTotals:
 @dataclass
 class _GenSecond:
     counts: _Counts
-    target: float
+    intended: float  # arrivals it was to send in this second (IntervalStats.target)
     sent: int
     in_flight: int
     p99_ms: float | None  # from its interval's own counts: no histogram kept per generator
@@ -126,7 +126,7 @@ class RunAggregate:
         gen = self.gens.get(s.generator_id)
         if gen is None:
             gen = self.gens[s.generator_id] = _GenTotals()
-        gen.target += s.target
+        gen.intended += s.target
         gen.sent += s.sent
         gen.seconds += 1
         second = self.open.get(s.seq)
@@ -206,13 +206,13 @@ class RunAggregate:
         generators: dict[str, LiveGenerator] = {}
         for gid, g in sorted(second.gens.items()):
             generators[gid] = LiveGenerator(
-                target_rps=g.target,
+                target_rps=g.intended,
                 rps=float(g.counts.requests),
                 sent=g.sent,
                 late=g.counts.late,
                 dropped=g.counts.dropped,
                 p99_ms=g.p99_ms,
-                behind=is_behind(g.target, g.sent, g.counts.late, g.counts.dropped),
+                behind=is_behind(g.intended, g.sent, g.counts.late, g.counts.dropped),
                 lost=gid in lost,
             )
         for gid in sorted(lost - set(generators)):
@@ -338,7 +338,7 @@ class RunAggregate:
             gid: GeneratorTotals(
                 requests=g.counts.requests,
                 errors=g.counts.errors,
-                target_rps=round(g.target / max(g.seconds, 1), 3),
+                target_rps=round(g.intended / max(g.seconds, 1), 3),
                 achieved_rps=round(g.counts.requests / max(g.seconds, 1), 3),
                 late=g.counts.late,
                 dropped=g.counts.dropped,
@@ -404,10 +404,10 @@ def check_interval(s: IntervalStats, is_member: Callable[[str], bool], max_seq: 
             raise BadInterval("more errors than completed requests", where)
 
 
-def is_behind(target: float, sent: int, late: int, dropped: int) -> bool:
+def is_behind(intended: float, sent: int, late: int, dropped: int) -> bool:
     """A generator that could not send on time, or at all, what it was asked to."""
-    slack = max(2.0, 0.01 * target)
-    return dropped > 0 or late > slack or sent < target - max(2.0, 0.05 * target)
+    slack = max(2.0, 0.01 * intended)
+    return dropped > 0 or late > slack or sent < intended - max(2.0, 0.05 * intended)
 
 
 def _pcts(counts: np.ndarray) -> tuple[float | None, float | None, float | None]:

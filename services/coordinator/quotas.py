@@ -37,9 +37,9 @@ _entry = msgspec.json.Decoder(QueuedRun)
 KEEP_DONE_S = 24 * 3600.0  # started/denied entries are kept this long (the decisions)
 
 
-def in_hours(spec: str, tz: str, t: float) -> bool:
+def in_hours(hours: str, tz: str, t: float) -> bool:
     """Is ``t`` inside "HH:MM-HH:MM" (which may wrap midnight) in zone ``tz``?"""
-    start, end = ((int(h) * 60 + int(m)) for h, m in (p.split(":") for p in spec.split("-")))
+    start, end = ((int(h) * 60 + int(m)) for h, m in (p.split(":") for p in hours.split("-")))
     local = datetime.fromtimestamp(t, firing.zone(tz))
     now = local.hour * 60 + local.minute
     return start <= now < end if start <= end else now >= start or now < end

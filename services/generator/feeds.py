@@ -28,10 +28,10 @@ def shard(rows: list[dict[str, Any]], index: int, count: int) -> list[dict[str, 
 class Feed:
     __slots__ = ("mode", "per", "rows", "pos", "rng")
 
-    def __init__(self, spec: DataFeed, index: int = 0, count: int = 1, seed: int = 0) -> None:
-        self.mode = spec.mode
-        self.per = spec.per
-        self.rows = shard(spec.rows, index, count) if spec.mode == "unique" else list(spec.rows)
+    def __init__(self, feed: DataFeed, index: int = 0, count: int = 1, seed: int = 0) -> None:
+        self.mode = feed.mode
+        self.per = feed.per
+        self.rows = shard(feed.rows, index, count) if feed.mode == "unique" else list(feed.rows)
         self.pos = 0
         self.rng = random.Random(seed)
 
@@ -59,8 +59,8 @@ class Feed:
 class Feeds:
     """All of a plan's feeds for one generator."""
 
-    def __init__(self, specs: list[DataFeed], index: int = 0, count: int = 1, seed: int = 0) -> None:
-        self.feeds = [Feed(s, index, count, seed + i) for i, s in enumerate(specs)]
+    def __init__(self, feeds: list[DataFeed], index: int = 0, count: int = 1, seed: int = 0) -> None:
+        self.feeds = [Feed(f, index, count, seed + i) for i, f in enumerate(feeds)]
 
     def draw(self, per: str) -> dict[str, Any]:
         """Variables from the next row of every feed read ``per`` user or iteration."""

@@ -118,8 +118,8 @@ class Schedule:
         self._cursor = max(len(pieces) - 1, 0)
         return INF
 
-    def spec(self) -> tuple[list[Segment], float, float, float]:
-        """What rebuilds this schedule elsewhere (a worker process): ``Schedule(*spec)``."""
+    def params(self) -> tuple[list[Segment], float, float, float]:
+        """What rebuilds this schedule elsewhere (a worker process): ``Schedule(*params)``."""
         return self.profile, self.share, self.start_s, self._n_start
 
     def rebased(self, at_s: float, profile: list[Segment], share: float) -> Schedule:

@@ -43,7 +43,7 @@ class CompiledStep:
         self.headers = [(k, Template(v, rng)) for k, v in step.headers.items()]
         self.body = Template(step.body, rng) if step.body is not None else None
         self.json = JsonTemplate(step.json, rng) if step.json is not None else None
-        self.extractors = [Extractor(var, spec) for var, spec in step.extract.items()]
+        self.extractors = [Extractor(var, rule) for var, rule in step.extract.items()]
         self.checker = Checker(step.check)
         self.think = step.think
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)

@@ -301,7 +301,7 @@ class PooledEngine(Engine):
         first += (w - first) % stride
         for i in range(first, math.ceil(n_now - 1e-9), stride):
             self.cur.dropped[table[i % len(table)]] += 1
-        self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.spec(), skip=n_now))
+        self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
@@ -315,7 +315,7 @@ class PooledEngine(Engine):
             add_part(self.cur, part)
 
     def start(self, schedule: Schedule, t0: float) -> None:
-        self.pool.send(Start(self._plan, self._seed, t0, *schedule.spec()))
+        self.pool.send(Start(self._plan, self._seed, t0, *schedule.params()))
         super().start(schedule, t0)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
@@ -327,7 +327,7 @@ class PooledEngine(Engine):
         super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
 
     def rebase(self, schedule: Schedule) -> None:
-        self.pool.send(Rebase(*schedule.spec()))
+        self.pool.send(Rebase(*schedule.params()))
         super().rebase(schedule)
 
     def stop_pacing(self) -> None:

@@ -121,16 +121,16 @@ class Extractor:
 
     __slots__ = ("var", "kind", "expr", "group", "attr", "default")
 
-    def __init__(self, var: str, spec: Extract) -> None:
+    def __init__(self, var: str, rule: Extract) -> None:
         self.var = var
-        self.group = spec.group
-        self.attr = spec.attr
-        self.default = spec.default
+        self.group = rule.group
+        self.attr = rule.attr
+        self.default = rule.default
         sources = {
             k: v for k, v in (
-                ("jsonpath", spec.jsonpath), ("regex", spec.regex), ("header", spec.header),
-                ("cookie", spec.cookie), ("xpath", spec.xpath), ("css", spec.css),
-                ("value", spec.value),
+                ("jsonpath", rule.jsonpath), ("regex", rule.regex), ("header", rule.header),
+                ("cookie", rule.cookie), ("xpath", rule.xpath), ("css", rule.css),
+                ("value", rule.value),
             ) if v is not None
         }
         if len(sources) != 1:
@@ -194,20 +194,20 @@ class Checker:
     __slots__ = ("allowed", "contains", "not_contains", "regex", "body_min", "body_max",
                  "jsonpaths", "max_s", "wants_body")
 
-    def __init__(self, spec: StepCheck | None) -> None:
-        spec = spec or StepCheck()
-        st = spec.status
+    def __init__(self, check: StepCheck | None) -> None:
+        check = check or StepCheck()
+        st = check.status
         self.allowed = None if st is None else frozenset(st if isinstance(st, list) else [st])
-        self.contains = spec.contains.encode() if spec.contains else None
-        self.not_contains = spec.not_contains.encode() if spec.not_contains else None
-        self.regex = compile_regex(spec.regex) if spec.regex else None
-        self.body_min, self.body_max = spec.body_min, spec.body_max
+        self.contains = check.contains.encode() if check.contains else None
+        self.not_contains = check.not_contains.encode() if check.not_contains else None
+        self.regex = compile_regex(check.regex) if check.regex else None
+        self.body_min, self.body_max = check.body_min, check.body_max
         self.jsonpaths = [
             (compile_jsonpath(j.path),
              Template(j.equals) if isinstance(j.equals, str) and "{{" in j.equals else j.equals)
-            for j in spec.jsonpath
+            for j in check.jsonpath
         ]
-        self.max_s = spec.max_ms / 1000.0 if spec.max_ms else None
+        self.max_s = check.max_ms / 1000.0 if check.max_ms else None
 
     def __call__(self, resp: Response, variables: Mapping[str, Any] | None = None) -> str | None:
         if self.allowed is None:

@@ -84,15 +84,15 @@ def _check_step(step: Step, known: set[str], field: str, check_headers) -> None:
         _template(step.body, known, f"{field}.body")
     if step.json is not None:
         _template_json(step.json, known, f"{field}.json")
-    for var, spec in step.extract.items():
+    for var, rule in step.extract.items():
         try:
-            extract.Extractor(var, spec)
+            extract.Extractor(var, rule)
         except extract.ExtractError as exc:
             raise InvalidPlan(str(exc), f"{field}.extract.{var}") from None
         except templating.TemplateError as exc:
             raise InvalidPlan(str(exc), f"{field}.extract.{var}.value") from None
-        if spec.value is not None:
-            _template(spec.value, known, f"{field}.extract.{var}.value")
+        if rule.value is not None:
+            _template(rule.value, known, f"{field}.extract.{var}.value")
     if step.check is not None:
         try:
             extract.Checker(step.check)

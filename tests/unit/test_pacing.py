@@ -251,7 +251,7 @@ def test_spec_rebuilds_the_same_schedule_elsewhere():
     base = Schedule([Segment(0.0, 5.0, 0.0, 400.0), Segment(5.0, 10.0, 400.0, 400.0)], 0.5)
     rebased = base.rebased(3.3, [Segment(0.0, 10.0, 250.0, 250.0)], 0.5)
     for sched in (base, rebased):
-        copy = Schedule(*sched.spec())
+        copy = Schedule(*sched.params())
         first = math.ceil(sched.count_at(sched.start_s) - 1e-9)
         assert all_times(copy, start=first) == all_times(sched, start=first)
         assert copy.total == sched.total and copy.end_s == sched.end_s
@@ -264,7 +264,7 @@ def test_strided_arrivals_union_is_the_schedule():
     n = 3
     parts = []
     for w in range(n):
-        mine = Schedule(*sched.spec())
+        mine = Schedule(*sched.params())
         times, i = [], w
         while (t := mine.time_of(i)) != INF:
             times.append(t)
