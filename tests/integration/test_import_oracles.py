@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -97,6 +98,7 @@ curl 'URL/k' \
   --data-raw $'{"note":"it\'s\\nfine","n":1}'
 curl -XDELETE "URL/l?id=7" -H "Authorization: Bearer t0k\"en"
 curl -I URL/m
+curl -s 'URL/n?k=1' --url-query 'a=b c&d' --url-query '+x=y%20z' --url-query @f.txt
 """
 
 
@@ -109,11 +111,15 @@ def test_curl_plan_sends_what_curl_sends(stack: Cluster, server: RecordingServer
     script.write_text(commands)
     subprocess.run(["bash", str(script)], cwd=tmp_path, check=True, capture_output=True, timeout=30)
     by_curl = server.recorder.take()
-    assert len(by_curl) == 14  # 13 commands, one of them redirected
+    assert len(by_curl) == 15  # 14 commands, one of them redirected
 
     result = run_imported(stack, tmp_path, "curl", str(script))
     by_plan = server.recorder.wait_for(len(by_curl))[: len(by_curl)]
-    assert keys(by_plan) == keys(by_curl)
+    assert keys(by_plan[:-1]) == keys(by_curl[:-1])
+    # --url-query: curl's URL API writes escapes in lowercase hex (%0d), the engine's URL
+    # library (yarl) in uppercase; the same URL (RFC 3986, 6.2.2.1), the rest byte for byte
+    upper = re.sub(r"%[0-9a-f]{2}", lambda m: m.group(0).upper(), by_curl[-1].target)
+    assert (by_plan[-1].target, by_plan[-1].key()[2:]) == (upper, by_curl[-1].key()[2:])
     assert [r.header("x-request-id") for r in by_plan] == [r.header("x-request-id") for r in by_curl]
     assert result["unmapped"] == [] and result["everything_mapped"]
 
