@@ -92,6 +92,11 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for log in sorted(self.dir.glob("*.log")):  # a failing process says why, briefly
+            text = log.read_text(errors="replace")
+            if "Traceback" in text or "error" in text.lower():
+                print(f"--- {log.name} (last lines)", file=sys.stderr)
+                print("\n".join(text.splitlines()[-15:]), file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -65,6 +65,36 @@ class IntervalStats(Struct, frozen=True, kw_only=True):
     error: str | None = None  # with final: why this generator's part of the run failed
 
 
+class MergedHistograms(Struct, frozen=True, kw_only=True):
+    """One request name's latency and service-time counts, summed over a merger's rows."""
+
+    latency: str = ""  # histogram, standard encoding (as in RequestInterval)
+    service: str = ""
+
+
+class MergedSecond(Struct, frozen=True, kw_only=True):
+    """Second ``seq`` of a run as one merger worker saw it: the intervals it took (their
+    histograms stripped: ``rows``) and their histograms summed per name (``names``)."""
+
+    seq: int
+    rows: list[IntervalStats]
+    names: dict[str, MergedHistograms]
+    p99_ms: dict[str, float | None] = {}  # generator id -> its p99 in this second
+
+
+class MergedPartial(Struct, frozen=True, kw_only=True, tag="merged.v1"):
+    """A merger worker's partial aggregate, handed to the leader (surge.merged.<run>).
+
+    Every row was written to the run log (and acknowledged to its generator) before it
+    was sent; ``merger_id`` and ``n`` let the leader count each partial once.
+    """
+
+    run_id: str
+    merger_id: str
+    n: int
+    seconds: list[MergedSecond]
+
+
 class StatsAck(Struct, frozen=True):
     ok: bool
     seq: int

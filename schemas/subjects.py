@@ -81,6 +81,15 @@ MONITOR_ALL = f"{ROOT}.monitor.>"  # monitors' status endpoints
 EVENTS_ALL = f"{ROOT}.events.>"
 
 
+MERGED_ALL = f"{ROOT}.merged.>"
+MERGER_QUEUE = "surge-mergers"  # merger workers share surge.stats.> as one queue group
+
+
+def merged(run_id: str) -> str:
+    """Merger workers' partial aggregates of a run, for the leader."""
+    return f"{ROOT}.merged.{run_id}"
+
+
 def stats(run_id: str, generator_id: str) -> str:
     """Per-generator interval stats, sent every second as a request (acked)."""
     return f"{ROOT}.stats.{run_id}.{generator_id}"

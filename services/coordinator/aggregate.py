@@ -23,6 +23,7 @@ from schemas.stats import (
     LiveGenerator,
     LiveRequest,
     LiveSnapshot,
+    MergedSecond,
     Report,
     RequestTotals,
     ThresholdResult,
@@ -149,6 +150,38 @@ class RunAggregate:
             second.gens[s.generator_id] = _GenSecond(gen_counts, s.target, s.sent, s.in_flight, p99)
         else:
             self._amend(s.seq, gen_counts)
+        return True
+
+    def add_merged(self, m: MergedSecond) -> bool:
+        """Take a merger's second: its rows (histograms stripped) and their summed
+        histograms. False if every row was counted already (a partial sent again).
+
+        Rows are unique across mergers (each took its intervals only after the run log
+        said they were new); a partial mixing counted and new rows cannot be split.
+        """
+        counted = sum((r.generator_id, r.seq) in self.seen for r in m.rows)
+        if counted == len(m.rows):
+            return False
+        if counted:
+            raise BadInterval(f"second {m.seq}: {counted} of {len(m.rows)} rows counted already",
+                              "rows")
+        decoded = {name: (histogram.decode_sparse(h.latency), histogram.decode_sparse(h.service))
+                   for name, h in m.names.items()}
+        for row in m.rows:
+            self.add(row)
+        second = self.open.get(m.seq)
+        into = self.names if second is None else second.names
+        for name, (lat, svc) in decoded.items():
+            totals = into.get(name)
+            if totals is None:
+                totals = into[name] = _NameTotals()
+            histogram.add_sparse(totals.latency, lat)
+            histogram.add_sparse(totals.service, svc)
+        if second is not None:
+            for gid, p99 in m.p99_ms.items():
+                g = second.gens.get(gid)
+                if g is not None:
+                    g.p99_ms = p99
         return True
 
     def _amend(self, seq: int, counts: _Counts) -> None:

@@ -17,6 +17,10 @@ class Config(Struct, frozen=True, kw_only=True):
     start_delay_s: float = 1.0  # lead time so every generator starts at the same instant
     dead_after_s: float = 2.2  # no heartbeat for this long: the generator is gone
     merge_wait_s: float = 1.5  # how long a second waits for late generators
+    # merger workers (python -m services.coordinator.merger) take the stats instead of
+    # the leader and hand it partial aggregates; 0: the leader takes them itself
+    mergers: int = 0
+    merger_id: str | None = None  # a merger worker's name (default <host>-<pid>)
     registry_ttl_s: float = 3.0
     coordinator_id: str | None = None  # default: <host>-<pid>; names the lease holder
     lease_s: float = 3.0  # a leader silent this long is replaced by a standby

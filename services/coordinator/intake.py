@@ -19,7 +19,7 @@ from nats.micro.request import Request
 
 from schemas import subjects
 from schemas.errors import BadRequest, NotFound, NotLeader, SurgeError, Unavailable
-from schemas.stats import IntervalStats, StatsAck
+from schemas.stats import IntervalStats, MergedPartial, StatsAck
 from services.common import bus, histogram
 from services.coordinator.aggregate import BadInterval
 
@@ -96,6 +96,20 @@ class Intake:
         except Exception as exc:  # counted, not durable: no ack, it comes again
             raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
         return req, run, stats, future
+
+    async def merged(self, req: Request) -> StatsAck:
+        """``merged_ingest``: a merger worker's partial aggregate (its rows are durable)."""
+        partial = bus.decode(req.data, MergedPartial)
+        run = self.svc.runs.get(partial.run_id) or self.svc.ended.get(partial.run_id)
+        if run is None:
+            raise NotFound(f"run {partial.run_id} is not running here", "run_id")
+        try:
+            await run.take_merged(partial)
+        except histogram.HistogramDecodeError as exc:
+            raise BadRequest(str(exc), "seconds") from None
+        except BadInterval as exc:
+            raise BadRequest(str(exc), exc.field) from None
+        return StatsAck(ok=True, seq=partial.n)
 
     async def _ack_batches(self) -> None:
         """Wait for the writes in flight together; answer each once its write is acked."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -21,7 +22,7 @@ from schemas import subjects
 from schemas.control import Assignment, Lease, RunEvent, RunRecord
 from schemas.errors import Conflict, NotFound, Unavailable
 from schemas.plan import Plan
-from schemas.stats import IntervalStats, LiveSnapshot, Report
+from schemas.stats import IntervalStats, LiveSnapshot, MergedPartial, Report
 from services.plan import profile
 from services.common import labels
 from services.coordinator import slicing
@@ -676,15 +677,42 @@ class Run:
         Acknowledged only once the amended report is stored, so what a generator had
         acknowledged is always in the stored report.
         """
+        def apply() -> bool:
+            if (stats.generator_id, stats.seq) in self.agg.seen:
+                return False
+            check_interval(stats, self.is_member, self._max_seq())
+            self.agg.add(stats)
+            self.hosts.add_interval(stats)
+            self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
+                          "arrived after the report and was added to it")
+            return True
+
+        await self._amend_with(apply, stats.generator_id, stats.seq)
+
+    async def take_merged(self, m: MergedPartial) -> None:
+        """A merger worker's partial aggregate (SURGE_MERGERS): its rows are in the run log
+        already; counted once, whenever it comes (after the report: an amendment)."""
+        if self.report is not None:
+            await self._amend_with(lambda: bool(self._merge(m)), m.merger_id, m.n)
+            return
+        if self.finishing:
+            raise Unavailable(f"the report of run {self.run_id} is being written; send again")
+        for row in self._merge(m):
+            await self.made_durable(row)
+
+    def _merge(self, m: MergedPartial) -> list[IntervalStats]:
+        new: list[IntervalStats] = []
+        for second in m.seconds:
+            if self.agg.add_merged(second):
+                for row in second.rows:
+                    self.hosts.add_interval(row)
+                new.extend(second.rows)
+        return new
+
+    async def _amend_with(self, apply: Callable[[], bool], *what: object) -> None:
         async with self._lock:
             assert self._ended is not None
-            key = (stats.generator_id, stats.seq)
-            if key not in self.agg.seen:
-                check_interval(stats, self.is_member, self._max_seq())
-                self.agg.add(stats)
-                self.hosts.add_interval(stats)
-                self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
-                              "arrived after the report and was added to it")
+            if apply():
                 self._unsaved_amendment = True
             if not self._unsaved_amendment:
                 return  # counted and stored already: a resend
@@ -699,8 +727,7 @@ class Run:
                 raise Unavailable(f"amended report not stored: {exc or type(exc).__name__}") from None
             self.report = report
             self._unsaved_amendment = False
-            self.log.info("report amended with a late interval", generator_id=stats.generator_id,
-                          seq=stats.seq, requests=report.totals.requests)
+            self.log.info("report amended", what=what, requests=report.totals.requests)
 
     async def _finish(self) -> None:
         self.finishing = True

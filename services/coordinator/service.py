@@ -172,9 +172,14 @@ class Service:
                     ),
                 )
             # not leading right now: 503, and the generator keeps the interval and resends
+            if not self.config.mergers:  # else merger workers take them (merger.py)
+                await micro.add_endpoint(
+                    name="stats_ingest", subject=subjects.STATS_ALL,
+                    handler=self.intake.handle,  # answers itself, once the interval is durable
+                )
             await micro.add_endpoint(
-                name="stats_ingest", subject=subjects.STATS_ALL,
-                handler=self.intake.handle,  # answers itself, once the interval is durable
+                name="merged_ingest", subject=subjects.MERGED_ALL,
+                handler=bus.endpoint(self._gated(self.intake.merged), "merged_ingest"),
             )
         self.micro = micro
 

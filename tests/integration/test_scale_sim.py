@@ -80,3 +80,54 @@ async def test_200_generators_3_names_report_equals_every_acknowledged_interval(
         await sim.stop()
         await api.close()
         await nc.close()
+
+
+async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cluster):
+    """SURGE_MERGERS=2: two merger processes take the intervals as one queue group and
+    hand the leader partial sums; the report still equals every acknowledged interval."""
+    cluster.coordinator(SURGE_START_DELAY_S="1.5", SURGE_MERGERS="2")
+    for i in range(2):
+        cluster.service("coordinator.merger", name=f"merger-{i}", SURGE_MERGER_ID=f"merger-{i}")
+    nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
+    merged_by: set[str] = set()
+
+    async def buckets() -> bool:
+        try:
+            await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
+            return True
+        except Exception:
+            return False
+
+    await until(buckets, 20, "the coordinator's buckets")
+
+    async def on_partial(msg):
+        merged_by.add(msgspec.json.decode(msg.data)["merger_id"])
+
+    await nc.subscribe(subjects.MERGED_ALL, cb=on_partial)
+    names = ["home", "order"]
+    sim = Simulator(nc, 60, names, prefix="m2")
+    await sim.start()
+    api = await api_with(cluster, 60)
+    try:
+        started = await api.start(loader.from_obj({
+            "name": "m2", "target": "http://127.0.0.1:9", "rate": 60 * 10 * 2, "duration": 3,
+            "timeout": 0.2, "requests": [{"name": n} for n in names]}))
+
+        async def report():
+            try:
+                return await api.report(started.run_id)
+            except Exception:
+                return None
+
+        rep = await until(report, 60, "the report", every_s=0.2)
+        acked = sim.acked
+        assert sim.refused == []
+        assert len(acked.intervals) == 60 * 3
+        assert rep.totals.requests == acked.total()
+        assert {k: v.requests for k, v in rep.requests.items()} == acked.by_name()
+        assert {k: g.requests for k, g in rep.generators.items()} == acked.by_generator()
+        assert merged_by == {"merger-0", "merger-1"}  # both workers took a share
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
