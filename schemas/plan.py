@@ -251,6 +251,11 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     insecure: bool = False  # TLS: accept any certificate (test certificates)
     # auto: HTTP/2 when an https target picks h2 by ALPN, else HTTP/1.1; off: HTTP/1.1 always
     http2: Literal["auto", "off"] = "auto"
+    # how arrivals are spread in time (open model): uniform (i/rate, wrk2's pacing) or
+    # poisson (exponential gaps at the plan's rate, as Gatling/NBomber offer); ``seed``
+    # makes the random parts of a run (Poisson gaps) the same run after run
+    arrivals: Literal["uniform", "poisson"] = "uniform"
+    seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
 
     @property
     def generator_count(self) -> int | None:

@@ -8,11 +8,27 @@ generalised to linear ramps (N is quadratic there and inverted in closed form).
 A live rate change or rebalance *rebases* the schedule: N stays continuous at the
 moment of change and follows the new profile × share from then on, so no arrival
 is skipped or repeated across the change.
+
+Phases. Generator k of n runs N_k(t) = share·N(t) − phase_k (phase_k = k/n): its
+arrivals fall where that crosses a whole number, so the n generators' arrivals
+interleave and the merged stream is one generator's at the total rate (rate 1 on two
+generators: one arrival a second, alternating), not n-request bursts. A rebase with a
+phase keeps the next arrival's number and moves the count by less than one to the
+phase the new profile × share gives at that moment, so generators that see a change
+a few milliseconds apart still interleave, and nothing is skipped or doubled.
+
+Poisson arrivals (``arrivals: poisson``): the count runs in *work units* u; arrival i
+is at u_i = E_0 + … + E_i with E exponential(1), seeded. Mapping u through N⁻¹ gives a
+(time-varying) Poisson process at the profile's rate; a rebase continues the same
+u-sequence, so it is as exact as the uniform one.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+
+import numpy as np
 
 from schemas.control import Segment
 
@@ -38,6 +54,8 @@ class _Piece:
         m = n - self.n0
         if m <= 0:
             return self.t0
+        if self.inv:  # the same arithmetic as Schedule.time_of's inline path
+            return self.t0 + m * self.inv
         if abs(self.slope) < 1e-12:
             return self.t0 + m / self.r0 if self.r0 > 0 else INF
         disc = self.r0 * self.r0 + 2 * self.slope * m
@@ -49,6 +67,9 @@ class _Piece:
 
 class Schedule:
     """Cumulative arrivals N(t) over run-relative seconds for one generator."""
+
+    arrivals = "uniform"  # what ``from_params`` needs besides ``params()``
+    seed = 0
 
     def __init__(self, profile: list[Segment], share: float, from_s: float = 0.0, n0: float = 0.0):
         self.profile, self.share = profile, share
@@ -66,7 +87,8 @@ class Schedule:
         self.start_s = from_s
         self.end_s = self._pieces[-1].t1 if self._pieces else from_s
         self._n_start = n0
-        self.total = n  # N at the end of the schedule
+        self.total = n  # N at the end of the schedule (arrivals, whole or not)
+        self._n_end = n
         self._cursor = 0
         self._current: _Piece | None = None  # the piece the last time_of landed in
 
@@ -83,7 +105,7 @@ class Schedule:
         for piece in self._pieces:
             if t < piece.t1:
                 return piece.count_at(t)
-        return self.total
+        return self._n_end
 
     def arrivals_between(self, t0: float, t1: float) -> int:
         """Whole arrivals with intended time in [t0, t1)."""
@@ -122,6 +144,131 @@ class Schedule:
         """What rebuilds this schedule elsewhere (a worker process): ``Schedule(*params)``."""
         return self.profile, self.share, self.start_s, self._n_start
 
-    def rebased(self, at_s: float, profile: list[Segment], share: float) -> Schedule:
-        """A schedule equal to this one before ``at_s`` and ``profile × share`` after."""
-        return Schedule(profile, share, from_s=at_s, n0=self.count_at(at_s))
+    def rebased(self, at_s: float, profile: list[Segment], share: float,
+                phase: float | None = None) -> Schedule:
+        """A schedule equal to this one before ``at_s`` and ``profile × share`` after.
+
+        With ``phase`` the count moves (by less than one, never past the next arrival's
+        number) to ``share·N(at_s) − phase`` modulo one: the generators of a run stay
+        interleaved whatever moment each of them applies the change at.
+        """
+        n0 = self.count_at(at_s)
+        if phase is not None:
+            n0 = phased_count(n0, share * total_count(profile, at_s) - phase)
+        return Schedule(profile, share, from_s=at_s, n0=n0)
+
+
+def total_count(profile: list[Segment], t: float) -> float:
+    """N(t) of the whole profile (share 1): arrivals the plan intends before ``t``."""
+    n = 0.0
+    for seg in profile:
+        if t <= seg.start_s:
+            break
+        span = seg.end_s - seg.start_s
+        dt = min(t, seg.end_s) - seg.start_s
+        if span > 0:
+            r1 = seg.start_rps + (seg.end_rps - seg.start_rps) * dt / span
+            n += (seg.start_rps + r1) / 2 * dt
+    return n
+
+
+def phased_count(count: float, target: float) -> float:
+    """The count in ``(c − 1, c]`` equal to ``target`` modulo one, where ``c`` is the
+    number of the next arrival after ``count``: moving there neither skips nor repeats."""
+    c = math.ceil(count - 1e-9)
+    return c - ((c - target) % 1.0)
+
+
+def start_schedule(profile: list[Segment], share: float, phase: float = 0.0, from_s: float = 0.0,
+                   arrivals: str = "uniform", seed: int = 0) -> Schedule:
+    """A generator's schedule from ``from_s`` (0: the run's start; later: it joined a
+    running test), at its phase (uniform) or on its own seeded Poisson process."""
+    if arrivals == "poisson":
+        return PoissonSchedule(profile, share, from_s=from_s, seq=Exponentials(seed))
+    n0 = -phase if from_s <= 0 else phased_count(0.0, share * total_count(profile, from_s) - phase)
+    return Schedule(profile, share, from_s=from_s, n0=n0)
+
+
+def from_params(profile: list[Segment], share: float, from_s: float, n0: float,
+              arrivals: str = "uniform", seed: int = 0) -> Schedule:
+    """Rebuild a schedule from ``params()`` (a worker process)."""
+    if arrivals == "poisson":
+        return PoissonSchedule(profile, share, from_s=from_s, n0=n0, seq=Exponentials(seed))
+    return Schedule(profile, share, from_s=from_s, n0=n0)
+
+
+class Exponentials:
+    """u_i = E_0 + … + E_i, E ~ exponential(1), the same in every process for one seed.
+
+    Made in blocks of ``BLOCK`` from a generator seeded by (seed, block): a block can be
+    made again anywhere, and only each block's start (8 bytes per ``BLOCK`` arrivals) and
+    the last few blocks are kept, so a long run costs no memory per arrival.
+    """
+
+    BLOCK = 4096
+    KEEP = 4  # blocks kept made (a rebase's history and the engine's cursor)
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.starts = [0.0]  # u before block b's first arrival
+        self._made: dict[int, np.ndarray] = {}
+
+    def _block(self, b: int) -> np.ndarray:
+        got = self._made.get(b)
+        if got is None:
+            while len(self.starts) <= b:  # the blocks before are made, in order, once
+                self._block(len(self.starts) - 1)
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, b])
+            got = self.starts[b] + np.cumsum(rng.exponential(1.0, self.BLOCK))
+            if len(self._made) >= self.KEEP:
+                del self._made[min(self._made)]
+            self._made[b] = got
+            if len(self.starts) == b + 1:
+                self.starts.append(float(got[-1]))
+        return got
+
+    def u_of(self, i: int) -> float:
+        b, k = divmod(i, self.BLOCK)
+        block = self._made.get(b)
+        if block is None:
+            block = self._block(b)
+        return float(block[k])
+
+    def count_below(self, u: float) -> int:
+        """How many arrivals have u_i <= u."""
+        if u <= 0:
+            return 0
+        while self.starts[-1] < u:
+            self._block(len(self.starts) - 1)
+        b = bisect.bisect_left(self.starts, u) - 1  # starts[b] < u <= starts[b + 1]
+        return b * self.BLOCK + int(np.searchsorted(self._block(b), u, side="right"))
+
+
+class PoissonSchedule(Schedule):
+    """Exponential inter-arrival times at the profile × share rate: N counts work units
+    (``Exponentials``), and arrival i is due when N reaches u_i."""
+
+    def __init__(self, profile: list[Segment], share: float, from_s: float = 0.0, n0: float = 0.0,
+                 seq: Exponentials | None = None) -> None:
+        super().__init__(profile, share, from_s=from_s, n0=n0)
+        self.seq = seq if seq is not None else Exponentials(0)
+        self.arrivals, self.seed = "poisson", self.seq.seed
+        self.total = float(self.seq.count_below(self._n_end))
+
+    @property
+    def start_count(self) -> float:
+        return float(self.seq.count_below(self._n_start))
+
+    def count_at(self, t: float) -> float:
+        return float(self.seq.count_below(super().count_at(t)))
+
+    def time_of(self, i: int) -> float:
+        if i >= self.total:
+            return INF
+        return super().time_of(self.seq.u_of(i))  # type: ignore[arg-type]
+
+    def rebased(self, at_s: float, profile: list[Segment], share: float,
+                phase: float | None = None) -> Schedule:
+        # the same u-sequence goes on: memoryless, and continuous in u at the change
+        u = Schedule.count_at(self, at_s)
+        return PoissonSchedule(profile, share, from_s=at_s, n0=u, seq=self.seq)

@@ -34,7 +34,7 @@ from services.generator.config import Config
 from services.generator.cpumeter import CpuMeter, engine_cores
 from services.generator import flows
 from services.generator.engine import Engine
-from services.generator.pacing import Schedule
+from services.generator.pacing import start_schedule
 from services.generator.workers import PooledEngine, WorkerPool
 from services.generator.ready import mark_not_ready, mark_ready
 from services.generator.runlog import RunLog
@@ -46,6 +46,13 @@ _assignment_decoder = msgspec.json.Decoder(Assignment)
 _ack_decoder = msgspec.json.Decoder(StatsAck)
 SEND_SPREAD_S = 0.3  # intervals go out over the first 0.3 s of each second (by position)
 RETRY_5XX = 240  # ~2 minutes of "try again" for one interval, then it is given up
+
+
+def arrivals_of(a: Assignment) -> dict:
+    """How this generator's arrivals sit among the run's: generator k of n at phase k/n
+    (the merged stream is the plan's, docs/engine.md), or its own seeded Poisson process."""
+    return {"phase": a.index / a.count if a.count > 1 else 0.0, "arrivals": a.plan.arrivals,
+            "seed": (a.plan.seed << 16) + a.index}
 
 
 class RunTask:
@@ -61,7 +68,7 @@ class RunTask:
             self.engine = service.workers.engine(assignment.plan, self.loop, seed=assignment.index)
         else:  # static requests: the fast path
             self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
-        self.schedule = Schedule(assignment.profile, assignment.share)
+        self.schedule = start_schedule(assignment.profile, assignment.share, **arrivals_of(assignment))
         self.end_s = min(profile.duration(assignment.profile), service.config.max_run_s)
         self.t0 = time.monotonic() + (assignment.start_at - time.time())  # engine clock
         self.stopping = asyncio.Event()
@@ -76,7 +83,8 @@ class RunTask:
         joined_s = time.monotonic() - self.t0
         self.first_seq = 0
         if joined_s > 0:  # joined a running test: start from now, do not catch up
-            self.schedule = Schedule(self.a.profile, self.a.share, from_s=joined_s)
+            self.schedule = start_schedule(self.a.profile, self.a.share, from_s=joined_s,
+                                           **arrivals_of(self.a))
             self.first_seq = int(joined_s)
         self.service._cpu_mark = self.service._cpu_seconds()  # idle time is not load's cost
         self.engine.start(self.schedule, self.t0)
@@ -91,7 +99,8 @@ class RunTask:
         if a.stop:
             self.stop(now_s)
             return
-        self.schedule = self.schedule.rebased(max(now_s, 0.0), a.profile, a.share)
+        self.schedule = self.schedule.rebased(max(now_s, 0.0), a.profile, a.share,
+                                              phase=arrivals_of(a)["phase"])
         self.end_s = min(profile.duration(a.profile), self.service.config.max_run_s)
         self.engine.rebase(self.schedule)
         # the interval that carries this says how long the change took to reach the wire

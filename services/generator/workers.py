@@ -29,7 +29,7 @@ import structlog
 from schemas.control import Segment
 from schemas.plan import Plan
 from services.generator.engine import Engine
-from services.generator.pacing import Schedule
+from services.generator.pacing import Schedule, from_params
 from services.generator.recorder import Interval
 
 log = structlog.get_logger(__name__)
@@ -70,6 +70,8 @@ class Start(msgspec.Struct, array_like=True, tag="start"):
     from_s: float
     n0: float
     skip: float = 0.0  # arrivals before this count are not this start's (a restart)
+    arrivals: str = "uniform"  # the schedule's kind and seed (pacing.from_params)
+    arrival_seed: int = 0
 
 
 class Closed(msgspec.Struct, array_like=True, tag="closed"):
@@ -88,6 +90,8 @@ class Rebase(msgspec.Struct, array_like=True, tag="rebase"):
     share: float
     from_s: float
     n0: float
+    arrivals: str = "uniform"
+    arrival_seed: int = 0
 
 
 class Stop(msgspec.Struct, array_like=True, tag="stop"):
@@ -301,7 +305,8 @@ class PooledEngine(Engine):
         first += (w - first) % stride
         for i in range(first, math.ceil(n_now - 1e-9), stride):
             self.cur.dropped[table[i % len(table)]] += 1
-        self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now))
+        self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now,
+                                         arrivals=sched.arrivals, arrival_seed=sched.seed))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
@@ -315,7 +320,8 @@ class PooledEngine(Engine):
             add_part(self.cur, part)
 
     def start(self, schedule: Schedule, t0: float) -> None:
-        self.pool.send(Start(self._plan, self._seed, t0, *schedule.params()))
+        self.pool.send(Start(self._plan, self._seed, t0, *schedule.params(),
+                             arrivals=schedule.arrivals, arrival_seed=schedule.seed))
         super().start(schedule, t0)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
@@ -327,7 +333,7 @@ class PooledEngine(Engine):
         super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
 
     def rebase(self, schedule: Schedule) -> None:
-        self.pool.send(Rebase(*schedule.params()))
+        self.pool.send(Rebase(*schedule.params(), arrivals=schedule.arrivals, arrival_seed=schedule.seed))
         super().rebase(schedule)
 
     def stop_pacing(self) -> None:
@@ -377,6 +383,10 @@ def worker_main(sock: socket.socket, worker: int, workers: int) -> None:
     uvloop.run(_serve(sock, worker, workers))
 
 
+def _schedule(cmd: Start | Rebase) -> Schedule:
+    return from_params(cmd.profile, cmd.share, cmd.from_s, cmd.n0, cmd.arrivals, cmd.arrival_seed)
+
+
 async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
     loop = asyncio.get_running_loop()
     channel = await Channel.over(sock)
@@ -400,7 +410,7 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
             case Start() | Closed():
                 engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
                 if isinstance(cmd, Start):
-                    engine.start(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0), cmd.t0, skip=cmd.skip)
+                    engine.start(_schedule(cmd), cmd.t0, skip=cmd.skip)
                 else:
                     engine.start_closed(cmd.users, cmd.think_s)
             case Take() | Drain() if engine is None:  # nothing running: an empty answer keeps the count
@@ -408,7 +418,7 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
             case _ if engine is None:
                 pass
             case Rebase():
-                engine.rebase(Schedule(cmd.profile, cmd.share, cmd.from_s, cmd.n0))
+                engine.rebase(_schedule(cmd))
             case Stop():
                 engine.stop_pacing()
             case Take():

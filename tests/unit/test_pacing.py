@@ -8,7 +8,9 @@ import pytest
 
 from schemas.control import Segment
 from services.plan import profile
-from services.generator.pacing import INF, Schedule
+import numpy as np
+
+from services.generator.pacing import INF, Schedule, from_params, start_schedule
 
 
 def all_times(sched: Schedule, start: int = 0, limit: int = 2_000_000) -> list[float]:
@@ -272,3 +274,136 @@ def test_strided_arrivals_union_is_the_schedule():
         parts.append(times)
     assert sorted(t for p in parts for t in p) == everything
     assert [len(p) for p in parts] == [130, 129, 129]
+
+
+# --- phases: generator k of n interleaves, the merged stream is the plan's ----------
+
+
+def merged(scheds: list[Schedule]) -> list[float]:
+    return sorted(t for s in scheds for t in all_times(s))
+
+
+@pytest.mark.parametrize("n,rate", [(2, 1.0), (4, 40.0), (3, 1000.0), (7, 13.0)])
+def test_phased_generators_merge_into_one_generator_at_the_total_rate(n, rate):
+    segs = [Segment(0.0, 10.0, rate, rate)]
+    times = merged([start_schedule(segs, 1 / n, phase=k / n) for k in range(n)])
+    assert len(times) == round(10 * rate)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) == pytest.approx(1 / rate) and max(gaps) == pytest.approx(1 / rate)
+
+
+def test_without_phases_generators_fire_in_lockstep():
+    # what the phases fix: rate 1 on 2 generators was 2 requests at once every 2 s
+    segs = [Segment(0.0, 4.0, 1.0, 1.0)]
+    times = merged([start_schedule(segs, 0.5) for _ in range(2)])
+    assert times == [0.0, 0.0, 2.0, 2.0]
+    times = merged([start_schedule(segs, 0.5, phase=k / 2) for k in range(2)])
+    assert times == pytest.approx([0.0, 1.0, 2.0, 3.0])
+
+
+def test_phased_counts_per_second_still_add_up_to_the_plan():
+    segs = [Segment(0.0, 5.0, 0.0, 500.0), Segment(5.0, 10.0, 500.0, 500.0)]
+    scheds = [start_schedule(segs, 1 / 3, phase=k / 3) for k in range(3)]
+    for k in range(10):
+        got = sum(math.ceil(s.count_at(k + 1) - 1e-9) - math.ceil(s.count_at(k) - 1e-9) for s in scheds)
+        assert abs(got - profile.arrivals(segs, k, k + 1)) <= 3
+    assert sum(len(all_times(s)) for s in scheds) == round(profile.arrivals(segs, 0, 10))
+
+
+def test_a_generator_joining_mid_run_takes_its_phase():
+    segs = [Segment(0.0, 10.0, 30.0, 30.0)]
+    joined = start_schedule(segs, 1 / 3, phase=2 / 3, from_s=4.01)
+    first = joined.time_of(0)
+    assert 4.01 <= first < 4.01 + 0.1
+    # where generator 2 of 3 would have sent had it been there from the start
+    assert first == pytest.approx(4.0 + 2 / 30)
+
+
+@pytest.mark.parametrize("at_delays", [(0.0, 0.0, 0.0), (0.003, 0.0, 0.011)])
+def test_rebase_with_phases_interleaves_the_new_share_and_is_exact(at_delays):
+    # 3 generators at 60/s; at ~2.5 s one leaves and the rate goes to 100/s on 2:
+    # each sees the change a few ms apart, nothing is skipped or doubled
+    segs = [Segment(0.0, 6.0, 60.0, 60.0)]
+    new_profile = profile.hold_rate(segs, 2.5, 100.0)
+    olds = [start_schedule(segs, 1 / 3, phase=k / 3) for k in range(3)]
+    times: list[float] = []
+    for k, old in enumerate(olds[:2]):
+        at = 2.5 + at_delays[k]
+        new = old.rebased(at, new_profile, 1 / 2, phase=k / 2)
+        before = [t for t in all_times(old) if t < at]
+        after = all_times(new, start=len(before))
+        assert after[0] >= at
+        times += before + after
+    after = sorted(t for t in times if t > 2.6)
+    gaps = [b - a for a, b in zip(after, after[1:])]
+    assert min(gaps) == pytest.approx(0.01, abs=1e-9) and max(gaps) == pytest.approx(0.01, abs=1e-9)
+
+
+def test_rebase_with_a_phase_moves_the_count_by_less_than_one():
+    old = start_schedule([Segment(0.0, 10.0, 7.0, 7.0)], 0.25, phase=0.75)
+    for at in (0.3, 1.77, 5.0):
+        new = old.rebased(at, [Segment(0.0, 10.0, 13.0, 13.0)], 0.5, phase=0.5)
+        assert old.count_at(at) - 1 < new.count_at(at) <= math.ceil(old.count_at(at) - 1e-9)
+        assert math.ceil(new.start_count - 1e-9) == math.ceil(old.count_at(at) - 1e-9)
+
+
+# --- Poisson arrivals ---------------------------------------------------------
+
+
+def test_poisson_gaps_have_the_rate_mean_and_unit_coefficient_of_variation():
+    rate = 250.0
+    sched = start_schedule([Segment(0.0, 40.0, rate, rate)], 1.0, arrivals="poisson", seed=11)
+    times = [sched.time_of(i) for i in range(5000)]
+    gaps = np.diff(np.array(times))
+    mean = float(gaps.mean())
+    cv = float(gaps.std()) / mean
+    assert mean == pytest.approx(1 / rate, rel=0.05)
+    assert cv == pytest.approx(1.0, rel=0.05)
+    assert sorted(times) == times
+
+
+def test_poisson_is_reproducible_by_seed_and_differs_across_seeds():
+    segs = [Segment(0.0, 10.0, 100.0, 100.0)]
+    a = all_times(start_schedule(segs, 0.5, arrivals="poisson", seed=3))
+    b = all_times(start_schedule(segs, 0.5, arrivals="poisson", seed=3))
+    c = all_times(start_schedule(segs, 0.5, arrivals="poisson", seed=4))
+    assert a == b and a != c
+    assert abs(len(a) - 500) < 4 * math.sqrt(500)
+
+
+def test_poisson_count_at_agrees_with_time_of():
+    sched = start_schedule([Segment(0.0, 3.0, 0.0, 9000.0)], 1.0, arrivals="poisson", seed=5)
+    times = all_times(sched)
+    assert len(times) == sched.total
+    for t in (0.0, 0.5, 1.2345, 2.0, 2.999, 3.0):
+        assert sched.count_at(t) == sum(1 for x in times if x <= t)
+
+
+def test_poisson_rebase_neither_skips_nor_repeats_and_rebuilds_from_params():
+    segs = [Segment(0.0, 10.0, 200.0, 200.0)]
+    old = start_schedule(segs, 1.0, arrivals="poisson", seed=9)
+    at = 4.321
+    new = old.rebased(at, profile.hold_rate(segs, at, 50.0), 1.0)
+    first = math.ceil(new.start_count - 1e-9)
+    assert first == old.count_at(at)
+    before = [old.time_of(i) for i in range(first)]
+    after = all_times(new, start=first)
+    assert before[-1] <= at <= after[0]
+    assert abs(len(after) - 50 * (10 - at)) < 4 * math.sqrt(50 * (10 - at))
+    copy = from_params(*new.params(), arrivals=new.arrivals, seed=new.seed)
+    assert all_times(copy, start=first) == after
+
+
+def test_poisson_strided_workers_send_exactly_the_schedule():
+    segs = [Segment(0.0, 3.0, 3000.0, 3000.0)]
+    sched = start_schedule(segs, 1.0, arrivals="poisson", seed=1)
+    everything = all_times(sched)
+    parts = []
+    for w in range(3):
+        mine = from_params(*sched.params(), arrivals="poisson", seed=1)
+        i, times = w, []
+        while (t := mine.time_of(i)) != INF:
+            times.append(t)
+            i += 3
+        parts += times
+    assert sorted(parts) == everything
