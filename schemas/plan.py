@@ -15,7 +15,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/ ]+$")]
 Seconds = Annotated[float, Meta(gt=0, le=7 * 24 * 3600)]
 Rps = Annotated[float, Meta(ge=0, le=10_000_000)]
-HttpMethod = Annotated[str, Meta(pattern=r"^(GET|POST|PUT|PATCH|DELETE|OPTIONS)$")]
+HttpMethod = Annotated[str, Meta(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")]
 Path = Annotated[str, Meta(min_length=1, max_length=8192, pattern=r"^/[^\s]*$")]
 StatusCode = Annotated[int, Meta(ge=100, le=599)]
 VarName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -136,6 +136,7 @@ class Step(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     extract: dict[VarName, Extract] = {}
     check: StepCheck | None = None
     think: ThinkTime | None = None  # pause after this step (seconds)
+    follow_redirects: Annotated[int, Meta(ge=0, le=30)] | None = None  # None: the plan's
 
 
 Steps = Annotated[list[Step], Meta(min_length=1, max_length=1000)]
@@ -255,6 +256,9 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     # poisson (exponential gaps at the plan's rate, as Gatling/NBomber offer); ``seed``
     # makes the random parts of a run (Poisson gaps) the same run after run
     arrivals: Literal["uniform", "poisson"] = "uniform"
+    # redirects followed per request (each hop is a request the target sees; the
+    # latency covers all hops). 0: a 3xx is the response, as sent (docs/engine.md)
+    follow_redirects: Annotated[int, Meta(ge=0, le=30)] = 0
     seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
 
     @property

@@ -23,7 +23,7 @@ import structlog
 
 from schemas.plan import Plan
 from services.generator.http import (
-    READ_SIZE, CheckedConnection, Connection, encode_request, target_address,
+    READ_SIZE, CheckedConnection, Connection, encode_request, resolve, target_address,
 )
 from services.generator.pacing import INF, Schedule
 
@@ -66,11 +66,15 @@ class Engine:
         self.checks = [check_of(r.checks) for r in plan.requests]
         self.want_body = [c is not None and c[1] is not None for c in self.checks]
         self.conn_class = CheckedConnection if any(self.want_body) else Connection
+        # HEAD requests: their responses end with the head (None: the plan has none)
+        heads = [r.method == "HEAD" for r in plan.requests]
+        self.heads: list[bool] | None = heads if any(heads) else None
         self.timeout = plan.timeout
         self.stride = max(workers, 1)
         self.max_conns = -(-plan.connections // self.stride)  # the generator's, split among engines
         self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.conns: set[Connection] = set()
+        self._addrs: asyncio.Task[list[str]] | None = None  # the target's addresses, resolved once
         self.idle: list[Connection] = []
         self.connecting = 0
         self.cur = Interval(len(self.names))
@@ -346,12 +350,34 @@ class Engine:
         self.connecting += 1
         self.loop.create_task(self._connect())
 
+    async def _dial(self) -> Connection:
+        """A connection to the first of the target's addresses that takes one; the one
+        that worked is tried first from then on (a name with several addresses, or
+        ``localhost`` on both loopbacks)."""
+        if self._addrs is None:
+            self._addrs = self.loop.create_task(resolve(self.loop, self.host, self.port))
+        try:
+            addrs = await asyncio.shield(self._addrs)
+        except OSError:
+            self._addrs = None  # a resolver failure is not kept: the next connect asks again
+            raise
+        error: OSError | None = None
+        for addr in list(addrs):
+            try:
+                _, conn = await self.loop.create_connection(
+                    lambda: self.conn_class(self), addr, self.port)
+            except OSError as exc:
+                error = exc
+                continue
+            if addrs[0] != addr and addr in addrs:
+                addrs.remove(addr)
+                addrs.insert(0, addr)
+            return conn
+        raise error or OSError(f"no address for {self.host}")
+
     async def _connect(self) -> None:
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: self.conn_class(self), self.host, self.port),
-                self.timeout,
-            )
+            conn = await asyncio.wait_for(self._dial(), self.timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
             self._connect_failed(exc)

@@ -52,6 +52,8 @@ def needs_flow_engine(plan: Plan) -> bool:
     """True when the fast static engine cannot run this plan."""
     if plan.flows or plan.setup or plan.data or plan.vars or plan.proxy or plan.insecure:
         return True
+    if plan.follow_redirects:  # a hop is a new request, maybe elsewhere: per-user state
+        return True
     if plan.users is not None or plan.user_stages:
         return True
     if plan.target.startswith("https:"):

@@ -8,6 +8,8 @@ only reports events to its owner (the engine); it keeps no statistics itself.
 from __future__ import annotations
 
 import asyncio
+import socket
+import zlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +39,28 @@ def target_address(plan: Plan) -> tuple[str, int, str]:
     return host, port, host_header
 
 
+LOOPBACKS = ("127.0.0.1", "::1")
+
+
+async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:
+    """Every address ``host`` has, in the order to try them (docs/engine.md).
+
+    ``localhost`` (and ``*.localhost``) is both loopbacks whatever the resolver says
+    (RFC 6761, as curl and browsers do): a server listening on ``::1`` only is reached.
+    """
+    name = host.lower().rstrip(".")
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = list(dict.fromkeys(info[4][0] for info in infos))
+    except OSError:
+        if name != "localhost" and not name.endswith(".localhost"):
+            raise
+        found = []
+    if name == "localhost" or name.endswith(".localhost"):
+        found += [a for a in LOOPBACKS if a not in found]
+    return found or [host]
+
+
 def encode_request(plan: Plan, spec: RequestSpec, host_header: str) -> bytes:
     body = b""
     # header names are case-insensitive: later sources win, keeping their spelling
@@ -64,6 +88,39 @@ def check_cap(connections: int) -> int:
     return max(MIN_CHECK_BODY, min(MAX_CHECK_BODY, CHECK_BUDGET // max(connections, 1)))
 
 
+def decode_body(body: bytes, encoding: bytes | None) -> bytes:
+    """A body as its ``Content-Encoding`` (gzip, deflate, br) made it, for checks and
+    extraction only (bytes are counted as received). A body cut at the check cap
+    decodes as far as it goes; one that does not decode is searched as it came."""
+    if not encoding or encoding == b"identity":
+        return body
+    try:
+        if encoding in (b"gzip", b"x-gzip"):
+            return zlib.decompressobj(wbits=31).decompress(body)
+        if encoding == b"deflate":  # zlib-wrapped, as the RFC says, or raw, as some send
+            try:
+                return zlib.decompressobj().decompress(body)
+            except zlib.error:
+                return zlib.decompressobj(wbits=-15).decompress(body)
+        if encoding == b"br":
+            import brotli  # only plans that check a br-encoded body pay for the import
+
+            return brotli.Decompressor().process(body)
+    except Exception:  # a broken or truncated stream: what could be decoded is not there
+        return body
+    return body
+
+
+HEAD_DONE = "head_done"  # not an error: the head of a response to HEAD is all of it
+
+
+class BrokenResponse(Exception):
+    """Raised from a parser callback to stop parsing: the response is this error kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
 class Connection(asyncio.BufferedProtocol):
     """One keep-alive connection carrying one request at a time.
 
@@ -77,7 +134,7 @@ class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "engine", "transport", "parser", "view", "busy", "spec", "intended", "sent",
         "status", "body", "keep_alive", "closed", "want_body", "body_len", "head_len",
-        "head_done",
+        "head_done", "last_read", "interim", "broken", "encoding",
     )
 
     def __init__(self, engine: Engine) -> None:
@@ -97,6 +154,9 @@ class Connection(asyncio.BufferedProtocol):
         self.want_body = False
         self.keep_alive = True
         self.closed = False
+        self.last_read = 0  # bytes of the read being parsed (bounds the head)
+        self.interim = False  # a 1xx (100 Continue, 103 Early Hints) being skipped
+        self.encoding: bytes | None = None  # Content-Encoding (CheckedConnection only)
 
     # --- asyncio.BufferedProtocol ------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -106,10 +166,20 @@ class Connection(asyncio.BufferedProtocol):
         return self.view
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_read = nbytes
         try:
             self.parser.feed_data(self.view[:nbytes])
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade:  # 101 Switching Protocols: never asked for
             self.engine.on_broken(self, "other")
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            kind = cause.kind if isinstance(cause, BrokenResponse) else "other"
+            if kind is HEAD_DONE:
+                self.parser = httptools.HttpResponseParser(self)  # the stopped one is spent
+                self.engine.on_response(self)
+            else:
+                self.engine.on_broken(self, kind)
             return
         except httptools.HttpParserError:
             self.engine.on_broken(self, "other")
@@ -141,6 +211,7 @@ class Connection(asyncio.BufferedProtocol):
         self.body_len = 0
         self.head_done = False
         self.head_len = 0
+        self.encoding = None
         self.transport.write(payload)  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -150,13 +221,33 @@ class Connection(asyncio.BufferedProtocol):
     # --- httptools callbacks ----------------------------------------------
     def on_headers_complete(self) -> None:
         parser = self.parser
-        self.status = parser.get_status_code()
+        if self.head_len + self.last_read > MAX_HEAD and self._head_size() > MAX_HEAD:
+            raise BrokenResponse("too_large")  # a big read: measure the head exactly
+        status = self.status = parser.get_status_code()
+        if status < 200:  # 1xx: an interim response; the real one follows
+            self.interim = True
+            return
         self.keep_alive = parser.should_keep_alive()
         self.head_done = True
+        heads = self.engine.heads
+        if heads is not None and self.busy and heads[self.spec]:
+            # a HEAD's response has no body whatever Content-Length says, and llhttp
+            # cannot be told so: stop this parser here (buffer_updated completes it)
+            raise BrokenResponse(HEAD_DONE)
+
+    def _head_size(self) -> int:
+        """The head's size when it ended in this read (a read may also hold body bytes)."""
+        end = self.view.obj.find(b"\r\n\r\n", 0, self.last_read)  # type: ignore[union-attr]
+        return self.head_len + (end + 4 if end >= 0 else self.last_read)
 
     def on_message_complete(self) -> None:
+        if self.interim:  # the 1xx ended: wait for the final response's head
+            self.interim = False
+            self.head_len = 0
+            return
         if self.busy:
-            self.engine.on_response(self)
+            if self.head_done:
+                self.engine.on_response(self)
         else:  # a response nobody asked for: the connection is out of step
             self.engine.on_broken(self, "other")
 
@@ -174,6 +265,14 @@ class CheckedConnection(Connection):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.check_cap = check_cap(engine.max_conns)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 16 and name.lower() == b"content-encoding":
+            self.encoding = value.strip().lower()
+
+    def body_bytes(self) -> bytes:
+        """The kept body, decoded for checks."""
+        return decode_body(b"".join(self.body or ()), self.encoding)
 
     def on_body(self, body: bytes) -> None:
         if self.want_body:

@@ -49,7 +49,7 @@ def checked(conn: Connection, status: int, check: tuple[frozenset[int] | None, b
             return "status"
     elif status not in allowed:
         return "status"
-    if needle is not None and needle not in b"".join(conn.body or ()):
+    if needle is not None and needle not in conn.body_bytes():  # type: ignore[attr-defined]
         return "check"
     return None
 

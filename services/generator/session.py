@@ -33,9 +33,10 @@ _now = time.monotonic
 
 class CompiledStep:
     __slots__ = ("index", "name", "method", "path", "headers", "body", "json", "extractors",
-                 "checker", "think", "wants_cookies")
+                 "checker", "think", "wants_cookies", "redirects")
 
-    def __init__(self, step: Step, index: int, name: str, rng: random.Random) -> None:
+    def __init__(self, step: Step, index: int, name: str, rng: random.Random,
+                 redirects: int = 0) -> None:
         self.index = index
         self.name = name
         self.method = step.method
@@ -47,12 +48,14 @@ class CompiledStep:
         self.checker = Checker(step.check)
         self.think = step.think
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
+        self.redirects = step.follow_redirects if step.follow_redirects is not None else redirects
 
 
 class Program:
     """Everything the flow engine needs from a plan, compiled once."""
 
     def __init__(self, plan: Plan, rng: random.Random) -> None:
+        self.redirects = plan.follow_redirects
         self.names: list[str] = []
         self._index: dict[str, int] = {}
         flows = list(plan.flows) or [
@@ -80,7 +83,7 @@ class Program:
         if name not in self._index:
             self._index[name] = len(self.names)
             self.names.append(name)
-        return CompiledStep(step, self._index[name], name, rng)
+        return CompiledStep(step, self._index[name], name, rng, self.redirects)
 
     def pick(self, rng: random.Random) -> int:
         """A flow index, by weight."""
@@ -164,7 +167,8 @@ class VirtualUser:
             intended = sent
         engine.requests_in_flight += 1
         try:
-            status, resp_headers, body = await self.client.send(step.method, url, headers, data)
+            status, resp_headers, body = await self.client.send(step.method, url, headers, data,
+                                                                  step.redirects)
         except asyncio.CancelledError:
             done = _now()
             engine.cur_record(step.index, done - intended, done - sent, "timeout")
@@ -176,6 +180,9 @@ class VirtualUser:
         finally:
             engine.requests_in_flight -= 1
         done = _now()
+        if status == 101:  # Switching Protocols, never asked for: not an HTTP response
+            engine.cur_record(step.index, done - intended, done - sent, "other")
+            return False
         r = Response(status, resp_headers, body,
                      self.cookies() if step.wants_cookies else None, done - sent)
         error = step.checker(r, v)

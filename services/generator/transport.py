@@ -22,6 +22,7 @@ counted — exactly as they did before HTTP/2 existed.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from services.common.identity import USER_AGENT
 
 log = structlog.get_logger(__name__)
 
+MAX_HEAD = 64 << 10  # a response head line up to this is accepted (as in http.py)
 H2, HTTP11 = "h2", "http/1.1"
 
 
@@ -91,6 +93,28 @@ async def choose(plan: Plan) -> Http1 | Http2:
     return Http1(plan)
 
 
+class LoopbackResolver(aiohttp.ThreadedResolver):
+    """aiohttp's resolver, with ``localhost`` on both loopbacks whatever the system
+    resolver says (RFC 6761, as curl does, and as the fast engine's ``http.resolve``):
+    aiohttp tries the addresses in turn."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list:
+        name = host.lower().rstrip(".")
+        if name != "localhost" and not name.endswith(".localhost"):
+            return await super().resolve(host, port, family)
+        try:
+            found = await super().resolve(host, port, family)
+        except OSError:
+            found = []
+        have = {r["host"] for r in found}
+        for addr, fam in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+            if addr not in have and family in (socket.AF_UNSPEC, fam):
+                found.append({"hostname": host, "host": addr, "port": port, "family": fam,
+                              "proto": 0, "flags": socket.AI_NUMERICHOST})
+        return found
+
+
 class Http1:
     """aiohttp: a keep-alive connector shared by every virtual user of the generator."""
 
@@ -103,7 +127,8 @@ class Http1:
             ctx = False  # accept any certificate
         elif plan.target.startswith("https:"):
             ctx = ssl_context(plan)
-        self.connector = aiohttp.TCPConnector(limit=0, ssl=ctx, keepalive_timeout=30)
+        self.connector = aiohttp.TCPConnector(limit=0, ssl=ctx, keepalive_timeout=30,
+                                              resolver=LoopbackResolver())
 
     def client(self) -> Http1Client:
         return Http1Client(self)
@@ -123,6 +148,10 @@ class Http1:
             return "reset"
         if isinstance(exc, aiohttp.ClientOSError):
             return "reset" if "reset" in str(exc).lower() else "connect"
+        if isinstance(exc, aiohttp.ClientResponseError) and (
+            "too long" in str(exc).lower() or "got more than" in str(exc).lower()
+        ):
+            return "too_large"  # a head line beyond MAX_HEAD
         return "other"
 
 
@@ -137,13 +166,19 @@ class Http1Client:
             connector=t.connector, connector_owner=False, cookie_jar=self.jar,
             timeout=aiohttp.ClientTimeout(total=t.plan.timeout),
             headers={"User-Agent": USER_AGENT},
+            max_line_size=MAX_HEAD, max_field_size=MAX_HEAD,  # the fast engine's bound
         )
+        # aiohttp resends an idempotent request once when a kept-alive connection closes
+        # without an answer: the target would see two requests where the report says one
+        # (docs/engine.md, one HTTP semantics). A request is sent once.
+        self.session._retry_connection = False
         self.proxy = t.plan.proxy
 
     async def send(self, method: str, url: str, headers: dict[str, str],
-                   data: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
+                   data: bytes | None, redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
         async with self.session.request(method, url, headers=headers, data=data,
-                                        proxy=self.proxy) as resp:
+                                        proxy=self.proxy, allow_redirects=redirects > 0,
+                                        max_redirects=max(redirects, 1)) as resp:
             return resp.status, resp.headers, await resp.read()
 
     def cookies(self) -> dict[str, str]:
@@ -202,14 +237,16 @@ class Http2Client:
     def __init__(self, t: Http2) -> None:
         # Not the client's own transport: closing a user must not close the shared pool.
         self.client = t.httpx.AsyncClient(
-            transport=t.pool, timeout=t.plan.timeout, follow_redirects=True,  # as aiohttp does
+            transport=t.pool, timeout=t.plan.timeout,
             headers={"User-Agent": USER_AGENT},
         )
         self.host = t.host
 
     async def send(self, method: str, url: str, headers: dict[str, str],
-                   data: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
-        resp = await self.client.request(method, url, headers=headers, content=data)
+                   data: bytes | None, redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
+        self.client.max_redirects = max(redirects, 1)
+        resp = await self.client.request(method, url, headers=headers, content=data,
+                                         follow_redirects=redirects > 0)
         return resp.status_code, resp.headers, resp.content
 
     def cookies(self) -> dict[str, str]:
