@@ -37,6 +37,7 @@ from services.generator.feeds import Exhausted, Feeds
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 from services.generator.session import Program, VirtualUser
+from services.generator.pool import Pool
 from services.generator.transport import Http1, Http2, choose
 
 log = structlog.get_logger(__name__)
@@ -117,7 +118,7 @@ class FlowEngine:
         self._next_uid = 0
         self.backlog: collections.deque[tuple[int, float]] = collections.deque()
         self.max_active = plan.connections
-        self.transport: Http1 | Http2 | None = None  # chosen by _main before any request
+        self.transport: Pool | Http1 | Http2 | None = None  # chosen by _main before any request
 
     # --- control (the service calls these, as on Engine) ------------------------
     def start(self, schedule: Schedule, t0: float) -> None:

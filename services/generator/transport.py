@@ -33,6 +33,7 @@ from yarl import URL
 
 from schemas.plan import Plan
 from services.common.identity import USER_AGENT
+from services.generator.pool import Pool
 
 log = structlog.get_logger(__name__)
 
@@ -79,18 +80,31 @@ async def alpn(plan: Plan, timeout_s: float) -> str | None:
             writer.close()
 
 
-async def choose(plan: Plan) -> Http1 | Http2:
+def follows_redirects(plan: Plan) -> bool:
+    steps = [s for f in plan.flows for s in f.steps] + (list(plan.setup.steps) if plan.setup else [])
+    return bool(plan.follow_redirects) or any(s.follow_redirects for s in steps)
+
+
+def http1(plan: Plan) -> Pool | Http1:
+    """HTTP/1.1: the engine's own pool (``pool.py``, asyncio protocols), or aiohttp for
+    what the pool does not do yet (a proxy, following redirects)."""
+    if plan.proxy or follows_redirects(plan):
+        return Http1(plan)
+    return Pool(plan, ssl_context(plan) if plan.target.startswith("https:") else None)
+
+
+async def choose(plan: Plan) -> Pool | Http1 | Http2:
     """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it."""
     if plan.http2 == "off" or not plan.target.startswith("https:"):
-        return Http1(plan)
+        return http1(plan)
     try:
         picked = await alpn(plan, plan.timeout)
     except Exception as exc:  # an outcome, not a crash: the run's requests will tell
         log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
-        return Http1(plan)
+        return http1(plan)
     if picked == H2:
         return Http2(plan)
-    return Http1(plan)
+    return http1(plan)
 
 
 class LoopbackResolver(aiohttp.ThreadedResolver):

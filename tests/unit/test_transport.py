@@ -13,6 +13,7 @@ import pytest
 from services.plan import loader
 from schemas.errors import InvalidPlan
 from services.generator import transport
+from services.generator.pool import Pool
 from services.generator.transport import Http1, Http2, choose
 from tests import plans
 
@@ -45,11 +46,19 @@ async def test_plain_http_and_http2_off_never_probe(monkeypatch):
     monkeypatch.setattr(transport, "alpn", probe)
     for p in (plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9"), plans.plan(plans.ONE_FLOW, http2="off")):
         t = await choose(p)
-        assert isinstance(t, Http1) and t.protocol == "http/1.1"
+        assert isinstance(t, Pool) and t.protocol == "http/1.1"
         await t.close()
 
 
-@pytest.mark.parametrize("picked, kind", [("h2", Http2), ("http/1.1", Http1), (None, Http1)])
+async def test_a_proxy_or_redirects_keep_http1_on_aiohttp_for_now():
+    for p in (plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9", proxy="http://127.0.0.1:8"),
+              plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9", follow_redirects=2)):
+        t = await choose(p)
+        assert isinstance(t, Http1)
+        await t.close()
+
+
+@pytest.mark.parametrize("picked, kind", [("h2", Http2), ("http/1.1", Pool), (None, Pool)])
 async def test_https_auto_follows_what_the_target_picks_by_alpn(monkeypatch, picked, kind):
     async def probe(p, timeout_s):
         return picked
@@ -62,7 +71,7 @@ async def test_https_auto_follows_what_the_target_picks_by_alpn(monkeypatch, pic
 
 async def test_a_failed_probe_falls_back_to_http1():
     t = await choose(plans.plan(plans.ONE_FLOW, target=f"https://127.0.0.1:{refused_port()}", timeout=1))
-    assert isinstance(t, Http1)
+    assert isinstance(t, Pool)
     await t.close()
 
 
