@@ -136,7 +136,7 @@ class Step(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     extract: dict[VarName, Extract] = {}
     check: StepCheck | None = None
     think: ThinkTime | None = None  # pause after this step (seconds)
-    follow_redirects: Annotated[int, Meta(ge=0, le=30)] | None = None  # None: the plan's
+    follow_redirects: Annotated[int, Meta(ge=0, le=50)] | None = None  # None: the plan's
 
 
 Steps = Annotated[list[Step], Meta(min_length=1, max_length=1000)]
@@ -258,7 +258,7 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     arrivals: Literal["uniform", "poisson"] = "uniform"
     # redirects followed per request (each hop is a request the target sees; the
     # latency covers all hops). 0: a 3xx is the response, as sent (docs/engine.md)
-    follow_redirects: Annotated[int, Meta(ge=0, le=30)] = 0
+    follow_redirects: Annotated[int, Meta(ge=0, le=50)] = 0
     seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
 
     @property

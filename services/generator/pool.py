@@ -29,6 +29,10 @@ from schemas.plan import Plan
 from services.common.identity import USER_AGENT
 from services.generator.http import MAX_HEAD, decode_body, resolve
 
+# what flows sent through aiohttp, and what k6 and Locust send: compressed bodies are
+# decoded for checks and extraction (docs/engine.md); a step's own header wins
+DEFAULTS = (("accept", "Accept: */*\r\n"), ("accept-encoding", "Accept-Encoding: gzip, deflate, br\r\n"))
+DEFAULT_LINES = [line for _, line in DEFAULTS]
 SWEEP_S = 0.05
 _now = time.monotonic
 
@@ -277,8 +281,14 @@ class Client:
         pool = self.pool
         path = url[len(pool.base_url):] if url.startswith(pool.base_url) else url
         parts = [method, " ", path or "/", " HTTP/1.1\r\n", self.prefix]
-        for k, v in headers.items():
-            parts += (k, ": ", v, "\r\n")
+        if headers:
+            names = set()
+            for k, v in headers.items():
+                parts += (k, ": ", v, "\r\n")
+                names.add(k.lower())
+            parts += [line for name, line in DEFAULTS if name not in names]
+        else:
+            parts += DEFAULT_LINES
         if self.jar:
             parts += ("Cookie: ", "; ".join(f"{k}={v}" for k, v in self.jar.items()), "\r\n")
         if data is not None or method in ("POST", "PUT", "PATCH"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -19,35 +21,69 @@ from tests.conftest import Cluster, api_with
 pytestmark = pytest.mark.timeout(90)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 
 
 class RecordingTarget:
-    """Answers every request at once and keeps the monotonic time each one arrived."""
+    """Answers every request at once and keeps the time each one arrived, as the kernel
+    stamped its packet (SO_TIMESTAMPNS): the gaps are the wire's, not this busy test
+    process's scheduling. Blocking sockets in threads, one per connection."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self.changed = asyncio.Event()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
 
     async def __aenter__(self) -> RecordingTarget:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.loop = asyncio.get_running_loop()
+        self.changed = asyncio.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.server.close()
+        self.stopped.set()
+        self.sock.close()
 
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                self.times.append(time.monotonic())
-                self.changed.set()
-                writer.write(OK)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        conn.settimeout(0.5)
+        pending = b""
+        with conn:
+            while not self.stopped.is_set():
+                try:
+                    data, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(16))
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                stamp = time.time()
+                for level, kind, value in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", value[:16])
+                        stamp = sec + nsec / 1e9
+                pending += data
+                n = pending.count(b"\r\n\r\n")
+                pending = pending[pending.rfind(b"\r\n\r\n") + 4:] if n else pending
+                with self.lock:
+                    self.times += [stamp] * n
+                self.loop.call_soon_threadsafe(self.changed.set)
+                conn.sendall(OK * n)
 
     async def wait_for(self, count: int, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -70,7 +106,8 @@ async def run_recorded(cluster: Cluster, generators: int, rate: float, seconds: 
         expected = round(rate * seconds)
         await target.wait_for(expected, seconds + 15)
         await api.close()
-        return sorted(target.times)
+        with target.lock:
+            return sorted(target.times)
 
 
 async def test_rate_1_on_2_generators_is_one_request_a_second_alternating(cluster: Cluster):

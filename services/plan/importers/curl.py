@@ -15,7 +15,8 @@ and content type. Understood, as curl 7.88 reads them:
   (repeated names joined with ``, ``, listed), ``-u user:pass`` (basic), ``-A``, ``-e``,
   ``-b 'name=value'`` (a Cookie header), ``-k``, ``-x``, ``--url``;
 * ``-L``, ``--compressed``, ``-s``, ``-v``, ``-o``, … change only curl's own output or
-  what the engine does anyway (it follows redirects; it asks for gzip).
+  what the engine does anyway (it asks for gzip); ``-L`` becomes the step's
+  ``follow_redirects: 50`` (curl's own limit; Surge follows redirects only when told).
 
 Everything else is listed, and so is a body that is not UTF-8 text (a plan's body is text).
 """
@@ -34,6 +35,8 @@ from services.plan.importers.common import (
 )
 
 BOUNDARY = "------------------------surgeimport0000"  # curl's shape, fixed so plans are stable
+_FOLLOW = {"-L", "--location", "--location-trusted"}  # → the step's follow_redirects
+CURL_MAX_REDIRS = 50  # curl's default --max-redirs
 _QUIET = {"-s", "--silent", "-S", "--show-error", "-v", "--verbose", "-L", "--location",
           "--compressed", "-i", "--include", "-f", "--fail", "--http1.1", "-g", "--globoff",
           "-N", "--no-buffer", "--location-trusted", "--fail-with-body", "-#", "--progress-bar",
@@ -73,7 +76,7 @@ class _Command:
         self.query: list[str] = []
         self.method: str | None = None
         self.url: str | None = None
-        self.get = self.head = self.insecure = False
+        self.get = self.head = self.insecure = self.follow = False
         self.proxy: str | None = None
         self.cookies: list[str] = []
         self.broken = False
@@ -249,6 +252,7 @@ def parse(argv: list[str], where: str, base_dir: str | None, unmapped: list[str]
             cmd.note(f"{a}: the plan's http2 setting decides (docs/scenarios.md)")
             step = 1
         elif a in _QUIET:
+            cmd.follow = cmd.follow or a in _FOLLOW
             step = 1
         elif a in _WITH_VALUE_IGNORED:
             pass
@@ -327,6 +331,8 @@ def _step(cmd: _Command, taken: set[str], plan: dict[str, Any]) -> dict[str, Any
         step["body"] = text
     if clean:
         step["headers"] = clean
+    if cmd.follow:  # -L: curl follows redirects, Surge only when told (docs/engine.md)
+        step["follow_redirects"] = CURL_MAX_REDIRS
     if cmd.insecure:
         plan["insecure"] = True
     if cmd.proxy:
