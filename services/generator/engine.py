@@ -177,6 +177,9 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    def reassign(self, a) -> None:
+        """A new epoch: nothing to do here (the schedule comes with ``rebase``)."""
+
     async def gather(self) -> None:
         """Before ``take_interval`` each second: a pool merges its workers' share here."""
 

@@ -139,6 +139,9 @@ class FlowEngine:
     def now_s(self) -> float:
         return _now() - self.t0
 
+    async def gather(self) -> None:
+        """Everything is recorded in this process."""
+
     def stop_pacing(self) -> None:
         self.running = False
         self._stop.set()

@@ -32,10 +32,9 @@ from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.generator.config import Config
 from services.generator.cpumeter import CpuMeter, engine_cores
-from services.generator import flows
-from services.generator.engine import Engine
+from services.generator.load import LoadEngine, engine_for
 from services.generator.pacing import start_schedule
-from services.generator.workers import PooledEngine, WorkerPool
+from services.generator.workers import WorkerPool
 from services.generator.ready import mark_not_ready, mark_ready
 from services.generator.runlog import RunLog
 from services.generator.capacity import Capacity, usable_cores
@@ -62,12 +61,7 @@ class RunTask:
         self.service = service
         self.a = assignment
         self.loop = asyncio.get_running_loop()
-        if flows.needs_flow_engine(assignment.plan):  # flows, closed model, data, TLS...
-            self.engine = flows.FlowEngine(assignment, self.loop)
-        elif service.workers is not None:  # SURGE_WORKERS: engine 0 here, the rest in workers
-            self.engine = service.workers.engine(assignment.plan, self.loop, seed=assignment.index)
-        else:  # static requests: the fast path
-            self.engine = Engine(assignment.plan, self.loop, seed=assignment.index)
+        self.engine: LoadEngine = engine_for(assignment, self.loop, service.workers)
         self.schedule = start_schedule(assignment.profile, assignment.share, **arrivals_of(assignment))
         self.end_s = min(profile.duration(assignment.profile), service.config.max_run_s)
         self.t0 = time.monotonic() + (assignment.start_at - time.time())  # engine clock
@@ -93,8 +87,7 @@ class RunTask:
     def update(self, a: Assignment, written_at: float | None = None) -> None:
         """A newer epoch: follow its profile × share from now, or stop."""
         self.a = a
-        if isinstance(self.engine, flows.FlowEngine):
-            self.engine.reassign(a)
+        self.engine.reassign(a)
         now_s = self.engine.now_s()
         if a.stop:
             self.stop(now_s)
@@ -138,8 +131,7 @@ class RunTask:
                     break
                 if await self._sleep_until(boundary):
                     break
-                if isinstance(self.engine, PooledEngine):
-                    await self.engine.gather()  # the worker processes' part of this second
+                await self.engine.gather()  # the worker processes' part of this second
                 stats = self._emit(k, boundary, send=False)
                 await self._sleep_until(boundary + self.send_spread_s())  # wakes early on a stop
                 self.service.enqueue(stats)

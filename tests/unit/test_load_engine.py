@@ -1,0 +1,43 @@
+"""The engine surface (services/generator/load.py): every engine has it; the right one runs a plan."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from schemas.control import Assignment, Segment
+from services.generator.engine import Engine
+from services.generator.flows import FlowEngine
+from services.generator.load import LoadEngine, engine_for
+from services.generator.workers import PooledEngine
+from services.plan import loader
+
+
+def assignment(**plan_fields) -> Assignment:
+    raw = {"name": "p", "target": "http://127.0.0.1:9", "rate": 10, "duration": 1,
+           "requests": [{"name": "r"}], **plan_fields}
+    now = time.time()
+    return Assignment(run_id="r1", epoch=1, share=1.0, start_at=now, end_at=now + 1,
+                      profile=[Segment(0.0, 1.0, 10.0, 10.0)], plan=loader.from_obj(raw))
+
+
+@pytest.mark.parametrize("cls", [Engine, PooledEngine, FlowEngine])
+def test_every_engine_has_the_whole_surface(cls):
+    for name in ("start", "rebase", "reassign", "now_s", "stop_pacing", "in_flight", "gather",
+                 "take_interval", "drain"):
+        assert callable(getattr(cls, name, None)), (cls, name)
+    for name in ("gather", "drain"):
+        assert asyncio.iscoroutinefunction(getattr(cls, name)), (cls, name)
+
+
+async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_engine():
+    loop = asyncio.get_running_loop()
+    static = engine_for(assignment(), loop)
+    assert type(static) is Engine and isinstance(static, LoadEngine)
+    for fields in ({"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
+                   {"target": "https://127.0.0.1:9"}, {"follow_redirects": 1},
+                   {"users": 2, "rate": None}):
+        flow = engine_for(assignment(**fields), loop)
+        assert type(flow) is FlowEngine and isinstance(flow, LoadEngine), fields
