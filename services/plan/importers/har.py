@@ -241,9 +241,11 @@ def convert(text: str, name: str = "har-import", origin: str | None = None) -> I
         status = (entry.get("response") or {}).get("status")
         location = _redirect_to(entry, url)
         if location and i + 1 < len(entries) and _follows(entries[i + 1], location):
-            # the browser's next entry is this redirect followed; the engine follows it too,
-            # so it is not a step of its own, and this step ends on that entry's status
+            # the browser's next entry is this redirect followed; the step follows it too
+            # (follow_redirects: Chromium's limit of 20; Surge follows only when told), so
+            # it is not a step of its own, and this step ends on that entry's status
             skip.add(i + 1)
+            step["follow_redirects"] = 20
             status = (entries[i + 1].get("response") or {}).get("status")
         if isinstance(status, int) and 100 <= status <= 599:
             step["check"] = {"status": status}
