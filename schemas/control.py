@@ -64,6 +64,9 @@ class Assignment(Struct, frozen=True, kw_only=True):
     plan: Plan
     index: int = 0  # this generator's position among the run's generators
     count: int = 1  # how many generators the run has at this epoch
+    # the shares of the generators before this one (by index) when the run's shares
+    # differ; None when they are equal. Arrivals: docs/engine.md, "Arrivals of a cluster"
+    phase: float | None = None
     stop: bool = False
 
 

@@ -223,7 +223,10 @@ class Run:
     async def _assign_all(self, stop: bool = False, only: set[str] | None = None) -> None:
         r = self.record
         ids = sorted(self.shares)
+        even = len({self.shares[g] for g in ids}) <= 1
+        before = 0.0  # cumulative share: each generator's slice of the plan's arrivals
         for index, gid in enumerate(ids):
+            phase, before = (None if even else before), before + self.shares[gid]
             if only is not None and gid not in only:
                 continue
             a = Assignment(
@@ -236,6 +239,7 @@ class Run:
                 plan=r.plan,
                 index=index,
                 count=len(ids),
+                phase=phase,
                 stop=stop,
             )
             await self.store.put_assignment(gid, a)

@@ -144,15 +144,22 @@ class Schedule:
         """What rebuilds this schedule elsewhere (a worker process): ``Schedule(*params)``."""
         return self.profile, self.share, self.start_s, self._n_start
 
+    args: tuple[float, ...] = ()
+
     def rebased(self, at_s: float, profile: list[Segment], share: float,
-                phase: float | None = None) -> Schedule:
+                phase: float | None = None, slot: tuple[float, float] | None = None) -> Schedule:
         """A schedule equal to this one before ``at_s`` and ``profile × share`` after.
 
         With ``phase`` the count moves (by less than one, never past the next arrival's
         number) to ``share·N(at_s) − phase`` modulo one: the generators of a run stay
-        interleaved whatever moment each of them applies the change at.
+        interleaved whatever moment each of them applies the change at. With ``slot``
+        (shares that differ) the generator owns that slice of the plan's own stream
+        from now on (``OwnedSchedule``), its arrivals numbered on from the next one.
         """
         n0 = self.count_at(at_s)
+        if slot is not None:
+            return OwnedSchedule(profile, at_s, total_count(profile, at_s), Owned(*slot),
+                                 first=math.ceil(n0 - 1e-9))
         if phase is not None:
             n0 = phased_count(n0, share * total_count(profile, at_s) - phase)
         return Schedule(profile, share, from_s=at_s, n0=n0)
@@ -180,18 +187,25 @@ def phased_count(count: float, target: float) -> float:
 
 
 def start_schedule(profile: list[Segment], share: float, phase: float = 0.0, from_s: float = 0.0,
-                   arrivals: str = "uniform", seed: int = 0) -> Schedule:
+                   arrivals: str = "uniform", seed: int = 0,
+                   slot: tuple[float, float] | None = None) -> Schedule:
     """A generator's schedule from ``from_s`` (0: the run's start; later: it joined a
-    running test), at its phase (uniform) or on its own seeded Poisson process."""
+    running test): at its phase (uniform, equal shares), owning ``slot`` of the plan's
+    stream (uniform, shares that differ), or on its own seeded Poisson process."""
     if arrivals == "poisson":
         return PoissonSchedule(profile, share, from_s=from_s, seq=Exponentials(seed))
+    if slot is not None:
+        return OwnedSchedule(profile, from_s, total_count(profile, from_s) if from_s > 0 else 0.0,
+                             Owned(*slot), first=0)
     n0 = -phase if from_s <= 0 else phased_count(0.0, share * total_count(profile, from_s) - phase)
     return Schedule(profile, share, from_s=from_s, n0=n0)
 
 
 def from_params(profile: list[Segment], share: float, from_s: float, n0: float,
-              arrivals: str = "uniform", seed: int = 0) -> Schedule:
-    """Rebuild a schedule from ``params()`` (a worker process)."""
+              arrivals: str = "uniform", seed: int = 0, args: tuple | list = ()) -> Schedule:
+    """Rebuild a schedule from ``params()``, ``arrivals``, ``seed`` and ``args`` (a worker process)."""
+    if arrivals == "owned":
+        return OwnedSchedule(profile, from_s, n0, Owned(args[0], args[1]), first=int(args[2]))
     if arrivals == "poisson":
         return PoissonSchedule(profile, share, from_s=from_s, n0=n0, seq=Exponentials(seed))
     return Schedule(profile, share, from_s=from_s, n0=n0)
@@ -268,7 +282,102 @@ class PoissonSchedule(Schedule):
         return super().time_of(self.seq.u_of(i))  # type: ignore[arg-type]
 
     def rebased(self, at_s: float, profile: list[Segment], share: float,
-                phase: float | None = None) -> Schedule:
+                phase: float | None = None, slot: tuple[float, float] | None = None) -> Schedule:
         # the same u-sequence goes on: memoryless, and continuous in u at the change
         u = Schedule.count_at(self, at_s)
         return PoissonSchedule(profile, share, from_s=at_s, n0=u, seq=self.seq)
+
+
+
+GOLDEN = 0x9E3779B97F4A7C15  # 2^64/φ (odd): j ↦ j·GOLDEN mod 2^64 spreads consecutive j evenly
+
+
+class Owned:
+    """The plan's arrivals (global numbers j = 0, 1, ...) that one generator owns when the
+    run's shares differ: j is this generator's when frac(j/φ) falls in its slot
+    [lo, hi) of [0, 1) — the coordinator's cumulative shares, so the run's slots
+    partition [0, 1) and every arrival of the plan has exactly one owner. The golden
+    ratio spreads each slot's arrivals evenly (Weyl sequence: a share s owns s·n ± O(log n)
+    of any n consecutive arrivals), and the merged stream is exactly the plan's: no two
+    generators ever send the same arrival, none closer than the plan's own gap.
+
+    Integer arithmetic (uint64, wrapping) so every process agrees bit for bit; made in
+    blocks, keeping each block's count (8 bytes per ``BLOCK`` plan arrivals).
+    """
+
+    BLOCK = 1 << 16
+    KEEP = 4
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo_f, self.hi_f = lo, hi
+        scale = float(1 << 64)
+        self.lo = np.uint64(min(int(lo * scale), (1 << 64) - 1))
+        self.top = hi >= 1.0  # the last slot runs to the end of the circle
+        self.hi = np.uint64(min(int(hi * scale), (1 << 64) - 1))
+        self.empty = hi <= lo
+        self.counts = [0]  # owned arrivals before block b
+        self._made: dict[int, np.ndarray] = {}
+
+    def _block(self, b: int) -> np.ndarray:
+        got = self._made.get(b)
+        if got is None:
+            while len(self.counts) <= b:
+                self._block(len(self.counts) - 1)
+            j = np.arange(b * self.BLOCK, (b + 1) * self.BLOCK, dtype=np.uint64)
+            x = j * np.uint64(GOLDEN)  # wraps: frac(j/φ) · 2^64
+            mine = (x >= self.lo) if self.top else ((x >= self.lo) & (x < self.hi))
+            got = j[mine].astype(np.float64)
+            if len(self._made) >= self.KEEP:
+                del self._made[min(self._made)]
+            self._made[b] = got
+            if len(self.counts) == b + 1:
+                self.counts.append(self.counts[b] + len(got))
+        return got
+
+    def u_of(self, k: int) -> float:
+        """The plan-arrival number of this generator's arrival ``k``."""
+        if self.empty:
+            return INF
+        while self.counts[-1] <= k:
+            self._block(len(self.counts) - 1)
+        b = bisect.bisect_right(self.counts, k) - 1
+        return float(self._block(b)[k - self.counts[b]])
+
+    def count_below(self, u: float) -> int:
+        """How many of this generator's arrivals have a plan number below ``u``."""
+        if self.empty or u <= 0:
+            return 0
+        n = math.ceil(u - 1e-9)  # plan arrivals 0 .. n-1 are below u
+        b = n // self.BLOCK
+        while len(self.counts) <= b:
+            self._block(len(self.counts) - 1)
+        return self.counts[b] + int(np.searchsorted(self._block(b), n, side="left"))
+
+
+class OwnedSchedule(Schedule):
+    """Uniform arrivals when the run's shares differ: the plan's schedule (share 1, N(t)
+    the plan's count) and, of its arrivals, the ones this generator owns (``Owned``).
+    Its own arrivals are numbered from ``first`` (what came before is an earlier
+    schedule's), so a rebase goes on without skipping or repeating a number."""
+
+    def __init__(self, profile: list[Segment], from_s: float, n0: float, seq: Owned,
+                 first: int = 0) -> None:
+        super().__init__(profile, 1.0, from_s=from_s, n0=n0)
+        self.seq = seq
+        self.first = first
+        self.offset = first - seq.count_below(n0)
+        self.total = float(seq.count_below(self._n_end) + self.offset)
+        self.arrivals = "owned"
+        self.args = (seq.lo_f, seq.hi_f, float(first))
+
+    @property
+    def start_count(self) -> float:
+        return float(self.first)
+
+    def count_at(self, t: float) -> float:
+        return float(self.seq.count_below(super().count_at(t)) + self.offset)
+
+    def time_of(self, i: int) -> float:
+        if i >= self.total:
+            return INF
+        return super().time_of(self.seq.u_of(i - self.offset))  # type: ignore[arg-type]

@@ -50,8 +50,11 @@ RETRY_5XX = 240  # ~2 minutes of "try again" for one interval, then it is given 
 def arrivals_of(a: Assignment) -> dict:
     """How this generator's arrivals sit among the run's: generator k of n at phase k/n
     (the merged stream is the plan's, docs/engine.md), or its own seeded Poisson process."""
-    return {"phase": a.index / a.count if a.count > 1 else 0.0, "arrivals": a.plan.arrivals,
-            "seed": (a.plan.seed << 16) + a.index}
+    slot = None
+    if a.count > 1 and a.phase is not None:  # shares differ: own a slice of the plan's stream
+        slot = (a.phase, min(a.phase + a.share, 1.0))
+    return {"phase": a.index / a.count if a.count > 1 else 0.0, "slot": slot,
+            "arrivals": a.plan.arrivals, "seed": (a.plan.seed << 16) + a.index}
 
 
 class RunTask:
@@ -92,8 +95,9 @@ class RunTask:
         if a.stop:
             self.stop(now_s)
             return
+        how = arrivals_of(a)
         self.schedule = self.schedule.rebased(max(now_s, 0.0), a.profile, a.share,
-                                              phase=arrivals_of(a)["phase"])
+                                              phase=how["phase"], slot=how["slot"])
         self.end_s = min(profile.duration(a.profile), self.service.config.max_run_s)
         self.engine.rebase(self.schedule)
         # the interval that carries this says how long the change took to reach the wire

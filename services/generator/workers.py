@@ -70,8 +70,9 @@ class Start(msgspec.Struct, array_like=True, tag="start"):
     from_s: float
     n0: float
     skip: float = 0.0  # arrivals before this count are not this start's (a restart)
-    arrivals: str = "uniform"  # the schedule's kind and seed (pacing.from_params)
+    arrivals: str = "uniform"  # the schedule's kind, seed and args (pacing.from_params)
     arrival_seed: int = 0
+    arrival_args: list[float] = []
 
 
 class Closed(msgspec.Struct, array_like=True, tag="closed"):
@@ -92,6 +93,7 @@ class Rebase(msgspec.Struct, array_like=True, tag="rebase"):
     n0: float
     arrivals: str = "uniform"
     arrival_seed: int = 0
+    arrival_args: list[float] = []
 
 
 class Stop(msgspec.Struct, array_like=True, tag="stop"):
@@ -306,7 +308,8 @@ class PooledEngine(Engine):
         for i in range(first, math.ceil(n_now - 1e-9), stride):
             self.cur.dropped[table[i % len(table)]] += 1
         self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now,
-                                         arrivals=sched.arrivals, arrival_seed=sched.seed))
+                                         arrivals=sched.arrivals, arrival_seed=sched.seed,
+                                         arrival_args=list(sched.args)))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
@@ -321,7 +324,8 @@ class PooledEngine(Engine):
 
     def start(self, schedule: Schedule, t0: float) -> None:
         self.pool.send(Start(self._plan, self._seed, t0, *schedule.params(),
-                             arrivals=schedule.arrivals, arrival_seed=schedule.seed))
+                             arrivals=schedule.arrivals, arrival_seed=schedule.seed,
+                             arrival_args=list(schedule.args)))
         super().start(schedule, t0)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
@@ -333,7 +337,8 @@ class PooledEngine(Engine):
         super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
 
     def rebase(self, schedule: Schedule) -> None:
-        self.pool.send(Rebase(*schedule.params(), arrivals=schedule.arrivals, arrival_seed=schedule.seed))
+        self.pool.send(Rebase(*schedule.params(), arrivals=schedule.arrivals, arrival_seed=schedule.seed,
+                              arrival_args=list(schedule.args)))
         super().rebase(schedule)
 
     def stop_pacing(self) -> None:
@@ -384,7 +389,8 @@ def worker_main(sock: socket.socket, worker: int, workers: int) -> None:
 
 
 def _schedule(cmd: Start | Rebase) -> Schedule:
-    return from_params(cmd.profile, cmd.share, cmd.from_s, cmd.n0, cmd.arrivals, cmd.arrival_seed)
+    return from_params(cmd.profile, cmd.share, cmd.from_s, cmd.n0, cmd.arrivals, cmd.arrival_seed,
+                     cmd.arrival_args)
 
 
 async def _serve(sock: socket.socket, worker: int, workers: int) -> None:

@@ -122,4 +122,5 @@ async def test_4_generators_at_40_per_second_never_send_within_5_ms(cluster: Clu
     times = await run_recorded(cluster, 4, 40.0, 3)
     assert len(times) == 120
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > 0.005, sorted(gaps)[:5]
+    bad = [(round(times[i] - times[0], 3), round(g, 4)) for i, g in enumerate(gaps) if g < 0.015]
+    assert min(gaps) > 0.005, bad

@@ -407,3 +407,81 @@ def test_poisson_strided_workers_send_exactly_the_schedule():
             i += 3
         parts += times
     assert sorted(parts) == everything
+
+
+# --- shares that differ: each generator owns a slice of the plan's own stream -----------
+
+
+def owned(segs, shares, **kw):
+    before, out = 0.0, []
+    for s in shares:
+        out.append(start_schedule(segs, s, slot=(before, min(before + s, 1.0)), **kw))
+        before += s
+    return out
+
+
+@pytest.mark.parametrize("shares", [[0.26, 0.24, 0.25, 0.25], [0.7, 0.2, 0.1], [0.5, 0.5],
+                                    [0.001, 0.499, 0.5]])
+def test_unequal_shares_partition_the_plans_own_stream(shares):
+    rate = 40.0
+    segs = [Segment(0.0, 30.0, rate, rate)]
+    scheds = owned(segs, shares)
+    times = merged(scheds)
+    # every arrival of the plan exactly once: the merged stream is one generator's
+    assert times == pytest.approx([j / rate for j in range(int(30 * rate))])
+    for s, sched in zip(shares, scheds):  # each its share, give or take a few
+        assert abs(len(all_times(sched)) - s * 30 * rate) <= 3
+        assert sched.total == len(all_times(sched))
+
+
+def test_owned_count_at_agrees_with_time_of():
+    segs = [Segment(0.0, 5.0, 0.0, 2000.0)]
+    sched = owned(segs, [0.3, 0.7])[1]
+    times = all_times(sched)
+    for t in (0.0, 0.7, 2.5, 4.99, 5.0):
+        assert sched.count_at(t) == sum(1 for x in times if x < t)
+
+
+def test_owned_rebase_on_a_hot_add_keeps_numbers_and_the_plans_stream():
+    # two generators 0.6/0.4, at 3.3 s a third joins: 0.5/0.3/0.2 by capacity
+    rate = 50.0
+    segs = [Segment(0.0, 8.0, rate, rate)]
+    olds = owned(segs, [0.6, 0.4])
+    at = 3.3
+    news, before = [], 0.0
+    for k, s in enumerate([0.5, 0.3, 0.2]):
+        if k < 2:
+            news.append(olds[k].rebased(at, segs, s, slot=(before, before + s)))
+        else:
+            news.append(start_schedule(segs, s, from_s=at, slot=(before, before + s)))
+        before += s
+    times = []
+    for k, new in enumerate(news):
+        first = math.ceil(new.start_count - 1e-9)
+        if k < 2:
+            before_at = all_times(olds[k])[:first]
+            assert all(t < at for t in before_at) and len(before_at) == first
+            times += before_at
+        times += all_times(new, start=first)
+    # nothing skipped or doubled: still exactly the plan's arrivals
+    assert sorted(times) == pytest.approx([j / rate for j in range(int(8 * rate))])
+
+
+def test_owned_rebuilds_from_params_and_strides_across_workers():
+    segs = [Segment(0.0, 3.0, 900.0, 900.0)]
+    sched = owned(segs, [0.35, 0.65])[0].rebased(1.1, segs, 0.35, slot=(0.0, 0.35))
+    first = math.ceil(sched.start_count - 1e-9)
+    everything = all_times(sched, start=first)
+    parts = []
+    for w in range(3):
+        mine = from_params(*sched.params(), arrivals=sched.arrivals, seed=sched.seed, args=sched.args)
+        i = first + (w - first) % 3
+        while (t := mine.time_of(i)) != INF:
+            parts.append(t)
+            i += 3
+    assert sorted(parts) == everything
+
+
+def test_an_empty_slot_has_no_arrivals():
+    sched = start_schedule([Segment(0.0, 5.0, 100.0, 100.0)], 0.0, slot=(0.4, 0.4))
+    assert sched.time_of(0) == INF and sched.count_at(5.0) == 0
