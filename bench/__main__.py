@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.nginx import Nginx, SecondCounter
+from bench.nginx import FlowNginx, Nginx, SecondCounter
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -210,12 +210,27 @@ def run_flows(child: Child, seconds: int, users: int, server_core: int | None,
         target.wait(10)
 
 
+def run_flow3(child: Child, origin: str, seconds: int, users: int, core: int | None,
+              *extra: str) -> dict:
+    """The 3-step flow (bench/flows.py --flow three) against FlowNginx, one core."""
+    out, _, _, _ = child.run(pin(core) + [
+        PY, "-m", "bench.flows", origin, "--flow", "three", "--seconds", str(seconds),
+        "--users", str(users), *extra], seconds + 60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_locust_flow(child: Child, origin: str, seconds: int, users: int, core: int | None) -> dict:
+    """Locust FastHttpUser running the same 3-step flow (bench/locustfile_flow.py)."""
+    return run_locust(child, origin + "/x", seconds, users, core, HERE / "locustfile_flow.py")
+
+
 def locust_bin() -> str | None:
     local = Path(PY).parent / "locust"
     return str(local) if local.exists() else shutil.which("locust")
 
 
-def run_locust(child: Child, url: str, seconds: int, conns: int, core: int | None) -> dict:
+def run_locust(child: Child, url: str, seconds: int, conns: int, core: int | None,
+               locustfile: Path = HERE / "locustfile.py") -> dict:
     locust = locust_bin()
     if locust is None:
         raise RuntimeError("locust is not installed (pip install -e '.[bench]')")
@@ -223,7 +238,7 @@ def run_locust(child: Child, url: str, seconds: int, conns: int, core: int | Non
     with tempfile.TemporaryDirectory(prefix="surge-bench-locust-") as tmp:
         prefix = os.path.join(tmp, "run")
         _, cpu, wall, server_pct = child.run(
-            pin(core) + [locust, "-f", str(HERE / "locustfile.py"), "--headless", "-u", str(conns),
+            pin(core) + [locust, "-f", str(locustfile), "--headless", "-u", str(conns),
                          "-r", str(conns), "-t", f"{seconds}s", "-H", host, "--csv", prefix,
                          "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"],
             seconds + 60)
@@ -349,6 +364,18 @@ def table(res: dict) -> str:
     lines.append(f"flow engine ({fl.get('what', '')}, {fmt(fl.get('users'))} users, closed model, demo target):"
                  f" {fmt(fl.get('rps'), 0)} req/s, {fmt(fl.get('rps_per_cpu_s'), 0)} requests per CPU-second"
                  if "error" not in fl else f"flow engine: {fl['error']}")
+    for label, key, row in (("3-step flow, plain HTTP", "flow_rps", "plain"),
+                            ("3-step flow, TLS (nginx self-signed)", "flow_tls_rps", "tls"),
+                            ("3-step flow, HTTP/2 over TLS", "h2_rps", "h2")):
+        r = res.get("flow3", {}).get(row, {})
+        lines.append(f"{label}: {fmt(res.get(key), 0)} requests per CPU-second"
+                     f" ({fmt(r.get('rps'), 0)} req/s, {r.get('protocol')}, errors {r.get('errors')})"
+                     if "error" not in r else f"{label}: {r['error']}")
+    lines.append(f"Locust FastHttpUser, same flow: {fmt(res.get('locust_flow_rps'), 0)} req/s,"
+                 f" {fmt(res.get('locust_flow_rps_per_cpu_s'), 0)} per CPU-second"
+                 f" (Surge/Locust per core: {fmt(res.get('flow_ratio_vs_locust'), 2)})")
+    lines.append(f"open model at the fixed rate: {fmt(res.get('open_cpu_us_20k'))} µs CPU/request"
+                 f" ({fmt(res.get('open_cpu_ratio_vs_closed'), 2)}× the closed loop's)")
     rss = res.get("rss", {})
     lines.append(f"generator service RSS over {fmt(rss.get('seconds'))} s at {fmt(rss.get('rate'), 0)} req/s"
                  f" (achieved {fmt(rss.get('achieved_rps'), 0)}): "
@@ -452,6 +479,22 @@ def main(argv: list[str] | None = None) -> int:
         attempt(res, "flows", run_flows, child, 2 if quick else 5, 8 if quick else 32,
                 server_core, client_core)
         attempt(res, "hot_path", run_hotpath, child, client_core, 20_000 if quick else 200_000)
+    flow_users = 8 if quick else 64
+    flow_s = 2 if quick else seconds
+    with FlowNginx(core=server_core) as fx:
+        workers = [c.pid for c in psutil.Process(fx.proc.pid).children()] + [fx.proc.pid]
+        fchild = Child(workers)
+        rows: dict = {}
+        attempt(rows, "plain", run_flow3, fchild, fx.origin, flow_s, flow_users, client_core)
+        attempt(rows, "tls", run_flow3, fchild, fx.tls_origin, flow_s, flow_users, client_core,
+                "--insecure", "--http2", "off")
+        attempt(rows, "h2", run_flow3, fchild, fx.h2_origin, flow_s, flow_users, client_core,
+                "--insecure", "--http2", "auto")
+        if args.no_locust:
+            rows["locust"] = {"error": "skipped (--no-locust)"}
+        else:
+            attempt(rows, "locust", run_locust_flow, fchild, fx.origin, flow_s, flow_users, client_core)
+        res["flow3"] = rows
         attempt(res, "rss", run_service_rss, child, url, fixed, rss_s, server_core, client_core)
 
     surge = peers["surge_closed"].get("rps")
@@ -469,6 +512,25 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_ratio_vs_locust": ratio(peers.get("locust", {}).get("cpu_us_per_req"),
                                      peers["surge_closed"].get("cpu_us_per_req")),
         "elapsed_s": round(time.monotonic() - t_start, 1),
+    })
+    # issue 17's rows: requests per CPU-second of the client (one core) for the 3-step flow
+    f3 = res.get("flow3", {})
+    flow_rps = f3.get("plain", {}).get("rps_per_cpu_s")
+    res.update({
+        "flow_rps": flow_rps,
+        "flow_cpu_us": round(1e6 / flow_rps, 2) if flow_rps else None,
+        "flow_tls_rps": f3.get("tls", {}).get("rps_per_cpu_s"),
+        "h2_rps": f3.get("h2", {}).get("rps_per_cpu_s"),
+        "h2_protocol": f3.get("h2", {}).get("protocol"),
+        "locust_flow_rps": f3.get("locust", {}).get("rps"),
+        # per core on both sides: Locust's requests per CPU-second of its process
+        "locust_flow_rps_per_cpu_s": (round(1e6 / f3["locust"]["cpu_us_per_req"], 1)
+                                      if f3.get("locust", {}).get("cpu_us_per_req") else None),
+        "flow_ratio_vs_locust": ratio(flow_rps, 1e6 / f3["locust"]["cpu_us_per_req"]
+                                      if f3.get("locust", {}).get("cpu_us_per_req") else None),
+        "open_cpu_us_20k": res.get("cpu_at_20k", {}).get("surge_cpu_us_per_req"),
+        "open_cpu_ratio_vs_closed": ratio(res.get("cpu_at_20k", {}).get("surge_cpu_us_per_req"),
+                                          peers["surge_closed"].get("cpu_us_per_req")),
     })
     res["machine"]["loadavg_end"] = list(os.getloadavg())
     out = Path(args.out)

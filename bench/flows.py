@@ -1,6 +1,12 @@
 """The flow engine's speed: one flow step with one JSON extraction, closed model, one core.
 
     python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5] [--insecure] [--http2 auto|off]
+                                     [--flow one|three]
+
+``--flow three`` is the issue-17 flow against ``bench.nginx.FlowNginx``: each virtual user
+logs in once (POST /login, a JSON body, the token extracted by JSONPath), then loops
+GET /api/me with ``Authorization: Bearer {{token}}`` and POST /api/orders with a
+templated JSON body and a JSONPath check.
 
 Runs ``services.generator.flows.FlowEngine`` in this process exactly as the generator
 service does (intervals bucketed and encoded every second) against the demo target's
@@ -31,15 +37,36 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+FLOWS = {
+    "one": {"what": "flow engine, 1 step + 1 JSONPath extraction",
+            "flows": [{"name": "f", "steps": [{
+                "name": "products", "path": "/api/products",
+                "extract": {"sku": {"jsonpath": "$.products[0].sku"}}, "check": {"status": 200},
+            }]}]},
+    "three": {"what": "flow engine, 3 steps: login once per user (JSON body, token by JSONPath); "
+                      "GET with Bearer {{token}}; POST with a templated JSON body + JSONPath check",
+              "setup": {"scope": "user", "steps": [{
+                  "name": "login", "method": "POST", "path": "/login",
+                  "json": {"user": "ann-{{__user}}", "password": "pw"},
+                  "extract": {"token": {"jsonpath": "$.token"}}}]},
+              "flows": [{"name": "shop", "steps": [
+                  {"name": "me", "path": "/api/me",
+                   "headers": {"Authorization": "Bearer {{token}}"}},
+                  {"name": "order", "method": "POST", "path": "/api/orders",
+                   "headers": {"Authorization": "Bearer {{token}}"},
+                   "json": {"sku": "{{$uuid}}", "qty": 1, "user": "{{__user}}"},
+                   "check": {"status": 201,
+                             "jsonpath": [{"path": "$.status", "equals": "accepted"}]}},
+              ]}]},
+}
+
+
 async def measure(origin: str, users: int, seconds: float, insecure: bool = False,
-                  http2: str = "auto") -> dict:
+                  http2: str = "auto", flow: str = "one") -> dict:
+    spec = {k: v for k, v in FLOWS[flow].items() if k != "what"}
     plan = loader.from_obj({
         "name": "bench-flow", "target": origin, "users": users, "duration": seconds + 1,
-        "insecure": insecure, "http2": http2,
-        "flows": [{"name": "f", "steps": [{
-            "name": "products", "path": "/api/products",
-            "extract": {"sku": {"jsonpath": "$.products[0].sku"}}, "check": {"status": 200},
-        }]}],
+        "insecure": insecure, "http2": http2, **spec,
     })
     prof = profile.from_plan(plan)
     now = time.time()
@@ -60,7 +87,7 @@ async def measure(origin: str, users: int, seconds: float, insecure: bool = Fals
     cpu, wall = _cpu() - cpu0, time.monotonic() - w0
     protocol = engine.transport.protocol if engine.transport is not None else None
     await engine.drain(1.0)
-    return {"what": "flow engine, 1 step + 1 JSONPath extraction", "users": users,
+    return {"what": FLOWS[flow]["what"], "users": users,
             "protocol": protocol,
             "rps": round(done / wall, 1), "rps_per_cpu_s": round(done / max(cpu, 1e-9), 1),
             "cpu_percent": round(100 * cpu / wall, 1), "errors": errors}
@@ -73,6 +100,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
     p.add_argument("--http2", choices=["auto", "off"], default="auto")
+    p.add_argument("--flow", choices=sorted(FLOWS), default="one")
     args = p.parse_args()
     try:
         import uvloop
@@ -81,7 +109,7 @@ def main() -> None:
     except ImportError:
         pass
     print(json.dumps(asyncio.run(measure(args.origin, args.users, args.seconds, args.insecure,
-                                         args.http2))))
+                                         args.http2, args.flow))))
 
 
 if __name__ == "__main__":

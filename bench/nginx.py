@@ -83,6 +83,10 @@ class Nginx:
         (self.dir / "www" / "index.txt").write_bytes(BODY)
         mask = "auto" if self.core is None else format(1 << self.core, "b")
         (self.dir / "nginx.conf").write_text(CONF.format(dir=self.dir, port=self.port, mask=mask, status=STATUS))
+        self._start()
+        return self
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir), "-e", str(self.dir / "error.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
@@ -93,7 +97,7 @@ class Nginx:
                 raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()[-500:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("nginx did not start listening in 10 s")
@@ -166,3 +170,59 @@ if __name__ == "__main__":  # handy by hand: python -m bench.nginx
         except KeyboardInterrupt:
             pass
     os._exit(0)
+
+
+FLOW_CONF = """\
+daemon off;
+worker_processes 1;
+worker_cpu_affinity {mask};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    http2_max_concurrent_streams 128;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    ssl_certificate {dir}/cert.pem;
+    ssl_certificate_key {dir}/key.pem;
+    default_type application/json;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        listen 127.0.0.1:{h2_port} ssl http2 backlog=4096;
+        # the bench's 3-step flow (docs/engine.md): answers fixed JSON, so the client's
+        # cost per step is what is measured
+        location = /login {{ return 200 '{{"token":"t0k3n-abc"}}'; }}
+        location = /api/me {{ return 200 '{{"user":"ann","plan":"pro"}}'; }}
+        location = /api/orders {{ return 201 '{{"id":17,"status":"accepted"}}'; }}
+    }}
+}}
+"""
+
+
+class FlowNginx(Nginx):
+    """nginx answering the bench's 3-step flow over plain HTTP, TLS (self-signed) and
+    HTTP/2 over TLS: ``origin``, ``tls_origin``, ``h2_origin``."""
+
+    def __enter__(self) -> FlowNginx:
+        self.dir.chmod(0o755)
+        self.tls_port, self.h2_port = free_port(), free_port()
+        from services.cli.secure import make_certificates  # the same as `surge up`'s: no openssl CLI
+
+        tls = make_certificates(self.dir / "tls")
+        shutil.copy(tls.cert, self.dir / "cert.pem")
+        shutil.copy(tls.key, self.dir / "key.pem")
+        mask = "auto" if self.core is None else format(1 << self.core, "b")
+        (self.dir / "nginx.conf").write_text(FLOW_CONF.format(
+            dir=self.dir, port=self.port, tls_port=self.tls_port, h2_port=self.h2_port, mask=mask))
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.tls_origin = f"https://127.0.0.1:{self.tls_port}"
+        self.h2_origin = f"https://127.0.0.1:{self.h2_port}"
+        self._start()
+        return self
