@@ -21,6 +21,7 @@ class Config(Struct, frozen=True, kw_only=True):
     # the leader and hand it partial aggregates; 0: the leader takes them itself
     mergers: int = 0
     merger_id: str | None = None  # a merger worker's name (default <host>-<pid>)
+    merger_flush_s: float = 0.25  # how often a merger worker hands the leader its sums
     registry_ttl_s: float = 3.0
     coordinator_id: str | None = None  # default: <host>-<pid>; names the lease holder
     lease_s: float = 3.0  # a leader silent this long is replaced by a standby

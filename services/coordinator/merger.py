@@ -10,7 +10,7 @@ id the leader uses) and acknowledges it to its generator once written. An interv
 the run log reports as a duplicate was counted by whoever wrote it first (a resend
 that went to another worker), so each is counted once across all workers.
 
-Every ``FLUSH_S`` a worker sends the leader, per run and second, the rows it took
+Every ``merger_flush_s`` (0.25 s) a worker sends the leader, per run and second, the rows it took
 (the intervals without their histograms) and their histograms summed per request
 name: the leader decodes one histogram per name per worker and flush, not one per
 generator. Partials are request/reply with resends until the leader acknowledges;
@@ -41,7 +41,6 @@ from services.plan import profile
 
 log = structlog.get_logger(__name__)
 
-FLUSH_S = 0.25  # partials go to the leader this often
 ACK_TIMEOUT_S = 5.0
 _record = msgspec.json.Decoder(RunRecord)
 
@@ -190,7 +189,7 @@ class Merger:
     # --- hand-over ------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_S)
+            await asyncio.sleep(self.config.merger_flush_s)
             self._flush()
             await self._send()
 

@@ -713,6 +713,29 @@ class Run:
                 new.extend(second.rows)
         return new
 
+    async def _sweep_run_log(self) -> None:
+        """With merger workers: before the report, count every interval of the run log that
+        no partial brought (a worker that died between acknowledging and handing over, or
+        a partial the leader could not split after a takeover). The log is the truth of
+        what was acknowledged; a failure here leaves the report as the partials made it."""
+        try:
+            entries = await self.store.replay(self.run_id)
+        except Exception as exc:
+            self.log.warning("run log sweep failed", error=str(exc) or type(exc).__name__)
+            return
+        missed = 0
+        for entry in entries:
+            if isinstance(entry, IntervalStats) and (entry.generator_id, entry.seq) not in self.agg.seen:
+                try:
+                    self.agg.add(entry)
+                    self.hosts.add_interval(entry)
+                    self.durable.add((entry.generator_id, entry.seq))
+                    missed += 1
+                except Exception as exc:
+                    self.log.warning("run log entry skipped", error=str(exc))
+        if missed:
+            await self._event(f"{missed} intervals no merger handed over were taken from the run log")
+
     async def _amend_with(self, apply: Callable[[], bool], *what: object) -> None:
         async with self._lock:
             assert self._ended is not None
@@ -740,6 +763,8 @@ class Run:
         last_seq = max(math.ceil(end_s) - 1, max(self.agg.open, default=-1))
         while self.next_seq <= last_seq:
             self._close(self.next_seq)
+        if self.config.mergers:
+            await self._sweep_run_log()
         state = "stopped" if self.stop_s is not None else "finished"
         if r.error:
             state = "failed" if not self.agg.seen else "stopped"

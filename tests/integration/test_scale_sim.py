@@ -131,3 +131,45 @@ async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cl
         await sim.stop()
         await api.close()
         await nc.close()
+
+
+async def test_a_merger_that_dies_before_handing_over_loses_nothing_in_the_report(cluster):
+    """The only merger acknowledges every interval (they are in the run log) but dies
+    before it hands the leader anything: the leader's sweep of the run log counts them."""
+    cluster.coordinator(SURGE_START_DELAY_S="1.0", SURGE_MERGERS="1")
+    merger = cluster.service("coordinator.merger", name="merger-0", SURGE_MERGER_ID="merger-0",
+                             SURGE_MERGER_FLUSH_S="3600")
+    nc = await nats.connect(cluster.url)
+
+    async def buckets() -> bool:
+        try:
+            await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
+            return True
+        except Exception:
+            return False
+
+    await until(buckets, 20, "the coordinator's buckets")
+    sim = Simulator(nc, 10, ["home"], prefix="mx")
+    await sim.start()
+    api = await api_with(cluster, 10)
+    try:
+        started = await api.start(loader.from_obj({
+            "name": "mx", "target": "http://127.0.0.1:9", "rate": 100, "duration": 2,
+            "timeout": 0.2, "requests": [{"name": "home"}]}))
+        await until(lambda: len(sim.acked.intervals) == 10 * 2, 20, "every interval acknowledged")
+        merger.kill()
+
+        async def report():
+            try:
+                return await api.report(started.run_id)
+            except Exception:
+                return None
+
+        rep = await until(report, 40, "the report", every_s=0.2)
+        assert rep.totals.requests == sim.acked.total() == 10 * 2 * 10
+        assert {k: g.requests for k, g in rep.generators.items()} == sim.acked.by_generator()
+        assert any("taken from the run log" in e for e in rep.events)
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
