@@ -1,7 +1,8 @@
 """The ``surge`` command: every subcommand in ``COMMAND_MODULES`` (see registry.py).
 
 Exit codes: 0 thresholds passed (or the command worked), 1 thresholds failed,
-2 an error (invalid plan, no generators, no NATS, ...), 130 interrupted.
+2 an error (invalid plan, no generators, no NATS, ...), 130 interrupted, 141 the
+reader of its output went away (``surge ls | head``), as for any Unix tool.
 An expected failure prints one line on stderr (``-v`` adds the details), never a
 traceback.
 """
@@ -10,10 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
+import os
+import select
+import signal
 import sys
 import traceback
+from typing import NoReturn
 
 import msgspec
 from rich.console import Console
@@ -37,6 +43,30 @@ COMMAND_MODULES = (
     "services.cli.archive",
     "services.cli.quotas",
 )
+
+
+def output_closed() -> NoReturn:
+    """The reader of stdout went away (``surge run plan | head -3``): end at once and
+    silently with status 141, as a Unix tool killed by SIGPIPE does, wherever the write
+    failed (a task printing live lines included). A run being followed goes on."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(128 + signal.SIGPIPE)
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe nobody reads any more (the poll says POLLERR)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own would raise SystemExit(1): "thresholds failed"
+        output_closed()
 
 
 def version() -> str:
@@ -97,13 +127,16 @@ def report_error(err: SurgeError, args: argparse.Namespace) -> None:
     if args.verbose and detail:
         err_console.print(f"  details: {detail}", highlight=False, markup=False)
     if args.json:
-        print(msgspec.json.encode({"error": err.body()}).decode())
+        try:
+            print(msgspec.json.encode({"error": err.body()}).decode(), flush=True)
+        except BrokenPipeError:
+            output_closed()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     logs.quiet_known_noise()
-    console = Console(stderr=False)
+    console = _Console(stderr=False)
     try:
         code = run_command(args, console)
     except SurgeError as err:
@@ -112,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     except OSError as exc:  # a plan, report or output file
+        if isinstance(exc, BrokenPipeError) and stdout_closed():
+            output_closed()
         what = f"{exc.filename}: " if exc.filename else ""
         report_error(CliError(f"{what}{exc.strerror or exc}", f"{type(exc).__name__}: {exc}",
                               "os_error"), args)
@@ -122,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         report_error(CliError(f"unexpected {type(exc).__name__}: {exc} (-v shows the traceback; "
                               f"please report it)", "", "internal"), args)
         code = 2
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        output_closed()
     sys.exit(code)
 
 

@@ -155,6 +155,27 @@ def test_flags_after_the_subcommand_act_as_before_it(up: Up, tmp_path):
     assert [r["totals"]["requests"] for r in reports] == [20, 20]
 
 
+def test_surge_run_piped_to_head_ends_silently_when_head_does(up: Up, tmp_path):
+    """`surge run plan | head -1`: the live lines are printed by a task; its failed write
+    ends the command with 141 and no traceback (it was "Task exception was never retrieved")."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "name": "piped", "target": f"http://127.0.0.1:{up.target_port}", "rate": 20,
+        "duration": "4s", "requests": [{"name": "home", "method": "GET", "path": "/"}]}))
+    proc = subprocess.Popen([PY, "-m", "services.cli", "run", str(plan)], cwd=ROOT,
+                            env=clean_env(up.config), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "started" in proc.stdout.readline()  # `| head -1` reads this, then goes
+        proc.stdout.close()
+        assert proc.wait(20) == 141
+        assert proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+
+
 def test_no_nats_no_coordinator_and_a_silent_server_fail_fast_in_one_line(cluster: Cluster, tmp_path):
     config = tmp_path / "config"
     contexts.save(contexts.Context(name="here", url=cluster.url),

@@ -92,3 +92,29 @@ def test_run_overrides_target_and_vus_like_k6():
         with_overrides(staged, target="http://127.0.0.1:9/api")
     args = parse(["run", "p.yaml", "--users", "7", "--target", "http://x:1"])
     assert (args.vus, args.target) == (7, "http://x:1")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("argv", [["context", "ls"], ["context", "ls", "--json"],
+                                  ["completion", "bash"], ["context", "show", "nope", "--json"]])  # the last: its one line stays
+def test_a_reader_that_went_away_ends_the_command_silently_with_141(tmp_path, argv):
+    """`surge ... | head -c0`: no traceback and not exit 1 (which says "thresholds failed")."""
+    import os
+    import subprocess
+    import sys
+
+    from services.common import contexts
+
+    environ = {"XDG_CONFIG_HOME": str(tmp_path)}
+    contexts.save(contexts.Context(name="local", url="nats://127.0.0.1:4333", user="cli"),
+                  environ, make_current=True)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "services.cli", *argv], cwd=ROOT,
+                              env={"PATH": os.environ["PATH"], **environ}, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=20)
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 1, done.stderr
