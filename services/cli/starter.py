@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.text import Text
 
 from schemas.errors import BadRequest, Conflict
 from services.cli.commands import check_target
@@ -63,7 +64,13 @@ def _name_from(path: str) -> str:
 def _ask_target(console: Console) -> str:
     if not sys.stdin.isatty():
         raise BadRequest("surge init needs the target: --target http[s]://host[:port]", "target")
-    answer = console.input("Target (the origin under test, e.g. http://127.0.0.1:8080): ").strip()
+    prompt = Text("Target (the origin under test, e.g. http://127.0.0.1:8080): ")  # not highlighted
+    try:
+        answer = console.input(prompt).strip()
+    except EOFError:  # Ctrl-D at the prompt
+        answer = ""
+    if not answer:
+        raise BadRequest("surge init needs the target: --target http[s]://host[:port]", "target")
     if answer and "://" not in answer:
         answer = "http://" + answer
     return answer

@@ -60,6 +60,23 @@ def test_init_asks_for_the_target_on_a_terminal(tmp_path):
     assert "Target" in out and loader.load(str(tmp_path / "p.yaml")).target == "http://127.0.0.1:8080"
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("typed", [b"\x04", b"\n"])  # Ctrl-D, Enter
+def test_init_given_nothing_at_the_prompt_says_so_in_one_line(tmp_path, typed):
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "init", str(tmp_path / "p.yaml")],
+                            cwd=ROOT, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(slave)
+    os.write(master, typed)
+    out, err = proc.communicate(timeout=15)
+    os.close(master)
+    assert proc.returncode == 2, err
+    assert err.strip() == ("error bad_request: surge init needs the target: --target "
+                           "http[s]://host[:port] (field: target)"), err
+    assert not (tmp_path / "p.yaml").exists()
+
+
 def _complete(words: list[str]) -> list[str]:
     script = bash_script(parser())
     line = " ".join(words)
