@@ -112,21 +112,25 @@ def init(args: argparse.Namespace, console: Console) -> int:
 _BASH = """\
 # surge completion for bash: source <(surge completion bash), or save it under
 # ~/.local/share/bash-completion/completions/surge
+_surge_contexts() {{
+    ls "${{XDG_CONFIG_HOME:-$HOME/.config}}/surge/contexts" 2>/dev/null | sed 's/[.]json$//'
+}}
 _surge() {{
-    local cur prev cmd i
+    local cur prev cmd first npos words choices i
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
-    cmd=""
+    cmd="" first="" npos=0
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${{COMP_WORDS[i]}}" in
 {value_cases}) ((i++)) ;;
             -*) ;;
-            *) cmd="${{COMP_WORDS[i]}}"; break ;;
+            *) if [[ -z "$cmd" ]]; then cmd="${{COMP_WORDS[i]}}"
+               else ((npos++)); [[ -n "$first" ]] || first="${{COMP_WORDS[i]}}"; fi ;;
         esac
     done
     case "$prev" in
 {file_cases}) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --context) COMPREPLY=($(compgen -W "$(ls "${{XDG_CONFIG_HOME:-$HOME/.config}}/surge/contexts" 2>/dev/null | sed 's/[.]json$//')" -- "$cur")); return ;;
+        --context) COMPREPLY=($(compgen -W "$(_surge_contexts)" -- "$cur")); return ;;
     esac
     if [[ -z "$cmd" ]]; then
         if [[ "$cur" == -* ]]; then
@@ -139,6 +143,15 @@ _surge() {{
     case "$cmd" in
 {command_cases}
     esac
+    # flags after a dash; a command's first word from its choices; a context's name after
+    # `context use|show|rm`; else nothing, and `-o default` completes a file name (a plan)
+    if [[ "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    elif ((npos == 0)) && [[ -n "$choices" ]]; then
+        COMPREPLY=($(compgen -W "$choices" -- "$cur"))
+    elif [[ "$cmd" == context || "$cmd" == ctx ]] && ((npos == 1)) && [[ "$first" =~ ^(use|show|rm)$ ]]; then
+        COMPREPLY=($(compgen -W "$(_surge_contexts)" -- "$cur"))
+    fi
 }}
 complete -o default -F _surge surge
 """
@@ -165,11 +178,12 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     file_flags = {"--ca", "--tlsca", "--password-file", "--creds", "--report", "--junit", "--html",
                   "-o", "--output"}
     cases = []
-    for name in COMMANDS:
+    for name, cmd in COMMANDS.items():
         p = sub.choices[name]
         words = _flags(p)
         choices = [c for a in p._actions if not a.option_strings and a.choices for c in a.choices]
-        cases.append(f'        {name}) COMPREPLY=($(compgen -W "{" ".join(choices + words)}" -- "$cur")) ;;')
+        cases.append(f'        {"|".join((name, *cmd.aliases))}) words="{" ".join(words)}" '
+                     f'choices="{" ".join(choices)}" ;;')
         value_flags += [s for a in p._actions if _takes_value(a) for s in a.option_strings]
     value_flags = sorted(set(value_flags) - {"-h", "--help"})
     return _BASH.format(

@@ -10,6 +10,7 @@ import pytest
 
 from services.cli.__main__ import parse, parser, run_command
 from services.cli.starter import bash_script
+from services.common import contexts
 from services.plan import loader
 from tests.conftest import ROOT
 
@@ -94,6 +95,24 @@ def test_bash_completion_offers_commands_then_their_flags():
     assert {"--vus", "--target", "--rate", "--nats", "--timeout"} <= set(run_flags)
     assert set(_complete(["surge", "context", ""])) >= {"ls", "use", "show", "add"}
     assert _complete(["surge", "completion", "z"]) == ["zsh"]
+
+
+def test_bash_completion_leaves_file_names_to_bash_and_knows_context_names(tmp_path, monkeypatch):
+    # an empty answer lets `complete -o default` offer file names: the plan after `run`
+    for words in (["surge", "run", ""], ["surge", "validate", "pl"], ["surge", "import", "har", ""],
+                  ["surge", "--nats", "nats://x:1", "run", ""], ["surge", "init", ""]):
+        assert _complete(words) == [], words
+    assert "complete -o default -F _surge surge" in bash_script(parser())
+    config = tmp_path / "config"
+    for name in ("local", "staging"):
+        contexts.save(contexts.Context(name=name, url="nats://127.0.0.1:4333"),
+                      {"XDG_CONFIG_HOME": str(config)})
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))  # the bash below inherits it
+    for cmd in ("context", "ctx"):
+        assert _complete(["surge", cmd, "use", ""]) == ["local", "staging"]
+        assert _complete(["surge", "--json", cmd, "show", "s"]) == ["staging"]
+        assert _complete(["surge", cmd, "u"]) == ["use"]
+    assert _complete(["surge", "--context", "l"]) == ["local"]
 
 
 def test_zsh_completion_wraps_the_bash_one():
