@@ -21,6 +21,7 @@ are accepted before or after the subcommand without being declared again.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,18 @@ def command(
     return register
 
 
+def _seconds(text: str) -> float:
+    """A --timeout: a positive, finite number of seconds (0 would fail every command as
+    "did not answer in time")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
 # The options every subcommand accepts, before or after its name. Their defaults live in
 # GLOBAL_DEFAULTS (argparse would otherwise let the subcommand's unset copy overwrite a
 # value given before the subcommand).
@@ -91,7 +104,7 @@ GLOBAL_OPTIONS: list[Arg] = [
     arg("--creds", metavar="PATH", help="NATS credentials file (SURGE_NATS_CREDS)"),
     arg("--ca", "--tlsca", dest="ca", metavar="PATH",
         help="CA that signed the NATS server's certificate (SURGE_NATS_TLS_CA)"),
-    arg("--timeout", type=float, metavar="SECONDS",
+    arg("--timeout", type=_seconds, metavar="SECONDS",
         help="how long to wait for NATS and for each answer (default 5)"),
     arg("-v", "--verbose", action="count", help="say more; on an error, show the details"),
     arg("--json", action="store_true", help="machine-readable output where it applies"),

@@ -20,6 +20,14 @@ def test_global_flags_work_before_or_after_the_subcommand():
     assert vars(run_before) == vars(run_after)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc"])
+def test_a_timeout_that_cannot_be_waited_for_is_refused_by_the_parser(value, capsys):
+    with pytest.raises(SystemExit) as done:
+        parse(["ls", "--timeout", value])
+    assert done.value.code == 2 and "--timeout" in capsys.readouterr().err
+    assert parse(["ls", "--timeout", "0.5"]).timeout == 0.5
+
+
 def test_unset_global_flags_take_their_defaults():
     args = parse(["generators"])
     assert (args.nats, args.user, args.timeout, args.verbose, args.json) == (None, None, 5.0, 0, False)
