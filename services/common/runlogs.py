@@ -100,6 +100,35 @@ async def after(
     return out
 
 
+async def last_trouble(js: JetStreamContext, run_id: str, generator: str, back: int = 500) -> LogLine | None:
+    """The newest warning or error among a generator's last lines for the run (at most
+    ``back`` stream messages back): why a generator that was lost may have died."""
+    subject = subjects.logs(run_id, generator)
+    try:
+        last = await js.get_last_msg(subjects.LOGS_STREAM, subject)
+    except Exception:  # it shipped nothing for this run
+        return None
+    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                                   opt_start_seq=max(last.seq - back, 1))
+    sub = await js.subscribe(subject, ordered_consumer=True, config=config, inactive_threshold=10.0)
+    found: LogLine | None = None
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=0.5)
+            try:
+                line = _decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                continue
+            if line.level != "info":
+                found = line
+            if msg.metadata.sequence.stream >= last.seq:
+                return found
+    except asyncio.TimeoutError:
+        return found
+    finally:
+        await sub.unsubscribe()
+
+
 def text(line: LogLine) -> str:
     """``2026-11-30T10:15:03.120Z gen-1 warning second 3: 12 errors (connect 12)``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at)) + f".{int(line.at % 1 * 1000):03d}Z"

@@ -561,7 +561,8 @@ class Run:
             self.held.pop(gid, None)
             self.paused.pop(gid, None)
             self.lost.add(gid)
-            await self._event(f"generator {gid} lost", gap=True)
+            await self._event(f"generator {gid} lost{await self.store.last_words(self.run_id, gid)}",
+                              gap=True)
         if not self.shares:
             self.log.error("every generator of the run is gone")
             await self._save(state="stopping", error="all generators lost")

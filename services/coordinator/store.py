@@ -26,6 +26,7 @@ from nats.js.object_store import ObjectStore
 from schemas import subjects
 from schemas.control import ENDED_STATES, Assignment, RunEvent, RunRecord
 from schemas.stats import IntervalStats, Report
+from services.common import runlogs
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,15 @@ class RunStore:
         """Into the run log, acknowledged by JetStream (deduplicated by ``msg_id``; an
         interval's subject and id: ``Run.runlog_entry``)."""
         await self.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+
+    async def last_words(self, run_id: str, gid: str) -> str:
+        """``; its last error: ...``: the newest warning or error a lost generator shipped
+        for the run (SURGE_LOGS), often why it died; "" when there is none."""
+        try:
+            line = await asyncio.wait_for(runlogs.last_trouble(self.js, run_id, gid), 1.5)
+        except Exception:  # the stream is slow or away: the event goes out without
+            return ""
+        return f"; its last {line.level}: {line.message[:300]}" if line else ""
 
     async def log_event(self, run_id: str, event: RunEvent) -> None:
         await self.persist(subjects.runlog_event(run_id), msgspec.json.encode(event),

@@ -235,3 +235,30 @@ async def test_the_split_follows_each_generators_capacity_and_cost_is_measured(c
         return beats["gen-s"].cpu_us_per_request > 0
     await until(measured, 10, "gen-s's measured CPU per request")
     await api.close()
+
+
+async def test_a_killed_generators_last_warning_reaches_the_loss_event(cluster: Cluster):
+    _, target = cluster.target()
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-a")
+    doomed = cluster.generator(generator_id="gen-b")
+    api = await api_with(cluster, 2)
+    plan = raw(CHECKED, target, rate=40, duration="8s", requests=[{"name": "fails", "path": "/status/503"}])
+    started, feed = await start_and_follow(api, plan)
+    # gen-b ships a warning each second (its 503s); once one is stored, kill it outright
+    js = api.nc.jetstream()
+    await until(lambda: _has_warning(js, started.run_id, "gen-b"), 10, "a warning from gen-b")
+    doomed.kill()
+    report = await finished_report(api, feed, started.run_id)
+    lost = [e for e in report.events if "generator gen-b lost" in e]
+    assert lost and "; its last warning: second " in lost[0] and "(status " in lost[0], report.events
+    await api.close()
+
+
+async def _has_warning(js, run_id: str, gid: str) -> bool:
+    from services.common import runlogs
+
+    async for line in runlogs.read(js, run_id, gid):
+        if line.level == "warning":
+            return True
+    return False
