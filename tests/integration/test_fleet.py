@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 
 import msgspec
@@ -20,7 +21,7 @@ from schemas.errors import NoGenerators
 from schemas.stats import IntervalStats
 from services.common.client import CoordinatorClient
 from services.plan import loader
-from tests.conftest import Cluster, api_with, target_stats, until
+from tests.conftest import PY, ROOT, Cluster, api_with, target_stats, until
 from tests.integration.test_distributed_run import finished_report, start_and_follow
 from tests.plans import CHECKED, raw
 
@@ -147,7 +148,13 @@ async def test_generator_logs_are_retrievable_after_the_run_per_generator(cluste
     plan = raw(CHECKED, target, rate=40, duration="3s", requests=[
         {"name": "fails", "path": "/status/503"}])  # errors every second: warnings
     started, feed = await start_and_follow(api, plan)
+    follow = subprocess.Popen(  # follows until the run has ended, then exits by itself
+        [PY, "-m", "services.cli", "--nats", cluster.url, "logs", started.run_id, "--follow",
+         "--generator", "gen-a"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     await finished_report(api, feed, started.run_id)
+    out, err = await asyncio.to_thread(follow.communicate, timeout=30)
+    assert follow.returncode == 0, err
+    assert " gen-a warning second " in out and " gen-b " not in out and "run finished" in out, out
 
     async def lines(*extra: str) -> list[dict]:
         done = cluster.cli("logs", started.run_id, "--json", *extra)
@@ -262,3 +269,18 @@ async def _has_warning(js, run_id: str, gid: str) -> bool:
         if line.level == "warning":
             return True
     return False
+
+
+async def test_hot_add_takes_only_generators_of_the_runs_pool(cluster: Cluster):
+    target, api = await pool_stack(cluster)  # gen-a room=a, gen-b room=b
+    started, feed = await start_and_follow(
+        api, raw(CHECKED, target, rate=40, duration="10s", generators={"labels": {"room": "a"}}))
+    assert set(started.generators) == {"gen-a"}
+    cluster.generator(generator_id="gen-c", SURGE_GENERATOR_LABELS="room=a")
+    cluster.generator(generator_id="gen-d", SURGE_GENERATOR_LABELS="room=c")
+    snap = await feed.wait_for(lambda s: "gen-c" in s.generators, 15, "gen-c joined")
+    report = await finished_report(api, feed, started.run_id)
+    assert set(report.generators) == {"gen-a", "gen-c"}, report.generators
+    assert any("generator gen-c joined" in e for e in report.events)
+    assert set(target_stats(target)["by_generator"]) == {"gen-a", "gen-c"} and snap.seq < 9
+    await api.close()
