@@ -3,7 +3,7 @@ systems show what failed. Reads; never measures."""
 
 from __future__ import annotations
 
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 from schemas.stats import Report
 
@@ -30,6 +30,8 @@ def junit(r: Report) -> str:
     if not cases:
         cases.append(f"    <testcase classname={quoteattr(r.plan_name)} name=\"run\"/>")
     failures = sum(1 for res in r.thresholds if not res.ok)
+    if r.hosts is not None and r.hosts.note:  # CI shows it beside the cases: who set the rate
+        cases.append(f"    <system-err>{escape(r.hosts.note)}</system-err>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<testsuites><testsuite name={quoteattr('surge ' + r.plan_name)} tests=\"{len(cases)}\" "

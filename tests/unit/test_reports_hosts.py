@@ -6,7 +6,7 @@ import msgspec
 from rich.console import Console
 
 from schemas.host import GeneratorCpu, HostsReport, HostTimeline
-from services.reports import curves, text
+from services.reports import curves, junit, text
 from services.reports.hosts import bytes_rate, summarize
 from services.reports.html import render_html
 from tests.unit.test_reports_html import parsed, report
@@ -83,3 +83,9 @@ def test_compare_carries_each_runs_hosts_summary():
     first, second = c.runs
     assert first.hosts is not None and first.hosts.limited_by == ["gen-1"]
     assert first.hosts.note == NOTE and second.hosts is None
+
+
+def test_junit_carries_the_limit_note():
+    xml = junit.junit(msgspec.structs.replace(report(), hosts=hosts()))
+    assert "<system-err>the generator, not the target, set this rate: gen-1" in xml
+    assert "system-err" not in junit.junit(report())
