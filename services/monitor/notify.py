@@ -82,7 +82,11 @@ class SmtpChannel:
         self.host, self.port, self.sender, self.to = host, port, sender, to
         self.user, self.password = user, password
         self.starttls, self.implicit_tls = starttls, implicit_tls
-        self.context = ssl.create_default_context(cafile=cafile or None)
+        try:
+            self.context = ssl.create_default_context(cafile=cafile or None)
+        except (OSError, ssl.SSLError) as exc:  # a bad CA file stops the start, named
+            raise BadRequest(f"SURGE_ALERT_SMTP_CAFILE {cafile!r}: {exc}",
+                             "SURGE_ALERT_SMTP_CAFILE") from None
         self.timeout_s = timeout_s
 
     async def send(self, alert: Alert) -> None:

@@ -107,3 +107,23 @@ async def test_submit_never_waits_and_drops_beyond_rate_limit():
     # sent); resolved #2 repeats what went last (duplicate); firing #3 is over the limit
     assert (n.counts.dropped, n.counts.suppressed) == (2, 1)
     await n.close(limit_s=0.1)
+
+
+def test_bad_settings_stop_the_start_naming_the_variable(tmp_path):
+    from schemas.errors import BadRequest
+    from services.monitor.config import Config
+    from services.monitor.notify import from_config
+
+    cases = {
+        "SURGE_ALERT_SMTP_TO": Config(alert_smtp_host="mail"),
+        "SURGE_ALERT_WEBHOOK": Config(alert_webhook="hooks.example/x"),
+        "SURGE_ALERT_SMTP_CAFILE": Config(alert_smtp_host="mail", alert_smtp_to=["a@b"],
+                                          alert_smtp_cafile=str(tmp_path / "missing.pem")),
+    }
+    for field, config in cases.items():
+        with pytest.raises(BadRequest) as err:
+            from_config(config, tmp_path)
+        assert err.value.field == field
+    ok = from_config(Config(alert_smtp_host="mail", alert_smtp_to=["a@b"],
+                            alert_webhook="https://hooks.example/x"), tmp_path)
+    assert [c.name for c in ok.channels] == ["smtp", "webhook"]
