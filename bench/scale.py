@@ -40,6 +40,7 @@ from services.common.client import CoordinatorClient
 from services.plan import loader
 
 _snapshot = msgspec.json.Decoder(LiveSnapshot)
+SIM_PER_CONNECTION = 100  # simulated generators sharing one NATS connection
 
 
 def parse_point(text: str) -> tuple[int, int, int]:
@@ -140,7 +141,9 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
     with Stack(mergers) as stack:
         nc = await nats.connect(stack.url, pending_size=256 * 1024 * 1024)
         await _ready(nc)
-        sim = Simulator(nc, n, request_names, prefix="sim")
+        conns = [await nats.connect(stack.url, pending_size=64 * 1024 * 1024)
+                 for _ in range(max(1, n // SIM_PER_CONNECTION))]
+        sim = Simulator(nc, n, request_names, prefix="sim", connections=conns)
         await sim.start()
         api = await CoordinatorClient.connect(stack.url)
         await _registered(api, n)
@@ -161,7 +164,9 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
                 snapshots.append((time.time(), snap))
 
         await nc.subscribe(subjects.live(run_id), cb=on_live)
-        cpu, rss, merger_cpu = [], [], []
+        cpu, rss, merger_cpu, sim_cpu = [], [], [], []
+        me = psutil.Process()
+        me.cpu_percent(None)
         coord.cpu_percent(None)
         for p in merger_procs:
             p.cpu_percent(None)
@@ -171,6 +176,7 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
             await asyncio.sleep(1.0)
             if time.time() < started.end_at:
                 cpu.append(coord.cpu_percent(None))
+                sim_cpu.append(me.cpu_percent(None))
                 rss.append(coord.memory_info().rss / 2**20)
                 if merger_procs:
                     merger_cpu.append(sum(p.cpu_percent(None) for p in merger_procs))
@@ -182,6 +188,8 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
                 continue
         await sim.stop()
         await api.close()
+        for c in conns:
+            await c.close()
         await nc.close()
     lags = [at - (started.start_at + s.seq + 1) for at, s in snapshots]
     complete = sum(1 for _, s in snapshots
@@ -197,6 +205,9 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
         "coordinator_cpu_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
         "coordinator_cpu_max": round(max(cpu), 1) if cpu else None,
         "mergers_cpu_mean": round(sum(merger_cpu) / len(merger_cpu), 1) if merger_cpu else None,
+        # the simulator shares the machine: near 100 % it, not the coordinator, is the limit
+        "simulator_cpu_mean": round(sum(sim_cpu) / len(sim_cpu), 1) if sim_cpu else None,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "coordinator_rss_mb_max": round(max(rss), 1) if rss else None,
         "snapshot_lag_p50_s": pct(lags, 0.5), "snapshot_lag_max_s": round(max(lags), 3) if lags else None,
         "snapshots": len(snapshots), "snapshots_complete": complete,

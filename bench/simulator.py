@@ -100,8 +100,12 @@ class Simulator:
     """``n`` generators named ``<prefix>-0000`` ... in this process."""
 
     def __init__(self, nc: Client, n: int, names: list[str], *, per_name: int = 10,
-                 prefix: str = "sim", deaf: set[str] | None = None) -> None:
-        self.nc = nc
+                 prefix: str = "sim", deaf: set[str] | None = None,
+                 connections: list[Client] | None = None) -> None:
+        self.nc = nc  # the assignment watch
+        # generator i beats and sends on connections[i % len]: many connections, as many
+        # hosts would have, so no one connection carries a thousand generators' traffic
+        self.ncs = connections or [nc]
         self.ids = [f"{prefix}-{i:04d}" for i in range(n)]
         self.names = names
         self.per_name = per_name  # requests per name per generator per second
@@ -118,8 +122,9 @@ class Simulator:
 
     async def start(self) -> None:
         js = self.nc.jetstream()
-        self.registry = await js.key_value(subjects.GENERATORS_BUCKET)
         self.assignments = await js.key_value(subjects.ASSIGN_BUCKET)
+        self._kv = [await c.jetstream().key_value(subjects.GENERATORS_BUCKET) for c in self.ncs]
+        self._slot = {gid: i % len(self.ncs) for i, gid in enumerate(self.ids)}
         await asyncio.gather(*(self._beat(gid) for gid in self.ids))
         self._tasks = [asyncio.create_task(self._heartbeats(), name="sim-heartbeats"),
                        asyncio.create_task(self._watch(), name="sim-watch")]
@@ -133,7 +138,7 @@ class Simulator:
         await asyncio.gather(*(self._forget(gid) for gid in self.ids), return_exceptions=True)
 
     async def _forget(self, gid: str) -> None:
-        await self.registry.delete(gid)
+        await self._kv[self._slot[gid]].delete(gid)
 
     # --- heartbeats --------------------------------------------------------------
     def heartbeat(self, gid: str) -> Heartbeat:
@@ -149,7 +154,7 @@ class Simulator:
         )
 
     async def _beat(self, gid: str) -> None:
-        await self.registry.put(gid, msgspec.json.encode(self.heartbeat(gid)))
+        await self._kv[self._slot[gid]].put(gid, msgspec.json.encode(self.heartbeat(gid)))
 
     async def _heartbeats(self) -> None:
         """Every generator once a second, spread over the second as independent hosts would be."""
@@ -250,7 +255,7 @@ class Simulator:
         first = time.monotonic()
         for _ in range(240):
             try:
-                msg = await self.nc.request(subject, data, timeout=2.0)
+                msg = await self.ncs[self._slot[stats.generator_id]].request(subject, data, timeout=2.0)
             except Exception:
                 self.retries += 1
                 await asyncio.sleep(0.5 + random.random() * 0.1)

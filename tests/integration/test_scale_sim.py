@@ -173,3 +173,27 @@ async def test_a_merger_that_dies_before_handing_over_loses_nothing_in_the_repor
         await sim.stop()
         await api.close()
         await nc.close()
+
+
+SCALE_KEYS = {"generators", "names", "mergers", "coordinator_cpu_mean", "coordinator_cpu_max",
+              "coordinator_rss_mb_max", "snapshot_lag_p50_s", "snapshot_lag_max_s", "snapshots",
+              "snapshots_complete", "ack_latency_p99_ms", "report_exact"}
+
+
+@pytest.mark.slow
+def test_bench_scale_in_miniature_writes_every_figure(tmp_path):
+    """`make bench-scale` at a tiny size (with and without a merger), so the harness cannot rot."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--points", "20x1,20x1m1",
+                           "--seconds", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    points = json.loads(out.read_text())["points"]
+    assert len(points) == 2
+    for row in points:
+        assert SCALE_KEYS <= set(row)
+        assert row["sent_requests"] == 20 * 2 * 10 and row["report_exact"] is True
