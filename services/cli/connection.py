@@ -3,7 +3,8 @@
 ``settings`` picks the server and credentials: the global flags win, then the
 SURGE_NATS_* variables, then the current context (``surge context``), then the
 default local URL. A context is only a base when neither a flag nor SURGE_NATS_URL
-names another server: its user, password and CA belong to its own server.
+names another server: its user, password and CA belong to its own server (naming the
+context's own server, e.g. copied from `surge context show`, keeps it).
 
 ``connect`` is bounded by ``--timeout`` (nats-py would otherwise retry for ever) and
 turns what nats-py and ssl raise into a ``CliError`` whose message names the server
@@ -19,6 +20,7 @@ import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -58,12 +60,14 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     """The server and credentials one command uses (see the module docstring)."""
     env = os.environ if environ is None else environ
     name = getattr(args, "context", None) or env.get("SURGE_CONTEXT") or None
-    url_given = bool(getattr(args, "nats", None) or env.get("SURGE_NATS_URL"))
+    url_given = getattr(args, "nats", None) or env.get("SURGE_NATS_URL") or ""
     base: contexts.Context | None = None
     if name:
         base = contexts.load(name, env)
-    elif not url_given:
+    else:
         base = contexts.current(env)
+        if base is not None and url_given and _addresses(url_given) != _addresses(base.url):
+            base = None  # another server: the context's password and CA are not for it
     fields: dict[str, str] = {}
     source = "default"
     if base is not None:
@@ -98,6 +102,19 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
 
 def _servers(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def _addresses(url: str) -> set[tuple[str, int]]:
+    """The (host, port) pairs of a server list: nats://h:4222, tls://h:4222 and h are one."""
+    out = set()
+    for server in _servers(url):
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            port = parts.port or 4222
+        except ValueError:
+            port = -1
+        out.add(((parts.hostname or "").lower(), port))
+    return out
 
 
 def _describe(exc: BaseException, s: Settings) -> CliError:

@@ -127,8 +127,12 @@ def test_wrong_ca_wrong_password_and_a_forbidden_subject_are_one_line_each(up: U
     assert time.monotonic() - t0 < 6
 
     # no CA at all for a TLS server: the system's store cannot know the local CA
-    line = one_line_error(surge("ls", "--nats", up.nats_url, env=env))
+    no_context = clean_env(tmp_path / "empty-config")
+    line = one_line_error(surge("ls", "--nats", up.nats_url, env=no_context))
     assert "system's CA store" in line, line
+    # the context's own server named again (copied from `surge context show`) keeps its CA
+    done = surge("ls", "--nats", up.nats_url, env=env)
+    assert done.returncode == 0, done.stderr
     # -v adds the details under the one line
     verbose = surge("ls", "--ca", other_ca, "-v", env=env)
     assert verbose.returncode == 2 and "details:" in verbose.stderr

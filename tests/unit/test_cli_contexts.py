@@ -33,6 +33,17 @@ def test_another_server_named_by_flag_or_variable_leaves_the_context_out(env):
         assert (s.url, s.auth.user, s.auth.tls_ca, s.context) == ("nats://other:4222", "", "", "")
 
 
+def test_naming_the_context_s_own_server_keeps_the_context(env):
+    for argv, extra in ((["ls", "--nats", "nats://127.0.0.1:4333"], {}),
+                        (["ls", "--nats", "tls://127.0.0.1:4333"], {}),
+                        (["ls", "-s", "127.0.0.1:4333"], {}),
+                        (["ls"], {"SURGE_NATS_URL": "nats://127.0.0.1:4333"})):
+        s = settings(parse(argv), {**env, **extra})
+        assert (s.auth.user, s.auth.password, s.auth.tls_ca) == ("cli", "from-file", "/x/ca.pem"), argv
+    s = settings(parse(["ls", "--nats", "nats://127.0.0.1:4334"]), env)  # another port
+    assert (s.auth.user, s.auth.tls_ca) == ("", "")
+
+
 def test_flags_and_variables_override_single_fields_of_the_context(env):
     s = settings(parse(["ls", "--user", "ui"]), {**env, "SURGE_NATS_TLS_CA": "/y/ca.pem"})
     assert (s.url, s.auth.user, s.auth.tls_ca) == ("nats://127.0.0.1:4333", "ui", "/y/ca.pem")
