@@ -133,6 +133,7 @@ class Run:
                     events += 1
                 else:
                     run.agg.add(entry)
+                    run.hosts.add_interval(entry)  # the generators' CPU survives a takeover
                     run.durable.add((entry.generator_id, entry.seq))
                     intervals += 1
             except Exception as exc:  # one bad entry must not cost the rest of the run
