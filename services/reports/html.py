@@ -161,6 +161,21 @@ def _hosts(r: Report) -> str:
     return "".join(out)
 
 
+def _change(d) -> str:
+    if d.change_pct is None:
+        return "–" if d.value is None else _num(d.value, 3)
+    return f"{_num(d.value, 3)} ({d.change_pct:+.1f} %)"
+
+
+def _baseline(r: Report) -> str:
+    b = r.baseline
+    metrics = list(b.totals)
+    rows = [["ALL", *(_change(b.totals[m]) for m in metrics)]]
+    rows += [[escape(n), *(_change(d[m]) if m in d else "" for m in metrics)] for n, d in sorted(b.requests.items())]
+    return (f"<h2 id=baseline>Against baseline run <code>{escape(b.run_id)}</code> of {escape(b.test)}</h2>"
+            + _table(["request", *metrics], rows))
+
+
 def render_html(r: Report) -> str:
     """The whole report as one HTML document."""
     tot = r.totals
@@ -183,6 +198,8 @@ def render_html(r: Report) -> str:
                            [[escape(t.label), _num(t.limit, 3), _num(t.value, 3), "pass" if t.ok else "FAIL"]
                             for t in r.thresholds],
                            {i for i, t in enumerate(r.thresholds) if not t.ok}))
+    if r.baseline is not None:  # a run of a catalogue test beside its baseline (docs/archive.md)
+        body.append(_baseline(r))
     body.append("<h2>Requests · latency from the intended send time, ms</h2>")
     body.append(_table(
         ["request", "requests", "errors", "error kinds", "req/s", "late", "dropped",

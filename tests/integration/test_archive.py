@@ -9,7 +9,7 @@ import json
 import pytest
 
 from schemas.control import ENDED_STATES
-from schemas.errors import NotFound
+from schemas.errors import NoGenerators, NotFound
 from tests.conftest import Cluster, api_with, until
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,6 +23,17 @@ def plan(target: str, path: str = "/") -> dict:
 
 async def cli(cluster: Cluster, *args: str):
     return await asyncio.to_thread(cluster.cli, *args)
+
+
+async def run_test(api, name: str, **options):
+    """test.run once the generator of the previous run is idle again (its heartbeat says so)."""
+    async def start():
+        try:
+            return await api.test_run(name, **options)
+        except NoGenerators:
+            return None
+
+    return (await until(start, 15, "an idle generator", every_s=0.2)).run_id
 
 
 async def finished(api, run_id: str):
@@ -51,7 +62,7 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     api = await api_with(cluster, 1)
 
     await api.test_save(plan(target))
-    first = await finished(api, (await api.test_run("shop")).run_id)
+    first = await finished(api, await run_test(api, "shop"))
     [rel] = [t for t in first.thresholds if t.name == "p99_ms max_increase_pct"]
     assert rel.ok and "no baseline" in rel.reason and first.baseline is None
     assert (first.test, first.test_version) == ("shop", 1)
@@ -60,14 +71,16 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
 
     # version 2 answers 300 ms later: its report shows the change and fails the relative limit
     await api.test_save(plan(target, "/delay/300"))
-    second = await finished(api, (await api.test_run("shop")).run_id)
+    second = await finished(api, await run_test(api, "shop"))
     assert second.baseline is not None and second.baseline.run_id == first.run_id
     assert second.baseline.requests["home"]["p99_ms"].change_pct > 50
     [rel] = [t for t in second.thresholds if t.name == "p99_ms max_increase_pct"]
     assert not rel.ok and rel.value > 50
     assert second.verdict == "fail" and (await api.get(second.run_id)).verdict == "fail"
-    shown = await cli(cluster, "report", second.run_id)
+    page = tmp_path / "second.html"
+    shown = await cli(cluster, "report", second.run_id, "--html", str(page))
     assert f"against baseline run {first.run_id}" in shown.stdout, shown.stdout
+    assert f"Against baseline run <code>{first.run_id}</code>" in page.read_text()
 
     run = second.run_id
     for args in (("note", run, "**p99** went up by 300 ms"),
@@ -103,7 +116,7 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     assert (await cli(cluster, "archive", "export", run, "-o", str(exported))).returncode == 0
 
     # retention keeps one ended run besides the baseline: a third run pushes the second out
-    third = await finished(api, (await api.test_run("shop", version=1)).run_id)
+    third = await finished(api, await run_test(api, "shop", version=1))
     assert third.baseline.run_id == first.run_id
 
     async def pruned() -> bool:

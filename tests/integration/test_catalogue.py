@@ -12,8 +12,8 @@ import json
 import pytest
 
 from schemas import subjects
-from schemas.errors import Conflict, InvalidPlan, NotFound, TargetNotAllowed
-from tests.conftest import Cluster, api_with, target_stats
+from schemas.errors import Conflict, InvalidPlan, NoGenerators, NotFound, TargetNotAllowed
+from tests.conftest import Cluster, api_with, target_stats, until
 from tests.integration.test_distributed_run import stack
 
 pytestmark = pytest.mark.timeout(90)
@@ -80,7 +80,13 @@ async def test_saved_versions_are_listed_shown_diffed_run_and_removed(cluster: C
     [record] = (await api.list()).runs
     assert (record.test, record.test_version) == ("checkout", 1)
 
-    started = await api.test_run("checkout", rate=10.0, duration=1.0)
+    async def start():  # once the generator of the run before is idle again
+        try:
+            return await api.test_run("checkout", rate=10.0, duration=1.0)
+        except NoGenerators:
+            return None
+
+    started = await until(start, 15, "an idle generator", every_s=0.2)
     assert (started.test, started.test_version) == ("checkout", 2)
     record = await api.get(started.run_id)
     assert record.plan.rate == 10.0 and record.test_version == 2

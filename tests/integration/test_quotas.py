@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from schemas.errors import QuotaExceeded
+from schemas.errors import NoGenerators, QuotaExceeded
 from services.common.client import CoordinatorClient
 from services.plan import loader
 from tests.conftest import generators_registered, target_stats, until
@@ -78,7 +78,13 @@ async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_ru
     assert done.state == "started"
 
     # two runs on one target system: the second waits for the first to end
-    first = await api.start(loader.from_obj(plan(guarded, 20, "a")))
+    async def start_first():  # once the generator of the approved run is idle again
+        try:
+            return await api.start(loader.from_obj(plan(guarded, 20, "a")))
+        except NoGenerators:
+            return None
+
+    first = await until(start_first, 15, "an idle generator", every_s=0.2)
     second = await api.start(loader.from_obj(plan(guarded, 20, "b")))
     assert first.queued is None and second.queued and second.queued.startswith("queued")
 

@@ -44,6 +44,7 @@ async def test_save_schedule_and_annotate_a_test_from_the_pages(cluster: Cluster
         await expect(page.locator("#tests-table tr[data-test='ui-smoke']")).to_be_visible(timeout=10_000)
         await page.click("#tests-table tr[data-test='ui-smoke'] a")
         await expect(page.locator("#versions li")).to_have_count(1, timeout=10_000)
+        await expect(page.locator("#rate-curve polyline")).to_have_attribute("points", "0.0,6.0 480.0,6.0")
 
         # --- schedule it 3 s ahead: the preview shows its one fire time, then save ----
         await page.select_option("#sched-kind", "at")

@@ -22,6 +22,7 @@ from schemas.errors import BadRequest, SurgeError
 from schemas.plan import Name
 from schemas.schedules import ScheduleAdd
 from services.common.fields import field_of
+from services.plan import profile
 from services.ui import inputs
 from services.ui.app import middleware
 from services.ui.app.ws import SERVICE
@@ -109,6 +110,18 @@ async def test_run(request: web.Request) -> web.Response:
     return _json(await _api(request).send(api.TEST_RUN, msgspec.structs.replace(ask, author=AUTHOR)))
 
 
+async def test_profile(request: web.Request) -> web.Response:
+    """A test version's rate over time (the plan's profile), for the schedule form's preview."""
+    t = (await _api(request).send(api.TEST_GET, _query(request, TestRef))).test
+    prof = profile.from_plan(t.plan)
+    return _json({"name": t.name, "version": t.version, "model": t.plan.model, "segments": prof,
+                  "duration_s": profile.duration(prof), "peak_rps": profile.peak(prof)})
+
+
+async def queue(request: web.Request) -> web.Response:
+    return _json(await _api(request).queue())
+
+
 async def schedules_list(request: web.Request) -> web.Response:
     return _json(await _api(request).schedule_list())
 
@@ -137,6 +150,8 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/api/test", test_get)  # ?name=&version= (a name may hold a "/")
     r.add_post("/api/tests", test_save)
     r.add_post("/api/test/run", test_run)
+    r.add_get("/api/test/profile", test_profile)
+    r.add_get("/api/queue", queue)
     r.add_get("/api/schedules", schedules_list)
     r.add_post("/api/schedules", schedule_add)
     r.add_get("/api/archive", archive_search)

@@ -29,6 +29,7 @@
       h("div", {class: "grid g2", style: "margin-top:14px"},
         h("div", {class: "panel"}, h("h2", {text: "Thresholds"}), r.thresholds.length ? S.table([{label: "threshold"}, {label: "limit", n: 1}, {label: "value", n: 1}, {label: "verdict"}], thr, {id: "thresholds"}) : h("div", {class: "muted", text: "no thresholds in this plan: the verdict is pass"})),
         h("div", {class: "panel"}, h("h2", {text: "Events"}), h("div", {class: "events"}, ...(r.events.length ? r.events.map((e) => h("div", {text: e})) : [h("div", {class: "muted", text: "none"})])))),
+      baselinePanel(r),
       h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Requests (latency from intended time)"}), S.table(reqCols, reqRows, {id: "requests"})),
       h("div", {class: "panel"}, h("h2", {text: "Generators"}), S.table(["Generator", "requests", "errors", "target/s", "achieved/s", "late", "dropped", "seconds"].map((l, i) => ({label: l, n: i > 0})), genRows)),
       hostsPanel(r, v.hosts),
@@ -40,6 +41,16 @@
       series: [S.timeSeries, {label: "target/s", stroke: S.color(2), dash: [6, 4], width: 2}, {label: "req/s", stroke: S.color(0), width: 1.6},
         {label: "p99 ms", stroke: S.color(3), width: 1.4}, {label: "errors/s", stroke: S.color(4), width: 1.2}]},
     [tl.map((e) => e.t), tl.map((e) => e.target_rps), tl.map((e) => e.rps), tl.map((e) => e.p99_ms), tl.map((e) => e.errors)]);
+  }
+  function baselinePanel(r) {  // a run of a catalogue test beside its baseline (docs/archive.md)
+    const b = r.baseline; if (!b) return null;
+    const metrics = Object.keys(b.totals);
+    const cell = (d) => { if (!d) return S.td(""); const v = d.value == null ? "–" : S.num(d.value, 3);
+      return S.td(d.change_pct == null ? v : `${v} (${d.change_pct > 0 ? "+" : ""}${d.change_pct.toFixed(1)}%)`, "n"); };
+    const rows = [["ALL", b.totals], ...Object.entries(b.requests).sort()].map(([n, d]) => h("tr", {}, S.td(n), ...metrics.map((m) => cell(d[m]))));
+    return h("div", {class: "panel", id: "baseline", style: "margin-top:14px"},
+      h("h2", {}, "Against baseline run ", h("a", {href: `/runs/${b.run_id}/report`, class: "mono", text: b.run_id}), ` of ${b.test}`),
+      S.table([{label: "request"}, ...metrics.map((m) => ({label: m, n: 1}))], rows));
   }
   function logPanel(r) {
     const panel = S.logPanel(runId);

@@ -33,13 +33,41 @@
     const versions = d.versions.slice().reverse().map((v) => h("li", {"data-version": v.version},
       h("b", {text: `v${v.version}`}), ` ${when(v.saved_at)} by ${v.author} `,
       h("a", {href: `/new?test=${enc}&version=${v.version}`, text: "edit"}), " · ",
+      h("a", {href: `/builder?test=${enc}&version=${v.version}`, text: "builder"}), " · ",
       h("a", {href: "#", text: "run", onclick: (e) => { e.preventDefault(); run(name, v.version); }})));
+    curve(name);
     $("detail").replaceChildren(h("div", {class: "panel", id: "test-detail"},
       h("h2", {text: t.name}), t.description ? h("p", {text: t.description}) : null,
       h("div", {class: "muted", text: `suite ${t.suite} · owner ${t.owner} · target system ${t.target_system}`}),
       h("h3", {text: "Versions"}), h("ul", {id: "versions"}, ...versions),
-      h("h3", {text: "Schedule"}), scheduleForm(name),
+      h("h3", {text: "Schedule"}), h("div", {id: "curve"}), scheduleForm(name),
       h("div", {id: "run-result"})));
+  }
+  // the rate over time of the test's latest version (the plan's profile), as an SVG line
+  async function curve(name) {
+    let p;
+    try { p = await S.api("GET", "/api/test/profile?" + new URLSearchParams({name})); } catch (e) { return; }
+    const el = $("curve"); if (!el) return setTimeout(() => curve(name), 50);
+    if (p.model === "closed") { el.replaceChildren(h("div", {class: "muted", text: `virtual users for ${S.dur(p.duration_s)}`})); return; }
+    const W = 480, H = 90, peak = Math.max(p.peak_rps, 1e-9), dur = Math.max(p.duration_s, 1e-9);
+    const pts = p.segments.flatMap((s) => [[s.start_s, s.start_rps], [s.end_s, s.end_rps]])
+      .map(([t, r]) => `${(t / dur * W).toFixed(1)},${(H - r / peak * (H - 6)).toFixed(1)}`).join(" ");
+    const ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", W); svg.setAttribute("height", H); svg.id = "rate-curve";
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts); line.setAttribute("fill", "none"); line.setAttribute("stroke", "currentColor"); line.setAttribute("stroke-width", "2");
+    svg.append(line);
+    el.replaceChildren(h("div", {class: "muted", text: `rate over time: up to ${S.rps(p.peak_rps)}/s for ${S.dur(p.duration_s)}`}), svg);
+  }
+  async function loadQueue() {  // runs waiting for approval or for their target system (docs/quotas.md)
+    try {
+      const runs = (await S.api("GET", "/api/queue")).runs.filter((e) => e.state === "waiting_approval" || e.state === "queued");
+      $("queue").hidden = !runs.length;
+      $("queue").replaceChildren(h("h2", {text: "Waiting runs"}), S.table([{label: "Run"}, {label: "Test"}, {label: "Target system"}, {label: "State"}, {label: "Why"}],
+        runs.map((e) => h("tr", {"data-queued": e.run_id}, S.td(e.run_id, "mono"), S.td(e.test ? `${e.test} v${e.test_version}` : e.plan.name),
+          S.td(e.target_system, "mono"), S.td(e.state.replace("_", " ")), S.td(e.decisions.length ? e.decisions[e.decisions.length - 1].what : ""))), {id: "queue-table"}),
+        h("div", {class: "muted", text: "an approver lets a run over its quota start: surge approve RUN"}));
+    } catch (e) { $("queue").replaceChildren(S.errorBanner(e)); }
   }
   async function run(name, version) {
     try {
@@ -93,9 +121,10 @@
         h("input", {id: "search", placeholder: "search name, description, owner", "aria-label": "search",
           oninput: () => { clearTimeout(timer); timer = setTimeout(load, 250); }}),
         h("button", {class: "primary", onclick: () => { location.href = "/new"; }}, "New test")),
+      h("div", {class: "panel", id: "queue", hidden: true}),
       h("div", {class: "panel", id: "list"}), h("div", {id: "detail"}), h("div", {class: "panel", id: "schedules"}));
     const wanted = new URLSearchParams(location.search).get("name");
     load().then(() => { if (wanted) open(wanted); });
-    loadSchedules(); setInterval(loadSchedules, 5000); S.live.start();
+    loadSchedules(); loadQueue(); setInterval(() => { loadSchedules(); loadQueue(); }, 5000); S.live.start();
   });
 })();
