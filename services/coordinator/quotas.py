@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 _entry = msgspec.json.Decoder(QueuedRun)
 KEEP_DONE_S = 24 * 3600.0  # started/denied entries are kept this long (the decisions)
+RESCAN_S = 5.0  # with nothing waiting, the queue is read this often (a KV listing costs a consumer)
 
 
 def in_hours(hours: str, tz: str, t: float) -> bool:
@@ -65,6 +66,8 @@ class Quotas:
     def __init__(self, svc: Service, kv: KeyValue) -> None:
         self.svc = svc
         self.kv = kv
+        self._waiting = True  # something may wait: read the queue at the next tick
+        self._scanned = 0.0
 
     def rule(self, system: str) -> Quota | None:
         quotas = self.svc.config.quotas
@@ -110,7 +113,7 @@ class Quotas:
             plan = loader.with_overrides(plan, generators=q.max_generators)
         known = await self._get(run_id)
         if known is not None:  # a suite step or a fire asking again: it is waiting already
-            return plan, self._waiting(known[0])
+            return plan, self._waiting_reply(known[0])
         reasons = violations(plan, q, time.time())
         if reasons and q.over_limit == "refuse":
             raise QuotaExceeded(f"target system {system}: " + "; ".join(reasons))
@@ -129,11 +132,12 @@ class Quotas:
             await self.kv.create(run_id, msgspec.json.encode(entry))
         except KeyWrongLastSequenceError:
             raise Conflict(f"run {run_id} is queued already", "run_id") from None
+        self._waiting = True
         await self._event(run_id, f"{what} (asked by {author})")
-        return plan, self._waiting(entry)
+        return plan, self._waiting_reply(entry)
 
     @staticmethod
-    def _waiting(e: QueuedRun) -> RunStarted:
+    def _waiting_reply(e: QueuedRun) -> RunStarted:
         why = e.decisions[-1].what if e.decisions else e.state
         return RunStarted(run_id=e.run_id, start_at=0.0, end_at=0.0, target_rps=0.0, generators={},
                           test=e.test, test_version=e.test_version, queued=why)
@@ -157,6 +161,7 @@ class Quotas:
             await self.kv.update(ask.run_id, msgspec.json.encode(new), last=revision)
         except KeyWrongLastSequenceError:
             raise Conflict(f"run {ask.run_id} was decided meanwhile; look again") from None
+        self._waiting = True
         log.info("run decision", run_id=ask.run_id, decision=what, by=ask.author)
         await self._event(ask.run_id, f"{what} by {ask.author}")
         return new
@@ -164,9 +169,14 @@ class Quotas:
     # --- the leader's loop ----------------------------------------------------------------
     async def tick(self) -> None:
         """Start queued runs whose system has room, oldest first; forget old decided ones."""
+        if not self._waiting and time.monotonic() - self._scanned < RESCAN_S:
+            return
+        self._scanned = time.monotonic()
         now = time.time()
         starting: dict[str, int] = {}
-        for entry, revision in await self._entries():
+        entries = await self._entries()
+        self._waiting = any(e.state == "queued" for e, _ in entries)  # approvals wake it
+        for entry, revision in entries:
             if entry.state in ("started", "denied", "failed"):
                 if now - entry.decisions[-1].at > KEEP_DONE_S:
                     await self.kv.purge(entry.run_id)
