@@ -377,6 +377,7 @@ class Run:
                 pool = running or list(self.paused.values())
                 rate = sum(pool) / len(pool) if pool else 0.0
                 self.shares[gid] = 0.0
+                self.joined_at[gid] = time.time()  # its idle beats until it starts are no silence
                 what = "added"
             self.held[gid] = rate
             epoch = await self._apply_held(at, sum(rates.values()) + rate)

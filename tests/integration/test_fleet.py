@@ -120,10 +120,11 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
     await api.close()
 
 
-async def test_per_generator_controls_refuse_what_cannot_be_done(cluster: Cluster):
+async def test_an_idle_generator_of_the_pool_is_added_and_others_are_refused(cluster: Cluster):
     target, api = await pool_stack(cluster)
-    started, feed = await start_and_follow(
-        api, raw(CHECKED, target, rate=50, duration="6s", generators={"labels": {"room": "a"}}))
+    started, feed = await start_and_follow(api, raw(
+        CHECKED, target, rate=50, duration="10s", requests=[{"name": "home", "path": "/"}],
+        generators={"count": 1, "labels": {"room": "a"}}))  # a fixed count: no hot add
     run = started.run_id
     with pytest.raises(Exception) as err:  # gen-b is idle but outside the run's pool
         await api.start_generator(run, "gen-b")
@@ -131,12 +132,21 @@ async def test_per_generator_controls_refuse_what_cannot_be_done(cluster: Cluste
     with pytest.raises(Exception) as err:
         await api.rate(run, 10, generator="gen-x")
     assert err.value.code == "not_found" and err.value.field == "generator"
+    cluster.generator(generator_id="gen-c", SURGE_GENERATOR_LABELS="room=a")
+    await until(lambda: _listed(api, "gen-c"), 10, "gen-c registered")
+    await api.start_generator(run, "gen-c", by="test")  # joins at the members' mean rate
+    snap, sec = await a_whole_second_after(feed, time.time())
+    assert snap.target_rps == pytest.approx(100)
+    assert wall_second(target, "gen-c", sec) == pytest.approx(50, abs=4)
     await api.stop(run, generator="gen-a")
     with pytest.raises(Exception) as err:
         await api.stop(run, generator="gen-a")
     assert err.value.code == "conflict"
     await api.stop(run)
-    await finished_report(api, feed, run)
+    report = await finished_report(api, feed, run)
+    assert any("generator gen-c added by test at 50/s; total 100/s" in e for e in report.events)
+    assert not any("not running its assignment" in e for e in report.events), report.events
+    assert set(report.generators) == {"gen-a", "gen-c"}
     await api.close()
 
 
