@@ -257,6 +257,23 @@ async def _demo(url: str, plan_path: str, console: Console, target: str | None =
         await api.close()
 
 
+def surge_command(environ: dict[str, str] | None = None, cwd: str | None = None) -> str:
+    """How to type `surge` in the lines `surge up` prints: `surge` when PATH finds this
+    one, `.venv/bin/surge` from the repository (`make run`), else its absolute path."""
+    env = os.environ if environ is None else environ
+    mine = Path(sys.executable).parent / "surge"
+    if not mine.exists():
+        return "surge"
+    found = shutil.which("surge", path=env.get("PATH", ""))
+    if found and Path(found).resolve() == mine.resolve():
+        return "surge"
+    here = Path(cwd or os.getcwd())
+    try:
+        return str(mine.relative_to(here))
+    except ValueError:
+        return str(mine)
+
+
 @command("up", help="start the whole stack locally (what `make run` uses)",
          example="surge up\nsurge up --generators 4 --demo plans/demo.yaml\nsurge up --insecure --nats nats://127.0.0.1:4333",
          args=[arg("--generators", type=int, default=2),
@@ -290,12 +307,13 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  logs:    {stack.logs}")
         if stack.secure:
             console.print("  secured: per-role NATS users + TLS (docs/security.md)")
+        me = surge_command()
         if stack.context_path is not None:
             console.print(f"  context: [bold]{LOCAL_CONTEXT}[/] is now current ({stack.context_path}): "
-                          f"`surge` works from any shell; other tools: eval \"$(.venv/bin/surge env)\"",
+                          f"`surge` works from any shell; other tools: eval \"$({me} env)\"",
                           highlight=False)
-        console.print("  try:     .venv/bin/surge generators | .venv/bin/surge ls | "
-                      ".venv/bin/surge run plans/demo.yaml --rate 300", highlight=False)
+        console.print(f"  try:     {me} generators | {me} ls | "
+                      f"{me} run {args.demo or 'plans/demo.yaml'} --rate 300", highlight=False)
         console.print(f"  NATS:    nats --context surge-{LOCAL_CONTEXT} micro ls | "
                       f"nats --context surge-{LOCAL_CONTEXT} sub '{subjects.LIVE_ALL}'\n",
                       highlight=False)

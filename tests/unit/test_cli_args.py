@@ -126,3 +126,19 @@ def test_a_reader_that_went_away_ends_the_command_silently_with_141(tmp_path, ar
         os.close(write)
     assert done.returncode == 141, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 1, done.stderr
+
+
+def test_surge_up_prints_a_surge_command_that_runs_from_where_it_was_started(tmp_path):
+    """`make run` (the repository): .venv/bin/surge; an activated venv: surge; elsewhere
+    (it printed .venv/bin/surge, which is not there): the absolute path."""
+    import sys
+    from pathlib import Path
+
+    from services.cli.up import surge_command
+
+    mine = Path(sys.executable).parent / "surge"
+    assert mine.exists()
+    home = mine.parents[2]  # the directory holding the venv (the repository for make run)
+    assert surge_command({"PATH": "/usr/bin:/bin"}, str(home)) == str(mine.relative_to(home))
+    assert surge_command({"PATH": f"{mine.parent}:/usr/bin"}, str(tmp_path)) == "surge"
+    assert surge_command({"PATH": "/usr/bin:/bin"}, str(tmp_path)) == str(mine)
