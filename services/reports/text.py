@@ -133,10 +133,16 @@ def baseline_table(console: Console, r: Report) -> None:
     console.print(t)
 
 
+def _whole(values) -> dict:
+    """Column options that keep an identifier whole (users copy it into the next command),
+    however narrow the terminal: the other columns wrap instead."""
+    return {"no_wrap": True, "min_width": max((len(v) for v in values), default=0)}
+
+
 def runs_table(console: Console, runs: list[RunRecord]) -> None:
     t = Table()
     for col in ("run", "plan", "state", "verdict", "started", "target rps", "requests", "errors", "p99 ms"):
-        t.add_column(col)
+        t.add_column(col, **(_whole([r.run_id for r in runs]) if col == "run" else {}))
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.start_at))
         t.add_row(r.run_id, r.plan.name, r.state, r.verdict or "-", started, f"{r.target_rps:g}",
@@ -146,9 +152,10 @@ def runs_table(console: Console, runs: list[RunRecord]) -> None:
 
 def generators_table(console: Console, beats: list[Heartbeat]) -> None:
     t = Table()
+    ids = {"id": [b.id for b in beats], "run": [b.run_id or "-" for b in beats]}
     for col in ("id", "host", "labels", "cores", "state", "run", "target rps", "achieved rps",
                 "cpu %", "capacity rps", "last beat"):
-        t.add_column(col)
+        t.add_column(col, **(_whole(ids[col]) if col in ids else {}))
     now = time.time()
     for b in beats:
         t.add_row(b.id, b.host, labels.show(b.labels) or "-", str(b.cores), b.state, b.run_id or "-",

@@ -88,3 +88,25 @@ def test_the_latency_histogram_keeps_its_json_key_and_its_old_name_reads():
     assert data["histogram"] == r.latency_histogram != "" and "latency_histogram" not in data
     assert r.histogram == r.latency_histogram  # the old attribute name still reads
     assert msgspec.json.decode(msgspec.json.encode(r), type=type(r)) == r
+
+
+def test_ls_and_generators_keep_ids_whole_in_an_80_column_terminal():
+    """The run and generator ids are what `surge report RUN` / `stop --generator` take."""
+    import io
+
+    from schemas.control import Heartbeat, RunRecord
+
+    plan = loader.loads("name: a-plan-with-a-long-name\ntarget: http://127.0.0.1:8080\n"
+                        "rate: 10\nduration: 5s\nrequests: [{name: home, path: /}]\n")
+    run_id = "20261130-041028-535c45"
+    runs = [RunRecord(run_id=run_id, plan=plan, state="finished", created_at=START,
+                      start_at=START, end_at=START + 5, profile=PROFILE, epoch=1,
+                      generators={}, target_rps=10, verdict="pass", requests=50, p99_ms=1.5)]
+    beats = [Heartbeat(id="vm-gen-12", host="vm", pid=1, cores=2, version="0.1.0",
+                       started_at=START, sent_at=START, capacity_rps=20000, state="running",
+                       run_id=run_id, labels={"zone": "eu-1"})]
+    for draw in (lambda c: text.runs_table(c, runs), lambda c: text.generators_table(c, beats)):
+        out = io.StringIO()
+        draw(Console(file=out, width=80))
+        assert run_id in out.getvalue(), out.getvalue()
+    assert "vm-gen-12" in out.getvalue(), out.getvalue()
