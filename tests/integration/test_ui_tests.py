@@ -57,6 +57,20 @@ async def test_save_schedule_and_annotate_a_test_from_the_pages(cluster: Cluster
         await expect(page.locator("#schedules-table tr[data-schedule='ui-smoke']")).to_be_visible(timeout=10_000)
         await shot(page, "tests-schedule")
 
+        # a suite of the test at two rising rates with a pause: its curve shows the phases
+        await api.suite_save("ramp", mode="stages", tests=["ui-smoke"], rates=[10.0, 20.0], pause_s=1.0)
+        await page.reload()
+        await page.click("#suites-table tr[data-suite='ramp'] a")
+        # 1 s at 10/s, 1 s pause at 0, 1 s at 20/s: three seconds, up to 20/s
+        await expect(page.locator("#curve .muted")).to_contain_text("up to 20", timeout=10_000)
+        await expect(page.locator("#curve .muted")).to_contain_text("2 steps")
+        points = await page.locator("#rate-curve polyline").get_attribute("points")
+        assert points.split()[2:4] == ["160.0,90.0", "320.0,90.0"], points  # the pause at rate 0
+        await page.select_option("#sched-kind", "cron")
+        await page.fill("#sched-when", "0 2 * * *")
+        await page.click("#sched-preview")
+        await expect(page.locator("#next-fires li")).to_have_count(5, timeout=10_000)
+
         async def fired_and_ended():
             runs = [r for r in (await api.list()).runs if r.test == "ui-smoke"]
             return runs[0] if runs and runs[0].state in ENDED_STATES else None

@@ -18,11 +18,12 @@ from msgspec import Meta, Struct
 from schemas import api
 from schemas.archive import Conclusion, RunAnnotate, RunSearch, Url
 from schemas.catalogue import Label, Tag, TestListRequest, TestRef, TestRun, TestSave
-from schemas.errors import BadRequest, SurgeError
+from schemas.control import Segment
+from schemas.errors import BadRequest, NotFound, SurgeError
 from schemas.plan import Name
 from schemas.schedules import ScheduleAdd
 from services.common.fields import field_of
-from services.plan import profile
+from services.plan import loader, profile
 from services.ui import inputs
 from services.ui.app import middleware
 from services.ui.app.ws import SERVICE
@@ -118,6 +119,40 @@ async def test_profile(request: web.Request) -> web.Response:
                   "duration_s": profile.duration(prof), "peak_rps": profile.peak(prof)})
 
 
+class SuiteQuery(Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+
+
+async def suites_list(request: web.Request) -> web.Response:
+    return _json(await _api(request).suite_list())
+
+
+async def suite_profile(request: web.Request) -> web.Response:
+    """A suite's rate over time: its steps one after another, its pauses at rate 0."""
+    name = _query(request, SuiteQuery).name
+    a = _api(request)
+    suite = next((s for s in (await a.suite_list()).suites if s.name == name), None)
+    if suite is None:
+        raise NotFound(f"no suite named {name!r}", "name")
+    if suite.mode == "stages":
+        plan = (await a.test_get(suite.tests[0])).test.plan
+        plans = [loader.with_overrides(plan, rate=r) for r in suite.rates]
+    else:
+        names = list(suite.tests) or [t.name for t in (await a.test_list(suite=suite.name)).tests]
+        plans = [(await a.test_get(n)).test.plan for n in names]
+    segments, at = [], 0.0
+    for i, plan in enumerate(plans):
+        if i and suite.pause_s:
+            segments.append(Segment(at, at + suite.pause_s, 0.0, 0.0))
+            at += suite.pause_s
+        prof = profile.from_plan(plan)
+        segments += [Segment(at + s.start_s, at + s.end_s, s.start_rps, s.end_rps) for s in prof]
+        at += profile.duration(prof)
+    return _json({"name": suite.name, "model": "open", "segments": segments, "duration_s": at,
+                  "peak_rps": max((max(s.start_rps, s.end_rps) for s in segments), default=0.0),
+                  "steps": len(plans)})
+
+
 async def queue(request: web.Request) -> web.Response:
     return _json(await _api(request).queue())
 
@@ -152,6 +187,8 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/api/test/run", test_run)
     r.add_get("/api/test/profile", test_profile)
     r.add_get("/api/queue", queue)
+    r.add_get("/api/suites", suites_list)
+    r.add_get("/api/suite/profile", suite_profile)
     r.add_get("/api/schedules", schedules_list)
     r.add_post("/api/schedules", schedule_add)
     r.add_get("/api/archive", archive_search)

@@ -35,7 +35,7 @@
       h("a", {href: `/new?test=${enc}&version=${v.version}`, text: "edit"}), " · ",
       h("a", {href: `/builder?test=${enc}&version=${v.version}`, text: "builder"}), " · ",
       h("a", {href: "#", text: "run", onclick: (e) => { e.preventDefault(); run(name, v.version); }})));
-    curve(name);
+    curve("/api/test/profile?" + new URLSearchParams({name}));
     $("detail").replaceChildren(h("div", {class: "panel", id: "test-detail"},
       h("h2", {text: t.name}), t.description ? h("p", {text: t.description}) : null,
       h("div", {class: "muted", text: `suite ${t.suite} · owner ${t.owner} · target system ${t.target_system}`}),
@@ -44,10 +44,10 @@
       h("div", {id: "run-result"})));
   }
   // the rate over time of the test's latest version (the plan's profile), as an SVG line
-  async function curve(name) {
+  async function curve(url) {
     let p;
-    try { p = await S.api("GET", "/api/test/profile?" + new URLSearchParams({name})); } catch (e) { return; }
-    const el = $("curve"); if (!el) return setTimeout(() => curve(name), 50);
+    try { p = await S.api("GET", url); } catch (e) { return; }
+    const el = $("curve"); if (!el) return setTimeout(() => curve(url), 50);
     if (p.model === "closed") { el.replaceChildren(h("div", {class: "muted", text: `virtual users for ${S.dur(p.duration_s)}`})); return; }
     const W = 480, H = 90, peak = Math.max(p.peak_rps, 1e-9), dur = Math.max(p.duration_s, 1e-9);
     const pts = p.segments.flatMap((s) => [[s.start_s, s.start_rps], [s.end_s, s.end_rps]])
@@ -57,7 +57,25 @@
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", pts); line.setAttribute("fill", "none"); line.setAttribute("stroke", "currentColor"); line.setAttribute("stroke-width", "2");
     svg.append(line);
-    el.replaceChildren(h("div", {class: "muted", text: `rate over time: up to ${S.rps(p.peak_rps)}/s for ${S.dur(p.duration_s)}`}), svg);
+    const steps = p.steps ? `, ${p.steps} steps` : "";
+    el.replaceChildren(h("div", {class: "muted", text: `rate over time: up to ${S.rps(p.peak_rps)}/s for ${S.dur(p.duration_s)}${steps}`}), svg);
+  }
+  async function loadSuites() {  // suites in phases (docs/schedules.md): pick one to schedule it
+    try {
+      const suites = (await S.api("GET", "/api/suites")).suites;
+      $("suites").hidden = !suites.length;
+      $("suites").replaceChildren(h("h2", {text: "Suites"}), S.table([{label: "Suite"}, {label: "Phases"}, {label: "Pause", n: 1}, {label: "On a failed verdict"}],
+        suites.map((s) => h("tr", {"data-suite": s.name},
+          S.td(h("a", {href: "#", text: s.name, onclick: (e) => { e.preventDefault(); openSuite(s); }})),
+          S.td(s.mode === "stages" ? `${s.tests[0]} at ${s.rates.join(", ")}/s` : (s.tests.join(" → ") || `tests labelled ${s.name}`)),
+          S.td(S.dur(s.pause_s), "n"), S.td(s.stop_on_fail ? "stop" : "go on"))), {id: "suites-table"}));
+    } catch (e) { $("suites").replaceChildren(S.errorBanner(e)); }
+  }
+  function openSuite(s) {
+    current = null; renderList();
+    curve("/api/suite/profile?" + new URLSearchParams({name: s.name}));
+    $("detail").replaceChildren(h("div", {class: "panel", id: "suite-detail"}, h("h2", {text: `suite ${s.name}`}),
+      h("h3", {text: "Schedule"}), h("div", {id: "curve"}), scheduleForm(s.name, "suite")));
   }
   async function loadQueue() {  // runs waiting for approval or for their target system (docs/quotas.md)
     try {
@@ -76,10 +94,10 @@
       else location.href = `/runs/${r.run_id}`;
     } catch (e) { $("run-result").replaceChildren(S.errorBanner(e)); }
   }
-  function scheduleForm(test) {
+  function scheduleForm(test, what) {  // what: "test" (default) or "suite"
     const body = (dry) => {
       const kind = $("sched-kind").value, value = $("sched-when").value.trim();
-      const b = {name: $("sched-name").value.trim() || test, test, tz: $("sched-tz").value.trim() || "UTC",
+      const b = {name: $("sched-name").value.trim() || test, [what || "test"]: test, tz: $("sched-tz").value.trim() || "UTC",
         missed: $("sched-missed").value, dry_run: dry};
       b[kind] = value;
       return b;
@@ -122,9 +140,10 @@
           oninput: () => { clearTimeout(timer); timer = setTimeout(load, 250); }}),
         h("button", {class: "primary", onclick: () => { location.href = "/new"; }}, "New test")),
       h("div", {class: "panel", id: "queue", hidden: true}),
-      h("div", {class: "panel", id: "list"}), h("div", {id: "detail"}), h("div", {class: "panel", id: "schedules"}));
+      h("div", {class: "panel", id: "list"}), h("div", {class: "panel", id: "suites", hidden: true}), h("div", {id: "detail"}),
+      h("div", {class: "panel", id: "schedules"}));
     const wanted = new URLSearchParams(location.search).get("name");
     load().then(() => { if (wanted) open(wanted); });
-    loadSchedules(); loadQueue(); setInterval(() => { loadSchedules(); loadQueue(); }, 5000); S.live.start();
+    loadSchedules(); loadQueue(); loadSuites(); setInterval(() => { loadSchedules(); loadQueue(); }, 5000); S.live.start();
   });
 })();
