@@ -9,8 +9,10 @@ once and never retried, ``localhost`` on both loopbacks, every address of a name
 
 A virtual user's ``Client`` adds its cookies (parsed by the stdlib's ``http.cookies``,
 kept per user) and nothing else: a plan pays per request for one head encoding, one
-parse and, only when the target sets cookies, the cookie header. Proxies and
-``follow_redirects`` still go through aiohttp (``transport.Http1``).
+parse and, only when the target sets cookies, the cookie header. An HTTP ``proxy``
+gets plain requests in absolute form and https through a CONNECT tunnel (TLS started
+inside it with ``loop.start_tls``); ``follow_redirects: N`` follows hops in ``send``,
+another origin getting a pool of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import http.cookies
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httptools
 import multidict
@@ -168,6 +170,33 @@ class _Conn(asyncio.Protocol):
             self.transport.abort()
 
 
+class _TunnelReply(asyncio.Protocol):
+    """The proxy's answer to CONNECT: its head, then the connection is the tunnel."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[bytes] = loop.create_future()
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end >= 0 and not self.head.done():
+            self.head.set_result(self.buf[:end])
+        elif len(self.buf) > MAX_HEAD and not self.head.done():
+            self.head.set_exception(ResponseTooLarge("proxy's CONNECT answer beyond 64 KB"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(Reset("proxy closed the connection before answering CONNECT"))
+
+
+class TooManyRedirects(Exception):
+    kind = "other"
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
 class _HeadDone(Exception):
     """Stops the parser after a HEAD response's head: its body never comes."""
 
@@ -177,28 +206,51 @@ class Pool:
 
     protocol = "http/1.1"
 
-    def __init__(self, plan: Plan, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, plan: Plan, ssl_context: ssl.SSLContext | None = None,
+                 target: str | None = None) -> None:
         self.plan = plan
-        parts = urlsplit(plan.target)
+        target = (target or plan.target).rstrip("/")
+        parts = urlsplit(target)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.https else 80)
-        self.base_url = plan.target.rstrip("/")
+        self.base_url = target
+        self.origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.ssl = ssl_context if self.https else None
+        self._ssl_context = ssl_context
+        # an HTTP proxy: plain requests go to it in absolute form, https through a CONNECT tunnel
+        proxy = urlsplit(plan.proxy) if plan.proxy else None
+        self.dial_host = (proxy.hostname or "127.0.0.1") if proxy else self.host
+        self.dial_port = (proxy.port or 80) if proxy else self.port
+        self.tunnel = proxy is not None and self.https
+        self.absolute = proxy is not None and not self.https
         self.timeout = plan.timeout
         self.loop = asyncio.get_running_loop()
         self.idle: list[_Conn] = []
         self.busy: set[_Conn] = set()
+        self.others: dict[str, Pool] = {}  # redirects to other origins: a pool each, made once
         self._addrs: asyncio.Task | None = None
         self._sweeper = self.loop.create_task(self._sweep())
 
     def client(self) -> Client:
         return Client(self)
 
+    def pool_for(self, origin: str) -> Pool:
+        """The pool of another origin (a redirect went there)."""
+        if origin == self.origin:
+            return self
+        pool = self.others.get(origin)
+        if pool is None:
+            ctx = self._ssl_context
+            if origin.startswith("https:") and ctx is None:
+                ctx = ssl.create_default_context()
+            pool = self.others[origin] = Pool(self.plan, ctx, target=origin)
+        return pool
+
     async def _dial(self) -> _Conn:
         if self._addrs is None:
-            self._addrs = self.loop.create_task(resolve(self.loop, self.host, self.port))
+            self._addrs = self.loop.create_task(resolve(self.loop, self.dial_host, self.dial_port))
         try:
             addrs = await asyncio.shield(self._addrs)
         except OSError:
@@ -207,13 +259,33 @@ class Pool:
         error: OSError | None = None
         for addr in list(addrs):
             try:
+                if self.tunnel:
+                    return await self._through_tunnel(addr)
                 _, conn = await self.loop.create_connection(
-                    lambda: _Conn(self), addr, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None)
+                    lambda: _Conn(self), addr, self.dial_port, ssl=None if self.absolute else self.ssl,
+                    server_hostname=self.host if self.ssl and not self.absolute else None)
                 return conn
             except OSError as exc:
                 error = exc
-        raise error or OSError(f"no address for {self.host}")
+        raise error or OSError(f"no address for {self.dial_host}")
+
+    async def _through_tunnel(self, addr: str) -> _Conn:
+        """https through an HTTP proxy: CONNECT, then TLS to the target inside the tunnel."""
+        reply = _TunnelReply(self.loop)
+        transport, _ = await self.loop.create_connection(lambda: reply, addr, self.dial_port)
+        try:
+            where = f"{self.host}:{self.port}"
+            transport.write(f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n\r\n".encode())
+            head = await reply.head
+            if head.split(b" ", 2)[1:2] != [b"200"]:
+                raise ConnectionRefusedError(f"proxy answered CONNECT with {head[:60]!r}")
+            conn = _Conn(self)
+            tls = await self.loop.start_tls(transport, conn, self.ssl, server_hostname=self.host)
+        except BaseException:
+            transport.abort()
+            raise
+        conn.connection_made(tls)
+        return conn
 
     async def request(self, data: bytes, head_only: bool) -> tuple[int, list, bytes]:
         idle = self.idle
@@ -248,6 +320,8 @@ class Pool:
                 conn._fail(TimeoutError("no response within the plan's timeout"))
 
     async def close(self) -> None:
+        for other in self.others.values():
+            await other.close()
         self._sweeper.cancel()
         for conn in list(self.idle) + list(self.busy):
             conn.close()
@@ -278,9 +352,37 @@ class Client:
 
     async def send(self, method: str, url: str, headers: dict[str, str], data: bytes | None,
                    redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
+        """One request; with ``redirects`` > 0 up to that many hops followed, each a
+        request the target sees, the latency covering all (docs/engine.md)."""
         pool = self.pool
-        path = url[len(pool.base_url):] if url.startswith(pool.base_url) else url
-        parts = [method, " ", path or "/", " HTTP/1.1\r\n", self.prefix]
+        for hop in range(redirects + 1):
+            status, resp_headers, body = await self._send(pool, method, url, headers, data)
+            if redirects == 0 or status not in REDIRECTS or "Location" not in resp_headers:
+                return status, resp_headers, body
+            if hop == redirects:
+                raise TooManyRedirects(f"more than {redirects} redirects")
+            url = urljoin(url, resp_headers["Location"])
+            parts = urlsplit(url)
+            pool = self.pool.pool_for(f"{parts.scheme}://{parts.netloc}")
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                # as browsers, curl -L and aiohttp do: the next hop is a GET without the body
+                method, data = ("GET" if method != "HEAD" else "HEAD"), None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        raise AssertionError("unreachable")
+
+    async def _send(self, pool: Pool, method: str, url: str, headers: dict[str, str],
+                    data: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
+        if url.startswith(pool.base_url):
+            path = url[len(pool.base_url):]
+        elif url.startswith(pool.origin):
+            path = url[len(pool.origin):]
+        else:
+            path = url
+        if pool.absolute:  # through an HTTP proxy: the request line names the origin
+            path = pool.origin + (path or "/")
+        home = pool is self.pool
+        parts = [method, " ", path or "/", " HTTP/1.1\r\n",
+                 self.prefix if home else f"Host: {pool.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"]
         if headers:
             names = set()
             for k, v in headers.items():
@@ -289,7 +391,7 @@ class Client:
             parts += [line for name, line in DEFAULTS if name not in names]
         else:
             parts += DEFAULT_LINES
-        if self.jar:
+        if self.jar and home:  # the user's cookies are the target's (one origin)
             parts += ("Cookie: ", "; ".join(f"{k}={v}" for k, v in self.jar.items()), "\r\n")
         if data is not None or method in ("POST", "PUT", "PATCH"):
             parts += ("Content-Length: ", str(len(data or b"")), "\r\n")
@@ -299,8 +401,9 @@ class Client:
             raw += data
         status, header_list, body = await pool.request(raw, method == "HEAD")
         resp_headers = multidict.CIMultiDict(header_list)
-        for value in resp_headers.getall("Set-Cookie", ()):
-            self._take_cookie(value)
+        if home:
+            for value in resp_headers.getall("Set-Cookie", ()):
+                self._take_cookie(value)
         encoding = resp_headers.get("Content-Encoding")
         if encoding and body:
             body = decode_body(body, encoding.strip().lower().encode())

@@ -2,7 +2,7 @@
 
 ``Program`` compiles every template, extractor and check once per run. A
 ``VirtualUser`` has its own variables and cookie jar (a client of the engine's
-transport, ``transport.py``: aiohttp over a shared keep-alive connector for HTTP/1.1,
+transport, ``transport.py``: the engine's own keep-alive pool for HTTP/1.1 (``pool.py``),
 httpx over a shared HTTP/2 pool) and runs steps, recording each one into the
 engine's current interval under the step's name.
 

@@ -3,10 +3,11 @@
 Two transports with one small surface, so ``session.py`` runs a step the same way
 over either:
 
-* ``Http1`` — aiohttp: one keep-alive connector shared by the generator's virtual
-  users, a ``ClientSession`` (its own cookie jar) per user. The faster of the two
-  in Python, and what every ``http://`` target and every HTTP/1.1-only ``https://``
-  target gets.
+* ``pool.Pool`` — HTTP/1.1 on the engine's own asyncio protocols (httptools, stdlib
+  ``ssl``, proxies, redirects): keep-alive connections shared by the generator's
+  virtual users, a cookie jar per user. What every ``http://`` target and every
+  HTTP/1.1-only ``https://`` target gets. (aiohttp did this before; it is off the
+  load path now.)
 * ``Http2`` — httpx with ``h2``: one ``AsyncHTTPTransport`` (its connection pool
   multiplexes the users' requests as HTTP/2 streams) shared by the users, an
   ``AsyncClient`` (its own cookie jar) per user.
@@ -22,14 +23,11 @@ counted — exactly as they did before HTTP/2 existed.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-import aiohttp
 import structlog
-from yarl import URL
 
 from schemas.plan import Plan
 from services.common.identity import USER_AGENT
@@ -37,7 +35,6 @@ from services.generator.pool import Pool
 
 log = structlog.get_logger(__name__)
 
-MAX_HEAD = 64 << 10  # a response head line up to this is accepted (as in http.py)
 H2, HTTP11 = "h2", "http/1.1"
 
 
@@ -80,20 +77,13 @@ async def alpn(plan: Plan, timeout_s: float) -> str | None:
             writer.close()
 
 
-def follows_redirects(plan: Plan) -> bool:
-    steps = [s for f in plan.flows for s in f.steps] + (list(plan.setup.steps) if plan.setup else [])
-    return bool(plan.follow_redirects) or any(s.follow_redirects for s in steps)
-
-
-def http1(plan: Plan) -> Pool | Http1:
-    """HTTP/1.1: the engine's own pool (``pool.py``, asyncio protocols), or aiohttp for
-    what the pool does not do yet (a proxy, following redirects)."""
-    if plan.proxy or follows_redirects(plan):
-        return Http1(plan)
+def http1(plan: Plan) -> Pool:
+    """HTTP/1.1: the engine's own pool (``pool.py``, asyncio protocols), proxies and
+    redirects included."""
     return Pool(plan, ssl_context(plan) if plan.target.startswith("https:") else None)
 
 
-async def choose(plan: Plan) -> Pool | Http1 | Http2:
+async def choose(plan: Plan) -> Pool | Http2:
     """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it."""
     if plan.http2 == "off" or not plan.target.startswith("https:"):
         return http1(plan)
@@ -105,107 +95,6 @@ async def choose(plan: Plan) -> Pool | Http1 | Http2:
     if picked == H2:
         return Http2(plan)
     return http1(plan)
-
-
-class LoopbackResolver(aiohttp.ThreadedResolver):
-    """aiohttp's resolver, with ``localhost`` on both loopbacks whatever the system
-    resolver says (RFC 6761, as curl does, and as the fast engine's ``http.resolve``):
-    aiohttp tries the addresses in turn."""
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list:
-        name = host.lower().rstrip(".")
-        if name != "localhost" and not name.endswith(".localhost"):
-            return await super().resolve(host, port, family)
-        try:
-            found = await super().resolve(host, port, family)
-        except OSError:
-            found = []
-        have = {r["host"] for r in found}
-        for addr, fam in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
-            if addr not in have and family in (socket.AF_UNSPEC, fam):
-                found.append({"hostname": host, "host": addr, "port": port, "family": fam,
-                              "proto": 0, "flags": socket.AI_NUMERICHOST})
-        return found
-
-
-class Http1:
-    """aiohttp: a keep-alive connector shared by every virtual user of the generator."""
-
-    protocol = HTTP11
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        ctx: ssl.SSLContext | bool | None = None
-        if plan.insecure:
-            ctx = False  # accept any certificate
-        elif plan.target.startswith("https:"):
-            ctx = ssl_context(plan)
-        self.connector = aiohttp.TCPConnector(limit=0, ssl=ctx, keepalive_timeout=30,
-                                              resolver=LoopbackResolver())
-
-    def client(self) -> Http1Client:
-        return Http1Client(self)
-
-    async def close(self) -> None:
-        await self.connector.close()
-
-    @staticmethod
-    def classify(exc: BaseException) -> str:
-        """An aiohttp/asyncio failure as one of Surge's error kinds."""
-        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-            return "timeout"
-        if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError)):
-            return "connect"
-        if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError,
-                            aiohttp.ClientPayloadError)):
-            return "reset"
-        if isinstance(exc, aiohttp.ClientOSError):
-            return "reset" if "reset" in str(exc).lower() else "connect"
-        if isinstance(exc, aiohttp.ClientResponseError) and (
-            "too long" in str(exc).lower() or "got more than" in str(exc).lower()
-        ):
-            return "too_large"  # a head line beyond MAX_HEAD
-        return "other"
-
-
-class Http1Client:
-    """One virtual user's aiohttp session: its cookie jar over the shared connector."""
-
-    __slots__ = ("jar", "session", "proxy")
-
-    def __init__(self, t: Http1) -> None:
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: accept cookies from IP hosts
-        self.session = aiohttp.ClientSession(
-            connector=t.connector, connector_owner=False, cookie_jar=self.jar,
-            timeout=aiohttp.ClientTimeout(total=t.plan.timeout),
-            headers={"User-Agent": USER_AGENT},
-            max_line_size=MAX_HEAD, max_field_size=MAX_HEAD,  # the fast engine's bound
-        )
-        # aiohttp resends an idempotent request once when a kept-alive connection closes
-        # without an answer: the target would see two requests where the report says one
-        # (docs/engine.md, one HTTP semantics). A request is sent once.
-        self.session._retry_connection = False
-        self.proxy = t.plan.proxy
-
-    async def send(self, method: str, url: str, headers: dict[str, str],
-                   data: bytes | None, redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
-        async with self.session.request(method, url, headers=headers, data=data,
-                                        proxy=self.proxy, allow_redirects=redirects > 0,
-                                        max_redirects=max(redirects, 1)) as resp:
-            return resp.status, resp.headers, await resp.read()
-
-    def cookies(self) -> dict[str, str]:
-        return {c.key: c.value for c in self.jar}
-
-    def set_cookies(self, cookies: dict[str, str], base_url: str) -> None:
-        self.jar.update_cookies(cookies, URL(base_url))
-
-    def clear_cookies(self) -> None:
-        self.jar.clear()
-
-    async def close(self) -> None:
-        await self.session.close()
 
 
 class Http2:

@@ -275,3 +275,112 @@ def test_every_case_names_its_expectation():
     for case in CASES:
         assert case.ok + sum(case.errors.values()) == ARRIVALS, case.name
         assert case.server >= ARRIVALS, case.name
+
+
+# --- proxies and redirects on the engine's own pool ------------------------------------------
+
+
+class ConnectProxy:
+    """An HTTP proxy on 127.0.0.1 that only tunnels (CONNECT host:port), counting tunnels."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+
+    async def __aenter__(self) -> ConnectProxy:
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    async def _conn(self, reader, writer) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, where, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            assert method == "CONNECT", method
+            self.tunnels.append(where)
+            host, port = where.rsplit(":", 1)
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            async def pipe(r, w) -> None:
+                try:
+                    while data := await r.read(65536):
+                        w.write(data)
+                        await w.drain()
+                finally:
+                    w.close()
+
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
+        except (ConnectionError, asyncio.IncompleteReadError, AssertionError):
+            writer.close()
+
+
+def tls_context(tmp_path):
+    import ssl
+
+    from services.cli.secure import make_certificates
+
+    files = make_certificates(tmp_path / "tls")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(files.cert, files.key)
+    return ctx
+
+
+class TlsServer(Server):
+    def __init__(self, respond, ctx) -> None:
+        super().__init__(respond)
+        self.ctx = ctx
+
+    async def __aenter__(self) -> TlsServer:
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=self.ctx)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+
+def flow_plan(target: str, **fields):
+    return loader.from_obj({"name": "p", "target": target, "rate": RATE, "duration": 1,
+                            "connections": 2, "timeout": 2, "http2": "off",
+                            "requests": [{"name": "r", "path": "/x"}], **fields})
+
+
+async def test_https_through_a_connect_proxy_tunnels_tls_to_the_target(tmp_path):
+    async with TlsServer(ok, tls_context(tmp_path)) as srv, ConnectProxy() as proxy:
+        plan = flow_plan(f"https://127.0.0.1:{srv.port}", proxy=proxy.url, insecure=True)
+        iv = await run_flow(plan, srv)
+    assert outcome(iv) == (ARRIVALS, {})
+    assert len(srv.received) == ARRIVALS and set(srv.received) == {("GET", "/x")}
+    assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{srv.port}"}
+    assert len(proxy.tunnels) <= 2  # the tunnels are kept alive, not one per request
+
+
+async def test_plain_http_through_a_proxy_uses_the_absolute_form():
+    async with Server(ok) as proxy:  # nothing listens at the target: only the proxy answers
+        plan = flow_plan("http://127.0.0.1:9", proxy=f"http://127.0.0.1:{proxy.port}")
+        iv = await run_flow(plan, proxy)
+    assert outcome(iv) == (ARRIVALS, {})
+    assert set(proxy.received) == {("GET", "http://127.0.0.1:9/x")}
+
+
+async def test_a_redirect_to_another_origin_is_followed_there():
+    async with Server(ok) as there:
+        async def away(srv, method, path, w):
+            w.write(reply("307 Temporary Redirect", b"",
+                          f"Location: http://127.0.0.1:{there.port}/landed\r\n"))
+
+        async with Server(away) as here:
+            iv = await run_flow(flow_plan(f"http://127.0.0.1:{here.port}", follow_redirects=3), here)
+    assert outcome(iv) == (ARRIVALS, {})
+    assert len(here.received) == ARRIVALS and set(there.received) == {("GET", "/landed")}
+    assert len(there.received) == ARRIVALS
+
+
+async def test_more_redirects_than_allowed_is_an_error_after_n_hops():
+    async def loop_forever(srv, method, path, w):
+        w.write(reply("302 Found", b"", "Location: /again\r\n"))
+
+    async with Server(loop_forever) as srv:
+        iv = await run_flow(flow_plan(f"http://127.0.0.1:{srv.port}", follow_redirects=2), srv)
+    assert outcome(iv) == (0, {"other": ARRIVALS})
+    assert len(srv.received) == 3 * ARRIVALS  # the request and 2 hops, each one the server saw

@@ -13,7 +13,8 @@ from schemas.plan import Think
 from services.plan import profile
 from services.generator.flows import FlowEngine
 from services.generator.session import Program, think_s
-from services.generator.transport import Http1, Http2
+from services.generator.pool import Pool
+from services.generator.transport import Http2
 from tests import plans
 
 
@@ -45,7 +46,7 @@ def test_think_times():
     assert all(0.1 <= think_s(Think(0.1, 0.3), rng) <= 0.3 for _ in range(100))
 
 
-@pytest.mark.parametrize("transport", [Http1, Http2])
+@pytest.mark.parametrize("transport", [Pool, Http2])
 async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     p = plans.plan(plans.USER_FLOWS)
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,

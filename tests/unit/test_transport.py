@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import aiohttp
 import httpx
 import pytest
 
@@ -14,7 +13,7 @@ from services.plan import loader
 from schemas.errors import InvalidPlan
 from services.generator import transport
 from services.generator.pool import Pool
-from services.generator.transport import Http1, Http2, choose
+from services.generator.transport import Http2, choose
 from tests import plans
 
 pytestmark = pytest.mark.timeout(10)
@@ -50,11 +49,11 @@ async def test_plain_http_and_http2_off_never_probe(monkeypatch):
         await t.close()
 
 
-async def test_a_proxy_or_redirects_keep_http1_on_aiohttp_for_now():
+async def test_a_proxy_or_redirects_stay_on_the_engines_own_pool():
     for p in (plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9", proxy="http://127.0.0.1:8"),
               plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9", follow_redirects=2)):
         t = await choose(p)
-        assert isinstance(t, Http1)
+        assert isinstance(t, Pool)
         await t.close()
 
 
@@ -76,14 +75,16 @@ async def test_a_failed_probe_falls_back_to_http1():
 
 
 def test_error_kinds_are_the_same_on_both_transports():
-    h1 = Http1.classify
+    from services.generator.pool import Reset, ResponseTooLarge, TooManyRedirects
+
+    h1 = Pool.classify
     h2 = Http2(plans.plan(plans.ONE_FLOW, insecure=True)).classify
     assert h1(asyncio.TimeoutError()) == h2(httpx.ReadTimeout("t")) == "timeout"
     assert h2(httpx.ConnectTimeout("t")) == "timeout"
-    assert h2(httpx.ConnectError("refused")) == h1(
-        aiohttp.ClientConnectorError(None, OSError(111, "refused"))) == "connect"
-    assert h2(httpx.RemoteProtocolError("gone")) == h1(aiohttp.ServerDisconnectedError()) == "reset"
-    assert h2(ValueError("x")) == h1(ValueError("x")) == "other"
+    assert h2(httpx.ConnectError("refused")) == h1(ConnectionRefusedError(111, "refused")) == "connect"
+    assert h2(httpx.RemoteProtocolError("gone")) == h1(Reset("gone")) == "reset"
+    assert h2(ValueError("x")) == h1(ValueError("x")) == h1(TooManyRedirects("x")) == "other"
+    assert h1(ResponseTooLarge("x")) == "too_large"
 
 
 async def test_http2_users_keep_their_own_cookie_jars():
