@@ -4,7 +4,7 @@ Plans with only static requests run on the fast engine (``engine.py``). Anything
 that needs per-user state — flows, ``setup``, extraction, templating, data feeds,
 the closed model (``users``/``user_stages``), https, a proxy — runs here, over
 HTTP/1.1 keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by ALPN, HTTP/2
-(httpx + h2); connections are shared by all users, a cookie jar is per virtual user
+(the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``); connections are shared by all users, a cookie jar is per virtual user
 (``transport.py``).
 
 It has the ``Engine``'s surface (start, rebase, now_s, stop_pacing, in_flight,
@@ -38,7 +38,7 @@ from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 from services.generator.session import Program, VirtualUser
 from services.generator.pool import Pool
-from services.generator.transport import Http2, choose
+from services.generator.transport import choose
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +118,7 @@ class FlowEngine:
         self._next_uid = 0
         self.backlog: collections.deque[tuple[int, float]] = collections.deque()
         self.max_active = plan.connections
-        self.transport: Pool | Http2 | None = None  # chosen by _main before any request
+        self.transport: Pool | None = None  # or its HTTP/2 kind, h2pool.H2Pool  # chosen by _main before any request
 
     # --- control (the service calls these, as on Engine) ------------------------
     def start(self, schedule: Schedule, t0: float) -> None:

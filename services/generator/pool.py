@@ -33,8 +33,8 @@ from services.generator.http import MAX_HEAD, decode_body, resolve
 
 # what flows sent through aiohttp, and what k6 and Locust send: compressed bodies are
 # decoded for checks and extraction (docs/engine.md); a step's own header wins
-DEFAULTS = (("accept", "Accept: */*\r\n"), ("accept-encoding", "Accept-Encoding: gzip, deflate, br\r\n"))
-DEFAULT_LINES = [line for _, line in DEFAULTS]
+DEFAULT_PAIRS = (("accept", ("Accept", "*/*")), ("accept-encoding", ("Accept-Encoding", "gzip, deflate, br")))
+DEFAULT_HEADERS = [pair for _, pair in DEFAULT_PAIRS]
 SWEEP_S = 0.05
 _now = time.monotonic
 
@@ -230,6 +230,8 @@ class Pool:
         self.idle: list[_Conn] = []
         self.busy: set[_Conn] = set()
         self.others: dict[str, Pool] = {}  # redirects to other origins: a pool each, made once
+        self.prefix = f"Host: {self.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+        self.conn_factory = _Conn
         self._addrs: asyncio.Task | None = None
         self._sweeper = self.loop.create_task(self._sweep())
 
@@ -262,7 +264,7 @@ class Pool:
                 if self.tunnel:
                     return await self._through_tunnel(addr)
                 _, conn = await self.loop.create_connection(
-                    lambda: _Conn(self), addr, self.dial_port, ssl=None if self.absolute else self.ssl,
+                    lambda: self.conn_factory(self), addr, self.dial_port, ssl=None if self.absolute else self.ssl,
                     server_hostname=self.host if self.ssl and not self.absolute else None)
                 return conn
             except OSError as exc:
@@ -279,13 +281,27 @@ class Pool:
             head = await reply.head
             if head.split(b" ", 2)[1:2] != [b"200"]:
                 raise ConnectionRefusedError(f"proxy answered CONNECT with {head[:60]!r}")
-            conn = _Conn(self)
+            conn = self.conn_factory(self)
             tls = await self.loop.start_tls(transport, conn, self.ssl, server_hostname=self.host)
         except BaseException:
             transport.abort()
             raise
         conn.connection_made(tls)
         return conn
+
+    async def exchange(self, method: str, path: str, headers: list[tuple[str, str]],
+                       data: bytes | None) -> tuple[int, list, bytes]:
+        """One request on a free connection: encoded here as HTTP/1.1 bytes."""
+        parts = [method, " ", path, " HTTP/1.1\r\n", self.prefix]
+        for k, v in headers:
+            parts += (k, ": ", v, "\r\n")
+        if data is not None or method in ("POST", "PUT", "PATCH"):
+            parts += ("Content-Length: ", str(len(data or b"")), "\r\n")
+        parts.append("\r\n")
+        raw = "".join(parts).encode("latin-1")
+        if data:
+            raw += data
+        return await self.request(raw, method == "HEAD")
 
     async def request(self, data: bytes, head_only: bool) -> tuple[int, list, bytes]:
         idle = self.idle
@@ -343,12 +359,11 @@ class Pool:
 class Client:
     """One virtual user: its cookies over the shared pool."""
 
-    __slots__ = ("pool", "jar", "prefix")
+    __slots__ = ("pool", "jar")
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.jar: dict[str, str] = {}
-        self.prefix = (f"Host: {pool.host_header}\r\nUser-Agent: {USER_AGENT}\r\n")
 
     async def send(self, method: str, url: str, headers: dict[str, str], data: bytes | None,
                    redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
@@ -381,25 +396,15 @@ class Client:
         if pool.absolute:  # through an HTTP proxy: the request line names the origin
             path = pool.origin + (path or "/")
         home = pool is self.pool
-        parts = [method, " ", path or "/", " HTTP/1.1\r\n",
-                 self.prefix if home else f"Host: {pool.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"]
+        lines: list[tuple[str, str]] = list(headers.items())
         if headers:
-            names = set()
-            for k, v in headers.items():
-                parts += (k, ": ", v, "\r\n")
-                names.add(k.lower())
-            parts += [line for name, line in DEFAULTS if name not in names]
+            names = {k.lower() for k in headers}
+            lines += [pair for name, pair in DEFAULT_PAIRS if name not in names]
         else:
-            parts += DEFAULT_LINES
+            lines += DEFAULT_HEADERS
         if self.jar and home:  # the user's cookies are the target's (one origin)
-            parts += ("Cookie: ", "; ".join(f"{k}={v}" for k, v in self.jar.items()), "\r\n")
-        if data is not None or method in ("POST", "PUT", "PATCH"):
-            parts += ("Content-Length: ", str(len(data or b"")), "\r\n")
-        parts.append("\r\n")
-        raw = "".join(parts).encode("latin-1")
-        if data:
-            raw += data
-        status, header_list, body = await pool.request(raw, method == "HEAD")
+            lines.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.jar.items())))
+        status, header_list, body = await pool.exchange(method, path or "/", lines, data)
         resp_headers = multidict.CIMultiDict(header_list)
         if home:
             for value in resp_headers.getall("Set-Cookie", ()):

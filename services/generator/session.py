@@ -3,7 +3,7 @@
 ``Program`` compiles every template, extractor and check once per run. A
 ``VirtualUser`` has its own variables and cookie jar (a client of the engine's
 transport, ``transport.py``: the engine's own keep-alive pool for HTTP/1.1 (``pool.py``),
-httpx over a shared HTTP/2 pool) and runs steps, recording each one into the
+HTTP/2 streams on shared connections, ``h2pool.py``) and runs steps, recording each one into the
 engine's current interval under the step's name.
 
 A step's outcome: a transport failure (connect, timeout, reset, other) or a failed

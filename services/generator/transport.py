@@ -8,9 +8,10 @@ over either:
   virtual users, a cookie jar per user. What every ``http://`` target and every
   HTTP/1.1-only ``https://`` target gets. (aiohttp did this before; it is off the
   load path now.)
-* ``Http2`` — httpx with ``h2``: one ``AsyncHTTPTransport`` (its connection pool
-  multiplexes the users' requests as HTTP/2 streams) shared by the users, an
-  ``AsyncClient`` (its own cookie jar) per user.
+* ``h2pool.H2Pool`` — HTTP/2 on the same asyncio protocols with the sans-I/O ``h2``
+  library: the users' requests multiplexed as streams on shared connections, the same
+  per-user ``Client`` (cookies, redirects). (httpx did this before; it is off the load
+  path now.)
 
 ``choose()`` decides once per run, before the first request (docs/scenarios.md):
 ``http2: auto`` with an ``https://`` target opens one TLS connection offering
@@ -24,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import structlog
 
 from schemas.plan import Plan
-from services.common.identity import USER_AGENT
+from services.generator.h2pool import H2Pool
 from services.generator.pool import Pool
 
 log = structlog.get_logger(__name__)
@@ -83,7 +83,7 @@ def http1(plan: Plan) -> Pool:
     return Pool(plan, ssl_context(plan) if plan.target.startswith("https:") else None)
 
 
-async def choose(plan: Plan) -> Pool | Http2:
+async def choose(plan: Plan) -> Pool:
     """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it."""
     if plan.http2 == "off" or not plan.target.startswith("https:"):
         return http1(plan)
@@ -93,74 +93,5 @@ async def choose(plan: Plan) -> Pool | Http2:
         log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
         return http1(plan)
     if picked == H2:
-        return Http2(plan)
+        return H2Pool(plan, ssl_context(plan))
     return http1(plan)
-
-
-class Http2:
-    """httpx + h2: one connection pool (HTTP/2 streams) shared by every virtual user."""
-
-    protocol = H2
-
-    def __init__(self, plan: Plan) -> None:
-        import httpx  # only runs that speak HTTP/2 pay for importing it
-
-        self.plan = plan
-        self.httpx = httpx
-        self.pool = httpx.AsyncHTTPTransport(
-            http2=True, verify=ssl_context(plan), proxy=plan.proxy,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None,
-                                keepalive_expiry=30),
-        )
-        self.host = urlsplit(plan.target).hostname or ""
-
-    def client(self) -> Http2Client:
-        return Http2Client(self)
-
-    async def close(self) -> None:
-        await self.pool.aclose()
-
-    def classify(self, exc: BaseException) -> str:
-        """An httpx failure as one of Surge's error kinds."""
-        h = self.httpx
-        if isinstance(exc, (h.TimeoutException, asyncio.TimeoutError)):
-            return "timeout"
-        if isinstance(exc, (h.ConnectError, h.ProxyError)):
-            return "connect"
-        if isinstance(exc, (h.RemoteProtocolError, h.ReadError, h.WriteError, ConnectionResetError)):
-            return "reset"
-        return "other"
-
-
-class Http2Client:
-    """One virtual user's httpx client: its cookie jar over the shared HTTP/2 pool."""
-
-    __slots__ = ("client", "host")
-
-    def __init__(self, t: Http2) -> None:
-        # Not the client's own transport: closing a user must not close the shared pool.
-        self.client = t.httpx.AsyncClient(
-            transport=t.pool, timeout=t.plan.timeout,
-            headers={"User-Agent": USER_AGENT},
-        )
-        self.host = t.host
-
-    async def send(self, method: str, url: str, headers: dict[str, str],
-                   data: bytes | None, redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
-        self.client.max_redirects = max(redirects, 1)
-        resp = await self.client.request(method, url, headers=headers, content=data,
-                                         follow_redirects=redirects > 0)
-        return resp.status_code, resp.headers, resp.content
-
-    def cookies(self) -> dict[str, str]:
-        return {c.name: c.value for c in self.client.cookies.jar}
-
-    def set_cookies(self, cookies: dict[str, str], base_url: str) -> None:
-        for k, v in cookies.items():
-            self.client.cookies.set(k, v, domain=self.host)
-
-    def clear_cookies(self) -> None:
-        self.client.cookies.clear()
-
-    async def close(self) -> None:
-        pass  # the pool is the transport's; the client holds nothing else

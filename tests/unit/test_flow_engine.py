@@ -14,7 +14,8 @@ from services.plan import profile
 from services.generator.flows import FlowEngine
 from services.generator.session import Program, think_s
 from services.generator.pool import Pool
-from services.generator.transport import Http2
+from services.generator.h2pool import H2Pool
+from services.generator import transport as transport_mod
 from tests import plans
 
 
@@ -46,7 +47,7 @@ def test_think_times():
     assert all(0.1 <= think_s(Think(0.1, 0.3), rng) <= 0.3 for _ in range(100))
 
 
-@pytest.mark.parametrize("transport", [Pool, Http2])
+@pytest.mark.parametrize("transport", [Pool, H2Pool])
 async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     p = plans.plan(plans.USER_FLOWS)
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
@@ -54,7 +55,7 @@ async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     engine = FlowEngine(a, asyncio.get_running_loop())
     engine.shared_vars = {"token": "t-1"}
     engine.shared_cookies = {"sid": "s-1"}
-    engine.transport = transport(p)
+    engine.transport = transport(p, transport_mod.ssl_context(p))
     user = engine._user()
     try:
         assert user.vars["token"] == "t-1" and user.vars["who"] == "ann"
