@@ -80,6 +80,10 @@ class CoordinatorClient:
         """One typed request of the API table; its typed reply."""
         return await self.call(ep.subject, body, ep.reply)
 
+    async def send_raw(self, ep: Endpoint[Req, Any], body: Req) -> bytes:
+        """One typed request of the API table; the reply's JSON as it came (to pass on)."""
+        return await self.call(ep.subject, body, bytes)
+
     async def call(self, subject: str, body: Any, typ: type[T]) -> T:
         """Any body (bytes as they are) on ``subject``; the reply as ``typ`` (or bytes)."""
         data = body if isinstance(body, bytes) else msgspec.json.encode(body)

@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from schemas import subjects
-from schemas.control import PlanValid, RunStarted
+from schemas import api
+from schemas.api import Endpoint
+from schemas.control import Empty, RunListRequest, RunRef
 from schemas.errors import InvalidPlan, SurgeError
 from schemas.stats import Report
-from schemas.tryout import SendOnceResult
 from services.plan import importers
 from services.common import runlogs
 from services.reports import curves, html
@@ -92,12 +92,12 @@ async def runs_list(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return middleware.error_response(400, "bad_request", "limit is 1..1000", "limit")
-    body = await _svc(request).api.call(subjects.RUN_LIST, {"limit": int(raw)}, bytes)
+    body = await _svc(request).api.send_raw(api.RUN_LIST, RunListRequest(limit=int(raw)))
     return web.Response(body=body, content_type="application/json")
 
 
 async def run_get(request: web.Request) -> web.Response:
-    body = await _svc(request).api.call(subjects.RUN_GET, {"run_id": _run_id(request)}, bytes)
+    body = await _svc(request).api.send_raw(api.RUN_GET, RunRef(_run_id(request)))
     return web.Response(body=body, content_type="application/json")
 
 
@@ -109,7 +109,9 @@ async def _read(request: web.Request, limit: int = inputs.MAX_PLAN_BYTES + 64 * 
     return data
 
 
-async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Response:
+async def _plan_call(request: web.Request, ep: Endpoint) -> web.Response:
+    """A plan endpoint with the editor's text: sent as JSON so the coordinator's errors name
+    the field (and the editor its line)."""
     text = inputs.decode(await _read(request), inputs.PlanText).plan
     try:
         raw = inputs.plan_object(text)
@@ -117,7 +119,7 @@ async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Respo
             body = msgspec.json.encode(raw)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidPlan(f"the plan has values JSON cannot carry: {exc}") from None
-        result = await _svc(request).api.call(subject, body, typ)
+        result = await _svc(request).api.call(ep.subject, body, ep.reply)
     except SurgeError as err:
         line = inputs.line_of(text, err.field) if err.field else inputs.yaml_error_line(text)
         return middleware.error_response(err.status, err.code, err.message, err.field, line=line)
@@ -126,15 +128,15 @@ async def _plan_call(request: web.Request, subject: str, typ: type) -> web.Respo
 
 async def plan_send_once(request: web.Request) -> web.Response:
     """The request builder's "send once": one iteration through a generator (docs/ui.md)."""
-    return await _plan_call(request, subjects.PLAN_SEND_ONCE, SendOnceResult)
+    return await _plan_call(request, api.PLAN_SEND_ONCE)
 
 
 async def plan_validate(request: web.Request) -> web.Response:
-    return await _plan_call(request, subjects.PLAN_VALIDATE, PlanValid)
+    return await _plan_call(request, api.PLAN_VALIDATE)
 
 
 async def run_start(request: web.Request) -> web.Response:
-    return await _plan_call(request, subjects.RUN_START, RunStarted)
+    return await _plan_call(request, api.RUN_START)
 
 
 def _import(body: inputs.ImportBody) -> dict[str, Any]:
@@ -234,7 +236,7 @@ async def compare(request: web.Request) -> web.Response:
 
 
 async def generators(request: web.Request) -> web.Response:
-    body = await _svc(request).api.call(subjects.GENERATORS_LIST, b"", bytes)
+    body = await _svc(request).api.send_raw(api.GENERATORS_LIST, Empty())
     return web.Response(body=body, content_type="application/json")
 
 
