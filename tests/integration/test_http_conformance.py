@@ -40,14 +40,15 @@ class Server:
     ``received`` is every request head read (method, path), in order.
     """
 
-    def __init__(self, respond, host: str = "127.0.0.1") -> None:
+    def __init__(self, respond, host: str = "127.0.0.1", ctx=None) -> None:
         self.respond = respond
         self.host = host
+        self.ctx = ctx  # TLS
         self.received: list[tuple[str, str]] = []
         self.connections = 0
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._conn, self.host, 0)
+        self.server = await asyncio.start_server(self._conn, self.host, 0, ssl=self.ctx)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -172,7 +173,7 @@ class Case:
     checks: dict | None = None
     plan: dict = field(default_factory=dict)
     min_latency_s: float = 0.0
-    paths: tuple[str, ...] = ("static", "flow")
+    paths: tuple[str, ...] = ("static", "flow", "tls")
     host: str = "127.0.0.1"  # where the server listens
     target_host: str = "127.0.0.1"  # what the plan says
 
@@ -206,18 +207,19 @@ CASES = [
     Case("redirect not followed by default", redirect_once),
     Case("follow_redirects: 2 follows, each hop a request", redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
-         paths=("flow",)),
+         paths=("flow", "tls")),
     Case("localhost tries ::1 too", ok, host="::1", target_host="localhost"),
 ]
 
 
-def plan_for(case: Case, port: int):
+def plan_for(case: Case, port: int, scheme: str = "http"):
     req = {"name": "r", "method": case.method, "path": "/x"}
     if case.method in ("POST", "PUT"):
         req["json"] = {"a": 1}
     if case.checks:
         req["checks"] = case.checks
-    return loader.from_obj({"name": "conformance", "target": f"http://{case.target_host}:{port}",
+    tls = {"insecure": True, "http2": "off"} if scheme == "https" else {}
+    return loader.from_obj({"name": "conformance", "target": f"{scheme}://{case.target_host}:{port}", **tls,
                             "rate": RATE, "duration": 1, "connections": 2, "timeout": 2,
                             "requests": [req], **case.plan})
 
@@ -252,13 +254,26 @@ def outcome(iv: Interval) -> tuple[int, dict[str, int]]:
 
 
 PARAMS = [pytest.param(case, path, id=f"{path}: {case.name}")
-          for case in CASES for path in ("static", "flow") if path in case.paths]
+          for case in CASES for path in ("static", "flow", "tls") if path in case.paths]
+
+
+@pytest.fixture(scope="module")
+def server_tls(tmp_path_factory):
+    """One certificate for the module's TLS servers (the flow path over https)."""
+    import ssl
+
+    from services.cli.secure import make_certificates
+
+    files = make_certificates(tmp_path_factory.mktemp("tls"))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(files.cert, files.key)
+    return ctx
 
 
 @pytest.mark.parametrize("case,path", PARAMS)
-async def test_http_semantics(case: Case, path: str):
-    async with Server(case.respond, case.host) as srv:
-        plan = plan_for(case, srv.port)
+async def test_http_semantics(case: Case, path: str, server_tls):
+    async with Server(case.respond, case.host, server_tls if path == "tls" else None) as srv:
+        plan = plan_for(case, srv.port, "https" if path == "tls" else "http")
         iv = await (run_static if path == "static" else run_flow)(plan, srv)
     ok_count, errors = outcome(iv)
     assert sum(iv.dropped) == 0
