@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import msgspec
 import pytest
@@ -154,4 +155,35 @@ async def test_a_suite_runs_in_order_and_stops_at_the_first_failed_verdict(clust
     assert ramp.state == "passed"
     rates = [(await api.get(s.run_id)).plan.rate for s in ramp.steps]
     assert rates == [10.0, 30.0]
+    await api.close()
+
+
+async def test_fires_missed_while_no_coordinator_ran_are_run_late_or_skipped_by_policy(cluster: Cluster):
+    _, target = cluster.target()
+    grace = {"SURGE_SCHEDULE_GRACE_S": "1"}
+    first = cluster.coordinator(**grace)
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    js = api.nc.jetstream()
+    await api.test_save(plan(target, "late"))
+    await api.schedule_add("late-run", test="late", at="+2s", missed="run_late")
+    await api.schedule_add("late-skip", test="late", at="+2s", missed="skip")
+    first.kill()  # nobody is there at the fire time
+    kv = await js.key_value(subjects.SCHEDULES_BUCKET)
+    schedules = [msgspec.json.decode((await kv.get(k)).value) for k in await kv.keys()]
+    due = max(s["at"] for s in schedules)
+    await until(lambda: time.time() > due + 3, 10, "the fire time to be 3 s past")
+
+    cluster.coordinator(**grace)
+
+    async def settled():
+        got = {f.schedule: f for f in await fires(js)}
+        return got if len(got) == 2 and all(f.state != "claimed" for f in got.values()) else None
+
+    got = await until(settled, 20, "both missed fires handled")
+    assert got["late-skip"].state == "skipped" and got["late-skip"].late_s > 1
+    assert got["late-run"].state == "started" and got["late-run"].late_s > 1
+    await until(lambda: ended(api, got["late-run"].run_id), 30, "the late run to end")
+    assert [r.run_id for r in (await api.list()).runs if r.test == "late"] == [got["late-run"].run_id]
+    assert target_stats(target)["requests"] == 20
     await api.close()
