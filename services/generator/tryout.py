@@ -76,7 +76,7 @@ async def _step(client, transport, program: Program, plan: Plan, flow: str, step
         return StepTry(**base, error=f"missing variable: {exc}")
     sent = time.monotonic()
     try:
-        status, resp_headers, body = await client.send(step.method, url, headers, data)
+        status, resp_headers, body = await client.send(step.method, url, headers, data, step.redirects)
     except Exception as exc:
         return StepTry(**base, url=url, request_headers=headers, request_body=_text(data)[0],
                        error=f"{transport.classify(exc)}: {exc or type(exc).__name__}")
