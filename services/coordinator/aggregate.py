@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 
 from schemas.control import Segment
+from schemas.host import HostsReport
 from schemas.plan import Plan
 from schemas.stats import (
     GeneratorTotals,
@@ -33,6 +34,7 @@ from services.common import histogram
 from services.plan import profile
 from services.plan.names import reported_names
 from services.coordinator import thresholds
+from services.coordinator.hosts import seconds_of
 
 
 @dataclass
@@ -363,9 +365,12 @@ class RunAggregate:
 
     def report(
         self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float,
-        aborted: bool = False,
+        aborted: bool = False, hosts: Callable[[int], HostsReport | None] | None = None,
     ) -> Report:
-        """The final report, whole: nothing changes it after this (the verdict included)."""
+        """The final report, whole: nothing changes it after this (the verdict included).
+
+        ``hosts(seconds)`` gives its hosts section for the run's seconds (hosts.py).
+        """
         duration_s = max(duration_s, 1e-9)
         totals, per_name, all_lat, all_svc = self._totals(duration_s)
         gens = {
@@ -404,6 +409,7 @@ class RunAggregate:
             service_histogram=histogram.encode_counts(all_svc),
             events=events,
             model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached
+            hosts=None if hosts is None else hosts(seconds_of(round(duration_s, 3), len(self.timeline))),
         )
 
 

@@ -21,6 +21,7 @@ import structlog
 from schemas import subjects
 from schemas.control import Assignment, Lease, RunEvent, RunRecord
 from schemas.errors import Conflict, NotFound, Unavailable
+from schemas.host import HostsReport
 from schemas.plan import Plan
 from schemas.stats import IntervalStats, LiveSnapshot, MergedPartial, Report
 from services.plan import profile
@@ -664,16 +665,18 @@ class Run:
     def _build_report(self, state: str, ended_at: float) -> Report:
         r = self.record
         end_s = profile.duration(r.profile)
-        report = self.agg.report(
+
+        def hosts(seconds: int) -> HostsReport | None:
+            try:
+                return self.hosts.section(seconds)
+            except Exception:  # the report matters more than its hosts section
+                self.log.exception("hosts section failed; report written without it")
+                return None
+
+        return self.agg.report(
             state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
-            aborted=bool(r.aborted),
+            aborted=bool(r.aborted), hosts=hosts,
         )
-        try:
-            seconds = seconds_of(report.duration_s, len(report.timeline))
-            return msgspec.structs.replace(report, hosts=self.hosts.section(seconds))
-        except Exception:  # the report matters more than its hosts section
-            self.log.exception("hosts section failed; report written without it")
-            return report
 
     def _seconds(self) -> int:
         return seconds_of(profile.duration(self.record.profile), len(self.agg.timeline))
