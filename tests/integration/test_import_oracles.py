@@ -57,7 +57,7 @@ def server() -> Iterator[RecordingServer]:
 
 
 def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str,
-                 rate: float = 0.5) -> dict:
+                 rate: float = 0.25, duration: str = "4s") -> dict:
     """``surge import`` then ``surge run`` (by default one arrival: every step once); the
     import's JSON."""
     plan_path = tmp / f"{kind}.plan.yaml"
@@ -67,7 +67,9 @@ def run_imported(stack: Cluster, tmp: Path, kind: str, source: str, *extra: str,
     plan = yaml.safe_load(plan_path.read_text())
     for key in ("users", "user_stages", "stages", "duration"):
         plan.pop(key, None)
-    plan.update(rate=rate, duration="2s")  # rate 0.5: arrivals at 0 s only, the flow runs once
+    # rate 0.25 for 4 s: one arrival, at 0 s; the flow runs once, with 4 s to finish its steps
+    # (a step due after the run's end is not sent) on a loaded machine
+    plan.update(rate=rate, duration=duration)
     if len(plan["flows"]) > 1:  # one arrival runs one flow: every step in one, in order
         plan["flows"] = [{"name": "all", "steps": [s for f in plan["flows"] for s in f["steps"]]}]
     plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
@@ -268,7 +270,7 @@ def test_jmx_csv_logins_never_send_the_header_row(stack: Cluster, server: Record
     (tmp_path / "users.csv").write_bytes(b'\xef\xbb\xbfuser;pass\r\nann;s1\r\nbob;"s;2"\r\n')
     (tmp_path / "logins.jmx").write_text(JMX_PLAN)
     result = run_imported(stack, tmp_path, "jmx", str(tmp_path / "logins.jmx"), "--target", server.url,
-                          rate=3)
+                          rate=3, duration="2s")
     got = server.recorder.wait_for(4)
     assert {r.body for r in got} == {b"user=ann&pass=s1", b"user=bob&pass=s%3B2"}
     assert all(r.method == "POST" and r.target == "/login" and r.header("x-run") == "r-1" for r in got)
