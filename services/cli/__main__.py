@@ -69,6 +69,19 @@ class _Console(Console):
         output_closed()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's, but under --json a usage error also prints ``{"error": ...}`` on stdout,
+    like every other error (subcommands' parsers are of this class too)."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            body = {"code": "bad_request", "message": f"{self.prog}: {message}"}
+            print(msgspec.json.encode({"error": body}).decode(), flush=True)
+        super().error(message)
+
+
 def version() -> str:
     return VERSION
 
@@ -77,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
     common = registry.global_options_parser()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="surge", parents=[common],
         description="Distributed HTTP load testing over NATS.",
         epilog="examples:\n  surge up                      # the whole stack locally\n"
@@ -100,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     return registry.fill_global_defaults(parser().parse_args(argv))
 
 

@@ -28,6 +28,21 @@ def test_a_timeout_that_cannot_be_waited_for_is_refused_by_the_parser(value, cap
     assert parse(["ls", "--timeout", "0.5"]).timeout == 0.5
 
 
+def test_a_usage_error_under_json_is_a_json_error_on_stdout_too(capsys):
+    import json
+
+    for argv in (["ls", "--limit", "x", "--json"], ["--json", "context", "nope"],
+                 ["--json", "test", "save"]):
+        with pytest.raises(SystemExit) as done:
+            parse(argv)
+        out, err = capsys.readouterr()
+        assert done.value.code == 2 and "usage:" in err, argv
+        assert json.loads(out)["error"]["code"] == "bad_request", argv
+    with pytest.raises(SystemExit):
+        parse(["ls", "--limit", "x"])
+    assert capsys.readouterr().out == ""
+
+
 def test_unset_global_flags_take_their_defaults():
     args = parse(["generators"])
     assert (args.nats, args.user, args.timeout, args.verbose, args.json) == (None, None, 5.0, 0, False)
