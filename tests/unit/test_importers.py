@@ -161,3 +161,18 @@ def test_cli_import_says_everything_was_mapped_only_when_true(tmp_path, capsys):
         main(["import", "curl", "wget http://h/", "--json"])
     assert done.value.code == 2
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "import_failed"
+
+
+@pytest.mark.parametrize("kind,text", [
+    ("har", '{"log": {"entries": [{"request": {"url": "http://h/", "headers": "x"}}]}}'),
+    ("har", '{"log": {"entries": [1]}}'),
+    ("postman", '{"info": {}, "item": [{"request": {"url": {"host": 5, "path": {}}}}]}'),
+    ("postman", '{"info": {}, "item": "x"}'),
+    ("openapi", "openapi: 3.0.0\npaths: {/a: {get: {parameters: [1], responses: 3}}}\n"),
+    ("openapi", "openapi: 3.0.0\nservers: x\npaths: {/a: {get: {}}}\n"),
+])
+def test_a_source_of_the_wrong_shape_is_an_import_error(kind, text):
+    try:
+        importers.convert_text(kind, text, base_dir=None)
+    except common.ImportError_:
+        pass  # refused with a message; converting what it could is fine too

@@ -44,7 +44,21 @@ def convert_text(kind: str, text: str, *, name: str | None = None, base_dir: str
                  environment: str | None = None) -> Imported:
     """Convert a source's text. ``base_dir``: where the files it names are read (None: none
     are, as for an upload in the UI); ``origin`` picks which origin's requests a HAR keeps;
-    ``environment`` is a Postman environment's JSON text."""
+    ``environment`` is a Postman environment's JSON text. A source whose shape the
+    importer does not expect (a string where its format has a list, ...) is an
+    ``ImportError_`` that says so, never another exception."""
+    try:
+        return _convert_text(kind, text, name=name, base_dir=base_dir, out_dir=out_dir, target=target,
+                             origin=origin, environment=environment)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+        if isinstance(exc, ImportError_):
+            raise
+        raise ImportError_(f"the {kind} source has a shape its format does not allow "
+                           f"({type(exc).__name__}: {str(exc)[:200]}); is it a valid {kind} file?") from None
+
+
+def _convert_text(kind: str, text: str, *, name: str | None, base_dir: str | None, out_dir: str,
+                  target: str | None, origin: str | None, environment: str | None) -> Imported:
     if kind == "har":
         return har.convert(text, name or "har-import", origin=origin)
     if kind == "postman":
