@@ -218,6 +218,74 @@ def test_no_nats_no_coordinator_and_a_silent_server_fail_fast_in_one_line(cluste
         assert f"NATS at {url} did not answer in time" in line, line
 
 
+def _operator_setup(tmp: Path) -> tuple[str, Path, Path]:
+    """An operator-mode nats.conf (memory resolver) and two .creds files: a user of its
+    account, and one signed by an account the server does not know. JWTs made here with
+    nkeys, as `nsc` makes them."""
+    import base64
+    import hashlib
+
+    import nkeys
+
+    def keypair(prefix: int):
+        seed = nkeys.encode_seed(os.urandom(32), prefix)
+        kp = nkeys.from_seed(seed)
+        return kp, kp.public_key.decode(), seed.decode()
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def jwt(issuer, claims: dict) -> str:
+        claims = {"iat": int(time.time()), **claims}
+        digest = hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).digest()
+        claims["jti"] = base64.b32encode(digest).decode().rstrip("=")
+        signed = f"{b64(json.dumps({'typ': 'JWT', 'alg': 'ed25519-nkey'}).encode())}." \
+                 f"{b64(json.dumps(claims).encode())}"
+        return f"{signed}.{b64(issuer.sign(signed.encode()))}"
+
+    def creds(account, account_pub: str, path: Path) -> Path:
+        _, user_pub, seed = keypair(nkeys.PREFIX_BYTE_USER)
+        token = jwt(account, {"iss": account_pub, "sub": user_pub, "name": "cli", "nats": {
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user",
+            "version": 2}})
+        path.write_text(f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+                        f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n")
+        return path
+
+    operator, operator_pub, _ = keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    account, account_pub, _ = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    stranger, stranger_pub, _ = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+              "wildcards": True, "conn": -1, "leaf": -1}
+    conf = (f"operator: {jwt(operator, {'iss': operator_pub, 'sub': operator_pub, 'name': 'op', 'nats': {'type': 'operator', 'version': 2}})}\n"
+            f"resolver: MEMORY\nresolver_preload: {{\n  {account_pub}: "
+            f"{jwt(operator, {'iss': operator_pub, 'sub': account_pub, 'name': 'surge', 'nats': {'limits': limits, 'type': 'account', 'version': 2}})}\n}}\n")
+    return conf, creds(account, account_pub, tmp / "cli.creds"), creds(stranger, stranger_pub,
+                                                                       tmp / "stranger.creds")
+
+
+def test_a_creds_file_connects_and_a_foreign_one_is_refused_in_one_line(tmp_path):
+    """--creds (SURGE_NATS_CREDS) against a real operator-mode nats-server: it needs the
+    nkeys package (it was "No module named 'nkeys'")."""
+    from tests.conftest import NATS_SERVER, Proc, wait_port
+
+    conf, good, foreign = _operator_setup(tmp_path)
+    (tmp_path / "nats.conf").write_text(conf)
+    port = free_port()
+    server = Proc("nats-operator", [NATS_SERVER, "-c", str(tmp_path / "nats.conf"), "-a", "127.0.0.1",
+                                    "-p", str(port)], {}, tmp_path)
+    try:
+        wait_port(port, proc=server.popen)
+        url = f"nats://127.0.0.1:{port}"
+        env = clean_env(tmp_path / "empty-config")
+        line = one_line_error(surge("ls", "--nats", url, "--creds", str(good), env=env))
+        assert "no coordinator" in line, line  # connected: nobody answers the API there
+        line = one_line_error(surge("ls", "--nats", url, "--creds", str(foreign), env=env))
+        assert f"NATS at {url} refused the creds file" in line, line
+    finally:
+        server.stop()
+
+
 def test_a_foreign_nats_server_is_recognised_as_one(cluster: Cluster):
     from services.cli.up import what_listens
 
