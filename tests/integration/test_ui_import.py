@@ -39,8 +39,10 @@ async def test_new_run_page_imports_a_file_and_shows_what_was_not_mapped(cluster
         await shot(page, "import-openapi")
 
         await page.select_option("#import-kind", "curl")
+        await page.fill("#import-target", "http://127.0.0.1:9")  # another origin than the command's
         await page.set_input_files("#import-file", str(curl))
         await page.wait_for_selector("#import-notes:has-text('Everything in the source was mapped')")
-        assert "body: user=ann+b&pw=a%26b" in await page.input_value("#plan")
+        plan = await page.input_value("#plan")
+        assert "body: user=ann+b&pw=a%26b" in plan and "target: http://127.0.0.1:9\n" in plan
         await page.wait_for_selector("#plan-ok")
         assert page.errors == []  # type: ignore[attr-defined]

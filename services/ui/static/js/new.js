@@ -109,7 +109,9 @@ thresholds:
     rd.onload = async () => {
       $("status").textContent = "importing…";
       try {
-        const r = await S.api("POST", "/api/plans/import", {kind: $("import-kind").value, source: rd.result});
+        const body = {kind: $("import-kind").value, source: rd.result}, target = $("import-target").value.trim();
+        if (target) body.target = target;  // run it against another origin than the source's
+        const r = await S.api("POST", "/api/plans/import", body);
         $("plan").value = r.plan; sessionStorage.setItem("surge-plan", r.plan); showNotes(r); gutter(null); validate();
       } catch (e) { $("import-notes").hidden = true; showError(e.error || {code: "error", message: e.message}); }
       $("status").textContent = ""; ev.target.value = "";
@@ -121,6 +123,7 @@ thresholds:
       h("div", {class: "head"}, h("h1", {text: "New run"}), h("span", {class: "sub", text: "paste or upload a plan (YAML or JSON); it is checked by the coordinator as you type"}), h("div", {class: "spacer"}),
         h("label", {class: "btn", for: "file"}, "Upload…"), h("input", {type: "file", id: "file", accept: ".yaml,.yml,.json,text/yaml,application/json", hidden: true, onchange: upload}),
         h("select", {id: "import-kind", "aria-label": "import from"}, ...[["curl", "curl command"], ["postman", "Postman collection"], ["har", "HAR"], ["jmx", "JMeter .jmx"], ["openapi", "OpenAPI 3"]].map(([v, t]) => h("option", {value: v, text: t}))),
+        h("input", {id: "import-target", type: "text", placeholder: "target (optional)", "aria-label": "import target", style: "width:11em"}),
         h("label", {class: "btn", for: "import-file"}, "Import…"), h("input", {type: "file", id: "import-file", hidden: true, onchange: importFile}),
         h("button", {id: "validate", onclick: validate}, "Validate"),
         h("input", {id: "suite", placeholder: "suite", "aria-label": "suite", size: 10}),
