@@ -148,7 +148,10 @@ def report_error(err: SurgeError, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
+    try:
+        args = parse(argv)  # imports every command module: a second on a busy machine
+    except KeyboardInterrupt:
+        sys.exit(130)
     logs.quiet_known_noise()
     console = _Console(stderr=False)
     try:

@@ -157,3 +157,31 @@ def test_surge_up_prints_a_surge_command_that_runs_from_where_it_was_started(tmp
     assert surge_command({"PATH": "/usr/bin:/bin"}, str(home)) == str(mine.relative_to(home))
     assert surge_command({"PATH": f"{mine.parent}:/usr/bin"}, str(tmp_path)) == "surge"
     assert surge_command({"PATH": "/usr/bin:/bin"}, str(tmp_path)) == str(mine)
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_at_any_moment_of_loading_is_130_without_a_traceback():
+    """The installed `surge` script: Ctrl-C while Python imports the CLI (a second or more on
+    a busy machine) printed a KeyboardInterrupt traceback from an import."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "surge"
+    with socket.socket() as silent:  # so a command that got through loading waits on it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
+        for delay in (0.05, 0.2, 0.4, 0.8):
+            proc = subprocess.Popen([str(script), "ls", "--nats", url, "--timeout", "30"],
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env={**os.environ, "XDG_CONFIG_HOME": "/nonexistent"})
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 130, (delay, proc.returncode, err)
+            assert "Traceback" not in err, (delay, err)
