@@ -57,6 +57,9 @@ class LeaderLease:
         self._revision = 0
         self._renewed_mono = 0.0
         self._seen: tuple[int, float] | None = None  # (revision, monotonic first seen)
+        # the last lease a standby read: when the key has expired (bucket TTL) by the time
+        # it claims, this is still who it takes over from and until when that one renewed
+        self._last_lease: Lease | None = None
         self.log = log.bind(holder=holder)
 
     def holds(self) -> bool:
@@ -99,12 +102,14 @@ class LeaderLease:
             entry = None
         if entry is None or not entry.value:
             self._seen = None
+            previous = self._last_lease
             revision = await self._claim(None)
         else:
             try:
                 previous = _decoder.decode(entry.value)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 previous = None
+            self._last_lease = previous
             rev = entry.revision or 0
             if self._seen is None or self._seen[0] != rev:
                 self._seen = (rev, time.monotonic())
@@ -119,6 +124,7 @@ class LeaderLease:
         self._renewed_mono = started
         self.is_leader = True
         self._seen = None
+        self._last_lease = None
         self.log.info("leader lease acquired", term=self.term,
                       previous=previous.holder if previous else None)
         await self.on_elected(previous)
