@@ -183,5 +183,6 @@ def test_ctrl_c_at_any_moment_of_loading_is_130_without_a_traceback():
             time.sleep(delay)
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
-            assert proc.returncode == 130, (delay, proc.returncode, err)
+            # before Python's own handler exists, SIGINT kills it: 130 in a shell too
+            assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
             assert "Traceback" not in err, (delay, err)
