@@ -68,16 +68,19 @@ async def test_a_pool_that_cannot_be_had_is_refused_naming_selector_and_what_is_
     await api.close()
 
 
-def wall_second(target: str, gid: str, second: int) -> int:
-    """What the target received from ``gid`` in the unix second ``second``."""
-    return target_stats(target)["by_generator_second"].get(gid, {}).get(str(second), 0)
+def wall_second(target: str, gid: str, seconds: tuple[int, ...]) -> float:
+    """What the target received from ``gid`` a second, over the unix ``seconds`` (their mean:
+    a generator behind for a moment on a busy machine sends a little late, not less)."""
+    got = target_stats(target)["by_generator_second"].get(gid, {})
+    return sum(got.get(str(s), 0) for s in seconds) / len(seconds)
 
 
 async def a_whole_second_after(feed, t: float):
-    """Wait for the run's snapshot of a second that began after the wall second following
-    ``t`` ended: by then everything sent in that wall second has been counted."""
-    done = int(t) + 2
-    return await feed.wait_for(lambda s: s.at >= done, 10, f"a second after {done}"), int(t) + 1
+    """Wait for the run's snapshot of a second that began after the two wall seconds
+    following ``t`` ended: by then everything sent in those seconds has been counted."""
+    done = int(t) + 3
+    snap = await feed.wait_for(lambda s: s.at >= done, 10, f"a second after {done}")
+    return snap, (int(t) + 1, int(t) + 2)
 
 
 async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_report(cluster: Cluster):
@@ -86,7 +89,7 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
     cluster.generator(generator_id="gen-a")
     cluster.generator(generator_id="gen-b")
     api = await api_with(cluster, 2)
-    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="12s"))
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="20s"))
     run = started.run_id
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
 
@@ -94,19 +97,19 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
     snap, sec = await a_whole_second_after(feed, time.time())
     # a generator's target is its due arrivals in that second: 150, give or take one
     assert snap.target_rps == pytest.approx(200) and snap.generators["gen-a"].target_rps == pytest.approx(150, abs=1)
-    assert wall_second(target, "gen-a", sec) == pytest.approx(150, abs=8)
-    assert wall_second(target, "gen-b", sec) == pytest.approx(50, abs=5)
+    assert wall_second(target, "gen-a", sec) == pytest.approx(150, rel=0.1, abs=3)
+    assert wall_second(target, "gen-b", sec) == pytest.approx(50, rel=0.1, abs=3)
 
     await api.stop(run, generator="gen-b", by="test")
     snap, sec = await a_whole_second_after(feed, time.time())
     assert snap.target_rps == pytest.approx(150) and snap.generators["gen-b"].rps == 0
     assert wall_second(target, "gen-b", sec) == 0
-    assert wall_second(target, "gen-a", sec) == pytest.approx(150, abs=8)
+    assert wall_second(target, "gen-a", sec) == pytest.approx(150, rel=0.1, abs=3)
 
     await api.start_generator(run, "gen-b", by="test")
     snap, sec = await a_whole_second_after(feed, time.time())
     assert snap.target_rps == pytest.approx(200)
-    assert wall_second(target, "gen-b", sec) == pytest.approx(50, abs=5)
+    assert wall_second(target, "gen-b", sec) == pytest.approx(50, rel=0.1, abs=3)
 
     report = await finished_report(api, feed, run)
     events = "\n".join(report.events)
@@ -123,7 +126,7 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
 async def test_an_idle_generator_of_the_pool_is_added_and_others_are_refused(cluster: Cluster):
     target, api = await pool_stack(cluster)
     started, feed = await start_and_follow(api, raw(
-        CHECKED, target, rate=50, duration="10s", requests=[{"name": "home", "path": "/"}],
+        CHECKED, target, rate=50, duration="12s", requests=[{"name": "home", "path": "/"}],
         generators={"count": 1, "labels": {"room": "a"}}))  # a fixed count: no hot add
     run = started.run_id
     with pytest.raises(Exception) as err:  # gen-b is idle but outside the run's pool
@@ -137,7 +140,7 @@ async def test_an_idle_generator_of_the_pool_is_added_and_others_are_refused(clu
     await api.start_generator(run, "gen-c", by="test")  # joins at the members' mean rate
     snap, sec = await a_whole_second_after(feed, time.time())
     assert snap.target_rps == pytest.approx(100)
-    assert wall_second(target, "gen-c", sec) == pytest.approx(50, abs=4)
+    assert wall_second(target, "gen-c", sec) == pytest.approx(50, rel=0.1, abs=3)
     await api.stop(run, generator="gen-a")
     with pytest.raises(Exception) as err:
         await api.stop(run, generator="gen-a")

@@ -46,7 +46,7 @@ async def test_live_view_controls_one_generator_and_shows_its_logs(cluster: Clus
         await expect(page.locator("#gen-table tr[data-gen]")).to_have_attribute("data-gen", "gen-b")
 
         # --- one generator's rate, stop and start from the live view --------------------
-        plan = raw(CHECKED, target, rate=60, duration="16s", requests=[{"name": "home", "path": "/"}])
+        plan = raw(CHECKED, target, rate=60, duration="20s", requests=[{"name": "home", "path": "/"}])
         started = await api.start(loader.from_obj(plan))
         run = started.run_id
         feed = LiveFeed()
@@ -60,7 +60,7 @@ async def test_live_view_controls_one_generator_and_shows_its_logs(cluster: Clus
         await expect(page.locator("#gen-msg")).to_contain_text("gen-a → 90", timeout=5_000)
         snap, sec = await a_whole_second_after(feed, time.time())
         assert snap.target_rps == pytest.approx(120)
-        assert wall_second(target, "gen-a", sec) == pytest.approx(90, abs=6)
+        assert wall_second(target, "gen-a", sec) == pytest.approx(90, rel=0.1, abs=3)
 
         await row_b.locator(".gen-stop").click()
         await expect(row_b.locator(".badge")).to_have_text("stopped", timeout=5_000)
@@ -71,7 +71,7 @@ async def test_live_view_controls_one_generator_and_shows_its_logs(cluster: Clus
         await page.locator('#gen-ctl-table tr[data-gen="gen-b"] .gen-start').click()
         await expect(page.locator('#gen-ctl-table tr[data-gen="gen-b"] .badge')).to_have_text("sending", timeout=5_000)
         snap, sec = await a_whole_second_after(feed, time.time())
-        assert wall_second(target, "gen-b", sec) == pytest.approx(30, abs=4)
+        assert wall_second(target, "gen-b", sec) == pytest.approx(30, rel=0.1, abs=3)
 
         # --- the log panel: every generator, then one, and its download -----------------
         lines = page.locator("#log-lines .log-line")
