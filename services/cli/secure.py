@@ -60,9 +60,10 @@ def permissions(role: str) -> dict[str, dict[str, list[str]]]:
                _kv(subjects.SCHEDULES_BUCKET), _kv(subjects.FIRES_BUCKET), _kv(subjects.SUITES_BUCKET),
                _kv(subjects.ARCHIVE_BUCKET), _kv(subjects.QUEUE_BUCKET), subjects.TRY_ALL,
                f"$O.{subjects.REPORTS_STORE}.>", "$JS.FC.>",
-               "$JS.ACK.>"]
-        # HOST_ALL: the monitors' samples for the report's hosts section
-        sub = [f"{subjects.API}.>", subjects.STATS_ALL, subjects.HOST_ALL]
+               "$JS.ACK.>", subjects.MERGED_ALL]
+        # HOST_ALL: the monitors' samples for the report's hosts section; MERGED_ALL:
+        # merger workers (coordinator credentials) hand the leader partial sums
+        sub = [f"{subjects.API}.>", subjects.STATS_ALL, subjects.HOST_ALL, subjects.MERGED_ALL]
     elif role == "generator":
         pub = [*JS_READ, subjects.STATS_ALL, subjects.LOGS_ALL, _kv(subjects.GENERATORS_BUCKET),
                _create(subjects.GENERATORS_BUCKET), _create(subjects.ASSIGN_BUCKET)]
