@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import logging
 import os
 import select
-import signal
 import sys
 import traceback
 from typing import NoReturn
@@ -46,12 +46,24 @@ COMMAND_MODULES = (
 
 
 def output_closed() -> NoReturn:
-    """The reader of stdout went away (``surge run plan | head -3``): end at once and
-    silently with status 141, as a Unix tool killed by SIGPIPE does, wherever the write
-    failed (a task printing live lines included). A run being followed goes on."""
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    os._exit(128 + signal.SIGPIPE)
+    """The reader of stdout went away (``surge run plan | head -3``): stdout goes to
+    /dev/null and the command ends with 141, silently, as a Unix tool killed by SIGPIPE
+    does, but through its ``finally`` blocks (``surge up`` stops its stack). A run being
+    followed goes on."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise SystemExit(141)
+
+
+class _EndedByClosedOutput(logging.Filter):
+    """A task that printed (the live lines) ends the command from inside; asyncio would
+    log its SystemExit as "Task exception was never retrieved" with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, SystemExit) and exc.code == 141)
 
 
 def stdout_closed() -> bool:
@@ -153,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     logs.quiet_known_noise()
+    logging.getLogger("asyncio").addFilter(_EndedByClosedOutput())
     console = _Console(stderr=False)
     try:
         code = run_command(args, console)

@@ -191,6 +191,31 @@ def test_surge_run_piped_to_head_ends_silently_when_head_does(up: Up, tmp_path):
         proc.stderr.close()
 
 
+def test_surge_up_piped_to_head_stops_its_whole_stack(tmp_path):
+    """`surge up | head -1`: 141 like `surge run`, but through its cleanup: no process of
+    the stack is left behind when its output has nowhere to go."""
+    env = {**clean_env(tmp_path / "config"), "SURGE_UI_PORT": str(free_port())}
+    proc = subprocess.Popen(
+        [PY, "-m", "services.cli", "up", "--insecure", "--no-target", "--generators", "1",
+         "--data-dir", str(tmp_path / "data"), "--nats", f"nats://127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own session: every process of the stack is in it
+    try:
+        while "Surge is up" not in proc.stdout.readline():  # `head` reads, then goes
+            assert proc.poll() is None, proc.stderr.read()
+        proc.stdout.close()
+        assert proc.wait(60) == 141
+        assert "Traceback" not in proc.stderr.read()
+        left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
+        assert left.stdout.split() == [], left.stdout
+    finally:
+        try:  # whatever is left of the stack (its session and process group are proc.pid)
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.stderr.close()
+
+
 def test_no_nats_no_coordinator_and_a_silent_server_fail_fast_in_one_line(cluster: Cluster, tmp_path):
     config = tmp_path / "config"
     contexts.save(contexts.Context(name="here", url=cluster.url),
