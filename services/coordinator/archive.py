@@ -85,20 +85,24 @@ class Archive:
             return None
         return b if b.run_id and b.test == test else None
 
-    async def _records(self) -> list[RunRecord]:
+    async def _records(self, by_arrival: bool = False) -> list[RunRecord]:
+        """Every run record, newest first: by start time, or (``by_arrival``) by when the
+        record was last written here, so a run imported from a file counts as just archived."""
         try:
             keys = await self.svc.runs_kv.keys()
         except NoKeysError:
             keys = []
-        records = {}
+        records: dict[str, tuple[int, RunRecord]] = {}
         for key in keys:
             try:
-                records[key] = _record.decode((await self.svc.runs_kv.get(key)).value)
+                entry = await self.svc.runs_kv.get(key)
+                records[key] = (entry.revision or 0, _record.decode(entry.value))
             except (KeyNotFoundError, msgspec.DecodeError):
                 continue
         for run in self.svc.runs.values():
-            records[run.run_id] = run.record
-        return sorted(records.values(), key=lambda r: r.created_at, reverse=True)
+            records[run.run_id] = (1 << 62, run.record)  # live: newer than anything stored
+        order = (lambda rr: rr[0]) if by_arrival else (lambda rr: rr[1].created_at)
+        return [r for _, r in sorted(records.values(), key=order, reverse=True)]
 
     async def _all_annotations(self) -> dict[str, Annotations]:
         try:
@@ -274,7 +278,7 @@ class Archive:
             return
         self._pruned_at = now
         keep = await self._baselines()
-        ended = [r for r in await self._records() if r.state in ENDED_STATES]
+        ended = [r for r in await self._records(by_arrival=True) if r.state in ENDED_STATES]
         doomed = []
         for i, r in enumerate(ended):  # newest first
             too_many = c.retain_runs and i >= c.retain_runs
