@@ -263,7 +263,11 @@ async def test_outage_points_are_buffered_spilled_and_written_exactly_once(
         SURGE_INFLUX_URL=victoria.url, SURGE_INFLUX_FLUSH_S="0.2", SURGE_ALERTS="",
         SURGE_INFLUX_BUFFER_POINTS="40",  # a few samples' worth: the outage must spill
         SURGE_INFLUX_BACKOFF_S="0.1", SURGE_INFLUX_BACKOFF_MAX_S="0.4",
-        SURGE_INFLUX_TIMEOUT_S="2",
+        # a write that times out is retried: if the server had taken it after all, the point
+        # lands twice (InfluxDB overwrites it, VictoriaMetrics keeps both). The outage is a
+        # refused connection, not a timeout, so a generous timeout only keeps a slow
+        # moment of a busy machine from reading as an outage.
+        SURGE_INFLUX_TIMEOUT_S="10",
     )
     try:
         async def writing() -> bool:
