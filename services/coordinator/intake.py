@@ -68,7 +68,11 @@ class Intake:
             await _ack(req)
             return
         self.in_flight += 1
-        self._pending.put_nowait(pending)
+        future = pending[3]
+        # answered as soon as its own write is acknowledged (not after the slowest of a
+        # batch); what is done meanwhile is answered together by _ack_batches
+        future.add_done_callback(lambda _: self._pending.put_nowait(pending))
+        asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, future.cancel)  # no-op once done
 
     async def _take(self, req: Request) -> _Pending | None:
         if not self.svc.leading():
@@ -112,15 +116,11 @@ class Intake:
         return StatsAck(ok=True, seq=partial.n)
 
     async def _ack_batches(self) -> None:
-        """Wait for the writes in flight together; answer each once its write is acked."""
+        """Answer every interval whose run-log write has completed since the last round."""
         while True:
-            batch = [await self._pending.get()]
+            batch = [await self._pending.get()]  # writes acknowledged (or failed, or timed out)
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
-            futures = [p[3] for p in batch]
-            _, late = await asyncio.wait(futures, timeout=ACK_TIMEOUT_S)
-            for future in late:
-                future.cancel()
             for req, run, stats, future in batch:
                 self.in_flight -= 1
                 try:

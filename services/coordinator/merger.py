@@ -147,16 +147,15 @@ class Merger:
         except Exception as exc:
             await _respond_error(msg, Unavailable(f"run log not writable: {exc or type(exc).__name__}"))
             return
-        self._writes.put_nowait((msg, stats, decoded, future))
+        item = (msg, stats, decoded, future)
+        future.add_done_callback(lambda _: self._writes.put_nowait(item))
+        asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, future.cancel)  # no-op once done
 
     async def _acks(self) -> None:
         while True:
-            batch = [await self._writes.get()]
+            batch = [await self._writes.get()]  # writes completed since the last round
             while not self._writes.empty():
                 batch.append(self._writes.get_nowait())
-            _, late = await asyncio.wait([b[3] for b in batch], timeout=ACK_TIMEOUT_S)
-            for future in late:
-                future.cancel()
             for msg, stats, decoded, future in batch:
                 try:
                     if future.cancelled() or future.exception() is not None:
