@@ -32,7 +32,7 @@ run: venv
 ## make test: from a fresh machine to a green suite (venv, packages, nats-server, tests)
 test: venv debs newman k8s-check
 	@$(VENV)/bin/nats-server --version
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=25  # the slowest tests, so the suite stays under 20 min
 
 ## make k8s-check: render every kustomize overlay and validate it offline, strictly
 k8s-check: venv
