@@ -42,6 +42,21 @@ CHECKED: dict[str, Any] = {
     ],
 }
 
+#: a one-second run of 20/s on four connections against tests/conftest's target: the test
+#: management tests (saved tests, schedules, quotas, the archive); give it a ``name``
+SHORT: dict[str, Any] = {
+    "name": "short", "target": TARGET, "rate": 20, "duration": 1, "connections": 4,
+    "requests": [{"name": "home", "path": "/"}],
+}
+
+#: SHORT with its request checked, so that every run has a verdict (schedules and suites)
+SHORT_CHECKED: dict[str, Any] = {**SHORT, "requests": [{"name": "home", "path": "/", "checks": {"status": 200}}]}
+
+#: SHORT as a saved test with a relative threshold against its baseline (the archive)
+ARCHIVED: dict[str, Any] = {
+    **SHORT, "name": "shop", "thresholds": {"p99_ms": {"max_increase_pct": 50}, "error_rate": 0.01},
+}
+
 #: one request, two connections: the engine against hand-written targets
 ENGINE: dict[str, Any] = {
     "name": "t", "target": TARGET, "rate": 1, "duration": 1, "connections": 2, "timeout": 2.0,

@@ -11,14 +11,9 @@ import pytest
 from schemas.control import ENDED_STATES
 from schemas.errors import NoGenerators, NotFound
 from tests.conftest import Cluster, api_with, until
+from tests.plans import ARCHIVED, raw
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def plan(target: str, path: str = "/") -> dict:
-    return {"name": "shop", "target": target, "rate": 20, "duration": 1, "connections": 4,
-            "requests": [{"name": "home", "path": path}],
-            "thresholds": {"p99_ms": {"max_increase_pct": 50}, "error_rate": 0.01}}
 
 
 async def cli(cluster: Cluster, *args: str):
@@ -61,7 +56,7 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     cluster.generator()
     api = await api_with(cluster, 1)
 
-    await api.test_save(plan(target))
+    await api.test_save(raw(ARCHIVED, target))
     first = await finished(api, await run_test(api, "shop"))
     [rel] = [t for t in first.thresholds if t.name == "p99_ms max_increase_pct"]
     assert rel.ok and "no baseline" in rel.reason and first.baseline is None
@@ -70,7 +65,7 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     assert marked.returncode == 0, marked.stderr
 
     # version 2 answers 300 ms later: its report shows the change and fails the relative limit
-    await api.test_save(plan(target, "/delay/300"))
+    await api.test_save(raw(ARCHIVED, target, requests=[{"name": "home", "path": "/delay/300"}]))
     second = await finished(api, await run_test(api, "shop"))
     assert second.baseline is not None and second.baseline.run_id == first.run_id
     assert second.baseline.requests["home"]["p99_ms"].change_pct > 50

@@ -14,16 +14,11 @@ import pytest
 
 from schemas.errors import NoGenerators, QuotaExceeded
 from services.common.client import CoordinatorClient
-from services.plan import loader
+from tests import plans
 from tests.conftest import generators_registered, target_stats, until
 from tests.integration.test_permissions import Secured
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def plan(target: str, rate: float, name: str = "q") -> dict:
-    return {"name": name, "target": target, "rate": rate, "duration": 1, "connections": 4,
-            "requests": [{"name": "home", "path": "/"}]}
 
 
 async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_runs_one_at_a_time(
@@ -48,13 +43,13 @@ async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_ru
 
     # over a refusing quota: refused, nothing sent
     with pytest.raises(QuotaExceeded) as refused:
-        await api.start(loader.from_obj(plan(strict, 100)))
+        await api.start(plans.plan(plans.SHORT, strict, name="q", rate=100))
     assert "above the limit of 50/s" in refused.value.message
     assert target_stats(strict)["requests"] == 0
 
     # over an approving quota: `surge run` waits; the cli user cannot approve, the approver can
     path = tmp_path / "over.yaml"
-    path.write_text(json.dumps(plan(guarded, 100, "over")))
+    path.write_text(json.dumps(plans.raw(plans.SHORT, guarded, name="over", rate=100)))
     waiting = asyncio.create_task(asyncio.to_thread(cluster.cli, "run", str(path), *as_role("cli")))
 
     async def waiting_entry():
@@ -80,12 +75,12 @@ async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_ru
     # two runs on one target system: the second waits for the first to end
     async def start_first():  # once the generator of the approved run is idle again
         try:
-            return await api.start(loader.from_obj(plan(guarded, 20, "a")))
+            return await api.start(plans.plan(plans.SHORT, guarded, name="a", rate=20))
         except NoGenerators:
             return None
 
     first = await until(start_first, 15, "an idle generator", every_s=0.2)
-    second = await api.start(loader.from_obj(plan(guarded, 20, "b")))
+    second = await api.start(plans.plan(plans.SHORT, guarded, name="b", rate=20))
     assert first.queued is None and second.queued and second.queued.startswith("queued")
 
     async def ended(run_id: str):

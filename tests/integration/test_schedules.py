@@ -20,13 +20,9 @@ from schemas.control import ENDED_STATES
 from schemas.schedules import Fire
 from tests.conftest import Cluster, api_with, generators_registered, target_stats, until
 from tests.integration.test_failover import _other_holder, lease_holder
+from tests.plans import SHORT_CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def plan(target: str, name: str, **fields) -> dict:
-    return {"name": name, "target": target, "rate": 20, "duration": 1, "connections": 4,
-            "requests": [{"name": "home", "path": "/", "checks": {"status": 200}}], **fields}
 
 
 async def cli(cluster: Cluster, *args: str):
@@ -58,7 +54,7 @@ async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_
     coords["coord-b"] = cluster.coordinator(SURGE_COORDINATOR_ID="coord-b")
     cluster.generator()
     await generators_registered(api, 1)
-    await api.test_save(plan(target, "nightly-smoke"))
+    await api.test_save(raw(SHORT_CHECKED, target, name="nightly-smoke"))
 
     # kill the leader the moment it claims the fire
     kv = await js.key_value(subjects.FIRES_BUCKET)
@@ -104,7 +100,7 @@ async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_
 async def test_schedule_input_errors_and_the_preview(cluster: Cluster):
     cluster.coordinator()
     api = await api_with(cluster, 0)
-    await api.test_save(plan("http://127.0.0.1:9", "t"))
+    await api.test_save(raw(SHORT_CHECKED, "http://127.0.0.1:9", name="t"))
     bad = await cli(cluster, "schedule", "add", "t", "--cron", "61 * * * *")
     assert bad.returncode == 2 and "cron" in bad.stderr
     zone = await cli(cluster, "schedule", "add", "t", "--at", "+1h", "--tz", "Mars/Base")
@@ -124,9 +120,9 @@ async def test_a_suite_runs_in_order_and_stops_at_the_first_failed_verdict(clust
     cluster.coordinator()
     cluster.generator()
     api = await api_with(cluster, 1)
-    await api.test_save(plan(target, "first"))
-    await api.test_save(plan(target, "second", thresholds={"p99_ms": 0.001}))  # fails
-    await api.test_save(plan(target, "third"))
+    await api.test_save(raw(SHORT_CHECKED, target, name="first"))
+    await api.test_save(raw(SHORT_CHECKED, target, name="second", thresholds={"p99_ms": 0.001}))  # fails
+    await api.test_save(raw(SHORT_CHECKED, target, name="third"))
     saved = await cli(cluster, "suite", "save", "shop", "--test", "first", "--test", "second",
                       "--test", "third", "--pause", "0.5s")
     assert saved.returncode == 0, saved.stderr
@@ -165,7 +161,7 @@ async def test_fires_missed_while_no_coordinator_ran_are_run_late_or_skipped_by_
     cluster.generator()
     api = await api_with(cluster, 1)
     js = api.nc.jetstream()
-    await api.test_save(plan(target, "late"))
+    await api.test_save(raw(SHORT_CHECKED, target, name="late"))
     await api.schedule_add("late-run", test="late", at="+2s", missed="run_late")
     await api.schedule_add("late-skip", test="late", at="+2s", missed="skip")
     first.kill()  # nobody is there at the fire time

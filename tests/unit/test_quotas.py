@@ -7,16 +7,11 @@ from zoneinfo import ZoneInfo
 
 from schemas.quotas import Quota
 from services.coordinator.quotas import in_hours, violations
-from services.plan import loader
+from tests import plans
 
 
 def at(hour: int, minute: int = 0, tz: str = "Europe/Berlin") -> float:
     return datetime(2026, 12, 1, hour, minute, tzinfo=ZoneInfo(tz)).timestamp()
-
-
-def plan(**fields):
-    return loader.from_obj({"name": "p", "target": "http://127.0.0.1:1", "rate": 100, "duration": 60,
-                            "requests": [{"name": "a"}], **fields})
 
 
 def test_allowed_hours_in_a_zone_and_across_midnight():
@@ -31,13 +26,13 @@ def test_allowed_hours_in_a_zone_and_across_midnight():
 def test_each_limit_a_plan_is_over_is_named():
     q = Quota(max_rate=50, max_duration_s=30, max_generators=2, allowed_hours="22:00-06:00",
               tz="Europe/Berlin")
-    reasons = violations(plan(generators=3), q, at(12))
+    reasons = violations(plans.plan(rate=100, duration=60, generators=3), q, at(12))
     assert reasons == ["rate 100/s above the limit of 50/s", "duration 60s above the limit of 30s",
                        "3 generators above the limit of 2",
                        "outside the allowed hours 22:00-06:00 (Europe/Berlin)"]
-    assert violations(plan(rate=50, duration=30), q, at(23)) == []
+    assert violations(plans.plan(rate=50, duration=30), q, at(23)) == []
 
 
 def test_stages_are_judged_by_their_peak():
-    staged = plan(rate=None, duration=None, stages=[{"duration": 10, "target": 40}, {"duration": 10, "target": 80}])
+    staged = plans.plan(rate=None, duration=None, stages=[{"duration": 10, "target": 40}, {"duration": 10, "target": 80}])
     assert violations(staged, Quota(max_rate=60), 0.0) == ["rate 80/s above the limit of 60/s"]
