@@ -25,7 +25,7 @@ from services.generator.engine import Engine
 from services.generator.flows import FlowEngine
 from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
-from services.plan import loader
+from tests import plans
 from tests.conftest import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,6 +177,15 @@ class Case:
     host: str = "127.0.0.1"  # where the server listens
     target_host: str = "127.0.0.1"  # what the plan says
 
+    def request(self) -> dict:
+        """The plan's one request for this case."""
+        req = {"name": "r", "method": self.method, "path": "/x"}
+        if self.method in ("POST", "PUT"):
+            req["json"] = {"a": 1}
+        if self.checks:
+            req["checks"] = self.checks
+        return req
+
 
 CASES = [
     Case("plain 200", ok),
@@ -210,18 +219,6 @@ CASES = [
          paths=("flow", "tls")),
     Case("localhost tries ::1 too", ok, host="::1", target_host="localhost"),
 ]
-
-
-def plan_for(case: Case, port: int, scheme: str = "http"):
-    req = {"name": "r", "method": case.method, "path": "/x"}
-    if case.method in ("POST", "PUT"):
-        req["json"] = {"a": 1}
-    if case.checks:
-        req["checks"] = case.checks
-    tls = {"insecure": True, "http2": "off"} if scheme == "https" else {}
-    return loader.from_obj({"name": "conformance", "target": f"{scheme}://{case.target_host}:{port}", **tls,
-                            "rate": RATE, "duration": 1, "connections": 2, "timeout": 2,
-                            "requests": [req], **case.plan})
 
 
 async def run_static(plan, srv: Server) -> Interval:
@@ -273,7 +270,9 @@ def server_tls(tmp_path_factory):
 @pytest.mark.parametrize("case,path", PARAMS)
 async def test_http_semantics(case: Case, path: str, server_tls):
     async with Server(case.respond, case.host, server_tls if path == "tls" else None) as srv:
-        plan = plan_for(case, srv.port, "https" if path == "tls" else "http")
+        scheme, tls = ("https", {"insecure": True, "http2": "off"}) if path == "tls" else ("http", {})
+        plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
+                          rate=RATE, timeout=2, requests=[case.request()], **{**tls, **case.plan})
         iv = await (run_static if path == "static" else run_flow)(plan, srv)
     ok_count, errors = outcome(iv)
     assert sum(iv.dropped) == 0
@@ -354,15 +353,13 @@ class TlsServer(Server):
         return self
 
 
-def flow_plan(target: str, **fields):
-    return loader.from_obj({"name": "p", "target": target, "rate": RATE, "duration": 1,
-                            "connections": 2, "timeout": 2, "http2": "off",
-                            "requests": [{"name": "r", "path": "/x"}], **fields})
+#: the plan of the flow engine's own tests below (proxies, redirects)
+FLOW = plans.raw(plans.ENGINE, name="p", rate=RATE, timeout=2, http2="off")
 
 
 async def test_https_through_a_connect_proxy_tunnels_tls_to_the_target(tmp_path):
     async with TlsServer(ok, tls_context(tmp_path)) as srv, ConnectProxy() as proxy:
-        plan = flow_plan(f"https://127.0.0.1:{srv.port}", proxy=proxy.url, insecure=True)
+        plan = plans.plan(FLOW, f"https://127.0.0.1:{srv.port}", proxy=proxy.url, insecure=True)
         iv = await run_flow(plan, srv)
     assert outcome(iv) == (ARRIVALS, {})
     assert len(srv.received) == ARRIVALS and set(srv.received) == {("GET", "/x")}
@@ -372,7 +369,7 @@ async def test_https_through_a_connect_proxy_tunnels_tls_to_the_target(tmp_path)
 
 async def test_plain_http_through_a_proxy_uses_the_absolute_form():
     async with Server(ok) as proxy:  # nothing listens at the target: only the proxy answers
-        plan = flow_plan("http://127.0.0.1:9", proxy=f"http://127.0.0.1:{proxy.port}")
+        plan = plans.plan(FLOW, "http://127.0.0.1:9", proxy=f"http://127.0.0.1:{proxy.port}")
         iv = await run_flow(plan, proxy)
     assert outcome(iv) == (ARRIVALS, {})
     assert set(proxy.received) == {("GET", "http://127.0.0.1:9/x")}
@@ -385,7 +382,7 @@ async def test_a_redirect_to_another_origin_is_followed_there():
                           f"Location: http://127.0.0.1:{there.port}/landed\r\n"))
 
         async with Server(away) as here:
-            iv = await run_flow(flow_plan(f"http://127.0.0.1:{here.port}", follow_redirects=3), here)
+            iv = await run_flow(plans.plan(FLOW, f"http://127.0.0.1:{here.port}", follow_redirects=3), here)
     assert outcome(iv) == (ARRIVALS, {})
     assert len(here.received) == ARRIVALS and set(there.received) == {("GET", "/landed")}
     assert len(there.received) == ARRIVALS
@@ -396,6 +393,6 @@ async def test_more_redirects_than_allowed_is_an_error_after_n_hops():
         w.write(reply("302 Found", b"", "Location: /again\r\n"))
 
     async with Server(loop_forever) as srv:
-        iv = await run_flow(flow_plan(f"http://127.0.0.1:{srv.port}", follow_redirects=2), srv)
+        iv = await run_flow(plans.plan(FLOW, f"http://127.0.0.1:{srv.port}", follow_redirects=2), srv)
     assert outcome(iv) == (0, {"other": ARRIVALS})
     assert len(srv.received) == 3 * ARRIVALS  # the request and 2 hops, each one the server saw
