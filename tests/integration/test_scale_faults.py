@@ -15,7 +15,7 @@ import pytest
 
 from schemas import subjects
 from schemas.control import Assignment
-from services.plan import loader, profile
+from services.plan import profile
 from services.generator.config import Config as GeneratorConfig
 from services.generator.service import Service as GeneratorService
 from tests.conftest import free_port, until
@@ -77,12 +77,8 @@ async def _report(api, run_id: str, limit_s: float = 40.0):
     return await until(ready, limit_s, f"the report of {run_id}", every_s=0.2)
 
 
-def sim_plan(n: int, duration_s: float, names: list[str], **extra):
-    return loader.from_obj({
-        "name": "sim", "target": "http://127.0.0.1:9", "rate": 10 * n * len(names),
-        "duration": duration_s, "timeout": 0.5,
-        "requests": [{"name": name} for name in names], **extra,
-    })
+#: the plan the simulated generators are given: 10/s a generator, to nowhere (nothing is sent)
+SIM = plans.raw(plans.BASIC, "http://127.0.0.1:9", name="sim", timeout=0.5, requests=[{"name": "home"}])
 
 
 async def test_two_second_coordinator_pause_loses_nobody(cluster):
@@ -100,7 +96,7 @@ async def test_two_second_coordinator_pause_loses_nobody(cluster):
     await sim.start()
     api = await api_with(cluster, 50)
     try:
-        started = await api.start(sim_plan(50, 7, ["home"]))
+        started = await api.start(plans.plan(SIM, rate=10 * 50, duration=7))
         await until(lambda: sim.acked.total() >= 50 * 10 * 2, 20, "two seconds acknowledged")
         coord.popen.send_signal(signal.SIGSTOP)
         await asyncio.sleep(2.0)  # the fault itself: the coordinator's loop does not run
@@ -177,9 +173,7 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
     api = await CoordinatorClient.connect(cluster.url)
     try:
         await generators_registered(api, 2)
-        started = await api.start(loader.from_obj({
-            "name": "late", "target": "http://127.0.0.1:9", "rate": 20, "duration": 1,
-            "timeout": 0.2, "requests": [{"name": "home"}]}))
+        started = await api.start(plans.plan(SIM, name="late", rate=20, duration=1, timeout=0.2))
         run_id = started.run_id
         state.update({g: run_id for g in ids})
         acked = 0
@@ -233,7 +227,7 @@ async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(clus
     api = await api_with(cluster, 5)
     events: list[tuple[float, dict]] = []
     try:
-        started = await api.start(sim_plan(5, 5, ["home"]))
+        started = await api.start(plans.plan(SIM, rate=10 * 5, duration=5))
 
         async def on_event(msg):
             events.append((time.time(), msgspec.json.decode(msg.data)))
