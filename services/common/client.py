@@ -7,6 +7,8 @@ an error reply comes back as the ``SurgeError`` subclass its code names.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, TypeVar
 
 import msgspec
@@ -31,7 +33,7 @@ from schemas.archive import (
     Annotations, Baseline, BaselineSet, Imported, RunAnnotate, RunBundle, RunSearch, RunSearchResult,
 )
 from schemas.quotas import Approval, QueuedRun, QueueList
-from schemas.errors import ErrorReply, SurgeError, Unavailable
+from schemas.errors import ErrorReply, NotLeader, SurgeError, Unavailable
 from schemas.plan import Plan
 from schemas.stats import Report
 from services.common.bus import connect_options
@@ -85,16 +87,37 @@ class CoordinatorClient:
         return await self.call(ep.subject, body, bytes)
 
     async def call(self, subject: str, body: Any, typ: type[T]) -> T:
-        """Any body (bytes as they are) on ``subject``; the reply as ``typ`` (or bytes)."""
+        """Any body (bytes as they are) on ``subject``; the reply as ``typ`` (or bytes).
+
+        A coordinator handover (docs/design.md, "Coordinator high availability") leaves a
+        moment with no leader: nobody serves the API, or the old leader answers
+        ``not_leader``. Neither has acted on the request, so it is sent again, every
+        request alike, until ``timeout_s`` has passed. A request that timed out may have
+        been acted on and is never resent.
+        """
         data = body if isinstance(body, bytes) else msgspec.json.encode(body)
-        try:
-            msg = await self.nc.request(subject, data, timeout=self.timeout_s)
-        except nats.errors.NoRespondersError:
-            raise Unavailable("no coordinator is answering (is the stack up? `surge up`)") from None
-        except nats.errors.TimeoutError:
-            raise Unavailable(f"the coordinator did not answer {subject} in time") from None
-        if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
-            raise error_from(msg.data)
+        deadline = time.monotonic() + self.timeout_s
+        pause = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                msg = await self.nc.request(subject, data, timeout=max(left, 0.05))
+            except nats.errors.NoRespondersError:
+                if time.monotonic() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                raise Unavailable("no coordinator is answering (is the stack up? `surge up`)") from None
+            except nats.errors.TimeoutError:
+                raise Unavailable(f"the coordinator did not answer {subject} in time") from None
+            if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+                error = error_from(msg.data)
+                if isinstance(error, NotLeader) and time.monotonic() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                raise error
+            break
         if typ is bytes:
             return msg.data  # type: ignore[return-value]
         return msgspec.json.decode(msg.data, type=typ)
