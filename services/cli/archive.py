@@ -4,10 +4,7 @@ search (``surge ls --test … --tag …``), and runs as files (docs/archive.md).
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
-import time
 
 import msgspec
 from rich.console import Console
@@ -16,6 +13,7 @@ from rich.table import Table
 from schemas.archive import RunBundle
 from schemas.errors import BadRequest
 from services.cli.registry import arg, command
+from services.cli.shared import author, json_out, local_time
 from services.common.client import CoordinatorClient
 
 SEARCH_ARGS = [
@@ -31,21 +29,6 @@ SEARCH_ARGS = [
 _FILTERS = ("test", "tag", "target", "verdict", "conclusion", "since", "until", "text")
 
 
-def author() -> str:
-    try:
-        return os.environ.get("SURGE_USER") or getpass.getuser()
-    except Exception:
-        return "anonymous"
-
-
-def _out(data) -> None:
-    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
 def searching(args: argparse.Namespace) -> bool:
     return any(getattr(args, f, None) is not None for f in _FILTERS)
 
@@ -53,7 +36,7 @@ def searching(args: argparse.Namespace) -> bool:
 async def search(api: CoordinatorClient, args, console: Console) -> int:
     found = (await api.search(limit=args.limit, **{f: getattr(args, f) for f in _FILTERS})).runs
     if args.json:
-        _out(found)
+        json_out(found)
         return 0
     t = Table(title=f"{len(found)} run(s)", title_justify="left")
     for col in ("run", "test", "target", "state", "verdict", "started", "requests", "p99 ms",
@@ -64,7 +47,7 @@ async def search(api: CoordinatorClient, args, console: Console) -> int:
         test = f"{r.test} v{r.test_version}" if r.test else r.plan.name
         if a.baseline:
             test += " (baseline)"
-        t.add_row(r.run_id, test, a.target_system, r.state, r.verdict or "-", _when(r.start_at),
+        t.add_row(r.run_id, test, a.target_system, r.state, r.verdict or "-", local_time(r.start_at),
                   str(r.requests), "-" if r.p99_ms is None else f"{r.p99_ms:.1f}",
                   ",".join(n.tags) if n else "", n.conclusion.verdict if n and n.conclusion else "",
                   str(len(n.notes)) if n else "0")
@@ -161,7 +144,7 @@ async def archive(api: CoordinatorClient, args, console: Console) -> int:
         return 0
     found = await api.export_run(args.run_id)  # the record and its annotations (and report)
     if args.json:
-        _out({"record": found.record, "annotations": found.annotations})
+        json_out({"record": found.record, "annotations": found.annotations})
         return 0
     r, a = found.record, found.annotations
     test = f" test {r.test} v{r.test_version}" if r.test else ""
@@ -172,11 +155,11 @@ async def archive(api: CoordinatorClient, args, console: Console) -> int:
         return 0
     if a.conclusion:
         console.print(f"conclusion: {a.conclusion.verdict} — {a.conclusion.text} "
-                      f"({a.conclusion.author}, {_when(a.conclusion.at)})", highlight=False)
+                      f"({a.conclusion.author}, {local_time(a.conclusion.at)})", highlight=False)
     if a.tags:
         console.print("tags: " + ", ".join(a.tags), highlight=False)
     for url in a.links:
         console.print(f"link: {url}", highlight=False)
     for n in a.notes:
-        console.print(f"--- {n.author}, {_when(n.at)}\n{n.text}", highlight=False, markup=False)
+        console.print(f"--- {n.author}, {local_time(n.at)}\n{n.text}", highlight=False, markup=False)
     return 0

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import getpass
-import os
 import sys
-import time
 
 import msgspec
 import yaml
@@ -18,16 +15,9 @@ from schemas.catalogue import TestVersion
 from schemas.errors import InvalidPlan
 from services.cli import commands, registry
 from services.cli.registry import command
+from services.cli.shared import author, json_out, local_time
 from services.common.client import CoordinatorClient
 from services.plan import loader
-
-
-def author() -> str:
-    """Who saves or runs: SURGE_USER, else the login name."""
-    try:
-        return os.environ.get("SURGE_USER") or getpass.getuser()
-    except Exception:
-        return "anonymous"
 
 
 def _test_args(p) -> None:
@@ -86,19 +76,11 @@ async def test(api: CoordinatorClient, args: argparse.Namespace, console: Consol
     }[args.test_command](api, args, console)
 
 
-def _out(data) -> None:
-    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
-
-
 def as_yaml(test: TestVersion) -> str:
     """The text people edit: the YAML as saved, else the plan written out as YAML."""
     if test.source is not None:
         return test.source
     return yaml.safe_dump(msgspec.to_builtins(test.plan), sort_keys=False, allow_unicode=True)
-
-
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
 async def save(api: CoordinatorClient, args, console: Console) -> int:
@@ -115,7 +97,7 @@ async def save(api: CoordinatorClient, args, console: Console) -> int:
         description=args.description, target_system=args.target_system, author=author(),
     )
     if args.json:
-        _out(test)
+        json_out(test)
     else:
         console.print(f"saved [bold]{test.name}[/] version {test.version} "
                       f"(suite {test.suite}, target system {test.target_system})", highlight=False)
@@ -125,14 +107,14 @@ async def save(api: CoordinatorClient, args, console: Console) -> int:
 async def ls(api: CoordinatorClient, args, console: Console) -> int:
     tests = (await api.test_list(args.suite, args.tag, args.search)).tests
     if args.json:
-        _out(tests)
+        json_out(tests)
         return 0
     t = Table(title=f"{len(tests)} test(s)", title_justify="left")
     for col in ("name", "suite", "version", "tags", "target system", "owner", "saved"):
         t.add_column(col)
     for s in tests:
         t.add_row(s.name, s.suite, f"{s.version} of {s.versions}", ",".join(s.tags),
-                  s.target_system, s.owner, f"{_when(s.saved_at)} by {s.author}")
+                  s.target_system, s.owner, f"{local_time(s.saved_at)} by {s.author}")
     console.print(t)
     return 0
 
@@ -140,7 +122,7 @@ async def ls(api: CoordinatorClient, args, console: Console) -> int:
 async def show(api: CoordinatorClient, args, console: Console) -> int:
     detail = await api.test_get(args.name, args.version)
     if args.json:
-        _out(detail)
+        json_out(detail)
         return 0
     t = detail.test
     console.print(f"[bold]{t.name}[/] version {t.version}  suite {t.suite}  owner {t.owner}  "
@@ -149,7 +131,7 @@ async def show(api: CoordinatorClient, args, console: Console) -> int:
         console.print(t.description, highlight=False)
     for v in detail.versions:
         mark = "*" if v.version == t.version else " "
-        console.print(f" {mark} v{v.version}  {_when(v.saved_at)}  {v.author}", highlight=False)
+        console.print(f" {mark} v{v.version}  {local_time(v.saved_at)}  {v.author}", highlight=False)
     sys.stdout.write("---\n" + as_yaml(t))
     return 0
 

@@ -7,17 +7,15 @@ the coordinator answers that a run is queued.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from schemas.control import RunStarted
 from schemas.errors import Conflict, NotFound
-from services.cli.archive import author
 from services.cli.registry import arg, command
+from services.cli.shared import author, json_out
 from services.common.client import CoordinatorClient
 
 POLL_S = 1.0
@@ -67,7 +65,7 @@ async def approve(api: CoordinatorClient, args, console: Console) -> int:
 async def queue(api: CoordinatorClient, args, console: Console) -> int:
     runs = (await api.queue()).runs
     if args.json:
-        sys.stdout.write(msgspec.json.encode(runs).decode() + "\n")
+        json_out(runs)
         return 0
     t = Table(title=f"{len(runs)} queued run(s)", title_justify="left")
     for col in ("run", "test", "target system", "state", "asked by", "why", "decisions"):

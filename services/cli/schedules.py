@@ -7,27 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-import time
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from schemas.schedules import Overrides, SuiteRun
 from services.cli import registry
-from services.cli.catalogue import author
 from services.cli.registry import command
+from services.cli.shared import author, json_out, local_time
 from services.common.client import CoordinatorClient
 from services.plan import loader
-
-
-def _out(data) -> None:
-    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(t))
 
 
 def _overrides(args) -> Overrides:
@@ -79,10 +68,10 @@ async def schedule(api: CoordinatorClient, args: argparse.Namespace, console: Co
             replace=args.replace, dry_run=args.dry_run, author=author(),
         )
         if args.json:
-            _out(info)
+            json_out(info)
             return 0
         verb = "would fire" if args.dry_run else f"schedule [bold]{info.schedule.name}[/] fires"
-        console.print(f"{verb} at: " + ", ".join(_when(t) for t in info.next_fires), highlight=False)
+        console.print(f"{verb} at: " + ", ".join(local_time(t, zone=True) for t in info.next_fires), highlight=False)
         return 0
     if args.schedule_command == "rm":
         gone = await api.schedule_delete(args.name)
@@ -90,7 +79,7 @@ async def schedule(api: CoordinatorClient, args: argparse.Namespace, console: Co
         return 0
     schedules = (await api.schedule_list()).schedules
     if args.json:
-        _out(schedules)
+        json_out(schedules)
         return 0
     t = Table(title=f"{len(schedules)} schedule(s)", title_justify="left")
     for col in ("name", "runs", "when", "next", "last fire"):
@@ -98,11 +87,11 @@ async def schedule(api: CoordinatorClient, args: argparse.Namespace, console: Co
     for info in schedules:
         s = info.schedule
         what = f"test {s.test}" if s.test else f"suite {s.suite}"
-        when = f"cron '{s.cron}' {s.tz}" if s.cron else f"at {_when(s.at)}"
+        when = f"cron '{s.cron}' {s.tz}" if s.cron else f"at {local_time(s.at, zone=True)}"
         last = "-"
         if info.last:
-            last = f"{_when(info.last.fire_at)} {info.last.state} {info.last.run_id}"
-        t.add_row(s.name, what, when, _when(info.next_fires[0] if info.next_fires else None), last)
+            last = f"{local_time(info.last.fire_at, zone=True)} {info.last.state} {info.last.run_id}"
+        t.add_row(s.name, what, when, local_time(info.next_fires[0] if info.next_fires else None, zone=True), last)
     console.print(t)
     return 0
 
@@ -144,21 +133,21 @@ async def suite(api: CoordinatorClient, args: argparse.Namespace, console: Conso
             stop_on_fail=not args.keep_going, overrides=_overrides(args), author=author(),
         )
         if args.json:
-            _out(saved)
+            json_out(saved)
         else:
             console.print(f"saved suite [bold]{saved.name}[/] ({saved.mode})", highlight=False)
         return 0
     if verb == "ls":
         listed = await api.suite_list()
         if args.json:
-            _out(listed)
+            json_out(listed)
             return 0
         for s in listed.suites:
             steps = (f"{s.tests[0]} at {', '.join(f'{r:g}' for r in s.rates)}/s" if s.mode == "stages"
                      else ", ".join(s.tests) or f"tests labelled {s.name}")
             console.print(f"[bold]{s.name}[/] {s.mode}: {steps}; pause {s.pause_s:g}s", highlight=False)
         for r in listed.runs:
-            console.print(f"  {r.id} {r.suite} {r.state} {_when(r.started_at)}", highlight=False)
+            console.print(f"  {r.id} {r.suite} {r.state} {local_time(r.started_at, zone=True)}", highlight=False)
         return 0
     if verb == "show":
         run = await api.suite_get(args.id)
@@ -183,7 +172,7 @@ async def suite(api: CoordinatorClient, args: argparse.Namespace, console: Conso
 
 def _show(run: SuiteRun, args, console: Console) -> None:
     if args.json:
-        _out(run)
+        json_out(run)
         return
     console.print(f"suite run [cyan]{run.id}[/] of {run.suite}: [bold]{run.state}[/]", highlight=False)
     for i, s in enumerate(run.steps):
