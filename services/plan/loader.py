@@ -287,12 +287,7 @@ def check(plan: Plan) -> None:
     if bool(plan.requests) == bool(plan.flows):
         raise InvalidPlan("give either requests (static) or flows (scenarios), not both/neither",
                           "flows" if plan.flows else "requests")
-    names = [r.name for r in plan.requests]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise InvalidPlan(f"request name {name!r} is used twice", f"requests.{i}.name")
-    if plan.requests and sum(r.weight for r in plan.requests) <= 0:
-        raise InvalidPlan("at least one request needs a weight above 0", "requests.0.weight")
+    scenarios.check_names_and_weights(plan.requests, "request", "requests")
     _check_headers(plan.headers, "headers")
     for i, r in enumerate(plan.requests):
         if r.body is not None and r.json is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from schemas.errors import InvalidPlan
-from schemas.plan import Plan, Step
+from schemas.plan import Flow, Plan, RequestSpec, Step
 from services.plan import extract, templating
 from services.plan.names import reported_names
 
@@ -46,23 +46,12 @@ def check(plan: Plan) -> None:
             what = f"data file {feed.file!r} has no rows" if feed.file else "a data feed needs rows or a file"
             hint = "" if feed.rows or not feed.file else " (files are read by the CLI: `surge run/validate FILE`)"
             raise InvalidPlan(what + hint, f"data.{i}.{'file' if feed.file else 'rows'}")
-    names = [f.name for f in plan.flows]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise InvalidPlan(f"flow name {name!r} is used twice", f"flows.{i}.name")
-    if plan.flows and sum(f.weight for f in plan.flows) <= 0:
-        raise InvalidPlan("at least one flow needs a weight above 0", "flows.0.weight")
+    check_names_and_weights(plan.flows, "flow", "flows")
     known = defined_vars(plan)
     for key, value in plan.vars.items():
         _template(value, known, f"vars.{key}")
     for i, r in enumerate(plan.requests):
-        _template(r.path, known, f"requests.{i}.path")
-        for k, v in r.headers.items():
-            _template(v, known, f"requests.{i}.headers.{k}")
-        if r.body is not None:
-            _template(r.body, known, f"requests.{i}.body")
-        if r.json is not None:
-            _template_json(r.json, known, f"requests.{i}.json")
+        _template_message(r, known, f"requests.{i}")
     for k, v in plan.headers.items():
         _template(v, known, f"headers.{k}")
     if plan.setup:
@@ -73,17 +62,32 @@ def check(plan: Plan) -> None:
             _check_step(step, known, f"flows.{i}.steps.{j}", _check_headers)
 
 
+def check_names_and_weights(items: list[RequestSpec] | list[Flow], kind: str, field: str) -> None:
+    """Requests or flows: each name once, and a weight above 0 somewhere."""
+    names = [x.name for x in items]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InvalidPlan(f"{kind} name {name!r} is used twice", f"{field}.{i}.name")
+    if items and sum(x.weight for x in items) <= 0:
+        raise InvalidPlan(f"at least one {kind} needs a weight above 0", f"{field}.0.weight")
+
+
+def _template_message(m: RequestSpec | Step, known: set[str], field: str) -> None:
+    """The templates of what a request or a step sends: path, headers, body or json."""
+    _template(m.path, known, f"{field}.path")
+    for k, v in m.headers.items():
+        _template(v, known, f"{field}.headers.{k}")
+    if m.body is not None:
+        _template(m.body, known, f"{field}.body")
+    if m.json is not None:
+        _template_json(m.json, known, f"{field}.json")
+
+
 def _check_step(step: Step, known: set[str], field: str, check_headers) -> None:
     if step.body is not None and step.json is not None:
         raise InvalidPlan("give body or json, not both", f"{field}.body")
     check_headers(step.headers, f"{field}.headers")
-    _template(step.path, known, f"{field}.path")
-    for k, v in step.headers.items():
-        _template(v, known, f"{field}.headers.{k}")
-    if step.body is not None:
-        _template(step.body, known, f"{field}.body")
-    if step.json is not None:
-        _template_json(step.json, known, f"{field}.json")
+    _template_message(step, known, field)
     for var, rule in step.extract.items():
         try:
             extract.Extractor(var, rule)
