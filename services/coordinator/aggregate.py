@@ -33,7 +33,7 @@ from schemas.stats import (
 from services.common import histogram
 from services.plan import profile
 from services.plan.names import reported_names
-from services.coordinator import thresholds
+from services.coordinator import baseline, thresholds
 from services.coordinator.hosts import seconds_of
 
 
@@ -366,10 +366,14 @@ class RunAggregate:
     def report(
         self, *, state: str, ended_at: float, profile_: list[Segment], duration_s: float,
         aborted: bool = False, hosts: Callable[[int], HostsReport | None] | None = None,
+        against: baseline.Against | None = None,
     ) -> Report:
         """The final report, whole: nothing changes it after this (the verdict included).
 
-        ``hosts(seconds)`` gives its hosts section for the run's seconds (hosts.py).
+        ``hosts(seconds)`` gives its hosts section for the run's seconds (hosts.py);
+        ``against``, for a run of a catalogue test, its test and version, the change
+        against the test's baseline and the results of the plan's relative limits, which
+        can fail the verdict (baseline.py).
         """
         duration_s = max(duration_s, 1e-9)
         totals, per_name, all_lat, all_svc = self._totals(duration_s)
@@ -389,6 +393,12 @@ class RunAggregate:
         # a failed run, or one stopped by a failing limit (abort_on_fail), fails whatever
         # the rest of it did
         verdict = "fail" if state == "failed" or aborted else thresholds.verdict(results)
+        cmp = None
+        if against is not None:
+            cmp, relative = baseline.section(against, self.plan.thresholds.relative, totals, per_name)
+            results = [*results, *relative]
+            if any(not r.ok for r in relative):
+                verdict = "fail"
         events = [f"t={seq}s {e}" for seq in sorted(self.events) for e in self.events[seq]]
         return Report(
             run_id=self.run_id,
@@ -410,6 +420,9 @@ class RunAggregate:
             events=events,
             model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached
             hosts=None if hosts is None else hosts(seconds_of(round(duration_s, 3), len(self.timeline))),
+            test=None if against is None else against.test,
+            test_version=None if against is None else against.test_version,
+            baseline=cmp,
         )
 
 

@@ -1,9 +1,9 @@
 """The run archive on the coordinator: annotations, search, baselines, retention, files.
 
 KV ``surge_archive`` holds each run's annotations (key: run id) and each test's
-baseline (key ``baseline.<test slug>``). When a run of a catalogue test ends, its
-report gets the comparison with the test's baseline and the verdict of the plan's
-relative limits (``finish_report``). The leader also applies the retention policy
+baseline (key ``baseline.<test slug>``). When a run of a catalogue test ends, ``against``
+gathers its test and the baseline's report, and the run's report is built with the
+comparison and the plan's relative limits (``RunAggregate.report``, baseline.py). The leader also applies the retention policy
 (``SURGE_RETAIN_RUNS``, ``SURGE_RETAIN_DAYS``): baselines are always kept.
 """
 
@@ -246,29 +246,20 @@ class Archive:
         return Imported(run_id=run_id)
 
     # --- hooks -------------------------------------------------------------------------
-    async def finish_report(self, report: Report) -> Report:
-        """A run's report, with its test, the change against the baseline, relative limits."""
-        run = self.svc.runs.get(report.run_id)
-        record = run.record if run is not None else None
-        if record is None or record.test is None:
-            return report
-        report = msgspec.structs.replace(report, test=record.test, test_version=record.test_version)
-        relative = record.plan.thresholds.relative
+    async def against(self, record: RunRecord) -> baseline.Against | None:
+        """What a run's report is judged against, gathered before it is built: its test
+        and version and the test's baseline run with its report; None for a run of no test."""
+        if record.test is None:
+            return None
         b = await self.baseline_of(record.test)
-        cmp = None
-        if b is not None and b.run_id != report.run_id:
+        base = None
+        if b is not None and b.run_id is not None and b.run_id != record.run_id:
             try:
                 base = _report.decode((await self.svc.reports.get(b.run_id)).data)
-                cmp = baseline.compare(record.test, b.run_id, report.totals, base.totals,
-                                       report.requests, base.requests, tuple(relative))
             except (ObjectNotFoundError, msgspec.DecodeError) as exc:
                 log.warning("baseline report unreadable", baseline=b.run_id, error=str(exc))
-        results = baseline.judge(relative, cmp)
-        verdict = report.verdict
-        if any(not r.ok for r in results):
-            verdict = "fail"
-        return msgspec.structs.replace(report, baseline=cmp,
-                                       thresholds=[*report.thresholds, *results], verdict=verdict)
+        return baseline.Against(test=record.test, test_version=record.test_version,
+                                base_run=b.run_id if base is not None else None, base=base)
 
     async def tick(self) -> None:
         """Retention: drop ended runs beyond the count or older than the age kept."""

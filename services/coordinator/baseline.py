@@ -2,13 +2,17 @@
 
 ``compare`` puts a report beside the baseline's (throughput, error rate, p50/p95/p99,
 overall and per request); ``judge`` turns ``thresholds.relative`` limits such as
-``p99_ms: {max_increase_pct: 10}`` into threshold results against it.
+``p99_ms: {max_increase_pct: 10}`` into threshold results against it; ``section`` gives
+both for a run's report from what it is judged against (``Against``, gathered by the
+archive before the report is built: ``RunAggregate.report`` builds it once with them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from schemas.plan import Relative
-from schemas.stats import BaselineComparison, Delta, RequestTotals, ThresholdResult
+from schemas.stats import BaselineComparison, Delta, Report, RequestTotals, ThresholdResult
 
 SHOWN = ("rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")
 _PERCENTILES = {"p50_ms": "p50", "p90_ms": "p90", "p95_ms": "p95", "p99_ms": "p99",
@@ -71,3 +75,25 @@ def judge(relative: dict[str, Relative], cmp: BaselineComparison | None) -> list
                 reason=f"{metric} {d.value:.4g} against {d.baseline:.4g} in baseline run {cmp.run_id}",
             ))
     return out
+
+
+@dataclass(frozen=True)
+class Against:
+    """What a run of a catalogue test is judged against, gathered before its report is
+    built (``Archive.against``) and kept for its amendments: the test and its version, the
+    baseline run and its report (``base`` None: no baseline yet, or its report unreadable)."""
+
+    test: str
+    test_version: int | None = None
+    base_run: str | None = None
+    base: Report | None = None
+
+
+def section(against: Against, relative: dict[str, Relative], totals: RequestTotals,
+            requests: dict[str, RequestTotals]) -> tuple[BaselineComparison | None, list[ThresholdResult]]:
+    """A report's baseline comparison and the results of its relative limits."""
+    cmp = None
+    if against.base is not None and against.base_run is not None:
+        cmp = compare(against.test, against.base_run, totals, against.base.totals,
+                      requests, against.base.requests, tuple(relative))
+    return cmp, judge(relative, cmp)

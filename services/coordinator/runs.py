@@ -28,6 +28,7 @@ from services.plan import profile
 from services.common import labels
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
+from services.coordinator.baseline import Against
 from services.coordinator.hosts import HostsRecorder, seconds_of
 from services.coordinator.config import Config
 from services.coordinator.registry import Registry
@@ -82,6 +83,7 @@ class Run:
         self.durable: set[tuple[str, int]] = set()  # intervals in the run log (ackable)
         self.finishing = False  # the report is being built: intervals get a 503, kept
         self._ended: tuple[str, float] | None = None  # (state, ended_at) of the report
+        self._against: Against | None = None  # its test and baseline, read once before the report
         self._unsaved_amendment = False  # a late interval counted, its report not stored
         self.quiet_below = 0  # seconds below this were published by a previous leader
         self._reshared_at = 0.0  # monotonic time of the last rebalance
@@ -675,7 +677,7 @@ class Run:
 
         return self.agg.report(
             state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
-            aborted=bool(r.aborted), hosts=hosts,
+            aborted=bool(r.aborted), hosts=hosts, against=self._against,
         )
 
     def _seconds(self) -> int:
@@ -776,6 +778,7 @@ class Run:
             state = "failed" if not self.agg.seen else "stopped"
         ended_at = time.time()
         await self._hosts_heard(self._seconds())
+        self._against = await self.store.against(r)  # amendments rebuild with the same
         report = await self.store.store_report(self._build_report(state, ended_at))
         self._ended = (state, ended_at)
         self.report = report  # from here on, late intervals amend the stored report

@@ -125,7 +125,7 @@ class Service:
         self.suites = Suites(self, await bus.key_value(js, subjects.SUITES_BUCKET, replicas=r))
         self.archive = Archive(self, await bus.key_value(js, subjects.ARCHIVE_BUCKET, replicas=r))
         self.store = RunStore(self.nc, js, self.runs_kv, self.assignments, self.reports,
-                              finish=self.archive.finish_report)
+                              against=self.archive.against)
         self.quotas = Quotas(self, await bus.key_value(js, subjects.QUEUE_BUCKET, replicas=r))
         self._tasks.append(asyncio.create_task(self._schedule_loop(), name="schedules"))
         leader_kv = await bus.key_value(js, subjects.LEADER_BUCKET, ttl_s=c.lease_s, replicas=r)

@@ -27,6 +27,7 @@ from schemas import subjects
 from schemas.control import ENDED_STATES, Assignment, RunEvent, RunRecord
 from schemas.stats import IntervalStats, Report
 from services.common import runlogs
+from services.coordinator.baseline import Against
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +40,12 @@ _event = msgspec.json.Decoder(RunEvent)
 class RunStore:
     def __init__(
         self, nc: Client, js: JetStreamContext, runs: KeyValue, assignments: KeyValue,
-        reports: ObjectStore, finish: Callable[[Report], Awaitable[Report]] | None = None,
+        reports: ObjectStore,
+        against: Callable[[RunRecord], Awaitable[Against | None]] | None = None,
     ) -> None:
         self.nc, self.js = nc, js
         self.runs, self.assignments, self.reports = runs, assignments, reports
-        self.finish = finish  # the archive's part of a report (test, baseline), added on storing
+        self._against = against  # the archive's: what a run's report is judged against
 
     # --- the run record -----------------------------------------------------------
     async def save_record(self, record: RunRecord) -> None:
@@ -152,14 +154,20 @@ class RunStore:
             log.warning("could not purge the run log", run_id=run_id, error=str(exc))
 
     # --- the report ----------------------------------------------------------------
+    async def against(self, record: RunRecord) -> Against | None:
+        """What a run's report is judged against (its test, the test's baseline report),
+        read before the report is built; None for a run of no test, or when it cannot be
+        read (the report goes out without its comparison rather than not at all)."""
+        if self._against is None:
+            return None
+        try:
+            return await self._against(record)
+        except Exception:
+            log.exception("baseline comparison failed", run_id=record.run_id)
+            return None
+
     async def store_report(self, report: Report) -> Report:
-        """Store a run's report, completed by ``finish`` (the archive: test, baseline,
-        relative limits); the report as stored."""
-        if self.finish is not None:
-            try:
-                report = await self.finish(report)
-            except Exception:  # never lose the report for its comparison
-                log.exception("baseline comparison failed", run_id=report.run_id)
+        """Store a run's report as it was built; the report as stored."""
         await self.reports.put(report.run_id, msgspec.json.encode(report))
         return report
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
+from schemas.control import Segment
 from schemas.plan import Relative
-from schemas.stats import Percentiles, RequestTotals
+from schemas.stats import Percentiles, Report, RequestTotals
 from services.coordinator import baseline
+from services.coordinator.aggregate import RunAggregate
+from services.generator.recorder import Interval
 from services.plan import loader
+from tests import plans
 
 
 def totals(p99: float, rps: float = 100.0, error_rate: float = 0.0) -> RequestTotals:
@@ -52,3 +58,37 @@ def msgspec_roundtrip(plan):
     import msgspec
 
     return msgspec.json.decode(msgspec.json.encode(plan))
+
+
+def a_report(run_id: str, p99_ms: float, against: baseline.Against | None = None) -> Report:
+    """The report ``RunAggregate.report`` builds of one second of 100 "home" requests."""
+    agg = RunAggregate(run_id, plans.plan(plans.TWO, thresholds={
+        "p99_ms": {"max_increase_pct": 10}, "error_rate": 0.05}), 0.0)
+    iv = Interval(2)
+    for _ in range(100):
+        iv.record(0, p99_ms / 1000.0, p99_ms / 2000.0, None)
+    iv.sent = iv.completed()
+    agg.add(iv.to_stats(["home", "order"], run_id=run_id, generator_id="g1", epoch=1, seq=0,
+                        target=100.0, in_flight=0, final=True))
+    return agg.report(state="finished", ended_at=1.0, profile_=[Segment(0.0, 1.0, 100.0, 100.0)],
+                      duration_s=1.0, against=against)
+
+
+def test_the_report_is_built_with_its_baseline_and_fails_on_a_relative_limit():
+    base = a_report("r0", 10.0)
+    against = baseline.Against(test="shop", test_version=3, base_run="r0", base=base)
+    rep = a_report("r1", 20.0, against)  # p99 doubled: the absolute limits still pass
+    assert (rep.test, rep.test_version, rep.baseline.run_id, rep.baseline.test) == ("shop", 3, "r0", "shop")
+    assert rep.baseline.totals["p99_ms"].change_pct == pytest.approx(100.0, rel=1e-2)
+    assert list(rep.baseline.requests) == ["home", "order"]
+    assert [(t.name, t.ok) for t in rep.thresholds] == [
+        ("error_rate", True), ("p99_ms max_increase_pct", False)]
+    assert rep.verdict == "fail"
+    # no baseline yet: the test is named, the relative limit is not judged
+    alone = a_report("r1", 20.0, baseline.Against(test="shop", test_version=3))
+    assert alone.test == "shop" and alone.baseline is None and alone.verdict == "pass"
+    assert alone.thresholds[-1].value is None and alone.thresholds[-1].ok
+    # a run of no test: no baseline section, no relative result
+    plain = a_report("r1", 20.0)
+    assert plain.test is None and plain.baseline is None and plain.verdict == "pass"
+    assert [t.name for t in plain.thresholds] == ["error_rate"]
