@@ -32,15 +32,21 @@ async def lease_holder(js) -> str | None:
     return msgspec.json.decode(entry.value, type=Lease).holder if entry.value else None
 
 
-async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_request_once(
-    cluster: Cluster,
-):
-    _, target = cluster.target()
+async def leader_and_standby(cluster: Cluster):
+    """coord-a, leading once it holds the lease, then coord-b as its standby; and a client."""
     coords = {"coord-a": cluster.coordinator(SURGE_COORDINATOR_ID="coord-a")}
     api = await api_with(cluster, 0)
     js = api.nc.jetstream()
     await until(lambda: lease_holder(js), 10, "a leader")
     coords["coord-b"] = cluster.coordinator(SURGE_COORDINATOR_ID="coord-b")
+    return coords, api, js
+
+
+async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_request_once(
+    cluster: Cluster,
+):
+    _, target = cluster.target()
+    coords, api, js = await leader_and_standby(cluster)
     cluster.generator()
     cluster.generator()
 

@@ -19,7 +19,7 @@ from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.schedules import Fire
 from tests.conftest import Cluster, api_with, generators_registered, target_stats, until
-from tests.integration.test_failover import _other_holder, lease_holder
+from tests.integration.test_failover import _other_holder, leader_and_standby, lease_holder
 from tests.plans import SHORT_CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
@@ -47,11 +47,7 @@ async def ended(api, run_id: str) -> bool:
 
 async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_time(cluster: Cluster):
     _, target = cluster.target()
-    coords = {"coord-a": cluster.coordinator(SURGE_COORDINATOR_ID="coord-a")}
-    api = await api_with(cluster, 0)
-    js = api.nc.jetstream()
-    await until(lambda: lease_holder(js), 10, "a leader")
-    coords["coord-b"] = cluster.coordinator(SURGE_COORDINATOR_ID="coord-b")
+    coords, api, js = await leader_and_standby(cluster)
     cluster.generator()
     await generators_registered(api, 1)
     await api.test_save(raw(SHORT_CHECKED, target, name="nightly-smoke"))
