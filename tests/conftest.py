@@ -47,6 +47,24 @@ def wait_port(port: int, limit_s: float = 10.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {limit_s}s")
 
 
+def wait_http(url: str, proc: subprocess.Popen, log_path: Path, limit_s: float, every_s: float = 0.1) -> None:
+    """Until ``url`` answers 200; an error if ``proc`` exits first (see ``log_path``) or after
+    ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.args[0]} did not answer {url} in {limit_s}s")
+        time.sleep(every_s)
+
+
 class Proc:
     """A service as a real subprocess, its output kept in a log file."""
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_http
 
 BINARY = Path("/usr/bin/prometheus")
 
@@ -44,20 +43,7 @@ class Prometheus:
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + limit_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}; "
-                                   f"see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus was not ready in {limit_s}s")
-            time.sleep(0.1)
+        wait_http(f"{self.url}/-/ready", self.proc, self.log_path, limit_s)
 
     def query(self, promql: str) -> list[dict]:
         """An instant query's result vector (``[{"metric": {...}, "value": [t, "v"]}]``)."""

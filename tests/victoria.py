@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_http
 
 BINARY = Path("/usr/bin/victoria-metrics")
 
@@ -42,20 +41,7 @@ class Victoria:
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + limit_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"victoria-metrics exited with {self.proc.returncode}; "
-                                   f"see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"victoria-metrics did not answer in {limit_s}s")
-            time.sleep(0.05)
+        wait_http(f"{self.url}/health", self.proc, self.log_path, limit_s, every_s=0.05)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
