@@ -18,6 +18,10 @@ class Config(Struct, frozen=True, kw_only=True):
     ui_history: int = 600  # live snapshots kept per run for browsers that open late
     ui_runs_kept: int = 10  # runs whose live history is kept
     ui_api_timeout_s: float = 5.0
+    # approver credentials (docs/quotas.md): set, the UI may approve or refuse runs over a
+    # quota on a second NATS connection used for run.approve only; unset, it cannot
+    ui_approver_user: str = ""
+    ui_approver_password_file: str = ""
     registry_ttl_s: float = 3.0  # only used if the UI is first to create the bucket
     log_level: str = "info"
     log_json: bool = False

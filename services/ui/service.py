@@ -5,7 +5,8 @@ watches the generator registry bucket, decodes each message once at this edge, k
 a bounded memory of it (``state.State``) and fans the original JSON out to every
 browser through ``fanout.Hub``. Requests to the coordinator go through
 ``CoordinatorClient`` on the same connection. Registered with ``nats.micro`` as
-``surge-ui`` so ``nats micro ls`` finds it.
+``surge-ui`` so ``nats micro ls`` finds it. With SURGE_UI_APPROVER_USER set, a second
+connection as that NATS user sends ``run.approve`` only (``self.approver``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from nats.micro import add_service
 
 from schemas import subjects
 from schemas.control import Heartbeat
+from schemas.errors import BadRequest
 from schemas.host import Alert, HostSample
 from schemas.stats import LiveSnapshot
 from services.common.client import CoordinatorClient
 from services.common import bus
+from services.common.config import NatsAuth, nats_auth
 from services.common.identity import VERSION
 from services.ui.app.routes import build_app
 from services.ui.config import Config
@@ -49,14 +52,20 @@ class Service:
         self._closed = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.bad_messages = 0
+        self.approver: CoordinatorClient | None = None  # run.approve only (docs/quotas.md)
 
     @property
     def address(self) -> str:
         return f"http://{self.config.ui_host}:{self.config.ui_port}"
 
     async def start(self) -> None:
+        approver = self._approver_auth()  # a bad file fails before any connection
         self.nc = await bus.connect(self.config.nats_url, subjects.UI_SERVICE)
         self.api = CoordinatorClient(self.nc, timeout_s=self.config.ui_api_timeout_s)
+        if approver is not None:  # run.approve only, on its own connection (docs/quotas.md)
+            nc = await bus.connect(self.config.nats_url, f"{subjects.UI_SERVICE}-approver", auth=approver)
+            self.approver = CoordinatorClient(nc, timeout_s=self.config.ui_api_timeout_s)
+            log.info("approvals enabled", nats_user=approver.user)
         for subject, handler in (
             (subjects.LIVE_ALL, self._on(_live, self.state.on_live)),
             (subjects.HOST_ALL, self._on(_host, self.state.on_host)),
@@ -76,6 +85,21 @@ class Service:
         await site.start()
         log.info("listening", url=self.address, auth=bool(self.config.ui_token))
 
+    def _approver_auth(self) -> NatsAuth | None:
+        """The approver's own NATS user (the ui user is denied run.approve), TLS as ours."""
+        if not self.config.ui_approver_user:
+            return None
+        password = ""
+        if self.config.ui_approver_password_file:
+            try:
+                with open(self.config.ui_approver_password_file, encoding="utf-8") as f:
+                    password = f.read().strip()
+            except OSError as exc:
+                raise BadRequest(f"SURGE_UI_APPROVER_PASSWORD_FILE: {exc.strerror}: "
+                                 f"{self.config.ui_approver_password_file}") from None
+        return msgspec.structs.replace(nats_auth(), user=self.config.ui_approver_user,
+                                       password=password, creds="")
+
     async def wait(self) -> None:
         await self._closed.wait()
 
@@ -89,6 +113,8 @@ class Service:
             await self.runner.cleanup()
         try:
             await self.micro.stop()
+            if self.approver is not None:
+                await self.approver.nc.drain()
             await self.nc.drain()
         except Exception as exc:
             log.warning("unclean disconnect", error=str(exc))

@@ -154,7 +154,31 @@ async def suite_profile(request: web.Request) -> web.Response:
 
 
 async def queue(request: web.Request) -> web.Response:
-    return _json(await _api(request).queue())
+    """The queue, and whether this UI may approve (it has approver credentials)."""
+    runs = msgspec.to_builtins(await _api(request).queue())
+    return _json({**runs, "can_approve": request.app[SERVICE].approver is not None})
+
+
+class ApproveBody(Struct, frozen=True, forbid_unknown_fields=True):
+    approve: bool = True  # false: refuse the run
+    reason: Annotated[str, Meta(max_length=4096)] = ""
+
+
+async def run_approve(request: web.Request) -> web.Response:
+    """Approve or refuse a run over its quota, on the approver's own NATS connection.
+
+    Only when the UI is configured with approver credentials (SURGE_UI_APPROVER_USER);
+    the decision is kept with ``ui <browser address>`` as who made it, like run control.
+    """
+    run_id = inputs.run_id(request.match_info["run_id"])
+    approver = request.app[SERVICE].approver
+    if approver is None:
+        return middleware.error_response(
+            403, "approval_not_configured",
+            "this UI has no approver credentials (SURGE_UI_APPROVER_USER); use surge approve")
+    body = inputs.decode(await request.read(), ApproveBody)
+    return _json(await approver.approve(run_id, body.approve, body.reason,
+                                        author=f"ui {request.remote or 'unknown'}"))
 
 
 async def schedules_list(request: web.Request) -> web.Response:
@@ -187,6 +211,7 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/api/test/run", test_run)
     r.add_get("/api/test/profile", test_profile)
     r.add_get("/api/queue", queue)
+    r.add_post("/api/queue/{run_id}/approve", run_approve)
     r.add_get("/api/suites", suites_list)
     r.add_get("/api/suite/profile", suite_profile)
     r.add_get("/api/schedules", schedules_list)

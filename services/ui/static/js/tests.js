@@ -79,13 +79,26 @@
   }
   async function loadQueue() {  // runs waiting for approval or for their target system (docs/quotas.md)
     try {
-      const runs = (await S.api("GET", "/api/queue")).runs.filter((e) => e.state === "waiting_approval" || e.state === "queued");
+      const q = await S.api("GET", "/api/queue");
+      const runs = q.runs.filter((e) => e.state === "waiting_approval" || e.state === "queued");
       $("queue").hidden = !runs.length;
-      $("queue").replaceChildren(h("h2", {text: "Waiting runs"}), S.table([{label: "Run"}, {label: "Test"}, {label: "Target system"}, {label: "State"}, {label: "Why"}],
+      const cols = [{label: "Run"}, {label: "Test"}, {label: "Target system"}, {label: "State"}, {label: "Why"}];
+      if (q.can_approve) cols.push({label: ""});
+      $("queue").replaceChildren(h("h2", {text: "Waiting runs"}), S.table(cols,
         runs.map((e) => h("tr", {"data-queued": e.run_id}, S.td(e.run_id, "mono"), S.td(e.test ? `${e.test} v${e.test_version}` : e.plan.name),
-          S.td(e.target_system, "mono"), S.td(e.state.replace("_", " ")), S.td(e.decisions.length ? e.decisions[e.decisions.length - 1].what : ""))), {id: "queue-table"}),
-        h("div", {class: "muted", text: "an approver lets a run over its quota start: surge approve RUN"}));
+          S.td(e.target_system, "mono"), S.td(e.state.replace("_", " ")), S.td(e.decisions.length ? e.decisions[e.decisions.length - 1].what : ""),
+          ...(q.can_approve ? [S.td(e.state === "waiting_approval" ? h("span", {},
+            h("button", {class: "approve", text: "Approve", onclick: () => decide(e.run_id, true)}),
+            h("button", {class: "refuse", text: "Refuse", onclick: () => decide(e.run_id, false)})) : "")] : []))), {id: "queue-table"}),
+        h("div", {class: "muted", text: q.can_approve ? "Approve lets a run over its quota start; Refuse ends it"
+          : "an approver lets a run over its quota start: surge approve RUN"}));
     } catch (e) { $("queue").replaceChildren(S.errorBanner(e)); }
+  }
+  async function decide(runId, approve) {  // as the UI's approver user (docs/quotas.md)
+    try {
+      await S.api("POST", `/api/queue/${encodeURIComponent(runId)}/approve`, {approve});
+      await loadQueue();
+    } catch (e) { $("queue").append(S.errorBanner(e)); }
   }
   async function run(name, version) {
     try {
