@@ -16,8 +16,9 @@ from bench.simulator import Simulator, encoded_histograms, variant
 from schemas import subjects
 from schemas.stats import LiveSnapshot
 from services.common import histogram
-from services.plan import loader
+from tests import plans
 from tests.conftest import api_with, until
+from tests.integration.test_scale_faults import SIM, _buckets_ready, _report
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,37 +26,21 @@ pytestmark = pytest.mark.timeout(90)
 async def test_200_generators_3_names_report_equals_every_acknowledged_interval(cluster):
     cluster.coordinator(SURGE_START_DELAY_S="1.5")
     nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
-
-    async def buckets() -> bool:
-        try:
-            await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
-            return True
-        except Exception:
-            return False
-
-    await until(buckets, 20, "the coordinator's buckets")
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
     names = ["home", "search", "order"]
     sim = Simulator(nc, 200, names, prefix="s200")
     await sim.start()
     api = await api_with(cluster, 200)
     snapshots: list[LiveSnapshot] = []
     try:
-        started = await api.start(loader.from_obj({
-            "name": "s200", "target": "http://127.0.0.1:9", "rate": 200 * 10 * 3, "duration": 3,
-            "timeout": 0.2, "requests": [{"name": n} for n in names]}))
+        started = await api.start(plans.plan(SIM, name="s200", rate=200 * 10 * 3, duration=3, timeout=0.2,
+                                             requests=[{"name": n} for n in names]))
 
         async def on_live(msg):
             snapshots.append(msgspec.json.decode(msg.data, type=LiveSnapshot))
 
         await nc.subscribe(subjects.live(started.run_id), cb=on_live)
-
-        async def report():
-            try:
-                return await api.report(started.run_id)
-            except Exception:
-                return None
-
-        rep = await until(report, 60, "the report", every_s=0.2)
+        rep = await _report(api, started.run_id, 60)
         acked = sim.acked
         assert sim.refused == []
         assert len(acked.intervals) == 200 * 3
@@ -90,15 +75,7 @@ async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cl
         cluster.service("coordinator.merger", name=f"merger-{i}", SURGE_MERGER_ID=f"merger-{i}")
     nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
     merged_by: set[str] = set()
-
-    async def buckets() -> bool:
-        try:
-            await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
-            return True
-        except Exception:
-            return False
-
-    await until(buckets, 20, "the coordinator's buckets")
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
 
     async def on_partial(msg):
         merged_by.add(msgspec.json.decode(msg.data)["merger_id"])
@@ -109,17 +86,9 @@ async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cl
     await sim.start()
     api = await api_with(cluster, 60)
     try:
-        started = await api.start(loader.from_obj({
-            "name": "m2", "target": "http://127.0.0.1:9", "rate": 60 * 10 * 2, "duration": 3,
-            "timeout": 0.2, "requests": [{"name": n} for n in names]}))
-
-        async def report():
-            try:
-                return await api.report(started.run_id)
-            except Exception:
-                return None
-
-        rep = await until(report, 60, "the report", every_s=0.2)
+        started = await api.start(plans.plan(SIM, name="m2", rate=60 * 10 * 2, duration=3, timeout=0.2,
+                                             requests=[{"name": n} for n in names]))
+        rep = await _report(api, started.run_id, 60)
         acked = sim.acked
         assert sim.refused == []
         assert len(acked.intervals) == 60 * 3
@@ -140,32 +109,15 @@ async def test_a_merger_that_dies_before_handing_over_loses_nothing_in_the_repor
     merger = cluster.service("coordinator.merger", name="merger-0", SURGE_MERGER_ID="merger-0",
                              SURGE_MERGER_FLUSH_S="3600")
     nc = await nats.connect(cluster.url)
-
-    async def buckets() -> bool:
-        try:
-            await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
-            return True
-        except Exception:
-            return False
-
-    await until(buckets, 20, "the coordinator's buckets")
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
     sim = Simulator(nc, 10, ["home"], prefix="mx")
     await sim.start()
     api = await api_with(cluster, 10)
     try:
-        started = await api.start(loader.from_obj({
-            "name": "mx", "target": "http://127.0.0.1:9", "rate": 100, "duration": 2,
-            "timeout": 0.2, "requests": [{"name": "home"}]}))
+        started = await api.start(plans.plan(SIM, name="mx", rate=100, duration=2, timeout=0.2))
         await until(lambda: len(sim.acked.intervals) == 10 * 2, 20, "every interval acknowledged")
         merger.kill()
-
-        async def report():
-            try:
-                return await api.report(started.run_id)
-            except Exception:
-                return None
-
-        rep = await until(report, 40, "the report", every_s=0.2)
+        rep = await _report(api, started.run_id, 40)
         assert rep.totals.requests == sim.acked.total() == 10 * 2 * 10
         assert {k: g.requests for k, g in rep.generators.items()} == sim.acked.by_generator()
         assert any("taken from the run log" in e for e in rep.events)
