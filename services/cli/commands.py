@@ -24,13 +24,10 @@ from services.common.client import CoordinatorClient
 from services.cli.connection import open_api
 from services.cli import archive
 from services.cli.registry import arg, command
+from services.cli.shared import json_out
 from services.plan import loader
 
 _live_decoder = msgspec.json.Decoder(LiveSnapshot)
-
-
-def _out(data) -> None:
-    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
 
 
 @command("validate", help="check a plan (locally; --remote asks the coordinator too)",
@@ -48,7 +45,7 @@ async def validate(args, console: Console) -> int:
 def validate_local(args, console: Console) -> int:
     plan = loader.load(args.plan)
     if args.json:
-        _out({"ok": True, "plan": plan})
+        json_out({"ok": True, "plan": plan})
     else:
         console.print(f"[green]ok[/] {args.plan}: plan [bold]{plan.name}[/] → {plan.target}")
     return 0
@@ -57,7 +54,7 @@ def validate_local(args, console: Console) -> int:
 async def validate_remote(api: CoordinatorClient, args, console: Console) -> int:
     result = await api.validate(loader.load(args.plan))
     if args.json:
-        _out(result)
+        json_out(result)
     else:
         console.print(
             f"[green]ok[/] {result.plan.name}: {result.duration_s:g}s, peak {result.peak_rps:g}/s, "
@@ -104,7 +101,7 @@ async def ls(api: CoordinatorClient, args, console: Console) -> int:
         return await archive.search(api, args, console)
     runs = (await api.list(args.limit)).runs
     if args.json:
-        _out(runs)
+        json_out(runs)
     else:
         text.runs_table(console, runs)
     return 0
@@ -119,7 +116,7 @@ async def generators(api: CoordinatorClient, args, console: Console) -> int:
     wanted = labels.parse(args.label, "--label")
     beats = [b for b in (await api.generators()).generators if labels.matches(b.labels, wanted)]
     if args.json:
-        _out(beats)
+        json_out(beats)
     else:
         text.generators_table(console, beats)
     return 0

@@ -1,5 +1,5 @@
-"""What the test-management subcommands (test, schedule, suite, archive, approve) do alike:
-who is acting, a reply as one JSON line, a time as people read it."""
+"""What several subcommands do alike: who is acting, a reply as one JSON line (``--json``),
+a time as people read it."""
 
 from __future__ import annotations
 
