@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from services.plan import loader
+from tests import plans
 from tests.conftest import Cluster, api_with, until
 
 pytestmark = pytest.mark.timeout(90)
@@ -99,9 +99,8 @@ async def run_recorded(cluster: Cluster, generators: int, rate: float, seconds: 
         cluster.generator()
     api = await api_with(cluster, generators)
     async with RecordingTarget() as target:
-        plan = loader.from_obj({"name": "phases", "target": target.url, "rate": rate,
-                                "duration": seconds, "connections": 4,
-                                "requests": [{"name": "r", "path": "/"}]})
+        plan = plans.plan(plans.ENGINE, target.url, name="phases", rate=rate, duration=seconds,
+                          connections=4, timeout=None, requests=[{"name": "r", "path": "/"}])
         started = await api.start(plan)
         assert len(started.generators) == generators
         expected = round(rate * seconds)

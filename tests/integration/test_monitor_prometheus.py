@@ -20,7 +20,7 @@ from schemas import subjects
 from schemas.stats import LiveSnapshot
 from services.common import histogram
 from services.monitor.metrics import BUCKETS_S
-from services.plan import loader
+from tests import plans
 from tests.conftest import Cluster, api_with, free_port, until
 from tests.prometheus import Prometheus
 
@@ -48,13 +48,10 @@ async def test_prometheus_scrapes_run_counts_latency_buckets_and_host(cluster: C
         await until(lambda: prom.scalar(f'surge_host_cpu_pct{{host="{host}"}}') is not None,
                     20, "Prometheus scraping the monitor's host gauges")
 
-        plan = loader.from_obj({
-            "name": "prom", "target": target, "rate": 60, "duration": "3s", "timeout": "2s",
-            "requests": [
-                {"name": "home", "path": "/", "weight": 2, "checks": {"status": 200}},
-                {"name": "missing", "path": "/nope", "checks": {"status": 200}},
-            ],
-        })
+        plan = plans.plan(plans.BASIC, target, name="prom", rate=60, duration="3s", timeout="2s", requests=[
+            {"name": "home", "path": "/", "weight": 2, "checks": {"status": 200}},
+            {"name": "missing", "path": "/nope", "checks": {"status": 200}},
+        ])
         ended = asyncio.Event()
 
         async def on_live(msg) -> None:

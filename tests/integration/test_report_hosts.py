@@ -17,7 +17,7 @@ from bench.nginx import Nginx
 from schemas import subjects
 from schemas.host import HostSample
 from schemas.stats import LiveSnapshot
-from services.plan import loader
+from tests import plans
 from tests.conftest import Cluster, api_with, until
 
 pytestmark = [
@@ -48,11 +48,9 @@ async def test_report_hosts_cover_every_second_and_flag_the_capped_generator(
         cluster.generator(SURGE_WORKERS="1")
         api = await api_with(cluster, 1)
         await until(lambda: samples, 20, "the monitor's first sample")
-        plan = loader.from_obj({
-            "name": "capped", "target": nginx.url.rsplit("/", 1)[0], "rate": RATE,
-            "duration": f"{SECONDS}s", "connections": 64, "timeout": "2s",
-            "requests": [{"name": "page", "path": "/index.txt"}],
-        })
+        plan = plans.plan(plans.BASIC, nginx.url.rsplit("/", 1)[0], name="capped", rate=RATE,
+                          duration=f"{SECONDS}s", connections=64, timeout="2s",
+                          requests=[{"name": "page", "path": "/index.txt"}])
         ended = asyncio.Event()
 
         async def on_live(msg) -> None:

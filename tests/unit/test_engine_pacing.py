@@ -13,10 +13,10 @@ import time
 import pytest
 
 from schemas.control import Segment
-from services.plan import loader
 from services.generator.engine import Engine
 from services.generator.http import Connection
 from services.generator.pacing import INF, Schedule
+from tests import plans
 
 
 class Wire:
@@ -32,8 +32,7 @@ class Wire:
 @pytest.fixture
 def engine():
     loop = asyncio.new_event_loop()
-    plan = loader.from_obj({"name": "t", "target": "http://127.0.0.1:9", "rate": 1, "duration": 1,
-                           "connections": 1, "requests": [{"name": "r", "path": "/x"}]})
+    plan = plans.plan(plans.ENGINE, "http://127.0.0.1:9", connections=1, timeout=None)
     eng = Engine(plan, loop)
     conn = Connection(eng)
     conn.transport = Wire()  # type: ignore[assignment]
