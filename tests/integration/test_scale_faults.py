@@ -86,15 +86,8 @@ async def test_two_second_coordinator_pause_loses_nobody(cluster):
     finds 2-3 s old beats queued for everyone, and must not call anyone lost for it."""
     import signal
 
-    from bench.simulator import Simulator
-    from tests.conftest import api_with
-
     coord = cluster.coordinator()
-    nc = await nats.connect(cluster.url)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
-    sim = Simulator(nc, 50, ["home"], prefix="pause")
-    await sim.start()
-    api = await api_with(cluster, 50)
+    nc, sim, api = await simulated(cluster, 50, ["home"], "pause")
     try:
         started = await api.start(plans.plan(SIM, rate=10 * 50, duration=7))
         await until(lambda: sim.acked.total() >= 50 * 10 * 2, 20, "two seconds acknowledged")
@@ -121,6 +114,19 @@ async def _buckets_ready(nc) -> bool:
         return True
     except Exception:
         return False
+
+
+async def simulated(cluster, n: int, names: list[str], prefix: str, **options):
+    """A connection, once the coordinator's buckets exist; ``n`` generators played by
+    ``bench.simulator`` (``options``: its ``deaf``); a client that sees all of them."""
+    from bench.simulator import Simulator
+    from tests.conftest import api_with
+
+    nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
+    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
+    sim = Simulator(nc, n, names, prefix=prefix, **options)
+    await sim.start()
+    return nc, sim, await api_with(cluster, n)
 
 
 async def _beat_forever(nc, ids: list[str], state: dict[str, str | None]) -> None:
@@ -216,15 +222,8 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
 
 async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(cluster):
     """One of five generators heartbeats but ignores its assignment (sends nothing)."""
-    from bench.simulator import Simulator
-    from tests.conftest import api_with
-
     cluster.coordinator()
-    nc = await nats.connect(cluster.url)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
-    sim = Simulator(nc, 5, ["home"], prefix="deaf", deaf={"deaf-0003"})
-    await sim.start()
-    api = await api_with(cluster, 5)
+    nc, sim, api = await simulated(cluster, 5, ["home"], "deaf", deaf={"deaf-0003"})
     events: list[tuple[float, dict]] = []
     try:
         started = await api.start(plans.plan(SIM, rate=10 * 5, duration=5))

@@ -9,28 +9,23 @@ per name, per generator and in the histograms.
 from __future__ import annotations
 
 import msgspec
-import nats
 import pytest
 
-from bench.simulator import Simulator, encoded_histograms, variant
+from bench.simulator import encoded_histograms, variant
 from schemas import subjects
 from schemas.stats import LiveSnapshot
 from services.common import histogram
 from tests import plans
-from tests.conftest import api_with, until
-from tests.integration.test_scale_faults import SIM, _buckets_ready, _report
+from tests.conftest import until
+from tests.integration.test_scale_faults import SIM, _report, simulated
 
 pytestmark = pytest.mark.timeout(90)
 
 
 async def test_200_generators_3_names_report_equals_every_acknowledged_interval(cluster):
     cluster.coordinator(SURGE_START_DELAY_S="1.5")
-    nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
     names = ["home", "search", "order"]
-    sim = Simulator(nc, 200, names, prefix="s200")
-    await sim.start()
-    api = await api_with(cluster, 200)
+    nc, sim, api = await simulated(cluster, 200, names, "s200")
     snapshots: list[LiveSnapshot] = []
     try:
         started = await api.start(plans.plan(SIM, name="s200", rate=200 * 10 * 3, duration=3, timeout=0.2,
@@ -73,18 +68,14 @@ async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cl
     cluster.coordinator(SURGE_START_DELAY_S="1.5", SURGE_MERGERS="2")
     for i in range(2):
         cluster.service("coordinator.merger", name=f"merger-{i}", SURGE_MERGER_ID=f"merger-{i}")
-    nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
+    names = ["home", "order"]
+    nc, sim, api = await simulated(cluster, 60, names, "m2")
     merged_by: set[str] = set()
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
 
     async def on_partial(msg):
         merged_by.add(msgspec.json.decode(msg.data)["merger_id"])
 
     await nc.subscribe(subjects.MERGED_ALL, cb=on_partial)
-    names = ["home", "order"]
-    sim = Simulator(nc, 60, names, prefix="m2")
-    await sim.start()
-    api = await api_with(cluster, 60)
     try:
         started = await api.start(plans.plan(SIM, name="m2", rate=60 * 10 * 2, duration=3, timeout=0.2,
                                              requests=[{"name": n} for n in names]))
@@ -108,11 +99,7 @@ async def test_a_merger_that_dies_before_handing_over_loses_nothing_in_the_repor
     cluster.coordinator(SURGE_START_DELAY_S="1.0", SURGE_MERGERS="1")
     merger = cluster.service("coordinator.merger", name="merger-0", SURGE_MERGER_ID="merger-0",
                              SURGE_MERGER_FLUSH_S="3600")
-    nc = await nats.connect(cluster.url)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
-    sim = Simulator(nc, 10, ["home"], prefix="mx")
-    await sim.start()
-    api = await api_with(cluster, 10)
+    nc, sim, api = await simulated(cluster, 10, ["home"], "mx")
     try:
         started = await api.start(plans.plan(SIM, name="mx", rate=100, duration=2, timeout=0.2))
         await until(lambda: len(sim.acked.intervals) == 10 * 2, 20, "every interval acknowledged")
