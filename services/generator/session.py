@@ -50,6 +50,27 @@ class CompiledStep:
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
         self.redirects = step.follow_redirects if step.follow_redirects is not None else redirects
 
+    def render(self, base_url: str, common: list[tuple[str, Template]],
+               v: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None]:
+        """The request this step sends for the variables ``v``: (URL, headers, body bytes).
+
+        ``common`` are the plan's headers (a step's own win); a ``json`` body sets
+        ``Content-Type: application/json`` unless a header says otherwise.
+        Raises ``MissingVariable`` when a template names a variable not in ``v``.
+        """
+        url = base_url + self.path.render(v)
+        headers = {k: t.render(v) for k, t in common}
+        for k, t in self.headers:
+            headers[k] = t.render(v)
+        data = None
+        if self.json is not None:
+            data = msgspec.json.encode(self.json.render(v))
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
+        elif self.body is not None:
+            data = self.body.render(v).encode()
+        return url, headers, data
+
 
 class Program:
     """Everything the flow engine needs from a plan, compiled once."""
@@ -148,17 +169,7 @@ class VirtualUser:
         rec = engine.cur_record
         v = self.vars
         try:
-            url = engine.base_url + step.path.render(v)
-            headers = {k: t.render(v) for k, t in engine.program.headers}
-            for k, t in step.headers:
-                headers[k] = t.render(v)
-            data = None
-            if step.json is not None:
-                data = msgspec.json.encode(step.json.render(v))
-                if not any(k.lower() == "content-type" for k in headers):
-                    headers["Content-Type"] = "application/json"
-            elif step.body is not None:
-                data = step.body.render(v).encode()
+            url, headers, data = step.render(engine.base_url, engine.program.headers, v)
         except MissingVariable:
             rec(step.index, 0.0, 0.0, "other")
             return False

@@ -12,8 +12,6 @@ import random
 import time
 from typing import Any
 
-import msgspec
-
 from schemas.plan import Plan
 from schemas.tryout import BODY_LIMIT, SendOnceResult, StepTry
 from services.generator.session import CompiledStep, Program
@@ -61,17 +59,7 @@ async def _step(client, transport, program: Program, plan: Plan, flow: str, step
                 v: dict[str, Any]) -> StepTry:
     base = dict(flow=flow, name=step.name, method=step.method)
     try:
-        url = plan.target.rstrip("/") + step.path.render(v)
-        headers = {k: t.render(v) for k, t in program.headers}
-        for k, t in step.headers:
-            headers[k] = t.render(v)
-        data = None
-        if step.json is not None:
-            data = msgspec.json.encode(step.json.render(v))
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
-        elif step.body is not None:
-            data = step.body.render(v).encode()
+        url, headers, data = step.render(plan.target.rstrip("/"), program.headers, v)
     except MissingVariable as exc:
         return StepTry(**base, error=f"missing variable: {exc}")
     sent = time.monotonic()
