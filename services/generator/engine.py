@@ -222,16 +222,16 @@ class Engine:
             time_of = self._intended if self.history else self.schedule.time_of  # type: ignore[union-attr]
             n = 0
             while t <= rel and idle:
-                spec = table[i % n_table]
+                name_i = table[i % n_table]
                 intended = t0 + t
                 behind = now - intended
                 if behind > timeout:  # waited longer than the plan's timeout: never sent
-                    cur.dropped[spec] += 1
+                    cur.dropped[name_i] += 1
                 else:
                     if behind > LATE_S:
-                        cur.late[spec] += 1
+                        cur.late[name_i] += 1
                     cur.sent += 1
-                    idle.pop().send(spec, payloads[spec], intended, now, want_body[spec])
+                    idle.pop().send(name_i, payloads[name_i], intended, now, want_body[name_i])
                 i += stride
                 t = time_of(i)
                 n += 1
@@ -259,9 +259,9 @@ class Engine:
             end = math.ceil(self.schedule.count_at(limit) - 1e-9)  # type: ignore[union-attr]
             if end > i + 64 * stride:
                 k = -(-(end - i) // stride)
-                specs = self._table_array[(i + stride * np.arange(k)) % n_table]
-                for spec, n in enumerate(np.bincount(specs, minlength=len(dropped)).tolist()):
-                    dropped[spec] += n
+                drawn = self._table_array[(i + stride * np.arange(k)) % n_table]
+                for name_i, n in enumerate(np.bincount(drawn, minlength=len(dropped)).tolist()):
+                    dropped[name_i] += n
                 i += k * stride
                 t = self._intended(i)
         while t <= limit and t != INF:
@@ -303,13 +303,13 @@ class Engine:
             return
         # behind, or an arrival just came due: the one call per response that matters
         i = self.next_i
-        spec = self.table[i % len(self.table)]
+        name_i = self.table[i % len(self.table)]
         intended = self.t0 + t
         cur = self.cur
         if now - intended > LATE_S:
-            cur.late[spec] += 1
+            cur.late[name_i] += 1
         cur.sent += 1
-        conn.send(spec, self.payloads[spec], intended, now, self.want_body[spec])
+        conn.send(name_i, self.payloads[name_i], intended, now, self.want_body[name_i])
         i += self.stride
         t = self.schedule.time_of(i)  # type: ignore[union-attr]
         self.next_i, self.next_t = i, t
@@ -329,9 +329,9 @@ class Engine:
             return
         i = self.next_i
         self.next_i = i + self.stride
-        spec = self.table[i % len(self.table)]
+        name_i = self.table[i % len(self.table)]
         self.cur.sent += 1
-        conn.send(spec, self.payloads[spec], now, now, self.want_body[spec])
+        conn.send(name_i, self.payloads[name_i], now, now, self.want_body[name_i])
 
     def _think_done(self, conn: Connection, due: float) -> None:
         self.thinking -= 1
@@ -343,10 +343,10 @@ class Engine:
         now = _now()
         i = self.next_i
         self.next_i = i + self.stride
-        spec = self.table[i % len(self.table)]
+        name_i = self.table[i % len(self.table)]
         self.cur.sent += 1
         # latency from when the user meant to send (the timer may fire a tick late)
-        conn.send(spec, self.payloads[spec], min(due, now), now, self.want_body[spec])
+        conn.send(name_i, self.payloads[name_i], min(due, now), now, self.want_body[name_i])
 
     # --- connections -------------------------------------------------------
     def _open(self) -> None:
@@ -425,8 +425,8 @@ class Engine:
     # --- events from connections -------------------------------------------
     def on_response(self, conn: Connection) -> None:
         now = _now()
-        spec = conn.spec
-        check = self.checks[spec]
+        name_i = conn.name_i
+        check = self.checks[name_i]
         status = conn.status
         if check is None:
             error = None if status < 400 else "status"
@@ -434,10 +434,10 @@ class Engine:
             error = checked(conn, status, check)
         conn.busy = False
         cur = self.cur
-        cur.latency[spec].append(now - conn.intended)
-        cur.service[spec].append(now - conn.sent)
+        cur.latency[name_i].append(now - conn.intended)
+        cur.service[name_i].append(now - conn.sent)
         if error is not None:
-            errs = cur.errors[spec]
+            errs = cur.errors[name_i]
             errs[error] = errs.get(error, 0) + 1
         if conn.keep_alive:
             self._next_for(conn, now)  # the next request, or an arrival due by now
@@ -457,7 +457,7 @@ class Engine:
 
     def _finish(self, conn: Connection, now: float, error: str | None) -> None:
         conn.busy = False
-        self.cur.record(conn.spec, now - conn.intended, now - conn.sent, error)
+        self.cur.record(conn.name_i, now - conn.intended, now - conn.sent, error)
 
     def _retire(self, conn: Connection) -> None:
         if conn in self.conns:

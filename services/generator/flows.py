@@ -154,8 +154,8 @@ class FlowEngine:
         done, self.cur = self.cur, Interval(len(self.names))
         return done
 
-    def cur_record(self, spec: int, latency_s: float, service_s: float, error: str | None) -> None:
-        self.cur.record(spec, latency_s, service_s, error)
+    def cur_record(self, name_i: int, latency_s: float, service_s: float, error: str | None) -> None:
+        self.cur.record(name_i, latency_s, service_s, error)
 
     async def pause(self, seconds: float) -> bool:
         """Think time; False when the run stopped meanwhile."""

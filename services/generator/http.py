@@ -132,7 +132,7 @@ class Connection(asyncio.BufferedProtocol):
     """
 
     __slots__ = (
-        "engine", "transport", "parser", "view", "busy", "spec", "intended", "sent",
+        "engine", "transport", "parser", "view", "busy", "name_i", "intended", "sent",
         "status", "body", "keep_alive", "closed", "want_body", "body_len", "head_len",
         "head_done", "last_read", "interim", "broken", "encoding",
     )
@@ -143,7 +143,7 @@ class Connection(asyncio.BufferedProtocol):
         self.parser = httptools.HttpResponseParser(self)
         self.view = engine.read_buffer  # shared: each read is parsed before the next
         self.busy = False
-        self.spec = -1
+        self.name_i = -1
         self.intended = 0.0
         self.sent = 0.0
         self.status = 0
@@ -201,9 +201,9 @@ class Connection(asyncio.BufferedProtocol):
         self.engine.on_lost(self)
 
     # --- used by the engine -----------------------------------------------
-    def send(self, spec: int, payload: bytes, intended: float, now: float, want_body: bool) -> None:
+    def send(self, name_i: int, payload: bytes, intended: float, now: float, want_body: bool) -> None:
         self.busy = True
-        self.spec = spec
+        self.name_i = name_i
         self.intended = intended
         self.sent = now
         self.want_body = want_body
@@ -230,7 +230,7 @@ class Connection(asyncio.BufferedProtocol):
         self.keep_alive = parser.should_keep_alive()
         self.head_done = True
         heads = self.engine.heads
-        if heads is not None and self.busy and heads[self.spec]:
+        if heads is not None and self.busy and heads[self.name_i]:
             # a HEAD's response has no body whatever Content-Length says, and llhttp
             # cannot be told so: stop this parser here (buffer_updated completes it)
             raise BrokenResponse(HEAD_DONE)

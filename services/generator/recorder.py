@@ -16,7 +16,7 @@ from services.common import histogram
 
 
 class Interval:
-    """Raw outcomes of one interval, indexed by request-spec number."""
+    """Raw outcomes of one interval, indexed by request-name_i number."""
 
     __slots__ = ("latency", "service", "errors", "late", "dropped", "sent", "batches")
 
@@ -28,39 +28,39 @@ class Interval:
         self.late = [0] * n_specs
         self.dropped = [0] * n_specs
         self.sent = 0
-        # other processes' outcomes (SURGE_WORKERS), as arrays of seconds per spec
+        # other processes' outcomes (SURGE_WORKERS), as arrays of seconds per name_i
         self.batches: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
 
-    def record(self, spec: int, latency_s: float, service_s: float, error: str | None) -> None:
-        self.latency[spec].append(latency_s)
-        self.service[spec].append(service_s)
+    def record(self, name_i: int, latency_s: float, service_s: float, error: str | None) -> None:
+        self.latency[name_i].append(latency_s)
+        self.service[name_i].append(service_s)
         if error is not None:
-            errs = self.errors[spec]
+            errs = self.errors[name_i]
             errs[error] = errs.get(error, 0) + 1
 
     def completed(self) -> int:
         return sum(self.count(i) for i in range(len(self.latency)))
 
-    def count(self, spec: int) -> int:
-        n = len(self.latency[spec])
+    def count(self, name_i: int) -> int:
+        n = len(self.latency[name_i])
         if self.batches is not None:
-            n += sum(len(lat) for lat, _ in self.batches[spec])
+            n += sum(len(lat) for lat, _ in self.batches[name_i])
         return n
 
     def add_batch(
-        self, spec: int, latency_s: np.ndarray, service_s: np.ndarray,
+        self, name_i: int, latency_s: np.ndarray, service_s: np.ndarray,
         errors: dict[str, int], late: int, dropped: int,
     ) -> None:
-        """Add another process's outcomes for one spec (bucketed with ours in ``to_stats``)."""
+        """Add another process's outcomes for one name_i (bucketed with ours in ``to_stats``)."""
         if self.batches is None:
             self.batches = [[] for _ in self.latency]
         if len(latency_s):
-            self.batches[spec].append((latency_s, service_s))
-        errs = self.errors[spec]
+            self.batches[name_i].append((latency_s, service_s))
+        errs = self.errors[name_i]
         for kind, n in errors.items():
             errs[kind] = errs.get(kind, 0) + n
-        self.late[spec] += late
-        self.dropped[spec] += dropped
+        self.late[name_i] += late
+        self.dropped[name_i] += dropped
 
     def merge(self, other: Interval) -> None:
         """Add another interval's outcomes (the tail of a run, or another worker's)."""

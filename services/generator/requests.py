@@ -14,7 +14,7 @@ TABLE_SIZE = 1000  # arrivals per cycle of the weighted request table
 
 
 def weighted_table(weights: list[int], size: int = TABLE_SIZE, seed: int = 0) -> list[int]:
-    """A shuffled cycle of spec indexes in proportion to their weights.
+    """A shuffled cycle of request-name indexes in proportion to their weights.
 
     Exact when the reduced weights fit in ``size`` (they are repeated to fill it);
     otherwise largest-remainder apportionment, keeping at least one slot for every
