@@ -156,6 +156,43 @@ async def watch_kv(
 JETSTREAM_WAIT_S = 30.0  # a service starting beside a cluster that is still electing
 
 
+async def kv_keys(kv: KeyValue, timeout_s: float = 5.0) -> list[str]:
+    """Every live key of a KV bucket, in stream order; ``[]`` for an empty bucket.
+
+    nats-py's ``KeyValue.keys()`` stops at its watcher's "nothing pending" marker, which
+    it can queue before entries already delivered but not yet handed over (the consumer
+    info answers ``num_pending == 0`` once the server has pushed everything): on a busy
+    machine it returned an empty or partial list, and the catalogue listed no tests.
+    Here the listing ends on the last entry itself (``delta == 0``: nothing after it),
+    and only a bucket with no messages at all ends without one.
+    Raises ``nats.errors.TimeoutError`` when the listing does not end in ``timeout_s``.
+    """
+    watcher = await kv.watchall(meta_only=True)  # deletes too: the last entry may be one
+    live: dict[str, None] = {}
+    wait_s = timeout_s
+    try:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=wait_s)
+            except nats.errors.TimeoutError:
+                if wait_s < timeout_s:  # after a marker: what was on its way has come
+                    return list(live)
+                raise
+            if entry is None:  # the marker: believe it only for a bucket with no messages
+                if (await kv.status()).values == 0:
+                    return []
+                wait_s = 1.0  # a message the watcher skips (an unknown marker) ends it too
+                continue
+            if entry.operation in (None, "PUT"):
+                live[entry.key] = None
+            else:
+                live.pop(entry.key, None)
+            if entry.delta == 0:
+                return list(live)
+    finally:
+        await watcher.stop()
+
+
 async def patient(make: Callable[[], Awaitable[T]], what: str) -> T:
     """Retry while JetStream is not answering yet (timeouts, no responders, 503s, and
     "no response from stream" while a stream is being re-placed, e.g. scaled to R3)."""

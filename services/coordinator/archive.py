@@ -34,6 +34,7 @@ from schemas.archive import (
 from schemas.control import ENDED_STATES, RunRecord, RunRef
 from schemas.errors import BadRequest, Conflict, InvalidPlan, NotFound
 from schemas.stats import Report
+from services.common import bus
 from services.coordinator import baseline, firing
 from services.coordinator.catalogue import slug, target_system
 from services.plan import loader
@@ -89,7 +90,7 @@ class Archive:
         """Every run record, newest first: by start time, or (``by_arrival``) by when the
         record was last written here, so a run imported from a file counts as just archived."""
         try:
-            keys = await self.svc.runs_kv.keys()
+            keys = await bus.kv_keys(self.svc.runs_kv)
         except NoKeysError:
             keys = []
         records: dict[str, tuple[int, RunRecord]] = {}
@@ -106,7 +107,7 @@ class Archive:
 
     async def _all_annotations(self) -> dict[str, Annotations]:
         try:
-            keys = await self.kv.keys()
+            keys = await bus.kv_keys(self.kv)
         except NoKeysError:
             return {}
         out = {}
@@ -120,7 +121,7 @@ class Archive:
 
     async def _baselines(self) -> set[str]:
         try:
-            keys = [k for k in await self.kv.keys() if k.startswith("baseline.")]
+            keys = [k for k in await bus.kv_keys(self.kv) if k.startswith("baseline.")]
         except NoKeysError:
             return set()
         out = set()

@@ -36,6 +36,7 @@ from schemas import subjects
 from schemas.errors import Conflict, NoGenerators, NotFound, Unavailable
 from schemas.plan import Plan
 from schemas.schedules import Overrides
+from services.common import bus
 from services.common.client import error_from
 from services.plan import loader
 
@@ -67,7 +68,7 @@ class Catalogue:
     # --- storage ------------------------------------------------------------------
     async def _keys(self) -> list[str]:
         try:
-            return await self.kv.keys()
+            return await bus.kv_keys(self.kv)
         except NoKeysError:
             return []
 

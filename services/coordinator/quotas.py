@@ -25,6 +25,7 @@ from schemas.control import Empty, RunStarted
 from schemas.errors import Conflict, NoGenerators, NotFound, QuotaExceeded, SurgeError
 from schemas.plan import Plan
 from schemas.quotas import Approval, Decision, QueueList, QueuedRun, Quota
+from services.common import bus
 from services.coordinator import firing
 from services.coordinator.catalogue import target_system
 from services.plan import loader, profile
@@ -78,7 +79,7 @@ class Quotas:
 
     async def _entries(self) -> list[tuple[QueuedRun, int]]:
         try:
-            keys = await self.kv.keys()
+            keys = await bus.kv_keys(self.kv)
         except NoKeysError:
             return []
         out = []

@@ -34,6 +34,7 @@ from schemas.schedules import (
     ScheduleList,
     ScheduleRef,
 )
+from services.common import bus
 from services.coordinator import firing
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Scheduler:
     # --- storage ------------------------------------------------------------------
     async def _load(self) -> dict[str, Schedule]:
         try:
-            keys = await self.kv.keys()
+            keys = await bus.kv_keys(self.kv)
         except NoKeysError:
             keys = []
         out = {}
@@ -69,7 +70,7 @@ class Scheduler:
 
     async def _last_fire(self, key: str) -> Fire | None:
         try:
-            keys = await self.fires.keys()
+            keys = await bus.kv_keys(self.fires)
         except NoKeysError:
             return None
         stamps = [int(tail) for head, _, tail in (k.rpartition(".") for k in keys)

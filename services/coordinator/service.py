@@ -490,7 +490,7 @@ class Service:
     async def run_list(self, q: RunListRequest) -> RunList:
         records: dict[str, RunRecord] = {}
         try:
-            keys = await self.runs_kv.keys()
+            keys = await bus.kv_keys(self.runs_kv)
         except Exception:  # nats-py raises NoKeysError on an empty bucket
             keys = []
         for key in keys:

@@ -29,6 +29,7 @@ from schemas.schedules import (
     SuiteSave,
     SuiteStep,
 )
+from services.common import bus
 from services.coordinator import firing
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Suites:
 
     async def _runs(self) -> dict[str, tuple[SuiteRun, int]]:
         try:
-            keys = [k for k in await self.kv.keys() if k.startswith("run.")]
+            keys = [k for k in await bus.kv_keys(self.kv) if k.startswith("run.")]
         except NoKeysError:
             return {}
         out = {}
@@ -99,7 +100,7 @@ class Suites:
 
     async def suite_list(self, _: Empty) -> SuiteList:
         try:
-            keys = [k for k in await self.kv.keys() if k.startswith("def.")]
+            keys = [k for k in await bus.kv_keys(self.kv) if k.startswith("def.")]
         except NoKeysError:
             keys = []
         suites = []

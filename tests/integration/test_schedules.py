@@ -18,6 +18,7 @@ from nats.js.errors import NoKeysError
 from schemas import subjects
 from schemas.control import ENDED_STATES
 from schemas.schedules import Fire
+from services.common import bus
 from tests.conftest import Cluster, api_with, generators_registered, target_stats, until
 from tests.integration.test_failover import _other_holder, leader_and_standby, lease_holder
 from tests.plans import SHORT_CHECKED, raw
@@ -32,7 +33,7 @@ async def cli(cluster: Cluster, *args: str):
 async def fires(js) -> list[Fire]:
     kv = await js.key_value(subjects.FIRES_BUCKET)
     try:
-        keys = await kv.keys()
+        keys = await bus.kv_keys(kv)
     except NoKeysError:
         return []
     return [msgspec.json.decode((await kv.get(k)).value, type=Fire) for k in keys]
@@ -162,7 +163,7 @@ async def test_fires_missed_while_no_coordinator_ran_are_run_late_or_skipped_by_
     await api.schedule_add("late-skip", test="late", at="+2s", missed="skip")
     first.kill()  # nobody is there at the fire time
     kv = await js.key_value(subjects.SCHEDULES_BUCKET)
-    schedules = [msgspec.json.decode((await kv.get(k)).value) for k in await kv.keys()]
+    schedules = [msgspec.json.decode((await kv.get(k)).value) for k in await bus.kv_keys(kv)]
     due = max(s["at"] for s in schedules)
     await until(lambda: time.time() > due + 3, 10, "the fire time to be 3 s past")
 
