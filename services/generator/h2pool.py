@@ -12,6 +12,7 @@ general-purpose client (and no thread, no memory-BIO stream layer) is on the pat
 from __future__ import annotations
 
 import asyncio
+import collections
 import ssl
 import time
 
@@ -20,6 +21,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
+from hpack.table import HeaderTable
 
 from schemas.plan import Plan
 from services.common.identity import USER_AGENT
@@ -28,6 +31,159 @@ from services.generator.pool import Pool, Reset
 _now = time.monotonic
 _DROP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding",
                    "upgrade", "te"})  # connection-specific: not sent over HTTP/2 (RFC 9113 8.2.2)
+
+
+# --- HPACK, memoised -----------------------------------------------------------------------
+# h2 hands every header block to ``connection.encoder.encode`` and every received block to
+# ``connection.decoder.decode``; the two classes below are drop-in replacements that make
+# the repeated work of a load test a dictionary lookup (docs/engine.md, "HTTP/2").
+
+_STATIC = HeaderTable.STATIC_TABLE
+_STATIC_PAIR = {pair: i + 1 for i, pair in reversed(list(enumerate(_STATIC)))}
+_STATIC_NAME = {name: i + 1 for i, (name, _) in reversed(list(enumerate(_STATIC)))}
+_TABLE_SIZE = 4096  # the most of the peer's table we use (its default, RFC 7541 6.5.2)
+_MEMO = 4096  # distinct header fields remembered (then the memo starts over)
+
+
+def _int(value: int, bits: int, flags: int) -> bytes:
+    """An HPACK integer with a ``bits``-bit prefix (RFC 7541 5.1), ``flags`` in the first byte."""
+    top = (1 << bits) - 1
+    if value < top:
+        return bytes((flags | value,))
+    out = [flags | top]
+    value -= top
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(raw: bytes) -> bytes:  # a string literal, not Huffman-coded (RFC 7541 5.2)
+    return _int(len(raw), 7, 0) + raw
+
+
+_INDEXED = [_int(i, 7, 0x80) for i in range(256)]  # an indexed field (RFC 7541 6.1)
+
+
+class FieldEncoder:
+    """HPACK encoding for request heads (RFC 7541), each distinct field encoded once.
+
+    Every field goes into the peer's dynamic table (literal with incremental indexing,
+    plain strings: Huffman coding would cost Python time on every new value to save a
+    few bytes once) unless it is too big to be worth a table slot; a field already
+    there is one indexed byte. The table is mirrored as insertion numbers, so finding a
+    field is one dict lookup and eviction is FIFO by size, exactly as the peer evicts.
+    What h2's own encoder did beyond this: Huffman strings, and "never indexed" for
+    ``authorization`` and short cookies (a guard against compression side channels in
+    browsers mixing secrets with attacker-chosen data, which a load generator's own
+    tokens are not). h2 hands it fields as bytes.
+    """
+
+    def __init__(self) -> None:
+        self.limit = _TABLE_SIZE  # our table's size: ≤ the peer's SETTINGS_HEADER_TABLE_SIZE
+        self.resize: int | None = None  # a size update owed at the start of the next block
+        self.numbers: dict[tuple[bytes, bytes], int] = {}  # field → its insertion number
+        self.fifo: collections.deque[tuple[tuple[bytes, bytes], int, int]] = collections.deque()
+        self.inserted = 0
+        self.size = 0
+        self.memo: dict[tuple[bytes, bytes], tuple[bytes, int, bool]] = {}
+
+    @property
+    def header_table_size(self) -> int:
+        return self.limit
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:  # the peer's SETTINGS_HEADER_TABLE_SIZE
+        limit = min(value, _TABLE_SIZE)
+        if limit != self.limit:
+            self.limit = limit
+            self.resize = limit
+            self._evict(0)
+
+    def _evict(self, room: int) -> None:
+        fifo, numbers = self.fifo, self.numbers
+        while fifo and self.size + room > self.limit:
+            field, size, n = fifo.popleft()
+            self.size -= size
+            if numbers.get(field) == n:  # not since inserted again
+                del numbers[field]
+
+    def _literal(self, field: tuple[bytes, bytes]) -> tuple[bytes, int, bool]:
+        raw_name, raw_value = field
+        size = len(raw_name) + len(raw_value) + 32
+        index = size <= self.limit // 4  # a field worth a table slot
+        at = _STATIC_NAME.get(raw_name)
+        if index:
+            head = _int(at, 6, 0x40) if at else b"\x40" + _string(raw_name)
+        else:  # literal without indexing
+            head = _int(at, 4, 0) if at else b"\x00" + _string(raw_name)
+        out = (head + _string(raw_value), size, index)
+        memo = self.memo
+        if len(memo) >= _MEMO:
+            memo.clear()
+        memo[field] = out
+        return out
+
+    def encode(self, headers, huffman: bool = True) -> bytes:
+        out = []
+        if self.resize is not None:
+            out.append(_int(self.resize, 5, 0x20))
+            self.resize = None
+        numbers, memo = self.numbers, self.memo
+        for field in headers:
+            n = numbers.get(field)
+            if n is not None:
+                i = 62 + self.inserted - n  # the newest entry is 62
+                out.append(_INDEXED[i] if i < 256 else _int(i, 7, 0x80))
+                continue
+            at = _STATIC_PAIR.get(field)
+            if at is not None:
+                out.append(_INDEXED[at])
+                continue
+            lit = memo.get(field) or self._literal(field)
+            out.append(lit[0])
+            if lit[2]:
+                size = lit[1]
+                if self.size + size > self.limit:
+                    self._evict(size)
+                self.inserted += 1
+                numbers[field] = self.inserted
+                self.fifo.append((field, size, self.inserted))
+                self.size += size
+        return b"".join(out)
+
+
+
+class BlockDecoder(hpack.Decoder):
+    """hpack's decoder, remembering whole header blocks that leave the table empty.
+
+    A block decoded while the dynamic table is empty, that leaves it empty with its
+    size unchanged, references and changes nothing: its fields are a function of its
+    bytes alone. Servers that never index response fields (nginx) send the same few
+    blocks over and over (the ``date`` changes once a second), so those are decoded
+    once; anything else goes through hpack as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: dict[bytes, list] = {}
+
+    def decode(self, data, raw: bool = False):
+        table = self.header_table
+        if not raw or table.dynamic_entries:
+            return super().decode(data, raw)
+        got = self.blocks.get(data)
+        if got is not None:
+            return got
+        size = table.maxsize
+        got = super().decode(data, raw)
+        if not table.dynamic_entries and table.maxsize == size:
+            blocks = self.blocks
+            if len(blocks) >= 64:
+                blocks.clear()
+            blocks[bytes(data)] = got
+        return got
 
 
 class _Stream:
@@ -41,17 +197,37 @@ class _Stream:
         self.body: list[bytes] = []
 
 
+# h2 checks and rewrites nothing we build ourselves: the pool lowercases names, drops the
+# connection-specific ones and puts the pseudo-headers first (docs/engine.md, "HTTP/2")
+_CONFIG = {"client_side": True, "header_encoding": None,
+           "validate_outbound_headers": False, "normalize_outbound_headers": False,
+           "validate_inbound_headers": False, "normalize_inbound_headers": False}
+_ACK_AT = 1 << 15  # connection-level bytes of ended streams acknowledged together
+_ResponseReceived, _DataReceived, _StreamEnded = (
+    h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded)
+
+
 class _H2Conn(asyncio.Protocol):
-    """One HTTP/2 connection carrying many streams."""
+    """One HTTP/2 connection carrying many streams.
+
+    What h2 has to send is written once per pass of the event loop (``_flush``, put on
+    the loop by the first request or read that needs it), not once per request: the
+    streams started by every user a read woke up leave in one TLS record and one send.
+    """
 
     def __init__(self, pool: H2Pool) -> None:
         self.pool = pool
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding="latin-1", validate_inbound_headers=False))
+        self.loop = pool.loop
+        conn = self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(**_CONFIG))
+        decoder = BlockDecoder()
+        decoder.max_header_list_size = conn.decoder.max_header_list_size
+        conn.encoder, conn.decoder = FieldEncoder(), decoder  # type: ignore[assignment]
         self.streams: dict[int, _Stream] = {}
         self.max_streams = 100  # until the server's SETTINGS say
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.flush_due = False
+        self.unacked = 0
         self.fut = None  # the pool's sweep looks at streams, not this
 
     def connection_made(self, transport) -> None:
@@ -62,7 +238,18 @@ class _H2Conn(asyncio.Protocol):
     def free(self) -> bool:
         return not self.closed and len(self.streams) < self.max_streams
 
-    def start(self, headers: list[tuple[str, str]], body: bytes | None, fut: asyncio.Future) -> None:
+    def _flush(self) -> None:
+        self.flush_due = False
+        out = self.h2.data_to_send()
+        if out and not self.closed:
+            self.transport.write(out)  # type: ignore[union-attr]
+
+    def _want_flush(self) -> None:
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self._flush)
+
+    def start(self, headers: list[tuple[bytes, bytes]], body: bytes | None, fut: asyncio.Future) -> None:
         h = self.h2
         sid = h.get_next_available_stream_id()
         h.send_headers(sid, headers, end_stream=not body)
@@ -75,47 +262,58 @@ class _H2Conn(asyncio.Protocol):
                 h.reset_stream(sid)
             else:
                 h.send_data(sid, body, end_stream=True)
-        self.transport.write(h.data_to_send())  # type: ignore[union-attr]
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self._flush)
 
     def data_received(self, data: bytes) -> None:
+        h = self.h2
         try:
-            events = self.h2.receive_data(data)
+            events = h.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self._fail_all(Reset(f"HTTP/2 protocol error: {exc}"))
             self.close()
             return
+        streams = self.streams
         for ev in events:
-            if isinstance(ev, h2.events.ResponseReceived):
-                st = self.streams.get(ev.stream_id)
-                if st is not None:
-                    for k, v in ev.headers:
-                        if k == ":status":
-                            st.status = int(v)
-                        elif not k.startswith(":"):
-                            st.headers.append((k, v))
-            elif isinstance(ev, h2.events.DataReceived):
-                st = self.streams.get(ev.stream_id)
+            kind = type(ev)
+            if kind is _DataReceived:
+                st = streams.get(ev.stream_id)
                 if st is not None:
                     st.body.append(ev.data)
-                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            elif isinstance(ev, h2.events.StreamEnded):
-                st = self.streams.pop(ev.stream_id, None)
+                if ev.stream_ended is not None:  # only the connection's window matters now
+                    self.unacked += ev.flow_controlled_length
+                elif not self.closed:
+                    h.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif kind is _StreamEnded:
+                st = streams.pop(ev.stream_id, None)
                 if st is not None and not st.fut.done():
                     st.fut.set_result((st.status, st.headers, b"".join(st.body)))
-            elif isinstance(ev, h2.events.StreamReset):
+            elif kind is _ResponseReceived:
+                st = streams.get(ev.stream_id)
+                if st is not None:
+                    for k, v in ev.headers:
+                        if k == b":status":
+                            st.status = int(v)
+                        elif k[:1] != b":":
+                            st.headers.append((k.decode("latin-1"), v.decode("latin-1")))
+            elif kind is h2.events.StreamReset:
                 self._fail_stream(ev.stream_id, Reset(f"stream reset by the server ({ev.error_code})"))
-            elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            elif kind is h2.events.RemoteSettingsChanged:
                 got = ev.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
                 if got is not None:
                     self.max_streams = max(int(got.new_value), 1)
-            elif isinstance(ev, h2.events.ConnectionTerminated):
+            elif kind is h2.events.ConnectionTerminated:
                 # streams above the last one the server took were never processed
                 self._fail_all(Reset("the server ended the HTTP/2 connection (GOAWAY)"))
                 self.closed = True
             # InformationalResponseReceived (1xx): skipped, the final response follows
-        out = self.h2.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        if self.unacked >= _ACK_AT and not self.closed:
+            h.increment_flow_control_window(self.unacked)
+            self.unacked = 0
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self._flush)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -161,15 +359,30 @@ class H2Pool(Pool):
         super().__init__(plan, ctx, target)
         self.conn_factory = _H2Conn  # type: ignore[assignment]
         self.conns: list[_H2Conn] = []
+        # a request's fields as h2 takes them, bytes; what every request repeats made once
+        self._prefix = ((b":scheme", b"https"), (b":authority", self.host_header.encode("latin-1")))
+        self._agent = (b"user-agent", USER_AGENT.encode("latin-1"))
+        self._methods = {m: (b":method", m.encode()) for m in
+                         ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
+        self._names: dict[str, bytes] = {}  # a header's name → its HTTP/2 name (b"": not sent)
         self._dialing: asyncio.Task | None = None
 
     async def exchange(self, method: str, path: str, headers: list[tuple[str, str]],
                        data: bytes | None) -> tuple[int, list, bytes]:
-        fields = [(":method", method), (":scheme", "https"), (":authority", self.host_header),
-                  (":path", path), ("user-agent", USER_AGENT)]
-        fields += [(k.lower(), v) for k, v in headers if k.lower() not in _DROP]
+        fields = [self._methods.get(method) or (b":method", method.encode("latin-1")),
+                  *self._prefix, (b":path", path.encode("latin-1")), self._agent]
+        names = self._names
+        for k, v in headers:
+            name = names.get(k)
+            if name is None:
+                low = k.lower()
+                name = b"" if low in _DROP else low.encode("latin-1")
+                if len(names) < 1024:
+                    names[k] = name
+            if name:
+                fields.append((name, v.encode("latin-1")))
         if data is not None or method in ("POST", "PUT", "PATCH"):
-            fields.append(("content-length", str(len(data or b""))))
+            fields.append((b"content-length", str(len(data or b"")).encode()))
         conn = next((c for c in self.conns if c.free()), None)
         if conn is None:
             conn = await self._new_conn()
