@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -20,28 +19,25 @@ import structlog
 
 from schemas import subjects
 from schemas.control import Assignment, Lease, RunEvent, RunRecord
-from schemas.errors import Conflict, NotFound, Unavailable
-from schemas.host import HostsReport
+from schemas.errors import Conflict, Unavailable
 from schemas.plan import Plan
-from schemas.stats import IntervalStats, LiveSnapshot, MergedPartial, Report
+from schemas.stats import IntervalStats, Report
 from services.plan import profile
-from services.common import labels
 from services.coordinator import slicing
 from services.coordinator.aggregate import RunAggregate, check_interval
+from services.coordinator.reporting import Reporting
 from services.coordinator.baseline import Against
-from services.coordinator.hosts import HostsRecorder, seconds_of
+from services.coordinator.hosts import HostsRecorder
 from services.coordinator.config import Config
+from services.coordinator.control import GeneratorControl, by_whom
+from services.coordinator.membership import FINAL_GRACE_S, Membership
 from services.coordinator.registry import Registry
 from services.coordinator.store import RunStore
 
 log = structlog.get_logger(__name__)
 
 TICK_S = 0.1
-FINAL_GRACE_S = 3.0  # after the last request may have timed out, stop waiting for finals
 CHANGE_REPORT_S = 30.0  # a rate change not taken up by every member by then is not reported
-SILENT_AFTER_S = 0.5  # a beat stored this long after the start saying "not running": silent
-RESHARE_EVERY_S = 1.0  # at most one rebalance (new epoch of shares) a second
-HOSTS_WAIT_S = 2.5  # for the monitors' samples of the run's last second
 
 
 class Fleet(Protocol):
@@ -57,7 +53,7 @@ class Fleet(Protocol):
     def run_ended(self, run: Run) -> None: ...
 
 
-class Run:
+class Run(GeneratorControl, Membership, Reporting):
     """One run, given a ``RunStore`` (everything it writes) and a ``Fleet`` (what it reads
     of the coordinator). ``Run.create`` starts a new one, ``Run.recover`` takes one over."""
 
@@ -286,7 +282,7 @@ class Run:
             if self.held:  # generators stopped by request stay stopped; the rest share it
                 self.held = {g: 0.0 for g in self.paused}
                 epoch = await self._apply_held(at, rate)
-                await self._event(f"rate changed to {rate:g}/s{_by(by)}")
+                await self._event(f"rate changed to {rate:g}/s{by_whom(by)}")
                 return epoch
             new_profile = profile.hold_rate(self.record.profile, at, rate)
             self.record = msgspec.structs.replace(
@@ -294,7 +290,7 @@ class Run:
             )
             await self._assign_all()
             await self._save(target_rps=rate)
-            await self._event(f"rate changed to {rate:g}/s{_by(by)}")
+            await self._event(f"rate changed to {rate:g}/s{by_whom(by)}")
             self.changes_waiting[self.record.epoch] = (time.time(), set(self.shares), [])
             return self.record.epoch
 
@@ -302,102 +298,7 @@ class Run:
         async with self._lock:
             if self.record.state not in ("starting", "running"):
                 raise Conflict(f"run {self.run_id} is already {self.record.state}")
-            return await self._stop(f"stop requested{_by(by)}")
-
-    # --- per-generator control (docs/fleet.md) ------------------------------------
-    # A generator's own rate holds from now to the end of the run, like ``surge rate``;
-    # the profile is held at the sum, so the timeline's target is the new total.
-    def _controllable(self, what: str) -> None:
-        if self.record.state != "running":
-            raise Conflict(f"run {self.run_id} is {self.record.state}; cannot {what}")
-        if self.record.plan.model == "closed":  # virtual users: the rate is their outcome
-            raise Conflict(f"run {self.run_id} runs virtual users (closed model); cannot {what}")
-
-    def _member(self, gid: str) -> None:
-        if gid not in self.shares:
-            raise NotFound(f"generator {gid} is not in run {self.run_id} "
-                           f"(its generators: {', '.join(sorted(self.shares))})", "generator")
-
-    def _rates_now(self, at: float) -> dict[str, float]:
-        total = profile.rate_at(self.record.profile, at)
-        return {g: total * s for g, s in self.shares.items()}
-
-    async def _apply_held(self, at: float, total: float) -> int:
-        """Hold the run's total from ``at``; shares follow ``held`` (the lock is held)."""
-        total, self.shares = slicing.split(total, self._capacities(), self.held)
-        self.record = msgspec.structs.replace(
-            self.record, profile=profile.hold_rate(self.record.profile, at, total),
-            epoch=self.record.epoch + 1,
-        )
-        await self._assign_all()
-        await self._save(target_rps=total)
-        self.changes_waiting[self.record.epoch] = (time.time(), set(self.shares), [])
-        return self.record.epoch
-
-    async def set_generator_rate(self, gid: str, rate: float, by: str = "") -> int:
-        async with self._lock:
-            self._controllable("change a generator's rate")
-            self._member(gid)
-            at = max(self.elapsed_s(), 0.0)
-            rates = self._rates_now(at)
-            self.paused.pop(gid, None)
-            self.held[gid] = rate
-            total = sum(rates.values()) - rates[gid] + rate
-            epoch = await self._apply_held(at, total)
-            await self._event(f"generator {gid} rate set to {rate:g}/s{_by(by)}; "
-                              f"total {self.record.target_rps:g}/s")
-            return epoch
-
-    async def stop_generator(self, gid: str, by: str = "") -> int:
-        async with self._lock:
-            self._controllable("stop a generator")
-            self._member(gid)
-            if gid in self.paused:
-                raise Conflict(f"generator {gid} is already stopped in run {self.run_id}")
-            at = max(self.elapsed_s(), 0.0)
-            rates = self._rates_now(at)
-            self.paused[gid] = rates[gid]
-            self.held[gid] = 0.0
-            epoch = await self._apply_held(at, sum(rates.values()) - rates[gid])
-            await self._event(f"generator {gid} stopped{_by(by)}; total {self.record.target_rps:g}/s")
-            return epoch
-
-    async def start_generator(self, gid: str, by: str = "") -> int:
-        """Restart a generator stopped in this run at its rate before, or add an idle
-        one of the run's pool at the running members' mean rate; the total grows."""
-        async with self._lock:
-            self._controllable("start a generator")
-            at = max(self.elapsed_s(), 0.0)
-            rates = self._rates_now(at)
-            if gid in self.paused:
-                rate = self.paused.pop(gid)
-                what = "started again"
-            elif gid in self.shares:
-                raise Conflict(f"generator {gid} is already running in run {self.run_id}")
-            else:
-                self._joinable(gid)
-                running = [rates[g] for g in self.shares if g not in self.paused]
-                pool = running or list(self.paused.values())
-                rate = sum(pool) / len(pool) if pool else 0.0
-                self.shares[gid] = 0.0
-                self.joined_at[gid] = time.time()  # its idle beats until it starts are no silence
-                what = "added"
-            self.held[gid] = rate
-            epoch = await self._apply_held(at, sum(rates.values()) + rate)
-            await self._event(f"generator {gid} {what}{_by(by)} at {rate:g}/s; "
-                              f"total {self.record.target_rps:g}/s")
-            return epoch
-
-    def _joinable(self, gid: str) -> None:
-        beat = self.fleet.registry.alive().get(gid)
-        if beat is None:
-            raise NotFound(f"no live generator {gid}", "generator")
-        wanted = self.record.plan.generator_labels
-        if gid not in self.fleet.idle_generators():
-            raise Conflict(f"generator {gid} is busy ({beat.run_id or beat.state})", "generator")
-        if not labels.matches(beat.labels, wanted):
-            raise Conflict(f"generator {gid} ({labels.show(beat.labels) or 'no labels'}) is not in "
-                           f"the run's pool {labels.show(wanted)}", "generator")
+            return await self._stop(f"stop requested{by_whom(by)}")
 
     def _capacities(self) -> dict[str, float]:
         alive = self.fleet.registry.alive()
@@ -554,81 +455,6 @@ class Run:
             if members <= self.agg.finals or now >= self.finish_by or not members:
                 await self._finish()
 
-    async def _check_members(self) -> None:
-        # Evidence only (registry.gone): a member is gone when the bus went on without
-        # its beat, or when everyone has been silent for long; a stall of ours or of the
-        # bus's, or a backlog of beats not read yet, is no evidence.
-        gone = self.fleet.registry.gone(self.shares)
-        if not gone or not self._may_reshare():
-            return
-        for gid in gone:
-            del self.shares[gid]
-            self.held.pop(gid, None)
-            self.paused.pop(gid, None)
-            self.lost.add(gid)
-            await self._event(f"generator {gid} lost{await self.store.last_words(self.run_id, gid)}",
-                              gap=True)
-        if not self.shares:
-            self.log.error("every generator of the run is gone")
-            await self._save(state="stopping", error="all generators lost")
-            self.finish_by = time.time() + FINAL_GRACE_S
-            return
-        await self._reshare()
-        for gid in gone:
-            await self._release(gid)
-
-    async def _check_silent(self, now: float) -> None:
-        """A member alive but not running its assignment (its heartbeat, stored well after
-        the assignment, says so) sends nothing: say so, mark the second, move its share."""
-        if now >= self.record.end_at - 1.0:
-            return  # members finishing on time say "idle" too
-        silent = []
-        for gid in self.shares:
-            if gid in self.paused:
-                continue
-            beat = self.fleet.registry.get(gid)
-            stored = self.fleet.registry.stored_at(gid)
-            if beat is None or stored is None or (beat.state == "running" and beat.run_id == self.run_id):
-                continue
-            if stored >= max(self.record.start_at, self.joined_at.get(gid, 0.0)) + SILENT_AFTER_S:
-                silent.append(gid)
-        if not silent or not self._may_reshare():
-            return
-        for gid in silent:
-            del self.shares[gid]
-            self.held.pop(gid, None)
-            self.lost.add(gid)
-            self.silent.add(gid)
-            await self._event(f"generator {gid} is alive but not running its assignment; "
-                              "its share moved", gap=True)
-        if not self.shares:
-            await self._save(state="stopping", error="no generator runs the assignment")
-            self.finish_by = now + FINAL_GRACE_S
-            return
-        await self._reshare()
-        for gid in silent:
-            await self._release(gid)
-
-    def _may_reshare(self) -> bool:
-        """At most one new epoch of shares per RESHARE_EVERY_S: what changes meanwhile
-        (more generators lost or joining) is taken together in the next one."""
-        return time.monotonic() - self._reshared_at >= RESHARE_EVERY_S
-
-    async def _hot_add(self) -> None:
-        if self.elapsed_s() > profile.duration(self.record.profile) - 1.0:
-            return  # too late to be worth it
-        joining = self.fleet.idle_generators(self.record.plan.generator_labels)  # its pool only
-        if not joining or not self._may_reshare():
-            return
-        joining = [g for g in joining if g not in self.silent]
-        if not joining:
-            return
-        for gid in joining:
-            self.shares[gid] = 0.0
-            self.joined_at[gid] = time.time()
-            await self._event(f"generator {gid} joined")
-        await self._reshare()
-
     async def _reshare(self) -> None:
         caps = self._capacities()
         if self.held:  # some hold their own rate: the total stays, the others share the rest
@@ -663,160 +489,3 @@ class Run:
         self.next_seq = seq + 1
         if seq >= self.quiet_below:
             self.store.publish_nowait(subjects.live(self.run_id), snap)
-
-    def _build_report(self, state: str, ended_at: float) -> Report:
-        r = self.record
-        end_s = profile.duration(r.profile)
-
-        def hosts(seconds: int) -> HostsReport | None:
-            try:
-                return self.hosts.section(seconds)
-            except Exception:  # the report matters more than its hosts section
-                self.log.exception("hosts section failed; report written without it")
-                return None
-
-        return self.agg.report(
-            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
-            aborted=bool(r.aborted), hosts=hosts, against=self._against,
-        )
-
-    def _seconds(self) -> int:
-        return seconds_of(profile.duration(self.record.profile), len(self.agg.timeline))
-
-    async def amend(self, stats: IntervalStats) -> None:
-        """An interval that arrived after the report: count it and store the report again.
-
-        Acknowledged only once the amended report is stored, so what a generator had
-        acknowledged is always in the stored report.
-        """
-        def apply() -> bool:
-            if (stats.generator_id, stats.seq) in self.agg.seen:
-                return False
-            check_interval(stats, self.is_member, self._max_seq())
-            self.agg.add(stats)
-            self.hosts.add_interval(stats)
-            self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
-                          "arrived after the report and was added to it")
-            return True
-
-        await self._amend_with(apply, stats.generator_id, stats.seq)
-
-    async def take_merged(self, m: MergedPartial) -> None:
-        """A merger worker's partial aggregate (SURGE_MERGERS): its rows are in the run log
-        already; counted once, whenever it comes (after the report: an amendment)."""
-        if self.report is not None:
-            await self._amend_with(lambda: bool(self._merge(m)), m.merger_id, m.n)
-            return
-        if self.finishing:
-            raise Unavailable(f"the report of run {self.run_id} is being written; send again")
-        for row in self._merge(m):
-            await self.made_durable(row)
-
-    def _merge(self, m: MergedPartial) -> list[IntervalStats]:
-        new: list[IntervalStats] = []
-        for second in m.seconds:
-            if self.agg.add_merged(second):
-                for row in second.rows:
-                    self.hosts.add_interval(row)
-                new.extend(second.rows)
-        return new
-
-    async def _sweep_run_log(self) -> None:
-        """With merger workers: before the report, count every interval of the run log that
-        no partial brought (a worker that died between acknowledging and handing over, or
-        a partial the leader could not split after a takeover). The log is the truth of
-        what was acknowledged; a failure here leaves the report as the partials made it."""
-        try:
-            entries = await self.store.replay(self.run_id)
-        except Exception as exc:
-            self.log.warning("run log sweep failed", error=str(exc) or type(exc).__name__)
-            return
-        missed = 0
-        for entry in entries:
-            if isinstance(entry, IntervalStats) and (entry.generator_id, entry.seq) not in self.agg.seen:
-                try:
-                    self.agg.add(entry)
-                    self.hosts.add_interval(entry)
-                    self.durable.add((entry.generator_id, entry.seq))
-                    missed += 1
-                except Exception as exc:
-                    self.log.warning("run log entry skipped", error=str(exc))
-        if missed:
-            await self._event(f"{missed} intervals no merger handed over were taken from the run log")
-
-    async def _amend_with(self, apply: Callable[[], bool], *what: object) -> None:
-        async with self._lock:
-            assert self._ended is not None
-            if apply():
-                self._unsaved_amendment = True
-            if not self._unsaved_amendment:
-                return  # counted and stored already: a resend
-            report = self._build_report(*self._ended)
-            try:
-                report = await self.store.store_report(report)
-                totals = report.totals
-                await self._save(verdict=report.verdict, requests=totals.requests,
-                                 errors=totals.errors,
-                                 p99_ms=totals.latency_ms.p99 if totals.latency_ms else None)
-            except Exception as exc:  # no ack: the generator sends it again
-                raise Unavailable(f"amended report not stored: {exc or type(exc).__name__}") from None
-            self.report = report
-            self._unsaved_amendment = False
-            self.log.info("report amended", what=what, requests=report.totals.requests)
-
-    async def _finish(self) -> None:
-        self.finishing = True
-        r = self.record
-        end_s = profile.duration(r.profile)
-        last_seq = max(math.ceil(end_s) - 1, max(self.agg.open, default=-1))
-        while self.next_seq <= last_seq:
-            self._close(self.next_seq)
-        if self.config.mergers:
-            await self._sweep_run_log()
-        state = "stopped" if self.stop_s is not None else "finished"
-        if r.error:
-            state = "failed" if not self.agg.seen else "stopped"
-        ended_at = time.time()
-        await self._hosts_heard(self._seconds())
-        self._against = await self.store.against(r)  # amendments rebuild with the same
-        report = await self.store.store_report(self._build_report(state, ended_at))
-        self._ended = (state, ended_at)
-        self.report = report  # from here on, late intervals amend the stored report
-        totals = report.totals
-        await self._save(
-            state=state, ended_at=ended_at, verdict=report.verdict,
-            requests=totals.requests, errors=totals.errors,
-            p99_ms=totals.latency_ms.p99 if totals.latency_ms else None,
-        )
-        await self.store.publish(subjects.live(self.run_id), _final_marker(self, state))
-        for gid in list(self.shares) + list(self.lost):
-            await self.store.clear_assignment(gid, self.run_id)
-        await self.store.forget_log(self.run_id)
-        self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
-        self.done.set()
-        self.fleet.run_ended(self)
-
-
-    async def _hosts_heard(self, seconds: int) -> None:
-        """The monitors' samples of the last second come up to one sample after it: wait
-        for them (briefly) so the hosts section covers the whole run."""
-        deadline = time.monotonic() + HOSTS_WAIT_S
-        while not self.hosts.covered(seconds) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-
-
-def _by(who: str) -> str:
-    return f" by {who}" if who else ""
-
-
-def _final_marker(run: Run, state: str) -> LiveSnapshot:
-    """The last message on surge.live.<run>: the run has ended and its report is stored."""
-    last = run.agg.totals_counts()
-    return LiveSnapshot(
-        run_id=run.run_id, plan_name=run.record.plan.name, state=state, seq=run.next_seq,
-        at=time.time(), elapsed_s=run.elapsed_s(), duration_s=profile.duration(run.record.profile),
-        target_rps=0.0, rps=0.0, requests=0, errors=0, error_rate=0.0, late=0, dropped=0,
-        in_flight=0, p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None,
-        total_requests=last.requests, total_errors=last.errors, per_request={}, generators={},
-        final=True,
-    )

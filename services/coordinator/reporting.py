@@ -1,0 +1,216 @@
+"""A run's report: built once at the run's end, amended by what reaches it later.
+
+``_finish`` closes the last seconds, builds the report (verdict, baseline, hosts) and
+stores it, then lets the generators go. Once a run's report is being built, an interval gets a 503 and stays in the generator's
+outbox; once the report is stored, an interval that comes (or a merger worker's partial)
+**amends** it: counted, the report built again and stored, an event says so, and only
+then is it acknowledged. ``Run`` takes these methods (``class Run(..., Reporting)``).
+With merger workers, the sweep of the run log before the report counts what no
+partial brought.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from schemas import subjects
+from schemas.control import RunRecord
+from schemas.errors import Unavailable
+from schemas.host import HostsReport
+from schemas.stats import IntervalStats, LiveSnapshot, MergedPartial, Report
+from services.coordinator.aggregate import RunAggregate, check_interval
+from services.coordinator.baseline import Against
+from services.coordinator.config import Config
+from services.coordinator.hosts import HostsRecorder, seconds_of
+from services.plan import profile
+
+if TYPE_CHECKING:
+    from services.coordinator.runs import Fleet
+    from services.coordinator.store import RunStore
+
+HOSTS_WAIT_S = 2.5  # for the monitors' samples of the run's last second
+
+
+class Reporting:
+    """A run's report, at its end and after (runs.py)."""
+
+    record: RunRecord
+    store: RunStore
+    fleet: Fleet
+    config: Config
+    shares: dict[str, float]
+    lost: set[str]
+    next_seq: int
+    stop_s: float | None
+    done: asyncio.Event
+    agg: RunAggregate
+    hosts: HostsRecorder
+    report: Report | None
+    finishing: bool
+    durable: set[tuple[str, int]]
+    log: structlog.typing.FilteringBoundLogger
+    _lock: asyncio.Lock
+    _ended: tuple[str, float] | None
+    _against: Against | None
+    _unsaved_amendment: bool
+    # and of Run's methods: run_id, elapsed_s, is_member, _max_seq, _close, _save,
+    # _event, made_durable
+
+    def _build_report(self, state: str, ended_at: float) -> Report:
+        r = self.record
+        end_s = profile.duration(r.profile)
+
+        def hosts(seconds: int) -> HostsReport | None:
+            try:
+                return self.hosts.section(seconds)
+            except Exception:  # the report matters more than its hosts section
+                self.log.exception("hosts section failed; report written without it")
+                return None
+
+        return self.agg.report(
+            state=state, ended_at=ended_at, profile_=r.profile, duration_s=max(end_s, 0.001),
+            aborted=bool(r.aborted), hosts=hosts, against=self._against,
+        )
+
+    def _seconds(self) -> int:
+        return seconds_of(profile.duration(self.record.profile), len(self.agg.timeline))
+
+    async def _finish(self) -> None:
+        self.finishing = True
+        r = self.record
+        end_s = profile.duration(r.profile)
+        last_seq = max(math.ceil(end_s) - 1, max(self.agg.open, default=-1))
+        while self.next_seq <= last_seq:
+            self._close(self.next_seq)
+        if self.config.mergers:
+            await self._sweep_run_log()
+        state = "stopped" if self.stop_s is not None else "finished"
+        if r.error:
+            state = "failed" if not self.agg.seen else "stopped"
+        ended_at = time.time()
+        await self._hosts_heard(self._seconds())
+        self._against = await self.store.against(r)  # amendments rebuild with the same
+        report = await self.store.store_report(self._build_report(state, ended_at))
+        self._ended = (state, ended_at)
+        self.report = report  # from here on, late intervals amend the stored report
+        totals = report.totals
+        await self._save(
+            state=state, ended_at=ended_at, verdict=report.verdict,
+            requests=totals.requests, errors=totals.errors,
+            p99_ms=totals.latency_ms.p99 if totals.latency_ms else None,
+        )
+        await self.store.publish(subjects.live(self.run_id), _final_marker(self, state))
+        for gid in list(self.shares) + list(self.lost):
+            await self.store.clear_assignment(gid, self.run_id)
+        await self.store.forget_log(self.run_id)
+        self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
+        self.done.set()
+        self.fleet.run_ended(self)
+
+
+    async def _hosts_heard(self, seconds: int) -> None:
+        """The monitors' samples of the last second come up to one sample after it: wait
+        for them (briefly) so the hosts section covers the whole run."""
+        deadline = time.monotonic() + HOSTS_WAIT_S
+        while not self.hosts.covered(seconds) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    async def amend(self, stats: IntervalStats) -> None:
+        """An interval that arrived after the report: count it and store the report again.
+
+        Acknowledged only once the amended report is stored, so what a generator had
+        acknowledged is always in the stored report.
+        """
+        def apply() -> bool:
+            if (stats.generator_id, stats.seq) in self.agg.seen:
+                return False
+            check_interval(stats, self.is_member, self._max_seq())
+            self.agg.add(stats)
+            self.hosts.add_interval(stats)
+            self.agg.note(stats.seq, f"interval {stats.seq} of generator {stats.generator_id} "
+                          "arrived after the report and was added to it")
+            return True
+
+        await self._amend_with(apply, stats.generator_id, stats.seq)
+
+    async def take_merged(self, m: MergedPartial) -> None:
+        """A merger worker's partial aggregate (SURGE_MERGERS): its rows are in the run log
+        already; counted once, whenever it comes (after the report: an amendment)."""
+        if self.report is not None:
+            await self._amend_with(lambda: bool(self._merge(m)), m.merger_id, m.n)
+            return
+        if self.finishing:
+            raise Unavailable(f"the report of run {self.run_id} is being written; send again")
+        for row in self._merge(m):
+            await self.made_durable(row)
+
+    def _merge(self, m: MergedPartial) -> list[IntervalStats]:
+        new: list[IntervalStats] = []
+        for second in m.seconds:
+            if self.agg.add_merged(second):
+                for row in second.rows:
+                    self.hosts.add_interval(row)
+                new.extend(second.rows)
+        return new
+
+    async def _sweep_run_log(self) -> None:
+        """With merger workers: before the report, count every interval of the run log that
+        no partial brought (a worker that died between acknowledging and handing over, or
+        a partial the leader could not split after a takeover). The log is the truth of
+        what was acknowledged; a failure here leaves the report as the partials made it."""
+        try:
+            entries = await self.store.replay(self.run_id)
+        except Exception as exc:
+            self.log.warning("run log sweep failed", error=str(exc) or type(exc).__name__)
+            return
+        missed = 0
+        for entry in entries:
+            if isinstance(entry, IntervalStats) and (entry.generator_id, entry.seq) not in self.agg.seen:
+                try:
+                    self.agg.add(entry)
+                    self.hosts.add_interval(entry)
+                    self.durable.add((entry.generator_id, entry.seq))
+                    missed += 1
+                except Exception as exc:
+                    self.log.warning("run log entry skipped", error=str(exc))
+        if missed:
+            await self._event(f"{missed} intervals no merger handed over were taken from the run log")
+
+    async def _amend_with(self, apply: Callable[[], bool], *what: object) -> None:
+        async with self._lock:
+            assert self._ended is not None
+            if apply():
+                self._unsaved_amendment = True
+            if not self._unsaved_amendment:
+                return  # counted and stored already: a resend
+            report = self._build_report(*self._ended)
+            try:
+                report = await self.store.store_report(report)
+                totals = report.totals
+                await self._save(verdict=report.verdict, requests=totals.requests,
+                                 errors=totals.errors,
+                                 p99_ms=totals.latency_ms.p99 if totals.latency_ms else None)
+            except Exception as exc:  # no ack: the generator sends it again
+                raise Unavailable(f"amended report not stored: {exc or type(exc).__name__}") from None
+            self.report = report
+            self._unsaved_amendment = False
+            self.log.info("report amended", what=what, requests=report.totals.requests)
+
+
+def _final_marker(run: Reporting, state: str) -> LiveSnapshot:
+    """The last message on surge.live.<run>: the run has ended and its report is stored."""
+    last = run.agg.totals_counts()
+    return LiveSnapshot(
+        run_id=run.run_id, plan_name=run.record.plan.name, state=state, seq=run.next_seq,
+        at=time.time(), elapsed_s=run.elapsed_s(), duration_s=profile.duration(run.record.profile),
+        target_rps=0.0, rps=0.0, requests=0, errors=0, error_rate=0.0, late=0, dropped=0,
+        in_flight=0, p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None,
+        total_requests=last.requests, total_errors=last.errors, per_request={}, generators={},
+        final=True,
+    )
