@@ -23,7 +23,7 @@ import structlog
 
 from schemas.plan import Plan
 from services.generator.http import (
-    READ_SIZE, CheckedConnection, Connection, encode_request, resolve, target_address,
+    READ_SIZE, CheckedConnection, Connection, payloads, resolve, target_address,
 )
 from services.generator.pacing import INF, Schedule
 
@@ -60,7 +60,7 @@ class Engine:
         self.loop = loop
         self.host, self.port, host_header = target_address(plan)
         self.names = [r.name for r in plan.requests]
-        self.payloads = [encode_request(plan, r, host_header) for r in plan.requests]
+        self.payloads = payloads(plan, host_header)  # a list, or renders where templates vary
         self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
         self._table_array = np.array(self.table, dtype=np.int64)
         self.checks = [check_of(r.checks) for r in plan.requests]

@@ -1,7 +1,8 @@
 """The flow engine: user flows, the closed model, data feeds, TLS and proxies.
 
 Plans with only static requests run on the fast engine (``engine.py``). Anything
-that needs per-user state — flows, ``setup``, extraction, templating, data feeds,
+that needs per-user state — flows, ``setup``, extraction, templates naming a user's
+values, data feeds,
 the closed model (``users``/``user_stages``), https, a proxy — runs here, over
 HTTP/1.1 keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by ALPN, HTTP/2
 (the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``); connections are shared by all users, a cookie jar is per virtual user
@@ -33,7 +34,9 @@ import structlog
 from schemas.control import Assignment
 from schemas.plan import Plan
 from services.plan.profile import users_for
+from services.plan.templating import TemplateError, references
 from services.generator.feeds import Exhausted, Feeds
+from services.generator.http import request_texts
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 from services.generator.session import Program, VirtualUser
@@ -50,8 +53,13 @@ _now = time.monotonic
 
 
 def needs_flow_engine(plan: Plan) -> bool:
-    """True when the fast static engine cannot run this plan."""
-    if plan.flows or plan.setup or plan.data or plan.vars or plan.proxy or plan.insecure:
+    """True when the fast static engine cannot run this plan.
+
+    Templates alone do not: a template that names only the plan's ``vars`` and
+    generators (``{{$uuid}}``…) renders per request on the fast engine
+    (``http.payloads``). One that needs a user's state (an extracted value, a data
+    row, ``__user``/``__iteration``/``__generator``) comes here."""
+    if plan.flows or plan.setup or plan.data or plan.proxy or plan.insecure:
         return True
     if plan.follow_redirects:  # a hop is a new request, maybe elsewhere: per-user state
         return True
@@ -59,13 +67,17 @@ def needs_flow_engine(plan: Plan) -> bool:
         return True
     if plan.target.startswith("https:"):
         return True
-    if any("{{" in v for v in plan.headers.values()):
+    known = plan.vars.keys()
+    try:
+        for text in plan.vars.values():
+            if any(name not in known for name in references(text)):
+                return True
+        for r in plan.requests:
+            for text in request_texts(plan, r):
+                if "{{" in text and any(name not in known for name in references(text)):
+                    return True
+    except TemplateError:  # not a plan the loader let through: the flow engine reports it
         return True
-    for r in plan.requests:
-        if "{{" in r.path or (r.body and "{{" in r.body) or any("{{" in v for v in r.headers.values()):
-            return True
-        if r.json is not None and "{{" in repr(r.json):
-            return True
     return False
 
 

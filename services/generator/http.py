@@ -8,8 +8,10 @@ only reports events to its owner (the engine); it keeps no statistics itself.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -18,9 +20,11 @@ import msgspec
 
 from schemas.plan import Plan, RequestSpec
 from services.common.identity import USER_AGENT
+from services.plan.templating import REF_RE
 
 if TYPE_CHECKING:
     from services.generator.engine import Engine
+    from services.generator.session import CompiledStep
 
 PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what may stay as written; the rest is %-encoded
 MAX_CHECK_BODY = 1 << 20  # bytes kept for a body_contains check; the rest is counted only
@@ -61,25 +65,131 @@ async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list
     return found or [host]
 
 
+BODY_METHODS = ("POST", "PUT", "PATCH")  # a Content-Length even when the body is empty
+
+
+def encode(method: str, path: str, headers: Iterable[tuple[str, str]], body: bytes | None,
+           host_header: str) -> bytes:
+    """One HTTP/1.1 request as bytes. Host and User-Agent come first unless ``headers``
+    set them; header names are case-insensitive: a later one wins, keeping its spelling;
+    Content-Length is always computed from the body. The path is %-encoded where needed."""
+    merged = {"host": ("Host", host_header), "user-agent": ("User-Agent", USER_AGENT)}
+    for name, value in headers:
+        merged[name.lower()] = (name, value)
+    merged.pop("content-length", None)
+    if body is None:
+        body = b""
+    if body or method in BODY_METHODS:
+        merged["content-length"] = ("Content-Length", str(len(body)))
+    head = f"{method} {quote(path, safe=PATH_SAFE)} HTTP/1.1\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in merged.values())
+    return head.encode("latin-1") + b"\r\n" + body
+
+
 def encode_request(plan: Plan, spec: RequestSpec, host_header: str) -> bytes:
-    body = b""
-    # header names are case-insensitive: later sources win, keeping their spelling
-    headers: dict[str, tuple[str, str]] = {}
-    for source in ({"Host": host_header, "User-Agent": USER_AGENT}, plan.headers, spec.headers):
-        for name, value in source.items():
-            headers[name.lower()] = (name, value)
-    headers.pop("content-length", None)  # always computed from the body
+    """A static request spec as its final bytes (the plan's headers, then the spec's)."""
+    headers = [*plan.headers.items(), *spec.headers.items()]
+    body = None
     if spec.json is not None:
         body = msgspec.json.encode(spec.json)
-        headers.setdefault("content-type", ("Content-Type", "application/json"))
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", "application/json"))
     elif spec.body is not None:
         body = spec.body.encode()
-    if body or spec.method in ("POST", "PUT", "PATCH"):
-        headers["content-length"] = ("Content-Length", str(len(body)))
-    path = quote(spec.path, safe=PATH_SAFE)
-    head = f"{spec.method} {path} HTTP/1.1\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.values())
-    return head.encode("latin-1") + b"\r\n" + body
+    return encode(spec.method, spec.path, headers, body, host_header)
+
+
+def request_texts(plan: Plan, spec: RequestSpec) -> Iterator[str]:
+    """Every text of a request that may hold ``{{…}}``: path, headers (the plan's and
+    its own), body, and the strings and keys of a json body."""
+    yield spec.path
+    yield from plan.headers.values()
+    yield from spec.headers.values()
+    if spec.body is not None:
+        yield spec.body
+    if spec.json is not None:
+        yield from _json_texts(spec.json)
+
+
+def _json_texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _json_texts(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _json_texts(v)
+
+
+def renders_per_request(plan: Plan, spec: RequestSpec) -> bool:
+    """True when a request calls a generator (``{{$uuid}}``, ``{{$randint(a,b)}}``…): its
+    bytes differ at every send. References to the plan's ``vars`` alone are constant."""
+    return any(m.group(1).startswith("$") for text in request_texts(plan, spec)
+               for m in REF_RE.finditer(text))
+
+
+class Rendered:
+    """A templated plan's payloads: ``payloads[i]`` is request *i*'s bytes, pre-encoded
+    when they never change, else rendered anew for this send (one render, no user).
+
+    It has the lookup a list of pre-encoded bytes has, so the engine's send path is
+    the same for every plan; a static plan gets a plain list and pays nothing."""
+
+    __slots__ = ("fixed", "renders")
+
+    def __init__(self, fixed: list[bytes | None], renders: list[Callable[[], bytes] | None]) -> None:
+        self.fixed = fixed
+        self.renders = renders
+
+    def __getitem__(self, i: int) -> bytes:
+        payload = self.fixed[i]
+        return payload if payload is not None else self.renders[i]()  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self.fixed)
+
+
+def payloads(plan: Plan, host_header: str) -> list[bytes] | Rendered:
+    """Every request of the plan as the engine sends it (docs/engine.md, "What each
+    feature costs"): bytes encoded once, or, for a request whose templates call a
+    generator, a render per send. Templates go through the flow engine's own
+    ``CompiledStep.render`` with the plan's ``vars`` (rendered once, as the flow engine
+    does); ``flows.needs_flow_engine`` keeps plans whose templates need per-user state
+    (extracted values, data rows, ``__user``…) away from here."""
+    templated = [any("{{" in t for t in request_texts(plan, r)) for r in plan.requests]
+    if not any(templated):
+        return [encode_request(plan, r, host_header) for r in plan.requests]
+    from services.generator.session import Program  # only templated plans pay the import
+
+    # OS entropy, not a seed: {{$uuid}} differs in every engine process and every run
+    program = Program(plan, random.Random())
+    fixed: list[bytes | None] = []
+    renders: list[Callable[[], bytes] | None] = []
+    for i, spec in enumerate(plan.requests):
+        if not templated[i]:
+            fixed.append(encode_request(plan, spec, host_header))
+            renders.append(None)
+            continue
+        render = _renderer(program.flows[i][0], program.headers, program.vars, host_header)
+        first = render()  # a template that cannot render fails here, not mid-run
+        dynamic = renders_per_request(plan, spec)
+        fixed.append(None if dynamic else first)
+        renders.append(render if dynamic else None)
+    if all(p is not None for p in fixed):
+        return fixed  # type: ignore[return-value]
+    return Rendered(fixed, renders)
+
+
+def _renderer(step: CompiledStep, common: list, variables: dict, host_header: str) -> Callable[[], bytes]:
+    render, method = step.render, step.method
+
+    def payload() -> bytes:
+        path, headers, body = render("", common, variables)
+        return encode(method, path, headers.items(), body, host_header)
+
+    return payload
 
 
 def check_cap(connections: int) -> int:

@@ -5,9 +5,11 @@ an engine on a ``Schedule`` anchored at a clock time, rebases it on a rate chang
 hands it each new assignment, takes an ``Interval`` every second and drains it at the
 end. Which engine runs a plan is decided here, once (docs/engine.md, "Shape"):
 
-* static requests — the fast engine (``engine.Engine``; ``SURGE_WORKERS``: a pool of
-  them, ``workers.PooledEngine``);
-* anything with per-user state (flows, templates, data, the closed model, https,
+* static requests, templated ones included (a render per request: the plan's vars
+  and generators such as ``{{$uuid}}``) — the fast engine (``engine.Engine``;
+  ``SURGE_WORKERS``: a pool of them, ``workers.PooledEngine``);
+* anything with per-user state (flows, templates naming extracted values or data,
+  data, the closed model, https,
   proxies, redirects) — the flow engine (``flows.FlowEngine``), whose HTTP/1.1 is the
   engine's own asyncio-protocol pool (``pool.py``).
 """

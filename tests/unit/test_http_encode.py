@@ -7,7 +7,7 @@ import json
 import pytest
 
 from services.plan import loader
-from services.generator.http import USER_AGENT, encode_request, target_address
+from services.generator.http import USER_AGENT, Rendered, encode_request, payloads, target_address
 from tests import plans
 
 
@@ -140,3 +140,95 @@ def test_a_plan_that_validates_can_be_encoded(request_spec):
         return  # refusing it at validation would also be correct
     payload = encoded(plan)
     assert payload.startswith(b"GET /")
+
+
+# --- templated requests on the fast engine (http.payloads) -------------------------
+
+def built(plan):
+    return payloads(plan, target_address(plan)[2])
+
+
+def test_a_static_plan_gets_plain_pre_encoded_bytes():
+    plan = plans.plan(requests=[{"name": "a", "path": "/x"}, {"name": "b", "method": "POST", "body": "k"}])
+    got = built(plan)
+    assert type(got) is list and got == [encoded(plan, 0), encoded(plan, 1)]
+
+
+def test_templates_of_vars_only_render_once_to_what_the_literal_plan_encodes():
+    literal = {"path": "/u/42?q=a+b", "headers": {"Authorization": "Bearer tok"}, "method": "POST",
+               "json": {"user": "42", "n": 7, "tok": ["tok"]}}
+    templated = {"path": "/u/{{id}}?q={{q|urlencode}}", "headers": {"Authorization": "Bearer {{token}}"},
+                 "method": "POST", "json": {"user": "{{id}}", "n": 7, "{{token}}": ["{{token}}"]}}
+    variables = {"id": "42", "token": "tok", "q": "a b"}
+    want = encoded(plans.plan(requests=[{"name": "a", **literal}],
+                              headers={"X-Env": "stage"}))
+    plan = plans.plan(requests=[{"name": "a", **templated}], headers={"X-Env": "{{env}}"},
+                      vars={**variables, "env": "stage"})
+    got = built(plan)
+    # no generator: the bytes never change, so they are encoded once (a plain list)
+    assert type(got) is list
+    want_line, want_headers, want_body = parse(want)
+    got_line, got_headers, got_body = parse(got[0])
+    assert got_line == want_line and got_headers == want_headers
+    assert json.loads(got_body) == {"user": "42", "n": 7, "tok": ["tok"]}
+
+
+def test_generators_render_anew_at_every_send_in_every_place():
+    plan = plans.plan(requests=[
+        {"name": "a", "method": "POST", "path": "/o/{{$randint(1,1000000000)}}",
+         "headers": {"X-Request-Id": "{{$uuid}}", "Authorization": "Bearer {{token}}"},
+         "body": "id={{$uuid}}&t={{token}}"},
+        {"name": "b", "method": "PUT", "json": {"id": "{{$uuid}}", "n": "{{$randint(5,5)}}"}},
+        {"name": "c", "path": "/static"},
+    ], headers={"X-Trace": "{{$randstr(12)}}"}, vars={"token": "t-1"})
+    got = built(plan)
+    assert isinstance(got, Rendered) and len(got) == 3
+    # the plan's templated header is in every request: "c" renders too
+    assert got[2] != got[2] and got[2].startswith(b"GET /static HTTP/1.1\r\n")
+    seen = set()
+    for _ in range(20):
+        line, headers, body = parse(got[0])
+        method, path, version = line.split(" ")
+        assert method == "POST" and version == "HTTP/1.1" and path.startswith("/o/")
+        assert header_values(headers, "Authorization") == ["Bearer t-1"]
+        assert header_values(headers, "Host") == ["127.0.0.1:8080"]
+        (rid,) = header_values(headers, "X-Request-Id")
+        (trace,) = header_values(headers, "X-Trace")
+        assert len(rid) == 36 and len(trace) == 12
+        assert body.startswith(b"id=") and body.endswith(b"&t=t-1") and len(body) == 3 + 36 + 6
+        assert header_values(headers, "Content-Length") == [str(len(body))]
+        seen.add((path, rid, trace, body))
+        _, headers_b, body_b = parse(got[1])
+        doc = json.loads(body_b)
+        assert doc["n"] == 5 and len(doc["id"]) == 36  # a lone reference keeps its type
+        assert header_values(headers_b, "Content-Type") == ["application/json"]
+        assert header_values(headers_b, "Content-Length") == [str(len(body_b))]
+        seen.add(doc["id"])
+    assert len(seen) == 40  # every send its own path, uuids, string, body
+
+
+def test_in_a_templated_plan_untemplated_requests_keep_their_bytes():
+    plan = plans.plan(requests=[{"name": "a", "path": "/{{$uuid}}"}, {"name": "b", "path": "/b"},
+                                {"name": "c", "path": "/{{x}}"}], vars={"x": "c"})
+    got = built(plan)
+    assert isinstance(got, Rendered) and got.fixed[0] is None
+    assert got[1] is got.fixed[1] and got[1] == encoded(plan, 1)
+    assert got[2] is got.fixed[2] and got[2].startswith(b"GET /c HTTP/1.1\r\n")
+
+
+def test_a_render_is_encoded_as_the_flow_engine_renders_it():
+    from services.generator.session import Program
+
+    plan = plans.plan(requests=[{"name": "a", "method": "PATCH", "path": "/p/{{k}}",
+                                 "headers": {"content-type": "text/x", "X-K": "{{k}}"},
+                                 "json": {"a": "{{k}}"}}],
+                      headers={"X-Plan": "p", "x-k": "plan"}, vars={"k": "v"})
+    program = Program(plan, __import__("random").Random(0))
+    path, headers, body = program.flows[0][0].render("", program.headers, program.vars)
+    assert path == "/p/v" and body == b'{"a":"v"}' and headers["X-K"] == "v"
+    line, got_headers, got_body = parse(built(plan)[0])
+    assert line == "PATCH /p/v HTTP/1.1" and got_body == body
+    # the same names, case-insensitively: the request's own win, json keeps its Content-Type
+    assert header_values(got_headers, "X-K") == ["v"]
+    assert header_values(got_headers, "Content-Type") == ["text/x"]
+    assert header_values(got_headers, "X-Plan") == ["p"]

@@ -34,9 +34,11 @@ def test_every_engine_has_the_whole_surface(cls):
 
 async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_engine():
     loop = asyncio.get_running_loop()
-    static = engine_for(assignment(), loop)
-    assert type(static) is Engine and isinstance(static, LoadEngine)
-    for fields in ({"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
+    for fields in ({}, {"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
+                   {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]}):
+        static = engine_for(assignment(**fields), loop)  # templates: a render, not a user
+        assert type(static) is Engine and isinstance(static, LoadEngine), fields
+    for fields in ({"headers": {"X-User": "{{__user}}"}},
                    {"target": "https://127.0.0.1:9"}, {"follow_redirects": 1},
                    {"users": 2, "rate": None}):
         flow = engine_for(assignment(**fields), loop)

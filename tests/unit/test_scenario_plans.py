@@ -121,12 +121,26 @@ def test_static_plans_keep_the_fast_path():
         assert plan.model == "open" and not needs_flow_engine(plan), path
 
 
-def test_static_requests_needing_tls_or_templates_use_the_flow_engine():
+def test_static_requests_needing_tls_or_user_state_use_the_flow_engine():
     base = {"name": "s", "rate": 1, "duration": 1, "requests": [{"name": "r", "path": "/"}]}
     assert needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443"}))
-    templated = {**base, "target": "http://127.0.0.1:1",
-                 "requests": [{"name": "r", "path": "/x/{{$randint(1,9)}}"}]}
-    assert needs_flow_engine(loader.from_obj(templated))
+    per_user = {**base, "target": "http://127.0.0.1:1",
+                "requests": [{"name": "r", "path": "/x/{{__iteration}}"}]}
+    assert needs_flow_engine(loader.from_obj(per_user))
+    assert needs_flow_engine(loader.from_obj({**per_user, "vars": {"who": "{{__user}}"},
+                                              "requests": [{"name": "r", "path": "/{{who}}"}]}))
+
+
+def test_templates_of_vars_and_generators_keep_the_fast_engine():
+    base = {"name": "s", "target": "http://127.0.0.1:1", "rate": 1, "duration": 1,
+            "vars": {"token": "t-{{$randstr(8)}}"}}
+    for request in ({"name": "r", "path": "/x/{{$randint(1,9)}}"},
+                    {"name": "r", "headers": {"Authorization": "Bearer {{token}}"}},
+                    {"name": "r", "method": "POST", "body": "id={{$uuid}}&q={{token | urlencode}}"},
+                    {"name": "r", "method": "POST", "json": {"{{token}}": [{"at": "{{$timestamp_ms}}"}]}}):
+        assert not needs_flow_engine(loader.from_obj({**base, "requests": [request]})), request
+    assert not needs_flow_engine(loader.from_obj({**base, "headers": {"X-Id": "{{$uuid}}"},
+                                                  "requests": [{"name": "r"}]}))
 
 
 def test_every_example_plan_validates():
