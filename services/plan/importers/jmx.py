@@ -15,8 +15,9 @@ Simple controllers are flattened. Every other element (scripts, logic controller
 conditions, listeners, ...) is listed with its element path (``TestPlan 'T' >
 ThreadGroup 'Users' > HTTPSamplerProxy 'Login' > JSR223PostProcessor 'log'``).
 
-JMX is parsed with the standard library's ElementTree: the format is plain XML and
-the parser never fetches entities or DTDs.
+JMeter's ``${...}`` expressions are read by ``jmx_functions``. JMX is parsed with the
+standard library's ElementTree: the format is plain XML and the parser never fetches
+entities or DTDs.
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from services.plan.importers.common import METHODS, ImportError_, Imported, clean_headers, step_name
+from services.plan.importers.jmx_functions import Expressions
 from services.plan.templating import REF_RE, form_encode
 
 _FLATTEN = {"GenericController", "TransactionController", "LoopController"}
 _IGNORED = {"ResultCollector", "ViewResultsFullVisualizer", "SummaryReport", "Summariser",
             "BackendListener", "CacheManager", "DNSCacheManager"}
-_FUNC = re.compile(r"\$\{__(\w+)(?:\(((?:[^()]|\([^()]*\))*)\))?\}")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _prop(el: ET.Element, name: str, default: str = "") -> str:
@@ -94,66 +94,10 @@ class _Converter:
         self.group_shared: list[str] = []  # CSV data sets shared per thread group
         self.cookies: list[str] = []  # cookie managers' user-defined cookies
         self.raw_vars: dict[str, str] = {}  # user-defined variables as written (for static fields)
-        self.properties: set[str] = set()  # -J properties read, each listed once
         self.auth: list[tuple[str, str, str, str]] = []  # (url prefix, user, password, where)
-
-    # --- ${...} → {{...}} -----------------------------------------------------------
-    def _property(self, name: str, args: list[str], where: str) -> str:
-        """``__P(name,default)`` (default "1") and ``__property(name,var,default)`` (default
-        the name): no -J properties come with an import, so JMeter's own default is used."""
-        prop = args[0] if args else ""
-        if name == "P":
-            value = args[1] if len(args) > 1 else "1"
-        else:
-            value = args[2] if len(args) > 2 else prop
-            if len(args) > 1 and args[1]:
-                self.unmapped.append(f"{where}: __property stores into ${{{args[1]}}}: not mapped")
-        if prop not in self.properties:
-            self.properties.add(prop)
-            self.unmapped.append(f"property {prop!r} (JMeter -J{prop}=...) read as its default "
-                                 f"{value!r}; change it in the plan")
-        return value
-
-    def text(self, value: str, where: str) -> str:
-        def func(m: re.Match) -> str:
-            name = m.group(1)
-            args = [a.strip() for a in _split_args(m.group(2))] if m.group(2) else []
-            if name == "UUID":
-                return "{{$uuid}}"
-            if name == "Random" and len(args) >= 2:
-                if len(args) > 2 and args[2]:
-                    self.unmapped.append(f"{where}: __Random stores into ${{{args[2]}}}: not mapped")
-                return "{{$randint(%s,%s)}}" % (args[0], args[1])
-            if name == "time" and not any(args):
-                return "{{$timestamp_ms}}"
-            if name == "time" and args[:1] == ["/1000"] and not any(args[1:]):
-                return "{{$timestamp}}"
-            if name in ("P", "property"):
-                return self._property(name, args, where)
-            if name == "threadNum":
-                return "{{__user}}"
-            if name == "RandomString" and args and args[0].isdigit():
-                if len(args) > 1 and args[1]:
-                    self.unmapped.append(f"{where}: __RandomString's characters {args[1]!r} read as letters and digits")
-                return "{{$randstr(%s)}}" % args[0]
-            self.unmapped.append(f"{where}: JMeter function __{name} has no Surge equivalent")
-            return m.group(0)
-
-        return _VAR.sub(r"{{\1}}", _FUNC.sub(func, value))
-
-    def static(self, value: str, where: str) -> str:
-        """A field that must be known now (server name, port, counts): variables and
-        properties resolved to their values."""
-        for _ in range(5):
-            new = _VAR.sub(lambda m: self.raw_vars.get(m.group(1), m.group(0)), value)
-            new = _FUNC.sub(lambda m: self.text(m.group(0), where) if m.group(1) in ("P", "property")
-                            else m.group(0), new)
-            if new == value:
-                break
-            value = new
-        if "${" in value:
-            self.unmapped.append(f"{where}: {value!r} cannot be known before the run; left as is")
-        return value
+        expressions = Expressions(self.unmapped, self.raw_vars)
+        self.text = expressions.text  # a field sent with each request: ${...} → {{...}}
+        self.static = expressions.static  # a field known now: variables resolved
 
     # --- walking the tree -----------------------------------------------------------------
     def walk(self, tree: ET.Element, scope: dict[str, Any]) -> None:
@@ -431,25 +375,6 @@ class _Converter:
             self.unmapped.append(f"{where}: assertion on {field} is not mapped")
         if not check:
             step.pop("check")
-
-
-def _split_args(text: str) -> list[str]:
-    """A function's arguments: commas split them, ``\\,`` is a comma, nested calls stay whole."""
-    out, cur, depth, i = [], "", 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            cur, i = cur + text[i + 1], i + 2
-            continue
-        depth += c in "({"
-        depth -= c in ")}"
-        if c == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += c
-        i += 1
-    return out + [cur]
 
 
 def _num(text: str, default: float) -> float:
