@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 
+import psutil
+
 DEFAULT_CPU_US = 50.0  # before any measurement: ~20,000 requests/s per core (docs/engine.md)
 MIN_REQUESTS = 1000  # a second with fewer completions says little about the cost of one
 MIN_CPU_S = 0.05  # ... and so does a second with less CPU than this
@@ -41,6 +43,37 @@ class Capacity:
         raw = self.usable_cores * 1e6 / (self.cpu_us or DEFAULT_CPU_US)
         digits = 1 - int(math.floor(math.log10(raw)))
         return float(round(raw, digits))
+
+
+class CapacityMeter:
+    """Feeds a ``Capacity`` from what this process and its engine workers (children)
+    spend: a mark when load begins, then one observation per second of load."""
+
+    def __init__(self, capacity: Capacity) -> None:
+        self.capacity = capacity
+        self._proc = psutil.Process()
+        self._mark = self.cpu_seconds()
+
+    def cpu_seconds(self) -> float:
+        """CPU time of this process and its engine workers (children) so far."""
+        total = 0.0
+        for proc in [self._proc, *self._proc.children()]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+    def mark(self) -> None:
+        """Load begins now: the CPU spent idle before is not its cost."""
+        self._mark = self.cpu_seconds()
+
+    def observe_second(self, completed: int) -> None:
+        """One second of load done, ``completed`` requests: what did a request cost?"""
+        cpu = self.cpu_seconds()
+        used, self._mark = cpu - self._mark, cpu
+        self.capacity.observe(completed, used)
 
 
 def usable_cores(workers: int, cpu_max_path: str = "/sys/fs/cgroup/cpu.max") -> float:

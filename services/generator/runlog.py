@@ -4,19 +4,26 @@ Every line the generator process logs at info or above (the logging tap of
 ``services.common.logs``) while it runs a test goes to ``surge.logs.<run>.<gen>``:
 at most ``per_s`` info lines a second, the rest counted and said in one line when the
 next second begins; warnings and errors always. Publishing is fire-and-forget (a core
-publish the stream captures): a log line never holds up load or stats.
+publish the stream captures): a log line never holds up load or stats. What a run's
+seconds say in that log (trouble when it happens, progress every 10 s) is ``log_second``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import structlog
+from nats.aio.client import Client
 
 from schemas import subjects
 from schemas.logs import LogLevel, LogLine
+from schemas.stats import IntervalStats
+
+log = structlog.get_logger(__name__)
 
 _LEVELS: dict[str, LogLevel] = {"info": "info", "warning": "warning", "warn": "warning",
                                 "error": "error", "exception": "error", "critical": "error"}
@@ -89,3 +96,36 @@ class RunLog:
         line = LogLine(run_id=str(run_id), generator_id=self.generator_id, at=time.time(),
                        level=level, message=message[:4000])
         self.publish(subjects.logs(str(run_id), self.generator_id), msgspec.json.encode(line))
+
+
+def publisher(nc: Client) -> Callable[[str, bytes], None]:
+    """A core publish from synchronous code (the log tap): never waits, never raises."""
+    def publish(subject: str, data: bytes) -> None:
+        if nc.is_closed:
+            return
+        task = asyncio.get_running_loop().create_task(nc.publish(subject, data))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    return publish
+
+
+def log_second(s: IntervalStats) -> None:
+    """A run's second in its log (SURGE_LOGS): trouble each second it happens, progress
+    every 10 s."""
+    errors: dict[str, int] = {}
+    late = dropped = done = 0
+    for r in s.requests.values():
+        done += r.count
+        late += r.late
+        dropped += r.dropped
+        for kind, n in r.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+    if errors:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(errors.items()))
+        log.warning(f"second {s.seq}: {sum(errors.values())} errors ({kinds})", run_id=s.run_id)
+    if late or dropped:
+        log.warning(f"second {s.seq}: behind its schedule, {late} late, {dropped} dropped",
+                    run_id=s.run_id)
+    if s.final or s.seq % 10 == 0:
+        log.info(f"second {s.seq}: sent {s.sent} of {s.target:g} due, {done} completed, "
+                 f"{s.in_flight} in flight", run_id=s.run_id)

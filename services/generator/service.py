@@ -36,8 +36,8 @@ from services.generator.load import LoadEngine, engine_for
 from services.generator.pacing import start_schedule
 from services.generator.workers import WorkerPool
 from services.generator.ready import mark_not_ready, mark_ready
-from services.generator.runlog import RunLog
-from services.generator.capacity import Capacity, usable_cores
+from services.generator.runlog import RunLog, log_second, publisher
+from services.generator.capacity import Capacity, CapacityMeter, usable_cores
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,7 @@ class RunTask:
             self.schedule = start_schedule(self.a.profile, self.a.share, from_s=joined_s,
                                            **arrivals_of(self.a))
             self.first_seq = int(joined_s)
-        self.service._cpu_mark = self.service._cpu_seconds()  # idle time is not load's cost
+        self.service.capacity_meter.mark()  # idle time is not load's cost
         self.engine.start(self.schedule, self.t0)
         self.task = self.loop.create_task(self._intervals(), name=f"run-{self.a.run_id}")
 
@@ -164,7 +164,7 @@ class RunTask:
         interval = self.engine.take_interval()
         self.last_rps = float(interval.completed())
         if not final:
-            self.service.observe_second(int(self.last_rps))
+            self.service.capacity_meter.observe_second(int(self.last_rps))
         stats = interval.to_stats(
             self.engine.names,
             run_id=self.a.run_id,
@@ -181,30 +181,10 @@ class RunTask:
         self.changes = []
         if final and self.error:
             stats = msgspec.structs.replace(stats, error=self.error)
-        self._log_second(stats)
+        log_second(stats)
         if send:
             self.service.enqueue(stats)
         return stats
-
-    def _log_second(self, s: IntervalStats) -> None:
-        """The run's log (SURGE_LOGS): trouble each second it happens, progress every 10 s."""
-        errors: dict[str, int] = {}
-        late = dropped = done = 0
-        for r in s.requests.values():
-            done += r.count
-            late += r.late
-            dropped += r.dropped
-            for kind, n in r.errors.items():
-                errors[kind] = errors.get(kind, 0) + n
-        if errors:
-            kinds = ", ".join(f"{k} {n}" for k, n in sorted(errors.items()))
-            log.warning(f"second {s.seq}: {sum(errors.values())} errors ({kinds})", run_id=s.run_id)
-        if late or dropped:
-            log.warning(f"second {s.seq}: behind its schedule, {late} late, {dropped} dropped",
-                        run_id=s.run_id)
-        if s.final or s.seq % 10 == 0:
-            log.info(f"second {s.seq}: sent {s.sent} of {s.target:g} due, {done} completed, "
-                     f"{s.in_flight} in flight", run_id=s.run_id)
 
 
 class Service:
@@ -229,7 +209,7 @@ class Service:
         self.labels = config.labels()
         self.runlog: RunLog | None = None
         self.capacity = Capacity(usable_cores(config.workers))
-        self._cpu_mark = self._cpu_seconds()
+        self.capacity_meter = CapacityMeter(self.capacity)
         self.workers = WorkerPool(config.workers) if config.workers > 1 else None
 
     async def start(self) -> None:
@@ -242,7 +222,7 @@ class Service:
             self.config.nats_url, f"surge-generator {self.id}", on_reconnect=self._on_reconnect
         )
         js = self.nc.jetstream()
-        self.runlog = RunLog(self.id, self.config.log_lines_per_s, self._publish_nowait)
+        self.runlog = RunLog(self.id, self.config.log_lines_per_s, publisher(self.nc))
         logs.add_tap(self.runlog)
         self.registry = await bus.key_value(
             js, subjects.GENERATORS_BUCKET, ttl_s=self.config.registry_ttl_s
@@ -299,30 +279,6 @@ class Service:
         if self.workers is not None:
             await self.workers.close()
         self._closed.set()
-
-    def _cpu_seconds(self) -> float:
-        """CPU time of this process and its engine workers (children) so far."""
-        total = 0.0
-        for proc in [self._proc, *self._proc.children()]:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                continue
-        return total
-
-    def observe_second(self, completed: int) -> None:
-        """One second of load done: what did a request cost? (capacity.py)"""
-        cpu = self._cpu_seconds()
-        used, self._cpu_mark = cpu - self._cpu_mark, cpu
-        self.capacity.observe(completed, used)
-
-    def _publish_nowait(self, subject: str, data: bytes) -> None:
-        """A core publish from synchronous code (the log tap): never waits, never raises."""
-        if self.nc.is_closed:
-            return
-        task = asyncio.get_running_loop().create_task(self.nc.publish(subject, data))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # --- registry ------------------------------------------------------------
     def heartbeat(self) -> Heartbeat:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.coordinator import slicing
-from services.generator.capacity import DEFAULT_CPU_US, Capacity, usable_cores
+from services.generator.capacity import DEFAULT_CPU_US, Capacity, CapacityMeter, usable_cores
 
 
 def test_before_any_measurement_a_core_is_worth_the_default_cost():
@@ -47,3 +47,16 @@ def test_usable_cores_take_the_engine_processes_and_the_cgroup_quota(tmp_path):
     quota.write_text("max 100000\n")
     assert usable_cores(1, str(quota)) == 1.0
     assert usable_cores(2, str(tmp_path / "none")) >= 1.0
+
+
+def test_the_meter_charges_a_second_of_load_the_cpu_spent_since_the_mark():
+    cap = Capacity(1)
+    meter = CapacityMeter(cap)
+    meter.mark()
+    start = meter.cpu_seconds()
+    while meter.cpu_seconds() - start < 0.1:  # a busy "second": this process's own CPU
+        sum(range(10_000))
+    meter.observe_second(1000)
+    assert cap.cpu_us_per_request() >= 100.0  # ≥ 0.1 s over 1,000 requests
+    meter.observe_second(1000)  # the next second starts at the last observation
+    assert cap.cpu_us_per_request() >= 100.0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import msgspec
+from structlog.testing import capture_logs
 
 from schemas.logs import LogLine
-from services.generator.runlog import LogBudget, RunLog, message_of
+from schemas.stats import IntervalStats, RequestInterval
+from services.generator.runlog import LogBudget, RunLog, log_second, message_of
 
 
 def test_info_lines_are_bounded_per_second_and_warnings_always_pass():
@@ -31,3 +33,20 @@ def test_the_tap_ships_the_current_runs_lines_at_info_and_above():
     assert [(x.level, x.message) for x in lines] == [
         ("info", "run assigned share=0.5"), ("error", "run failed | RuntimeError: boom")]
     assert message_of({"event": "x", "timestamp": "t", "level": "info"}) == "x"
+
+
+def test_a_second_logs_its_trouble_at_once_and_its_progress_every_ten_seconds():
+    def second(seq: int, **request) -> IntervalStats:
+        r = msgspec.convert({"count": 5, **request}, RequestInterval) if request else None
+        return IntervalStats(run_id="r-1", generator_id="g", epoch=1, seq=seq, target=5.0, sent=5,
+                             in_flight=0, requests={"home": r} if r else {})
+
+    with capture_logs() as logged:
+        log_second(second(3))  # a quiet second in between: nothing
+        log_second(second(10))
+        log_second(second(11, errors={"timeout": 2, "refused": 1}, late=4))
+    assert [(e["log_level"], e["event"]) for e in logged] == [
+        ("info", "second 10: sent 5 of 5 due, 0 completed, 0 in flight"),
+        ("warning", "second 11: 3 errors (refused 1, timeout 2)"),
+        ("warning", "second 11: behind its schedule, 4 late, 0 dropped"),
+    ]
