@@ -31,6 +31,7 @@ import structlog
 
 from schemas.plan import Plan
 from services.generator.h2pool import H2Pool
+from services.generator.http import resolve
 from services.generator.pool import Pool
 
 log = structlog.get_logger(__name__)
@@ -68,8 +69,16 @@ async def alpn(plan: Plan, timeout_s: float) -> str | None:
                 if head.split(b" ", 2)[1:2] != [b"200"]:
                     raise ConnectionError(f"proxy answered CONNECT with {head[:40]!r}")
                 await writer.start_tls(ctx, server_hostname=host)
-            else:
-                _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+            else:  # every address in turn, localhost on both loopbacks, as the pools dial
+                error: OSError | None = None
+                for addr in await resolve(asyncio.get_running_loop(), host, port):
+                    try:
+                        _, writer = await asyncio.open_connection(addr, port, ssl=ctx, server_hostname=host)
+                        break
+                    except OSError as exc:
+                        error = exc
+                else:
+                    raise error or OSError(f"no address for {host}")
             obj = writer.get_extra_info("ssl_object")
             return obj.selected_alpn_protocol() if obj is not None else None
     finally:
