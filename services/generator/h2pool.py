@@ -197,6 +197,19 @@ class _Stream:
         self.body: list[bytes] = []
 
 
+class _Client(h2.connection.H2Connection):
+    """h2's client connection: streams still answered after a GOAWAY."""
+
+    def _receive_goaway_frame(self, frame):
+        # h2 refuses every frame after a GOAWAY, but the streams up to its last_stream_id
+        # are still answered (RFC 9113 6.8; nginx sends one at keepalive_requests, then
+        # finishes them): the connection stays open for them, and takes no new stream
+        state = self.state_machine.state
+        out = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state
+        return out
+
+
 # h2 checks and rewrites nothing we build ourselves: the pool lowercases names, drops the
 # connection-specific ones and puts the pseudo-headers first (docs/engine.md, "HTTP/2")
 _CONFIG = {"client_side": True, "header_encoding": None,
@@ -218,7 +231,7 @@ class _H2Conn(asyncio.Protocol):
     def __init__(self, pool: H2Pool) -> None:
         self.pool = pool
         self.loop = pool.loop
-        conn = self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(**_CONFIG))
+        conn = self.h2 = _Client(h2.config.H2Configuration(**_CONFIG))
         decoder = BlockDecoder()
         decoder.max_header_list_size = conn.decoder.max_header_list_size
         conn.encoder, conn.decoder = FieldEncoder(), decoder  # type: ignore[assignment]
@@ -226,6 +239,7 @@ class _H2Conn(asyncio.Protocol):
         self.max_streams = 100  # until the server's SETTINGS say
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.going = False  # a GOAWAY came: the open streams end, no new one starts
         self.flush_due = False
         self.unacked = 0
         self.fut = None  # the pool's sweep looks at streams, not this
@@ -236,7 +250,7 @@ class _H2Conn(asyncio.Protocol):
         transport.write(self.h2.data_to_send())
 
     def free(self) -> bool:
-        return not self.closed and len(self.streams) < self.max_streams
+        return not self.closed and not self.going and len(self.streams) < self.max_streams
 
     def _flush(self) -> None:
         self.flush_due = False
@@ -289,6 +303,8 @@ class _H2Conn(asyncio.Protocol):
                 st = streams.pop(ev.stream_id, None)
                 if st is not None and not st.fut.done():
                     st.fut.set_result((st.status, st.headers, b"".join(st.body)))
+                if self.going and not streams:
+                    self.close()
             elif kind is _ResponseReceived:
                 st = streams.get(ev.stream_id)
                 if st is not None:
@@ -304,9 +320,14 @@ class _H2Conn(asyncio.Protocol):
                 if got is not None:
                     self.max_streams = max(int(got.new_value), 1)
             elif kind is h2.events.ConnectionTerminated:
-                # streams above the last one the server took were never processed
-                self._fail_all(Reset("the server ended the HTTP/2 connection (GOAWAY)"))
-                self.closed = True
+                # streams above the last one the server took were never processed; those
+                # up to it are still answered, then the connection closes (kept in the
+                # pool meanwhile: its sweep times the open streams out)
+                self.going = True
+                for sid in [sid for sid in streams if sid > (ev.last_stream_id or 0)]:
+                    self._fail_stream(sid, Reset("the server ended the HTTP/2 connection (GOAWAY)"))
+                if not streams:
+                    self.close()
             # InformationalResponseReceived (1xx): skipped, the final response follows
         if self.unacked >= _ACK_AT and not self.closed:
             h.increment_flow_control_window(self.unacked)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import time
 import tracemalloc
 
@@ -24,38 +23,19 @@ from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
 from tests.conftest import until
 from tests import plans
+from tests.servers import RawServer, abort_with_rst
 
 pytestmark = pytest.mark.timeout(60)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
 
 
-class Target:
-    """An asyncio server on 127.0.0.1 whose connections run ``handler(reader, writer)``."""
+class Target(RawServer):
+    """An asyncio server on 127.0.0.1 whose connections run ``handler(target, reader, writer)``."""
 
     def __init__(self, handler) -> None:
-        self.handler = handler
+        super().__init__(handler)
         self.requests = 0
-        self.connections = 0
-
-    async def __aenter__(self) -> Target:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.server.close()
-
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            await self.handler(self, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
 
     async def request(self, reader: asyncio.StreamReader) -> bool:
         """Read one request head; False at end of stream."""
@@ -146,9 +126,7 @@ async def test_body_delimited_by_close_is_a_complete_response():
 async def test_reset_after_request_counts_as_reset():
     async def reset(t, reader, writer):
         if await t.request(reader):
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            abort_with_rst(writer.transport)
 
     async with Target(reset) as t:
         iv = await run_open(t.url, rate=20)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
-import struct
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
 from tests import plans
 from tests.conftest import until
+from tests.servers import H2Server, H2Stream, RawServer, abort_with_rst, read_request, reply, tls_server_context
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,65 +33,48 @@ ARRIVALS = 6  # per case and path: 6 arrivals at 30/s
 RATE = 30.0
 
 
-class Server:
-    """A raw asyncio server; ``respond(server, method, path, writer)`` answers a request.
+class Server(RawServer):
+    """HTTP/1.1 byte by byte: ``respond(server, method, path, writer)`` answers a request.
 
-    ``received`` is every request head read (method, path), in order.
+    ``received`` is every request read (method, path), in order; ``respond`` returning
+    False ends the connection.
     """
 
     def __init__(self, respond, host: str = "127.0.0.1", ctx=None) -> None:
+        super().__init__(self._requests, host, ctx)
         self.respond = respond
-        self.host = host
-        self.ctx = ctx  # TLS
         self.received: list[tuple[str, str]] = []
-        self.connections = 0
 
-    async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._conn, self.host, 0, ssl=self.ctx)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.server.close()
-
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                self.received.append((method, path))
-                if await self.respond(self, method, path, writer) is False:
-                    return
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    async def _requests(self, _, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            method, path, _ = request
+            self.received.append((method, path))
+            if await self.respond(self, method, path, writer) is False:
+                return
+            await writer.drain()
 
 
-def reply(status: str = "200 OK", body: bytes = b"hello", headers: str = "") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}\r\n").encode() + body
-
-
-# --- the server behaviours ---------------------------------------------------------------
+# --- the server behaviours, HTTP/1.1 and HTTP/2 ----------------------------------------------
 
 
 async def ok(srv, method, path, w):
     w.write(reply())
 
 
+async def h2_ok(srv, s: H2Stream):
+    s.send()
+
+
 def sends(raw: bytes):
     async def respond(srv, method, path, w):
         w.write(raw)
+    return respond
+
+
+def h2_sends(status: int, headers: list[tuple[str, str]]):
+    """HEADERS with END_STREAM: no DATA frame at all."""
+    async def respond(srv, s: H2Stream):
+        s.headers(status, headers, end=True)
     return respond
 
 
@@ -103,8 +85,20 @@ async def early_hints_then_200(srv, method, path, w):
     w.write(reply())
 
 
+async def h2_early_hints_then_200(srv, s: H2Stream):
+    s.headers(103, [("link", "</style.css>; rel=preload")])
+    await s.drain()
+    await asyncio.sleep(0.1)
+    s.send()
+
+
 async def continue_then_200(srv, method, path, w):
     w.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply())
+
+
+async def h2_continue_then_200(srv, s: H2Stream):
+    s.headers(100)
+    s.send()
 
 
 async def head_with_length(srv, method, path, w):
@@ -117,29 +111,52 @@ async def chunked_with_trailers(srv, method, path, w):
             b"5\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: 42\r\n\r\n")
 
 
+async def h2_body_then_trailers(srv, s: H2Stream):
+    s.headers(200, [("trailer", "x-sum")])
+    s.data(b"hello", end=False)
+    s.data(b", world", end=False)
+    s.trailers([("x-sum", "42")])  # a HEADERS frame after the DATA, with END_STREAM
+
+
 def encoded(encoding: str, compress):
     body = compress(b"the needle is in here " * 20)
 
     async def respond(srv, method, path, w):
         w.write(reply(body=body, headers=f"Content-Encoding: {encoding}\r\n"))
-    return respond
+
+    async def h2_respond(srv, s: H2Stream):
+        s.send(body=body, headers=[("content-encoding", encoding)])
+    return respond, h2_respond
 
 
 async def close_without_response(srv, method, path, w):
     return False
 
 
+async def h2_close_without_response(srv, s: H2Stream):
+    s.close()
+
+
 async def reset_after_request(srv, method, path, w):
-    sock = w.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    w.transport.abort()
+    abort_with_rst(w.transport)
     return False
+
+
+async def h2_reset_connection(srv, s: H2Stream):
+    s.abort()
+
+
+async def h2_reset_stream(srv, s: H2Stream):
+    s.reset()  # RST_STREAM (INTERNAL_ERROR): the connection stays and carries the next request
 
 
 def big_header(size: int):
     async def respond(srv, method, path, w):
         w.write(reply(headers=f"X-Big: {'a' * size}\r\n"))
-    return respond
+
+    async def h2_respond(srv, s: H2Stream):
+        s.send(headers=[("x-big", "a" * size)])  # a HEADERS frame and CONTINUATIONs
+    return respond, h2_respond
 
 
 async def close_every_second_response(srv, method, path, w):
@@ -150,6 +167,18 @@ async def close_every_second_response(srv, method, path, w):
     w.write(reply())
 
 
+async def h2_goaway_every_second_request(srv, s: H2Stream):
+    # as nginx does at keepalive_requests: GOAWAY naming this stream the last one taken,
+    # then its response, then the connection closes
+    if len(srv.received) % 2:
+        s.goaway()
+        s.send()
+        await s.drain()
+        s.close()
+    else:
+        s.send()
+
+
 async def redirect_once(srv, method, path, w):
     if path == "/x":
         w.write(reply("302 Found", b"", "Location: /landed\r\n"))
@@ -157,15 +186,31 @@ async def redirect_once(srv, method, path, w):
         w.write(reply(body=b"landed"))
 
 
+async def h2_redirect_once(srv, s: H2Stream):
+    if s.path == "/x":
+        s.send(302, b"", [("location", "/landed")])
+    else:
+        s.send(body=b"landed")
+
+
 def br(data: bytes) -> bytes:
     brotli = pytest.importorskip("brotli")
     return brotli.compress(data)
 
 
+PATHS = ("static", "flow", "tls", "h2")
+NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the Upgrade mechanism "
+                "from HTTP/2 (a 101 on a stream is a malformed response, and h2 will not send one)")
+FAST_ENGINE_NO_REDIRECTS = ("the fast engine follows no redirects: a plan with follow_redirects "
+                            "runs on the flow engine")
+ONLY_H2 = "a stream reset (RST_STREAM) exists only in HTTP/2; HTTP/1.1's reset is the TCP RST case"
+
+
 @dataclass
 class Case:
     name: str
-    respond: object
+    respond: object  # HTTP/1.1: respond(server, method, path, writer)
+    h2: object  # HTTP/2: respond(server, stream), or why the case does not apply to HTTP/2
     ok: int = ARRIVALS  # responses counted as successes
     errors: dict[str, int] = field(default_factory=dict)
     server: int = ARRIVALS  # requests the server must have received
@@ -173,9 +218,13 @@ class Case:
     checks: dict | None = None
     plan: dict = field(default_factory=dict)
     min_latency_s: float = 0.0
-    paths: tuple[str, ...] = ("static", "flow", "tls")
+    skip: dict[str, str] = field(default_factory=dict)  # path → why the case does not apply
     host: str = "127.0.0.1"  # where the server listens
     target_host: str = "127.0.0.1"  # what the plan says
+
+    def __post_init__(self) -> None:
+        if isinstance(self.h2, str):
+            self.skip = {**self.skip, "h2": self.h2}
 
     def request(self) -> dict:
         """The plan's one request for this case."""
@@ -187,37 +236,47 @@ class Case:
         return req
 
 
+GZIP, DEFLATE, BR = encoded("gzip", gzip.compress), encoded("deflate", zlib.compress), encoded("br", br)
+BIG_12K, BIG_60K, BIG_70K = big_header(12 << 10), big_header(60 << 10), big_header(70 << 10)
+
 CASES = [
-    Case("plain 200", ok),
-    Case("103 early hints skipped", early_hints_then_200, min_latency_s=0.1),
-    Case("100 continue skipped", continue_then_200),
+    Case("plain 200", ok, h2_ok),
+    Case("103 early hints skipped", early_hints_then_200, h2_early_hints_then_200, min_latency_s=0.1),
+    Case("100 continue skipped", continue_then_200, h2_continue_then_200),
     Case("101 unasked is an error", sends(b"HTTP/1.1 101 Switching Protocols\r\n"
                                           b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
-         ok=0, errors={"other": ARRIVALS}),
-    Case("HEAD has no body whatever Content-Length says", head_with_length, method="HEAD"),
-    Case("204 has no body", sends(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")),
-    Case("304 has no body", sends(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n")),
-    Case("chunked with trailers", chunked_with_trailers, checks={"body_contains": "hello, world"}),
-    Case("gzip decoded for checks", encoded("gzip", gzip.compress), checks={"body_contains": "needle"}),
-    Case("deflate decoded for checks", encoded("deflate", zlib.compress),
-         checks={"body_contains": "needle"}),
-    Case("br decoded for checks", encoded("br", br), checks={"body_contains": "needle"}),
+         NO_101_IN_H2, ok=0, errors={"other": ARRIVALS}),
+    Case("HEAD has no body whatever Content-Length says", head_with_length,
+         h2_sends(200, [("content-length", "1000")]), method="HEAD"),
+    Case("204 has no body", sends(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
+         h2_sends(204, [("content-length", "5")])),
+    Case("304 has no body", sends(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"),
+         h2_sends(304, [("content-length", "7")])),
+    Case("chunked with trailers", chunked_with_trailers, h2_body_then_trailers,
+         checks={"body_contains": "hello, world"}),
+    Case("gzip decoded for checks", *GZIP, checks={"body_contains": "needle"}),
+    Case("deflate decoded for checks", *DEFLATE, checks={"body_contains": "needle"}),
+    Case("br decoded for checks", *BR, checks={"body_contains": "needle"}),
     Case("close without a response: one reset, never retried", close_without_response,
+         h2_close_without_response, ok=0, errors={"reset": ARRIVALS}),
+    Case("close without a response (POST)", close_without_response, h2_close_without_response,
+         method="POST", ok=0, errors={"reset": ARRIVALS}),
+    Case("close without a response (DELETE)", close_without_response, h2_close_without_response,
+         method="DELETE", ok=0, errors={"reset": ARRIVALS}),
+    Case("reset after the request", reset_after_request, h2_reset_connection,
          ok=0, errors={"reset": ARRIVALS}),
-    Case("close without a response (POST)", close_without_response, method="POST",
-         ok=0, errors={"reset": ARRIVALS}),
-    Case("close without a response (DELETE)", close_without_response, method="DELETE",
-         ok=0, errors={"reset": ARRIVALS}),
-    Case("reset after the request", reset_after_request, ok=0, errors={"reset": ARRIVALS}),
-    Case("12 KB header accepted", big_header(12 << 10)),
-    Case("60 KB header accepted", big_header(60 << 10)),
-    Case("70 KB header too large", big_header(70 << 10), ok=0, errors={"too_large": ARRIVALS}),
-    Case("Connection: close mid-run", close_every_second_response),
-    Case("redirect not followed by default", redirect_once),
-    Case("follow_redirects: 2 follows, each hop a request", redirect_once,
+    Case("stream reset after the request: one reset, never retried", None, h2_reset_stream,
+         ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in ("static", "flow", "tls")}),
+    Case("12 KB header accepted", *BIG_12K),
+    Case("60 KB header accepted", *BIG_60K),
+    Case("70 KB header too large", *BIG_70K, ok=0, errors={"too_large": ARRIVALS}),
+    Case("Connection: close mid-run (HTTP/2: GOAWAY)", close_every_second_response,
+         h2_goaway_every_second_request),
+    Case("redirect not followed by default", redirect_once, h2_redirect_once),
+    Case("follow_redirects: 2 follows, each hop a request", redirect_once, h2_redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
-         paths=("flow", "tls")),
-    Case("localhost tries ::1 too", ok, host="::1", target_host="localhost"),
+         skip={"static": FAST_ENGINE_NO_REDIRECTS}),
+    Case("localhost tries ::1 too", ok, h2_ok, host="::1", target_host="localhost"),
 ]
 
 
@@ -250,27 +309,31 @@ def outcome(iv: Interval) -> tuple[int, dict[str, int]]:
     return done - sum(errors.values()), errors
 
 
-PARAMS = [pytest.param(case, path, id=f"{path}: {case.name}")
-          for case in CASES for path in ("static", "flow", "tls") if path in case.paths]
+def params():
+    for case in CASES:
+        for path in PATHS:
+            marks = [pytest.mark.skip(reason=case.skip[path])] if path in case.skip else []
+            yield pytest.param(case, path, id=f"{path}: {case.name}", marks=marks)
 
 
 @pytest.fixture(scope="module")
 def server_tls(tmp_path_factory):
-    """One certificate for the module's TLS servers (the flow path over https)."""
-    import ssl
-
-    from services.cli.secure import make_certificates
-
-    files = make_certificates(tmp_path_factory.mktemp("tls"))
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(files.cert, files.key)
-    return ctx
+    """The module's TLS servers' contexts: HTTP/1.1 (the flow path over https) and h2 by ALPN."""
+    return {"tls": tls_server_context(tmp_path_factory.mktemp("tls")),
+            "h2": tls_server_context(tmp_path_factory.mktemp("h2"), alpn=("h2",))}
 
 
-@pytest.mark.parametrize("case,path", PARAMS)
+def serve(case: Case, path: str, server_tls) -> RawServer:
+    if path == "h2":
+        return H2Server(case.h2, server_tls["h2"], case.host)
+    return Server(case.respond, case.host, server_tls["tls"] if path == "tls" else None)
+
+
+@pytest.mark.parametrize("case,path", list(params()))
 async def test_http_semantics(case: Case, path: str, server_tls):
-    async with Server(case.respond, case.host, server_tls if path == "tls" else None) as srv:
-        scheme, tls = ("https", {"insecure": True, "http2": "off"}) if path == "tls" else ("http", {})
+    async with serve(case, path, server_tls) as srv:
+        scheme, tls = {"tls": ("https", {"insecure": True, "http2": "off"}),
+                       "h2": ("https", {"insecure": True, "http2": "auto"})}.get(path, ("http", {}))
         plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
                           rate=RATE, timeout=2, requests=[case.request()], **{**tls, **case.plan})
         iv = await (run_static if path == "static" else run_flow)(plan, srv)
@@ -331,34 +394,12 @@ class ConnectProxy:
             writer.close()
 
 
-def tls_context(tmp_path):
-    import ssl
-
-    from services.cli.secure import make_certificates
-
-    files = make_certificates(tmp_path / "tls")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(files.cert, files.key)
-    return ctx
-
-
-class TlsServer(Server):
-    def __init__(self, respond, ctx) -> None:
-        super().__init__(respond)
-        self.ctx = ctx
-
-    async def __aenter__(self) -> TlsServer:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=self.ctx)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-
 #: the plan of the flow engine's own tests below (proxies, redirects)
 FLOW = plans.raw(plans.ENGINE, name="p", rate=RATE, timeout=2, http2="off")
 
 
 async def test_https_through_a_connect_proxy_tunnels_tls_to_the_target(tmp_path):
-    async with TlsServer(ok, tls_context(tmp_path)) as srv, ConnectProxy() as proxy:
+    async with Server(ok, ctx=tls_server_context(tmp_path / "tls")) as srv, ConnectProxy() as proxy:
         plan = plans.plan(FLOW, f"https://127.0.0.1:{srv.port}", proxy=proxy.url, insecure=True)
         iv = await run_flow(plan, srv)
     assert outcome(iv) == (ARRIVALS, {})
