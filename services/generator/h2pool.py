@@ -18,6 +18,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -26,7 +27,8 @@ from hpack.table import HeaderTable
 
 from schemas.plan import Plan
 from services.common.identity import USER_AGENT
-from services.generator.pool import Pool, Reset
+from services.generator.http import MAX_HEAD
+from services.generator.pool import Pool, Reset, ResponseTooLarge
 
 _now = time.monotonic
 _DROP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding",
@@ -198,7 +200,13 @@ class _Stream:
 
 
 class _Client(h2.connection.H2Connection):
-    """h2's client connection: streams still answered after a GOAWAY."""
+    """h2's client connection: heads up to 1 MB decoded, streams answered after a GOAWAY."""
+
+    # HPACK must decode a whole header block to stay in step, so it decodes (and we
+    # advertise) up to 1 MB; a response head beyond MAX_HEAD is then that stream's
+    # too_large and the connection carries on; beyond 1 MB h2 drops the connection
+    # (a protocol error: its streams are reset)
+    DEFAULT_MAX_HEADER_LIST_SIZE = 1 << 20
 
     def _receive_goaway_frame(self, frame):
         # h2 refuses every frame after a GOAWAY, but the streams up to its last_stream_id
@@ -307,7 +315,14 @@ class _H2Conn(asyncio.Protocol):
                     self.close()
             elif kind is _ResponseReceived:
                 st = streams.get(ev.stream_id)
-                if st is not None:
+                if st is not None and sum(len(k) + len(v) + 32 for k, v in ev.headers) > MAX_HEAD:
+                    # HPACK's list size (RFC 9113 6.5.2) against HTTP/1.1's 64 KB head bound
+                    self._fail_stream(ev.stream_id, ResponseTooLarge("response head beyond 64 KB"))
+                    try:  # the rest of it is not wanted (unless it came in the same read)
+                        h.reset_stream(ev.stream_id, h2.errors.ErrorCodes.CANCEL)
+                    except h2.exceptions.StreamClosedError:
+                        pass
+                elif st is not None:
                     for k, v in ev.headers:
                         if k == b":status":
                             st.status = int(v)
