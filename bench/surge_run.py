@@ -162,7 +162,7 @@ async def ratechange(args) -> dict:
         changed = time.monotonic()
         engine.rebase(new)
         schedule = new
-        while engine.next_i <= first_new:
+        while engine.arrivals.i <= first_new:
             await asyncio.sleep(0.0002)
         delays.append((time.monotonic() - changed) * 1000)
         await asyncio.sleep(0.2)

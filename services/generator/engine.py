@@ -6,7 +6,7 @@ target does, and measures latency from that intended time, so a stalled target
 shows in the percentiles instead of slowing the load down (coordinated omission).
 
 When no connection is free an arrival waits (nothing is stored for it: the waiting
-arrivals are the schedule's, from ``next_i`` up to now); sent more than ``LATE_S``
+arrivals are the schedule's, from the cursor's next one up to now, ``arrivals.py``); sent more than ``LATE_S``
 after its intended time it counts as *late*; still waiting after the plan's timeout
 it is *dropped* (never sent). Both are reported, never hidden.
 """
@@ -14,20 +14,17 @@ it is *dropped* (never sent). Both are reported, never hidden.
 from __future__ import annotations
 
 import asyncio
-import collections
-import math
 import time
 
 import numpy as np
 import structlog
 
 from schemas.plan import Plan
+from services.generator.arrivals import ArrivalCursor, tally
 from services.generator.http import (
     READ_SIZE, CheckedConnection, Connection, payloads, resolve, target_address,
 )
 from services.generator.pacing import INF, Schedule
-
-NAN = math.nan
 from services.generator.recorder import Interval
 from services.generator.requests import check_of, checked, weighted_table
 
@@ -78,15 +75,10 @@ class Engine:
         self.idle: list[Connection] = []
         self.connecting = 0
         self.cur = Interval(len(self.names))
-        self.schedule: Schedule | None = None
-        # schedules replaced by a rebase while arrivals of theirs still waited: arrival
-        # i < boundary keeps the intended time its schedule gave it
-        self.history: collections.deque[tuple[int, Schedule]] = collections.deque()
+        # open model: the next arrival of this engine's share (every stride-th from
+        # ``worker``); closed loop: its ``i`` numbers the requests
+        self.arrivals = ArrivalCursor(worker, self.stride)
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
-        self.next_i = worker % self.stride  # the next arrival not yet sent (or dropped)
-        self.next_t = NAN  # its schedule time; NaN: not known yet
-        self.next_at = INF  # loop time it is due (open model); INF: none
-        self.stop_rel = INF  # stop_pacing: arrivals due after this (schedule time) are not sent
         self.pacing = False
         self.closed_loop = False
         self.think_s = 0.0
@@ -100,11 +92,8 @@ class Engine:
         ``skip``: arrivals numbered below it are not this engine's to send (a worker
         restarted mid-run starts from now, not from the run's start).
         """
-        if skip > 0:
-            first = math.ceil(skip - 1e-9)
-            self.next_i = first + (self.next_i - first) % self.stride
-        self.schedule, self.t0, self.pacing = schedule, t0, True
-        self.next_t, self.next_at = NAN, t0
+        self.arrivals.start(schedule, t0, skip)
+        self.t0, self.pacing = t0, True
         self._tasks = [
             self.loop.create_task(self._pace(), name="pace"),
             self.loop.create_task(self._sweep(), name="sweep"),
@@ -132,11 +121,11 @@ class Engine:
         numbered below its start are the old schedule's, and any still waiting keep
         their old intended times.
         """
-        old, self.schedule = self.schedule, schedule
-        if old is not None and self.next_i < schedule.start_count:
-            self.history.append((math.ceil(schedule.start_count - 1e-9), old))
-        if self.pacing and not self.closed_loop:
-            self.next_t, self.next_at = NAN, 0.0  # the next response or pacer wake looks
+        self.arrivals.rebase(schedule)  # the next response or pacer wake looks
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.arrivals.schedule
 
     def now_s(self) -> float:
         """Seconds since the run's start."""
@@ -145,16 +134,14 @@ class Engine:
     def stop_pacing(self) -> None:
         """No arrival due after now is sent; those already due still go out (``drain``)."""
         if self.pacing and not self.closed_loop:
-            self.stop_rel = min(self.stop_rel, _now() - self.t0)
+            self.arrivals.stop(_now() - self.t0)
         self.pacing = False
 
     def waiting(self) -> int:
         """Arrivals due and not yet sent (no free connection): the open model's backlog."""
-        sched = self.schedule
-        if sched is None or self.closed_loop:
+        if self.closed_loop:
             return 0
-        due = sched.count_at(min(_now() - self.t0, self.stop_rel))
-        return max(0, math.ceil((due - 1e-9 - self.next_i) / self.stride))
+        return self.arrivals.waiting(_now() - self.t0)
 
     def in_flight(self) -> int:
         return sum(1 for c in self.conns if c.busy) + self.waiting() + self.thinking
@@ -167,7 +154,7 @@ class Engine:
             await asyncio.sleep(0.005)
         now = _now()
         if self.schedule is not None and not self.closed_loop:
-            self._drop_until(self.stop_rel)  # still waiting when time ran out
+            self._drop_until(self.arrivals.stop_rel)  # still waiting when time ran out
         for conn in list(self.conns):
             if conn.busy:
                 self._finish(conn, now, "timeout")
@@ -188,41 +175,34 @@ class Engine:
         return done
 
     # --- pacing (open model) -------------------------------------------------
-    # The backlog is implicit: arrivals next_i, next_i + stride, ... whose intended time
-    # has come are waiting, and nothing is stored per arrival. An arrival costs nothing
-    # until a connection is free to send it, so an engine behind its schedule catches up
-    # at closed-loop speed, and a target that holds every connection costs no memory.
-
-    def _intended(self, i: int) -> float:
-        """Schedule time of arrival ``i`` (the schedule it was due under)."""
-        for boundary, sched in self.history:
-            if i < boundary:
-                return sched.time_of(i)
-        return self.schedule.time_of(i)  # type: ignore[union-attr]
+    # The backlog is implicit (``ArrivalCursor``): arrivals whose intended time has come
+    # and that are not sent yet are waiting, and nothing is stored per arrival. An
+    # arrival costs nothing until a connection is free to send it, so an engine behind
+    # its schedule catches up at closed-loop speed, and a target that holds every
+    # connection costs no memory.
 
     def _send_due(self, now: float) -> float:
         """Send due arrivals while a connection is free; returns the schedule time of the
-        next arrival not sent (INF: the schedule has none left), due at ``next_at``.
+        next arrival not sent (INF: the schedule has none left), due at ``arrivals.at``.
 
-        Called by the pacer's timer, and by ``on_response`` once ``next_at`` has come:
-        under load the process is awake for responses anyway, so arrivals leave at
+        Called by the pacer's timer, and by ``on_response`` once ``arrivals.at`` has
+        come: under load the process is awake for responses anyway, so arrivals leave at
         their time without a timer wake-up of their own, and a connection that frees up
         takes the oldest waiting arrival at once.
         """
+        arr = self.arrivals
         t0 = self.t0
-        rel = min(now - t0, self.stop_rel)
-        i, t = self.next_i, self.next_t
-        if t != t:  # NaN: after start or a rebase
-            t = self._intended(i)
+        rel = min(now - t0, arr.stop_rel)
+        t = arr.head()
         idle = self.idle
         if t <= rel and idle:
-            table, n_table, stride = self.table, len(self.table), self.stride
+            table, n_table = self.table, len(self.table)
             payloads, want_body, timeout = self.payloads, self.want_body, self.timeout
             cur = self.cur
-            time_of = self._intended if self.history else self.schedule.time_of  # type: ignore[union-attr]
+            advance = arr.advance
             n = 0
             while t <= rel and idle:
-                name_i = table[i % n_table]
+                name_i = table[arr.i % n_table]
                 intended = t0 + t
                 behind = now - intended
                 if behind > timeout:  # waited longer than the plan's timeout: never sent
@@ -232,16 +212,10 @@ class Engine:
                         cur.late[name_i] += 1
                     cur.sent += 1
                     idle.pop().send(name_i, payloads[name_i], intended, now, want_body[name_i])
-                i += stride
-                t = time_of(i)
+                t = advance()
                 n += 1
                 if not n & 63:  # a long catch-up batch: keep send times honest
                     now = _now()
-            self.next_i = i
-            while self.history and i >= self.history[0][0]:
-                self.history.popleft()
-        self.next_t = t
-        self.next_at = t0 + t if t <= self.stop_rel else INF
         if t <= rel and len(self.conns) + self.connecting < self.max_conns:
             # arrivals wait: open connections for them, up to the plan's number
             want = min(self.waiting(), self.max_conns - len(self.conns) - self.connecting)
@@ -252,36 +226,18 @@ class Engine:
     def _drop_until(self, limit: float) -> None:
         """Count the waiting arrivals due by schedule time ``limit`` as dropped: they
         will never be sent."""
-        i, stride, table, n_table = self.next_i, self.stride, self.table, len(self.table)
-        t = self.next_t if self.next_t == self.next_t else self._intended(i)
-        dropped = self.cur.dropped
-        if t <= limit and not self.history:  # a whole range at once (an overloaded target)
-            end = math.ceil(self.schedule.count_at(limit) - 1e-9)  # type: ignore[union-attr]
-            if end > i + 64 * stride:
-                k = -(-(end - i) // stride)
-                drawn = self._table_array[(i + stride * np.arange(k)) % n_table]
-                for name_i, n in enumerate(np.bincount(drawn, minlength=len(dropped)).tolist()):
-                    dropped[name_i] += n
-                i += k * stride
-                t = self._intended(i)
-        while t <= limit and t != INF:
-            dropped[table[i % n_table]] += 1
-            i += stride
-            t = self._intended(i)
-        self.next_i, self.next_t = i, t
-        self.next_at = self.t0 + t if t <= self.stop_rel else INF
-        while self.history and i >= self.history[0][0]:
-            self.history.popleft()
+        tally(self.arrivals.drop_until(limit), self.table, self._table_array, self.cur.dropped)
 
     async def _pace(self) -> None:
         sleep = asyncio.sleep
+        arr = self.arrivals
         while self.pacing:
             now = _now()
             t = self._send_due(now)
             rel = now - self.t0
             if t == INF:
-                if rel >= self.schedule.end_s:  # type: ignore[union-attr]
-                    self.stop_rel = min(self.stop_rel, self.schedule.end_s)  # type: ignore[union-attr]
+                if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
+                    arr.stop(arr.schedule.end_s)  # type: ignore[union-attr]
                     self.pacing = False
                     break
                 t = rel + MAX_SLEEP_S
@@ -293,28 +249,25 @@ class Engine:
 
     def _next_for(self, conn: Connection, now: float) -> None:
         """A free connection: it takes the oldest waiting arrival, or waits idle."""
-        if now < self.next_at:  # nothing due
+        arr = self.arrivals
+        if now < arr.at:  # nothing due
             self.idle.append(conn)
             return
-        t = self.next_t
-        if t != t or self.history or now - self.t0 - t > self.timeout:
+        t = arr.t
+        if t != t or now - self.t0 - t > self.timeout:
             self.idle.append(conn)  # the general case: _send_due sorts it out
             self._send_due(now)
             return
         # behind, or an arrival just came due: the one call per response that matters
-        i = self.next_i
-        name_i = self.table[i % len(self.table)]
+        name_i = self.table[arr.i % len(self.table)]
         intended = self.t0 + t
         cur = self.cur
         if now - intended > LATE_S:
             cur.late[name_i] += 1
         cur.sent += 1
         conn.send(name_i, self.payloads[name_i], intended, now, self.want_body[name_i])
-        i += self.stride
-        t = self.schedule.time_of(i)  # type: ignore[union-attr]
-        self.next_i, self.next_t = i, t
-        self.next_at = self.t0 + t if t <= self.stop_rel else INF
-        if self.idle and now >= self.next_at:  # more due, and connections for them
+        arr.advance()
+        if self.idle and now >= arr.at:  # more due, and connections for them
             self._send_due(now)
 
     # --- closed model ----------------------------------------------------------
@@ -327,8 +280,9 @@ class Engine:
             self.thinking += 1  # a thinking user is not idle: in_flight counts it
             self.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
             return
-        i = self.next_i
-        self.next_i = i + self.stride
+        arr = self.arrivals
+        i = arr.i
+        arr.i = i + arr.stride
         name_i = self.table[i % len(self.table)]
         self.cur.sent += 1
         conn.send(name_i, self.payloads[name_i], now, now, self.want_body[name_i])
@@ -341,8 +295,9 @@ class Engine:
             self.idle.append(conn)
             return
         now = _now()
-        i = self.next_i
-        self.next_i = i + self.stride
+        arr = self.arrivals
+        i = arr.i
+        arr.i = i + arr.stride
         name_i = self.table[i % len(self.table)]
         self.cur.sent += 1
         # latency from when the user meant to send (the timer may fire a tick late)
@@ -400,8 +355,9 @@ class Engine:
         if self.closed_loop:
             # the user's request fails; it tries again a moment later (no hot spin)
             if self.pacing:
-                i = self.next_i
-                self.next_i = i + self.stride
+                arr = self.arrivals
+                i = arr.i
+                arr.i = i + arr.stride
                 self.cur.sent += 1
                 self.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
                 self.loop.call_later(CONNECT_RETRY_S, self._reopen)
@@ -409,12 +365,11 @@ class Engine:
         if self.schedule is None or not self.waiting():
             return
         # the oldest waiting arrival fails: its connection could not be made
-        i = self.next_i
-        t = self.next_t if self.next_t == self.next_t else self._intended(i)
+        arr = self.arrivals
+        t = arr.head()
         self.cur.sent += 1
-        self.cur.record(self.table[i % len(self.table)], now - (self.t0 + t), 0.0, "connect")
-        self.next_i, self.next_t = i + self.stride, NAN
-        self.next_at = 0.0
+        self.cur.record(self.table[arr.i % len(self.table)], now - (self.t0 + t), 0.0, "connect")
+        arr.advance()
         if self.waiting() and len(self.conns) + self.connecting < self.max_conns:
             self._open()
 
@@ -481,4 +436,4 @@ class Engine:
                     self._retire(conn)
             if self.schedule is not None and not self.closed_loop:
                 # waited longer than the plan's timeout
-                self._drop_until(min(now - self.t0, self.stop_rel) - self.timeout)
+                self._drop_until(now - self.t0 - self.timeout)

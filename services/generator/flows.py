@@ -15,7 +15,8 @@ its intervals merge on the coordinator exactly as the fast engine's do.
 * Open model: arrival ``i`` is due at the schedule's time; it picks a flow by weight
   and runs it as a fresh virtual user. The first step's latency counts from the
   intended time; arrivals waiting for a free slot (``connections`` flows at once)
-  count *late* after 10 ms and are *dropped* after the timeout, as in the fast engine.
+  count *late* after 10 ms and are *dropped* after the timeout, as in the fast engine,
+  whose arrival cursor (``arrivals.py``) it shares: nothing is stored per waiting arrival.
 * Closed model: the generator's part of the users (an integer split by its
   position among the run's generators) loop: setup once, then a flow by weight,
   again and again, each step followed by its think time.
@@ -24,7 +25,6 @@ its intervals merge on the coordinator exactly as the fast engine's do.
 from __future__ import annotations
 
 import asyncio
-import collections
 import random
 import time
 from typing import Any
@@ -35,6 +35,7 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.plan.profile import users_for
 from services.plan.templating import TemplateError, references
+from services.generator.arrivals import ArrivalCursor
 from services.generator.feeds import Exhausted, Feeds
 from services.generator.http import request_texts
 from services.generator.pacing import INF, Schedule
@@ -112,9 +113,8 @@ class FlowEngine:
                            seed=self.rng.randrange(1 << 30))
         self.base_url = plan.target.rstrip("/")
         self.cur = Interval(len(self.names))
-        self.schedule: Schedule | None = None
+        self.arrivals = ArrivalCursor()  # open model: the next arrival, and those waiting
         self.t0 = 0.0
-        self.next_i = 0
         self.running = False  # pacing / looping
         self.requests_in_flight = 0
         self.shared_vars: dict[str, Any] = {}
@@ -128,20 +128,24 @@ class FlowEngine:
         self._pool: list[VirtualUser] = []
         self._all_users: list[VirtualUser] = []
         self._next_uid = 0
-        self.backlog: collections.deque[tuple[int, float]] = collections.deque()
         self.max_active = plan.connections
         self.transport: Pool | None = None  # or its HTTP/2 kind, h2pool.H2Pool  # chosen by _main before any request
 
     # --- control (the service calls these, as on Engine) ------------------------
     def start(self, schedule: Schedule, t0: float) -> None:
-        self.schedule, self.t0, self.running = schedule, t0, True
+        self.arrivals.start(schedule, t0)
+        self.t0, self.running = t0, True
         main = self.loop.create_task(self._main(), name="flows")
         main.add_done_callback(_log_failure)
         self._tasks = [main]
 
     def rebase(self, schedule: Schedule) -> None:
-        self.schedule = schedule
+        self.arrivals.rebase(schedule)
         self._wake.set()
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.arrivals.schedule
 
     def reassign(self, a: Assignment) -> None:
         """A new epoch: a rebalance changes this generator's part of the users."""
@@ -155,12 +159,14 @@ class FlowEngine:
         """Everything is recorded in this process."""
 
     def stop_pacing(self) -> None:
+        if self.running and not self.closed:
+            self.arrivals.stop(_now() - self.t0)
         self.running = False
         self._stop.set()
         self._wake.set()
 
     def in_flight(self) -> int:
-        return self.requests_in_flight + len(self.backlog)
+        return self.requests_in_flight + (0 if self.closed else self.arrivals.waiting(_now() - self.t0))
 
     def take_interval(self) -> Interval:
         done, self.cur = self.cur, Interval(len(self.names))
@@ -188,9 +194,8 @@ class FlowEngine:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        while self.backlog:
-            flow, _ = self.backlog.popleft()
-            self.cur.dropped[self._first_step(flow)] += 1
+        if not self.closed and self.arrivals.schedule is not None:
+            self._drop_until(self.arrivals.stop_rel)  # still waiting when time ran out
         for user in self._all_users:
             await user.close()
         if self.transport is not None:
@@ -254,19 +259,13 @@ class FlowEngine:
 
     # --- open model -------------------------------------------------------------------
     async def _pace(self) -> None:
+        arr = self.arrivals
         while self.running:
-            sched = self.schedule
-            assert sched is not None
-            rel = _now() - self.t0
-            i = self.next_i
-            t = sched.time_of(i)
-            while t <= rel:
-                self._arrive(self.program.pick(self.rng), self.t0 + t)
-                i += 1
-                t = sched.time_of(i)
-            self.next_i = i
+            now = _now()
+            t = self._arrive(now)
+            rel = now - self.t0
             if t == INF:
-                if rel >= sched.end_s:
+                if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
                     break
                 t = rel + MAX_SLEEP_S
             self._wake.clear()
@@ -279,15 +278,23 @@ class FlowEngine:
             else:
                 await asyncio.sleep(0)
 
-    def _arrive(self, flow: int, intended: float) -> None:
-        self.cur.sent += 1
-        if len(self._flows) < self.max_active:
-            self._launch(flow, intended)
-        else:
-            self.backlog.append((flow, intended))
+    def _arrive(self, now: float) -> float:
+        """Start a flow for each arrival due by ``now`` while a slot is free (the
+        others wait, nothing stored for them); returns the next one's schedule time."""
+        arr = self.arrivals
+        rel = min(now - self.t0, arr.stop_rel)
+        t = arr.head()
+        while t <= rel and len(self._flows) < self.max_active:
+            flow, intended = self.program.pick(self.rng), self.t0 + t
+            if now - intended > self.plan.timeout:  # waited longer than the timeout: never run
+                self.cur.dropped[self._first_step(flow)] += 1
+            else:
+                self._launch(flow, intended, now)
+            t = arr.advance()
+        return t
 
-    def _launch(self, flow: int, intended: float) -> None:
-        now = _now()
+    def _launch(self, flow: int, intended: float, now: float) -> None:
+        self.cur.sent += 1
         if now - intended > LATE_S:
             self.cur.late[self._first_step(flow)] += 1
         task = self.loop.create_task(self._run_arrival(flow, intended))
@@ -300,13 +307,12 @@ class FlowEngine:
             log.error("flow failed", error=repr(task.exception()))
         if not self.running:
             return  # draining: what still waits is counted dropped by drain()
-        now = _now()
-        while self.backlog and len(self._flows) < self.max_active:
-            flow, intended = self.backlog.popleft()
-            if now - intended > self.plan.timeout:
-                self.cur.dropped[self._first_step(flow)] += 1
-                continue
-            self._launch(flow, intended)
+        self._arrive(_now())  # a slot is free: the oldest waiting arrival takes it
+
+    def _drop_until(self, limit: float) -> None:
+        """The waiting arrivals due by schedule time ``limit`` are never run."""
+        for _ in self.arrivals.drop_until(limit):
+            self.cur.dropped[self._first_step(self.program.pick(self.rng))] += 1
 
     async def _run_arrival(self, flow: int, intended: float) -> None:
         user = self._user()
@@ -325,11 +331,7 @@ class FlowEngine:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_S)
-            now = _now()
-            backlog = self.backlog
-            while backlog and now - backlog[0][1] > self.plan.timeout:
-                flow, _ = backlog.popleft()
-                self.cur.dropped[self._first_step(flow)] += 1
+            self._drop_until(_now() - self.t0 - self.plan.timeout)
 
     # --- closed model ------------------------------------------------------------------
     async def _control_users(self) -> None:

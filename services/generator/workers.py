@@ -16,7 +16,6 @@ Struct per verb), ``Part``s up. They are this generator's own, not the bus.
 from __future__ import annotations
 
 import asyncio
-import math
 import multiprocessing
 import signal
 import socket
@@ -28,6 +27,7 @@ import structlog
 
 from schemas.control import Segment
 from schemas.plan import Plan
+from services.generator.arrivals import owned, tally
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule, from_params
 from services.generator.recorder import Interval
@@ -302,11 +302,7 @@ class PooledEngine(Engine):
         n_now = sched.count_at(self.now_s())
         # what the dead worker owed since its last interval reached us: dropped, not hidden
         n_lost = self._lost_at.get(w, n_now)
-        stride, table = self.stride, self.table
-        first = math.ceil(n_lost - 1e-9)
-        first += (w - first) % stride
-        for i in range(first, math.ceil(n_now - 1e-9), stride):
-            self.cur.dropped[table[i % len(table)]] += 1
+        tally(owned(n_lost, n_now, w, self.stride), self.table, self._table_array, self.cur.dropped)
         self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now,
                                          arrivals=sched.arrivals, arrival_seed=sched.seed,
                                          arrival_args=list(sched.args)))

@@ -43,10 +43,9 @@ def engine():
 
 def pace_without_timer(eng: Engine, rate: float, ago_s: float) -> None:
     """What ``Engine.start`` sets up, minus the pacer task: only responses send."""
-    eng.schedule = Schedule([Segment(0.0, 60.0, rate, rate)], 1.0)
     eng.t0 = time.monotonic() - ago_s
+    eng.arrivals.start(Schedule([Segment(0.0, 60.0, rate, rate)], 1.0), eng.t0)
     eng.pacing = True
-    eng.next_at = eng.t0
 
 
 def respond(eng: Engine, conn: Connection) -> None:
@@ -62,19 +61,19 @@ def test_a_free_connection_takes_every_arrival_due_by_then_oldest_first(engine):
     assert eng.cur.sent == 1 and len(conn.transport.writes) == 1  # the oldest, at once
     assert conn.intended == pytest.approx(eng.t0)
     assert eng.waiting() == 1  # the other waits for the connection, nothing stored for it
-    assert eng.next_i == 1 and eng.next_at == pytest.approx(eng.t0 + 0.025)
+    assert eng.arrivals.i == 1 and eng.arrivals.at == pytest.approx(eng.t0 + 0.025)
     respond(eng, conn)  # the connection is free again: the waiting arrival goes
     assert eng.cur.sent == 2 and conn.intended == pytest.approx(eng.t0 + 0.025)  # its own time
-    assert eng.waiting() == 0 and eng.next_at == pytest.approx(eng.t0 + 0.050)
+    assert eng.waiting() == 0 and eng.arrivals.at == pytest.approx(eng.t0 + 0.050)
 
 
 def test_a_response_before_the_next_arrival_sends_nothing_new(engine):
     eng, conn = engine
     pace_without_timer(eng, rate=40, ago_s=0.0125)  # arrival 0 due; the next at 25 ms
     respond(eng, conn)
-    assert eng.next_i == 1 and len(conn.transport.writes) == 1
+    assert eng.arrivals.i == 1 and len(conn.transport.writes) == 1
     respond(eng, conn)  # its response, still before 25 ms
-    assert eng.next_i == 1 and eng.cur.sent == 1
+    assert eng.arrivals.i == 1 and eng.cur.sent == 1
     assert eng.idle == [conn]
 
 
@@ -82,14 +81,14 @@ def test_rebase_is_seen_by_the_next_response(engine):
     eng, conn = engine
     pace_without_timer(eng, rate=40, ago_s=0.020)
     respond(eng, conn)
-    assert eng.next_at == pytest.approx(eng.t0 + 0.025)
+    assert eng.arrivals.at == pytest.approx(eng.t0 + 0.025)
     # 100/s from the start: arrivals 1 and 2 (10 and 20 ms) are due now, 3 at 30 ms not
     eng.rebase(Schedule([Segment(0.0, 60.0, 100, 100)], 1.0))
-    assert eng.next_at == 0.0
+    assert eng.arrivals.at == 0.0
     respond(eng, conn)
     respond(eng, conn)
-    assert eng.next_i == 3 and eng.cur.sent == 3
-    assert eng.next_at == pytest.approx(eng.t0 + 0.030)
+    assert eng.arrivals.i == 3 and eng.cur.sent == 3
+    assert eng.arrivals.at == pytest.approx(eng.t0 + 0.030)
 
 
 def test_waiting_arrivals_keep_the_intended_time_of_the_schedule_they_were_due_under(engine):
@@ -102,8 +101,8 @@ def test_waiting_arrivals_keep_the_intended_time_of_the_schedule_they_were_due_u
     respond(eng, conn)
     respond(eng, conn)
     assert conn.intended == pytest.approx(eng.t0 + 0.050)  # arrival 2, still the old time
-    assert eng.next_at == pytest.approx(eng.t0 + 0.055 + (3 - old.count_at(0.055)) / 10)
-    assert not eng.history  # nothing of the old schedule waits any more
+    assert eng.arrivals.at == pytest.approx(eng.t0 + 0.055 + (3 - old.count_at(0.055)) / 10)
+    assert not eng.arrivals.history  # nothing of the old schedule waits any more
 
 
 def test_stop_sends_what_was_due_and_nothing_after(engine):
@@ -112,7 +111,7 @@ def test_stop_sends_what_was_due_and_nothing_after(engine):
     eng.stop_pacing()  # 0 and 25 ms were due: they still go as the connection frees
     for _ in range(4):
         respond(eng, conn)
-    assert eng.cur.sent == 2 and eng.next_at == INF and eng.waiting() == 0
+    assert eng.cur.sent == 2 and eng.arrivals.at == INF and eng.waiting() == 0
     assert len(conn.transport.writes) == 2
 
 
@@ -121,4 +120,4 @@ def test_a_closed_loop_engine_never_paces_from_responses(engine):
     eng.closed_loop = True  # what start_closed sets, without opening its users
     eng.stop_pacing()
     respond(eng, conn)
-    assert eng.next_i == 0 and eng.cur.sent == 0 and not conn.transport.writes
+    assert eng.arrivals.i == 0 and eng.cur.sent == 0 and not conn.transport.writes
