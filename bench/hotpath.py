@@ -1,13 +1,15 @@
 """Python cost per response of the engine's hot path against the bare protocol's, no syscalls.
 
-    python -m bench.hotpath [--n 200000] [--core 1]
+    python -m bench.hotpath [--n 200000] [--core 1] [--plan static|vars|render]
 
 A response as nginx sends it sits in the engine's read buffer; ``buffer_updated`` is
 called again and again on one connection whose transport's ``write`` does nothing.
 So each iteration is exactly the engine's per-response Python work (llhttp, status
 check, two appends, next request) and the bare protocol's (llhttp, next request);
 the difference is what Surge's own code adds. Best of 5, which is what noise
-distorts least.
+distorts least. ``--plan`` (``bench.templated``'s rows): ``vars`` adds
+``Authorization: Bearer {{token}}`` from the plan's vars, ``render`` also
+``X-Request-Id: {{$uuid}}`` (a render per request on the fast engine).
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def timed(fn, n: int) -> float:
     return (time.perf_counter() - t) / n * 1e6
 
 
-async def run(n: int) -> dict:
-    engine = Engine(make_plan("http://127.0.0.1:1/index.txt", 64), asyncio.get_running_loop())
+async def run(n: int, plan: str = "static") -> dict:
+    from bench.templated import plan_of
+
+    url = "http://127.0.0.1:1/index.txt"
+    engine = Engine(make_plan(url, 64) if plan == "static" else plan_of(url, plan, 64, rate=1, duration=1),
+                    asyncio.get_running_loop())
     engine.pacing, engine.closed_loop, engine._next_for = True, True, engine._next_closed
     conn = engine.conn_class(engine)
     conn.connection_made(NullTransport())
@@ -66,17 +72,18 @@ async def run(n: int) -> dict:
         bare_us.append(timed(bare.buffer_updated, n))
     e, b = min(eng_us), min(bare_us)
     return {"engine_us_per_response": round(e, 3), "bare_us_per_response": round(b, 3),
-            "engine_overhead_us": round(e - b, 3), "responses_per_round": n}
+            "engine_overhead_us": round(e - b, 3), "responses_per_round": n, "plan": plan}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--core", type=int, default=None)
+    p.add_argument("--plan", choices=["static", "vars", "render"], default="static")
     args = p.parse_args()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
-    json.dump(asyncio.run(run(args.n)), sys.stdout)
+    json.dump(asyncio.run(run(args.n, args.plan)), sys.stdout)
     sys.stdout.write("\n")
 
 

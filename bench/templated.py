@@ -1,0 +1,98 @@
+"""What a template costs per request: the same GET of nginx's file, closed loop, one core.
+
+    python -m bench.templated [--seconds 3] [--conns 64] [--core 1] [--nginx-core 0]
+
+Runs one nginx (``bench.nginx``) and, one after the other in this process, the
+closed loop of each row against it; CPU is this process's over the measured seconds:
+
+* ``static``: no template (pre-encoded bytes, the fast engine as ever);
+* ``vars``: ``Authorization: Bearer {{token}}`` from the plan's ``vars`` (fast engine:
+  rendered once, so the same bytes as ``static``);
+* ``render``: that header plus ``X-Request-Id: {{$uuid}}`` (fast engine: a
+  ``CompiledStep.render`` + ``http.encode`` per request, no virtual user);
+* ``render_flow``: the same plan on the flow engine (a virtual user per arrival,
+  ``pool.py``), as every templated plan ran before issue 17.
+
+Figures, never pass/fail; a shared machine moves them by tens of percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+from schemas.control import Assignment
+from bench.nginx import Nginx
+from services.generator.engine import Engine
+from services.generator.flows import FlowEngine
+from services.generator.pacing import Schedule
+from services.plan import loader, profile
+
+ROWS = {
+    "static": {},
+    "vars": {"vars": {"token": "abc.def.ghi"}, "headers": {"Authorization": "Bearer {{token}}"}},
+    "render": {"vars": {"token": "abc.def.ghi"},
+               "headers": {"Authorization": "Bearer {{token}}", "X-Request-Id": "{{$uuid}}"}},
+}
+
+
+def plan_of(url: str, row: str, conns: int, **model):
+    origin, _, path = url.partition("://")[2].partition("/")
+    return loader.from_obj({
+        "name": f"bench-{row}", "target": f"http://{origin}", "connections": conns, "timeout": 5,
+        "requests": [{"name": "get", "path": "/" + path}], **ROWS[row], **model})
+
+
+async def measure(engine, seconds: float) -> dict:
+    await asyncio.sleep(1.0)  # warm-up: connections open
+    await engine.gather()
+    engine.take_interval()
+    t0, cpu0 = time.monotonic(), time.process_time()
+    await asyncio.sleep(seconds)
+    iv = engine.take_interval()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+    done = iv.completed()
+    errors = sum(sum(e.values()) for e in iv.errors)
+    await engine.drain(1.0)
+    return {"engine": type(engine).__name__, "rps": round(done / wall),
+            "cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 2), "errors": errors}
+
+
+async def run(url: str, seconds: float, conns: int) -> dict:
+    loop = asyncio.get_running_loop()
+    out = {}
+    for row in ROWS:
+        engine = Engine(plan_of(url, row, conns, rate=1, duration=1), loop)
+        engine.start_closed(conns)
+        out[row] = await measure(engine, seconds)
+    plan = plan_of(url, "render", conns, users=conns, duration=int(seconds) + 5)
+    prof = profile.from_plan(plan)
+    now = time.time()
+    a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 5,
+                   profile=prof, plan=plan)
+    flow = FlowEngine(a, loop)
+    flow.start(Schedule(prof, 1.0), time.monotonic())
+    out["render_flow"] = await measure(flow, seconds)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--core", type=int, default=None)
+    p.add_argument("--nginx-core", type=int, default=0)
+    args = p.parse_args()
+    if args.core is not None:
+        os.sched_setaffinity(0, {args.core})
+    import uvloop
+
+    with Nginx(core=args.nginx_core) as nginx:
+        print(json.dumps(uvloop.run(run(nginx.url, args.seconds, args.conns))))
+
+
+if __name__ == "__main__":
+    main()
