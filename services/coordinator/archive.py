@@ -283,6 +283,7 @@ class Archive:
             log.info("retention removed runs", count=len(doomed))
 
     async def forget(self, run_id: str) -> None:
+        await self.svc.store.forget_log(run_id)  # kept after the report for amendments
         for what in (self.svc.runs_kv.purge(run_id), self.kv.purge(run_id)):
             try:
                 await what

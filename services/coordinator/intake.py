@@ -18,7 +18,7 @@ import structlog
 from nats.micro.request import Request
 
 from schemas import subjects
-from schemas.errors import BadRequest, NotFound, NotLeader, SurgeError, Unavailable
+from schemas.errors import BadRequest, NotLeader, SurgeError, Unavailable
 from schemas.stats import IntervalStats, MergedPartial, StatsAck
 from services.common import bus, histogram
 from services.coordinator.aggregate import BadInterval
@@ -80,9 +80,7 @@ class Intake:
         stats = bus.decode(req.data, IntervalStats)
         if req.subject != subjects.stats(stats.run_id, stats.generator_id):
             raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
-        run = self.svc.runs.get(stats.run_id) or self.svc.ended.get(stats.run_id)
-        if run is None:
-            raise NotFound(f"run {stats.run_id} is not running here", "run_id")
+        run = self.svc.run_of(stats.run_id)
         try:
             if run.report is not None or run.finishing:  # rare: around the report, one by one
                 await run.ingest(stats, req.data)
@@ -104,9 +102,7 @@ class Intake:
     async def merged(self, req: Request) -> StatsAck:
         """``merged_ingest``: a merger worker's partial aggregate (its rows are durable)."""
         partial = bus.decode(req.data, MergedPartial)
-        run = self.svc.runs.get(partial.run_id) or self.svc.ended.get(partial.run_id)
-        if run is None:
-            raise NotFound(f"run {partial.run_id} is not running here", "run_id")
+        run = self.svc.run_of(partial.run_id)
         try:
             await run.take_merged(partial)
         except histogram.HistogramDecodeError as exc:

@@ -7,21 +7,28 @@ outbox; once the report is stored, an interval that comes (or a merger worker's 
 then is it acknowledged. ``Run`` takes these methods (``class Run(..., Reporting)``).
 With merger workers, the sweep of the run log before the report counts what no
 partial brought.
+
+Any ended run can be amended, not only one still in memory: its run log is kept after
+the report (until retention removes the run, or the stream's max age), so a coordinator
+that restarted, or a new leader, reopens the run from what is stored (``reopen``): the
+intervals of its run log, counted again, and its stored report's timeline, events and
+hosts section, kept as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from schemas import subjects
 from schemas.control import RunRecord
-from schemas.errors import Unavailable
+from schemas.errors import Conflict, NotFound, Unavailable
 from schemas.host import HostsReport
 from schemas.stats import IntervalStats, LiveSnapshot, MergedPartial, Report
 from services.coordinator.aggregate import RunAggregate, check_interval
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
     from services.coordinator.store import RunStore
 
 HOSTS_WAIT_S = 2.5  # for the monitors' samples of the run's last second
+_EVENT = re.compile(r"t=(-?\d+)s (.*)", re.DOTALL)  # a report's event: "t=<second>s <text>"
 
 
 class Reporting:
@@ -59,6 +67,8 @@ class Reporting:
     _ended: tuple[str, float] | None
     _against: Against | None
     _unsaved_amendment: bool
+    _hosts_as_stored: HostsReport | None  # a reopened run's: its hosts section, kept
+    _reopened: bool
     # and of Run's methods: run_id, elapsed_s, is_member, _max_seq, _close, _save,
     # _event, made_durable
 
@@ -67,6 +77,8 @@ class Reporting:
         end_s = profile.duration(r.profile)
 
         def hosts(seconds: int) -> HostsReport | None:
+            if self._reopened:  # the monitors' samples were not stored: keep the section
+                return self._hosts_as_stored
             try:
                 return self.hosts.section(seconds)
             except Exception:  # the report matters more than its hosts section
@@ -108,11 +120,9 @@ class Reporting:
         await self.store.publish(subjects.live(self.run_id), _final_marker(self, state))
         for gid in list(self.shares) + list(self.lost):
             await self.store.clear_assignment(gid, self.run_id)
-        await self.store.forget_log(self.run_id)
         self.log.info("run ended", state=state, verdict=report.verdict, requests=totals.requests)
         self.done.set()
         self.fleet.run_ended(self)
-
 
     async def _hosts_heard(self, seconds: int) -> None:
         """The monitors' samples of the last second come up to one sample after it: wait
@@ -121,12 +131,66 @@ class Reporting:
         while not self.hosts.covered(seconds) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
 
-    async def amend(self, stats: IntervalStats) -> None:
-        """An interval that arrived after the report: count it and store the report again.
+    @classmethod
+    async def reopen(cls, record: RunRecord, *, store: RunStore, fleet: Fleet, config: Config):
+        """An ended run, rebuilt from what is stored so that a late interval can amend its
+        report: every interval of its run log counted again (the totals, per name, per
+        generator, the histograms), the stored report's timeline, events and hosts
+        section kept as they were. Not found without a stored report; a conflict when
+        the run log no longer holds what the report counted (retention, max age)."""
+        run = cls(record, store, fleet, config)  # type: ignore[call-arg]
+        stored = await store.stored_report(record.run_id)
+        if stored is None:
+            raise NotFound(f"run {record.run_id} has no report to amend", "run_id")
+        skipped = 0
+        for entry in await store.replay(record.run_id):
+            if isinstance(entry, IntervalStats):  # events: the stored report has them all
+                try:
+                    run.agg.add(entry)
+                    run.durable.add((entry.generator_id, entry.seq))
+                except Exception as exc:
+                    skipped += 1
+                    run.log.warning("run log entry skipped", error=str(exc))
+        for seq in sorted(run.agg.open):  # into the totals; the timeline is the stored one
+            run.agg.close_second(seq, state=record.state, profile_=record.profile, lost=set())
+        run.agg.timeline = {entry.t: entry for entry in stored.timeline}
+        run.agg.events = {}
+        for line in stored.events:
+            m = _EVENT.fullmatch(line)
+            seq, text = (int(m[1]), m[2]) if m else (0, line)
+            run.agg.events.setdefault(seq, []).append(text)
+        counted = run.agg.totals_counts().requests
+        short = {g: t.requests for g, t in stored.generators.items()
+                 if g not in run.agg.gens or run.agg.gens[g].counts.requests < t.requests}
+        if counted < stored.totals.requests or short or skipped:
+            raise Conflict(f"run {record.run_id} cannot be amended: its run log holds "
+                           f"{counted} of the {stored.totals.requests} requests of its report "
+                           "(removed by retention or its max age)", "run_id")
+        run._reopened, run._hosts_as_stored = True, stored.hosts
+        run.finishing, run.report = True, stored
+        run._ended = (stored.state, stored.ended_at)
+        run._against = await store.against(record)
+        run.next_seq = max(stored.timeline[-1].t + 1 if stored.timeline else 0, run.next_seq)
+        run.done.set()
+        if counted > stored.totals.requests:  # logged, then the report was not stored
+            run.agg.note(run.next_seq, f"{counted - stored.totals.requests} requests of the run "
+                         "log were not in the stored report and were added to it")
+        # the stored report may lag its run log (a write between the two was cut): the
+        # first amendment stores the report as the log has it
+        run._unsaved_amendment = True
+        run.log.info("ended run reopened for an amendment", requests=counted)
+        return run
+
+    async def amend(self, stats: IntervalStats, raw: bytes) -> None:
+        """An interval that arrived after the report: count it, write it to the run log
+        and store the report again.
 
         Acknowledged only once the amended report is stored, so what a generator had
-        acknowledged is always in the stored report.
+        acknowledged is always in the stored report (and in the run log, for an
+        amendment after a restart).
         """
+        key = (stats.generator_id, stats.seq)
+
         def apply() -> bool:
             if (stats.generator_id, stats.seq) in self.agg.seen:
                 return False
@@ -137,7 +201,17 @@ class Reporting:
                           "arrived after the report and was added to it")
             return True
 
-        await self._amend_with(apply, stats.generator_id, stats.seq)
+        async def log_it() -> None:
+            if key in self.durable:
+                return
+            subject, msg_id = self.runlog_entry(stats)
+            try:
+                await self.store.persist(subject, raw, msg_id)
+            except Exception as exc:  # no ack: the generator sends it again
+                raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
+            self.durable.add(key)
+
+        await self._amend_with(apply, stats.generator_id, stats.seq, durable=log_it)
 
     async def take_merged(self, m: MergedPartial) -> None:
         """A merger worker's partial aggregate (SURGE_MERGERS): its rows are in the run log
@@ -182,11 +256,16 @@ class Reporting:
         if missed:
             await self._event(f"{missed} intervals no merger handed over were taken from the run log")
 
-    async def _amend_with(self, apply: Callable[[], bool], *what: object) -> None:
+    async def _amend_with(
+        self, apply: Callable[[], bool], *what: object,
+        durable: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         async with self._lock:
             assert self._ended is not None
             if apply():
                 self._unsaved_amendment = True
+            if durable is not None:  # in the run log before the report says it
+                await durable()
             if not self._unsaved_amendment:
                 return  # counted and stored already: a resend
             report = self._build_report(*self._ended)

@@ -21,6 +21,7 @@ from schemas import subjects
 from schemas.control import Assignment, Lease, RunEvent, RunRecord
 from schemas.errors import Conflict, Unavailable
 from schemas.plan import Plan
+from schemas.host import HostsReport
 from schemas.stats import IntervalStats, Report
 from services.plan import profile
 from services.coordinator import slicing
@@ -81,6 +82,8 @@ class Run(GeneratorControl, Membership, Reporting):
         self._ended: tuple[str, float] | None = None  # (state, ended_at) of the report
         self._against: Against | None = None  # its test and baseline, read once before the report
         self._unsaved_amendment = False  # a late interval counted, its report not stored
+        self._reopened = False  # rebuilt after its end from what is stored (Run.reopen)
+        self._hosts_as_stored: HostsReport | None = None
         self.quiet_below = 0  # seconds below this were published by a previous leader
         self._reshared_at = 0.0  # monotonic time of the last rebalance
         self.joined_at: dict[str, float] = {}  # hot-added members: when (wall time)
@@ -357,7 +360,7 @@ class Run(GeneratorControl, Membership, Reporting):
         if key in self.durable:
             return
         if self.report is not None:
-            await self.amend(stats)
+            await self.amend(stats, raw)
             return
         if self.finishing:  # the report is being built: not now, and not into the void
             raise Unavailable(f"the report of run {self.run_id} is being written; send again")

@@ -22,6 +22,7 @@ from nats.micro.request import Request
 
 from schemas import api, subjects
 from schemas.control import (
+    ENDED_STATES,
     Empty,
     GeneratorStart,
     Lease,
@@ -43,6 +44,8 @@ from schemas.errors import (
     NoGenerators,
     NotFound,
     NotLeader,
+    SurgeError,
+    Unavailable,
 )
 from schemas.host import HostSample
 from schemas.plan import Plan
@@ -66,7 +69,7 @@ from services.coordinator.store import RunStore
 
 log = structlog.get_logger(__name__)
 
-ENDED_KEPT = 20  # ended runs whose reports late intervals may still amend
+ENDED_KEPT = 20  # ended runs kept in memory for late intervals (any other one is reopened)
 LOOP_STALL_S = 0.25  # an oversleep longer than this is counted as the coordinator's stall
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _host_decoder = msgspec.json.Decoder(HostSample)
@@ -96,6 +99,7 @@ class Service:
         self.intake = Intake(self)
         self.runs: dict[str, Run] = {}  # active runs
         self.ended: dict[str, Run] = {}  # recently ended runs, oldest first
+        self._reopening: dict[str, asyncio.Task] = {}  # ended runs being reopened (Run.reopen)
         self._tasks: list[asyncio.Task] = []
         self._closed = asyncio.Event()
         self.id = config.coordinator_id or default_id()
@@ -297,10 +301,46 @@ class Service:
     def run_ended(self, run: Run) -> None:
         self.runs.pop(run.run_id, None)
         # a late interval of an ended run amends its report (Run.amend) rather than
-        # being refused and lost; the last few runs are kept for that
+        # being refused and lost; the last few runs are kept for that, any other one
+        # is reopened from what is stored (ended_run)
         self.ended[run.run_id] = run
         while len(self.ended) > ENDED_KEPT:
             self.ended.pop(next(iter(self.ended)))
+
+    def run_of(self, run_id: str) -> Run:
+        """The run an interval or a merger's partial belongs to: running, ended here, or
+        an ended run reopened from what is stored (after a restart or a change of leader).
+        Reopening reads the run's whole log, so it goes on in the background and the
+        sender is told 503 meanwhile (the generator keeps the interval and sends it again)."""
+        run = self.runs.get(run_id) or self.ended.get(run_id)
+        if run is not None:
+            return run
+        task = self._reopening.get(run_id)
+        if task is None:
+            task = self._reopening[run_id] = asyncio.create_task(
+                self._reopen(run_id), name=f"reopen-{run_id}")
+        if not task.done():
+            raise Unavailable(f"run {run_id} has ended; its report is being reopened for an "
+                              "amendment; send again")
+        del self._reopening[run_id]  # done: the next interval of an unknown run asks again
+        run = task.result()  # raises what _reopen raised: not found, a conflict, 503
+        self.run_ended(run)
+        return run
+
+    async def _reopen(self, run_id: str) -> Run:
+        try:
+            record = await self._record(run_id)
+        except NotFound:
+            raise NotFound(f"run {run_id} is not running here", "run_id") from None
+        if record.state not in ENDED_STATES:
+            raise NotFound(f"run {run_id} is not running here", "run_id")
+        try:
+            return await Run.reopen(record, store=self.store, fleet=self, config=self.config)
+        except SurgeError:
+            raise
+        except Exception as exc:  # NATS trouble: the next try reads it again
+            log.warning("could not reopen an ended run", run_id=run_id, error=str(exc))
+            raise Unavailable(f"run {run_id} could not be reopened: {exc or type(exc).__name__}") from None
 
     async def _on_reconnect(self) -> None:
         # we were cut off, not the generators: nobody is declared lost for our outage;

@@ -19,7 +19,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError, ObjectNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -35,6 +35,7 @@ _record = msgspec.json.Decoder(RunRecord)
 _assignment = msgspec.json.Decoder(Assignment)
 _interval = msgspec.json.Decoder(IntervalStats)
 _event = msgspec.json.Decoder(RunEvent)
+_report = msgspec.json.Decoder(Report)
 
 
 class RunStore:
@@ -148,6 +149,7 @@ class RunStore:
         return entries
 
     async def forget_log(self, run_id: str) -> None:
+        """Drop a run's log (retention removed the run: nothing can amend it any more)."""
         try:
             await self.js.purge_stream(subjects.RUNLOG_STREAM, subject=subjects.runlog_of_run(run_id))
         except Exception as exc:
@@ -164,6 +166,13 @@ class RunStore:
             return await self._against(record)
         except Exception:
             log.exception("baseline comparison failed", run_id=record.run_id)
+            return None
+
+    async def stored_report(self, run_id: str) -> Report | None:
+        """A run's report as stored; None when it has none (not ended, or removed)."""
+        try:
+            return _report.decode((await self.reports.get(run_id)).data)
+        except ObjectNotFoundError:
             return None
 
     async def store_report(self, report: Report) -> Report:
