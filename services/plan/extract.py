@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from jsonpath_ng.exceptions import JsonPathParserError
+from jsonpath_ng.jsonpath import Child, Fields, Index, Root
 from jsonpath_ng.ext import parse as _jsonpath_parse
 from msgspec import UNSET
 
@@ -31,9 +32,64 @@ class ExtractError(ValueError):
 
 def compile_jsonpath(expr: str):
     try:
-        return _jsonpath_parse(expr)
+        parsed = _jsonpath_parse(expr)
     except (JsonPathParserError, Exception) as exc:  # the parser raises bare Exceptions too
         raise ExtractError(f"bad JSONPath {expr!r}: {exc}") from None
+    steps = _path_steps(parsed)
+    return parsed if steps is None else DottedPath(steps, parsed)
+
+
+def _path_steps(parsed) -> list[str | int] | None:
+    """``$.a.b[0].c`` as ["a", "b", 0, "c"]: only names and non-negative indices (the
+    library's own parse, read back); None for anything else (filters, slices, ``..``)."""
+    steps: list[str | int] = []
+    node = parsed
+    while isinstance(node, Child):
+        right = node.right
+        if type(right) is Fields and len(right.fields) == 1 and right.fields[0] != "*":
+            steps.append(right.fields[0])
+        elif type(right) is Index and len(right.indices) == 1 and right.indices[0] >= 0:
+            steps.append(right.indices[0])
+        else:
+            return None
+        node = node.left
+    if type(node) is not Root or not steps:
+        return None
+    steps.reverse()
+    return steps
+
+
+class DottedPath:
+    """A JSONPath of names and indices only, walked directly: the first match is what
+    jsonpath-ng's would be (tested side by side on the same documents), at a fraction of
+    the cost. Whatever the walk does not handle plainly (an index into something other
+    than a list or string) goes to the library, quirks and all."""
+
+    __slots__ = ("steps", "parsed")
+
+    def __init__(self, steps: list[str | int], parsed) -> None:
+        self.steps, self.parsed = steps, parsed
+
+    def find(self, doc: Any):
+        return self.parsed.find(doc)
+
+    def first(self, doc: Any) -> Any:
+        value = doc
+        for step in self.steps:
+            if step.__class__ is str:
+                if value.__class__ is not dict:
+                    return _NOT_FOUND
+                value = value.get(step, _NOT_FOUND)
+                if value is _NOT_FOUND:
+                    return _NOT_FOUND
+            elif value.__class__ is list or value.__class__ is str:
+                if not value or step >= len(value):
+                    return _NOT_FOUND
+                value = value[step]
+            else:
+                matches = self.parsed.find(doc)
+                return matches[0].value if matches else _NOT_FOUND
+        return value
 
 
 def compile_regex(expr: str) -> re.Pattern:
@@ -104,6 +160,8 @@ def _first_jsonpath(expr, resp: Response) -> Any:
     doc = resp.json()
     if doc is None:
         return _NOT_FOUND
+    if expr.__class__ is DottedPath:
+        return expr.first(doc)
     matches = expr.find(doc)
     return matches[0].value if matches else _NOT_FOUND
 

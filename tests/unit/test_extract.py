@@ -109,3 +109,42 @@ def test_response_body_is_parsed_once():
     assert r.json() is r.json()
     page = resp(HTML)
     assert page.html() is page.html()
+
+
+DOCS = [
+    {"a": {"b": [1, {"c": None}], "s": "xyz"}, "len": 3, "this": 2, "id": 9, "0": "zero",
+     "items": [{"sku": "X"}, {"sku": "Y"}], "t": True, "e": [], "n": 0},
+    [10, 20, {"a": 1}], "abc", 5, 1.5, True, {"a": [1, 2, 3]}, {"a": {"0": 1}}, {"a": "xyz"}, {},
+]
+
+
+@pytest.mark.parametrize("path", [
+    "$.a", "$.a.b", "$.a.b[0]", "$.a.b[1].c", "$.a.b[7]", "$.a.s[1]", "$[0]", "$[2].a", "$[9]",
+    "$.len", "$.this", "$.id", "$.items[1].sku", "$.e[0]", "$.n", "$.t", "$.missing.x", "$.a[0]",
+])
+def test_dotted_jsonpaths_find_what_jsonpath_ng_finds(path):
+    """Names and indices are walked directly (extract.DottedPath): the same first match as
+    the library's on the same documents; what the walk does not handle plainly (an index
+    into a dict, a number, a bool) is the library's answer, exception included."""
+    from jsonpath_ng.ext import parse
+
+    from services.plan.extract import DottedPath, _NOT_FOUND, compile_jsonpath
+
+    fast, lib = compile_jsonpath(path), parse(path)
+    assert isinstance(fast, DottedPath)
+    for doc in DOCS:
+        try:
+            matches = lib.find(doc)
+            want: object = matches[0].value if matches else _NOT_FOUND
+        except Exception as exc:  # the library's quirk: KeyError/TypeError on a bad index
+            with pytest.raises(type(exc)):
+                fast.first(doc)
+            continue
+        assert fast.first(doc) == want, doc
+
+
+def test_other_jsonpaths_stay_the_librarys():
+    from services.plan.extract import DottedPath, compile_jsonpath
+
+    for path in ["$.a[*]", "$..a", "$.a[-1]", "$.a[0,1]", "$.a,b", "$.*", "$.items[?(@.n > 3)].sku"]:
+        assert not isinstance(compile_jsonpath(path), DottedPath)
