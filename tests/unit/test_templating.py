@@ -77,3 +77,43 @@ def test_urlencode_filter_encodes_a_variable_as_a_form_field():
     assert references("{{user | urlencode}}") == ["user"]
     with pytest.raises(TemplateError, match="unknown filter"):
         Template("{{user | upper}}")
+
+
+def test_uuid_text_is_the_uuid_modules():
+    import uuid
+
+    from services.plan.templating import uuid4_text
+
+    rng = random.Random(3)
+    for bits in [0, (1 << 128) - 1] + [rng.getrandbits(128) for _ in range(2000)]:
+        assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+
+
+def test_splice_renders_what_its_pieces_render():
+    from services.plan.templating import Splice
+
+    s = Splice(["GET ", Template("/u/{{id}}"), " HTTP/1.1\r\n", "A: ", Template("Bearer {{t}}"), "\r\n",
+                lambda v: f"X: {v['id'] * 2}\r\n", ""])
+    assert s.render({"id": 7, "t": "tk"}) == "GET /u/7 HTTP/1.1\r\nA: Bearer tk\r\nX: 14\r\n"
+    assert len(s.parts) == 6  # literals merged once: 3 literals, 2 references, 1 callable
+    assert Splice(["a", Template("b"), "c"]).render({}) == "abc"
+    with pytest.raises(MissingVariable, match="t"):
+        s.render({"id": 1})
+
+
+@pytest.mark.parametrize("body", [
+    {"sku": "{{$uuid}}", "qty": 1, "user": "{{__user}}"},
+    {"a": ["{{x}}", 2.5, {"n": "n={{x}}", "t": True, "z": None}], "b": {"c": "plain", "d": "{{obj}}"}},
+    ["{{$randint(1,9)}}", "{{$randstr(4)}}", {"k": "{{x | urlencode}}"}, "é{{x}}"],
+    "{{obj}}",
+    {"{{x}}": 1, "same": "{{x}}"},  # a templated key: the whole tree is rendered then encoded
+    {"static": [1, 2, {"x": "y"}]},
+])
+def test_json_encoder_gives_the_bytes_of_encoding_the_rendered_body(body):
+    import msgspec
+
+    v = {"x": "a b&c", "__user": 7, "obj": {"k": [1, "two"], "n": 1.5}}
+    by_render, by_encoder = JsonTemplate(body, random.Random(9)), JsonTemplate(body, random.Random(9))
+    encode = by_encoder.encoder()
+    for _ in range(5):  # the generators are drawn in the same order
+        assert encode(v) == msgspec.json.encode(by_render.render(v))
