@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
 from services.plan.extract import Checker, Extractor, Response
-from services.plan.templating import JsonTemplate, MissingVariable, Template
+from services.plan.templating import JsonTemplate, MissingVariable, Splice, Template
+from services.generator.pool import DEFAULT_PAIRS
 from services.plan.names import as_step, step_name
 
 if TYPE_CHECKING:
@@ -31,9 +33,21 @@ if TYPE_CHECKING:
 _now = time.monotonic
 
 
+class Encoded:
+    """A step's HTTP/1.1 request compiled for one pool: ``head`` renders the request
+    line and every header but Cookie and Content-Length (``pool.Client.send_encoded``
+    adds those), ``body`` gives the body bytes or None."""
+
+    __slots__ = ("pool", "head", "body", "head_only")
+
+    def __init__(self, pool: Any, head: Splice, body: Callable[[dict], bytes] | None,
+                 head_only: bool) -> None:
+        self.pool, self.head, self.body, self.head_only = pool, head, body, head_only
+
+
 class CompiledStep:
     __slots__ = ("index", "name", "method", "path", "headers", "body", "json", "extractors",
-                 "checker", "think", "wants_cookies", "redirects")
+                 "checker", "think", "wants_cookies", "redirects", "encoded")
 
     def __init__(self, step: Step, index: int, name: str, rng: random.Random,
                  redirects: int = 0) -> None:
@@ -49,6 +63,44 @@ class CompiledStep:
         self.think = step.think
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
         self.redirects = step.follow_redirects if step.follow_redirects is not None else redirects
+        self.encoded: Encoded | None = None
+
+    def encoder(self, pool: Any, common: list[tuple[str, Template]]) -> Encoded | None:
+        """This step's request as ``render`` gives it, encoded the way ``pool.Client.send``
+        encodes it, with the constant parts joined once (cached for the pool). None when
+        it goes the general way: HTTP/2, or redirects to follow."""
+        enc = self.encoded
+        if enc is not None and enc.pool is pool:
+            return enc
+        if pool.protocol != "http/1.1" or self.redirects:
+            return None
+        named: dict[str, Template] = dict(common)
+        named.update(self.headers)
+        lower = {k.lower() for k in named}
+        if self.json is not None and "content-type" not in lower:
+            named["Content-Type"] = Template("application/json")
+            lower.add("content-type")
+        path = self.path
+        pieces: list[Any] = [f"{self.method} {pool.target_prefix}"]
+        if path.static:
+            pieces.append(path.render({}) or "/")
+        else:
+            pieces.append(lambda v: path.render(v) or "/")
+        pieces += [" HTTP/1.1\r\n", pool.prefix]
+        for k, t in named.items():
+            pieces += [f"{k}: ", t, "\r\n"]
+        pieces += [f"{k}: {v}\r\n" for name, (k, v) in DEFAULT_PAIRS if name not in lower]
+        body: Callable[[dict], bytes] | None = None
+        if self.json is not None:
+            body = self.json.encoder()
+        elif self.body is not None:
+            text = self.body
+            body = (lambda v, data=text.render({}).encode(): data) if text.static else (
+                lambda v: text.render(v).encode())
+        elif self.method in ("POST", "PUT", "PATCH"):
+            body = lambda v: b""  # noqa: E731 -- "Content-Length: 0", after any Cookie
+        self.encoded = enc = Encoded(pool, Splice(pieces), body, self.method == "HEAD")
+        return enc
 
     def render(self, base_url: str, common: list[tuple[str, Template]],
                v: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None]:
@@ -166,20 +218,26 @@ class VirtualUser:
 
     async def request(self, step: CompiledStep, intended: float | None) -> bool:
         engine = self.engine
-        rec = engine.cur_record
         v = self.vars
+        enc = step.encoder(engine.transport, engine.program.headers)
         try:
-            url, headers, data = step.render(engine.base_url, engine.program.headers, v)
+            if enc is not None:  # HTTP/1.1: the step's bytes, constant parts joined once
+                head, data = enc.head.render(v), (enc.body(v) if enc.body is not None else None)
+            else:
+                url, headers, data = step.render(engine.base_url, engine.program.headers, v)
         except MissingVariable:
-            rec(step.index, 0.0, 0.0, "other")
+            engine.cur_record(step.index, 0.0, 0.0, "other")
             return False
         sent = _now()
         if intended is None:
             intended = sent
         engine.requests_in_flight += 1
         try:
-            status, resp_headers, body = await self.client.send(step.method, url, headers, data,
-                                                                  step.redirects)
+            if enc is not None:
+                status, resp_headers, body = await self.client.send_encoded(head, data, enc.head_only)
+            else:
+                status, resp_headers, body = await self.client.send(step.method, url, headers, data,
+                                                                      step.redirects)
         except asyncio.CancelledError:
             done = _now()
             engine.cur_record(step.index, done - intended, done - sent, "timeout")

@@ -69,3 +69,96 @@ async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     finally:
         await user.close()
         await engine.transport.close()
+
+
+class _Recording(Pool):
+    """A pool whose requests go nowhere: it keeps the bytes each would have written."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.wrote: list[tuple[bytes, bool]] = []
+
+    async def request(self, data: bytes, head_only: bool):
+        from services.generator.pool import Head
+
+        self.wrote.append((data, head_only))
+        return 200, Head([b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=s-2\r\nContent-Length: 0\r\n\r\n"]), b""
+
+
+@pytest.mark.parametrize("proxy", [None, "http://127.0.0.1:3128"])
+async def test_an_encoded_step_writes_the_bytes_the_general_path_writes(proxy):
+    """session.CompiledStep.encoder joins a step's constant parts once per pool; what it
+    sends must be byte for byte what render() + Client.send send, cookies included."""
+    from services.plan import loader
+
+    p = loader.from_obj({
+        "name": "enc", "target": "http://127.0.0.1:8080", "users": 1, "duration": 1, "proxy": proxy,
+        "headers": {"X-Plan": "p-{{who}}", "authorization": "plan-wide"},
+        "vars": {"who": "ann b", "token": "t-0"},
+        "flows": [{"name": "f", "steps": [
+            {"name": "me", "path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"}},
+            {"name": "order", "method": "POST", "path": "/api/orders/{{who}}",
+             "json": {"sku": "{{token}}", "qty": 1, "user": "{{__user}}", "who": "{{who | urlencode}}"}},
+            {"name": "typed", "method": "POST", "path": "/t", "headers": {"content-type": "text/json"},
+             "json": {"a": [1, "{{token}}"]}},
+            {"name": "empty", "method": "POST", "path": "/e"},
+            {"name": "put", "method": "PUT", "path": "/p", "body": "a={{token}}&b=é",
+             "headers": {"Accept": "text/plain"}},
+            {"name": "del", "method": "DELETE", "path": "/d", "body": "static"},
+            {"name": "head", "method": "HEAD", "path": "/h"},
+        ]}]})
+    prog = Program(p, random.Random(0))
+    pool = _Recording(p)
+    client = pool.client()
+    v = {**prog.vars, "token": "t-1", "__user": 7}
+    try:
+        for jar in ({}, {"sid": "s-1", "b": "2"}):
+            for step in prog.flows[0]:
+                client.jar = dict(jar)
+                url, headers, data = step.render(p.target, prog.headers, v)
+                await client.send(step.method, url, headers, data)
+                client.jar = dict(jar)
+                enc = step.encoder(pool, prog.headers)
+                assert enc is not None and step.encoder(pool, prog.headers) is enc  # once per pool
+                await client.send_encoded(enc.head.render(v), enc.body(v) if enc.body else None,
+                                          enc.head_only)
+                general, encoded = pool.wrote[-2:]
+                assert encoded == general
+                assert client.jar["sid"] == "s-2"  # the response's Set-Cookie was taken
+    finally:
+        await pool.close()
+    assert pool.wrote[0][0].startswith(b"GET " + (b"http://127.0.0.1:8080" if proxy else b"") + b"/api/me ")
+
+
+async def test_http2_and_redirects_take_the_general_path():
+    p = plans.plan(plans.ONE_FLOW, insecure=True)
+    prog = Program(p, random.Random(0))
+    h2 = H2Pool(p, transport_mod.ssl_context(p))
+    try:
+        assert prog.flows[0][0].encoder(h2, prog.headers) is None
+    finally:
+        await h2.close()
+    p = plans.plan(plans.ONE_FLOW, follow_redirects=2)
+    prog = Program(p, random.Random(0))
+    pool = Pool(p)
+    try:
+        assert prog.flows[0][0].encoder(pool, prog.headers) is None
+    finally:
+        await pool.close()
+
+
+def test_response_fields_are_read_from_the_raw_head_only_when_asked():
+    from services.generator.pool import CONTENT_ENCODING, SET_COOKIE, Head
+
+    head = Head([b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nSET-COOKIE: a=1\r\n",
+                 b"set-cookie: b=2\r\nContent-Type:\tapplication/json \r\nContent-Length: 2\r\n\r\n{}"])
+    assert head.raw.startswith(b"HTTP/1.1 200 OK\r\n") and head.raw.endswith(b"Content-Length: 2")
+    assert head.has(SET_COOKIE) and not head.has(CONTENT_ENCODING)
+    assert head.getall("Set-Cookie") == ["a=1", "b=2"]
+    assert head["content-type"] == "application/json" and head.get("Link") is None
+    assert "Content-Length" in head and "Location" not in head and len(head) == 4
+    with pytest.raises(KeyError):
+        head["Location"]
+    assert dict(head.items())["Content-Length"] == "2"
+    assert Head([b"HTTP/1.1 204 No Content\r\n\r\n"]).raw == b"HTTP/1.1 204 No Content"
+    assert Head([b"HTTP/1.1 100 Continue\r\n\r\n"]).raw == b"HTTP/1.1 100 Continue"  # nothing follows yet
