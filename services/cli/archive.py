@@ -8,12 +8,11 @@ import sys
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
-from schemas.archive import RunBundle
+from schemas.archive import ArchivedRun, RunBundle
 from schemas.errors import BadRequest
 from services.cli.registry import arg, command
-from services.cli.shared import author, json_out, local_time
+from services.cli.shared import author, json_out, listing, local_time
 from services.common.client import CoordinatorClient
 
 SEARCH_ARGS = [
@@ -35,24 +34,20 @@ def searching(args: argparse.Namespace) -> bool:
 
 async def search(api: CoordinatorClient, args, console: Console) -> int:
     found = (await api.search(limit=args.limit, **{f: getattr(args, f) for f in _FILTERS})).runs
-    if args.json:
-        json_out(found)
-        return 0
-    t = Table(title=f"{len(found)} run(s)", title_justify="left")
-    for col in ("run", "test", "target", "state", "verdict", "started", "requests", "p99 ms",
-                "tags", "conclusion", "notes"):
-        t.add_column(col)
-    for a in found:
-        r, n = a.record, a.annotations
-        test = f"{r.test} v{r.test_version}" if r.test else r.plan.name
-        if a.baseline:
-            test += " (baseline)"
-        t.add_row(r.run_id, test, a.target_system, r.state, r.verdict or "-", local_time(r.start_at),
-                  str(r.requests), "-" if r.p99_ms is None else f"{r.p99_ms:.1f}",
-                  ",".join(n.tags) if n else "", n.conclusion.verdict if n and n.conclusion else "",
-                  str(len(n.notes)) if n else "0")
-    console.print(t)
-    return 0
+    return listing(console, args.json, found, "run",
+                   ("run", "test", "target", "state", "verdict", "started", "requests", "p99 ms",
+                    "tags", "conclusion", "notes"), _search_row)
+
+
+def _search_row(a: ArchivedRun) -> tuple[str, ...]:
+    r, n = a.record, a.annotations
+    test = f"{r.test} v{r.test_version}" if r.test else r.plan.name
+    if a.baseline:
+        test += " (baseline)"
+    return (r.run_id, test, a.target_system, r.state, r.verdict or "-", local_time(r.start_at),
+            str(r.requests), "-" if r.p99_ms is None else f"{r.p99_ms:.1f}",
+            ",".join(n.tags) if n else "", n.conclusion.verdict if n and n.conclusion else "",
+            str(len(n.notes)) if n else "0")
 
 
 @command("note", help="add a note (markdown) to a run", example="surge note RUN 'p99 up after the cache change'",

@@ -9,13 +9,12 @@ import sys
 import msgspec
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from schemas.catalogue import TestVersion
 from schemas.errors import InvalidPlan
 from services.cli import commands, registry
 from services.cli.registry import command
-from services.cli.shared import author, json_out, local_time
+from services.cli.shared import author, json_out, listing, local_time
 from services.common.client import CoordinatorClient
 from services.plan import loader
 
@@ -106,17 +105,10 @@ async def save(api: CoordinatorClient, args, console: Console) -> int:
 
 async def ls(api: CoordinatorClient, args, console: Console) -> int:
     tests = (await api.test_list(args.suite, args.tag, args.search)).tests
-    if args.json:
-        json_out(tests)
-        return 0
-    t = Table(title=f"{len(tests)} test(s)", title_justify="left")
-    for col in ("name", "suite", "version", "tags", "target system", "owner", "saved"):
-        t.add_column(col)
-    for s in tests:
-        t.add_row(s.name, s.suite, f"{s.version} of {s.versions}", ",".join(s.tags),
-                  s.target_system, s.owner, f"{local_time(s.saved_at)} by {s.author}")
-    console.print(t)
-    return 0
+    return listing(console, args.json, tests, "test",
+                   ("name", "suite", "version", "tags", "target system", "owner", "saved"),
+                   lambda s: (s.name, s.suite, f"{s.version} of {s.versions}", ",".join(s.tags),
+                              s.target_system, s.owner, f"{local_time(s.saved_at)} by {s.author}"))
 
 
 async def show(api: CoordinatorClient, args, console: Console) -> int:

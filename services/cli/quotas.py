@@ -10,12 +10,12 @@ import asyncio
 import time
 
 from rich.console import Console
-from rich.table import Table
 
 from schemas.control import RunStarted
+from schemas.quotas import QueuedRun
 from schemas.errors import Conflict, NotFound
 from services.cli.registry import arg, command
-from services.cli.shared import author, json_out
+from services.cli.shared import author, listing
 from services.common.client import CoordinatorClient
 
 POLL_S = 1.0
@@ -63,18 +63,13 @@ async def approve(api: CoordinatorClient, args, console: Console) -> int:
 @command("queue", help="runs waiting for approval or for their target system, and the decisions",
          example="surge queue\nsurge queue --json", api=True)
 async def queue(api: CoordinatorClient, args, console: Console) -> int:
-    runs = (await api.queue()).runs
-    if args.json:
-        json_out(runs)
-        return 0
-    t = Table(title=f"{len(runs)} queued run(s)", title_justify="left")
-    for col in ("run", "test", "target system", "state", "asked by", "why", "decisions"):
-        t.add_column(col)
-    for e in runs:
-        test = f"{e.test} v{e.test_version}" if e.test else e.plan.name
-        decisions = "; ".join(f"{time.strftime('%H:%M:%S', time.localtime(d.at))} {d.what} ({d.who})"
-                              for d in e.decisions)
-        t.add_row(e.run_id, test, e.target_system, e.state.replace("_", " "), e.requested_by,
-                  "; ".join(e.reasons) or "-", decisions)
-    console.print(t)
-    return 0
+    return listing(console, args.json, (await api.queue()).runs, "queued run",
+                   ("run", "test", "target system", "state", "asked by", "why", "decisions"), _queue_row)
+
+
+def _queue_row(e: QueuedRun) -> tuple[str, ...]:
+    test = f"{e.test} v{e.test_version}" if e.test else e.plan.name
+    decisions = "; ".join(f"{time.strftime('%H:%M:%S', time.localtime(d.at))} {d.what} ({d.who})"
+                          for d in e.decisions)
+    return (e.run_id, test, e.target_system, e.state.replace("_", " "), e.requested_by,
+            "; ".join(e.reasons) or "-", decisions)

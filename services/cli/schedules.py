@@ -9,12 +9,11 @@ import argparse
 import asyncio
 
 from rich.console import Console
-from rich.table import Table
 
-from schemas.schedules import Overrides, SuiteRun
+from schemas.schedules import Overrides, ScheduleInfo, SuiteRun
 from services.cli import registry
 from services.cli.registry import command
-from services.cli.shared import author, json_out, local_time
+from services.cli.shared import author, json_out, listing, local_time
 from services.common.client import CoordinatorClient
 from services.plan import loader
 
@@ -77,23 +76,18 @@ async def schedule(api: CoordinatorClient, args: argparse.Namespace, console: Co
         gone = await api.schedule_delete(args.name)
         console.print(f"removed schedule {gone.name}", highlight=False)
         return 0
-    schedules = (await api.schedule_list()).schedules
-    if args.json:
-        json_out(schedules)
-        return 0
-    t = Table(title=f"{len(schedules)} schedule(s)", title_justify="left")
-    for col in ("name", "runs", "when", "next", "last fire"):
-        t.add_column(col)
-    for info in schedules:
-        s = info.schedule
-        what = f"test {s.test}" if s.test else f"suite {s.suite}"
-        when = f"cron '{s.cron}' {s.tz}" if s.cron else f"at {local_time(s.at, zone=True)}"
-        last = "-"
-        if info.last:
-            last = f"{local_time(info.last.fire_at, zone=True)} {info.last.state} {info.last.run_id}"
-        t.add_row(s.name, what, when, local_time(info.next_fires[0] if info.next_fires else None, zone=True), last)
-    console.print(t)
-    return 0
+    return listing(console, args.json, (await api.schedule_list()).schedules, "schedule",
+                   ("name", "runs", "when", "next", "last fire"), _schedule_row)
+
+
+def _schedule_row(info: ScheduleInfo) -> tuple[str, ...]:
+    s = info.schedule
+    what = f"test {s.test}" if s.test else f"suite {s.suite}"
+    when = f"cron '{s.cron}' {s.tz}" if s.cron else f"at {local_time(s.at, zone=True)}"
+    last = "-"
+    if info.last:
+        last = f"{local_time(info.last.fire_at, zone=True)} {info.last.state} {info.last.run_id}"
+    return s.name, what, when, local_time(info.next_fires[0] if info.next_fires else None, zone=True), last
 
 
 def _suite_args(p) -> None:

@@ -1,5 +1,5 @@
 """What several subcommands do alike: who is acting, a reply as one JSON line (``--json``),
-a time as people read it."""
+a listing (JSON or a table), a time as people read it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import getpass
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
+from rich.console import Console
+from rich.table import Table
+
+T = TypeVar("T")
 
 
 def author() -> str:
@@ -22,6 +28,22 @@ def author() -> str:
 def json_out(data) -> None:
     """``data`` (a msgspec Struct, list or dict) as one JSON line on stdout (``--json``)."""
     sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+
+
+def listing(console: Console, as_json: bool, items: Sequence[T], noun: str,
+            columns: Sequence[str], row: Callable[[T], Sequence[str]]) -> int:
+    """A listing command's answer: the items as one JSON line (``--json``), else a table
+    titled by their count (``3 test(s)``), ``row(item)`` a row. The exit status: 0."""
+    if as_json:
+        json_out(items)
+        return 0
+    t = Table(title=f"{len(items)} {noun}(s)", title_justify="left")
+    for col in columns:
+        t.add_column(col)
+    for item in items:
+        t.add_row(*row(item))
+    console.print(t)
+    return 0
 
 
 def local_time(t: float | None, zone: bool = False) -> str:

@@ -95,6 +95,8 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
         return [r["record"]["run_id"] for r in json.loads(out.stdout)]
 
     assert await ls("--test", "shop", "--verdict", "fail") == [run]
+    table = await cli(cluster, "ls", "--test", "shop", "--verdict", "fail")
+    assert table.returncode == 0 and table.stdout.startswith("1 run(s)"), table.stderr
     assert await ls("--tag", "regression", "--since", "1h") == [run]
 
     async def search(**filters) -> list[str]:

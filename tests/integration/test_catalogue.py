@@ -61,6 +61,8 @@ async def test_saved_versions_are_listed_shown_diffed_run_and_removed(cluster: C
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)
     assert (row["name"], row["version"], row["versions"], row["owner"]) == ("checkout", 2, 2, "ana")
+    table = await cli(cluster, "test", "ls", "--suite", "shop")
+    assert table.returncode == 0 and table.stdout.startswith("1 test(s)"), table.stderr
     assert [t["name"] for t in json.loads((await cli(cluster, "test", "ls", "--tag", "smoke", "--json")).stdout)] \
         == ["checkout"]
     assert {t.name for t in (await api.test_list()).tests} == {"checkout", "search"}

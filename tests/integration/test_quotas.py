@@ -71,6 +71,8 @@ async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_ru
     [done] = (await api.queue()).runs
     assert [d.what for d in done.decisions][1:] == ["approved: load test window", "started"]
     assert done.state == "started"
+    table = await asyncio.to_thread(cluster.cli, "queue", *as_role("cli"))
+    assert table.returncode == 0 and table.stdout.startswith("1 queued run(s)"), table.stderr
 
     # two runs on one target system: the second waits for the first to end
     async def start_first():  # once the generator of the approved run is idle again

@@ -89,6 +89,8 @@ async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_
     listed = await cli(cluster, "schedule", "ls", "--json")
     [row] = json.loads(listed.stdout)
     assert row["last"]["state"] == "started" and row["next_fires"] == []
+    table = await cli(cluster, "schedule", "ls")
+    assert table.returncode == 0 and table.stdout.startswith("1 schedule(s)"), table.stderr
     assert (await cli(cluster, "schedule", "rm", "nightly-smoke")).returncode == 0
     assert (await api.schedule_list()).schedules == []
     await api.close()
