@@ -32,7 +32,7 @@ import nats
 import psutil
 
 from bench.simulator import Simulator
-from bench.stack import pct
+from bench.stack import pct, stop_processes
 from schemas import subjects
 from schemas.stats import LiveSnapshot
 from services.cli.up import nats_server_binary, port_open
@@ -85,14 +85,7 @@ class Stack:
         return self
 
     def __exit__(self, *exc) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(8)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         for log in sorted(self.dir.glob("*.log")):  # a failing process says why, briefly
             text = log.read_text(errors="replace")
             if "Traceback" in text or "error" in text.lower():

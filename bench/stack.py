@@ -70,17 +70,23 @@ class Services:
         return self
 
     def __exit__(self, *exc) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(8)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         for log in self.logs:
             log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_processes(procs: list[subprocess.Popen], grace_s: float = 8.0) -> None:
+    """SIGTERM to every process (newest first), then SIGKILL to any still running
+    ``grace_s`` later; the benches' one teardown (``Services``, ``bench.scale``)."""
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in reversed(procs):
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def connect(url: str, limit_s: float = 20.0) -> CoordinatorClient:
