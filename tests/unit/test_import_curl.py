@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from services.plan.importers import curl, shell
+from tests.forms import multipart
 
 
 def one(command: str, base_dir: str = ".") -> tuple[dict, list[str]]:
@@ -56,14 +57,8 @@ def test_form_builds_curls_multipart(tmp_path):
                          "-F 'k=@h.txt;type=text/x-foo;filename=zz.bin'", str(tmp_path))
     b = curl.BOUNDARY
     assert step["headers"]["Content-Type"] == f"multipart/form-data; boundary={b}"
-    assert step["body"] == (
-        f'--{b}\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
-        f'--{b}\r\nContent-Disposition: form-data; name="f"; filename="h.txt"\r\n'
-        'Content-Type: text/plain\r\n\r\nhello\n\r\n'
-        f'--{b}\r\nContent-Disposition: form-data; name="g"\r\n\r\nhello\n\r\n'
-        f'--{b}\r\nContent-Disposition: form-data; name="k"; filename="zz.bin"\r\n'
-        'Content-Type: text/x-foo\r\n\r\nhello\n\r\n'
-        f'--{b}--\r\n')
+    assert step["body"] == multipart(b, ("a", "1"), ("f", "hello\n", "h.txt", "text/plain"),
+                                     ("g", "hello\n"), ("k", "hello\n", "zz.bin", "text/x-foo"))
     assert unmapped == []
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from services.plan.importers import common, har
+from tests.forms import multipart
 
 
 def har_of(*entries: dict) -> str:
@@ -45,12 +46,8 @@ def test_multipart_params_build_the_form_and_list_missing_file_content():
     [step], unmapped = steps(har_of(entry("http://h/up", "POST", post)))
     b = har.BOUNDARY
     assert step["headers"]["Content-Type"] == f"multipart/form-data; boundary={b}"
-    assert step["body"] == (
-        f'--{b}\r\nContent-Disposition: form-data; name="title"\r\n\r\nhi\r\n'
-        f'--{b}\r\nContent-Disposition: form-data; name="doc"; filename="a.txt"\r\n'
-        'Content-Type: text/plain\r\n\r\nhello\r\n'
-        f'--{b}\r\nContent-Disposition: form-data; name="pic"; filename="p.png"\r\n'
-        f'Content-Type: image/png\r\n\r\n\r\n--{b}--\r\n')
+    assert step["body"] == multipart(b, ("title", "hi"), ("doc", "hello", "a.txt", "text/plain"),
+                                     ("pic", "", "p.png", "image/png"))
     assert unmapped == ["entry 0 (POST http://h/up): file 'p.png' of field 'pic': its content is "
                         "not in the HAR; sent empty"]
 
