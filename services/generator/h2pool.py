@@ -188,6 +188,11 @@ class BlockDecoder(hpack.Decoder):
         return got
 
 
+class Refused(Reset):
+    """A stream the server did not process: above a GOAWAY's last_stream_id, or reset with
+    REFUSED_STREAM (RFC 9113 8.7). ``exchange`` sends it again; it is never counted."""
+
+
 class _Stream:
     __slots__ = ("fut", "sent", "status", "headers", "body")
 
@@ -223,6 +228,7 @@ class _Client(h2.connection.H2Connection):
 _CONFIG = {"client_side": True, "header_encoding": None,
            "validate_outbound_headers": False, "normalize_outbound_headers": False,
            "validate_inbound_headers": False, "normalize_inbound_headers": False}
+_REFUSED = h2.errors.ErrorCodes.REFUSED_STREAM
 _ACK_AT = 1 << 15  # connection-level bytes of ended streams acknowledged together
 _ResponseReceived, _DataReceived, _StreamEnded = (
     h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded)
@@ -329,7 +335,8 @@ class _H2Conn(asyncio.Protocol):
                         elif k[:1] != b":":
                             st.headers.append((k.decode("latin-1"), v.decode("latin-1")))
             elif kind is h2.events.StreamReset:
-                self._fail_stream(ev.stream_id, Reset(f"stream reset by the server ({ev.error_code})"))
+                self._fail_stream(ev.stream_id, (Refused if ev.error_code == _REFUSED else Reset)(
+                    f"stream reset by the server ({ev.error_code})"))
             elif kind is h2.events.RemoteSettingsChanged:
                 got = ev.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
                 if got is not None:
@@ -340,7 +347,7 @@ class _H2Conn(asyncio.Protocol):
                 # pool meanwhile: its sweep times the open streams out)
                 self.going = True
                 for sid in [sid for sid in streams if sid > (ev.last_stream_id or 0)]:
-                    self._fail_stream(sid, Reset("the server ended the HTTP/2 connection (GOAWAY)"))
+                    self._fail_stream(sid, Refused("above the last stream of the server's GOAWAY"))
                 if not streams:
                     self.close()
             # InformationalResponseReceived (1xx): skipped, the final response follows
@@ -419,12 +426,18 @@ class H2Pool(Pool):
                 fields.append((name, v.encode("latin-1")))
         if data is not None or method in ("POST", "PUT", "PATCH"):
             fields.append((b"content-length", str(len(data or b"")).encode()))
-        conn = next((c for c in self.conns if c.free()), None)
-        if conn is None:
-            conn = await self._new_conn()
-        fut = self.loop.create_future()
-        conn.start(fields, data, fut)
-        return await fut
+        first = _now()
+        while True:
+            conn = next((c for c in self.conns if c.free()), None)
+            if conn is None:
+                conn = await self._new_conn()
+            fut = self.loop.create_future()
+            conn.start(fields, data, fut)
+            try:
+                return await fut
+            except Refused:  # never processed: sent again, within the plan's timeout
+                if _now() - first >= self.timeout:
+                    raise TimeoutError("refused by the server until the plan's timeout") from None
 
     async def _new_conn(self) -> _H2Conn:
         # users arriving together share one dial, not one connection each
