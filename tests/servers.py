@@ -139,6 +139,17 @@ class H2Stream:
         answered. Written as a raw frame: h2 sends nothing more after its own GOAWAY."""
         self.conn.flush()
         self.conn.writer.write(hyperframe.frame.GoAwayFrame(0, last_stream_id=self.sid).serialize())
+        conn = self.conn
+        conn.last_taken = self.sid  # streams above it are ignored, as RFC 9113 6.8 says
+        for sid in [sid for sid in conn.read if sid > self.sid]:  # read already, now refused
+            conn.server.received.remove(conn.read.pop(sid))
+            conn.server.refused += 1
+
+    def refuse(self) -> None:
+        """RST_STREAM REFUSED_STREAM: not processed (RFC 9113 8.7), so not in ``received``."""
+        self.conn.server.received.remove((self.method, self.path))
+        self.conn.server.refused += 1
+        self.reset(h2.errors.ErrorCodes.REFUSED_STREAM)
 
     def close(self) -> None:
         """Close the connection (TLS close, then FIN) with no more frames."""
@@ -161,6 +172,9 @@ class _H2ServerConn:
         self.h2.encoder.encode = functools.partial(type(self.h2.encoder).encode, self.h2.encoder,
                                                    huffman=False)
         self.tasks: set[asyncio.Task] = set()
+        self.read: dict[int, tuple[str, str]] = {}  # stream → request, as received
+        self.arrived = asyncio.Event()  # set at each whole request read
+        self.last_taken: int | None = None  # the last stream of a GOAWAY this server sent
 
     def flush(self) -> None:
         out = self.h2.data_to_send()
@@ -179,13 +193,16 @@ class H2Server(RawServer):
     """HTTP/2 over TLS on 127.0.0.1 (or ::1): ``respond(server, stream)`` answers each request.
 
     ``received`` is every request read whole (method, path), in order: a request counts
-    once its stream's END_STREAM came, before the test's answer starts.
+    once its stream's END_STREAM came, before the test's answer starts; one the server
+    did not process (``refuse``, or above the last stream of its ``goaway``) is counted
+    in ``refused`` instead.
     """
 
     def __init__(self, respond, ctx: ssl.SSLContext, host: str = "127.0.0.1") -> None:
         super().__init__(self._serve, host, ctx)
         self.respond = respond
         self.received: list[tuple[str, str]] = []
+        self.refused = 0  # requests read but not processed (above a GOAWAY, REFUSED_STREAM)
 
     async def _serve(self, _, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _H2ServerConn(self, writer)
@@ -207,8 +224,12 @@ class H2Server(RawServer):
                         conn.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):  # the request is whole
                         head = heads.pop(ev.stream_id, None)
-                        if head is not None:
+                        conn.arrived.set()
+                        if conn.last_taken is not None and ev.stream_id > conn.last_taken:
+                            self.refused += 1  # after our GOAWAY: never processed
+                        elif head is not None:
                             self.received.append(head)
+                            conn.read[ev.stream_id] = head
                             task = asyncio.get_running_loop().create_task(
                                 conn.answer(H2Stream(conn, ev.stream_id, *head)))
                             conn.tasks.add(task)

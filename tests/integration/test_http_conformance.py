@@ -10,7 +10,9 @@ semantics".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import itertools
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -179,6 +181,32 @@ async def h2_goaway_every_second_request(srv, s: H2Stream):
         s.send()
 
 
+async def h2_goaway_above_the_first_stream(srv, s: H2Stream):
+    # the first stream of a connection waits (≤ 0.2 s) for the next one, then GOAWAY names
+    # it the last taken: the later ones were never processed and must come again elsewhere
+    if next(iter(s.conn.read)) == s.sid:
+        if len(s.conn.read) == 1:
+            s.conn.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(s.conn.arrived.wait(), 0.2)
+        s.goaway()
+        s.send()
+        await s.drain()
+        s.close()
+    # (any later stream is above the GOAWAY's last: the server ignores it)
+
+
+def h2_refuse_every_second_stream():
+    seen = itertools.count()
+
+    async def respond(srv, s: H2Stream):
+        if next(seen) % 2:
+            s.refuse()  # RST_STREAM REFUSED_STREAM: not processed, safe to send again
+        else:
+            s.send()
+    return respond
+
+
 async def redirect_once(srv, method, path, w):
     if path == "/x":
         w.write(reply("302 Found", b"", "Location: /landed\r\n"))
@@ -204,6 +232,9 @@ NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the
 FAST_ENGINE_NO_REDIRECTS = ("the fast engine follows no redirects: a plan with follow_redirects "
                             "runs on the flow engine")
 ONLY_H2 = "a stream reset (RST_STREAM) exists only in HTTP/2; HTTP/1.1's reset is the TCP RST case"
+ONLY_H2_GOAWAY = ("requests in flight beside the last one a server takes exist only with HTTP/2's "
+                  "streams; HTTP/1.1 sends one request at a time on a connection")
+ONLY_H2_REFUSED = "REFUSED_STREAM exists only in HTTP/2"
 
 
 @dataclass
@@ -214,6 +245,7 @@ class Case:
     ok: int = ARRIVALS  # responses counted as successes
     errors: dict[str, int] = field(default_factory=dict)
     server: int = ARRIVALS  # requests the server must have received
+    refused: int = 0  # requests the (HTTP/2) server must have refused, at least
     method: str = "GET"
     checks: dict | None = None
     plan: dict = field(default_factory=dict)
@@ -272,6 +304,10 @@ CASES = [
     Case("70 KB header too large", *BIG_70K, ok=0, errors={"too_large": ARRIVALS}),
     Case("Connection: close mid-run (HTTP/2: GOAWAY)", close_every_second_response,
          h2_goaway_every_second_request),
+    Case("GOAWAY: streams above its last are sent again, on a new connection", None,
+         h2_goaway_above_the_first_stream, refused=1, skip={p: ONLY_H2_GOAWAY for p in ("static", "flow", "tls")}),
+    Case("REFUSED_STREAM: sent again, never counted", None, h2_refuse_every_second_stream(),
+         refused=ARRIVALS // 2, skip={p: ONLY_H2_REFUSED for p in ("static", "flow", "tls")}),
     Case("redirect not followed by default", redirect_once, h2_redirect_once),
     Case("follow_redirects: 2 follows, each hop a request", redirect_once, h2_redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
@@ -341,6 +377,7 @@ async def test_http_semantics(case: Case, path: str, server_tls):
     assert sum(iv.dropped) == 0
     assert (ok_count, errors) == (case.ok, case.errors), srv.received
     assert len(srv.received) == case.server, srv.received  # the server's count is the report's
+    assert getattr(srv, "refused", 0) >= case.refused
     assert iv.completed() == ARRIVALS
     if case.min_latency_s:
         lat = [x for arr in iv.latency for x in arr]
