@@ -394,41 +394,32 @@ def test_every_case_names_its_expectation():
 # --- proxies and redirects on the engine's own pool ------------------------------------------
 
 
-class ConnectProxy:
+class ConnectProxy(RawServer):
     """An HTTP proxy on 127.0.0.1 that only tunnels (CONNECT host:port), counting tunnels."""
 
     def __init__(self) -> None:
+        super().__init__(self._tunnel)
         self.tunnels: list[str] = []
 
-    async def __aenter__(self) -> ConnectProxy:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
+    async def _tunnel(self, _, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, where, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            return
+        self.tunnels.append(where)
+        host, port = where.rsplit(":", 1)
+        up_r, up_w = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
 
-    async def __aexit__(self, *exc) -> None:
-        self.server.close()
+        async def pipe(r, w) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            finally:
+                w.close()
 
-    async def _conn(self, reader, writer) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            method, where, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-            assert method == "CONNECT", method
-            self.tunnels.append(where)
-            host, port = where.rsplit(":", 1)
-            up_r, up_w = await asyncio.open_connection(host, int(port))
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-            async def pipe(r, w) -> None:
-                try:
-                    while data := await r.read(65536):
-                        w.write(data)
-                        await w.drain()
-                finally:
-                    w.close()
-
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
-        except (ConnectionError, asyncio.IncompleteReadError, AssertionError):
-            writer.close()
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
 
 
 #: the plan of the flow engine's own tests below (proxies, redirects)
@@ -443,6 +434,17 @@ async def test_https_through_a_connect_proxy_tunnels_tls_to_the_target(tmp_path)
     assert len(srv.received) == ARRIVALS and set(srv.received) == {("GET", "/x")}
     assert proxy.tunnels and set(proxy.tunnels) == {f"127.0.0.1:{srv.port}"}
     assert len(proxy.tunnels) <= 2  # the tunnels are kept alive, not one per request
+
+
+async def test_http2_through_a_connect_proxy_picks_h2_inside_the_tunnel(server_tls):
+    async with H2Server(h2_ok, server_tls["h2"]) as srv, ConnectProxy() as proxy:
+        plan = plans.plan(FLOW, srv.url, proxy=proxy.url, insecure=True, http2="auto")
+        iv = await run_flow(plan, srv)
+    assert outcome(iv) == (ARRIVALS, {})
+    assert srv.received == [("GET", "/x")] * ARRIVALS  # the h2 server: only HTTP/2 reaches it
+    # the ALPN probe's tunnel, then the pool's: its streams share one connection
+    assert set(proxy.tunnels) == {f"127.0.0.1:{srv.port}"} and len(proxy.tunnels) <= 3, proxy.tunnels
+    assert srv.connections == len(proxy.tunnels)
 
 
 async def test_plain_http_through_a_proxy_uses_the_absolute_form():
