@@ -23,7 +23,6 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-import hyperframe.frame
 
 
 class RawServer:
@@ -138,7 +137,8 @@ class H2Stream:
         """GOAWAY (NO_ERROR) naming this stream the last one the server takes: it is still
         answered. Written as a raw frame: h2 sends nothing more after its own GOAWAY."""
         self.conn.flush()
-        self.conn.writer.write(hyperframe.frame.GoAwayFrame(0, last_stream_id=self.sid).serialize())
+        # a frame head (length 8, type GOAWAY, no flags, stream 0), last_stream_id, NO_ERROR
+        self.conn.writer.write(struct.pack(">I", 8)[1:] + b"\x07\x00" + struct.pack(">III", 0, self.sid, 0))
         conn = self.conn
         conn.last_taken = self.sid  # streams above it are ignored, as RFC 9113 6.8 says
         for sid in [sid for sid in conn.read if sid > self.sid]:  # read already, now refused
