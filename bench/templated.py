@@ -1,9 +1,10 @@
-"""What a template costs per request: the same GET of nginx's file, closed loop, one core.
+"""What a template (or TLS) costs per request: the same GET, closed loop, one core.
 
     python -m bench.templated [--seconds 3] [--conns 64] [--core 1] [--nginx-core 0]
 
-Runs one nginx (``bench.nginx``) and, one after the other in this process, the
-closed loop of each row against it; CPU is this process's over the measured seconds:
+Runs one nginx (``bench.nginx.FlowNginx``, ``/api/me``, plain and TLS) and, one after the
+other in this process, the closed loop of each row against it; CPU is this process's
+over the measured seconds:
 
 * ``static``: no template (pre-encoded bytes, the fast engine as ever);
 * ``vars``: ``Authorization: Bearer {{token}}`` from the plan's ``vars`` (fast engine:
@@ -11,7 +12,10 @@ closed loop of each row against it; CPU is this process's over the measured seco
 * ``render``: that header plus ``X-Request-Id: {{$uuid}}`` (fast engine: a
   ``CompiledStep.render`` + ``http.encode`` per request, no virtual user);
 * ``render_flow``: the same plan on the flow engine (a virtual user per arrival,
-  ``pool.py``), as every templated plan ran before issue 17.
+  ``pool.py``), as every templated plan ran before issue 17;
+* ``tls``: ``static`` over https (``http2: off``, self-signed, ``insecure``) on the fast
+  engine (stdlib ``ssl`` under its ``BufferedProtocol``), and ``tls_flow`` the same plan
+  on the flow engine, where every https plan ran before.
 
 Figures, never pass/fail; a shared machine moves them by tens of percent.
 """
@@ -25,12 +29,13 @@ import os
 import time
 
 from schemas.control import Assignment
-from bench.nginx import Nginx
+from bench.nginx import FlowNginx
 from services.generator.engine import Engine
 from services.generator.flows import FlowEngine
 from services.generator.pacing import Schedule
 from services.plan import loader, profile
 
+TLS = {"insecure": True, "http2": "off"}
 ROWS = {
     "static": {},
     "vars": {"vars": {"token": "abc.def.ghi"}, "headers": {"Authorization": "Bearer {{token}}"}},
@@ -39,11 +44,22 @@ ROWS = {
 }
 
 
-def plan_of(url: str, row: str, conns: int, **model):
-    origin, _, path = url.partition("://")[2].partition("/")
+def plan_of(url: str, row: str, conns: int, **fields):
+    scheme, _, rest = url.partition("://")
+    origin, _, path = rest.partition("/")
     return loader.from_obj({
-        "name": f"bench-{row}", "target": f"http://{origin}", "connections": conns, "timeout": 5,
-        "requests": [{"name": "get", "path": "/" + path}], **ROWS[row], **model})
+        "name": f"bench-{row}", "target": f"{scheme}://{origin}", "connections": conns, "timeout": 5,
+        "requests": [{"name": "get", "path": "/" + path}], **ROWS[row], **fields})
+
+
+async def flow_engine(plan, seconds: float) -> FlowEngine:
+    prof = profile.from_plan(plan)
+    now = time.time()
+    a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 5,
+                   profile=prof, plan=plan)
+    flow = FlowEngine(a, asyncio.get_running_loop())
+    flow.start(Schedule(prof, 1.0), time.monotonic())
+    return flow
 
 
 async def measure(engine, seconds: float) -> dict:
@@ -61,21 +77,21 @@ async def measure(engine, seconds: float) -> dict:
             "cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 2), "errors": errors}
 
 
-async def run(url: str, seconds: float, conns: int) -> dict:
+async def run(url: str, tls_url: str, seconds: float, conns: int) -> dict:
     loop = asyncio.get_running_loop()
     out = {}
     for row in ROWS:
         engine = Engine(plan_of(url, row, conns, rate=1, duration=1), loop)
         engine.start_closed(conns)
         out[row] = await measure(engine, seconds)
-    plan = plan_of(url, "render", conns, users=conns, duration=int(seconds) + 5)
-    prof = profile.from_plan(plan)
-    now = time.time()
-    a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 5,
-                   profile=prof, plan=plan)
-    flow = FlowEngine(a, loop)
-    flow.start(Schedule(prof, 1.0), time.monotonic())
-    out["render_flow"] = await measure(flow, seconds)
+    closed = {"users": conns, "duration": int(seconds) + 5}
+    out["render_flow"] = await measure(await flow_engine(plan_of(url, "render", conns, **closed), seconds),
+                                       seconds)
+    engine = Engine(plan_of(tls_url, "static", conns, rate=1, duration=1, **TLS), loop)
+    engine.start_closed(conns)
+    out["tls"] = await measure(engine, seconds)
+    out["tls_flow"] = await measure(
+        await flow_engine(plan_of(tls_url, "static", conns, **closed, **TLS), seconds), seconds)
     return out
 
 
@@ -90,8 +106,9 @@ def main() -> None:
         os.sched_setaffinity(0, {args.core})
     import uvloop
 
-    with Nginx(core=args.nginx_core) as nginx:
-        print(json.dumps(uvloop.run(run(nginx.url, args.seconds, args.conns))))
+    with FlowNginx(core=args.nginx_core) as nginx:
+        print(json.dumps(uvloop.run(run(nginx.origin + "/api/me", nginx.tls_origin + "/api/me",
+                                        args.seconds, args.conns))))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import structlog
 from schemas.plan import Plan
 from services.generator.arrivals import ArrivalCursor, tally
 from services.generator.http import (
-    READ_SIZE, CheckedConnection, Connection, payloads, resolve, target_address,
+    READ_SIZE, CheckedConnection, Connection, payloads, resolve, target_address, tls_context,
 )
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
@@ -56,6 +56,7 @@ class Engine:
         self.plan = plan
         self.loop = loop
         self.host, self.port, host_header = target_address(plan)
+        self.tls = tls_context(plan)  # https: stdlib ssl under the same protocol
         self.names = [r.name for r in plan.requests]
         self.payloads = payloads(plan, host_header)  # a list, or renders where templates vary
         self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
@@ -323,7 +324,8 @@ class Engine:
         for addr in list(addrs):
             try:
                 _, conn = await self.loop.create_connection(
-                    lambda: self.conn_class(self), addr, self.port)
+                    lambda: self.conn_class(self), addr, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None)
             except OSError as exc:
                 error = exc
                 continue

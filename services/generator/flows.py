@@ -3,7 +3,7 @@
 Plans with only static requests run on the fast engine (``engine.py``). Anything
 that needs per-user state — flows, ``setup``, extraction, templates naming a user's
 values, data feeds,
-the closed model (``users``/``user_stages``), https, a proxy — runs here, over
+the closed model (``users``/``user_stages``), https that may speak HTTP/2, a proxy — runs here, over
 HTTP/1.1 keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by ALPN, HTTP/2
 (the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``); connections are shared by all users, a cookie jar is per virtual user
 (``transport.py``).
@@ -60,14 +60,14 @@ def needs_flow_engine(plan: Plan) -> bool:
     generators (``{{$uuid}}``…) renders per request on the fast engine
     (``http.payloads``). One that needs a user's state (an extracted value, a data
     row, ``__user``/``__iteration``/``__generator``) comes here."""
-    if plan.flows or plan.setup or plan.data or plan.proxy or plan.insecure:
+    if plan.flows or plan.setup or plan.data or plan.proxy:
         return True
     if plan.follow_redirects:  # a hop is a new request, maybe elsewhere: per-user state
         return True
     if plan.users is not None or plan.user_stages:
         return True
-    if plan.target.startswith("https:"):
-        return True
+    if plan.target.startswith("https:") and plan.http2 != "off":
+        return True  # the target may offer HTTP/2 by ALPN: the flow engine probes and speaks it
     known = plan.vars.keys()
     try:
         for text in plan.vars.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import ssl
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -38,9 +39,23 @@ def target_address(plan: Plan) -> tuple[str, int, str]:
     """(host, port, Host header) of the plan's target."""
     parts = urlsplit(plan.target)
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     host_header = parts.netloc.rsplit("@", 1)[-1]
     return host, port, host_header
+
+
+def tls_context(plan: Plan) -> ssl.SSLContext | None:
+    """The TLS settings of an ``https://`` target (None: plain HTTP): the flow engine's
+    (``transport.ssl_context``: certificates checked unless ``insecure``), offering only
+    ``http/1.1`` by ALPN. Made once per engine: a context per connection would load the
+    system's CA certificates each time."""
+    if urlsplit(plan.target).scheme != "https":
+        return None
+    from services.generator.transport import ssl_context  # only https plans pay the import
+
+    ctx = ssl_context(plan)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 LOOPBACKS = ("127.0.0.1", "::1")
@@ -82,7 +97,7 @@ def encode(method: str, path: str, headers: Iterable[tuple[str, str]], body: byt
     if body or method in BODY_METHODS:
         merged["content-length"] = ("Content-Length", str(len(body)))
     head = f"{method} {quote(path, safe=PATH_SAFE)} HTTP/1.1\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in merged.values())
+    head += "".join([f"{k}: {v}\r\n" for k, v in merged.values()])
     return head.encode("latin-1") + b"\r\n" + body
 
 

@@ -6,7 +6,7 @@ hands it each new assignment, takes an ``Interval`` every second and drains it a
 end. Which engine runs a plan is decided here, once (docs/engine.md, "Shape"):
 
 * static requests, templated ones included (a render per request: the plan's vars
-  and generators such as ``{{$uuid}}``) — the fast engine (``engine.Engine``;
+  and generators such as ``{{$uuid}}``), plain or https with ``http2: off`` — the fast engine (``engine.Engine``;
   ``SURGE_WORKERS``: a pool of them, ``workers.PooledEngine``);
 * anything with per-user state (flows, templates naming extracted values or data,
   data, the closed model, https,

@@ -2,7 +2,8 @@
 
 Each case is a server on 127.0.0.1 written byte by byte (so the wire shape is exact)
 that records every request it received; each case runs on the static engine
-(``engine.py``) and on the flow engine (``flows.py``) and asserts both what the report
+(``engine.py``, plain and over TLS) and on the flow engine (``flows.py``: plain, TLS,
+HTTP/2) and asserts both what the report
 says and what the server got. The cases are the table in docs/engine.md, "One HTTP
 semantics".
 """
@@ -226,7 +227,7 @@ def br(data: bytes) -> bytes:
     return brotli.compress(data)
 
 
-PATHS = ("static", "flow", "tls", "h2")
+PATHS = ("static", "static-tls", "flow", "tls", "h2")  # static-tls: the fast engine over https
 NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the Upgrade mechanism "
                 "from HTTP/2 (a 101 on a stream is a malformed response, and h2 will not send one)")
 FAST_ENGINE_NO_REDIRECTS = ("the fast engine follows no redirects: a plan with follow_redirects "
@@ -298,20 +299,20 @@ CASES = [
     Case("reset after the request", reset_after_request, h2_reset_connection,
          ok=0, errors={"reset": ARRIVALS}),
     Case("stream reset after the request: one reset, never retried", None, h2_reset_stream,
-         ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in ("static", "flow", "tls")}),
+         ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in PATHS if p != "h2"}),
     Case("12 KB header accepted", *BIG_12K),
     Case("60 KB header accepted", *BIG_60K),
     Case("70 KB header too large", *BIG_70K, ok=0, errors={"too_large": ARRIVALS}),
     Case("Connection: close mid-run (HTTP/2: GOAWAY)", close_every_second_response,
          h2_goaway_every_second_request),
     Case("GOAWAY: streams above its last are sent again, on a new connection", None,
-         h2_goaway_above_the_first_stream, refused=1, skip={p: ONLY_H2_GOAWAY for p in ("static", "flow", "tls")}),
+         h2_goaway_above_the_first_stream, refused=1, skip={p: ONLY_H2_GOAWAY for p in PATHS if p != "h2"}),
     Case("REFUSED_STREAM: sent again, never counted", None, h2_refuse_every_second_stream(),
-         refused=ARRIVALS // 2, skip={p: ONLY_H2_REFUSED for p in ("static", "flow", "tls")}),
+         refused=ARRIVALS // 2, skip={p: ONLY_H2_REFUSED for p in PATHS if p != "h2"}),
     Case("redirect not followed by default", redirect_once, h2_redirect_once),
     Case("follow_redirects: 2 follows, each hop a request", redirect_once, h2_redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
-         skip={"static": FAST_ENGINE_NO_REDIRECTS}),
+         skip={"static": FAST_ENGINE_NO_REDIRECTS, "static-tls": FAST_ENGINE_NO_REDIRECTS}),
     Case("localhost tries ::1 too", ok, h2_ok, host="::1", target_host="localhost"),
 ]
 
@@ -362,17 +363,18 @@ def server_tls(tmp_path_factory):
 def serve(case: Case, path: str, server_tls) -> RawServer:
     if path == "h2":
         return H2Server(case.h2, server_tls["h2"], case.host)
-    return Server(case.respond, case.host, server_tls["tls"] if path == "tls" else None)
+    return Server(case.respond, case.host, server_tls["tls"] if path in ("tls", "static-tls") else None)
 
 
 @pytest.mark.parametrize("case,path", list(params()))
 async def test_http_semantics(case: Case, path: str, server_tls):
     async with serve(case, path, server_tls) as srv:
         scheme, tls = {"tls": ("https", {"insecure": True, "http2": "off"}),
+                       "static-tls": ("https", {"insecure": True, "http2": "off"}),
                        "h2": ("https", {"insecure": True, "http2": "auto"})}.get(path, ("http", {}))
         plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
                           rate=RATE, timeout=2, requests=[case.request()], **{**tls, **case.plan})
-        iv = await (run_static if path == "static" else run_flow)(plan, srv)
+        iv = await (run_static if path.startswith("static") else run_flow)(plan, srv)
     ok_count, errors = outcome(iv)
     assert sum(iv.dropped) == 0
     assert (ok_count, errors) == (case.ok, case.errors), srv.received

@@ -28,9 +28,19 @@ pytestmark = pytest.mark.timeout(60)
 RATE, ARRIVALS = 40.0, 20
 
 
-def assignment(url: str) -> Assignment:
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    from services.cli.secure import make_certificates  # a local CA's certificate: not trusted
+
+    files = make_certificates(tmp_path_factory.mktemp("tls"))
+    return str(files.cert), str(files.key)
+
+
+def assignment(url: str, **fields) -> Assignment:
+    if url.startswith("https:"):  # HTTP/1.1 said outright: no ALPN probe, the fast engine
+        fields = {"http2": "off", "insecure": True, **fields}
     plan = plans.plan(
-        plans.ENGINE, url, name="templated", rate=RATE, timeout=2, connections=4,
+        plans.ENGINE, url, name="templated", rate=RATE, timeout=2, connections=4, **fields,
         vars={"token": "tok-{{$randstr(6)}}"},
         headers={"Authorization": "Bearer {{token}}"},
         requests=[{"name": "order", "method": "POST", "path": "/orders/{{$randint(1,1000000000)}}",
@@ -72,14 +82,31 @@ def received(srv: RecordingServer) -> tuple[set[str], set[str]]:
     return tokens, ids
 
 
-async def test_a_templated_static_plan_runs_on_the_fast_engine_rendering_every_request():
-    with RecordingServer() as srv:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_templated_static_plan_runs_on_the_fast_engine_rendering_every_request(scheme, certificate):
+    with RecordingServer(tls=certificate if scheme == "https" else None) as srv:
+        assert srv.url.startswith(f"{scheme}://")
         engine = engine_for(assignment(srv.url), asyncio.get_running_loop())
         assert type(engine) is Engine
         assert await run(engine, time.monotonic()) == ARRIVALS
         tokens, _ = received(srv)
     (token,) = tokens  # vars render once per run, as in the flow engine
     assert token.startswith("tok-") and len(token) == 10
+
+
+async def test_https_on_the_fast_engine_checks_the_certificate(certificate):
+    with RecordingServer(tls=certificate) as srv:
+        engine = engine_for(assignment(srv.url, insecure=False), asyncio.get_running_loop())
+        assert type(engine) is Engine
+        t0 = time.monotonic()
+        engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+        await until(lambda: engine.in_flight() == 0 and time.monotonic() > t0 + ARRIVALS / RATE, 20,
+                    "every arrival accounted for")
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+        # a certificate no CA of the system vouches for: every arrival a connect error
+        assert iv.completed() == ARRIVALS and iv.errors[0] == {"connect": ARRIVALS}
+        assert srv.recorder.take() == []
 
 
 async def test_worker_processes_render_their_own_requests():

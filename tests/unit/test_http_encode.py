@@ -7,7 +7,9 @@ import json
 import pytest
 
 from services.plan import loader
-from services.generator.http import USER_AGENT, Rendered, encode_request, payloads, target_address
+from services.generator.http import (
+    USER_AGENT, Rendered, encode_request, payloads, target_address, tls_context,
+)
 from tests import plans
 
 
@@ -37,6 +39,19 @@ def test_target_address_splits_host_port_and_host_header():
         "api.example.com", 80, "api.example.com"
     )
     assert target_address(plans.plan(requests=[{"name": "a"}], target="http://[::1]:9000")) == ("::1", 9000, "[::1]:9000")
+    assert target_address(plans.plan(requests=[{"name": "a"}], target="https://api.example.com")) == (
+        "api.example.com", 443, "api.example.com"
+    )
+
+
+def test_tls_settings_are_the_flow_engines():
+    import ssl
+
+    assert tls_context(plans.plan(requests=[{"name": "a"}])) is None
+    checked = tls_context(plans.plan(requests=[{"name": "a"}], target="https://h"))
+    assert checked.verify_mode == ssl.CERT_REQUIRED and checked.check_hostname
+    insecure = tls_context(plans.plan(requests=[{"name": "a"}], target="https://h", insecure=True))
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
 
 
 def test_get_has_request_line_host_and_user_agent_and_no_body():

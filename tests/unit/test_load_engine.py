@@ -35,7 +35,8 @@ def test_every_engine_has_the_whole_surface(cls):
 async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_engine():
     loop = asyncio.get_running_loop()
     for fields in ({}, {"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
-                   {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]}):
+                   {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]},
+                   {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True}):
         static = engine_for(assignment(**fields), loop)  # templates: a render, not a user
         assert type(static) is Engine and isinstance(static, LoadEngine), fields
     for fields in ({"headers": {"X-User": "{{__user}}"}},

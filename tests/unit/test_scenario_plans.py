@@ -124,6 +124,9 @@ def test_static_plans_keep_the_fast_path():
 def test_static_requests_needing_tls_or_user_state_use_the_flow_engine():
     base = {"name": "s", "rate": 1, "duration": 1, "requests": [{"name": "r", "path": "/"}]}
     assert needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443"}))
+    # HTTP/1.1 said outright: the fast engine speaks TLS itself (no ALPN probe needed)
+    assert not needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443",
+                                                  "http2": "off", "insecure": True}))
     per_user = {**base, "target": "http://127.0.0.1:1",
                 "requests": [{"name": "r", "path": "/x/{{__iteration}}"}]}
     assert needs_flow_engine(loader.from_obj(per_user))
