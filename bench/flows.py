@@ -1,6 +1,6 @@
 """The flow engine's speed: one flow step with one JSON extraction, closed model, one core.
 
-    python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5] [--insecure] [--http2 auto|off]
+    python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5] [--insecure] [--http2 auto|off|h2c]
                                      [--flow one|three]
 
 ``--flow three`` is the issue-17 flow against ``bench.nginx.FlowNginx``: each virtual user
@@ -13,7 +13,8 @@ service does (intervals bucketed and encoded every second) against the demo targ
 ``/api/products`` (a small JSON document), each response checked (status) and a value
 extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-second
 (requests/s per core), and the protocol the run spoke (an https origin that offers
-``h2`` by ALPN gets HTTP/2 unless ``--http2 off``). Figures, never pass/fail;
+``h2`` by ALPN gets HTTP/2 unless ``--http2 off``; ``--http2 h2c`` speaks HTTP/2 without TLS
+to an http origin, by prior knowledge). Figures, never pass/fail;
 ``make bench`` runs it against the demo target.
 """
 
@@ -99,7 +100,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=32)
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
-    p.add_argument("--http2", choices=["auto", "off"], default="auto")
+    p.add_argument("--http2", choices=["auto", "off", "h2c"], default="auto")
     p.add_argument("--flow", choices=sorted(FLOWS), default="one")
     args = p.parse_args()
     try:

@@ -250,8 +250,9 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     vars: dict[VarName, str] = {}  # fixed variables, templated like any value
     proxy: Annotated[str, Meta(min_length=8, max_length=2048)] | None = None  # http://host:port
     insecure: bool = False  # TLS: accept any certificate (test certificates)
-    # auto: HTTP/2 when an https target picks h2 by ALPN, else HTTP/1.1; off: HTTP/1.1 always
-    http2: Literal["auto", "off"] = "auto"
+    # auto: HTTP/2 when an https target picks h2 by ALPN, else HTTP/1.1; off: HTTP/1.1 always;
+    # h2c: HTTP/2 without TLS to an http:// target, by prior knowledge (RFC 9113 3.3)
+    http2: Literal["auto", "off", "h2c"] = "auto"
     # how arrivals are spread in time (open model): uniform (i/rate, wrk2's pacing) or
     # poisson (exponential gaps at the plan's rate, as Gatling/NBomber offer); ``seed``
     # makes the random parts of a run (Poisson gaps) the same run after run

@@ -68,6 +68,8 @@ def needs_flow_engine(plan: Plan) -> bool:
         return True
     if plan.target.startswith("https:") and plan.http2 != "off":
         return True  # the target may offer HTTP/2 by ALPN: the flow engine probes and speaks it
+    if plan.http2 == "h2c":
+        return True  # HTTP/2 over TCP: the fast engine speaks HTTP/1.1 only
     known = plan.vars.keys()
     try:
         for text in plan.vars.values():

@@ -1,4 +1,4 @@
-"""HTTP/2 for flows on asyncio protocols: the sans-I/O ``h2`` library over stdlib TLS.
+"""HTTP/2 for flows on asyncio protocols: the sans-I/O ``h2`` library over stdlib TLS or TCP (h2c).
 
 ``H2Pool`` is ``pool.Pool`` with HTTP/2 connections: the same dialing (every address,
 ``localhost`` on both loopbacks, a CONNECT tunnel through a proxy), the same per-user
@@ -412,18 +412,22 @@ class _H2Conn(asyncio.Protocol):
 
 
 class H2Pool(Pool):
-    """HTTP/2 connections to the plan's https target, streams multiplexed on them."""
+    """HTTP/2 connections to the plan's target, streams multiplexed on them: over TLS
+    (``h2`` by ALPN) for https, or over TCP for ``http2: h2c`` (no ``ssl_context``)."""
 
     protocol = "h2"
 
-    def __init__(self, plan: Plan, ssl_context: ssl.SSLContext, target: str | None = None) -> None:
-        ctx = ssl_context
-        ctx.set_alpn_protocols(["h2"])
-        super().__init__(plan, ctx, target)
+    def __init__(self, plan: Plan, ssl_context: ssl.SSLContext | None, target: str | None = None) -> None:
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2"])
+        else:
+            self.protocol = "h2c"
+        super().__init__(plan, ssl_context, target)
         self.conn_factory = _H2Conn  # type: ignore[assignment]
         self.conns: list[_H2Conn] = []
         # a request's fields as h2 takes them, bytes; what every request repeats made once
-        self._prefix = ((b":scheme", b"https"), (b":authority", self.host_header.encode("latin-1")))
+        self._prefix = ((b":scheme", b"https" if self.https else b"http"),
+                        (b":authority", self.host_header.encode("latin-1")))
         self._agent = (b"user-agent", USER_AGENT.encode("latin-1"))
         self._methods = {m: (b":method", m.encode()) for m in
                          ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}

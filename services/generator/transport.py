@@ -18,7 +18,9 @@ over either:
 ``h2, http/1.1`` by ALPN (through the plan's proxy with CONNECT, when there is one)
 and takes HTTP/2 only when the target picks ``h2``. A probe that fails (target down,
 certificate refused) leaves the run on HTTP/1.1, whose requests then fail — and are
-counted — exactly as they did before HTTP/2 existed.
+counted — exactly as they did before HTTP/2 existed. ``http2: h2c`` (an ``http://``
+target) needs no probe: HTTP/2 by prior knowledge, the connection preface straight
+over TCP, as ``curl --http2-prior-knowledge`` and h2load do.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def http1(plan: Plan) -> Pool:
 
 
 async def choose(plan: Plan) -> Pool:
-    """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it."""
+    """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it;
+    h2c (HTTP/2 over TCP, by prior knowledge) when the plan says so."""
+    if plan.http2 == "h2c":  # the loader allows it for http:// targets only, no proxy
+        return H2Pool(plan, None)
     if plan.http2 == "off" or not plan.target.startswith("https:"):
         return http1(plan)
     try:

@@ -284,6 +284,12 @@ def check(plan: Plan) -> None:
         raise InvalidPlan("target has an invalid port", "target") from None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidPlan("target is scheme://host:port only; put paths in requests", "target")
+    if plan.http2 == "h2c" and parts.scheme != "http":
+        raise InvalidPlan("http2: h2c is HTTP/2 without TLS, for an http:// target; an https:// "
+                          "target gets HTTP/2 by ALPN with http2: auto", "http2")
+    if plan.http2 == "h2c" and plan.proxy:
+        raise InvalidPlan("http2: h2c does not go through a proxy (an HTTP proxy forwards "
+                          "HTTP/1.1); drop the proxy or use http2: off", "http2")
     if bool(plan.requests) == bool(plan.flows):
         raise InvalidPlan("give either requests (static) or flows (scenarios), not both/neither",
                           "flows" if plan.flows else "requests")

@@ -17,7 +17,9 @@ class Config(Struct, frozen=True, kw_only=True):
     target_stall_ms: float = 0.0  # ... this long, once per period (a GC pause, say)
     target_tls_cert: str = ""  # PEM certificate (chain): serve https instead of http
     target_tls_key: str = ""  # PEM private key, when not in the certificate file
-    target_http2: bool = False  # with TLS: offer HTTP/2 by ALPN too (services/target/http2.py)
+    # with TLS: offer HTTP/2 by ALPN too; without: h2c by prior knowledge beside HTTP/1.1
+    # (services/target/http2.py)
+    target_http2: bool = False
     log_level: str = "info"
     log_json: bool = False
 

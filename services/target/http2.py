@@ -8,6 +8,10 @@ turns each finished stream into an HTTP/1.1 request for a fresh ``HttpProtocol``
 logins, cookies, delays and stalls behave exactly as over HTTP/1.1 — and that
 request's answer back into HEADERS and DATA frames, within the flow-control window.
 ``/__stats`` counts the requests served over h2 in ``by_protocol``.
+
+Without TLS, ``SURGE_TARGET_HTTP2=1`` serves h2c by prior knowledge beside HTTP/1.1 on
+the same port: ``Sniffed`` reads a connection's first bytes and takes HTTP/2 when they
+are the client's connection preface (RFC 9113 3.4), as Go's h2c handler and nginx do.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from h2.exceptions import ProtocolError, StreamClosedError
 from services.target.server import HttpProtocol, State
 
 ALPN = ["h2", "http/1.1"]
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade"})
 
 
@@ -48,6 +53,25 @@ class Negotiated(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if self.inner is not None:
             self.inner.connection_lost(exc)
+
+
+class Sniffed(Negotiated):
+    """HTTP/2 by prior knowledge (h2c) or HTTP/1.1 over TCP, as the first bytes say."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.head = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is None:
+            self.head += data
+            if len(self.head) < len(PREFACE) and PREFACE.startswith(self.head):
+                return  # not enough bytes to tell yet
+            h2 = self.head.startswith(PREFACE)
+            self.inner = H2Protocol(self.state) if h2 else HttpProtocol(self.state)
+            self.inner.connection_made(self.transport)
+            data, self.head = self.head, b""
+        self.inner.data_received(data)
 
 
 class _StreamReply:

@@ -24,7 +24,8 @@ Scenario routes (a shop that needs a login, for flows and their tests):
 A request in absolute form (``GET http://host/path``, what clients send to an HTTP
 proxy) is served as if for ``/path`` and counted in ``/__stats`` ``proxied``, so the
 target can stand in for a proxy in tests. ``SURGE_TARGET_TLS_CERT``/``_KEY``: https;
-with ``SURGE_TARGET_HTTP2=1`` as well, HTTP/2 for clients that pick it by ALPN (``http2.py``).
+with ``SURGE_TARGET_HTTP2=1`` as well, HTTP/2 for clients that pick it by ALPN (``http2.py``);
+``SURGE_TARGET_HTTP2=1`` without TLS: h2c (HTTP/2 by prior knowledge) beside HTTP/1.1.
 
 ``SURGE_TARGET_STALL_EVERY_S``/``SURGE_TARGET_STALL_MS`` make it stall periodically,
 the way a GC pause or a lock convoy does, to show coordinated omission at work.
@@ -309,6 +310,10 @@ class Server:
 
             tls.set_alpn_protocols(ALPN)
             factory = lambda: Negotiated(self.state)  # noqa: E731
+        elif self.config.target_http2:  # plain TCP: h2c by prior knowledge beside HTTP/1.1
+            from services.target.http2 import Sniffed
+
+            factory = lambda: Sniffed(self.state)  # noqa: E731
         self._server = await loop.create_server(
             factory,
             self.config.target_host,

@@ -6,6 +6,8 @@ self-signed certificate: once with ``SURGE_TARGET_HTTP2=1`` (it offers ``h2`` an
 once HTTP/1.1 only. The flow logs in (token by JSONPath, ``sid`` cookie), then calls
 ``/api/me``, which answers 200 only to the token *and* the cookie of the same login,
 so every 200 proves extraction and the user's cookie jar worked on that transport.
+And h2c: ``http2: h2c`` against the plain demo target with ``SURGE_TARGET_HTTP2=1``
+(HTTP/2 by prior knowledge beside HTTP/1.1 on one port) arrives over h2, without TLS.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, target_stats
 from tests.integration.test_scenarios import run_plan, self_signed, stack_ready
 from tests.plans import SHOP_FLOW, raw
 
@@ -81,3 +83,26 @@ async def test_flow_falls_back_to_http1_where_tls_offers_no_h2(cluster: Cluster,
     assert seen["by_protocol"] == {"h2": 0, "http/1.1": 3 * ARRIVALS}, seen
     gen_log = cluster.procs[-1].output()
     assert "protocol=http/1.1" in gen_log and "protocol=h2" not in gen_log
+
+
+async def test_flow_speaks_h2c_by_prior_knowledge(cluster: Cluster, tmp_path):
+    _, target = cluster.target(SURGE_TARGET_HTTP2="1")  # plain TCP: h2c and HTTP/1.1 on one port
+    cluster.coordinator()
+    cluster.generator()
+    await stack_ready(cluster, 1)
+    code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s",
+                                                         http2="h2c"))
+    assert code == 0, report["totals"]
+    assert_all_ok(report)
+    seen = target_stats(target)
+    # every request (the login, the token and cookie reused) came as HTTP/2 frames over TCP
+    assert seen["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 0}, seen
+    assert seen["by_path"] == {"/login": ARRIVALS, "/api/me": ARRIVALS, "/api/cart": ARRIVALS}
+    assert "protocol=h2c" in cluster.procs[-1].output()
+
+    # the same http:// target with the default (auto) gets HTTP/1.1: h2c is asked for, never guessed
+    code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"),
+                                  "auto.yaml")
+    assert code == 0, report["totals"]
+    assert_all_ok(report)
+    assert target_stats(target)["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 3 * ARRIVALS}

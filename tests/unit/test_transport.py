@@ -13,6 +13,7 @@ from schemas.errors import InvalidPlan
 from services.generator import transport
 from services.generator.pool import Pool
 from services.generator.h2pool import H2Pool
+from services.generator.flows import needs_flow_engine
 from services.generator.transport import choose
 from tests import plans
 
@@ -35,7 +36,30 @@ def test_http2_is_auto_by_default_and_yaml_off_means_off():
         plans.plan(plans.ONE_FLOW, http2=True)
     assert err.value.field == "http2"
     with pytest.raises(InvalidPlan):
-        plans.plan(plans.ONE_FLOW, http2="h2c")
+        plans.plan(plans.ONE_FLOW, http2="on")
+
+
+def test_h2c_is_for_http_targets_without_a_proxy():
+    assert plans.plan(plans.ONE_FLOW, target="http://127.0.0.1:9", http2="h2c").http2 == "h2c"
+    assert loader.loads("name: p\ntarget: http://a.test\nrate: 1\nduration: 1\n"
+                        "requests: [{name: r}]\nhttp2: h2c\n").http2 == "h2c"
+    for bad in ({"http2": "h2c"},  # https: HTTP/2 comes by ALPN there
+                {"http2": "h2c", "target": "http://127.0.0.1:9", "proxy": "http://127.0.0.1:8"}):
+        with pytest.raises(InvalidPlan) as err:
+            plans.plan(plans.ONE_FLOW, **bad)
+        assert err.value.field == "http2", bad
+
+
+async def test_h2c_takes_http2_over_tcp_without_a_probe(monkeypatch):
+    async def probe(*a, **k):
+        raise AssertionError("no ALPN probe expected")
+
+    monkeypatch.setattr(transport, "alpn", probe)
+    p = plans.plan(plans.BASIC, target="http://127.0.0.1:9", http2="h2c")
+    assert needs_flow_engine(p)  # a static plan too: the fast engine speaks HTTP/1.1 only
+    t = await choose(p)
+    assert isinstance(t, H2Pool) and t.protocol == "h2c" and t.ssl is None
+    await t.close()
 
 
 async def test_plain_http_and_http2_off_never_probe(monkeypatch):
