@@ -211,7 +211,7 @@ async def test_a_generators_crash_reason_reaches_the_runs_events(cluster: Cluste
             hb = Heartbeat(id="gen-z", host="test", pid=1, cores=1, version="test", started_at=now,
                            sent_at=now, capacity_rps=20_000.0)
             await registry.put("gen-z", msgspec.json.encode(hb))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # a generator's heartbeat period: the pace, not a wait
 
     beating = asyncio.create_task(beat())
     await until(lambda: _listed(api, "gen-z"), 10, "gen-z registered")

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.host import Alert
 from services.monitor.notify import Dedup, Notifier, TokenBucket, email_of, webhook_body
+from tests.conftest import until
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -82,10 +83,7 @@ async def test_failed_delivery_is_retried_then_given_up():
     n = Notifier([ok, bad], retries=2, backoff_s=0.01)
     n.start()
     n.submit(alert())
-    for _ in range(200):
-        if n.counts.sent == 1 and n.counts.failed == 1:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: n.counts.sent == 1 and n.counts.failed == 1, 5, "one delivered, one given up")
     assert ok.calls == 3 and ok.sent == [alert()]
     assert bad.calls == 3 and bad.sent == []
     assert (n.counts.sent, n.counts.failed) == (1, 1)
@@ -97,7 +95,7 @@ async def test_submit_never_waits_and_drops_beyond_rate_limit():
         name = "slow"
 
         async def send(self, a: Alert) -> None:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # a channel that never answers
 
     n = Notifier([Slow()], rate_per_min=2)
     n.start()
