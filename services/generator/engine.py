@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 LATE_S = 0.010  # sent this long after its intended time: late
 SWEEP_S = 0.050  # how often timeouts and arrivals waiting too long are checked
-MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (rebase, stop)
+MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (stop, the schedule's end)
 MIN_SLEEP_S = 0.001  # uvloop's timer resolution
 CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
@@ -85,6 +85,7 @@ class Engine:
         self.think_s = 0.0
         self.thinking = 0  # closed-loop users in their think time
         self._tasks: list[asyncio.Task] = []
+        self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # the pacer's next wake
 
     # --- control (called by the service) -----------------------------------
     def start(self, schedule: Schedule, t0: float, skip: float = 0.0) -> None:
@@ -95,10 +96,8 @@ class Engine:
         """
         self.arrivals.start(schedule, t0, skip)
         self.t0, self.pacing = t0, True
-        self._tasks = [
-            self.loop.create_task(self._pace(), name="pace"),
-            self.loop.create_task(self._sweep(), name="sweep"),
-        ]
+        self._pacer = self.loop.call_soon(self._pace)
+        self._tasks = [self.loop.create_task(self._sweep(), name="sweep")]
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
         """Closed model: ``users`` connections (default: the plan's ``connections``), each
@@ -122,7 +121,10 @@ class Engine:
         numbered below its start are the old schedule's, and any still waiting keep
         their old intended times.
         """
-        self.arrivals.rebase(schedule)  # the next response or pacer wake looks
+        self.arrivals.rebase(schedule)
+        if self._pacer is not None:  # the pacer looks on the loop's next pass
+            self._pacer.cancel()
+            self._pacer = self.loop.call_soon(self._pace)
 
     @property
     def schedule(self) -> Schedule | None:
@@ -160,6 +162,9 @@ class Engine:
             if conn.busy:
                 self._finish(conn, now, "timeout")
             conn.close()
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -229,24 +234,26 @@ class Engine:
         will never be sent."""
         tally(self.arrivals.drop_until(limit), self.table, self._table_array, self.cur.dropped)
 
-    async def _pace(self) -> None:
-        sleep = asyncio.sleep
+    def _pace(self) -> None:
+        """The pacer: a timer callback (a ``TimerHandle``, no task or future per wake) that
+        sends what is due and sleeps until the next arrival, at least one tick (uvloop's
+        timers tick in whole milliseconds; a shorter sleep would spin) and at most
+        ``MAX_SLEEP_S``. Arrivals due within a tick go out at its start unless a
+        response comes first; their lateness is measured."""
+        self._pacer = None
+        if not self.pacing:
+            return
         arr = self.arrivals
-        while self.pacing:
-            now = _now()
-            t = self._send_due(now)
-            rel = now - self.t0
-            if t == INF:
-                if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
-                    arr.stop(arr.schedule.end_s)  # type: ignore[union-attr]
-                    self.pacing = False
-                    break
-                t = rel + MAX_SLEEP_S
-            # rebase and stop are seen within MAX_SLEEP_S. The loop's timers tick in whole
-            # milliseconds (a shorter sleep would spin): arrivals due within the next
-            # tick go out at its start unless a response comes first, and their
-            # lateness is measured.
-            await sleep(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S))
+        now = _now()
+        t = self._send_due(now)
+        rel = now - self.t0
+        if t == INF:
+            if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
+                arr.stop(arr.schedule.end_s)  # type: ignore[union-attr]
+                self.pacing = False
+                return
+            t = rel + MAX_SLEEP_S
+        self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._pace)
 
     def _next_for(self, conn: Connection, now: float) -> None:
         """A free connection: it takes the oldest waiting arrival, or waits idle."""

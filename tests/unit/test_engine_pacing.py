@@ -28,6 +28,9 @@ class Wire:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def abort(self) -> None:
+        pass
+
 
 @pytest.fixture
 def engine():
@@ -121,3 +124,22 @@ def test_a_closed_loop_engine_never_paces_from_responses(engine):
     eng.stop_pacing()
     respond(eng, conn)
     assert eng.arrivals.i == 0 and eng.cur.sent == 0 and not conn.transport.writes
+
+
+def test_the_pacer_is_a_timer_and_a_rebase_is_sent_on_the_loops_next_pass(engine):
+    eng, conn = engine
+    loop = eng.loop
+    eng.idle.append(conn)
+    t0 = time.monotonic() - 0.5
+    # 1 arrival a second from 0.5 s ago: arrival 0 goes at the first pass, 1 is 0.5 s away
+    eng.start(Schedule([Segment(0.0, 60.0, 1, 1)], 1.0), t0)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert eng.cur.sent == 1 and isinstance(eng._pacer, asyncio.TimerHandle)
+    eng.idle.append(conn)  # its response came
+    # 100/s from the start: arrival 1 (at 10 ms) is due now, not in 0.5 s
+    eng.rebase(Schedule([Segment(0.0, 60.0, 100, 100)], 1.0))
+    loop.run_until_complete(asyncio.sleep(0))  # one pass, far less than a timer tick
+    assert eng.cur.sent == 2 and conn.intended == pytest.approx(t0 + 0.010)
+    eng.stop_pacing()
+    loop.run_until_complete(eng.drain(0.0))
+    assert eng._pacer is None
