@@ -254,6 +254,29 @@ _ResponseReceived, _DataReceived, _StreamEnded = (
     h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded)
 
 
+_HEADS: dict[tuple, tuple[int, list[tuple[str, str]], int]] = {}
+
+
+def _head(fields: tuple) -> tuple[int, list[tuple[str, str]], int]:
+    """A response head as h2 gives it (bytes) → (status, [(name, value)] as text, HPACK size).
+
+    Remembered (up to 256 heads of ≤ 8 KB): a server answers the same few heads over and
+    over, so a response costs one tuple and one lookup, not a decode per field."""
+    status, headers, size = 0, [], 0
+    for k, v in fields:
+        size += len(k) + len(v) + 32
+        if k == b":status":
+            status = int(v)
+        elif k[:1] != b":":
+            headers.append((k.decode("latin-1"), v.decode("latin-1")))
+    out = (status, headers, size)
+    if size <= 8192:
+        if len(_HEADS) >= 256:
+            _HEADS.clear()
+        _HEADS[fields] = out
+    return out
+
+
 class _H2Conn(asyncio.Protocol):
     """One HTTP/2 connection carrying many streams.
 
@@ -341,19 +364,19 @@ class _H2Conn(asyncio.Protocol):
                     self.close()
             elif kind is _ResponseReceived:
                 st = streams.get(ev.stream_id)
-                if st is not None and sum(len(k) + len(v) + 32 for k, v in ev.headers) > MAX_HEAD:
+                if st is None:
+                    continue
+                fields = tuple(ev.headers)
+                head = _HEADS.get(fields) or _head(fields)
+                if head[2] > MAX_HEAD:
                     # HPACK's list size (RFC 9113 6.5.2) against HTTP/1.1's 64 KB head bound
                     self._fail_stream(ev.stream_id, ResponseTooLarge("response head beyond 64 KB"))
                     try:  # the rest of it is not wanted (unless it came in the same read)
                         h.reset_stream(ev.stream_id, h2.errors.ErrorCodes.CANCEL)
                     except h2.exceptions.StreamClosedError:
                         pass
-                elif st is not None:
-                    for k, v in ev.headers:
-                        if k == b":status":
-                            st.status = int(v)
-                        elif k[:1] != b":":
-                            st.headers.append((k.decode("latin-1"), v.decode("latin-1")))
+                else:
+                    st.status, st.headers = head[0], list(head[1])
             elif kind is h2.events.StreamReset:
                 self._fail_stream(ev.stream_id, (Refused if ev.error_code == _REFUSED else Reset)(
                     f"stream reset by the server ({ev.error_code})"))
