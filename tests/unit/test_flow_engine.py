@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from schemas.control import Assignment
+from schemas.control import Assignment, Segment
 from schemas.plan import Think
 from services.plan import profile
 from services.generator.flows import FlowEngine
+from services.generator.pacing import Schedule
 from services.generator.session import Program, think_s
 from services.generator.pool import Pool
 from services.generator.h2pool import H2Pool
@@ -162,3 +163,36 @@ def test_response_fields_are_read_from_the_raw_head_only_when_asked():
     assert dict(head.items())["Content-Length"] == "2"
     assert Head([b"HTTP/1.1 204 No Content\r\n\r\n"]).raw == b"HTTP/1.1 204 No Content"
     assert Head([b"HTTP/1.1 100 Continue\r\n\r\n"]).raw == b"HTTP/1.1 100 Continue"  # nothing follows yet
+
+
+async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_order():
+    """The flow engine's waiting arrivals are the arrival cursor's range: nothing stored
+    per arrival; a freed slot takes the oldest, a timeout drops from the oldest."""
+    p = plans.plan(plans.USER_FLOWS, connections=1)
+    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
+                   profile=profile.from_plan(p), plan=p, index=0, count=1)
+    engine = FlowEngine(a, asyncio.get_running_loop())
+    release = asyncio.Event()
+    started: list[float] = []
+
+    async def hold(flow: int, intended: float) -> None:
+        started.append(intended)
+        await release.wait()
+
+    engine._run_arrival = hold  # type: ignore[method-assign]
+    t0 = time.monotonic() - 0.035
+    engine.arrivals.start(Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine.t0, engine.running = t0, True
+    engine._arrive(time.monotonic())  # 0, 10, 20 and 30 ms are due; one slot
+    await asyncio.sleep(0)
+    assert engine.cur.sent == 1 and started == [t0]
+    assert engine.arrivals.waiting(time.monotonic() - t0) >= 3
+    engine._drop_until(0.025)  # 10 and 20 ms waited too long
+    assert sum(engine.cur.dropped) == 2 and engine.arrivals.i == 3
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started[:2] == [t0, pytest.approx(t0 + 0.030)]  # the oldest still waiting, at its time
+    engine.stop_pacing()
+    for task in list(engine._flows):
+        task.cancel()
