@@ -371,10 +371,17 @@ class FlowEngine:
             return
         if prog.setup and prog.setup_scope == "user":
             await user.run_steps(prog.setup)
-        while self.running and user.uid not in self._retiring:
-            if not self._draw(user, "iteration"):
-                return  # this generator's unique rows are used up: the user stops
-            user.iteration += 1
-            user.vars["__iteration"] = user.iteration
-            self.cur.sent += 1
-            await user.run_steps(prog.flows[prog.pick(self.rng)])
+        await user.loop(lambda: self._iteration(user))
+
+    def _iteration(self, user: VirtualUser) -> list | None:
+        """A closed-model user's next iteration: its flow's steps, or None when it stops
+        (the run stopped, the user retires, or this generator's unique rows ran out)."""
+        if not self.running or user.uid in self._retiring:
+            return None
+        if not self._draw(user, "iteration"):
+            return None
+        user.iteration += 1
+        user.vars["__iteration"] = user.iteration
+        self.cur.sent += 1
+        prog = self.program
+        return prog.flows[prog.pick(self.rng)]

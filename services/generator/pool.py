@@ -150,6 +150,7 @@ class _Conn(asyncio.Protocol):
         self.fut: asyncio.Future | None = None
         self.head_only = False
         self.sent = 0.0
+        self.seq = 0  # requests sent on this connection
         self.closed = False
         self._reset()
 
@@ -169,6 +170,7 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last = data
+        seq = self.seq
         if not self.head_done and self.fut is not None:
             self.chunks.append(data)  # bounded: MAX_HEAD below
         try:
@@ -185,7 +187,9 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(exc)
         else:
-            if not self.head_done and self.fut is not None:  # a head still unfinished: bound it
+            # a head still unfinished: bound it (unless the response completed and its
+            # waiter sent the next request on this connection meanwhile: seq moved)
+            if not self.head_done and self.fut is not None and self.seq == seq:
                 self.head_len += len(data)
                 if self.head_len > MAX_HEAD:
                     self._fail(ResponseTooLarge("response head beyond 64 KB"))
@@ -231,20 +235,23 @@ class _Conn(asyncio.Protocol):
         self._complete()
 
     # --- the pool's side ---------------------------------------------------------------------
-    def send(self, data: bytes, head_only: bool, fut: asyncio.Future) -> None:
+    def send(self, data: bytes, head_only: bool, fut) -> None:
+        """``fut``: an asyncio Future, or any waiter with done/set_result/set_exception
+        (session's step chain, called in this stack: it may send the next request on
+        this very connection, which is idle again by then)."""
         self._reset()
+        self.seq += 1
         self.fut, self.head_only, self.sent = fut, head_only, _now()
         self.transport.write(data)  # type: ignore[union-attr]
 
     def _complete(self) -> None:
         fut, self.fut = self.fut, None
-        keep = self.keep and not self.closed
-        if fut is not None and not fut.done():
-            fut.set_result((self.status, Head(self.chunks), b"".join(self.body)))
-        if keep:
+        if self.keep and not self.closed:
             self.pool.release(self)
         else:
             self.close()
+        if fut is not None and not fut.done():
+            fut.set_result((self.status, Head(self.chunks), b"".join(self.body)))
 
     def _fail(self, exc: BaseException) -> None:
         fut, self.fut = self.fut, None
@@ -408,6 +415,20 @@ class Pool:
         conn.send(data, head_only, fut)
         return await fut
 
+    def has_idle(self) -> bool:
+        """A kept-alive connection is free now (``start`` will not need to dial)."""
+        idle = self.idle
+        while idle and idle[-1].closed:
+            idle.pop()
+        return bool(idle)
+
+    def start(self, data: bytes, head_only: bool, waiter) -> None:
+        """Send on a free connection (``has_idle()`` said there is one); ``waiter``
+        gets the response or the failure (``_Conn.send``)."""
+        conn = self.idle.pop()
+        self.busy.add(conn)
+        conn.send(data, head_only, waiter)
+
     def release(self, conn: _Conn) -> None:
         self.busy.discard(conn)
         self.idle.append(conn)
@@ -510,20 +531,32 @@ class Client:
         every header but Cookie and Content-Length (``session.CompiledStep.encoder``
         joined it for this pool), ``body`` the body or None. One join, one write; the
         response's fields are looked at only for Set-Cookie and Content-Encoding."""
+        status, headers, data = await self.pool.request(self.encode(head, body), head_only)
+        return status, headers, self.received(headers, data)
+
+    def start_encoded(self, head: str, body: bytes | None, head_only: bool, waiter) -> None:
+        """``send_encoded`` without a coroutine: the pool has a free connection
+        (``Pool.has_idle``) and ``waiter`` gets (status, Head, body); the caller passes
+        them through ``received``."""
+        self.pool.start(self.encode(head, body), head_only, waiter)
+
+    def encode(self, head: str, body: bytes | None) -> bytes:
+        """The request's bytes: ``head`` + Cookie + Content-Length + the body."""
         jar = self.jar
         if jar:
             head += "Cookie: " + "; ".join([f"{k}={v}" for k, v in jar.items()]) + "\r\n"
         if body is None:
-            raw = (head + "\r\n").encode("latin-1")
-        else:
-            raw = (head + "Content-Length: " + str(len(body)) + "\r\n\r\n").encode("latin-1") + body
-        status, headers, data = await self.pool.request(raw, head_only)
+            return (head + "\r\n").encode("latin-1")
+        return (head + "Content-Length: " + str(len(body)) + "\r\n\r\n").encode("latin-1") + body
+
+    def received(self, headers: Head, data: bytes) -> bytes:
+        """The response's cookies taken, its body decoded (Content-Encoding)."""
         if headers.has(SET_COOKIE):
             for value in headers.getall("Set-Cookie", ()):
                 self._take_cookie(value)
         if data and headers.has(CONTENT_ENCODING):
             data = decode_body(data, headers["Content-Encoding"].strip().lower().encode())
-        return status, headers, data
+        return data
 
     def _take_cookie(self, value: str) -> None:
         jar = http.cookies.SimpleCookie()

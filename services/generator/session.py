@@ -203,30 +203,74 @@ class VirtualUser:
         return self.client.cookies()
 
     async def run_steps(self, steps: list[CompiledStep], intended: float | None = None) -> bool:
-        """Run steps in order; False when the iteration had to end early."""
+        """Run steps in order; False when the iteration had to end early.
+
+        On HTTP/1.1 with a free connection, steps go as a ``_Chain``: each next step is
+        sent from the previous response's callback, one task wake-up for the steps
+        between two think times rather than one per request. Anything else (HTTP/2,
+        redirects, no free connection: a dial) takes ``request``, a coroutine."""
         engine = self.engine
-        for k, step in enumerate(steps):
+        k, n = 0, len(steps)
+        while k < n:
             if k and not engine.running:
                 return False
-            ok = await self.request(step, intended if k == 0 else None)
+            step = steps[k]
+            enc = step.encoder(engine.transport, engine.program.headers)
+            if enc is not None and engine.transport.has_idle():
+                _, k, ok, pause = await _Chain(self, steps, None).run(k, enc, intended if k == 0 else None)
+            else:
+                ok = await self.request(step, intended if k == 0 else None)
+                pause = think_s(step.think, engine.rng) if ok else 0.0
+                k += 1
             if not ok:
                 return False
-            pause = think_s(step.think, engine.rng)
             if pause > 0 and not await engine.pause(pause):
                 return False
         return True
 
-    async def request(self, step: CompiledStep, intended: float | None) -> bool:
+    async def loop(self, again: Callable[[], list[CompiledStep] | None]) -> None:
+        """The closed model's iterations, while ``again()`` gives one's steps (None: the
+        user stops). A step that fails ends its iteration, not the loop. Steps go as a
+        ``_Chain`` across iterations too, so a user between think times costs no task
+        wake-up at all; otherwise as ``run_steps``."""
         engine = self.engine
+        steps, k = again(), 0
+        while steps is not None:
+            if k >= len(steps) or (k and not engine.running):
+                steps, k = again(), 0
+                continue
+            step = steps[k]
+            enc = step.encoder(engine.transport, engine.program.headers)
+            if enc is not None and engine.transport.has_idle():
+                steps, k, ok, pause = await _Chain(self, steps, again).run(k, enc, None)
+                if steps is None:
+                    return
+            else:
+                ok = await self.request(step, None)
+                pause = think_s(step.think, engine.rng) if ok else 0.0
+                k += 1
+            if not ok:
+                steps, k = again(), 0
+            elif pause > 0 and not await engine.pause(pause):
+                return
+
+    def render(self, step: CompiledStep, enc: Encoded | None) -> tuple | None:
+        """The step's request for this user's variables; None (recorded) when one is missing."""
         v = self.vars
-        enc = step.encoder(engine.transport, engine.program.headers)
         try:
             if enc is not None:  # HTTP/1.1: the step's bytes, constant parts joined once
-                head, data = enc.head.render(v), (enc.body(v) if enc.body is not None else None)
-            else:
-                url, headers, data = step.render(engine.base_url, engine.program.headers, v)
+                return enc.head.render(v), (enc.body(v) if enc.body is not None else None)
+            engine = self.engine
+            return step.render(engine.base_url, engine.program.headers, v)
         except MissingVariable:
-            engine.cur_record(step.index, 0.0, 0.0, "other")
+            self.engine.cur_record(step.index, 0.0, 0.0, "other")
+            return None
+
+    async def request(self, step: CompiledStep, intended: float | None) -> bool:
+        engine = self.engine
+        enc = step.encoder(engine.transport, engine.program.headers)
+        req = self.render(step, enc)
+        if req is None:
             return False
         sent = _now()
         if intended is None:
@@ -234,8 +278,10 @@ class VirtualUser:
         engine.requests_in_flight += 1
         try:
             if enc is not None:
+                head, data = req
                 status, resp_headers, body = await self.client.send_encoded(head, data, enc.head_only)
             else:
+                url, headers, data = req
                 status, resp_headers, body = await self.client.send(step.method, url, headers, data,
                                                                       step.redirects)
         except asyncio.CancelledError:
@@ -248,12 +294,18 @@ class VirtualUser:
             return False
         finally:
             engine.requests_in_flight -= 1
+        return self.outcome(step, intended, sent, status, resp_headers, body)
+
+    def outcome(self, step: CompiledStep, intended: float, sent: float, status: int,
+                headers: Any, body: bytes) -> bool:
+        """A response's checks and extractions, recorded; False when the iteration ends."""
+        engine = self.engine
         done = _now()
         if status == 101:  # Switching Protocols, never asked for: not an HTTP response
             engine.cur_record(step.index, done - intended, done - sent, "other")
             return False
-        r = Response(status, resp_headers, body,
-                     self.cookies() if step.wants_cookies else None, done - sent)
+        v = self.vars
+        r = Response(status, headers, body, self.cookies() if step.wants_cookies else None, done - sent)
         error = step.checker(r, v)
         ok = True
         for ex in step.extractors:
@@ -264,3 +316,126 @@ class VirtualUser:
                 break
         engine.cur_record(step.index, done - intended, done - sent, error)
         return ok
+
+
+class _Chain:
+    """A user's steps sent one from the other's response callback, as the fast engine
+    sends a closed loop's next request: no future and no task wake-up per request.
+
+    It is the waiter a pool connection completes (``done``/``set_result``/
+    ``set_exception``, called in the connection's stack, the connection already free
+    again). ``run`` resolves to (steps, next step, ok, think time) when the chain stops:
+    a step failed (with ``again``, the closed loop's next iteration: that one goes on
+    instead), a think time or a step that must go the general way (no free connection,
+    HTTP/2, redirects) comes, the steps ran out, or the run stops (``again()`` gave None:
+    steps None). Same outcomes and records as ``VirtualUser.request``, step for step.
+    """
+
+    __slots__ = ("user", "steps", "again", "fut", "k", "step", "intended", "sent", "over")
+
+    def __init__(self, user: VirtualUser, steps: list[CompiledStep],
+                 again: Callable[[], list[CompiledStep] | None] | None) -> None:
+        self.user, self.steps, self.again = user, steps, again
+        self.fut: asyncio.Future | None = None
+        self.k, self.step, self.intended, self.sent = 0, steps[0], 0.0, 0.0
+        self.over = False
+
+    async def run(self, k: int, enc: Encoded, intended: float | None) -> tuple:
+        self.fut = self.user.engine.loop.create_future()
+        self._send(k, enc, intended)
+        try:
+            return await self.fut
+        except asyncio.CancelledError:
+            self._cancel()
+            raise
+
+    def _send(self, k: int, enc: Encoded, intended: float | None) -> None:
+        """Step ``k`` on a free connection (the caller saw one). A failure before
+        sending ends the chain, never loops here: the task takes over."""
+        user = self.user
+        step = self.steps[k]
+        self.k, self.step = k, step
+        req = user.render(step, enc)
+        if req is None:
+            return self._end(self.steps, k + 1, False)
+        engine = user.engine
+        self.sent = sent = _now()
+        self.intended = sent if intended is None else intended
+        try:
+            user.client.start_encoded(req[0], req[1], enc.head_only, self)
+        except Exception as exc:  # not sent: encoding (a header beyond latin-1)
+            engine.cur_record(step.index, 0.0, 0.0, engine.transport.classify(exc))
+            return self._end(self.steps, k + 1, False)
+        engine.requests_in_flight += 1
+
+    # --- the connection's side ------------------------------------------------------------
+    def done(self) -> bool:
+        return self.over
+
+    def set_result(self, result: tuple) -> None:
+        try:
+            self._responded(*result)
+        except BaseException as exc:  # a bug of ours: the user's task shows it
+            self._fail(exc)
+
+    def set_exception(self, exc: BaseException) -> None:
+        try:
+            engine = self.user.engine
+            engine.requests_in_flight -= 1
+            done = _now()
+            engine.cur_record(self.step.index, done - self.intended, done - self.sent,
+                              engine.transport.classify(exc))
+            self._next(False)
+        except BaseException as err:
+            self._fail(err)
+
+    # ---------------------------------------------------------------------------------------
+    def _responded(self, status: int, headers: Any, body: bytes) -> None:
+        user, step = self.user, self.step
+        engine = user.engine
+        engine.requests_in_flight -= 1
+        body = user.client.received(headers, body)
+        if not user.outcome(step, self.intended, self.sent, status, headers, body):
+            return self._next(False)
+        pause = think_s(step.think, engine.rng)
+        if pause > 0:
+            return self._end(self.steps, self.k + 1, True, pause)
+        self._next(True)
+
+    def _next(self, ok: bool) -> None:
+        """After step k: the next step, or the next iteration's first (``again``)."""
+        engine = self.user.engine
+        steps, k = self.steps, self.k + 1
+        if not ok or k >= len(steps):
+            if self.again is None:
+                return self._end(steps, k, ok)
+            steps, k = self.again(), 0
+            if steps is None:
+                return self._end(None, 0, True)
+            self.steps = steps
+        elif not engine.running:
+            return self._end(steps, k, ok)
+        enc = steps[k].encoder(engine.transport, engine.program.headers)
+        if enc is None or not engine.transport.has_idle():
+            return self._end(steps, k, True)
+        self._send(k, enc, None)
+
+    def _end(self, steps: list[CompiledStep] | None, k: int, ok: bool, pause: float = 0.0) -> None:
+        self.over = True
+        if self.fut is not None and not self.fut.done():
+            self.fut.set_result((steps, k, ok, pause))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.over = True
+        if self.fut is not None and not self.fut.done():
+            self.fut.set_exception(exc)
+
+    def _cancel(self) -> None:
+        """The user's task was cancelled (drain): a request in flight counts as a timeout."""
+        if self.over:
+            return
+        self.over = True
+        engine = self.user.engine
+        engine.requests_in_flight -= 1
+        done = _now()
+        engine.cur_record(self.step.index, done - self.intended, done - self.sent, "timeout")
