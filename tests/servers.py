@@ -182,6 +182,8 @@ class _H2ServerConn:
             self.writer.write(out)
 
     async def answer(self, stream: H2Stream) -> None:
+        if self.last_taken is not None and stream.sid > self.last_taken:
+            return  # refused by a GOAWAY sent since it was read: never answered
         try:
             await self.server.respond(self.server, stream)
             await stream.drain()

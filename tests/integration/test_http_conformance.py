@@ -32,7 +32,9 @@ from tests.servers import H2Server, H2Stream, RawServer, abort_with_rst, read_re
 
 pytestmark = pytest.mark.timeout(60)
 
-ARRIVALS = 6  # per case and path: 6 arrivals at 30/s
+# per case and path: 6 arrivals at 30/s; as many connections (the flow engine's users in
+# flight) as arrivals and a 5 s timeout, so a loaded machine delays them, never drops them
+ARRIVALS = 6
 RATE = 30.0
 
 
@@ -373,7 +375,8 @@ async def test_http_semantics(case: Case, path: str, server_tls):
                        "static-tls": ("https", {"insecure": True, "http2": "off"}),
                        "h2": ("https", {"insecure": True, "http2": "auto"})}.get(path, ("http", {}))
         plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
-                          rate=RATE, timeout=2, requests=[case.request()], **{**tls, **case.plan})
+                          rate=RATE, timeout=5, connections=ARRIVALS, requests=[case.request()],
+                          **{**tls, **case.plan})
         iv = await (run_static if path.startswith("static") else run_flow)(plan, srv)
     ok_count, errors = outcome(iv)
     assert sum(iv.dropped) == 0
