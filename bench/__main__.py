@@ -367,7 +367,8 @@ def table(res: dict) -> str:
                  if "error" not in fl else f"flow engine: {fl['error']}")
     for label, key, row in (("3-step flow, plain HTTP", "flow_rps", "plain"),
                             ("3-step flow, TLS (nginx self-signed)", "flow_tls_rps", "tls"),
-                            ("3-step flow, HTTP/2 over TLS", "h2_rps", "h2")):
+                            ("3-step flow, HTTP/2 over TLS", "h2_rps", "h2"),
+                            ("3-step flow, HTTP/2 over TCP (h2c)", "h2c_rps", "h2c")):
         r = res.get("flow3", {}).get(row, {})
         lines.append(f"{label}: {fmt(res.get(key), 0)} requests per CPU-second"
                      f" ({fmt(r.get('rps'), 0)} req/s, {r.get('protocol')}, errors {r.get('errors')})"
@@ -491,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--insecure", "--http2", "off")
         attempt(rows, "h2", run_flow3, fchild, fx.h2_origin, flow_s, flow_users, client_core,
                 "--insecure", "--http2", "auto")
+        attempt(rows, "h2c", run_flow3, fchild, fx.h2c_origin, flow_s, flow_users, client_core,
+                "--http2", "h2c")
         if args.no_locust:
             rows["locust"] = {"error": "skipped (--no-locust)"}
         else:
@@ -523,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         "flow_tls_rps": f3.get("tls", {}).get("rps_per_cpu_s"),
         "h2_rps": f3.get("h2", {}).get("rps_per_cpu_s"),
         "h2_protocol": f3.get("h2", {}).get("protocol"),
+        "h2c_rps": f3.get("h2c", {}).get("rps_per_cpu_s"),  # the same without TLS
         "locust_flow_rps": f3.get("locust", {}).get("rps"),
         # per core on both sides: Locust's requests per CPU-second of its process
         "locust_flow_rps_per_cpu_s": (round(1e6 / f3["locust"]["cpu_us_per_req"], 1)

@@ -196,6 +196,7 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         listen 127.0.0.1:{tls_port} ssl backlog=4096;
         listen 127.0.0.1:{h2_port} ssl http2 backlog=4096;
+        listen 127.0.0.1:{h2c_port} http2 backlog=4096;
         # the bench's 3-step flow (docs/engine.md): answers fixed JSON, so the client's
         # cost per step is what is measured
         location = /login {{ return 200 '{{"token":"t0k3n-abc"}}'; }}
@@ -207,12 +208,13 @@ http {{
 
 
 class FlowNginx(Nginx):
-    """nginx answering the bench's 3-step flow over plain HTTP, TLS (self-signed) and
-    HTTP/2 over TLS: ``origin``, ``tls_origin``, ``h2_origin``."""
+    """nginx answering the bench's 3-step flow over plain HTTP, TLS (self-signed),
+    HTTP/2 over TLS and HTTP/2 over TCP by prior knowledge (h2c): ``origin``,
+    ``tls_origin``, ``h2_origin``, ``h2c_origin``."""
 
     def __enter__(self) -> FlowNginx:
         self.dir.chmod(0o755)
-        self.tls_port, self.h2_port = free_port(), free_port()
+        self.tls_port, self.h2_port, self.h2c_port = free_port(), free_port(), free_port()
         from services.cli.secure import make_certificates  # the same as `surge up`'s: no openssl CLI
 
         tls = make_certificates(self.dir / "tls")
@@ -220,9 +222,11 @@ class FlowNginx(Nginx):
         shutil.copy(tls.key, self.dir / "key.pem")
         mask = "auto" if self.core is None else format(1 << self.core, "b")
         (self.dir / "nginx.conf").write_text(FLOW_CONF.format(
-            dir=self.dir, port=self.port, tls_port=self.tls_port, h2_port=self.h2_port, mask=mask))
+            dir=self.dir, port=self.port, tls_port=self.tls_port, h2_port=self.h2_port,
+            h2c_port=self.h2c_port, mask=mask))
         self.origin = f"http://127.0.0.1:{self.port}"
         self.tls_origin = f"https://127.0.0.1:{self.tls_port}"
         self.h2_origin = f"https://127.0.0.1:{self.h2_port}"
+        self.h2c_origin = f"http://127.0.0.1:{self.h2c_port}"  # HTTP/2 only: prior knowledge
         self._start()
         return self

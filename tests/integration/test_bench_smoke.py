@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust", "open_loop",
         "machine", "cpu_at_20k", "rate_change", "rate_change_e2e", "rss", "peers", "flows",
         # issue 17's rows
-        "flow_rps", "flow_cpu_us", "flow_tls_rps", "h2_rps", "locust_flow_rps", "open_cpu_us_20k"}
+        "flow_rps", "flow_cpu_us", "flow_tls_rps", "h2_rps", "locust_flow_rps", "open_cpu_us_20k",
+        "h2c_rps"}
 
 
 @pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
@@ -40,11 +41,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert "per_second" in res["peers"]["wrk"]  # counted by nginx (a 1-s run has no whole second)
     assert len(res["open_loop"]) >= 2
     assert "error" not in res["flows"] and res["flows"]["rps"] > 0, res["flows"]
-    for row in ("plain", "tls", "h2"):  # the 3-step flow over HTTP/1.1, TLS and HTTP/2
+    for row in ("plain", "tls", "h2", "h2c"):  # the 3-step flow over HTTP/1.1, TLS, HTTP/2 and h2c
         r = res["flow3"][row]
         assert "error" not in r and r["rps"] > 0, (row, r)
         assert row == "h2" or r["errors"] == 0, (row, r)
-    assert res["flow3"]["h2"]["protocol"] == "h2"
+    assert res["flow3"]["h2"]["protocol"] == "h2" and res["flow3"]["h2c"]["protocol"] == "h2c"
     assert res["flow_rps"] > 0 and res["flow_tls_rps"] > 0 and res["open_cpu_us_20k"] > 0
     for r in res["open_loop"]:
         assert "error" not in r, r
