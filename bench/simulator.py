@@ -116,6 +116,7 @@ class Simulator:
         self.acked = Acked()
         self.refused: list[tuple[str, int, str]] = []  # 4xx answers: (generator, seq, body)
         self.retries = 0
+        self.in_flight = 0  # intervals sent and not answered for good yet
         self._tasks: list[asyncio.Task] = []
         self._host = socket.gethostname()
         self._ready = asyncio.Event()
@@ -245,11 +246,18 @@ class Simulator:
             target=float(per_name * len(self.names)), sent=per_name * len(self.names),
             in_flight=0, requests=requests, final=final,
         )
+        self.in_flight += 1
         task = asyncio.create_task(self._deliver(stats))
         task.add_done_callback(_ignore)
 
     async def _deliver(self, stats: IntervalStats) -> None:
         """Until acknowledged or refused for good, like the generator's outbox."""
+        try:
+            await self._deliver_once(stats)
+        finally:
+            self.in_flight -= 1
+
+    async def _deliver_once(self, stats: IntervalStats) -> None:
         subject = subjects.stats(stats.run_id, stats.generator_id)
         data = msgspec.json.encode(stats)
         first = time.monotonic()
