@@ -270,6 +270,8 @@ class FlowEngine:
                 if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
                     break
                 t = rel + MAX_SLEEP_S
+            elif t <= rel:  # due, but every slot is busy: a flow that ends starts the next
+                t = rel + MAX_SLEEP_S
             self._wake.clear()
             delay = min(t - rel, MAX_SLEEP_S)
             if delay > 0:

@@ -196,3 +196,38 @@ async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_
     engine.stop_pacing()
     for task in list(engine._flows):
         task.cancel()
+
+
+async def test_the_pacer_sleeps_while_every_slot_is_busy():
+    """Arrivals waiting for a slot are started by the flow that frees it; the pacer does
+    not spin on them meanwhile."""
+    p = plans.plan(plans.USER_FLOWS, connections=1)
+    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
+                   profile=profile.from_plan(p), plan=p, index=0, count=1)
+    engine = FlowEngine(a, asyncio.get_running_loop())
+    release = asyncio.Event()
+
+    async def hold(flow: int, intended: float) -> None:
+        await release.wait()
+
+    engine._run_arrival = hold  # type: ignore[method-assign]
+    looks = 0
+    arrive = engine._arrive
+
+    def counted(now: float) -> float:
+        nonlocal looks
+        looks += 1
+        return arrive(now)
+
+    engine._arrive = counted  # type: ignore[method-assign]
+    t0 = time.monotonic() - 1.0  # 100 arrivals due, one slot
+    engine.arrivals.start(Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine.t0, engine.running = t0, True
+    pacer = asyncio.ensure_future(engine._pace())
+    await asyncio.sleep(0.1)
+    assert engine.cur.sent == 1 and looks <= 15  # ~one look per 10 ms, not a spin
+    engine.stop_pacing()
+    release.set()
+    await pacer
+    for task in list(engine._flows):
+        await task
