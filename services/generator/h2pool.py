@@ -102,6 +102,9 @@ class FieldEncoder:
             self.limit = limit
             self.resize = limit
             self._evict(0)
+            # whether a field is worth a slot depends on the size: decided again (a field
+            # bigger than the table would empty the peer's table, RFC 7541 4.4)
+            self.memo.clear()
 
     def _evict(self, room: int) -> None:
         fifo, numbers = self.fifo, self.numbers

@@ -69,6 +69,17 @@ def test_the_peers_table_size_is_followed(size: int) -> None:
 
 
 @pytest.mark.timeout(30)
+def test_a_field_indexed_before_a_shrink_is_not_indexed_into_a_smaller_table() -> None:
+    enc, server = FieldEncoder(), hpack.Decoder()
+    fields = [(b":method", b"GET"), (b"authorization", b"Bearer abc")]
+    assert server.decode(enc.encode(fields), raw=True) == fields
+    server.max_allowed_table_size = enc.header_table_size = 0
+    for _ in range(3):  # the same field again and again: never a reference to a table of 0 bytes
+        assert server.decode(enc.encode(fields), raw=True) == fields
+    assert not enc.fifo and not server.header_table.dynamic_entries
+
+
+@pytest.mark.timeout(30)
 def test_block_decoder_agrees_with_hpack_and_remembers_only_pure_blocks() -> None:
     server = hpack.Encoder()
     plain, cached = hpack.Decoder(), BlockDecoder()
