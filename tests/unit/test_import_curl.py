@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.plan import loader
 from services.plan.importers import curl, shell
 from tests.forms import multipart
 
@@ -113,3 +114,13 @@ def test_windows_cmd_quoting_is_refused_with_the_fix():
 
     with pytest.raises(common.ImportError_, match=r"copy the request as cURL \(bash\)"):
         curl.convert('curl ^"http://h/a^" ^\n  -H ^"X: 1^"')
+
+
+def test_http2_prior_knowledge_is_h2c_for_http_urls():
+    imp = curl.convert("curl --http2-prior-knowledge http://h/a")
+    assert imp.plan["http2"] == "h2c" and imp.unmapped == []
+    loader.from_obj({**imp.plan, "rate": 1, "duration": 1})  # the plan loads as it is
+    imp = curl.convert("curl --http2-prior-knowledge https://h/a")  # https: ALPN decides
+    assert "http2" not in imp.plan and any("prior-knowledge" in u for u in imp.unmapped)
+    imp = curl.convert("curl --http2 http://h/a")
+    assert "http2" not in imp.plan and any("--http2" in u for u in imp.unmapped)

@@ -76,7 +76,7 @@ class _Command:
         self.query: list[str] = []
         self.method: str | None = None
         self.url: str | None = None
-        self.get = self.head = self.insecure = self.follow = False
+        self.get = self.head = self.insecure = self.follow = self.h2c = False
         self.proxy: str | None = None
         self.cookies: list[str] = []
         self.broken = False
@@ -248,7 +248,9 @@ def parse(argv: list[str], where: str, base_dir: str | None, unmapped: list[str]
             cmd.proxy = nxt
         elif a == "--url":
             cmd.url = nxt
-        elif a in ("--http2", "--http2-prior-knowledge"):
+        elif a == "--http2-prior-knowledge":  # HTTP/2 over TCP: the plan's http2: h2c
+            cmd.h2c, step = True, 1
+        elif a == "--http2":
             cmd.note(f"{a}: the plan's http2 setting decides (docs/scenarios.md)")
             step = 1
         elif a in _QUIET:
@@ -335,6 +337,11 @@ def _step(cmd: _Command, taken: set[str], plan: dict[str, Any]) -> dict[str, Any
         step["follow_redirects"] = CURL_MAX_REDIRS
     if cmd.insecure:
         plan["insecure"] = True
+    if cmd.h2c and urlsplit(url).scheme == "http" and not cmd.proxy:
+        plan["http2"] = "h2c"
+    elif cmd.h2c:
+        cmd.note("--http2-prior-knowledge: h2c is for http:// URLs without a proxy; an https "
+                 "target gets HTTP/2 by ALPN (http2: auto)")
     if cmd.proxy:
         proxy = cmd.proxy if "://" in cmd.proxy else f"http://{cmd.proxy}"
         if urlsplit(proxy).scheme in ("http", "https"):
