@@ -310,8 +310,9 @@ class Connection(asyncio.BufferedProtocol):
             self.engine.on_broken(self, "other")
             return
         if not self.head_done and self.busy:
-            # a head still unfinished after this read: bound it (slowloris, junk)
-            self.head_len += nbytes
+            # a head still unfinished after this read: bound it (slowloris, junk); a request
+            # sent from this read's own response callback counts none of it (send zeroes it)
+            self.head_len += self.last_read
             if self.head_len > MAX_HEAD:
                 self.engine.on_broken(self, "too_large")
 
@@ -336,6 +337,7 @@ class Connection(asyncio.BufferedProtocol):
         self.body_len = 0
         self.head_done = False
         self.head_len = 0
+        self.last_read = 0  # the read being parsed, if any, holds none of its response
         self.encoding = None
         self.transport.write(payload)  # type: ignore[union-attr]
 

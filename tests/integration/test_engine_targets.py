@@ -384,3 +384,20 @@ def test_check_buffers_shrink_with_many_connections():
     assert http.check_cap(64) == http.MAX_CHECK_BODY
     assert http.check_cap(256) == http.CHECK_BUDGET // 256
     assert http.check_cap(100_000) == http.MIN_CHECK_BODY
+
+
+async def test_big_heads_back_to_back_on_one_connection_are_each_bounded_alone():
+    # arrivals waiting for the one connection: each is sent from the previous response's
+    # callback, in the middle of parsing the read that held it; that read's bytes are the
+    # previous head's, not the new one's (they once counted twice: 2 × 40 KB > 64 KB)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Big: " + b"b" * (40 << 10) + b"\r\n\r\nhello"
+
+    async def big_heads(t, reader, writer):
+        while await t.request(reader):
+            writer.write(head)
+            await writer.drain()
+
+    async with Target(big_heads) as t:
+        iv = await run_open(t.url, rate=400, seconds=0.05, conns=1)
+    assert t.requests == 20 and t.connections == 1
+    assert iv.completed() == 20 and errors(iv) == {}
