@@ -77,16 +77,22 @@ class Services:
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = 8.0) -> None:
-    """SIGTERM to every process (newest first), then SIGKILL to any still running
-    ``grace_s`` later; the benches' one teardown (``Services``, ``bench.scale``)."""
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in reversed(procs):
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """The benches' one teardown (``Services``, ``bench.scale``): ``procs[0]`` is the
+    nats-server, the rest its clients. The clients go first (SIGTERM, newest first, then
+    SIGKILL to any still running ``grace_s`` later), so that they say goodbye to a bus
+    that is still there; then the nats-server, the same way."""
+    def stop(group: list[subprocess.Popen]) -> None:
+        for proc in group:
+            proc.terminate()
+        for proc in group:
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    stop(list(reversed(procs[1:])))
+    stop(procs[:1])
 
 
 async def connect(url: str, limit_s: float = 20.0) -> CoordinatorClient:

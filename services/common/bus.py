@@ -99,6 +99,71 @@ def connect_options(auth: NatsAuth) -> dict[str, Any]:
     return options
 
 
+DISCONNECT_S = 2.0  # a stopping service's goodbye and drain, at most; then the connection is closed
+CLOSE_S = 1.0  # closing the connection itself (its socket may be stuck), at most
+DISCONNECT_POLL_S = 0.05
+
+
+async def disconnect(
+    nc: Client,
+    *farewells: Callable[[], Awaitable[Any]],
+    limit_s: float = DISCONNECT_S,
+    logger: Any = None,
+) -> bool:
+    """End a stopping service's connection in bounded time, whatever the bus does.
+
+    Connected: say the ``farewells`` (a registry delete, ``micro.stop()``) in order, then
+    drain, all within ``limit_s``. Not connected (NATS gone, reconnecting), the connection
+    lost meanwhile, or a farewell or the drain fails or hangs: no more waiting, the
+    connection is closed, its reconnect loop with it, so the process can exit.
+    True when the goodbye was clean.
+
+    nats-py's ``drain()`` swallows a cancellation and then flushes (seconds, against a
+    dead server), so it runs as a task that is given up on, never ``wait_for``-ed.
+    """
+    logger = logger or log
+    if nc.is_closed:
+        return True
+    reason = "not connected"
+    polite: asyncio.Task | None = None
+    if nc.is_connected:
+
+        async def goodbye() -> None:
+            for farewell in farewells:
+                await farewell()
+            await nc.drain()
+
+        polite = asyncio.ensure_future(goodbye())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        # nats-py has no "connection lost" to wait on: look every 50 ms (a draining
+        # connection counts as connected until the socket drops, then it is reconnecting;
+        # a drain that is done closes it)
+        while not polite.done() and (nc.is_connected or nc.is_closed) and loop.time() < deadline:
+            await asyncio.wait({polite}, timeout=min(DISCONNECT_POLL_S, max(deadline - loop.time(), 0)))
+        if polite.done() and not polite.cancelled() and polite.exception() is None:
+            return True
+        if polite.done() and not polite.cancelled():
+            exc = polite.exception()
+            reason = str(exc) or type(exc).__name__
+        elif not nc.is_connected and not nc.is_closed:
+            reason = "connection lost during the goodbye"
+        else:
+            reason = f"no goodbye in {limit_s:g}s"
+    logger.warning("unclean disconnect", error=reason)
+    closing = asyncio.ensure_future(nc.close())  # status CLOSED at once: no more reconnects
+    left = [t for t in (closing, polite) if t is not None and not t.done()]
+    if polite is not None and not polite.done():
+        polite.cancel()
+    if left:
+        await asyncio.wait(left, timeout=CLOSE_S)
+    for task in (closing, polite):
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            # a transport uvloop has already closed raises on the last flush: nothing lost
+            logger.debug("close failed", error=str(task.exception()) or type(task.exception()).__name__)
+    return False
+
+
 async def watch_kv(
     kv: KeyValue,
     keys: str,

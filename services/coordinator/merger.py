@@ -87,15 +87,12 @@ class Merger:
     async def stop(self) -> None:
         await self.sub.unsubscribe()
         deadline = time.monotonic() + 3.0  # hand over what is merged already
-        while (self.pending or self.outbox) and time.monotonic() < deadline:
+        while (self.pending or self.outbox) and self.nc.is_connected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.nc.drain(), 3)
-        except Exception:
-            await self.nc.close()
+        await bus.disconnect(self.nc, logger=self.log)  # bounded, whatever NATS does
         self._closed.set()
 
     # --- intake -------------------------------------------------------------------

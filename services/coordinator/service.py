@@ -269,18 +269,14 @@ class Service:
             self._leading.cancel()
         for run in list(self.runs.values()):
             run.abandon()
-        if self.lease is not None:
+        if self.lease is not None and self.nc.is_connected:  # no bus: a standby waits out its TTL
             try:
                 await asyncio.wait_for(self.lease.release(), 2)
             except Exception:
                 pass
-        try:  # bounded: NATS may be going down at the same time (surge up's Ctrl-C)
-            if self.micro is not None:
-                await asyncio.wait_for(self.micro.stop(), 3)
-            await asyncio.wait_for(self.nc.drain(), 3)
-        except Exception as exc:
-            log.warning("unclean disconnect", error=str(exc) or type(exc).__name__)
-            await self.nc.close()
+        # bounded: NATS may be going down at the same time (surge up's Ctrl-C)
+        micro = self.micro
+        await bus.disconnect(self.nc, *([micro.stop] if micro is not None else []), logger=log)
         self._closed.set()
 
     # --- what runs see of the coordinator (runs.Fleet), and the bus ------------------

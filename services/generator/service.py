@@ -260,9 +260,9 @@ class Service:
             self.run.stop()
             if self.run.task is not None:
                 await asyncio.wait({self.run.task}, timeout=self.run.a.plan.timeout + 1)
-        # give the coordinator a moment to take the last intervals
+        # give the coordinator a moment to take the last intervals (if the bus is there)
         deadline = time.monotonic() + 2.0
-        while self.outbox and time.monotonic() < deadline:
+        while self.outbox and self.nc.is_connected and time.monotonic() < deadline:
             self._outbox_ready.set()
             await asyncio.sleep(0.05)
         for task in self._tasks:
@@ -270,12 +270,9 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runlog is not None:
             logs.remove_tap(self.runlog)
-        try:
-            await self.registry.delete(self.id)
-            await self.micro.stop()
-            await self.nc.drain()
-        except Exception as exc:
-            self.log.warning("unclean disconnect", error=str(exc))
+        # bounded whatever NATS does (it may be going down with us): then closed
+        await bus.disconnect(self.nc, lambda: self.registry.delete(self.id), self.micro.stop,
+                             logger=self.log)
         if self.workers is not None:
             await self.workers.close()
         self._closed.set()

@@ -132,11 +132,8 @@ class Service:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
-        try:
-            await self.micro.stop()
-            await self.nc.drain()
-        except Exception as exc:
-            self.log.warning("unclean disconnect", error=str(exc))
+        # bounded: NATS may be going down at the same time
+        await bus.disconnect(self.nc, self.micro.stop, logger=self.log)
         self._closed.set()
 
     # --- status -------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """A service stops on the first SIGTERM whatever state it is in.
 
-Here: before NATS was ever reachable, while ``start()`` is still trying to connect
-(a pod whose NATS is not up yet must not need a SIGKILL to go away).
+Before NATS was ever reachable, while ``start()`` is still trying to connect (a pod
+whose NATS is not up yet must not need a SIGKILL to go away); and when NATS goes down
+before or with the service (a bench's or ``surge up``'s teardown): the goodbye over the
+bus is bounded, then the connection is closed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import nats
 import pytest
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
+from schemas import subjects
 from tests.conftest import Cluster, free_port, until
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,3 +33,50 @@ async def test_sigterm_while_nats_is_unreachable_exits_cleanly(cluster: Cluster,
     assert code == 0, proc.output()
     assert time.monotonic() - began < 5
     assert "stopped before it had started" in proc.output()
+
+
+STOP_BOUND_S = 4.0  # bus.DISCONNECT_S + CLOSE_S, and a second for the process itself
+
+
+@pytest.mark.parametrize("module", ["generator", "coordinator", "monitor"])
+@pytest.mark.parametrize("nats_goes", ["before", "with"])
+async def test_sigterm_exits_in_bounded_time_when_nats_goes_down(cluster: Cluster, module: str,
+                                                                 nats_goes: str):
+    """NATS killed before the SIGTERM, or stopped at the same moment (a bench's teardown):
+    the service's goodbye cannot be heard, and it still exits, 0, within a few seconds."""
+    proc = cluster.service(module, name=f"{module}-doomed", SURGE_GENERATOR_ID=f"{module}-doomed")
+    await until(lambda: "started" in proc.output() or not proc.alive(), 20, f"{module} started")
+    assert proc.alive(), proc.output()
+    if nats_goes == "before":
+        cluster.nats.kill()
+        await until(lambda: "nats disconnected" in proc.output(), 10, f"{module} losing NATS")
+    else:
+        cluster.nats.popen.terminate()
+    began = time.monotonic()
+    code = await asyncio.to_thread(proc.stop, 15.0)
+    took = time.monotonic() - began
+    assert code == 0, proc.output()
+    assert took < STOP_BOUND_S, f"{module} took {took:.1f}s to stop\n{proc.output()}"
+    assert "stopped" in proc.output()
+
+
+async def test_sigterm_with_nats_up_says_goodbye_cleanly(cluster: Cluster):
+    """The bound does not cut a goodbye short: with NATS up, the generator leaves the
+    registry at once (no TTL wait for the coordinator) and drains without complaint."""
+    gen = cluster.generator(generator_id="gen-goodbye")
+    nc = await nats.connect(cluster.url)
+    try:
+        async def registered():
+            try:  # the generator creates the bucket
+                kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+                return (await kv.get("gen-goodbye")).value and kv
+            except (BucketNotFoundError, KeyNotFoundError):
+                return None
+
+        kv = await until(registered, 20, "the generator registered")
+        assert await asyncio.to_thread(gen.stop, 10.0) == 0, gen.output()
+        with pytest.raises(KeyNotFoundError):  # deleted, not expired: the TTL is 3 s
+            await kv.get("gen-goodbye")
+    finally:
+        await nc.close()
+    assert "unclean disconnect" not in gen.output()

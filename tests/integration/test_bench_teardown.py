@@ -1,0 +1,56 @@
+"""The benches' teardown (``bench.stack.stop_processes``) stops the clients before the
+nats-server, so that every client still has its bus while it says goodbye."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.stack import stop_processes
+from tests.conftest import NATS_SERVER, PY, ROOT, free_port, until, wait_port
+
+pytestmark = pytest.mark.timeout(60)
+
+# A client whose goodbye needs the bus for a moment after its SIGTERM (a generator
+# flushing its last intervals): exit 0 if the nats-server still answers then, 3 if not.
+LINGERING = textwrap.dedent("""
+    import signal, socket, sys, time
+    port = int(sys.argv[1])
+    def bye(*_):
+        time.sleep(0.3)
+        with socket.socket() as s:
+            sys.exit(0 if s.connect_ex(("127.0.0.1", port)) == 0 else 3)
+    signal.signal(signal.SIGTERM, bye)
+    print("ready", flush=True)
+    while True:
+        time.sleep(1)
+""")
+
+
+async def test_clients_stop_before_the_nats_server(tmp_path: Path):
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("nats", "generator", "lingering")}
+    procs = [subprocess.Popen([NATS_SERVER, "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1",
+                               "-p", str(port)], stdout=logs["nats"], stderr=subprocess.STDOUT)]
+    try:
+        wait_port(port, proc=procs[0])
+        env = {**os.environ, "SURGE_NATS_URL": url, "SURGE_GENERATOR_ID": "gen-teardown"}
+        procs.append(subprocess.Popen([PY, "-m", "services.generator"], cwd=ROOT, env=env,
+                                      stdout=logs["generator"], stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([PY, "-c", LINGERING, str(port)], stdout=logs["lingering"],
+                                      stderr=subprocess.STDOUT))
+        gen_log, linger_log = tmp_path / "generator.log", tmp_path / "lingering.log"
+        await until(lambda: "started" in gen_log.read_text(), 20, "the generator started")
+        await until(lambda: "ready" in linger_log.read_text(), 10, "the lingering client ready")
+    finally:
+        stop_processes(procs, grace_s=8.0)
+        for log in logs.values():
+            log.close()
+    assert procs[2].returncode == 0, "the nats-server was gone before its client said goodbye"
+    assert procs[1].returncode == 0, gen_log.read_text()
+    assert "unclean disconnect" not in gen_log.read_text()
