@@ -3,7 +3,7 @@
 Beside ``tests/recording.py`` (a threaded server that records whole requests for the
 importer tests), these are the servers whose wire shape is exact because the test
 writes it: ``RawServer`` runs a handler on each connection (HTTP/1.1 byte by byte,
-plain or TLS), ``H2Server`` speaks HTTP/2 over TLS (ALPN ``h2``) with the sans-I/O
+plain or TLS), ``H2Server`` speaks HTTP/2 over TLS (ALPN ``h2``) or TCP (h2c) with the sans-I/O
 ``h2`` library, server side, and lets a test answer each stream frame by frame.
 Both count connections; ``H2Server`` and the HTTP/1.1 request loops built on
 ``read_request`` record every request they received.
@@ -192,7 +192,9 @@ class _H2ServerConn:
 
 
 class H2Server(RawServer):
-    """HTTP/2 over TLS on 127.0.0.1 (or ::1): ``respond(server, stream)`` answers each request.
+    """HTTP/2 on 127.0.0.1 (or ::1): ``respond(server, stream)`` answers each request.
+
+    Over TLS with ``ctx`` (give it ALPN ``h2``), else over TCP: h2c by prior knowledge.
 
     ``received`` is every request read whole (method, path), in order: a request counts
     once its stream's END_STREAM came, before the test's answer starts; one the server
@@ -200,7 +202,7 @@ class H2Server(RawServer):
     in ``refused`` instead.
     """
 
-    def __init__(self, respond, ctx: ssl.SSLContext, host: str = "127.0.0.1") -> None:
+    def __init__(self, respond, ctx: ssl.SSLContext | None, host: str = "127.0.0.1") -> None:
         super().__init__(self._serve, host, ctx)
         self.respond = respond
         self.received: list[tuple[str, str]] = []

@@ -229,7 +229,9 @@ def br(data: bytes) -> bytes:
     return brotli.compress(data)
 
 
-PATHS = ("static", "static-tls", "flow", "tls", "h2")  # static-tls: the fast engine over https
+# static-tls: the fast engine over https; h2c: HTTP/2 over TCP by prior knowledge (http2: h2c)
+PATHS = ("static", "static-tls", "flow", "tls", "h2", "h2c")
+H2_PATHS = ("h2", "h2c")
 NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the Upgrade mechanism "
                 "from HTTP/2 (a 101 on a stream is a malformed response, and h2 will not send one)")
 FAST_ENGINE_NO_REDIRECTS = ("the fast engine follows no redirects: a plan with follow_redirects "
@@ -259,7 +261,7 @@ class Case:
 
     def __post_init__(self) -> None:
         if isinstance(self.h2, str):
-            self.skip = {**self.skip, "h2": self.h2}
+            self.skip = {**self.skip, "h2": self.h2, "h2c": self.h2}
 
     def request(self) -> dict:
         """The plan's one request for this case."""
@@ -301,16 +303,16 @@ CASES = [
     Case("reset after the request", reset_after_request, h2_reset_connection,
          ok=0, errors={"reset": ARRIVALS}),
     Case("stream reset after the request: one reset, never retried", None, h2_reset_stream,
-         ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in PATHS if p != "h2"}),
+         ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in PATHS if p not in H2_PATHS}),
     Case("12 KB header accepted", *BIG_12K),
     Case("60 KB header accepted", *BIG_60K),
     Case("70 KB header too large", *BIG_70K, ok=0, errors={"too_large": ARRIVALS}),
     Case("Connection: close mid-run (HTTP/2: GOAWAY)", close_every_second_response,
          h2_goaway_every_second_request),
     Case("GOAWAY: streams above its last are sent again, on a new connection", None,
-         h2_goaway_above_the_first_stream, refused=1, skip={p: ONLY_H2_GOAWAY for p in PATHS if p != "h2"}),
+         h2_goaway_above_the_first_stream, refused=1, skip={p: ONLY_H2_GOAWAY for p in PATHS if p not in H2_PATHS}),
     Case("REFUSED_STREAM: sent again, never counted", None, h2_refuse_every_second_stream(),
-         refused=ARRIVALS // 2, skip={p: ONLY_H2_REFUSED for p in PATHS if p != "h2"}),
+         refused=ARRIVALS // 2, skip={p: ONLY_H2_REFUSED for p in PATHS if p not in H2_PATHS}),
     Case("redirect not followed by default", redirect_once, h2_redirect_once),
     Case("follow_redirects: 2 follows, each hop a request", redirect_once, h2_redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
@@ -363,8 +365,8 @@ def server_tls(tmp_path_factory):
 
 
 def serve(case: Case, path: str, server_tls) -> RawServer:
-    if path == "h2":
-        return H2Server(case.h2, server_tls["h2"], case.host)
+    if path in H2_PATHS:
+        return H2Server(case.h2, server_tls["h2"] if path == "h2" else None, case.host)
     return Server(case.respond, case.host, server_tls["tls"] if path in ("tls", "static-tls") else None)
 
 
@@ -373,7 +375,8 @@ async def test_http_semantics(case: Case, path: str, server_tls):
     async with serve(case, path, server_tls) as srv:
         scheme, tls = {"tls": ("https", {"insecure": True, "http2": "off"}),
                        "static-tls": ("https", {"insecure": True, "http2": "off"}),
-                       "h2": ("https", {"insecure": True, "http2": "auto"})}.get(path, ("http", {}))
+                       "h2": ("https", {"insecure": True, "http2": "auto"}),
+                       "h2c": ("http", {"http2": "h2c"})}.get(path, ("http", {}))
         plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
                           rate=RATE, timeout=5, connections=ARRIVALS, requests=[case.request()],
                           **{**tls, **case.plan})
