@@ -1,7 +1,7 @@
 """`make bench-scale`: one coordinator (or a leader and mergers) against N simulated generators.
 
     python -m bench.scale [--points 200x1,500x1,1000x1,500x5,1000x5,2000x1m2] [--seconds 30]
-                          [--quick] [--out bench/results/scale.json]
+                          [--quick] [--out bench/results/scale.json] [--profile FILE]
 
 Per point (generators × request names, ``m2``: two merger workers) a fresh nats-server
 (JetStream) and coordinator(s) start as their own processes; ``bench.simulator`` plays
@@ -11,6 +11,7 @@ point: the coordinator's CPU (mean/max % of one core) and RSS, snapshot lag (p50
 arrival of ``surge.live`` second k after its end), snapshots with every generator in
 them, acknowledgement latency p99, and whether the report equals what was
 acknowledged (totals, per name, per generator). Figures, never pass/fail.
+``--profile FILE`` runs the coordinator under cProfile (one point; read it with pstats).
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ def parse_point(text: str) -> tuple[int, int, int]:
 class Stack:
     """nats-server and coordinator processes (plus mergers) in a temp dir."""
 
-    def __init__(self, mergers: int) -> None:
+    def __init__(self, mergers: int, profile: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="surge-bench-scale-"))
         self.port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.mergers = mergers
+        self.profile = profile
         self.procs: list[subprocess.Popen] = []
         self.coordinator: subprocess.Popen | None = None
 
@@ -78,7 +80,8 @@ class Stack:
             time.sleep(0.05)
         env = {"SURGE_START_DELAY_S": "3", "SURGE_MERGERS": str(self.mergers),
                "SURGE_LOG_LEVEL": "warning"}
-        self.coordinator = self._spawn("coordinator", [sys.executable, "-m", "services.coordinator"], env)
+        profiled = ["-m", "cProfile", "-o", self.profile] if self.profile else []
+        self.coordinator = self._spawn("coordinator", [sys.executable, *profiled, "-m", "services.coordinator"], env)
         for i in range(self.mergers):
             self._spawn(f"merger-{i}", [sys.executable, "-m", "services.coordinator.merger"],
                         {"SURGE_MERGER_ID": f"merger-{i}", "SURGE_LOG_LEVEL": "warning"})
@@ -129,9 +132,9 @@ async def _registered(api: CoordinatorClient, n: int, limit_s: float = 60.0) -> 
         await asyncio.sleep(0.3)
 
 
-async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
+async def measure(n: int, names: int, mergers: int, seconds: int, profile: str | None = None) -> dict:
     request_names = [f"req{i}" for i in range(names)]
-    with Stack(mergers) as stack:
+    with Stack(mergers, profile) as stack:
         nc = await nats.connect(stack.url, pending_size=256 * 1024 * 1024)
         await _ready(nc)
         conns = [await nats.connect(stack.url, pending_size=64 * 1024 * 1024)
@@ -205,6 +208,11 @@ async def measure(n: int, names: int, mergers: int, seconds: int) -> dict:
         "snapshot_lag_p50_s": pct(lags, 0.5), "snapshot_lag_max_s": round(max(lags), 3) if lags else None,
         "snapshots": len(snapshots), "snapshots_complete": complete,
         "ack_latency_p99_ms": pct(acked.latencies_ms, 0.99),
+        # the simulator's own lateness: the last interval of a second sent this long after it
+        # ended (0.3 s of it is the spread by position, as real generators do)
+        "simulator_sent_late_max_s": round(max(sim.sent_late_s.values()), 3) if sim.sent_late_s else None,
+        "simulator_sent_late_s": [round(sim.sent_late_s[k], 2) for k in sorted(sim.sent_late_s)],
+        "snapshot_lags_s": [round(lag, 2) for lag in lags],
         "sent_requests": acked.total(), "report_requests": report.totals.requests if report else None,
         "report_exact": exact, "refused": len(sim.refused), "resends": sim.retries,
         "lost_events": sum(1 for e in (report.events if report else []) if "lost" in e),
@@ -217,13 +225,14 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="one small point, a few seconds")
     p.add_argument("--out", default="bench/results/scale.json")
+    p.add_argument("--profile", help="run the coordinator under cProfile, its stats into this file")
     args = p.parse_args()
     points = ["50x2"] if args.quick else args.points.split(",")
     seconds = 4 if args.quick else args.seconds
     results = []
     for point in points:
         n, names, mergers = parse_point(point)
-        row = asyncio.run(measure(n, names, mergers, seconds))
+        row = asyncio.run(measure(n, names, mergers, seconds, args.profile))
         results.append(row)
         print(json.dumps(row), flush=True)
     out = Path(args.out)

@@ -117,6 +117,9 @@ class Simulator:
         self.refused: list[tuple[str, int, str]] = []  # 4xx answers: (generator, seq, body)
         self.retries = 0
         self.in_flight = 0  # intervals sent and not answered for good yet
+        # per second of a run: how late after its end this process sent its last interval
+        # (a simulator short of CPU sends late, and the snapshot waits for it, not for us)
+        self.sent_late_s: dict[int, float] = {}
         self._tasks: list[asyncio.Task] = []
         self._host = socket.gethostname()
         self._ready = asyncio.Event()
@@ -247,6 +250,8 @@ class Simulator:
             in_flight=0, requests=requests, final=final,
         )
         self.in_flight += 1
+        late = time.time() - (a.start_at + seq + 1)
+        self.sent_late_s[seq] = max(self.sent_late_s.get(seq, late), late)
         task = asyncio.create_task(self._deliver(stats))
         task.add_done_callback(_ignore)
 

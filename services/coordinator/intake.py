@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 ACK_TIMEOUT_S = 5.0  # a run-log write not acknowledged by then: 503, the generator resends
 
 _Pending = tuple[Request, "Run", IntervalStats, asyncio.Future]
+_ANSWERING = object()  # an interval that answers itself (a late one: Intake._late)
 
 
 class Intake:
@@ -39,6 +40,7 @@ class Intake:
         self.svc = svc
         self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
         self._acker: asyncio.Task | None = None
+        self._late_tasks: set[asyncio.Task] = set()
         self.in_flight = 0
 
     def start(self) -> None:
@@ -46,6 +48,8 @@ class Intake:
             self._acker = asyncio.create_task(self._ack_batches(), name="stats-acks")
 
     async def stop(self) -> None:
+        for task in list(self._late_tasks):
+            task.cancel()
         if self._acker is not None:
             self._acker.cancel()
             await asyncio.gather(self._acker, return_exceptions=True)
@@ -64,6 +68,8 @@ class Intake:
             log.exception("stats intake failed")
             await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
             return
+        if pending is _ANSWERING:
+            return
         if pending is None:
             await _ack(req)
             return
@@ -74,17 +80,19 @@ class Intake:
         future.add_done_callback(lambda _: self._pending.put_nowait(pending))
         asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, future.cancel)  # no-op once done
 
-    async def _take(self, req: Request) -> _Pending | None:
+    async def _take(self, req: Request) -> _Pending | object | None:
         if not self.svc.leading():
             raise NotLeader("this coordinator is not the leader right now; retry")
         stats = bus.decode(req.data, IntervalStats)
         if req.subject != subjects.stats(stats.run_id, stats.generator_id):
             raise BadRequest("run_id/generator_id differ from the subject", "generator_id")
         run = self.svc.run_of(stats.run_id)
+        if run.report is not None or run.finishing:  # around the report: on their own, so
+            task = asyncio.create_task(self._late(req, run, stats))  # they amend it together
+            self._late_tasks.add(task)
+            task.add_done_callback(self._late_tasks.discard)
+            return _ANSWERING
         try:
-            if run.report is not None or run.finishing:  # rare: around the report, one by one
-                await run.ingest(stats, req.data)
-                return None
             if not run.accept(stats):
                 return None  # in the run log already: a resend
         except histogram.HistogramDecodeError as exc:
@@ -98,6 +106,27 @@ class Intake:
         except Exception as exc:  # counted, not durable: no ack, it comes again
             raise Unavailable(f"run log not writable right now: {exc or type(exc).__name__}") from None
         return req, run, stats, future
+
+    async def _late(self, req: Request, run: Run, stats: IntervalStats) -> None:
+        """An interval of a run whose report is being written (503) or stored (an
+        amendment, answered once the amended report is stored)."""
+        try:
+            try:
+                await run.ingest(stats, req.data)
+            except histogram.HistogramDecodeError as exc:
+                raise BadRequest(str(exc), "requests") from None
+            except BadInterval as exc:
+                raise BadRequest(str(exc), exc.field) from None
+        except SurgeError as err:
+            await bus.respond_error(req, err)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("late interval failed", run_id=stats.run_id)
+            await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
+            return
+        await _ack(req, stats.seq)
 
     async def merged(self, req: Request) -> StatsAck:
         """``merged_ingest``: a merger worker's partial aggregate (its rows are durable)."""

@@ -66,7 +66,9 @@ class Reporting:
     _lock: asyncio.Lock
     _ended: tuple[str, float] | None
     _against: Against | None
-    _unsaved_amendment: bool
+    _amended: int  # late intervals (or partials) counted since the report
+    _stored_upto: int  # ... of which the stored report has this many
+    _storing: asyncio.Task | None  # the amended report being built and stored
     _hosts_as_stored: HostsReport | None  # a reopened run's: its hosts section, kept
     _reopened: bool
     # and of Run's methods: run_id, elapsed_s, is_member, _max_seq, _close, _save,
@@ -177,7 +179,7 @@ class Reporting:
                          "log were not in the stored report and were added to it")
         # the stored report may lag its run log (a write between the two was cut): the
         # first amendment stores the report as the log has it
-        run._unsaved_amendment = True
+        run._amended = 1
         run.log.info("ended run reopened for an amendment", requests=counted)
         return run
 
@@ -260,26 +262,35 @@ class Reporting:
         self, apply: Callable[[], bool], *what: object,
         durable: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Count a late interval (``apply``), make it durable, and return once a stored
+        report holds it. Amendments that come together share one rebuild of the report
+        (a thousand generators' late finals are a few rebuilds, not a thousand)."""
         async with self._lock:
             assert self._ended is not None
             if apply():
-                self._unsaved_amendment = True
+                self._amended += 1
             if durable is not None:  # in the run log before the report says it
                 await durable()
-            if not self._unsaved_amendment:
-                return  # counted and stored already: a resend
-            report = self._build_report(*self._ended)
+            mine = self._amended
+        while self._stored_upto < mine:  # else counted and stored already: a resend
+            if self._storing is None or self._storing.done():
+                self._storing = asyncio.create_task(self._store_amended(what))
             try:
-                report = await self.store.store_report(report)
-                totals = report.totals
-                await self._save(verdict=report.verdict, requests=totals.requests,
-                                 errors=totals.errors,
-                                 p99_ms=totals.latency_ms.p99 if totals.latency_ms else None)
+                await asyncio.shield(self._storing)
             except Exception as exc:  # no ack: the generator sends it again
                 raise Unavailable(f"amended report not stored: {exc or type(exc).__name__}") from None
-            self.report = report
-            self._unsaved_amendment = False
-            self.log.info("report amended", what=what, requests=report.totals.requests)
+
+    async def _store_amended(self, what: tuple[object, ...]) -> None:
+        async with self._lock:
+            upto = self._amended
+            report = self._build_report(*self._ended)  # type: ignore[misc]
+        report = await self.store.store_report(report)
+        totals = report.totals
+        await self._save(verdict=report.verdict, requests=totals.requests, errors=totals.errors,
+                         p99_ms=totals.latency_ms.p99 if totals.latency_ms else None)
+        self.report = report
+        self._stored_upto = max(self._stored_upto, upto)
+        self.log.info("report amended", what=what, amendments=upto, requests=totals.requests)
 
 
 def _final_marker(run: Reporting, state: str) -> LiveSnapshot:

@@ -81,7 +81,9 @@ class Run(GeneratorControl, Membership, Reporting):
         self.finishing = False  # the report is being built: intervals get a 503, kept
         self._ended: tuple[str, float] | None = None  # (state, ended_at) of the report
         self._against: Against | None = None  # its test and baseline, read once before the report
-        self._unsaved_amendment = False  # a late interval counted, its report not stored
+        self._amended = 0  # late intervals counted after the report (Reporting._amend_with)
+        self._stored_upto = 0  # ... of them in the stored report
+        self._storing: asyncio.Task | None = None
         self._reopened = False  # rebuilt after its end from what is stored (Run.reopen)
         self._hosts_as_stored: HostsReport | None = None
         self.quiet_below = 0  # seconds below this were published by a previous leader
