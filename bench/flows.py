@@ -15,7 +15,9 @@ extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-s
 (requests/s per core), and the protocol the run spoke (an https origin that offers
 ``h2`` by ALPN gets HTTP/2 unless ``--http2 off``; ``--http2 h2c`` speaks HTTP/2 without TLS
 to an http origin, by prior knowledge). Figures, never pass/fail;
-``make bench`` runs it against the demo target.
+``make bench`` runs it against the demo target. ``--canned`` (with ``--flow three``)
+swaps the sockets for nginx's canned answers (``bench/canned.py``): the engine's own
+cost per request, without the kernel's.
 """
 
 from __future__ import annotations
@@ -102,7 +104,15 @@ def main() -> None:
     p.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
     p.add_argument("--http2", choices=["auto", "off", "h2c"], default="auto")
     p.add_argument("--flow", choices=sorted(FLOWS), default="one")
+    p.add_argument("--canned", action="store_true",
+                   help="no sockets: FlowNginx's answers, canned (bench/canned.py; --flow three)")
     args = p.parse_args()
+    if args.canned:
+        if args.flow != "three":
+            p.error("--canned answers the 3-step flow only (--flow three)")
+        from bench import canned
+
+        canned.install()
     try:
         import uvloop
 
