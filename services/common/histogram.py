@@ -248,7 +248,9 @@ def decode_sparse(text: str) -> Sparse:
     window = _scratch_np[lo:hi + 1]
     counts = window.astype(np.int64)  # a copy of the window only
     window[:] = 0
-    if total < 0 or total > 2**62 or (counts < 0).any():
+    # the decoder writes no negative count; a total that wrapped around shows as a bucket
+    # holding more than the whole
+    if total < 0 or total > 2**62 or int(counts.max()) > total:
         raise HistogramDecodeError("histogram counts out of range")
     return Sparse(lo, counts, total)
 
@@ -304,11 +306,21 @@ def percentiles_of(counts: np.ndarray, percentiles: Iterable[float]) -> list[int
     return out
 
 
+TOP_WALK = 64  # a percentile this few values from the top is found walking down from it
+
+
 def sparse_percentile_ms(parts: list[Sparse], percentile: float) -> float | None:
-    """One percentile (ms) of several Sparse histograms together, without a full array."""
+    """One percentile (ms) of several Sparse histograms together, without a full array.
+
+    A high one (a generator's p99 of a second: the values above it are few) walks down
+    from the top bucket instead of adding the windows and summing them all."""
     parts = [p for p in parts if p.total]
     if not parts:
         return None
+    total = sum(p.total for p in parts)
+    skip = total - _target(percentile, total)  # at most this many values lie above its bucket
+    if percentile and skip < TOP_WALK:
+        return _from_top(parts, skip) / 1000.0
     if len(parts) == 1:
         lo, counts = parts[0].lo, parts[0].counts
     else:
@@ -320,6 +332,26 @@ def sparse_percentile_ms(parts: list[Sparse], percentile: float) -> float | None
     i = int(np.searchsorted(cum, _target(percentile, int(cum[-1])), side="left"))
     low, high, _ = _tables()
     return int(high[lo + i] if percentile else low[lo + i]) / 1000.0
+
+
+def _from_top(parts: list[Sparse], skip: int) -> int:
+    """The value (µs) of the lowest bucket with at most ``skip`` values above it: the
+    bucket ``percentiles_of`` finds, walked to from the top (each window ends non-zero)."""
+    at = [len(p.counts) - 1 for p in parts]  # each part's next bucket to look at
+    above = 0
+    while True:
+        index = max(p.lo + j for p, j in zip(parts, at) if j >= 0)
+        here = [k for k, (p, j) in enumerate(zip(parts, at)) if j >= 0 and p.lo + j == index]
+        above += sum(int(parts[k].counts[at[k]]) for k in here)
+        if above > skip:
+            return int(_tables()[1][index])
+        for k in here:  # on to each one's next non-zero bucket below
+            counts, j = parts[k].counts, at[k] - 1
+            while j >= 0 and not counts[j]:
+                j -= 1
+            at[k] = j
+        if all(j < 0 for j in at):
+            return int(_tables()[1][index])
 
 
 def summarize_counts(counts: np.ndarray) -> Percentiles | None:

@@ -206,6 +206,10 @@ class RunAggregate:
         if gap:
             self.gaps.add(seq)
 
+    def reported_count(self, seq: int) -> int:
+        second = self.open.get(seq)
+        return len(second.gens) if second else 0
+
     def reported(self, seq: int) -> set[str]:
         second = self.open.get(seq)
         return set(second.gens) if second else set()

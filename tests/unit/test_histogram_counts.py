@@ -92,3 +92,23 @@ def test_bad_encodings_raise_and_leave_the_scratch_clean():
             histogram.decode_sparse(bad)
     assert not histogram._scratch_np.any()
     assert histogram.decode_sparse(good).total == 100
+
+
+def test_a_high_percentile_walked_from_the_top_equals_hdrh():
+    """Few values above it (a generator's p99 of one second): found from the top bucket
+    down; the same value hdrh gives for the merged histogram, whatever the sizes."""
+    rng = np.random.default_rng(7)
+    walked = summed = 0
+    for _ in range(60):
+        parts = [random_hist(rng, int(rng.integers(1, 400))) for _ in range(int(rng.integers(1, 6)))]
+        sparse = [histogram.decode_sparse(histogram.encode(h)) for h in parts]
+        merged = _merged(parts)
+        total = sum(s.total for s in sparse)
+        for p in (90.0, 99.0, 99.9, 100.0):
+            if total - max(int(p * total / 100 + 0.5), 1) < histogram.TOP_WALK:
+                walked += 1
+            else:
+                summed += 1
+            assert histogram.sparse_percentile_ms(sparse, p) == pytest.approx(
+                merged.get_value_at_percentile(p) / 1000.0), (total, p)
+    assert walked > 100 and summed > 10  # both ways were taken
