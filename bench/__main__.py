@@ -219,6 +219,16 @@ def run_flow3(child: Child, origin: str, seconds: int, users: int, core: int | N
     return json.loads(out.strip().splitlines()[-1])
 
 
+def run_templated(child: Child, origin: str, tls_origin: str, seconds: float, conns: int,
+                  core: int | None) -> dict:
+    """What a template or TLS costs a request on the fast engine and on the flow engine
+    (bench/templated.py) against FlowNginx, one core."""
+    out, _, _, _ = child.run(pin(core) + [
+        PY, "-m", "bench.templated", "--origin", origin, "--tls-origin", tls_origin,
+        "--seconds", str(seconds), "--conns", str(conns)], 6 * seconds + 60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run_locust_flow(child: Child, origin: str, seconds: int, users: int, core: int | None) -> dict:
     """Locust FastHttpUser running the same 3-step flow (bench/locustfile_flow.py)."""
     return run_locust(child, origin + "/x", seconds, users, core, HERE / "locustfile_flow.py")
@@ -376,6 +386,14 @@ def table(res: dict) -> str:
     lines.append(f"Locust FastHttpUser, same flow: {fmt(res.get('locust_flow_rps'), 0)} req/s,"
                  f" {fmt(res.get('locust_flow_rps_per_cpu_s'), 0)} per CPU-second"
                  f" (Surge/Locust per core: {fmt(res.get('flow_ratio_vs_locust'), 2)})")
+    tp = res.get("templated", {})
+    lines.append("a template per request (CPU µs/request, closed loop): static "
+                 f"{fmt(res.get('templated_static_cpu_us'))}, Bearer {{{{token}}}} from vars "
+                 f"{fmt(res.get('templated_vars_cpu_us'))}, + {{{{$uuid}}}} rendered per request "
+                 f"{fmt(res.get('templated_render_cpu_us'))} (flow engine: "
+                 f"{fmt(res.get('templated_render_flow_cpu_us'))}); https static "
+                 f"{fmt(res.get('templated_tls_cpu_us'))} (flow engine: {fmt(res.get('templated_tls_flow_cpu_us'))})"
+                 if "error" not in tp else f"templates: {tp['error']}")
     lines.append(f"open model at the fixed rate: {fmt(res.get('open_cpu_us_20k'))} µs CPU/request"
                  f" ({fmt(res.get('open_cpu_ratio_vs_closed'), 2)}× the closed loop's)")
     rss = res.get("rss", {})
@@ -499,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             attempt(rows, "locust", run_locust_flow, fchild, fx.origin, flow_s, flow_users, client_core)
         res["flow3"] = rows
+        attempt(res, "templated", run_templated, fchild, fx.origin, fx.tls_origin, 1 if quick else seconds,
+                flow_users, client_core)
         attempt(res, "rss", run_service_rss, child, url, fixed, rss_s, server_core, client_core)
 
     surge = peers["surge_closed"].get("rps")
@@ -534,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         "flow_ratio_vs_locust": ratio(flow_rps, 1e6 / f3["locust"]["cpu_us_per_req"]
                                       if f3.get("locust", {}).get("cpu_us_per_req") else None),
         "open_cpu_us_20k": res.get("cpu_at_20k", {}).get("surge_cpu_us_per_req"),
+        # templated static plans and https on the fast engine against the flow engine
+        # (bench/templated.py: CPU µs per request, closed loop, one core)
+        **{f"templated_{row}_cpu_us": res.get("templated", {}).get(row, {}).get("cpu_us_per_req")
+           for row in ("static", "vars", "render", "render_flow", "tls", "tls_flow")},
         "open_cpu_ratio_vs_closed": ratio(res.get("cpu_at_20k", {}).get("surge_cpu_us_per_req"),
                                           peers["surge_closed"].get("cpu_us_per_req")),
     })

@@ -1,6 +1,10 @@
 """What a template (or TLS) costs per request: the same GET, closed loop, one core.
 
     python -m bench.templated [--seconds 3] [--conns 64] [--core 1] [--nginx-core 0]
+                              [--origin http://… --tls-origin https://…]
+
+``make bench`` passes the origins of its own ``FlowNginx`` (``templated`` in its JSON);
+alone, the module starts one.
 
 Runs one nginx (``bench.nginx.FlowNginx``, ``/api/me``, plain and TLS) and, one after the
 other in this process, the closed loop of each row against it; CPU is this process's
@@ -63,7 +67,7 @@ async def flow_engine(plan, seconds: float) -> FlowEngine:
 
 
 async def measure(engine, seconds: float) -> dict:
-    await asyncio.sleep(1.0)  # warm-up: connections open
+    await asyncio.sleep(min(1.0, seconds / 2))  # warm-up: connections open
     await engine.gather()
     engine.take_interval()
     t0, cpu0 = time.monotonic(), time.process_time()
@@ -101,11 +105,17 @@ def main() -> None:
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--core", type=int, default=None)
     p.add_argument("--nginx-core", type=int, default=0)
+    p.add_argument("--origin", default=None, help="a running FlowNginx's http origin")
+    p.add_argument("--tls-origin", default=None, help="... and its https origin")
     args = p.parse_args()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
     import uvloop
 
+    if args.origin and args.tls_origin:
+        print(json.dumps(uvloop.run(run(args.origin + "/api/me", args.tls_origin + "/api/me",
+                                        args.seconds, args.conns))))
+        return
     with FlowNginx(core=args.nginx_core) as nginx:
         print(json.dumps(uvloop.run(run(nginx.origin + "/api/me", nginx.tls_origin + "/api/me",
                                         args.seconds, args.conns))))

@@ -20,7 +20,7 @@ KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust",
         "machine", "cpu_at_20k", "rate_change", "rate_change_e2e", "rss", "peers", "flows",
         # issue 17's rows
         "flow_rps", "flow_cpu_us", "flow_tls_rps", "h2_rps", "locust_flow_rps", "open_cpu_us_20k",
-        "h2c_rps"}
+        "h2c_rps", "templated_render_cpu_us", "templated_render_flow_cpu_us", "templated_tls_cpu_us"}
 
 
 @pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
@@ -47,6 +47,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert row == "h2" or r["errors"] == 0, (row, r)
     assert res["flow3"]["h2"]["protocol"] == "h2" and res["flow3"]["h2c"]["protocol"] == "h2c"
     assert res["flow_rps"] > 0 and res["flow_tls_rps"] > 0 and res["open_cpu_us_20k"] > 0
+    for row, engine in (("render", "Engine"), ("render_flow", "FlowEngine"), ("tls", "Engine")):
+        r = res["templated"][row]  # a templated plan and an https one on the fast engine
+        assert r["engine"] == engine and r["errors"] == 0 and r["rps"] > 0, (row, r)
     for r in res["open_loop"]:
         assert "error" not in r, r
         assert {"target_rps", "achieved_rps", "worst_second_error_pct", "p99_ms"} <= set(r)
