@@ -50,9 +50,9 @@ class Counting(RawServer):
                 return
 
 
-def flow_engine(target: str, steps: list[dict], users: int = 4) -> FlowEngine:
+def flow_engine(target: str, steps: list[dict], users: int = 4, timeout_s: float = 2) -> FlowEngine:
     plan = loader.from_obj({"name": "chain", "target": target, "users": users, "duration": 30,
-                            "timeout": 2, "flows": [{"name": "f", "steps": steps}]})
+                            "timeout": timeout_s, "flows": [{"name": "f", "steps": steps}]})
     now = time.time()
     prof = profile.from_plan(plan)
     a = Assignment(run_id="chain", epoch=1, share=1.0, start_at=now, end_at=now + 30,
@@ -110,7 +110,7 @@ async def test_a_drain_counts_the_requests_still_in_flight_as_timeouts():
         return (reply(body=b'{"n": 1}'), True) if path == "/a" else None
 
     async with Counting(respond) as srv:
-        engine = flow_engine(srv.url, STEPS[:2], users=3)
+        engine = flow_engine(srv.url, STEPS[:2], users=3, timeout_s=20)  # only the drain ends b
         await until(lambda: srv.held == 3, 10, "every user waiting on b")
         await engine.drain(0.2)
         got = counts(engine, engine.take_interval())
