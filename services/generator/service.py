@@ -238,6 +238,8 @@ class Service:
         await self.micro.add_endpoint(  # the request builder's "send once" (tryout.py)
             name="send_once", subject=subjects.send_once(self.id),
             handler=bus.endpoint(self._send_once, "send_once"))
+        if self.workers is not None:  # no run (no registration) before every engine can send
+            await self.workers.ready()
         await bus.patient(self._beat, "heartbeat")  # a JetStream cluster may still be electing
         mark_ready(self.config.ready_file)  # registered: ready
         self._tasks = [

@@ -10,7 +10,8 @@ merged histograms are exactly those one engine would have recorded.
 
 Messages are length-prefixed msgspec msgpack frames (never pickle) over a socketpair per
 worker, read and written through asyncio streams: ``Command``s down (a tagged union, one
-Struct per verb), ``Part``s up. They are this generator's own, not the bus.
+Struct per verb), a ``Hello`` then ``Part``s up. They are this generator's own, not the bus.
+The service takes no run before every worker has said hello (``WorkerPool.ready``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import structlog
 
 from schemas.control import Segment
+from schemas.errors import Unavailable
 from schemas.plan import Plan
 from services.generator.arrivals import owned, tally
 from services.generator.engine import Engine
@@ -36,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 REPLY_S = 0.5  # a worker slower than this to hand over its second gives it in the next one
 RESTARTS_PER_MIN = 5  # a worker that dies more often than this is not started again
+READY_S = 60.0  # a spawned worker imports numpy, uvloop, the engine: seconds on a busy host
 
 
 class SpecPart(msgspec.Struct, array_like=True):
@@ -46,7 +49,13 @@ class SpecPart(msgspec.Struct, array_like=True):
     dropped: int
 
 
-class Part(msgspec.Struct, array_like=True):
+class Hello(msgspec.Struct, array_like=True, tag="hello"):
+    """A worker's first frame: imported, its loop running, ready for commands."""
+
+    worker: int
+
+
+class Part(msgspec.Struct, array_like=True, tag="part"):
     """One worker's interval."""
 
     worker: int
@@ -121,6 +130,7 @@ Command = Start | Closed | Rebase | Stop | Take | Drain | Exit
 
 _enc = msgspec.msgpack.Encoder()
 _part = msgspec.msgpack.Decoder(Part)
+_up = msgspec.msgpack.Decoder(Hello | Part)  # what a worker sends: a hello, then its parts
 _command = msgspec.msgpack.Decoder(Command)
 _plan = msgspec.json.Decoder(Plan)
 
@@ -188,6 +198,8 @@ class WorkerPool:
         self._restarts: list[list[float]] = []  # per worker: loop times of its restarts
         self.restarts = 0  # workers replaced since start (status, tests)
         self.closing = False
+        self._hello: list[asyncio.Event] = []  # per worker: its current process said hello
+        self._gave_up: set[int] = set()  # workers that kept dying and are not restarted
 
     async def start(self) -> None:
         for w in range(1, self.workers):
@@ -196,7 +208,26 @@ class WorkerPool:
             self.procs.append(proc)
             self._readers.append(asyncio.create_task(self._read(w, channel), name=f"engine-worker-{w}"))
             self._restarts.append([])
+            self._hello.append(asyncio.Event())
         log.info("engine workers started", workers=self.workers)
+
+    async def ready(self, limit_s: float = READY_S) -> None:
+        """Until every worker's current process has said hello (spawned, imported, its loop
+        running): a run started after this is sent on time by every engine. Raises
+        ``Unavailable`` after ``limit_s``, or at once for a worker that is not restarted."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        deadline = began + limit_s
+        for w, hello in enumerate(self._hello, start=1):
+            while not hello.is_set():
+                if w in self._gave_up:
+                    raise Unavailable(f"engine worker {w} keeps dying")
+                try:  # a worker that dies meanwhile is replaced: its new process says hello
+                    await asyncio.wait_for(hello.wait(), min(max(deadline - loop.time(), 0), 0.5))
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        raise Unavailable(f"engine worker {w} not ready in {limit_s:g}s") from None
+        log.info("engine workers ready", workers=self.workers, took_s=round(loop.time() - began, 3))
 
     async def _spawn(self, w: int) -> tuple[Channel, multiprocessing.process.BaseProcess]:
         ctx = multiprocessing.get_context("spawn")  # no fork of a loop with live sockets
@@ -210,7 +241,7 @@ class WorkerPool:
     async def _read(self, w: int, channel: Channel) -> None:
         while True:
             try:
-                part = _part.decode(await channel.recv())
+                msg = _up.decode(await channel.recv())
             except (asyncio.IncompleteReadError, ConnectionError):
                 if not self.closing:
                     await self._replace(w)
@@ -218,19 +249,23 @@ class WorkerPool:
             except msgspec.DecodeError as exc:
                 log.error("bad message from an engine worker", error=str(exc))
                 continue
-            if self.engine_now is not None:
-                self.engine_now.on_part(part)
+            if isinstance(msg, Hello):
+                self._hello[w - 1].set()
+            elif self.engine_now is not None:
+                self.engine_now.on_part(msg)
 
     async def _replace(self, w: int) -> None:
         """Worker ``w`` is gone: start another in its place and give it its part of the run."""
         loop = asyncio.get_running_loop()
         died_at = loop.time()
         old = self.procs[w - 1]
+        self._hello[w - 1].clear()  # not ready until its replacement says hello
         await loop.run_in_executor(None, old.join, 2.0)
         log.error("engine worker exited", worker=w, exitcode=old.exitcode)
         recent = [t for t in self._restarts[w - 1] if died_at - t < 60.0]
         if len(recent) >= RESTARTS_PER_MIN:
             log.error("engine worker keeps dying: not restarted", worker=w, restarts=len(recent))
+            self._gave_up.add(w)
             return
         self.channels[w - 1].close()
         channel, proc = await self._spawn(w)
@@ -272,7 +307,7 @@ class WorkerPool:
             task.cancel()
         for channel in self.channels:
             channel.close()
-        self.channels, self.procs, self._readers = [], [], []
+        self.channels, self.procs, self._readers, self._hello = [], [], [], []
 
 
 class PooledEngine(Engine):
@@ -392,6 +427,7 @@ def _schedule(cmd: Start | Rebase) -> Schedule:
 async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
     loop = asyncio.get_running_loop()
     channel = await Channel.over(sock)
+    channel.send(Hello(worker))  # WorkerPool.ready(): this engine can take a run now
     engine: Engine | None = None
 
     def reply(eng: Engine, seq: int) -> None:

@@ -10,7 +10,8 @@ import pytest
 from schemas.control import Segment
 from services.common import histogram
 from services.generator.pacing import Schedule
-from services.generator.workers import WorkerPool
+from schemas.errors import Unavailable
+from services.generator.workers import REPLY_S, WorkerPool
 from tests.conftest import until
 from tests.integration.test_engine_targets import OK, Target
 from tests import plans
@@ -27,15 +28,33 @@ async def ok_forever(t, reader, writer):
 async def pool():
     p = WorkerPool(3)
     await p.start()
+    await p.ready()  # every worker imported and listening: a run starts together
     yield p
     await p.close()
+
+
+async def test_ready_resolves_once_every_worker_said_hello_and_then_each_answers_at_once():
+    pool = WorkerPool(3)
+    await pool.start()
+    try:
+        with pytest.raises(Unavailable):  # spawned a moment ago: still importing
+            await pool.ready(limit_s=0.001)
+        await pool.ready()
+        assert len(pool.procs) == 2 and all(p.is_alive() for p in pool.procs)
+        loop = asyncio.get_running_loop()
+        engine = pool.engine(plans.plan(plans.ENGINE, "http://127.0.0.1:9"), loop)
+        began = loop.time()
+        await engine.gather()  # a take every worker answers: gives up after REPLY_S
+        assert loop.time() - began < REPLY_S
+    finally:
+        await pool.close()
 
 
 async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
     async with Target(ok_forever) as t:
         loop = asyncio.get_running_loop()
         engine = pool.engine(plans.plan(plans.ENGINE, t.url, connections=4), loop)
-        t0 = time.monotonic() + 2.0  # workers are still importing: start together later
+        t0 = time.monotonic()  # the pool is ready: every worker takes the start at once
         engine.start(Schedule([Segment(0.0, 3.0, 200, 200)], 1.0), t0)
         per_second = []
         for k in range(2):
@@ -84,7 +103,7 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
     async with Target(ok_forever) as t:
         loop = asyncio.get_running_loop()
         engine = pool.engine(plans.plan(plans.ENGINE, t.url, connections=6), loop)
-        t0 = time.monotonic() + 2.0
+        t0 = time.monotonic()
         rate, seconds = 300, 7
         engine.start(Schedule([Segment(0.0, float(seconds), rate, rate)], 1.0), t0)
         seconds_seen: list[tuple[int, int, int]] = []  # (sent, completed, dropped) per second
@@ -99,6 +118,7 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
         victim = pool.procs[0]
         victim.kill()  # worker 1 of 3, mid-run
         await until(lambda: pool.restarts == 1, 20, "worker 1 replaced")
+        await pool.ready()  # the replacement said hello: it sends its third from now
         assert pool.procs[0].pid != victim.pid and pool.procs[0].is_alive()
         k = int(time.monotonic() - t0)
         while k < seconds - 1:

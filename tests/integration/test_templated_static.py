@@ -112,11 +112,12 @@ async def test_https_on_the_fast_engine_checks_the_certificate(certificate):
 async def test_worker_processes_render_their_own_requests():
     pool = WorkerPool(2)
     await pool.start()
+    await pool.ready()  # the worker imported and listening: the run starts together
     try:
         with RecordingServer() as srv:
             engine = engine_for(assignment(srv.url), asyncio.get_running_loop(), workers=pool)
             assert type(engine) is PooledEngine  # a fast engine here, one in the worker
-            t0 = time.monotonic() + 2.0  # the worker is still importing: start together later
+            t0 = time.monotonic()
             engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
             await asyncio.to_thread(srv.recorder.wait_for, ARRIVALS, 20.0)
             await until(lambda: time.monotonic() > t0 + ARRIVALS / RATE, 10, "the schedule's end")
