@@ -301,6 +301,34 @@ def cluster(make_cluster) -> Cluster:
     return make_cluster()
 
 
+# what a test's monitor runs with unless it says otherwise (by the SURGE_* name): a quick
+# sample, no alert rules, no /metrics port
+MONITOR_DEFAULTS = {"SURGE_SAMPLE_S": "0.5", "SURGE_ALERTS": "", "SURGE_METRICS_PORT": "0"}
+
+
+@pytest.fixture
+def make_monitor(cluster: Cluster, tmp_path: Path):
+    """The monitor factory: ``make_monitor(host, influx_url=, **env)`` starts a monitor
+    process on ``cluster`` with ``MONITOR_DEFAULTS``, its own data directory (``tmp_path/m``
+    for the first), ``SURGE_HOST_NAME=host`` (None: the machine's name) and, given
+    ``influx_url``, writes there flushed every 0.2 s. ``env`` (SURGE_* names) overrides any
+    of it. The cluster stops every monitor after the test; a test that checks the exit
+    code calls ``stop()`` itself."""
+    made: list[Proc] = []
+
+    def make(host: str | None = None, *, influx_url: str | None = None, **env: str) -> Proc:
+        data_dir = tmp_path / ("m" if not made else f"m-{len(made) + 1}")
+        defaults = {**MONITOR_DEFAULTS, "SURGE_DATA_DIR": str(data_dir)}
+        if host is not None:
+            defaults["SURGE_HOST_NAME"] = host
+        if influx_url is not None:
+            defaults.update(SURGE_INFLUX_URL=influx_url, SURGE_INFLUX_FLUSH_S="0.2")
+        made.append(cluster.service("monitor", **{**defaults, **env}))
+        return made[-1]
+
+    return make
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -79,7 +79,7 @@ def by_label(series: list[dict], label: str) -> dict[str, dict]:
     return {s["metric"][label]: s for s in series}
 
 
-async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, tmp_path):
+async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, make_monitor):
     host = "it-host.one"  # not a safe subject token: published as it-host-one
     nc = await nats.connect(cluster.url)
     samples: list[HostSample] = []
@@ -94,10 +94,8 @@ async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, tmp
     await nc.subscribe(subjects.host("it-host-one"), cb=on_sample)
     await nc.subscribe(subjects.alerts("it-host-one"), cb=on_alert)
     await nc.flush()
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.3", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_ALERTS="always=cpu_pct>=0, cpu_high=cpu_pct>90 for 30s",
-    )
+    monitor = make_monitor(host, SURGE_SAMPLE_S="0.3",
+                           SURGE_ALERTS="always=cpu_pct>=0, cpu_high=cpu_pct>90 for 30s")
     try:
         await until(lambda: len(samples) >= 3, 20, "three host samples")
         s = samples[-1]
@@ -141,14 +139,11 @@ async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, tmp
 
 
 async def test_host_samples_and_run_snapshots_read_back_with_tags(
-    cluster: Cluster, victoria: Victoria, tmp_path
+    cluster: Cluster, make_monitor, victoria: Victoria
 ):
     host = "it-writes"
     nc = await nats.connect(cluster.url)
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.5", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_INFLUX_URL=victoria.url, SURGE_INFLUX_FLUSH_S="0.2", SURGE_ALERTS="",
-    )
+    monitor = make_monitor(host, influx_url=victoria.url)
     try:
         await until(lambda: status(nc, host), 20, "the monitor's status endpoint")
         at = float(int(time.time()) - 2)
@@ -202,14 +197,11 @@ async def test_host_samples_and_run_snapshots_read_back_with_tags(
 
 
 async def test_malformed_snapshot_is_skipped_and_monitor_keeps_running(
-    cluster: Cluster, victoria: Victoria, tmp_path
+    cluster: Cluster, make_monitor, victoria: Victoria
 ):
     host = "it-malformed"
     nc = await nats.connect(cluster.url)
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.5", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_INFLUX_URL=victoria.url, SURGE_INFLUX_FLUSH_S="0.2", SURGE_ALERTS="",
-    )
+    monitor = make_monitor(host, influx_url=victoria.url)
     try:
         await until(lambda: status(nc, host), 20, "the monitor's status endpoint")
         good = msgspec.to_builtins(snapshot("run-it-2", float(int(time.time()))))
@@ -246,7 +238,7 @@ async def status_samples_above(nc, host: str, n: int) -> bool:
 
 
 async def test_outage_points_are_buffered_spilled_and_written_exactly_once(
-    cluster: Cluster, victoria: Victoria, tmp_path
+    cluster: Cluster, make_monitor, victoria: Victoria, tmp_path
 ):
     host = "it-outage"
     nc = await nats.connect(cluster.url)
@@ -258,9 +250,8 @@ async def test_outage_points_are_buffered_spilled_and_written_exactly_once(
     await nc.subscribe(subjects.host(host), cb=on_sample)
     await nc.flush()
     data_dir = tmp_path / "m"
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.2", SURGE_DATA_DIR=str(data_dir),
-        SURGE_INFLUX_URL=victoria.url, SURGE_INFLUX_FLUSH_S="0.2", SURGE_ALERTS="",
+    monitor = make_monitor(
+        host, influx_url=victoria.url, SURGE_SAMPLE_S="0.2", SURGE_DATA_DIR=str(data_dir),
         SURGE_INFLUX_BUFFER_POINTS="40",  # a few samples' worth: the outage must spill
         SURGE_INFLUX_BACKOFF_S="0.1", SURGE_INFLUX_BACKOFF_MAX_S="0.4",
         # a write that times out is retried: if the server had taken it after all, the point

@@ -74,7 +74,7 @@ def host_handles() -> int:
 
 
 async def test_alert_mailed_over_starttls_with_login_and_posted_to_webhook_with_retry(
-    cluster: Cluster, tmp_path
+    cluster: Cluster, make_monitor, tmp_path
 ):
     tls = make_certificates(tmp_path / "certs")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -121,9 +121,8 @@ async def test_alert_mailed_over_starttls_with_login_and_posted_to_webhook_with_
     await nc.flush()
     allow_handles(HANDLES)
     threshold = host_handles() + HANDLES // 2
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.3", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_METRICS_PORT="0", SURGE_ALERTS=f"fds_high=open_fds>{threshold}",
+    monitor = make_monitor(
+        host, SURGE_SAMPLE_S="0.3", SURGE_ALERTS=f"fds_high=open_fds>{threshold}",
         SURGE_ALERT_SMTP_HOST="127.0.0.1", SURGE_ALERT_SMTP_PORT=str(smtp_port),
         SURGE_ALERT_SMTP_USER="surge", SURGE_ALERT_SMTP_PASSWORD="s3cret",
         SURGE_ALERT_SMTP_FROM="surge@test", SURGE_ALERT_SMTP_TO="ops@test,dev@test",
@@ -177,7 +176,7 @@ async def test_alert_mailed_over_starttls_with_login_and_posted_to_webhook_with_
 
 
 async def test_unreachable_smtp_is_retried_logged_and_does_not_stop_sampling(
-    cluster: Cluster, tmp_path
+    cluster: Cluster, make_monitor
 ):
     host = "it-alerts-down"
     nc = await nats.connect(cluster.url)
@@ -189,9 +188,8 @@ async def test_unreachable_smtp_is_retried_logged_and_does_not_stop_sampling(
 
     await nc.subscribe(subjects.host(host), cb=on_sample)
     await nc.flush()
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.2", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_METRICS_PORT="0", SURGE_ALERTS="always=cpu_pct>=0",
+    monitor = make_monitor(
+        host, SURGE_SAMPLE_S="0.2", SURGE_ALERTS="always=cpu_pct>=0",
         SURGE_ALERT_SMTP_HOST="127.0.0.1", SURGE_ALERT_SMTP_PORT=str(free_port()),  # nobody
         SURGE_ALERT_SMTP_TO="ops@test", SURGE_ALERT_RETRIES="2", SURGE_ALERT_BACKOFF_S="0.2",
     )

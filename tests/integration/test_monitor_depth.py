@@ -33,7 +33,8 @@ public class Busy {
 
 @pytest.mark.skipif(shutil.which("jstat") is None or shutil.which("java") is None,
                     reason="no JDK (java, jstat) on this machine: JVM sampling is optional")
-async def test_watched_java_process_has_heap_and_gc_from_jstat(cluster: Cluster, tmp_path):
+async def test_watched_java_process_has_heap_and_gc_from_jstat(cluster: Cluster, make_monitor,
+                                                               tmp_path):
     src = tmp_path / "Busy.java"
     src.write_text(JAVA)
     jvm = subprocess.Popen(["java", "-Xmx64m", str(src)], stdout=subprocess.DEVNULL,
@@ -47,11 +48,8 @@ async def test_watched_java_process_has_heap_and_gc_from_jstat(cluster: Cluster,
 
     await nc.subscribe(subjects.host(host), cb=on_sample)
     await nc.flush()
-    monitor = cluster.service(
-        "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.5", SURGE_DATA_DIR=str(tmp_path / "m"),
-        SURGE_ALERTS="", SURGE_METRICS_PORT="0", SURGE_MONITOR_PROCESSES="java,nats-server",
-        SURGE_MONITOR_PORTS=str(cluster.port), SURGE_JSTAT_S="1",
-    )
+    monitor = make_monitor(host, SURGE_MONITOR_PROCESSES="java,nats-server",
+                           SURGE_MONITOR_PORTS=str(cluster.port), SURGE_JSTAT_S="1")
     try:
         def with_jvm() -> HostSample | None:
             for s in reversed(samples):

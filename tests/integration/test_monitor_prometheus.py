@@ -29,16 +29,15 @@ pytestmark = pytest.mark.timeout(90)
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy/grafana/surge-dashboard-prometheus.json"
 
 
-async def test_prometheus_scrapes_run_counts_latency_buckets_and_host(cluster: Cluster, tmp_path):
+async def test_prometheus_scrapes_run_counts_latency_buckets_and_host(cluster: Cluster, make_monitor,
+                                                                      tmp_path):
     host = "it-prom"
     mport = free_port()
     prom = Prometheus(tmp_path, [f"127.0.0.1:{mport}"])
     prom.start()
     try:
-        monitor = cluster.service(
-            "monitor", SURGE_HOST_NAME=host, SURGE_SAMPLE_S="0.5",
-            SURGE_DATA_DIR=str(tmp_path / "m"), SURGE_ALERTS="",
-            SURGE_METRICS_PORT=str(mport), SURGE_METRICS_ADDR="127.0.0.1",
+        monitor = make_monitor(
+            host, SURGE_METRICS_PORT=str(mport), SURGE_METRICS_ADDR="127.0.0.1",
             SURGE_MONITOR_PORTS=str(cluster.port), SURGE_MONITOR_PROCESSES="nats-server",
         )
         _, target = cluster.target()

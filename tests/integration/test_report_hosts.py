@@ -31,7 +31,7 @@ RATE = 400_000  # far beyond one engine: wrk, the ceiling here, does ~115k/s on 
 
 
 async def test_report_hosts_cover_every_second_and_flag_the_capped_generator(
-    cluster: Cluster, tmp_path
+    cluster: Cluster, make_monitor
 ):
     here = socket.gethostname()  # the monitor's and the generator's host name
     nc = await nats.connect(cluster.url)
@@ -42,8 +42,7 @@ async def test_report_hosts_cover_every_second_and_flag_the_capped_generator(
 
     await nc.subscribe(subjects.HOST_ALL, cb=on_sample)
     with Nginx(core=None) as nginx:
-        cluster.service("monitor", SURGE_SAMPLE_S="1", SURGE_DATA_DIR=str(tmp_path / "m"),
-                        SURGE_ALERTS="", SURGE_METRICS_PORT="0")
+        make_monitor(SURGE_SAMPLE_S="1")  # on this machine, by its own name
         cluster.coordinator()
         cluster.generator(SURGE_WORKERS="1")
         api = await api_with(cluster, 1)
