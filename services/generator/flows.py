@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 LATE_S = 0.010
 SWEEP_S = 0.050
 MAX_SLEEP_S = 0.010
+MIN_SLEEP_S = 0.001  # uvloop's timers tick in whole milliseconds: a shorter sleep spins
 USERS_EVERY_S = 0.050  # how often the closed model adjusts its number of users
 _now = time.monotonic
 
@@ -123,6 +124,8 @@ class FlowEngine:
         self.shared_cookies: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # open model: the next look
+        self._paced: asyncio.Future[None] | None = None  # done when the open model's pacing ends
         self._tasks: list[asyncio.Task] = []
         self._flows: set[asyncio.Task] = set()  # open model: flows running
         self._users: dict[int, asyncio.Task] = {}  # closed model: user id -> its loop
@@ -144,6 +147,9 @@ class FlowEngine:
     def rebase(self, schedule: Schedule) -> None:
         self.arrivals.rebase(schedule)
         self._wake.set()
+        if self._pacer is not None:  # the pacer looks on the loop's next pass
+            self._pacer.cancel()
+            self._pacer = self.loop.call_soon(self._look)
 
     @property
     def schedule(self) -> Schedule | None:
@@ -166,6 +172,8 @@ class FlowEngine:
         self.running = False
         self._stop.set()
         self._wake.set()
+        if self._paced is not None and not self._paced.done():
+            self._paced.set_result(None)  # the open model's pacing ends here
 
     def in_flight(self) -> int:
         return self.requests_in_flight + (0 if self.closed else self.arrivals.waiting(_now() - self.t0))
@@ -261,26 +269,39 @@ class FlowEngine:
 
     # --- open model -------------------------------------------------------------------
     async def _pace(self) -> None:
+        """The open model, until the schedule ends or the run stops: a timer callback
+        (``_look``) starts what is due and sleeps until the next arrival — at least a
+        tick, at most ``MAX_SLEEP_S`` — and a flow that ends starts the oldest waiting
+        arrival itself (``_arrival_done``)."""
+        self._paced = self.loop.create_future()
+        self._look()
+        try:
+            await self._paced
+        finally:
+            if self._pacer is not None:
+                self._pacer.cancel()
+                self._pacer = None
+
+    def _look(self) -> None:
+        self._pacer = None
+        paced = self._paced
+        if paced is None or paced.done():
+            return
+        if not self.running:
+            paced.set_result(None)
+            return
         arr = self.arrivals
-        while self.running:
-            now = _now()
-            t = self._arrive(now)
-            rel = now - self.t0
-            if t == INF:
-                if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
-                    break
-                t = rel + MAX_SLEEP_S
-            elif t <= rel:  # due, but every slot is busy: a flow that ends starts the next
-                t = rel + MAX_SLEEP_S
-            self._wake.clear()
-            delay = min(t - rel, MAX_SLEEP_S)
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
-            else:
-                await asyncio.sleep(0)
+        now = _now()
+        t = self._arrive(now)
+        rel = now - self.t0
+        if t == INF:
+            if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
+                paced.set_result(None)
+                return
+            t = rel + MAX_SLEEP_S
+        elif t <= rel:  # due, but every slot is busy: a flow that ends starts the next
+            t = rel + MAX_SLEEP_S
+        self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._look)
 
     def _arrive(self, now: float) -> float:
         """Start a flow for each arrival due by ``now`` while a slot is free (the
