@@ -251,6 +251,12 @@ class Case:
     errors: dict[str, int] = field(default_factory=dict)
     server: int = ARRIVALS  # requests the server must have received
     refused: int = 0  # requests the (HTTP/2) server must have refused, at least
+    # HTTP/2 and a connection the server drops unannounced (no GOAWAY): a stream the
+    # client multiplexed onto it after the one the server took (two arrivals within one
+    # connection's life, as under load) is lost unread. The client cannot know it was not
+    # processed (RFC 9113 8.7), so it is a reset, never resent: the server's count is then
+    # at most the report's, and at least one
+    h2_unread_ok: bool = False
     method: str = "GET"
     checks: dict | None = None
     plan: dict = field(default_factory=dict)
@@ -295,13 +301,13 @@ CASES = [
     Case("deflate decoded for checks", *DEFLATE, checks={"body_contains": "needle"}),
     Case("br decoded for checks", *BR, checks={"body_contains": "needle"}),
     Case("close without a response: one reset, never retried", close_without_response,
-         h2_close_without_response, ok=0, errors={"reset": ARRIVALS}),
+         h2_close_without_response, ok=0, errors={"reset": ARRIVALS}, h2_unread_ok=True),
     Case("close without a response (POST)", close_without_response, h2_close_without_response,
-         method="POST", ok=0, errors={"reset": ARRIVALS}),
+         method="POST", ok=0, errors={"reset": ARRIVALS}, h2_unread_ok=True),
     Case("close without a response (DELETE)", close_without_response, h2_close_without_response,
-         method="DELETE", ok=0, errors={"reset": ARRIVALS}),
+         method="DELETE", ok=0, errors={"reset": ARRIVALS}, h2_unread_ok=True),
     Case("reset after the request", reset_after_request, h2_reset_connection,
-         ok=0, errors={"reset": ARRIVALS}),
+         ok=0, errors={"reset": ARRIVALS}, h2_unread_ok=True),
     Case("stream reset after the request: one reset, never retried", None, h2_reset_stream,
          ok=0, errors={"reset": ARRIVALS}, skip={p: ONLY_H2 for p in PATHS if p not in H2_PATHS}),
     Case("12 KB header accepted", *BIG_12K),
@@ -384,7 +390,10 @@ async def test_http_semantics(case: Case, path: str, server_tls):
     ok_count, errors = outcome(iv)
     assert sum(iv.dropped) == 0
     assert (ok_count, errors) == (case.ok, case.errors), srv.received
-    assert len(srv.received) == case.server, srv.received  # the server's count is the report's
+    if case.h2_unread_ok and path in H2_PATHS:  # never resent; a stream may be lost unread (Case)
+        assert 1 <= len(srv.received) <= case.server, srv.received
+    else:
+        assert len(srv.received) == case.server, srv.received  # the server's count is the report's
     assert getattr(srv, "refused", 0) >= case.refused
     assert iv.completed() == ARRIVALS
     if case.min_latency_s:
