@@ -111,13 +111,10 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
-        try:
-            await self.micro.stop()
-            if self.approver is not None:
-                await self.approver.nc.drain()
-            await self.nc.drain()
-        except Exception as exc:
-            log.warning("unclean disconnect", error=str(exc))
+        # bounded, each connection: NATS may be going down at the same time
+        await bus.disconnect(self.nc, self.micro.stop, logger=log)
+        if self.approver is not None:
+            await bus.disconnect(self.approver.nc, logger=log)
         self._closed.set()
 
     # --- bus -> browsers -------------------------------------------------------------

@@ -38,13 +38,14 @@ async def test_sigterm_while_nats_is_unreachable_exits_cleanly(cluster: Cluster,
 STOP_BOUND_S = 4.0  # bus.DISCONNECT_S + CLOSE_S, and a second for the process itself
 
 
-@pytest.mark.parametrize("module", ["generator", "coordinator", "monitor"])
+@pytest.mark.parametrize("module", ["generator", "coordinator", "monitor", "ui"])
 @pytest.mark.parametrize("nats_goes", ["before", "with"])
 async def test_sigterm_exits_in_bounded_time_when_nats_goes_down(cluster: Cluster, module: str,
                                                                  nats_goes: str):
     """NATS killed before the SIGTERM, or stopped at the same moment (a bench's teardown):
     the service's goodbye cannot be heard, and it still exits, 0, within a few seconds."""
-    proc = cluster.service(module, name=f"{module}-doomed", SURGE_GENERATOR_ID=f"{module}-doomed")
+    proc = cluster.service(module, name=f"{module}-doomed", SURGE_GENERATOR_ID=f"{module}-doomed",
+                           SURGE_UI_PORT=str(free_port()))
     await until(lambda: "started" in proc.output() or not proc.alive(), 20, f"{module} started")
     assert proc.alive(), proc.output()
     if nats_goes == "before":
