@@ -344,3 +344,59 @@ async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(clus
         await sim.stop()
         await api.close()
         await nc.close()
+
+
+async def test_late_intervals_that_come_together_amend_the_report_together(cluster):
+    """Five intervals arrive after the report, at once, while an amended report is being
+    stored: all are in the report, acknowledged, and it was rebuilt twice, not five
+    times (a thousand late finals must not be a thousand rebuilds with the intake
+    waiting behind each)."""
+    from services.common.client import CoordinatorClient
+    from services.coordinator.config import Config as CoordinatorConfig
+    from services.coordinator.service import Service as CoordinatorService
+    from tests.conftest import generators_registered
+
+    coord = CoordinatorService(CoordinatorConfig(nats_url=cluster.url, start_delay_s=0.3))
+    await coord.start()
+    stored, release = [], asyncio.Event()
+    real_store = coord.store.store_report
+
+    async def counted_store(report):
+        stored.append(report.totals.requests)
+        if len(stored) == 2:  # the first amendment: held while the others come
+            await release.wait()
+        return await real_store(report)
+
+    coord.store.store_report = counted_store
+    nc = await nats.connect(cluster.url)
+    ids, state = ["g-a", "g-b"], {}
+    beats = asyncio.create_task(_beat_forever(nc, ids, state))
+    api = await CoordinatorClient.connect(cluster.url)
+    try:
+        await generators_registered(api, 2)
+        started = await api.start(plans.plan(SIM, name="late", rate=20, duration=2, timeout=0.2))
+        run_id = started.run_id
+        state.update({g: run_id for g in ids})
+
+        async def send(gid: str, seq: int) -> str:
+            msg = await nc.request(subjects.stats(run_id, gid), msgspec.json.encode(
+                _interval(run_id, gid, seq, True)), timeout=10)
+            return msg.headers.get("Nats-Service-Error-Code", "") if msg.headers else ""
+
+        assert await send("g-b", 0) == ""
+        await _report(api, run_id)  # g-a never sent: finished by the deadline, 10 requests
+        assert stored == [10]
+        first = asyncio.create_task(send("g-a", 0))
+        await until(lambda: len(stored) == 2, 10, "the first amendment being stored")
+        rest = [asyncio.create_task(send(g, s)) for g, s in (("g-a", 1), ("g-a", 2), ("g-b", 1), ("g-b", 2))]
+        await until(lambda: coord.ended[run_id]._amended == 5, 10, "the others counted")
+        release.set()
+        assert await asyncio.gather(first, *rest) == [""] * 5
+        assert stored == [10, 20, 60]  # the report, then one rebuild for the four together
+        assert (await api.report(run_id)).totals.requests == 60
+    finally:
+        release.set()
+        beats.cancel()
+        await api.close()
+        await nc.close()
+        await coord.stop()
