@@ -8,6 +8,8 @@ end. Which engine runs a plan is decided here, once (docs/engine.md, "Shape"):
 * static requests, templated ones included (a render per request: the plan's vars
   and generators such as ``{{$uuid}}``), plain or https with ``http2: off`` — the fast engine (``engine.Engine``;
   ``SURGE_WORKERS``: a pool of them, ``workers.PooledEngine``);
+* the same over https with ``http2: auto`` (the default) — the target decides by ALPN
+  (``ByAlpn``): the flow engine when it picks ``h2``, else the fast engine;
 * anything with per-user state (flows, templates naming extracted values or data,
   data, the closed model, https,
   proxies, redirects) — the flow engine (``flows.FlowEngine``), whose HTTP/1.1 is the
@@ -17,10 +19,14 @@ end. Which engine runs a plan is decided here, once (docs/engine.md, "Shape"):
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol, runtime_checkable
 
+import msgspec
+import structlog
+
 from schemas.control import Assignment
-from services.generator import flows
+from services.generator import flows, transport
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
@@ -61,11 +67,98 @@ class LoadEngine(Protocol):
         """Stop; wait up to ``limit_s`` for in-flight requests; close everything."""
 
 
+log = structlog.get_logger(__name__)
+
+
 def engine_for(a: Assignment, loop: asyncio.AbstractEventLoop,
                workers: WorkerPool | None = None) -> LoadEngine:
     """The engine that runs this assignment's plan, paying only for what it uses."""
-    if flows.needs_flow_engine(a.plan):
+    plan = a.plan
+    if (plan.target.startswith("https:") and plan.http2 == "auto"
+            and not flows.needs_flow_engine(msgspec.structs.replace(plan, http2="off"))):
+        return ByAlpn(a, loop, workers)
+    if flows.needs_flow_engine(plan):
         return flows.FlowEngine(a, loop)
+    return _fast(a, loop, workers)
+
+
+def _fast(a: Assignment, loop: asyncio.AbstractEventLoop, workers: WorkerPool | None) -> LoadEngine:
     if workers is not None:  # SURGE_WORKERS: engine 0 here, the rest in worker processes
         return workers.engine(a.plan, loop, seed=a.index)
     return Engine(a.plan, loop, seed=a.index)
+
+
+class ByAlpn:
+    """An https plan the fast engine could run, with ``http2: auto``: the target picks
+    the protocol by ALPN, as for the flow engine (``transport.alpn``, one TLS handshake
+    when the run is set up). ``h2``: the flow engine (HTTP/2); anything else, or a probe
+    that fails: the fast engine (HTTP/1.1). Calls made before the answer are replayed to
+    the engine in order; nothing is sent meanwhile, so arrivals that fell due go at once
+    and count late if they waited more than 10 ms."""
+
+    def __init__(self, a: Assignment, loop: asyncio.AbstractEventLoop,
+                 workers: WorkerPool | None) -> None:
+        self.a, self.loop, self.workers = a, loop, workers
+        self.names = [r.name for r in a.plan.requests]  # the flow engine's step names too
+        self.inner: LoadEngine | None = None
+        self.t0: float | None = None
+        self._calls: list[tuple[str, tuple]] = []
+        self._probe = loop.create_task(self._choose(), name="alpn")
+
+    async def _choose(self) -> None:
+        plan = self.a.plan
+        try:
+            picked = await transport.alpn(plan, plan.timeout)
+        except Exception as exc:  # as the flow engine does: HTTP/1.1, whose requests will tell
+            log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
+            picked = None
+        inner = (flows.FlowEngine(self.a, self.loop) if picked == transport.H2
+                 else _fast(self.a, self.loop, self.workers))
+        log.info("engine chosen by ALPN", target=plan.target, protocol=picked or "http/1.1",
+                 engine=type(inner).__name__)
+        for name, args in self._calls:
+            getattr(inner, name)(*args)
+        self._calls = []
+        self.inner = inner
+
+    def _call(self, name: str, *args) -> None:
+        if self.inner is not None:
+            getattr(self.inner, name)(*args)
+        else:
+            self._calls.append((name, args))
+
+    def start(self, schedule: Schedule, t0: float) -> None:
+        self.t0 = t0
+        self._call("start", schedule, t0)
+
+    def rebase(self, schedule: Schedule) -> None:
+        self._call("rebase", schedule)
+
+    def reassign(self, a: Assignment) -> None:
+        self.a = a
+        self._call("reassign", a)
+
+    def now_s(self) -> float:
+        if self.inner is not None:
+            return self.inner.now_s()
+        return 0.0 if self.t0 is None else time.monotonic() - self.t0
+
+    def stop_pacing(self) -> None:
+        self._call("stop_pacing")
+
+    def in_flight(self) -> int:
+        return self.inner.in_flight() if self.inner is not None else 0
+
+    async def gather(self) -> None:
+        if self.inner is not None:
+            await self.inner.gather()
+
+    def take_interval(self) -> Interval:
+        return self.inner.take_interval() if self.inner is not None else Interval(len(self.names))
+
+    async def drain(self, limit_s: float) -> None:
+        if self.inner is None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        if self.inner is not None:
+            await self.inner.drain(limit_s)

@@ -109,6 +109,42 @@ async def test_https_on_the_fast_engine_checks_the_certificate(certificate):
         assert srv.recorder.take() == []
 
 
+async def by_alpn_run(url: str) -> tuple[object, int]:
+    """The plan at ``url`` with ``http2: auto`` through ``engine_for``: (the engine the
+    target's ALPN answer chose, completed requests)."""
+    from services.generator.load import ByAlpn
+
+    engine = engine_for(assignment(url, http2="auto"), asyncio.get_running_loop())
+    assert type(engine) is ByAlpn
+    t0 = time.monotonic()
+    engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+    await until(lambda: engine.inner is not None and engine.in_flight() == 0
+                and time.monotonic() > t0 + ARRIVALS / RATE, 20, "every arrival answered")
+    done = engine.take_interval().completed()
+    await engine.drain(2.0)
+    return engine.inner, done + engine.take_interval().completed()
+
+
+async def test_https_with_http2_auto_and_an_http1_target_runs_on_the_fast_engine(certificate):
+    with RecordingServer(tls=certificate) as srv:  # offers no ALPN protocol: HTTP/1.1
+        inner, done = await by_alpn_run(srv.url)
+        assert type(inner) is Engine and done == ARRIVALS
+        received(srv)  # every request rendered anew, each once
+
+
+async def test_https_with_http2_auto_and_an_h2_target_runs_on_the_flow_engine(tmp_path):
+    from services.generator.flows import FlowEngine
+    from tests.servers import H2Server, tls_server_context
+
+    async def answer(srv, stream):
+        stream.send()
+
+    async with H2Server(answer, tls_server_context(tmp_path, alpn=("h2",))) as srv:
+        inner, done = await by_alpn_run(srv.url)
+        assert type(inner) is FlowEngine and done == ARRIVALS
+        assert len(srv.received) == ARRIVALS
+
+
 async def test_worker_processes_render_their_own_requests():
     pool = WorkerPool(2)
     await pool.start()

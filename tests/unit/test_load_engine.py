@@ -10,7 +10,7 @@ import pytest
 from schemas.control import Assignment, Segment
 from services.generator.engine import Engine
 from services.generator.flows import FlowEngine
-from services.generator.load import LoadEngine, engine_for
+from services.generator.load import ByAlpn, LoadEngine, engine_for
 from services.generator.workers import PooledEngine
 from services.plan import loader
 
@@ -23,7 +23,7 @@ def assignment(**plan_fields) -> Assignment:
                       profile=[Segment(0.0, 1.0, 10.0, 10.0)], plan=loader.from_obj(raw))
 
 
-@pytest.mark.parametrize("cls", [Engine, PooledEngine, FlowEngine])
+@pytest.mark.parametrize("cls", [Engine, PooledEngine, FlowEngine, ByAlpn])
 def test_every_engine_has_the_whole_surface(cls):
     for name in ("start", "rebase", "reassign", "now_s", "stop_pacing", "in_flight", "gather",
                  "take_interval", "drain"):
@@ -39,8 +39,13 @@ async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_en
                    {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True}):
         static = engine_for(assignment(**fields), loop)  # templates: a render, not a user
         assert type(static) is Engine and isinstance(static, LoadEngine), fields
+    # https with http2: auto: the target picks by ALPN, when the run is set up
+    by_alpn = engine_for(assignment(target="https://127.0.0.1:9"), loop)
+    assert type(by_alpn) is ByAlpn and isinstance(by_alpn, LoadEngine)
+    await by_alpn.drain(0.1)
     for fields in ({"headers": {"X-User": "{{__user}}"}},
-                   {"target": "https://127.0.0.1:9"}, {"follow_redirects": 1},
+                   {"target": "https://127.0.0.1:9", "headers": {"X-User": "{{__user}}"}},
+                   {"follow_redirects": 1},
                    {"users": 2, "rate": None}):
         flow = engine_for(assignment(**fields), loop)
         assert type(flow) is FlowEngine and isinstance(flow, LoadEngine), fields
