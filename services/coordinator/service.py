@@ -313,8 +313,12 @@ class Service:
             return run
         task = self._reopening.get(run_id)
         if task is None:
+            if len(self._reopening) >= 64:  # answers nobody came back for (unknown runs)
+                for done in [r for r, t in self._reopening.items() if t.done()]:
+                    del self._reopening[done]
             task = self._reopening[run_id] = asyncio.create_task(
                 self._reopen(run_id), name=f"reopen-{run_id}")
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # read here
         if not task.done():
             raise Unavailable(f"run {run_id} has ended; its report is being reopened for an "
                               "amendment; send again")
