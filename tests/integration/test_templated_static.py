@@ -163,3 +163,27 @@ async def test_worker_processes_render_their_own_requests():
             assert len(ids) == ARRIVALS
     finally:
         await pool.close()
+
+
+async def test_the_generator_service_runs_a_templated_https_plan_on_the_fast_engine(
+        cluster, tmp_path, certificate):
+    """The whole way: `surge run` → coordinator → a generator process, whose engine_for
+    asks the target by ALPN (``http2: auto``, the default) and takes the fast engine."""
+    from tests.integration.test_scenarios import run_plan, stack_ready
+
+    cluster.coordinator()
+    gen = cluster.generator()
+    await stack_ready(cluster, 1)
+    with RecordingServer(tls=certificate) as srv:
+        plan = {"name": "templated-https", "target": srv.url, "insecure": True,
+                "rate": RATE, "duration": f"{ARRIVALS / RATE:g}s", "timeout": "2s",
+                "vars": {"token": "tok-{{$randstr(6)}}"},
+                "headers": {"Authorization": "Bearer {{token}}"},
+                "requests": [{"name": "order", "method": "POST",
+                              "path": "/orders/{{$randint(1,1000000000)}}",
+                              "json": {"id": "{{$uuid}}", "qty": 1, "who": "{{token}}"}}]}
+        _, report = await run_plan(cluster, tmp_path, plan)
+        assert report["totals"]["requests"] == ARRIVALS and report["totals"]["errors"] == 0, report["totals"]
+        received(srv)
+    log = gen.output()
+    assert "engine chosen by ALPN" in log and "engine=Engine" in log, log[-2000:]
