@@ -1,11 +1,12 @@
 """One HTTP semantics: every case on every path of the engine, against a real server.
 
-Each case is a server on 127.0.0.1 written byte by byte (so the wire shape is exact)
-that records every request it received; each case runs on the static engine
-(``engine.py``, plain and over TLS) and on the flow engine (``flows.py``: plain, TLS,
-HTTP/2) and asserts both what the report
-says and what the server got. The cases are the table in docs/engine.md, "One HTTP
-semantics".
+Each case is a server on 127.0.0.1 written in the test (so the wire shape is exact:
+HTTP/1.1 byte by byte, HTTP/2 frame by frame with the sans-I/O ``h2`` library) that
+records every request it received; each case runs on the static engine (``engine.py``,
+plain and over TLS) and on the flow engine (``flows.py``: plain, TLS, HTTP/2 by ALPN,
+h2c) and asserts both what the report says and what the server got. A case that does
+not apply to a path is skipped with its reason. The cases are the tables in
+docs/engine.md, "One HTTP semantics".
 """
 
 from __future__ import annotations
