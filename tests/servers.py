@@ -207,6 +207,7 @@ class H2Server(RawServer):
         self.respond = respond
         self.received: list[tuple[str, str]] = []
         self.refused = 0  # requests read but not processed (above a GOAWAY, REFUSED_STREAM)
+        self.heads: list[list[tuple[str, str]]] = []  # every request's header list, as read
 
     async def _serve(self, _, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _H2ServerConn(self, writer)
@@ -222,6 +223,7 @@ class H2Server(RawServer):
                     return
                 for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
+                        self.heads.append(list(ev.headers))
                         fields = dict(ev.headers)
                         heads[ev.stream_id] = (fields[":method"], fields[":path"])
                     elif isinstance(ev, h2.events.DataReceived):

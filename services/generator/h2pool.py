@@ -26,7 +26,6 @@ import hpack
 from hpack.table import HeaderTable
 
 from schemas.plan import Plan
-from services.common.identity import USER_AGENT
 from services.generator.http import MAX_HEAD
 from services.generator.pool import Pool, Reset, ResponseTooLarge
 
@@ -454,7 +453,6 @@ class H2Pool(Pool):
         # a request's fields as h2 takes them, bytes; what every request repeats made once
         self._prefix = ((b":scheme", b"https" if self.https else b"http"),
                         (b":authority", self.host_header.encode("latin-1")))
-        self._agent = (b"user-agent", USER_AGENT.encode("latin-1"))
         self._methods = {m: (b":method", m.encode()) for m in
                          ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
         self._names: dict[str, bytes] = {}  # a header's name → its HTTP/2 name (b"": not sent)
@@ -463,7 +461,7 @@ class H2Pool(Pool):
     async def exchange(self, method: str, path: str, headers: list[tuple[str, str]],
                        data: bytes | None) -> tuple[int, list, bytes]:
         fields = [self._methods.get(method) or (b":method", method.encode("latin-1")),
-                  *self._prefix, (b":path", path.encode("latin-1")), self._agent]
+                  *self._prefix, (b":path", path.encode("latin-1"))]
         names = self._names
         for k, v in headers:
             name = names.get(k)

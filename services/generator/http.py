@@ -13,7 +13,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -21,7 +21,7 @@ import msgspec
 
 from schemas.plan import Plan, RequestSpec
 from services.common.identity import USER_AGENT
-from services.plan.templating import REF_RE
+from services.plan.templating import REF_RE, Splice, Template
 
 if TYPE_CHECKING:
     from services.generator.engine import Engine
@@ -33,6 +33,7 @@ CHECK_BUDGET = 64 << 20  # all connections' check buffers together: many connect
 MIN_CHECK_BODY = 64 << 10  # ... but never less than this each
 MAX_HEAD = 64 << 10  # status line + headers; more is a "too_large" error, never buffered
 READ_SIZE = 256 << 10  # the engine's read buffer, shared by its connections
+V = TypeVar("V")
 
 
 def target_address(plan: Plan) -> tuple[str, int, str]:
@@ -81,37 +82,83 @@ async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list
 
 
 BODY_METHODS = ("POST", "PUT", "PATCH")  # a Content-Length even when the body is empty
+# what every request carries unless the plan names it (docs/engine.md, "One request head"):
+# the one place the HTTP/1.1 encoders, HTTP/2's header list and send-once take them from
+DEFAULT_HEADERS = (("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate, br"))
+JSON_TYPE = ("Content-Type", "application/json")
+
+
+def base_headers(host_header: str) -> list[tuple[str, str]]:
+    """The head every request starts from: Host, User-Agent, then ``DEFAULT_HEADERS``."""
+    return [("Host", host_header), ("User-Agent", USER_AGENT), *DEFAULT_HEADERS]
+
+
+def merge_headers(*layers: Iterable[tuple[str, V]], json: bool = False) -> list[tuple[str, V | str]]:
+    """The one header-merge rule: each layer's headers in order (the base, the plan's, the
+    request's); a name already there, compared case-insensitively, is replaced where it
+    stands by the later one, keeping the later one's spelling. A ``json`` body adds
+    ``Content-Type: application/json`` unless a layer named it; Content-Length is never
+    taken from a layer (the encoders compute it from the body)."""
+    merged: dict[str, tuple[str, V | str]] = {}
+    for layer in layers:
+        for name, value in layer:
+            merged[name.lower()] = (name, value)
+    merged.pop("content-length", None)
+    if json and "content-type" not in merged:
+        merged["content-type"] = JSON_TYPE
+    return list(merged.values())
+
+
+def quote_path(path: str) -> str:
+    """A request target as sent: what may not stay as written %-encoded (UTF-8), an
+    existing ``%xx`` kept, an empty path ``/``."""
+    return quote(path, safe=PATH_SAFE) if path else "/"
+
+
+def request_head(method: str, path: str | Template, headers: Iterable[tuple[str, str | Template]],
+                 target_prefix: str = "") -> Splice:
+    """The one HTTP/1.1 request head (docs/engine.md, "One request head"), less what
+    ``finish`` adds: the request line and ``headers`` (``merge_headers``'s), compiled
+    once; only templated values are rendered per request, one join."""
+    if isinstance(path, str) or path.static:
+        text = path if isinstance(path, str) else path.render({})
+        pieces: list = [f"{method} {target_prefix}{quote_path(text)} HTTP/1.1\r\n"]
+    else:
+        render = path.render
+        pieces = [f"{method} {target_prefix}", lambda v: quote_path(render(v)), " HTTP/1.1\r\n"]
+    for name, value in headers:
+        pieces += [f"{name}: ", value, "\r\n"]
+    return Splice(pieces)
+
+
+def finish(head: str, body: bytes | None) -> bytes:
+    """A rendered head and its body as the bytes written: Content-Length when there is a
+    body, even an empty one (None: no body, no Content-Length)."""
+    if body is None:
+        return (head + "\r\n").encode("latin-1")
+    return (head + "Content-Length: " + str(len(body)) + "\r\n\r\n").encode("latin-1") + body
 
 
 def encode(method: str, path: str, headers: Iterable[tuple[str, str]], body: bytes | None,
-           host_header: str) -> bytes:
-    """One HTTP/1.1 request as bytes. Host and User-Agent come first unless ``headers``
-    set them; header names are case-insensitive: a later one wins, keeping its spelling;
-    Content-Length is always computed from the body. The path is %-encoded where needed."""
-    merged = {"host": ("Host", host_header), "user-agent": ("User-Agent", USER_AGENT)}
-    for name, value in headers:
-        merged[name.lower()] = (name, value)
-    merged.pop("content-length", None)
-    if body is None:
+           host_header: str, json: bool = False) -> bytes:
+    """One HTTP/1.1 request as bytes: ``base_headers``, then ``headers``, merged by
+    ``merge_headers``; Content-Length from the body (always for POST/PUT/PATCH); the
+    path %-encoded where needed (``quote_path``)."""
+    if body is None and method in BODY_METHODS:
         body = b""
-    if body or method in BODY_METHODS:
-        merged["content-length"] = ("Content-Length", str(len(body)))
-    head = f"{method} {quote(path, safe=PATH_SAFE)} HTTP/1.1\r\n"
-    head += "".join([f"{k}: {v}\r\n" for k, v in merged.values()])
-    return head.encode("latin-1") + b"\r\n" + body
+    fields = merge_headers(base_headers(host_header), headers, json=json)
+    return finish(request_head(method, path, fields).render({}), body)
 
 
 def encode_request(plan: Plan, spec: RequestSpec, host_header: str) -> bytes:
     """A static request spec as its final bytes (the plan's headers, then the spec's)."""
-    headers = [*plan.headers.items(), *spec.headers.items()]
     body = None
     if spec.json is not None:
         body = msgspec.json.encode(spec.json)
-        if not any(k.lower() == "content-type" for k, _ in headers):
-            headers.append(("Content-Type", "application/json"))
     elif spec.body is not None:
         body = spec.body.encode()
-    return encode(spec.method, spec.path, headers, body, host_header)
+    return encode(spec.method, spec.path, [*plan.headers.items(), *spec.headers.items()], body,
+                  host_header, json=spec.json is not None)
 
 
 def request_texts(plan: Plan, spec: RequestSpec) -> Iterator[str]:
@@ -198,11 +245,17 @@ def payloads(plan: Plan, host_header: str) -> list[bytes] | Rendered:
 
 
 def _renderer(step: CompiledStep, common: list, variables: dict, host_header: str) -> Callable[[], bytes]:
-    render, method = step.render, step.method
+    """A request's bytes for one send: the step's head compiled once (the flow engine's
+    ``CompiledStep.compile``, the same encoder), only rendered values spliced in."""
+    head, body = step.compile(host_header, common)
+    render = head.render
+    if body is None:
+        return lambda: (render(variables) + "\r\n").encode("latin-1")
 
     def payload() -> bytes:
-        path, headers, body = render("", common, variables)
-        return encode(method, path, headers.items(), body, host_header)
+        data = body(variables)  # type: ignore[misc]
+        return (render(variables) + "Content-Length: " + str(len(data))
+                + "\r\n\r\n").encode("latin-1") + data
 
     return payload
 

@@ -34,13 +34,8 @@ import httptools
 import multidict
 
 from schemas.plan import Plan
-from services.common.identity import USER_AGENT
-from services.generator.http import MAX_HEAD, decode_body, resolve
+from services.generator.http import MAX_HEAD, base_headers, decode_body, finish, merge_headers, resolve
 
-# what flows sent through aiohttp, and what k6 and Locust send: compressed bodies are
-# decoded for checks and extraction (docs/engine.md); a step's own header wins
-DEFAULT_PAIRS = (("accept", ("Accept", "*/*")), ("accept-encoding", ("Accept-Encoding", "gzip, deflate, br")))
-DEFAULT_HEADERS = [pair for _, pair in DEFAULT_PAIRS]
 SWEEP_S = 0.05
 _now = time.monotonic
 
@@ -326,7 +321,6 @@ class Pool:
         self.idle: list[_Conn] = []
         self.busy: set[_Conn] = set()
         self.others: dict[str, Pool] = {}  # redirects to other origins: a pool each, made once
-        self.prefix = f"Host: {self.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
         self.target_prefix = self.origin if self.absolute else ""  # a request line's target
         self.conn_factory = _Conn
         self._addrs: asyncio.Task | None = None
@@ -388,8 +382,9 @@ class Pool:
 
     async def exchange(self, method: str, path: str, headers: list[tuple[str, str]],
                        data: bytes | None) -> tuple[int, list, bytes]:
-        """One request on a free connection: encoded here as HTTP/1.1 bytes."""
-        parts = [method, " ", path, " HTTP/1.1\r\n", self.prefix]
+        """One request on a free connection: encoded here as HTTP/1.1 bytes (``headers``
+        are the whole head's, Host and User-Agent included: ``Client._send``)."""
+        parts = [method, " ", path, " HTTP/1.1\r\n"]
         for k, v in headers:
             parts += (k, ": ", v, "\r\n")
         if data is not None or method in ("POST", "PUT", "PATCH"):
@@ -507,12 +502,9 @@ class Client:
         if pool.absolute:  # through an HTTP proxy: the request line names the origin
             path = pool.origin + (path or "/")
         home = pool is self.pool
-        lines: list[tuple[str, str]] = list(headers.items())
-        if headers:
-            names = {k.lower() for k in headers}
-            lines += [pair for name, pair in DEFAULT_PAIRS if name not in names]
-        else:
-            lines += DEFAULT_HEADERS
+        # the one merge rule (http.merge_headers): what the fast engine and the encoded
+        # path send, Cookie and Content-Length after
+        lines = merge_headers(base_headers(pool.host_header), headers.items())
         if self.jar and home:  # the user's cookies are the target's (one origin)
             lines.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.jar.items())))
         status, header_list, body = await pool.exchange(method, path or "/", lines, data)
@@ -545,9 +537,7 @@ class Client:
         jar = self.jar
         if jar:
             head += "Cookie: " + "; ".join([f"{k}={v}" for k, v in jar.items()]) + "\r\n"
-        if body is None:
-            return (head + "\r\n").encode("latin-1")
-        return (head + "Content-Length: " + str(len(body)) + "\r\n\r\n").encode("latin-1") + body
+        return finish(head, body)
 
     def received(self, headers: Head, data: bytes) -> bytes:
         """The response's cookies taken, its body decoded (Content-Encoding)."""

@@ -24,7 +24,7 @@ import msgspec
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
 from services.plan.extract import Checker, Extractor, Response
 from services.plan.templating import JsonTemplate, MissingVariable, Splice, Template
-from services.generator.pool import DEFAULT_PAIRS
+from services.generator.http import BODY_METHODS, base_headers, merge_headers, quote_path, request_head
 from services.plan.names import as_step, step_name
 
 if TYPE_CHECKING:
@@ -74,22 +74,18 @@ class CompiledStep:
             return enc
         if pool.protocol != "http/1.1" or self.redirects:
             return None
-        named: dict[str, Template] = dict(common)
-        named.update(self.headers)
-        lower = {k.lower() for k in named}
-        if self.json is not None and "content-type" not in lower:
-            named["Content-Type"] = Template("application/json")
-            lower.add("content-type")
-        path = self.path
-        pieces: list[Any] = [f"{self.method} {pool.target_prefix}"]
-        if path.static:
-            pieces.append(path.render({}) or "/")
-        else:
-            pieces.append(lambda v: path.render(v) or "/")
-        pieces += [" HTTP/1.1\r\n", pool.prefix]
-        for k, t in named.items():
-            pieces += [f"{k}: ", t, "\r\n"]
-        pieces += [f"{k}: {v}\r\n" for name, (k, v) in DEFAULT_PAIRS if name not in lower]
+        head, body = self.compile(pool.host_header, common, pool.target_prefix)
+        self.encoded = enc = Encoded(pool, head, body, self.method == "HEAD")
+        return enc
+
+    def compile(self, host_header: str, common: list[tuple[str, Template]],
+                target_prefix: str = "") -> tuple[Splice, Callable[[dict], bytes] | None]:
+        """The one HTTP/1.1 encoding (``http.request_head``, the fast engine's too) of this
+        step: its head, less Cookie and Content-Length, with the constant parts joined
+        once, and its body (None: no body, no Content-Length)."""
+        fields = merge_headers(base_headers(host_header), common, self.headers,
+                               json=self.json is not None)
+        head = request_head(self.method, self.path, fields, target_prefix)
         body: Callable[[dict], bytes] | None = None
         if self.json is not None:
             body = self.json.encoder()
@@ -97,28 +93,27 @@ class CompiledStep:
             text = self.body
             body = (lambda v, data=text.render({}).encode(): data) if text.static else (
                 lambda v: text.render(v).encode())
-        elif self.method in ("POST", "PUT", "PATCH"):
+        elif self.method in BODY_METHODS:
             body = lambda v: b""  # noqa: E731 -- "Content-Length: 0", after any Cookie
-        self.encoded = enc = Encoded(pool, Splice(pieces), body, self.method == "HEAD")
-        return enc
+        return head, body
 
     def render(self, base_url: str, common: list[tuple[str, Template]],
                v: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None]:
         """The request this step sends for the variables ``v``: (URL, headers, body bytes).
 
-        ``common`` are the plan's headers (a step's own win); a ``json`` body sets
-        ``Content-Type: application/json`` unless a header says otherwise.
+        ``common`` are the plan's headers, merged with the step's by the one rule
+        (``http.merge_headers``: a step's own win, names compared case-insensitively);
+        a ``json`` body sets ``Content-Type: application/json`` unless a header says
+        otherwise. The URL's path is %-encoded as ``http.quote_path`` says.
         Raises ``MissingVariable`` when a template names a variable not in ``v``.
         """
-        url = base_url + self.path.render(v)
-        headers = {k: t.render(v) for k, t in common}
-        for k, t in self.headers:
-            headers[k] = t.render(v)
+        url = base_url + quote_path(self.path.render(v))
+        headers = dict(merge_headers([(k, t.render(v)) for k, t in common],
+                                     [(k, t.render(v)) for k, t in self.headers],
+                                     json=self.json is not None))
         data = None
         if self.json is not None:
             data = msgspec.json.encode(self.json.render(v))
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
         elif self.body is not None:
             data = self.body.render(v).encode()
         return url, headers, data

@@ -65,7 +65,8 @@ def test_get_has_request_line_host_and_user_agent_and_no_body():
 
 def test_payload_is_exact_bytes():
     payload = encoded(plans.plan(requests=[{"name": "a", "path": "/x"}], target="http://h:81"))
-    assert payload == b"GET /x HTTP/1.1\r\nHost: h:81\r\nUser-Agent: surge/0.1\r\n\r\n"
+    assert payload == (b"GET /x HTTP/1.1\r\nHost: h:81\r\nUser-Agent: surge/0.1\r\n"
+                       b"Accept: */*\r\nAccept-Encoding: gzip, deflate, br\r\n\r\n")
 
 
 def test_json_body_sets_content_type_and_length():
@@ -116,7 +117,7 @@ def test_plan_headers_are_merged_and_request_headers_win():
     assert header_values(headers, "Accept") == ["text/html"]
     _, headers_b, _ = parse(encoded(plan, 1))
     assert header_values(headers_b, "X-Trace") == ["plan"]
-    assert header_values(headers_b, "Accept") == []
+    assert header_values(headers_b, "Accept") == ["*/*"]  # the default (http.DEFAULT_HEADERS)
 
 
 def test_user_agent_and_host_can_be_overridden_with_same_case():
