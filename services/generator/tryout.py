@@ -4,6 +4,8 @@ Runs the setup steps, then each flow once, in order, as one virtual user would (
 variables and cookies carry from step to step), with the same compiled templates,
 checks and extractors as the flow engine (``session.Program``), on the transport a
 run would choose. Nothing is recorded into any run: this is for people debugging.
+A step's ``request_headers`` are the fields sent (docs/engine.md, "One request head":
+the defaults, the plan's and the step's, Cookie), Content-Length aside.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from schemas.plan import Plan
 from schemas.tryout import BODY_LIMIT, SendOnceResult, StepTry
+from services.generator.http import base_headers, merge_headers
 from services.generator.session import CompiledStep, Program
 from services.generator.transport import choose
 from services.plan.extract import Response
@@ -62,11 +65,15 @@ async def _step(client, transport, program: Program, plan: Plan, flow: str, step
         url, headers, data = step.render(plan.target.rstrip("/"), program.headers, v)
     except MissingVariable as exc:
         return StepTry(**base, error=f"missing variable: {exc}")
+    # what goes on the wire: the one request head (http.merge_headers), the user's cookies
+    fields = dict(merge_headers(base_headers(transport.host_header), headers.items()))
+    if cookies := client.cookies():
+        fields["Cookie"] = "; ".join(f"{k}={val}" for k, val in cookies.items())
     sent = time.monotonic()
     try:
         status, resp_headers, body = await client.send(step.method, url, headers, data, step.redirects)
     except Exception as exc:
-        return StepTry(**base, url=url, request_headers=headers, request_body=_text(data)[0],
+        return StepTry(**base, url=url, request_headers=fields, request_body=_text(data)[0],
                        error=f"{transport.classify(exc)}: {exc or type(exc).__name__}")
     elapsed = time.monotonic() - sent
     r = Response(status, resp_headers, body, client.cookies() if step.wants_cookies else None, elapsed)
@@ -81,7 +88,7 @@ async def _step(client, transport, program: Program, plan: Plan, flow: str, step
             error = f"extract {ex.var}: not found"
             break
     text, truncated = _text(body)
-    return StepTry(**base, url=url, request_headers=headers, request_body=_text(data)[0] or None,
+    return StepTry(**base, url=url, request_headers=fields, request_body=_text(data)[0] or None,
                    status=status, response_headers={k: str(val) for k, val in resp_headers.items()},
                    body=text, truncated=truncated, time_ms=round(elapsed * 1000, 3),
                    extracted=extracted, check=check, error=error)

@@ -129,3 +129,17 @@ async def test_every_path_sends_the_same_request_head(contexts):
     want = fields["static"][0]
     for path, got in fields.items():
         assert all(f == want for f in got), (path, got[0], want)
+
+
+async def test_send_once_sends_that_head_and_shows_what_it_sent():
+    from services.generator.tryout import send_once
+
+    async with HeadServer() as srv:
+        plan = plans.plan(plans.ENGINE, srv.url, name="heads", rate=RATE, timeout=5,
+                          requests=[REQUEST], **PLAN)
+        result = await send_once(plan, "g-1")
+    assert result.ok and len(srv.received) == 1
+    head, body = srv.received[0]
+    assert placeholders(head.decode("latin-1"), srv.port).encode("latin-1") == WANT
+    shown = "".join(f"{k}: {v}\r\n" for k, v in result.steps[0].request_headers.items())
+    assert head.decode("latin-1").split("\r\n", 1)[1] == shown + f"Content-Length: {len(body)}\r\n\r\n"
