@@ -13,8 +13,9 @@ over the measured seconds:
 * ``static``: no template (pre-encoded bytes, the fast engine as ever);
 * ``vars``: ``Authorization: Bearer {{token}}`` from the plan's ``vars`` (fast engine:
   rendered once, so the same bytes as ``static``);
-* ``render``: that header plus ``X-Request-Id: {{$uuid}}`` (fast engine: a
-  ``CompiledStep.render`` + ``http.encode`` per request, no virtual user);
+* ``render``: that header plus ``X-Request-Id: {{$uuid}}`` (fast engine: the head
+  compiled once, ``CompiledStep.compile``, its references rendered per request, no
+  virtual user);
 * ``render_flow``: the same plan on the flow engine (a virtual user per arrival,
   ``pool.py``), as every templated plan ran before issue 17;
 * ``tls``: ``static`` over https (``http2: off``, self-signed, ``insecure``) on the fast
