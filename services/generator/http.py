@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import socket
 import ssl
 import zlib
@@ -93,13 +94,20 @@ def base_headers(host_header: str) -> list[tuple[str, str]]:
     return [("Host", host_header), ("User-Agent", USER_AGENT), *DEFAULT_HEADERS]
 
 
-def merge_headers(*layers: Iterable[tuple[str, V]], json: bool = False) -> list[tuple[str, V | str]]:
+def base_map(host_header: str) -> dict[str, tuple[str, str]]:
+    """``base_headers`` merged (``merge_headers``' ``onto``): for a path that merges per request."""
+    return {name.lower(): (name, value) for name, value in base_headers(host_header)}
+
+
+def merge_headers(*layers: Iterable[tuple[str, V]], json: bool = False,
+                  onto: dict[str, tuple[str, str]] | None = None) -> list[tuple[str, V | str]]:
     """The one header-merge rule: each layer's headers in order (the base, the plan's, the
     request's); a name already there, compared case-insensitively, is replaced where it
     stands by the later one, keeping the later one's spelling. A ``json`` body adds
     ``Content-Type: application/json`` unless a layer named it; Content-Length is never
-    taken from a layer (the encoders compute it from the body)."""
-    merged: dict[str, tuple[str, V | str]] = {}
+    taken from a layer (the encoders compute it from the body). ``onto``: a first layer
+    merged already (``base_map``), copied rather than merged again."""
+    merged: dict[str, tuple[str, V | str]] = dict(onto) if onto else {}  # type: ignore[arg-type]
     for layer in layers:
         for name, value in layer:
             merged[name.lower()] = (name, value)
@@ -109,9 +117,14 @@ def merge_headers(*layers: Iterable[tuple[str, V]], json: bool = False) -> list[
     return list(merged.values())
 
 
+_AS_WRITTEN = re.compile(r"[A-Za-z0-9/?&=%:@!$'()*+,;~\-._\[\]]+").fullmatch  # PATH_SAFE, letters, digits
+
+
 def quote_path(path: str) -> str:
     """A request target as sent: what may not stay as written %-encoded (UTF-8), an
     existing ``%xx`` kept, an empty path ``/``."""
+    if _AS_WRITTEN(path):  # most paths: nothing to encode (a regex, ~5x cheaper than quote)
+        return path
     return quote(path, safe=PATH_SAFE) if path else "/"
 
 

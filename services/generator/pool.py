@@ -34,7 +34,7 @@ import httptools
 import multidict
 
 from schemas.plan import Plan
-from services.generator.http import MAX_HEAD, base_headers, decode_body, finish, merge_headers, resolve
+from services.generator.http import MAX_HEAD, base_map, decode_body, finish, merge_headers, resolve
 
 SWEEP_S = 0.05
 _now = time.monotonic
@@ -322,6 +322,7 @@ class Pool:
         self.busy: set[_Conn] = set()
         self.others: dict[str, Pool] = {}  # redirects to other origins: a pool each, made once
         self.target_prefix = self.origin if self.absolute else ""  # a request line's target
+        self.base_fields = base_map(self.host_header)  # every request's head starts so
         self.conn_factory = _Conn
         self._addrs: asyncio.Task | None = None
         self._sweeper = self.loop.create_task(self._sweep())
@@ -504,7 +505,7 @@ class Client:
         home = pool is self.pool
         # the one merge rule (http.merge_headers): what the fast engine and the encoded
         # path send, Cookie and Content-Length after
-        lines = merge_headers(base_headers(pool.host_header), headers.items())
+        lines = merge_headers(headers.items(), onto=pool.base_fields)
         if self.jar and home:  # the user's cookies are the target's (one origin)
             lines.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.jar.items())))
         status, header_list, body = await pool.exchange(method, path or "/", lines, data)

@@ -47,7 +47,7 @@ class Encoded:
 
 class CompiledStep:
     __slots__ = ("index", "name", "method", "path", "headers", "body", "json", "extractors",
-                 "checker", "think", "wants_cookies", "redirects", "encoded")
+                 "checker", "think", "wants_cookies", "redirects", "encoded", "fields")
 
     def __init__(self, step: Step, index: int, name: str, rng: random.Random,
                  redirects: int = 0) -> None:
@@ -64,6 +64,7 @@ class CompiledStep:
         self.wants_cookies = any(e.kind == "cookie" for e in self.extractors)
         self.redirects = step.follow_redirects if step.follow_redirects is not None else redirects
         self.encoded: Encoded | None = None
+        self.fields: tuple[list, list] | None = None  # (common, the merged fields): render
 
     def encoder(self, pool: Any, common: list[tuple[str, Template]]) -> Encoded | None:
         """This step's request as ``render`` gives it, encoded the way ``pool.Client.send``
@@ -108,9 +109,10 @@ class CompiledStep:
         Raises ``MissingVariable`` when a template names a variable not in ``v``.
         """
         url = base_url + quote_path(self.path.render(v))
-        headers = dict(merge_headers([(k, t.render(v)) for k, t in common],
-                                     [(k, t.render(v)) for k, t in self.headers],
-                                     json=self.json is not None))
+        fields = self.fields
+        if fields is None or fields[0] is not common:  # merged once per plan's headers
+            self.fields = fields = (common, merge_headers(common, self.headers, json=self.json is not None))
+        headers = {k: t if t.__class__ is str else t.render(v) for k, t in fields[1]}
         data = None
         if self.json is not None:
             data = msgspec.json.encode(self.json.render(v))
