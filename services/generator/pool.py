@@ -34,7 +34,7 @@ import httptools
 import multidict
 
 from schemas.plan import Plan
-from services.generator.http import MAX_HEAD, base_map, decode_body, finish, merge_headers, resolve
+from services.generator.http import MAX_HEAD, base_map, decode_body, finish, merge_headers, quote_path, resolve
 
 SWEEP_S = 0.05
 _now = time.monotonic
@@ -483,8 +483,14 @@ class Client:
                 return status, resp_headers, body
             if hop == redirects:
                 raise TooManyRedirects(f"more than {redirects} redirects")
-            url = urljoin(url, resp_headers["Location"])
-            parts = urlsplit(url)
+            parts = urlsplit(urljoin(url, resp_headers["Location"]))
+            # the hop's target as every request's (http.quote_path), as curl -L and requests do
+            target = parts.path + ("?" + parts.query if parts.query else "")
+            try:  # a head is read as latin-1; a Location's non-ASCII bytes are UTF-8 (requests)
+                target = target.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                pass
+            url = f"{parts.scheme}://{parts.netloc}{quote_path(target)}"
             pool = self.pool.pool_for(f"{parts.scheme}://{parts.netloc}")
             if status == 303 or (status in (301, 302) and method == "POST"):
                 # as browsers, curl -L and aiohttp do: the next hop is a GET without the body

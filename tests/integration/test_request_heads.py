@@ -143,3 +143,29 @@ async def test_send_once_sends_that_head_and_shows_what_it_sent():
     assert placeholders(head.decode("latin-1"), srv.port).encode("latin-1") == WANT
     shown = "".join(f"{k}: {v}\r\n" for k, v in result.steps[0].request_headers.items())
     assert head.decode("latin-1").split("\r\n", 1)[1] == shown + f"Content-Length: {len(body)}\r\n\r\n"
+
+
+async def test_a_redirect_hop_is_encoded_as_every_request():
+    """A ``Location`` with a space and a non-ASCII letter: the hop's target is %-encoded by
+    the same rule (``http.quote_path``), its head the same defaults."""
+    async with HeadServer() as srv:
+        async def redirect(_, reader, writer):
+            while (head := await reader.readuntil(b"\r\n\r\n")):
+                srv.received.append((head, b""))
+                if head.startswith(b"GET /x "):
+                    writer.write(reply("302 Found", b"", "Location: /landed here/caf\u00e9?a=b c\r\n"))
+                else:
+                    writer.write(reply())
+                await writer.drain()
+
+        srv.handler = redirect
+        plan = plans.plan(plans.ENGINE, srv.url, name="heads", rate=RATE, timeout=5, connections=ARRIVALS,
+                          follow_redirects=1, requests=[{"name": "r", "path": "/x"}])
+        iv = await run_flow(plan, srv)
+    assert outcome(iv) == (ARRIVALS, {})
+    hops = [head for head, _ in srv.received if not head.startswith(b"GET /x ")]
+    assert len(hops) == ARRIVALS
+    assert {h.split(b"\r\n", 1)[0] for h in hops} == {b"GET /landed%20here/caf%C3%A9?a=b%20c HTTP/1.1"}
+    assert {h.split(b"\r\n", 1)[1] for h in hops} == {
+        f"Host: 127.0.0.1:{srv.port}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n"
+        "Accept-Encoding: gzip, deflate, br\r\n\r\n".encode()}
