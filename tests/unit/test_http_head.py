@@ -134,3 +134,16 @@ def test_a_generator_renders_per_send_into_the_same_layout():
         assert [line.split(b":")[0] for line in lines[1:]] == [
             b"Host", b"User-Agent", b"Accept", b"Accept-Encoding", b"x-plan", b"x-token", b"X-Id",
             b"Content-Length"]
+
+
+def test_the_fast_check_encodes_exactly_as_quote_would():
+    import string
+    from urllib.parse import quote
+
+    from services.generator.http import PATH_SAFE
+
+    rng = random.Random(7)
+    chars = string.printable + "\u00e9\u00fc\u65e5"
+    for _ in range(5000):
+        path = "/" + "".join(rng.choice(chars) for _ in range(rng.randrange(12)))
+        assert quote_path(path) == quote(path, safe=PATH_SAFE), path
