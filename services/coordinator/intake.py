@@ -11,6 +11,8 @@ outbox and sends it again (the aggregate counts each (generator, seq) once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -33,6 +35,34 @@ ACK_TIMEOUT_S = 5.0  # a run-log write not acknowledged by then: 503, the genera
 
 _Pending = tuple[Request, "Run", IntervalStats, asyncio.Future]
 _ANSWERING = object()  # an interval that answers itself (a late one: Intake._late)
+_ANSWERED = object()  # refused: the error is the answer
+
+
+@contextlib.contextmanager
+def _refused_as_bad_request(field: str = "requests") -> Iterator[None]:
+    """A histogram or interval the aggregate refuses is the sender's error: 400 naming
+    the field."""
+    try:
+        yield
+    except histogram.HistogramDecodeError as exc:
+        raise BadRequest(str(exc), field) from None
+    except BadInterval as exc:
+        raise BadRequest(str(exc), exc.field) from None
+
+
+async def _or_error_reply(req: Request, work: Awaitable, what: str, **context) -> object:
+    """``await work``; a ``SurgeError`` is answered as itself, anything else as an
+    internal error (logged as ``what``). Returns ``_ANSWERED`` when it answered."""
+    try:
+        return await work
+    except SurgeError as err:
+        await bus.respond_error(req, err)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception(what, **context)
+        await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
+    return _ANSWERED
 
 
 class Intake:
@@ -57,18 +87,8 @@ class Intake:
 
     async def handle(self, req: Request) -> None:
         """The ``stats_ingest`` endpoint: answers now (errors, resends) or once durable."""
-        try:
-            pending = await self._take(req)
-        except SurgeError as err:
-            await bus.respond_error(req, err)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("stats intake failed")
-            await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
-            return
-        if pending is _ANSWERING:
+        pending = await _or_error_reply(req, self._take(req), "stats intake failed")
+        if pending is _ANSWERING or pending is _ANSWERED:
             return
         if pending is None:
             await _ack(req)
@@ -92,13 +112,9 @@ class Intake:
             self._late_tasks.add(task)
             task.add_done_callback(self._late_tasks.discard)
             return _ANSWERING
-        try:
+        with _refused_as_bad_request():
             if not run.accept(stats):
                 return None  # in the run log already: a resend
-        except histogram.HistogramDecodeError as exc:
-            raise BadRequest(str(exc), "requests") from None
-        except BadInterval as exc:
-            raise BadRequest(str(exc), exc.field) from None
         subject, msg_id = run.runlog_entry(stats)
         try:
             future = await self.svc.js.publish_async(
@@ -110,34 +126,21 @@ class Intake:
     async def _late(self, req: Request, run: Run, stats: IntervalStats) -> None:
         """An interval of a run whose report is being written (503) or stored (an
         amendment, answered once the amended report is stored)."""
-        try:
-            try:
-                await run.ingest(stats, req.data)
-            except histogram.HistogramDecodeError as exc:
-                raise BadRequest(str(exc), "requests") from None
-            except BadInterval as exc:
-                raise BadRequest(str(exc), exc.field) from None
-        except SurgeError as err:
-            await bus.respond_error(req, err)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("late interval failed", run_id=stats.run_id)
-            await bus.respond_error(req, SurgeError(f"internal error: {type(exc).__name__}"))
-            return
-        await _ack(req, stats.seq)
+        if await _or_error_reply(req, self._ingest_late(run, stats, req.data),
+                                 "late interval failed", run_id=stats.run_id) is not _ANSWERED:
+            await _ack(req, stats.seq)
+
+    @staticmethod
+    async def _ingest_late(run: Run, stats: IntervalStats, data: bytes) -> None:
+        with _refused_as_bad_request():
+            await run.ingest(stats, data)
 
     async def merged(self, req: Request) -> StatsAck:
         """``merged_ingest``: a merger worker's partial aggregate (its rows are durable)."""
         partial = bus.decode(req.data, MergedPartial)
         run = self.svc.run_of(partial.run_id)
-        try:
+        with _refused_as_bad_request("seconds"):
             await run.take_merged(partial)
-        except histogram.HistogramDecodeError as exc:
-            raise BadRequest(str(exc), "seconds") from None
-        except BadInterval as exc:
-            raise BadRequest(str(exc), exc.field) from None
         return StatsAck(ok=True, seq=partial.n)
 
     async def _ack_batches(self) -> None:
