@@ -1,4 +1,4 @@
-"""The HTTP/2 pool's memoised HPACK (services/generator/h2pool.py), checked against hpack.
+"""The HTTP/2 pool's memoised HPACK (services/generator/hpack_fast.py), checked against hpack.
 
 ``FieldEncoder`` keeps its own mirror of the peer's dynamic table; every block it writes
 must decode, with hpack's independent decoder playing the server, to exactly the fields
@@ -13,7 +13,7 @@ import random
 import hpack
 import pytest
 
-from services.generator.h2pool import BlockDecoder, FieldEncoder
+from services.generator.hpack_fast import BlockDecoder, FieldEncoder
 
 
 def _fields(rng: random.Random) -> list[tuple[bytes, bytes]]:
