@@ -8,6 +8,7 @@ plan that validates does not fail on a generator.
 
 from __future__ import annotations
 
+import random
 from urllib.parse import urlsplit
 
 from schemas.errors import InvalidPlan
@@ -60,6 +61,32 @@ def check(plan: Plan) -> None:
     for i, flow in enumerate(plan.flows):
         for j, step in enumerate(flow.steps):
             _check_step(step, known, f"flows.{i}.steps.{j}", _check_headers)
+    _check_rendered_headers(plan, _check_headers)
+
+
+def _check_rendered_headers(plan: Plan, check_headers) -> None:
+    """A header templated from the plan's ``vars`` only is checked as it will be sent
+    (the vars rendered once, as the generator does), as a literal value is: a var that
+    puts a character HTTP cannot carry there is an invalid plan naming the header, not
+    an encoding error when a generator starts the run. Headers that use data columns or
+    extracted values are known only at run time."""
+    values = {}
+    for k, v in plan.vars.items():
+        try:
+            values[k] = templating.Template(v, random.Random(0)).render(plan.vars) if "{{" in v else v
+        except (templating.TemplateError, templating.MissingVariable):
+            pass  # a var built from a data column: known only at run time
+    layers = [("headers", plan.headers)]
+    layers += [(f"requests.{i}.headers", r.headers) for i, r in enumerate(plan.requests)]
+    if plan.setup:
+        layers += [(f"setup.steps.{j}.headers", s.headers) for j, s in enumerate(plan.setup.steps)]
+    for i, flow in enumerate(plan.flows):
+        layers += [(f"flows.{i}.steps.{j}.headers", s.headers) for j, s in enumerate(flow.steps)]
+    for field, headers in layers:
+        rendered = {k: templating.Template(v, random.Random(0)).render(values)
+                    for k, v in headers.items()
+                    if "{{" in v and set(templating.references(v)) <= values.keys()}
+        check_headers(rendered, field)
 
 
 def check_names_and_weights(items: list[RequestSpec] | list[Flow], kind: str, field: str) -> None:

@@ -266,6 +266,26 @@ def test_bad_plan_level_header_is_named_under_headers():
     assert field_error(plans.raw(plans.SHOP, headers={"Bad Name": "x"})) == "headers.Bad Name"
 
 
+@pytest.mark.parametrize("where", ["headers", "requests", "flows"])
+def test_a_header_templated_from_vars_is_checked_as_it_will_be_sent(where):
+    """Checked as a literal value is: a var that renders a header HTTP cannot carry
+    (outside latin-1, a line break) is an invalid plan naming the header, not an
+    encoding error when the generator starts the run."""
+    header = {"X-Name": "{{who}} {{$uuid}}"}
+    fields = {"headers": header} if where == "headers" else {}
+    if where == "requests":
+        fields["requests"] = [{"name": "a", "headers": header}]
+    if where == "flows":
+        fields.update(rate=None, requests=None, users=2, flows=[{"name": "f", "steps": [{"name": "s", "headers": header}]}])
+    field = {"headers": "headers.X-Name", "requests": "requests.0.headers.X-Name",
+             "flows": "flows.0.steps.0.headers.X-Name"}[where]
+    for bad in ("J\u00fcrgen \u20ac", "a\r\nX-Injected: 1", "{{other}}"):
+        obj = plans.raw(plans.SHOP, vars={"who": bad, "other": "\u20ac"}, **fields)
+        assert field_error(obj) == field
+    for good in ("J\u00fcrgen", "tok-{{$randstr(6)}}"):  # latin-1 as a literal value may be
+        loader.from_obj(plans.raw(plans.SHOP, vars={"who": good}, **fields))
+
+
 def test_non_string_header_value_names_headers_field():
     assert field_error(plans.raw(plans.SHOP, requests=[{"name": "a", "headers": {"X-N": 1}}])) == "requests.0.headers"
 
