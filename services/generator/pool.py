@@ -7,34 +7,33 @@ semantics of the fast engine (``http.py``; docs/engine.md, "One HTTP semantics")
 skipped, 101 an error, HEAD/204/304 without a body, heads up to 64 KB, a request sent
 once and never retried, ``localhost`` on both loopbacks, every address of a name tried.
 
-A virtual user's ``Client`` adds its cookies (parsed by the stdlib's ``http.cookies``,
+A virtual user's ``Client`` (``client.py``) adds its cookies (parsed by the stdlib's ``http.cookies``,
 kept per user) and nothing else: a plan pays per request for one head encoding, one
 parse and, only when the target sets cookies, the cookie header. The parser has no
 ``on_header`` callback (httptools then calls none: ~1-3 µs saved on a 5-header
-response); a response's header fields are read from its raw head by ``Head`` only when
+response); a response's header fields are read from its raw head by ``Head`` (``head.py``) only when
 something asks for them (``Set-Cookie``, ``Content-Encoding``, a redirect's ``Location``,
 a header extractor), after a byte search that costs ~0.1 µs when they are absent.
 A flow step's request arrives already encoded (``Client.send_encoded``: its constant
 parts joined once per run, ``session.CompiledStep.encoder``). An HTTP ``proxy``
 gets plain requests in absolute form and https through a CONNECT tunnel (TLS started
-inside it with ``loop.start_tls``); ``follow_redirects: N`` follows hops in ``send``,
+inside it with ``loop.start_tls``); ``follow_redirects: N`` follows hops in ``Client.send``,
 another origin getting a pool of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.cookies
 import ssl
 import time
-from collections.abc import Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import httptools
-import multidict
 
 from schemas.plan import Plan
-from services.generator.http import MAX_HEAD, base_map, decode_body, finish, merge_headers, quote_path, resolve
+from services.generator.client import Client
+from services.generator.head import Head
+from services.generator.http import MAX_HEAD, base_map, resolve
 
 SWEEP_S = 0.05
 _now = time.monotonic
@@ -50,89 +49,6 @@ class UnexpectedUpgrade(Exception):
 
 class Reset(ConnectionError):
     kind = "reset"
-
-
-SET_COOKIE = b"\r\nset-cookie:"
-CONTENT_ENCODING = b"\r\ncontent-encoding:"
-
-
-class Head(Mapping):
-    """A response's header fields, read from its raw head only when asked for.
-
-    ``chunks`` are the bytes received for the request up to the end of the final head
-    (1xx interim heads before it, maybe body bytes after it): the engine keeps the
-    reads, not a parsed field per header. A lookup first searches the lower-cased head
-    for the name (``has``); only a hit, or iterating, parses every field into a
-    case-insensitive multidict (as the client libraries gave before).
-    """
-
-    __slots__ = ("_chunks", "_raw", "_lower", "_fields")
-
-    def __init__(self, chunks: list[bytes] | bytes) -> None:
-        self._chunks = chunks
-        self._raw: bytes | None = None
-        self._lower: bytes | None = None
-        self._fields: multidict.CIMultiDict | None = None
-
-    @property
-    def raw(self) -> bytes:
-        """The final response's head: status line and fields, without the blank line."""
-        if self._raw is None:
-            chunks = self._chunks
-            data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
-            pos = 0
-            while True:
-                end = data.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    end = len(data)
-                status = data.find(b" ", pos) + 1
-                if data[status:status + 1] != b"1" or end + 4 >= len(data):
-                    break
-                pos = end + 4  # a 1xx interim head (no body): the final one follows
-            self._raw = data[pos:end]
-        return self._raw
-
-    def has(self, needle: bytes) -> bool:
-        """``b"\\r\\nname:"`` (lower case) is in the head: cheap, no parse."""
-        if self._lower is None:
-            self._lower = self.raw.lower()
-        return needle in self._lower
-
-    def _may_have(self, name: str) -> bool:
-        return self.has(b"\r\n" + name.lower().encode("latin-1") + b":")
-
-    @property
-    def fields(self) -> multidict.CIMultiDict:
-        if self._fields is None:
-            pairs = []
-            for line in self.raw.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                pairs.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
-            self._fields = multidict.CIMultiDict(pairs)
-        return self._fields
-
-    def __getitem__(self, name: str) -> str:
-        if not self._may_have(name):
-            raise KeyError(name)
-        return self.fields[name]
-
-    def get(self, name: str, default=None):
-        return self.fields.get(name, default) if self._may_have(name) else default
-
-    def getall(self, name: str, default=()):
-        return self.fields.getall(name, default) if self._may_have(name) else default
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._may_have(name) and name in self.fields
-
-    def __iter__(self):
-        return iter(self.fields)
-
-    def __len__(self) -> int:
-        return len(self.fields)
-
-    def items(self):
-        return self.fields.items()
 
 
 class _Conn(asyncio.Protocol):
@@ -279,13 +195,6 @@ class _TunnelReply(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():
             self.head.set_exception(Reset("proxy closed the connection before answering CONNECT"))
-
-
-class TooManyRedirects(Exception):
-    kind = "other"
-
-
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class _HeadDone(Exception):
@@ -462,120 +371,3 @@ class Pool:
             return "connect"
         return "other"
 
-
-class Client:
-    """One virtual user: its cookies over the shared pool."""
-
-    __slots__ = ("pool", "jar")
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.jar: dict[str, str] = {}
-
-    async def send(self, method: str, url: str, headers: dict[str, str], data: bytes | None,
-                   redirects: int = 0) -> tuple[int, Mapping[str, str], bytes]:
-        """One request; with ``redirects`` > 0 up to that many hops followed, each a
-        request the target sees, the latency covering all (docs/engine.md)."""
-        pool = self.pool
-        for hop in range(redirects + 1):
-            status, resp_headers, body = await self._send(pool, method, url, headers, data)
-            if redirects == 0 or status not in REDIRECTS or "Location" not in resp_headers:
-                return status, resp_headers, body
-            if hop == redirects:
-                raise TooManyRedirects(f"more than {redirects} redirects")
-            parts = urlsplit(urljoin(url, resp_headers["Location"]))
-            # the hop's target as every request's (http.quote_path), as curl -L and requests do
-            target = parts.path + ("?" + parts.query if parts.query else "")
-            try:  # a head is read as latin-1; a Location's non-ASCII bytes are UTF-8 (requests)
-                target = target.encode("latin-1").decode("utf-8")
-            except UnicodeError:
-                pass
-            url = f"{parts.scheme}://{parts.netloc}{quote_path(target)}"
-            pool = self.pool.pool_for(f"{parts.scheme}://{parts.netloc}")
-            if status == 303 or (status in (301, 302) and method == "POST"):
-                # as browsers, curl -L and aiohttp do: the next hop is a GET without the body
-                method, data = ("GET" if method != "HEAD" else "HEAD"), None
-                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        raise AssertionError("unreachable")
-
-    async def _send(self, pool: Pool, method: str, url: str, headers: dict[str, str],
-                    data: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
-        if url.startswith(pool.base_url):
-            path = url[len(pool.base_url):]
-        elif url.startswith(pool.origin):
-            path = url[len(pool.origin):]
-        else:
-            path = url
-        if pool.absolute:  # through an HTTP proxy: the request line names the origin
-            path = pool.origin + (path or "/")
-        home = pool is self.pool
-        # the one merge rule (http.merge_headers): what the fast engine and the encoded
-        # path send, Cookie and Content-Length after
-        lines = merge_headers(headers.items(), onto=pool.base_fields)
-        if self.jar and home:  # the user's cookies are the target's (one origin)
-            lines.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.jar.items())))
-        status, header_list, body = await pool.exchange(method, path or "/", lines, data)
-        resp_headers = header_list if isinstance(header_list, Head) else multidict.CIMultiDict(header_list)
-        if home:
-            for value in resp_headers.getall("Set-Cookie", ()):
-                self._take_cookie(value)
-        encoding = resp_headers.get("Content-Encoding")
-        if encoding and body:
-            body = decode_body(body, encoding.strip().lower().encode())
-        return status, resp_headers, body
-
-    async def send_encoded(self, head: str, body: bytes | None,
-                           head_only: bool) -> tuple[int, Head, bytes]:
-        """A request this client's pool encoded already: ``head`` is the request line and
-        every header but Cookie and Content-Length (``session.CompiledStep.encoder``
-        joined it for this pool), ``body`` the body or None. One join, one write; the
-        response's fields are looked at only for Set-Cookie and Content-Encoding."""
-        status, headers, data = await self.pool.request(self.encode(head, body), head_only)
-        return status, headers, self.received(headers, data)
-
-    def start_encoded(self, head: str, body: bytes | None, head_only: bool, waiter) -> None:
-        """``send_encoded`` without a coroutine: the pool has a free connection
-        (``Pool.has_idle``) and ``waiter`` gets (status, Head, body); the caller passes
-        them through ``received``."""
-        self.pool.start(self.encode(head, body), head_only, waiter)
-
-    def encode(self, head: str, body: bytes | None) -> bytes:
-        """The request's bytes: ``head`` + Cookie + Content-Length + the body."""
-        jar = self.jar
-        if jar:
-            head += "Cookie: " + "; ".join([f"{k}={v}" for k, v in jar.items()]) + "\r\n"
-        return finish(head, body)
-
-    def received(self, headers: Head, data: bytes) -> bytes:
-        """The response's cookies taken, its body decoded (Content-Encoding)."""
-        if headers.has(SET_COOKIE):
-            for value in headers.getall("Set-Cookie", ()):
-                self._take_cookie(value)
-        if data and headers.has(CONTENT_ENCODING):
-            data = decode_body(data, headers["Content-Encoding"].strip().lower().encode())
-        return data
-
-    def _take_cookie(self, value: str) -> None:
-        jar = http.cookies.SimpleCookie()
-        try:
-            jar.load(value)
-        except http.cookies.CookieError:
-            return
-        for name, morsel in jar.items():
-            max_age = morsel["max-age"]
-            if morsel.value == "" or (max_age and max_age.lstrip("-").isdigit() and int(max_age) <= 0):
-                self.jar.pop(name, None)  # deleted by the target
-            else:
-                self.jar[name] = morsel.value
-
-    def cookies(self) -> dict[str, str]:
-        return dict(self.jar)
-
-    def set_cookies(self, cookies: dict[str, str], base_url: str) -> None:
-        self.jar.update(cookies)
-
-    def clear_cookies(self) -> None:
-        self.jar.clear()
-
-    async def close(self) -> None:
-        pass  # the pool's connections are shared

@@ -35,7 +35,7 @@ _now = time.monotonic
 
 class Encoded:
     """A step's HTTP/1.1 request compiled for one pool: ``head`` renders the request
-    line and every header but Cookie and Content-Length (``pool.Client.send_encoded``
+    line and every header but Cookie and Content-Length (``client.Client.send_encoded``
     adds those), ``body`` gives the body bytes or None."""
 
     __slots__ = ("pool", "head", "body", "head_only")
@@ -67,7 +67,7 @@ class CompiledStep:
         self.fields: tuple[list, list] | None = None  # (common, the merged fields): render
 
     def encoder(self, pool: Any, common: list[tuple[str, Template]]) -> Encoded | None:
-        """This step's request as ``render`` gives it, encoded the way ``pool.Client.send``
+        """This step's request as ``render`` gives it, encoded the way ``client.Client.send``
         encodes it, with the constant parts joined once (cached for the pool). None when
         it goes the general way: HTTP/2, or redirects to follow."""
         enc = self.encoded

@@ -127,7 +127,7 @@ class Response:
         cookies: Mapping[str, str] | None = None, elapsed_s: float = 0.0,
     ) -> None:
         self.status = status
-        self.headers = headers  # case-insensitive mapping (pool.Head; a CIMultiDict on HTTP/2)
+        self.headers = headers  # case-insensitive mapping (head.Head; a CIMultiDict on HTTP/2)
         self.body = body
         self.cookies = cookies or {}
         self.elapsed_s = elapsed_s

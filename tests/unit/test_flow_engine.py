@@ -80,7 +80,7 @@ class _Recording(Pool):
         self.wrote: list[tuple[bytes, bool]] = []
 
     async def request(self, data: bytes, head_only: bool):
-        from services.generator.pool import Head
+        from services.generator.head import Head
 
         self.wrote.append((data, head_only))
         return 200, Head([b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=s-2\r\nContent-Length: 0\r\n\r\n"]), b""
@@ -149,7 +149,7 @@ async def test_http2_and_redirects_take_the_general_path():
 
 
 def test_response_fields_are_read_from_the_raw_head_only_when_asked():
-    from services.generator.pool import CONTENT_ENCODING, SET_COOKIE, Head
+    from services.generator.head import CONTENT_ENCODING, SET_COOKIE, Head
 
     head = Head([b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nSET-COOKIE: a=1\r\n",
                  b"set-cookie: b=2\r\nContent-Type:\tapplication/json \r\nContent-Length: 2\r\n\r\n{}"])

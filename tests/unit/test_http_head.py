@@ -13,7 +13,8 @@ import pytest
 from services.generator.http import (
     DEFAULT_HEADERS, USER_AGENT, encode_request, merge_headers, payloads, quote_path,
 )
-from services.generator.pool import Head, Pool
+from services.generator.head import Head
+from services.generator.pool import Pool
 from services.generator.session import Program
 from services.plan import loader
 from tests import plans

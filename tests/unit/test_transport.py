@@ -99,7 +99,8 @@ async def test_a_failed_probe_falls_back_to_http1():
 
 
 async def test_error_kinds_are_the_same_on_both_transports():
-    from services.generator.pool import Reset, ResponseTooLarge, TooManyRedirects
+    from services.generator.client import TooManyRedirects
+    from services.generator.pool import Reset, ResponseTooLarge
 
     h1 = Pool.classify
     h2 = H2Pool(plans.plan(plans.ONE_FLOW, insecure=True), transport.ssl_context(
