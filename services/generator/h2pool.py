@@ -144,6 +144,8 @@ class _H2Conn(asyncio.Protocol):
         self.flush_due = False
         self.unacked = 0
         self.fut = None  # the pool's sweep looks at streams, not this
+        self.heard = False  # the server's first bytes came (its SETTINGS, if it speaks HTTP/2)
+        self.failure: Exception | None = None  # why it closed before its first stream
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -182,6 +184,14 @@ class _H2Conn(asyncio.Protocol):
             self.loop.call_soon(self._flush)
 
     def data_received(self, data: bytes) -> None:
+        if not self.heard:
+            self.heard = True
+            if data[:5] == b"HTTP/":  # an HTTP/1.x answer to the HTTP/2 preface (h2c only)
+                self.failure = Reset(f"the target answered {data[:8].decode('latin-1')}, not HTTP/2: "
+                                     "it does not speak h2c (http2: h2c); use http2: off")
+                self._fail_all(self.failure)
+                self.close()
+                return
         h = self.h2
         try:
             events = h.receive_data(data)
@@ -334,6 +344,8 @@ class H2Pool(Pool):
         if self._dialing is None or self._dialing.done():
             self._dialing = self.loop.create_task(asyncio.wait_for(self._dial(), self.timeout))
         conn = await asyncio.shield(self._dialing)
+        if conn.closed:  # gone before its first stream: this request fails, no dial after dial
+            raise conn.failure or Reset("the server closed the connection before any request")
         if conn not in self.conns:
             ssl_obj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
             if ssl_obj is not None and ssl_obj.selected_alpn_protocol() != "h2":
