@@ -94,7 +94,8 @@ class ByAlpn:
     when the run is set up). ``h2``: the flow engine (HTTP/2); anything else, or a probe
     that fails: the fast engine (HTTP/1.1). Calls made before the answer are replayed to
     the engine in order; nothing is sent meanwhile, so arrivals that fell due go at once
-    and count late if they waited more than 10 ms."""
+    and count late if they waited more than 10 ms. No answer by the drain: the fast
+    engine, so the run's arrivals are in its report (sent or dropped), not lost."""
 
     def __init__(self, a: Assignment, loop: asyncio.AbstractEventLoop,
                  workers: WorkerPool | None) -> None:
@@ -116,6 +117,9 @@ class ByAlpn:
                  else _fast(self.a, self.loop, self.workers))
         log.info("engine chosen by ALPN", target=plan.target, protocol=picked or "http/1.1",
                  engine=type(inner).__name__)
+        self._use(inner)
+
+    def _use(self, inner: LoadEngine) -> None:
         for name, args in self._calls:
             getattr(inner, name)(*args)
         self._calls = []
@@ -160,5 +164,10 @@ class ByAlpn:
         if self.inner is None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
+        if self.inner is None and self.t0 is not None:
+            # the run ended before the target answered: as after a failed probe, the fast
+            # engine takes the calls, so what fell due is sent or counted dropped, not lost
+            log.warning("no ALPN answer before the run's end; using HTTP/1.1", target=self.a.plan.target)
+            self._use(_fast(self.a, self.loop, self.workers))
         if self.inner is not None:
             await self.inner.drain(limit_s)

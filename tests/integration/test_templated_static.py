@@ -145,6 +145,32 @@ async def test_https_with_http2_auto_and_an_h2_target_runs_on_the_flow_engine(tm
         assert len(srv.received) == ARRIVALS
 
 
+async def test_arrivals_of_a_run_that_ends_before_the_alpn_answer_are_accounted_for():
+    """A target that takes the TCP connection and never answers the TLS handshake: the
+    run (0.5 s) ends before the probe (2 s, the plan's timeout) does. Every arrival the
+    plan intended is in the report, as an error or a drop, none lost."""
+    async def silent(reader, writer):
+        await reader.read()  # until the client goes
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        engine = engine_for(assignment(url, http2="auto"), asyncio.get_running_loop())
+        t0 = time.monotonic()
+        engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+        await until(lambda: time.monotonic() > t0 + ARRIVALS / RATE, 5, "the schedule's end")
+        engine.stop_pacing()
+        await engine.gather()
+        ivs = [engine.take_interval()]
+        await engine.drain(1.0)
+        ivs.append(engine.take_interval())
+    finally:
+        server.close()
+    assert engine.inner is not None  # the fast engine, as after a failed probe
+    accounted = sum(iv.completed() + sum(iv.dropped) for iv in ivs)
+    assert accounted == ARRIVALS, [(iv.completed(), iv.errors, iv.dropped) for iv in ivs]
+
+
 async def test_worker_processes_render_their_own_requests():
     pool = WorkerPool(2)
     await pool.start()
