@@ -161,11 +161,6 @@ class _H2Conn(asyncio.Protocol):
         if out and not self.closed:
             self.transport.write(out)  # type: ignore[union-attr]
 
-    def _want_flush(self) -> None:
-        if not self.flush_due:
-            self.flush_due = True
-            self.loop.call_soon(self._flush)
-
     def start(self, headers: list[tuple[bytes, bytes]], body: bytes | None, fut: asyncio.Future) -> None:
         h = self.h2
         sid = h.get_next_available_stream_id()
