@@ -2,8 +2,10 @@
 
 It owns the NATS connection and the JetStream buckets. The API is the table in
 ``schemas/api.py``: each row's request is decoded at the edge (``bus.typed``) and its
-handler here, named after the row, takes the typed request and returns the typed reply;
-runs themselves live in ``runs.Run``.
+handler, named after the row, takes the typed request and returns the typed reply: here
+(starting a run, the plan check), in ``runs_api.RunsApi`` (stopping, steering, reading runs)
+or in the class that owns a noun (catalogue, schedules, suites, archive, quotas); runs
+themselves live in ``runs.Run``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from nats.js.errors import KeyNotFoundError, ObjectNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
 from nats.micro import add_service
 from nats.micro.request import Request
@@ -23,22 +25,12 @@ from nats.micro.request import Request
 from schemas import api, subjects
 from schemas.control import (
     ENDED_STATES,
-    Empty,
-    GeneratorStart,
     Lease,
-    GeneratorList,
     PlanValid,
-    RateChange,
-    RunList,
-    RunListRequest,
     RunRecord,
-    RunRef,
     RunStarted,
-    Ok,
-    StopRequest,
 )
 from schemas.errors import (
-    BadRequest,
     Conflict,
     InvalidPlan,
     NoGenerators,
@@ -58,6 +50,7 @@ from services.plan import loader
 from services.coordinator.intake import Intake
 from services.coordinator.archive import Archive
 from services.coordinator.catalogue import Catalogue
+from services.coordinator.runs_api import RunsApi
 from services.coordinator.quotas import Quotas
 from services.coordinator.schedules import Scheduler
 from services.coordinator.suites import Suites
@@ -97,6 +90,7 @@ class Service:
         self.config = config
         self.registry = Registry(config.dead_after_s)
         self.intake = Intake(self)
+        self.runs_api = RunsApi(self)  # the API rows that steer and read runs (runs_api.py)
         self.runs: dict[str, Run] = {}  # active runs
         self.ended: dict[str, Run] = {}  # recently ended runs, oldest first
         self._reopening: dict[str, asyncio.Task] = {}  # ended runs being reopened (Run.reopen)
@@ -188,7 +182,7 @@ class Service:
         self.micro = micro
 
     #: classes besides this one that own nouns of the API, each with handlers named after rows
-    API_OWNERS: tuple[type, ...] = (Catalogue, Scheduler, Suites, Archive, Quotas)
+    API_OWNERS: tuple[type, ...] = (RunsApi, Catalogue, Scheduler, Suites, Archive, Quotas)
 
     @classmethod
     def handler_of(cls, name: str):
@@ -200,7 +194,8 @@ class Service:
 
     def _handler(self, name: str):
         """The bound handler of an API row (see ``handler_of``)."""
-        for instance in (self, self.catalogue, self.scheduler, self.suites, self.archive, self.quotas):
+        for instance in (self, self.runs_api, self.catalogue, self.scheduler, self.suites,
+                         self.archive, self.quotas):
             if hasattr(type(instance), name):
                 return getattr(instance, name)
         raise AttributeError(f"no handler for API endpoint {name}")
@@ -483,12 +478,6 @@ class Service:
                 except Exception:
                     log.exception("scheduling round failed", what=what.__qualname__)
 
-    def _active(self, run_id: str) -> Run:
-        run = self.runs.get(run_id)
-        if run is None:
-            raise Conflict(f"run {run_id} is not running") if run_id else NotFound("no run id")
-        return run
-
     async def _record(self, run_id: str) -> RunRecord:
         run = self.runs.get(run_id)
         if run is not None:
@@ -498,63 +487,3 @@ class Service:
         except KeyNotFoundError:
             raise NotFound(f"no run {run_id}", "run_id") from None
         return _record_decoder.decode(entry.value)
-
-    async def run_stop(self, ref: StopRequest) -> Ok:
-        await self._record(ref.run_id)  # 404 for unknown runs, 409 for ended ones
-        run = self._active(ref.run_id)
-        if ref.generator is not None:
-            epoch = await run.stop_generator(ref.generator, ref.by)
-        else:
-            epoch = await run.stop(ref.by)
-        return Ok(run_id=ref.run_id, epoch=epoch)
-
-    async def run_rate(self, change: RateChange) -> Ok:
-        if change.rate > self.config.max_rate:
-            raise BadRequest(f"rate above the limit of {self.config.max_rate:g}/s", "rate")
-        await self._record(change.run_id)
-        run = self._active(change.run_id)
-        if change.generator is not None:
-            epoch = await run.set_generator_rate(change.generator, change.rate, change.by)
-        else:
-            epoch = await run.change_rate(change.rate, change.by)
-        return Ok(run_id=change.run_id, epoch=epoch)
-
-    async def run_generator_start(self, ask: GeneratorStart) -> Ok:
-        await self._record(ask.run_id)
-        epoch = await self._active(ask.run_id).start_generator(ask.generator, ask.by)
-        return Ok(run_id=ask.run_id, epoch=epoch)
-
-    async def run_get(self, ref: RunRef) -> RunRecord:
-        return await self._record(ref.run_id)
-
-    async def run_list(self, q: RunListRequest) -> RunList:
-        records: dict[str, RunRecord] = {}
-        try:
-            keys = await bus.kv_keys(self.runs_kv)
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            keys = []
-        for key in keys:
-            try:
-                entry = await self.runs_kv.get(key)
-                records[key] = _record_decoder.decode(entry.value)
-            except (KeyNotFoundError, msgspec.DecodeError, UnicodeDecodeError):
-                continue
-        for run in self.runs.values():
-            records[run.run_id] = run.record
-        runs = sorted(records.values(), key=lambda r: r.created_at, reverse=True)
-        if q.state is not None:
-            runs = [r for r in runs if r.state == q.state]
-        return RunList(runs=runs[: q.limit])
-
-    async def generators_list(self, _: Empty) -> GeneratorList:
-        beats = self.registry.alive()
-        return GeneratorList(generators=[beats[k] for k in sorted(beats)])
-
-    async def report_get(self, ref: RunRef) -> bytes:
-        """The report as stored (``Report`` JSON): passed on, not decoded and encoded again."""
-        try:
-            result = await self.reports.get(ref.run_id)
-        except ObjectNotFoundError:
-            record = await self._record(ref.run_id)
-            raise Conflict(f"run {ref.run_id} is {record.state}; no report yet") from None
-        return result.data
