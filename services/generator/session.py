@@ -23,7 +23,7 @@ import msgspec
 
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
 from services.plan.extract import Checker, Extractor, Response
-from services.plan.templating import JsonTemplate, MissingVariable, Splice, Template
+from services.plan.templating import JsonTemplate, MissingVariable, Splice, Template, render_vars
 from services.generator.http import BODY_METHODS, base_headers, merge_headers, quote_path, request_head
 from services.plan.names import as_step, step_name
 
@@ -146,8 +146,7 @@ class Program:
             total += w
             self.cumulative.append(total)
         self.headers = [(k, Template(v, rng)) for k, v in plan.headers.items()]
-        self.vars = {k: Template(v, rng).render(plan.vars) if "{{" in v else v
-                     for k, v in plan.vars.items()}
+        self.vars = render_vars(plan.vars, rng)
 
     def _compile(self, step: Step, name: str, rng: random.Random) -> CompiledStep:
         if name not in self._index:

@@ -70,12 +70,12 @@ def _check_rendered_headers(plan: Plan, check_headers) -> None:
     puts a character HTTP cannot carry there is an invalid plan naming the header, not
     an encoding error when a generator starts the run. Headers that use data columns or
     extracted values are known only at run time."""
-    values = {}
-    for k, v in plan.vars.items():
-        try:
-            values[k] = templating.Template(v, random.Random(0)).render(plan.vars) if "{{" in v else v
-        except (templating.TemplateError, templating.MissingVariable):
-            pass  # a var built from a data column: known only at run time
+    try:
+        values = templating.render_vars(plan.vars, random.Random(0))
+    except templating.TemplateError as exc:  # a var that refers to itself
+        raise InvalidPlan(str(exc), f"vars.{exc.var}") from None  # type: ignore[attr-defined]
+    except templating.MissingVariable:
+        return  # vars built from data columns: known only at run time
     layers = [("headers", plan.headers)]
     layers += [(f"requests.{i}.headers", r.headers) for i, r in enumerate(plan.requests)]
     if plan.setup:

@@ -133,6 +133,34 @@ def references_in(value: Any) -> list[str]:
     return []
 
 
+def render_vars(variables: Mapping[str, str], rng: random.Random | None = None) -> dict[str, str]:
+    """A plan's ``vars``, each rendered once: a var that names another var gets that
+    var's rendered value, whatever their order (as Postman and k6 resolve variables).
+    A var that refers to itself, directly or through others, raises TemplateError
+    naming it; a name that is no var raises MissingVariable, as ``render`` does."""
+    rng = rng or random.Random()
+    done: dict[str, str] = {}
+
+    def value(name: str, path: tuple[str, ...]) -> str:
+        if name in done:
+            return done[name]
+        text = variables[name]
+        if "{{" in text:
+            if name in path:
+                err = TemplateError(f"{{{{{name}}}}} refers to itself "
+                                    f"({' -> '.join(path[path.index(name):] + (name,))})")
+                err.var = path[path.index(name)]  # type: ignore[attr-defined]
+                raise err
+            refs = {n: value(n, path + (name,)) for n in references(text) if n in variables}
+            text = Template(text, rng).render(refs)
+        done[name] = text
+        return text
+
+    for name in variables:
+        value(name, ())
+    return done
+
+
 class Template:
     """A compiled text template. ``static`` when it has no reference at all."""
 

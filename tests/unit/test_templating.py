@@ -117,3 +117,28 @@ def test_json_encoder_gives_the_bytes_of_encoding_the_rendered_body(body):
     encode = by_encoder.encoder()
     for _ in range(5):  # the generators are drawn in the same order
         assert encode(v) == msgspec.json.encode(by_render.render(v))
+
+
+def test_a_var_built_from_other_vars_gets_their_values_not_their_text():
+    """``vars`` render once per engine; one that names another var gets that var's
+    rendered value, whatever their order (Postman and k6 resolve variables the same way):
+    a chain through a generator sends the generator's value, never ``{{$uuid}}``."""
+    from services.generator.session import Program
+    from tests import plans
+
+    plan = plans.plan(plans.ENGINE, "http://127.0.0.1:1",
+                      vars={"c": "{{b}}!", "a": "{{$uuid}}", "b": "{{a}}-y", "host": "h"})
+    got = Program(plan, random.Random(1)).vars
+    assert "{{" not in got["b"] + got["c"], got
+    assert got["b"] == got["a"] + "-y" and got["c"] == got["b"] + "!" and got["host"] == "h"
+
+
+@pytest.mark.parametrize("variables, field", [({"a": "{{a}}"}, "vars.a"),
+                                              ({"a": "x{{b}}", "b": "{{a}}y"}, "vars.a")])
+def test_vars_that_refer_to_themselves_are_an_invalid_plan(variables, field):
+    from schemas.errors import InvalidPlan
+    from tests import plans
+
+    with pytest.raises(InvalidPlan) as info:
+        plans.plan(plans.ENGINE, "http://127.0.0.1:1", vars=variables)
+    assert info.value.field == field and "refers to itself" in str(info.value)
