@@ -51,6 +51,11 @@ def check(plan: Plan) -> None:
     known = defined_vars(plan)
     for key, value in plan.vars.items():
         _template(value, known, f"vars.{key}")
+        for name in templating.references(value):
+            if name not in plan.vars:  # vars render once per engine, before any user
+                raise InvalidPlan(f"{{{{{name}}}}} changes per virtual user (a data column, an extract "
+                                  f"or a built-in): a var can name only generators and other vars; "
+                                  f"use {{{{{name}}}}} where the var is used", f"vars.{key}")
     for i, r in enumerate(plan.requests):
         _template_message(r, known, f"requests.{i}")
     for k, v in plan.headers.items():

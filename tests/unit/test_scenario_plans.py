@@ -130,8 +130,8 @@ def test_static_requests_needing_tls_or_user_state_use_the_flow_engine():
     per_user = {**base, "target": "http://127.0.0.1:1",
                 "requests": [{"name": "r", "path": "/x/{{__iteration}}"}]}
     assert needs_flow_engine(loader.from_obj(per_user))
-    assert needs_flow_engine(loader.from_obj({**per_user, "vars": {"who": "{{__user}}"},
-                                              "requests": [{"name": "r", "path": "/{{who}}"}]}))
+    assert needs_flow_engine(loader.from_obj({**per_user, "vars": {"who": "u"},
+                                              "requests": [{"name": "r", "path": "/{{who}}/{{__user}}"}]}))
 
 
 def test_templates_of_vars_and_generators_keep_the_fast_engine():

@@ -142,3 +142,19 @@ def test_vars_that_refer_to_themselves_are_an_invalid_plan(variables, field):
     with pytest.raises(InvalidPlan) as info:
         plans.plan(plans.ENGINE, "http://127.0.0.1:1", vars=variables)
     assert info.value.field == field and "refers to itself" in str(info.value)
+
+
+@pytest.mark.parametrize("ref", ["col", "__user", "token"])
+def test_a_var_naming_what_a_user_holds_is_an_invalid_plan(ref):
+    """vars render once per engine, before any user: one that names a data column, a
+    built-in per-user name or an extracted value is refused when the plan is read, not
+    a MissingVariable when the generator starts the run."""
+    from schemas.errors import InvalidPlan
+    from tests import plans
+
+    with pytest.raises(InvalidPlan) as info:
+        plans.plan(plans.ENGINE, "http://127.0.0.1:1", vars={"a": f"u-{{{{{ref}}}}}"},
+                   data=[{"rows": [{"col": "1"}]}], requests=None, rate=1,
+                   flows=[{"name": "f", "steps": [{"name": "s", "headers": {"X": "{{a}}"},
+                                                   "extract": {"token": {"header": "T"}}}]}])
+    assert info.value.field == "vars.a" and f"{{{{{ref}}}}}" in str(info.value)
