@@ -183,3 +183,22 @@ def test_multipart_and_file_uploads_are_listed_not_sent_as_a_form(tmp_path):
                                base_dir=str(tmp_path), out_dir=str(tmp_path))
     assert [s["name"] for s in imp.plan["flows"][0]["steps"]] == ["ok"]
     assert any("'up': a multipart body / file upload is not mapped; not sent" in u for u in imp.unmapped)
+
+
+def test_a_user_defined_variable_built_from_a_per_thread_function_is_written_where_used(tmp_path):
+    """Surge vars render once, before any user: ``who = u${__threadNum}`` cannot be one.
+    Its text goes where ``${who}`` is used (each user its own value, as each JMeter
+    thread has), and the import says so; the plan validates."""
+    args = ('<elementProp name="TestPlan.user_defined_variables" elementType="Arguments">'
+            '<collectionProp name="Arguments.arguments">'
+            '<elementProp name="who" elementType="Argument"><stringProp name="Argument.name">who</stringProp>'
+            '<stringProp name="Argument.value">u${__threadNum}</stringProp></elementProp>'
+            '<elementProp name="tag" elementType="Argument"><stringProp name="Argument.name">tag</stringProp>'
+            '<stringProp name="Argument.value">${who}-t</stringProp></elementProp>'
+            '<elementProp name="k" elementType="Argument"><stringProp name="Argument.name">k</stringProp>'
+            '<stringProp name="Argument.value">fixed</stringProp></elementProp>'
+            '</collectionProp></elementProp>')
+    plan, unmapped = load(jmx(sampler(path="/x/${who}/${tag}/${k}"), plan_args=args), tmp_path)
+    assert plan.flows[0].steps[0].path == "/x/u{{__user}}/u{{__user}}-t/{{k}}"
+    assert plan.vars == {"k": "fixed"}
+    assert any("who" in line and "tag" in line and "per virtual user" in line for line in unmapped), unmapped

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from schemas.errors import InvalidPlan
-from services.plan import loader
+from services.plan import loader, templating
 from services.plan.importers import curl, har, jmx, openapi, postman
 from services.plan.importers.common import ImportError_, Imported, finish
 from services.plan.templating import REF_RE
@@ -87,8 +87,60 @@ def build(imported: Imported, *, out_dir: str | None, target: str | None = None,
           users: int | None = None, duration: str | None = None) -> Imported:
     """The load-model choices over what the importer found, unset variables declared."""
     imported.plan = finish(imported.plan, target=target, rate=rate, users=users, duration=duration)
+    inline_per_user_vars(imported)
     declare_unset(imported, out_dir)
     return imported
+
+
+def inline_per_user_vars(imported: Imported) -> None:
+    """A source's variable built from what changes per virtual user (a data column, an
+    extracted value, ``{{__user}}``…) cannot be a Surge var (vars render once, before any
+    user): its text is written where it is used instead, and listed."""
+    plan = imported.plan
+    variables = plan.get("vars") or {}
+    changing = {"__user", "__iteration", "__generator"}  # what a user holds: built-ins,
+    for feed in plan.get("data", []):  # data columns, extracted values
+        changing.update(feed.get("columns", []))
+        for row in feed.get("rows", [])[:100]:
+            changing.update(row)
+    for flow in plan.get("flows", []) + [plan.get("setup") or {}]:
+        for step in flow.get("steps", []):
+            changing.update(step.get("extract") or {})
+    per_user: dict[str, str] = {}
+    changed = True
+    while changed:  # a var naming a per-user var is per user too
+        changed = False
+        for name, value in variables.items():
+            if name in per_user or not isinstance(value, str):
+                continue
+            try:
+                refs = templating.references(value)
+            except templating.TemplateError:
+                continue
+            if any((r in changing and r not in variables) or r in per_user for r in refs):
+                per_user[name], changed = value, True
+    if not per_user:
+        return
+    ref = re.compile(r"\{\{\s*(" + "|".join(map(re.escape, per_user)) + r")\s*\}\}")
+
+    def inline(value: Any) -> Any:
+        if isinstance(value, str):
+            for _ in range(len(per_user) + 1):  # a per-user var may name another
+                value = ref.sub(lambda m: per_user[m.group(1)], value)
+            return value
+        if isinstance(value, list):
+            return [inline(v) for v in value]
+        if isinstance(value, dict):
+            return {inline(k): inline(v) for k, v in value.items()}
+        return value
+
+    plan = {k: v if k in ("vars", "data") else inline(v) for k, v in plan.items()}
+    plan["vars"] = {k: v for k, v in variables.items() if k not in per_user}
+    if not plan["vars"]:
+        del plan["vars"]
+    imported.plan = plan
+    imported.unmapped.append(f"variables {', '.join(per_user)} change per virtual user: written out where "
+                             "they are used (a Surge var renders once, before any user)")
 
 
 def declare_unset(imported: Imported, out_dir: str | None = ".") -> None:
