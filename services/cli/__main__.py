@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import inspect
 import logging
-import os
-import select
 import sys
 import traceback
 from typing import NoReturn
@@ -28,6 +25,7 @@ from rich.markup import escape
 from schemas.errors import SurgeError
 from services.cli import registry
 from services.cli.connection import CliError, open_api
+from services.cli.output import output_closed, stdout_closed
 from services.common import logs
 from services.common.identity import VERSION
 
@@ -45,18 +43,6 @@ COMMAND_MODULES = (
 )
 
 
-def output_closed() -> NoReturn:
-    """The reader of stdout went away (``surge run plan | head -3``): stdout goes to
-    /dev/null and the command ends with 141, silently, as a Unix tool killed by SIGPIPE
-    does, but through its ``finally`` blocks (``surge up`` stops its stack). A run being
-    followed goes on."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    raise SystemExit(141)
-
-
 class _EndedByClosedOutput(logging.Filter):
     """A task that printed (the live lines) ends the command from inside; asyncio would
     log its SystemExit as "Task exception was never retrieved" with a traceback."""
@@ -64,16 +50,6 @@ class _EndedByClosedOutput(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         return not (isinstance(exc, SystemExit) and exc.code == 141)
-
-
-def stdout_closed() -> bool:
-    """Whether stdout is a pipe nobody reads any more (the poll says POLLERR)."""
-    try:
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poll.poll(0))
-    except (OSError, ValueError):
-        return False
 
 
 class _Console(Console):

@@ -27,6 +27,7 @@ from rich.console import Console
 from schemas import subjects
 from schemas.errors import Unavailable
 from services.cli import commands, secure
+from services.cli.output import output_closed, stdout_closed
 from services.cli.registry import arg, command
 from services.common import contexts
 from services.common.client import CoordinatorClient
@@ -323,6 +324,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
             console.print("\nThe stack stays up; Ctrl-C to stop everything.")
         while True:
             stack.check_alive()
+            if stdout_closed():  # `surge up | head`: everything may be written already, so
+                output_closed()  # no write would fail; the reader going is the end
             time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("\nstopping the stack…")
