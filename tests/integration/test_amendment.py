@@ -44,7 +44,7 @@ async def _outbox(nc, stats: IntervalStats, limit_s: float = 30.0) -> str:
         if not code.startswith("5"):
             return code
         assert time.monotonic() < deadline, f"interval {stats.seq} of {stats.generator_id} never taken"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the outbox's resend back-off, as the generator's own
 
 
 def _counts(*encoded: str) -> np.ndarray:

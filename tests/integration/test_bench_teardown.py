@@ -27,7 +27,7 @@ LINGERING = textwrap.dedent("""
     signal.signal(signal.SIGTERM, bye)
     print("ready", flush=True)
     while True:
-        time.sleep(1)
+        signal.pause()  # nothing to do until the SIGTERM
 """)
 
 

@@ -238,7 +238,7 @@ async def _beat_forever(nc, ids: list[str], state: dict[str, str | None]) -> Non
                              sent_at=time.time(), capacity_rps=100.0,
                              state="running" if run_id else "idle", run_id=run_id)
             await kv.put(gid, msgspec.json.encode(beat))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a generator's heartbeat period: the pace, not a wait
 
 
 def _interval(run_id: str, gid: str, seq: int, final: bool):
@@ -295,7 +295,7 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
         acked += 10 if code == "" else 0
         release.set()
         while code.startswith("5"):  # the generator's outbox: send again until taken
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # its resend back-off, as the generator's own
             code = await send("g-a", 0, True)
             if code == "":
                 acked += 10
