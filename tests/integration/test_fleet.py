@@ -95,8 +95,11 @@ async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_r
 
     await api.rate(run, 150, generator="gen-a", by="test")
     snap, sec = await a_whole_second_after(feed, time.time())
-    # a generator's target is its due arrivals in that second: 150, give or take one
-    assert snap.target_rps == pytest.approx(200) and snap.generators["gen-a"].target_rps == pytest.approx(150, abs=1)
+    # a generator's target is its due arrivals in that second. With shares 0.75/0.25 each
+    # generator owns the plan's arrivals whose frac(j/φ) falls in its slot (pacing.Owned):
+    # of any 200 consecutive arrivals a 0.75 slot owns 148 to 151 (a Weyl sequence's
+    # discrepancy, checked over two million windows), so 150 give or take two
+    assert snap.target_rps == pytest.approx(200) and snap.generators["gen-a"].target_rps == pytest.approx(150, abs=2)
     assert wall_second(target, "gen-a", sec) == pytest.approx(150, rel=0.1, abs=3)
     assert wall_second(target, "gen-b", sec) == pytest.approx(50, rel=0.1, abs=3)
 

@@ -434,6 +434,19 @@ def test_unequal_shares_partition_the_plans_own_stream(shares):
         assert sched.total == len(all_times(sched))
 
 
+@pytest.mark.parametrize("shares", [[0.75, 0.25], [0.5, 0.5], [0.26, 0.24, 0.25, 0.25]])
+def test_owned_seconds_stay_within_two_of_the_share(shares):
+    # what a snapshot shows per generator and second: at 200/s for 60 s, each second's
+    # owned count is its share of 200, give or take two (a golden-ratio Weyl sequence's
+    # discrepancy over 200 consecutive arrivals; test_fleet relies on it)
+    rate = 200.0
+    segs = [Segment(0.0, 60.0, rate, rate)]
+    for s, sched in zip(shares, owned(segs, shares)):
+        per_second = [sched.count_at(k + 1.0) - sched.count_at(float(k)) for k in range(60)]
+        assert max(abs(n - s * rate) for n in per_second) <= 2, (s, per_second)
+        assert sum(per_second) == pytest.approx(s * rate * 60, abs=2)
+
+
 def test_owned_count_at_agrees_with_time_of():
     segs = [Segment(0.0, 5.0, 0.0, 2000.0)]
     sched = owned(segs, [0.3, 0.7])[1]
