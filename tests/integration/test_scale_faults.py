@@ -7,7 +7,9 @@ process, and the moment of each race is forced with events, never with sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from types import SimpleNamespace
 
 import msgspec
 import nats
@@ -241,20 +243,24 @@ async def _beat_forever(nc, ids: list[str], state: dict[str, str | None]) -> Non
         await asyncio.sleep(0.5)  # a generator's heartbeat period: the pace, not a wait
 
 
-def _interval(run_id: str, gid: str, seq: int, final: bool):
+def _interval(run_id: str, gid: str, seq: int):
+    """A simulated generator's final interval ``seq``: 10 requests."""
     from bench.simulator import encoded_histograms
     from schemas.stats import IntervalStats, RequestInterval
 
     lat, svc = encoded_histograms(10)[seq % 8]
     return IntervalStats(run_id=run_id, generator_id=gid, epoch=1, seq=seq, target=10.0,
-                         sent=10, in_flight=0, final=final,
+                         sent=10, in_flight=0, final=True,
                          requests={"home": RequestInterval(count=10, latency=lat, service=svc)})
 
 
-async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(cluster):
-    """g-b sends its final interval; g-a is late, so the run finishes by its deadline.
-    While the report is being stored, g-a's interval arrives: it is refused with a 5xx
-    (kept by the generator) or taken into the report, never acknowledged and dropped."""
+@contextlib.asynccontextmanager
+async def _late_run(cluster, store, duration: float):
+    """An in-process coordinator whose report writes go through ``store(report, real_store)``
+    (a test holds one there), g-a and g-b played by their heartbeats alone, and a run of
+    theirs at 20/s for ``duration`` s. Yields the run: ``api``, ``coord``, ``run_id`` and
+    ``send(gid, seq)``, which delivers one final interval of 10 requests and returns the
+    coordinator's error code ("" when acknowledged)."""
     from services.common.client import CoordinatorClient
     from services.coordinator.config import Config as CoordinatorConfig
     from services.coordinator.service import Service as CoordinatorService
@@ -262,60 +268,70 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
 
     coord = CoordinatorService(CoordinatorConfig(nats_url=cluster.url, start_delay_s=0.3))
     await coord.start()
-    building, release = asyncio.Event(), asyncio.Event()
     real_store = coord.store.store_report  # the RunStore every run of coord writes through
-
-    async def store_when_released(report):
-        building.set()
-        await release.wait()
-        return await real_store(report)
-
-    coord.store.store_report = store_when_released
+    coord.store.store_report = lambda report: store(report, real_store)
     nc = await nats.connect(cluster.url)
     ids, state = ["g-a", "g-b"], {}
     beats = asyncio.create_task(_beat_forever(nc, ids, state))
     api = await CoordinatorClient.connect(cluster.url)
     try:
         await generators_registered(api, 2)
-        started = await api.start(plans.plan(SIM, name="late", rate=20, duration=1, timeout=0.2))
+        started = await api.start(plans.plan(SIM, name="late", rate=20, duration=duration, timeout=0.2))
         run_id = started.run_id
         state.update({g: run_id for g in ids})
-        acked = 0
 
-        async def send(gid: str, seq: int, final: bool):
+        async def send(gid: str, seq: int) -> str:
             msg = await nc.request(subjects.stats(run_id, gid),
-                                   msgspec.json.encode(_interval(run_id, gid, seq, final)), timeout=5)
+                                   msgspec.json.encode(_interval(run_id, gid, seq)), timeout=10)
             return msg.headers.get("Nats-Service-Error-Code", "") if msg.headers else ""
 
-        assert await send("g-b", 0, True) == ""
-        acked += 10
-        await asyncio.wait_for(building.wait(), 20)  # the deadline passed: report under way
-        code = await send("g-a", 0, True)
-        assert code == "" or code.startswith("5"), code
-        acked += 10 if code == "" else 0
-        release.set()
-        while code.startswith("5"):  # the generator's outbox: send again until taken
-            await asyncio.sleep(0.1)  # its resend back-off, as the generator's own
-            code = await send("g-a", 0, True)
-            if code == "":
-                acked += 10
-        assert acked == 20
-
-        async def counted():
-            try:
-                report = await api.report(run_id)
-            except Exception:
-                return None
-            return report if report.totals.requests == acked else None
-
-        report = await until(counted, 10, "a stored report with every acknowledged request")
-        assert report.generators["g-a"].requests == 10
+        yield SimpleNamespace(api=api, coord=coord, run_id=run_id, send=send)
     finally:
-        release.set()
         beats.cancel()
         await api.close()
         await nc.close()
         await coord.stop()
+
+
+async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(cluster):
+    """g-b sends its final interval; g-a is late, so the run finishes by its deadline.
+    While the report is being stored, g-a's interval arrives: it is refused with a 5xx
+    (kept by the generator) or taken into the report, never acknowledged and dropped."""
+    building, release = asyncio.Event(), asyncio.Event()
+
+    async def store_when_released(report, real_store):
+        building.set()
+        await release.wait()
+        return await real_store(report)
+
+    async with _late_run(cluster, store_when_released, duration=1) as run:
+        try:
+            acked = 0
+            assert await run.send("g-b", 0) == ""
+            acked += 10
+            await asyncio.wait_for(building.wait(), 20)  # the deadline passed: report under way
+            code = await run.send("g-a", 0)
+            assert code == "" or code.startswith("5"), code
+            acked += 10 if code == "" else 0
+            release.set()
+            while code.startswith("5"):  # the generator's outbox: send again until taken
+                await asyncio.sleep(0.1)  # its resend back-off, as the generator's own
+                code = await run.send("g-a", 0)
+                if code == "":
+                    acked += 10
+            assert acked == 20
+
+            async def counted():
+                try:
+                    report = await run.api.report(run.run_id)
+                except Exception:
+                    return None
+                return report if report.totals.requests == acked else None
+
+            report = await until(counted, 10, "a stored report with every acknowledged request")
+            assert report.generators["g-a"].requests == 10
+        finally:
+            release.set()  # before the coordinator stops: it may be holding a report
 
 
 async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(cluster):
@@ -351,52 +367,26 @@ async def test_late_intervals_that_come_together_amend_the_report_together(clust
     stored: all are in the report, acknowledged, and it was rebuilt twice, not five
     times (a thousand late finals must not be a thousand rebuilds with the intake
     waiting behind each)."""
-    from services.common.client import CoordinatorClient
-    from services.coordinator.config import Config as CoordinatorConfig
-    from services.coordinator.service import Service as CoordinatorService
-    from tests.conftest import generators_registered
-
-    coord = CoordinatorService(CoordinatorConfig(nats_url=cluster.url, start_delay_s=0.3))
-    await coord.start()
     stored, release = [], asyncio.Event()
-    real_store = coord.store.store_report
 
-    async def counted_store(report):
+    async def counted_store(report, real_store):
         stored.append(report.totals.requests)
         if len(stored) == 2:  # the first amendment: held while the others come
             await release.wait()
         return await real_store(report)
 
-    coord.store.store_report = counted_store
-    nc = await nats.connect(cluster.url)
-    ids, state = ["g-a", "g-b"], {}
-    beats = asyncio.create_task(_beat_forever(nc, ids, state))
-    api = await CoordinatorClient.connect(cluster.url)
-    try:
-        await generators_registered(api, 2)
-        started = await api.start(plans.plan(SIM, name="late", rate=20, duration=2, timeout=0.2))
-        run_id = started.run_id
-        state.update({g: run_id for g in ids})
-
-        async def send(gid: str, seq: int) -> str:
-            msg = await nc.request(subjects.stats(run_id, gid), msgspec.json.encode(
-                _interval(run_id, gid, seq, True)), timeout=10)
-            return msg.headers.get("Nats-Service-Error-Code", "") if msg.headers else ""
-
-        assert await send("g-b", 0) == ""
-        await _report(api, run_id)  # g-a never sent: finished by the deadline, 10 requests
-        assert stored == [10]
-        first = asyncio.create_task(send("g-a", 0))
-        await until(lambda: len(stored) == 2, 10, "the first amendment being stored")
-        rest = [asyncio.create_task(send(g, s)) for g, s in (("g-a", 1), ("g-a", 2), ("g-b", 1), ("g-b", 2))]
-        await until(lambda: coord.ended[run_id]._amended == 5, 10, "the others counted")
-        release.set()
-        assert await asyncio.gather(first, *rest) == [""] * 5
-        assert stored == [10, 20, 60]  # the report, then one rebuild for the four together
-        assert (await api.report(run_id)).totals.requests == 60
-    finally:
-        release.set()
-        beats.cancel()
-        await api.close()
-        await nc.close()
-        await coord.stop()
+    async with _late_run(cluster, counted_store, duration=2) as run:
+        try:
+            assert await run.send("g-b", 0) == ""
+            await _report(run.api, run.run_id)  # g-a never sent: finished by the deadline, 10 requests
+            assert stored == [10]
+            first = asyncio.create_task(run.send("g-a", 0))
+            await until(lambda: len(stored) == 2, 10, "the first amendment being stored")
+            rest = [asyncio.create_task(run.send(g, s)) for g, s in (("g-a", 1), ("g-a", 2), ("g-b", 1), ("g-b", 2))]
+            await until(lambda: run.coord.ended[run.run_id]._amended == 5, 10, "the others counted")
+            release.set()
+            assert await asyncio.gather(first, *rest) == [""] * 5
+            assert stored == [10, 20, 60]  # the report, then one rebuild for the four together
+            assert (await run.api.report(run.run_id)).totals.requests == 60
+        finally:
+            release.set()  # before the coordinator stops: it may be holding a report

@@ -198,34 +198,39 @@ async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_
         task.cancel()
 
 
-async def test_the_pacer_sleeps_while_every_slot_is_busy():
-    """Arrivals waiting for a slot are started by the flow that frees it; the pacer does
-    not spin on them meanwhile."""
-    p = plans.plan(plans.USER_FLOWS, connections=1)
+def counting_looks(p, run_arrival) -> tuple[FlowEngine, list[int]]:
+    """A flow engine for plan ``p`` whose arrivals each run ``run_arrival(flow, intended)``,
+    and ``looks``: ``looks[0]`` counts the pacer's looks at the schedule (``_arrive`` calls)."""
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
                    profile=profile.from_plan(p), plan=p, index=0, count=1)
     engine = FlowEngine(a, asyncio.get_running_loop())
+    engine._run_arrival = run_arrival  # type: ignore[method-assign]
+    looks = [0]
+    arrive = engine._arrive
+
+    def counted(now: float) -> float:
+        looks[0] += 1
+        return arrive(now)
+
+    engine._arrive = counted  # type: ignore[method-assign]
+    return engine, looks
+
+
+async def test_the_pacer_sleeps_while_every_slot_is_busy():
+    """Arrivals waiting for a slot are started by the flow that frees it; the pacer does
+    not spin on them meanwhile."""
     release = asyncio.Event()
 
     async def hold(flow: int, intended: float) -> None:
         await release.wait()
 
-    engine._run_arrival = hold  # type: ignore[method-assign]
-    looks = 0
-    arrive = engine._arrive
-
-    def counted(now: float) -> float:
-        nonlocal looks
-        looks += 1
-        return arrive(now)
-
-    engine._arrive = counted  # type: ignore[method-assign]
+    engine, looks = counting_looks(plans.plan(plans.USER_FLOWS, connections=1), hold)
     t0 = time.monotonic() - 1.0  # 100 arrivals due, one slot
     engine.arrivals.start(Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
     engine.t0, engine.running = t0, True
     pacer = asyncio.ensure_future(engine._pace())
-    await asyncio.sleep(0.1)
-    assert engine.cur.sent == 1 and looks <= 15  # ~one look per 10 ms, not a spin
+    await asyncio.sleep(0.1)  # a measurement window: the looks it takes are counted
+    assert engine.cur.sent == 1 and looks[0] <= 15  # ~one look per 10 ms, not a spin
     engine.stop_pacing()
     release.set()
     await pacer
@@ -239,34 +244,19 @@ def test_the_pacer_does_not_spin_when_the_next_arrival_is_under_a_tick_away():
     rather than going round the loop until it is due."""
     import uvloop
 
-    p = plans.plan(plans.USER_FLOWS, connections=64)
-    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
-                   profile=profile.from_plan(p), plan=p, index=0, count=1)
-
     async def run() -> tuple[int, int]:
-        engine = FlowEngine(a, asyncio.get_running_loop())
-
         async def instant(flow: int, intended: float) -> None:
             return None
 
-        engine._run_arrival = instant  # type: ignore[method-assign]
-        looks = 0
-        arrive = engine._arrive
-
-        def counted(now: float) -> float:
-            nonlocal looks
-            looks += 1
-            return arrive(now)
-
-        engine._arrive = counted  # type: ignore[method-assign]
+        engine, looks = counting_looks(plans.plan(plans.USER_FLOWS, connections=64), instant)
         t0 = time.monotonic()
         engine.arrivals.start(Schedule([Segment(0.0, 60.0, 1000.0, 1000.0)], 1.0), t0)
         engine.t0, engine.running = t0, True
         pacer = asyncio.ensure_future(engine._pace())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a measurement window: the looks it takes are counted
         engine.stop_pacing()
         await pacer
-        return looks, engine.cur.sent
+        return looks[0], engine.cur.sent
 
     looks, sent = uvloop.run(run())
     assert sent > 50
