@@ -65,7 +65,7 @@ async def run(n: int, plan: str = "static") -> dict:
     conn.connection_made(NullTransport())
     engine.conns.add(conn)
     engine.read_buffer[: len(RESPONSE)] = RESPONSE
-    conn.send(0, engine.payloads[0], 0.0, 0.0, False)
+    conn.send(0, engine.payloads[0], 0.0, 0.0)
     view = memoryview(bytearray(len(RESPONSE)))
     view[:] = RESPONSE
     bare = Bare(b"GET / HTTP/1.1\r\n\r\n", view)
@@ -93,7 +93,7 @@ def open_model(n: int, loop: asyncio.AbstractEventLoop) -> float:
     conn.connection_made(NullTransport())
     engine.conns.add(conn)
     engine.read_buffer[: len(RESPONSE)] = RESPONSE
-    conn.send(0, engine.payloads[0], 0.0, 0.0, False)
+    conn.send(0, engine.payloads[0], 0.0, 0.0)
     engine.arrivals.head()
     us = timed(conn.buffer_updated, n)
     engine.take_interval()

@@ -203,7 +203,7 @@ class Engine:
         idle = self.idle
         if t <= rel and idle:
             table, n_table = self.table, len(self.table)
-            payloads, want_body, timeout = self.payloads, self.want_body, self.timeout
+            payloads, timeout = self.payloads, self.timeout
             cur = self.cur
             advance = arr.advance
             n = 0
@@ -217,7 +217,7 @@ class Engine:
                     if behind > LATE_S:
                         cur.late[name_i] += 1
                     cur.sent += 1
-                    idle.pop().send(name_i, payloads[name_i], intended, now, want_body[name_i])
+                    idle.pop().send(name_i, payloads[name_i], intended, now)
                 t = advance()
                 n += 1
                 if not n & 63:  # a long catch-up batch: keep send times honest
@@ -273,7 +273,7 @@ class Engine:
         if now - intended > LATE_S:
             cur.late[name_i] += 1
         cur.sent += 1
-        conn.send(name_i, self.payloads[name_i], intended, now, self.want_body[name_i])
+        conn.send(name_i, self.payloads[name_i], intended, now)
         arr.advance()
         if self.idle and now >= arr.at:  # more due, and connections for them
             self._send_due(now)
@@ -281,19 +281,20 @@ class Engine:
     # --- closed model ----------------------------------------------------------
     def _next_closed(self, conn: Connection, now: float) -> None:
         """The user on this connection sends its next request (after its think time)."""
-        if not self.pacing:
-            self.idle.append(conn)
-            return
-        if self.think_s > 0:
+        if self.think_s or not self.pacing:
+            if not self.pacing:
+                self.idle.append(conn)
+                return
             self.thinking += 1  # a thinking user is not idle: in_flight counts it
             self.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
             return
         arr = self.arrivals
         i = arr.i
         arr.i = i + arr.stride
-        name_i = self.table[i % len(self.table)]
+        table = self.table
+        name_i = table[i % len(table)]
         self.cur.sent += 1
-        conn.send(name_i, self.payloads[name_i], now, now, self.want_body[name_i])
+        conn.send(name_i, self.payloads[name_i], now, now)
 
     def _think_done(self, conn: Connection, due: float) -> None:
         self.thinking -= 1
@@ -309,7 +310,7 @@ class Engine:
         name_i = self.table[i % len(self.table)]
         self.cur.sent += 1
         # latency from when the user meant to send (the timer may fire a tick late)
-        conn.send(name_i, self.payloads[name_i], min(due, now), now, self.want_body[name_i])
+        conn.send(name_i, self.payloads[name_i], min(due, now), now)
 
     # --- connections -------------------------------------------------------
     def _open(self) -> None:
@@ -390,19 +391,20 @@ class Engine:
     def on_response(self, conn: Connection) -> None:
         now = _now()
         name_i = conn.name_i
-        check = self.checks[name_i]
-        status = conn.status
-        if check is None:
-            error = None if status < 400 else "status"
-        else:
-            error = checked(conn, status, check)
         conn.busy = False
         cur = self.cur
         cur.latency[name_i].append(now - conn.intended)
         cur.service[name_i].append(now - conn.sent)
-        if error is not None:
-            errs = cur.errors[name_i]
-            errs[error] = errs.get(error, 0) + 1
+        check = self.checks[name_i]
+        if check is None:
+            if conn.status >= 400:
+                errs = cur.errors[name_i]
+                errs["status"] = errs.get("status", 0) + 1
+        else:
+            error = checked(conn, conn.status, check)
+            if error is not None:
+                errs = cur.errors[name_i]
+                errs[error] = errs.get(error, 0) + 1
         if conn.keep_alive:
             self._next_for(conn, now)  # the next request, or an arrival due by now
         else:

@@ -325,7 +325,7 @@ class Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "engine", "transport", "parser", "view", "busy", "name_i", "intended", "sent",
         "status", "body", "keep_alive", "closed", "want_body", "body_len", "head_len",
-        "head_done", "last_read", "interim", "broken", "encoding",
+        "head_done", "last_read", "interim", "broken", "encoding", "heads",
     )
 
     def __init__(self, engine: Engine) -> None:
@@ -348,6 +348,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_read = 0  # bytes of the read being parsed (bounds the head)
         self.interim = False  # a 1xx (100 Continue, 103 Early Hints) being skipped
         self.encoding: bytes | None = None  # Content-Encoding (CheckedConnection only)
+        self.heads = engine.heads  # which requests are HEADs (None: the plan has none)
 
     # --- asyncio.BufferedProtocol ------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -393,18 +394,16 @@ class Connection(asyncio.BufferedProtocol):
         self.engine.on_lost(self)
 
     # --- used by the engine -----------------------------------------------
-    def send(self, name_i: int, payload: bytes, intended: float, now: float, want_body: bool) -> None:
+    def send(self, name_i: int, payload: bytes, intended: float, now: float) -> None:
+        # the hot path: only what every response needs (a body kept for a check is
+        # CheckedConnection's, reset in its own send)
         self.busy = True
         self.name_i = name_i
         self.intended = intended
         self.sent = now
-        self.want_body = want_body
-        self.body = None
-        self.body_len = 0
         self.head_done = False
         self.head_len = 0
         self.last_read = 0  # the read being parsed, if any, holds none of its response
-        self.encoding = None
         self.transport.write(payload)  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -413,17 +412,16 @@ class Connection(asyncio.BufferedProtocol):
 
     # --- httptools callbacks ----------------------------------------------
     def on_headers_complete(self) -> None:
-        parser = self.parser
         if self.head_len + self.last_read > MAX_HEAD and self._head_size() > MAX_HEAD:
             raise BrokenResponse("too_large")  # a big read: measure the head exactly
+        parser = self.parser
         status = self.status = parser.get_status_code()
         if status < 200:  # 1xx: an interim response; the real one follows
             self.interim = True
             return
         self.keep_alive = parser.should_keep_alive()
         self.head_done = True
-        heads = self.engine.heads
-        if heads is not None and self.busy and heads[self.name_i]:
+        if self.heads is not None and self.busy and self.heads[self.name_i]:
             # a HEAD's response has no body whatever Content-Length says, and llhttp
             # cannot be told so: stop this parser here (buffer_updated completes it)
             raise BrokenResponse(HEAD_DONE)
@@ -434,14 +432,12 @@ class Connection(asyncio.BufferedProtocol):
         return self.head_len + (end + 4 if end >= 0 else self.last_read)
 
     def on_message_complete(self) -> None:
-        if self.interim:  # the 1xx ended: wait for the final response's head
+        if self.head_done and self.busy:  # the common case first: a response completes
+            self.engine.on_response(self)
+        elif self.interim:  # the 1xx ended: wait for the final response's head
             self.interim = False
             self.head_len = 0
-            return
-        if self.busy:
-            if self.head_done:
-                self.engine.on_response(self)
-        else:  # a response nobody asked for: the connection is out of step
+        elif not self.busy:  # a response nobody asked for: the connection is out of step
             self.engine.on_broken(self, "other")
 
 
@@ -458,6 +454,13 @@ class CheckedConnection(Connection):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.check_cap = check_cap(engine.max_conns)
+
+    def send(self, name_i: int, payload: bytes, intended: float, now: float) -> None:
+        self.want_body = self.engine.want_body[name_i]
+        self.body = None
+        self.body_len = 0
+        self.encoding = None
+        Connection.send(self, name_i, payload, intended, now)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) == 16 and name.lower() == b"content-encoding":
