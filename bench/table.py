@@ -19,6 +19,12 @@ def fmt(v, digits: int = 1) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def part(r: dict, label: str, line) -> str:
+    """One part of the bench's line: ``line(r)`` from its figures, or ``label: error`` when
+    that part failed (its dict then holds only the error)."""
+    return f"{label}: {r['error']}" if "error" in r else line(r)
+
+
 def table(res: dict) -> str:
     lines = [f"{'client':<34}{'req/s':>11}{'CPU µs/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
              f"{'vs wrk':>8}{'vs Locust':>10}{'nginx CPU%':>11}{'client core%':>13}{'1-core est.':>12}"]
@@ -83,55 +89,49 @@ def table(res: dict) -> str:
                  f"{fmt(c.get('peer_cpu_us_per_req'))} µs/req ({c.get('peer_note', '')})")
     lines.append(f"CPU per request, Surge as a fraction of wrk's: {fmt(res.get('cpu_ratio_vs_wrk'), 2)}"
                  f" (1.0 = as cheap as wrk); Locust's over Surge's: {fmt(res.get('cpu_ratio_vs_locust'), 1)}×")
-    rc = res.get("rate_change", {})
-    lines.append(f"live rate change ({fmt(rc.get('changes'))} changes, {rc.get('scope', '')}): "
-                 f"p50 {fmt(rc.get('p50_ms'), 2)} ms, p99 {fmt(rc.get('p99_ms'), 2)} ms (goal 200 ms)"
-                 if "error" not in rc else f"live rate change: {rc['error']}")
-    re2e = res.get("rate_change_e2e", {})
-    lines.append(f"live rate change end to end ({fmt(re2e.get('changes'))} changes through the coordinator,"
-                 f" real processes over NATS): assignment write → generator on the new schedule p50"
-                 f" {fmt(re2e.get('write_to_applied_p50_ms'), 2)} ms, p99 {fmt(re2e.get('write_to_applied_p99_ms'), 2)}"
-                 f" ms (goal 200 ms); from the `surge rate` request p99"
-                 f" {fmt(re2e.get('request_to_applied_p99_ms'), 2)} ms; the next whole second within"
-                 f" {fmt(re2e.get('next_second_worst_error_pct'), 2)} % of the new rate"
-                 f" ({fmt(re2e.get('next_seconds_checked'))} seconds)"
-                 if "error" not in re2e else f"live rate change end to end: {re2e['error']}")
-    hp = res.get("hot_path", {})
-    lines.append(f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
-                 f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
-                 f" {fmt(hp.get('engine_overhead_us'), 2)} µs; open model (an arrival due at each response)"
-                 f" {fmt(hp.get('engine_open_us_per_response'), 2)} µs" if "error" not in hp else f"hot path: {hp['error']}")
-    fl = res.get("flows", {})
-    lines.append(f"flow engine ({fl.get('what', '')}, {fmt(fl.get('users'))} users, closed model, demo target):"
-                 f" {fmt(fl.get('rps'), 0)} req/s, {fmt(fl.get('rps_per_cpu_s'), 0)} requests per CPU-second"
-                 if "error" not in fl else f"flow engine: {fl['error']}")
+    lines.append(part(res.get("rate_change", {}), "live rate change", lambda rc: (
+        f"live rate change ({fmt(rc.get('changes'))} changes, {rc.get('scope', '')}): "
+        f"p50 {fmt(rc.get('p50_ms'), 2)} ms, p99 {fmt(rc.get('p99_ms'), 2)} ms (goal 200 ms)")))
+    lines.append(part(res.get("rate_change_e2e", {}), "live rate change end to end", lambda re2e: (
+        f"live rate change end to end ({fmt(re2e.get('changes'))} changes through the coordinator,"
+        f" real processes over NATS): assignment write → generator on the new schedule p50"
+        f" {fmt(re2e.get('write_to_applied_p50_ms'), 2)} ms, p99 {fmt(re2e.get('write_to_applied_p99_ms'), 2)}"
+        f" ms (goal 200 ms); from the `surge rate` request p99"
+        f" {fmt(re2e.get('request_to_applied_p99_ms'), 2)} ms; the next whole second within"
+        f" {fmt(re2e.get('next_second_worst_error_pct'), 2)} % of the new rate"
+        f" ({fmt(re2e.get('next_seconds_checked'))} seconds)")))
+    lines.append(part(res.get("hot_path", {}), "hot path", lambda hp: (
+        f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
+        f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
+        f" {fmt(hp.get('engine_overhead_us'), 2)} µs; open model (an arrival due at each response)"
+        f" {fmt(hp.get('engine_open_us_per_response'), 2)} µs")))
+    lines.append(part(res.get("flows", {}), "flow engine", lambda fl: (
+        f"flow engine ({fl.get('what', '')}, {fmt(fl.get('users'))} users, closed model, demo target):"
+        f" {fmt(fl.get('rps'), 0)} req/s, {fmt(fl.get('rps_per_cpu_s'), 0)} requests per CPU-second")))
     for label, key, row in (("3-step flow, plain HTTP", "flow_rps", "plain"),
                             ("3-step flow, TLS (nginx self-signed)", "flow_tls_rps", "tls"),
                             ("3-step flow, HTTP/2 over TLS", "h2_rps", "h2"),
                             ("3-step flow, HTTP/2 over TCP (h2c)", "h2c_rps", "h2c")):
-        r = res.get("flow3", {}).get(row, {})
-        lines.append(f"{label}: {fmt(res.get(key), 0)} requests per CPU-second"
-                     f" ({fmt(r.get('rps'), 0)} req/s, {r.get('protocol')}, errors {r.get('errors')})"
-                     if "error" not in r else f"{label}: {r['error']}")
+        lines.append(part(res.get("flow3", {}).get(row, {}), label, lambda r: (
+            f"{label}: {fmt(res.get(key), 0)} requests per CPU-second"
+            f" ({fmt(r.get('rps'), 0)} req/s, {r.get('protocol')}, errors {r.get('errors')})")))
     lines.append(f"Locust FastHttpUser, same flow: {fmt(res.get('locust_flow_rps'), 0)} req/s,"
                  f" {fmt(res.get('locust_flow_rps_per_cpu_s'), 0)} per CPU-second"
                  f" (Surge/Locust per core: {fmt(res.get('flow_ratio_vs_locust'), 2)})")
-    tp = res.get("templated", {})
-    lines.append("a template per request (CPU µs/request, closed loop): static "
-                 f"{fmt(res.get('templated_static_cpu_us'))}, Bearer {{{{token}}}} from vars "
-                 f"{fmt(res.get('templated_vars_cpu_us'))}, + {{{{$uuid}}}} rendered per request "
-                 f"{fmt(res.get('templated_render_cpu_us'))} (flow engine: "
-                 f"{fmt(res.get('templated_render_flow_cpu_us'))}); https static "
-                 f"{fmt(res.get('templated_tls_cpu_us'))} (flow engine: {fmt(res.get('templated_tls_flow_cpu_us'))})"
-                 if "error" not in tp else f"templates: {tp['error']}")
+    lines.append(part(res.get("templated", {}), "templates", lambda _: (
+        "a template per request (CPU µs/request, closed loop): static "
+        f"{fmt(res.get('templated_static_cpu_us'))}, Bearer {{{{token}}}} from vars "
+        f"{fmt(res.get('templated_vars_cpu_us'))}, + {{{{$uuid}}}} rendered per request "
+        f"{fmt(res.get('templated_render_cpu_us'))} (flow engine: "
+        f"{fmt(res.get('templated_render_flow_cpu_us'))}); https static "
+        f"{fmt(res.get('templated_tls_cpu_us'))} (flow engine: {fmt(res.get('templated_tls_flow_cpu_us'))})")))
     lines.append(f"open model at the fixed rate: {fmt(res.get('open_cpu_us_20k'))} µs CPU/request"
                  f" ({fmt(res.get('open_cpu_ratio_vs_closed'), 2)}× the closed loop's)")
-    rss = res.get("rss", {})
-    lines.append(f"generator service RSS over {fmt(rss.get('seconds'))} s at {fmt(rss.get('rate'), 0)} req/s"
-                 f" (achieved {fmt(rss.get('achieved_rps'), 0)}): "
-                 f"{fmt(rss.get('rss_start_mb'))} → {fmt(rss.get('rss_end_mb'))} MB, growth "
-                 f"{fmt(rss.get('growth_mb'), 2)} MB (goal < 10 MB over 600 s)"
-                 if "error" not in rss else f"RSS: {rss['error']}")
+    lines.append(part(res.get("rss", {}), "RSS", lambda rss: (
+        f"generator service RSS over {fmt(rss.get('seconds'))} s at {fmt(rss.get('rate'), 0)} req/s"
+        f" (achieved {fmt(rss.get('achieved_rps'), 0)}): "
+        f"{fmt(rss.get('rss_start_mb'))} → {fmt(rss.get('rss_end_mb'))} MB, growth "
+        f"{fmt(rss.get('growth_mb'), 2)} MB (goal < 10 MB over 600 s)")))
     m = res["machine"]
     lines.append(f"machine: {m['cores']} cores, {m['cpu_model']}; load average at start "
                  f"{m['loadavg_start'][0]:.2f}, at end {m.get('loadavg_end', [0])[0]:.2f}")
