@@ -8,16 +8,12 @@ counts every arrival as an error without waiting for the plan's timeout.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from schemas.control import Assignment, Segment
 from services.generator import tryout
 from services.generator.load import engine_for
-from services.generator.pacing import Schedule
-from tests import plans
-from tests.conftest import until
+from tests import engines, plans
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -77,15 +73,8 @@ async def test_a_server_that_hangs_up_at_once_costs_one_connection_per_request()
 
 async def test_a_run_counts_every_arrival_as_an_error_well_before_the_timeout():
     async with Http1Only() as url:
-        plan = h2c_plan(url)
-        now = time.time()
-        a = Assignment(run_id="h2c", epoch=1, share=1.0, start_at=now, end_at=now + 5,
-                       profile=[Segment(0.0, ARRIVALS / RATE, RATE, RATE)], plan=plan)
+        a = engines.assignment(h2c_plan(url), RATE, ARRIVALS, run_id="h2c")
         engine = engine_for(a, asyncio.get_running_loop())
-        t0 = time.monotonic()
-        engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
-        await until(lambda: engine.in_flight() == 0 and time.monotonic() > t0 + ARRIVALS / RATE, 5,
-                    "every arrival answered, long before the plan's 10 s timeout")
-        await engine.drain(2.0)
-        iv = engine.take_interval()
+        # every arrival answered in 5 s: long before the plan's 10 s timeout
+        iv = await engines.run_arrivals(engine, RATE, ARRIVALS, limit_s=5)
     assert iv.completed() == ARRIVALS and iv.errors[0] == {"reset": ARRIVALS}, iv.errors

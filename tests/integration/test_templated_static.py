@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from schemas.control import Assignment, Segment
+from schemas.control import Assignment
 from services.generator.engine import Engine
 from services.generator.load import engine_for
 from services.generator.pacing import Schedule
 from services.generator.workers import PooledEngine, WorkerPool
-from tests import plans
+from tests import engines, plans
 from tests.conftest import until
 from tests.recording import RecordingServer
 
@@ -47,18 +47,11 @@ def assignment(url: str, **fields) -> Assignment:
                    "json": {"id": "{{$uuid}}", "qty": 1, "who": "{{token}}"},
                    "checks": {"status": 200}}],
     )
-    now = time.time()
-    return Assignment(run_id="templated", epoch=1, share=1.0, start_at=now, end_at=now + 5,
-                      profile=[Segment(0.0, ARRIVALS / RATE, RATE, RATE)], plan=plan)
+    return engines.assignment(plan, RATE, ARRIVALS, run_id="templated")
 
 
-async def run(engine, t0: float) -> int:
-    engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
-    await until(lambda: engine.in_flight() == 0 and time.monotonic() > t0 + ARRIVALS / RATE, 20,
-                "every arrival answered")
-    await engine.gather()
-    await engine.drain(2.0)
-    iv = engine.take_interval()
+async def run(engine) -> int:
+    iv = await engines.run_arrivals(engine, RATE, ARRIVALS)
     assert sum(iv.dropped) == 0 and not any(iv.errors)
     return iv.completed()
 
@@ -88,7 +81,7 @@ async def test_a_templated_static_plan_runs_on_the_fast_engine_rendering_every_r
         assert srv.url.startswith(f"{scheme}://")
         engine = engine_for(assignment(srv.url), asyncio.get_running_loop())
         assert type(engine) is Engine
-        assert await run(engine, time.monotonic()) == ARRIVALS
+        assert await run(engine) == ARRIVALS
         tokens, _ = received(srv)
     (token,) = tokens  # vars render once per run, as in the flow engine
     assert token.startswith("tok-") and len(token) == 10
@@ -98,12 +91,7 @@ async def test_https_on_the_fast_engine_checks_the_certificate(certificate):
     with RecordingServer(tls=certificate) as srv:
         engine = engine_for(assignment(srv.url, insecure=False), asyncio.get_running_loop())
         assert type(engine) is Engine
-        t0 = time.monotonic()
-        engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
-        await until(lambda: engine.in_flight() == 0 and time.monotonic() > t0 + ARRIVALS / RATE, 20,
-                    "every arrival accounted for")
-        await engine.drain(2.0)
-        iv = engine.take_interval()
+        iv = await engines.run_arrivals(engine, RATE, ARRIVALS)
         # a certificate no CA of the system vouches for: every arrival a connect error
         assert iv.completed() == ARRIVALS and iv.errors[0] == {"connect": ARRIVALS}
         assert srv.recorder.take() == []
@@ -117,7 +105,7 @@ async def by_alpn_run(url: str) -> tuple[object, int]:
     engine = engine_for(assignment(url, http2="auto"), asyncio.get_running_loop())
     assert type(engine) is ByAlpn
     t0 = time.monotonic()
-    engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+    engine.start(Schedule(engines.constant(RATE, ARRIVALS), 1.0), t0)
     await until(lambda: engine.inner is not None and engine.in_flight() == 0
                 and time.monotonic() > t0 + ARRIVALS / RATE, 20, "every arrival answered")
     done = engine.take_interval().completed()
@@ -157,7 +145,7 @@ async def test_arrivals_of_a_run_that_ends_before_the_alpn_answer_are_accounted_
         url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         engine = engine_for(assignment(url, http2="auto"), asyncio.get_running_loop())
         t0 = time.monotonic()
-        engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+        engine.start(Schedule(engines.constant(RATE, ARRIVALS), 1.0), t0)
         await until(lambda: time.monotonic() > t0 + ARRIVALS / RATE, 5, "the schedule's end")
         engine.stop_pacing()
         await engine.gather()
@@ -180,7 +168,7 @@ async def test_worker_processes_render_their_own_requests():
             engine = engine_for(assignment(srv.url), asyncio.get_running_loop(), workers=pool)
             assert type(engine) is PooledEngine  # a fast engine here, one in the worker
             t0 = time.monotonic()
-            engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), t0)
+            engine.start(Schedule(engines.constant(RATE, ARRIVALS), 1.0), t0)
             await asyncio.to_thread(srv.recorder.wait_for, ARRIVALS, 20.0)
             await until(lambda: time.monotonic() > t0 + ARRIVALS / RATE, 10, "the schedule's end")
             await engine.gather()
