@@ -272,19 +272,26 @@ async def test_a_killed_generators_last_warning_reaches_the_loss_event(cluster: 
     started, feed = await start_and_follow(api, plan)
     # gen-b ships a warning each second (its 503s); once one is stored, kill it outright
     js = api.nc.jetstream()
-    await until(lambda: _has_warning(js, started.run_id, "gen-b"), 10, "a warning from gen-b")
+    await until(lambda: _has_warning(js, started.run_id, "gen-b", "errors (status"), 10,
+                "a 503 warning from gen-b")
     doomed.kill()
     report = await finished_report(api, feed, started.run_id)
     lost = [e for e in report.events if "generator gen-b lost" in e]
-    assert lost and "; its last warning: second " in lost[0] and "(status " in lost[0], report.events
+    # the newest warning it stored, which on a loaded machine may be the same second's
+    # "behind its schedule" after the 503s (seen under load): nothing is stored after the kill
+    from services.common import runlogs
+
+    last = await runlogs.last_trouble(js, started.run_id, "gen-b")
+    assert last is not None and last.message.startswith("second ")
+    assert lost and lost[0].endswith(f"; its last warning: {last.message}"), (report.events, last)
     await api.close()
 
 
-async def _has_warning(js, run_id: str, gid: str) -> bool:
+async def _has_warning(js, run_id: str, gid: str, text: str) -> bool:
     from services.common import runlogs
 
     async for line in runlogs.read(js, run_id, gid):
-        if line.level == "warning":
+        if line.level == "warning" and text in line.message:
             return True
     return False
 
