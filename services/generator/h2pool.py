@@ -7,6 +7,11 @@ stream, many streams share a connection (up to the server's
 ``SETTINGS_MAX_CONCURRENT_STREAMS``; then another connection opens). ``h2`` only turns
 events into frames and frames into events: the protocol below moves the bytes, so no
 general-purpose client (and no thread, no memory-BIO stream layer) is on the path.
+
+A flow step's request is compiled once per pool (``H2Pool.compile``: its fields as h2
+takes them, constant ones encoded once) and goes out from the previous response's
+callback (``H2Pool.start``, the waiter ``session._Chain``), as on HTTP/1.1: a stream
+that ends calls its waiter in the connection's stack, no future or task per request.
 """
 
 from __future__ import annotations
@@ -22,10 +27,18 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from schemas.plan import Plan
+from services.generator.client import Client
+from services.generator.head import Head
 from services.generator.hpack_fast import BlockDecoder, FieldEncoder
-from services.generator.http import MAX_HEAD
+from services.generator.http import MAX_HEAD, base_headers, merge_headers, quote_path
 from services.generator.pool import Pool, Reset, ResponseTooLarge
+
+if TYPE_CHECKING:
+    from services.generator.session import CompiledStep
 
 _now = time.monotonic
 _DROP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding",
@@ -34,17 +47,21 @@ _DROP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "tran
 
 class Refused(Reset):
     """A stream the server did not process: above a GOAWAY's last_stream_id, or reset with
-    REFUSED_STREAM (RFC 9113 8.7). ``exchange`` sends it again; it is never counted."""
+    REFUSED_STREAM (RFC 9113 8.7). The pool sends it again (``H2Pool.again``); it is
+    never counted."""
 
 
 class _Stream:
-    __slots__ = ("fut", "sent", "status", "headers", "body")
+    """A request and its response: ``waiter`` (an asyncio Future, or any object with
+    done/set_result/set_exception: ``session._Chain``) gets (status, Head, body)."""
 
-    def __init__(self, fut: asyncio.Future) -> None:
-        self.fut = fut
-        self.sent = _now()
+    __slots__ = ("waiter", "fields", "data", "first", "sent", "status", "headers", "body")
+
+    def __init__(self, waiter: Any, fields: list[tuple[bytes, bytes]], data: bytes | None) -> None:
+        self.waiter, self.fields, self.data = waiter, fields, data
+        self.first = self.sent = _now()  # first: sent again after a refusal, within the timeout
         self.status = 0
-        self.headers: list[tuple[str, str]] = []
+        self.headers: Head = _NO_HEAD
         self.body: list[bytes] = []
 
 
@@ -98,22 +115,27 @@ _ResponseReceived, _DataReceived, _StreamEnded = (
     h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded)
 
 
-_HEADS: dict[tuple, tuple[int, list[tuple[str, str]], int]] = {}
+_HEADS: dict[tuple, tuple[int, Head, int]] = {}
+_NO_HEAD = Head(b"HTTP/2 0")
 
 
-def _head(fields: tuple) -> tuple[int, list[tuple[str, str]], int]:
-    """A response head as h2 gives it (bytes) → (status, [(name, value)] as text, HPACK size).
+def _head(fields: tuple) -> tuple[int, Head, int]:
+    """A response head as h2 gives it (bytes) → (status, its fields as a ``Head``, HPACK size).
 
-    Remembered (up to 256 heads of ≤ 8 KB): a server answers the same few heads over and
-    over, so a response costs one tuple and one lookup, not a decode per field."""
-    status, headers, size = 0, [], 0
+    The ``Head`` is the HTTP/1.1 pool's (fields read only when asked for, ``Client.received``
+    searching it for Set-Cookie and Content-Encoding), over the head written as HTTP/1.1
+    lines. Remembered (up to 256 heads of ≤ 8 KB) and shared by the responses that
+    repeat it: a server answers the same few heads over and over, so a response costs
+    one lookup, not a decode per field."""
+    status, lines, size = 0, [b"HTTP/2 "], 0
     for k, v in fields:
         size += len(k) + len(v) + 32
         if k == b":status":
             status = int(v)
+            lines[0] += v
         elif k[:1] != b":":
-            headers.append((k.decode("latin-1"), v.decode("latin-1")))
-    out = (status, headers, size)
+            lines.append(k + b": " + v)
+    out = (status, Head(b"\r\n".join(lines)), size)
     if size <= 8192:
         if len(_HEADS) >= 256:
             _HEADS.clear()
@@ -161,19 +183,29 @@ class _H2Conn(asyncio.Protocol):
         if out and not self.closed:
             self.transport.write(out)  # type: ignore[union-attr]
 
-    def start(self, headers: list[tuple[bytes, bytes]], body: bytes | None, fut: asyncio.Future) -> None:
+    def start(self, st: _Stream) -> None:
+        """A stream for ``st``'s request. A failure here raises (the stream is not kept):
+        the caller's waiter is never called in its own stack, so a chain that fails
+        every time cannot recurse."""
         h = self.h2
         sid = h.get_next_available_stream_id()
-        h.send_headers(sid, headers, end_stream=not body)
-        self.streams[sid] = _Stream(fut)
-        if body:
+        data = st.data
+        h.send_headers(sid, st.fields, end_stream=not data)
+        if data:
             window = h.local_flow_control_window(sid)
-            if len(body) > window:  # bodies of flows are small; a big one waits for no window
-                h.send_data(sid, body[:window])
-                self._fail_stream(sid, OverflowError("request body beyond the HTTP/2 window"))
+            if len(data) > window:  # bodies of flows are small; a big one waits for no window
+                h.send_data(sid, data[:window])
                 h.reset_stream(sid)
-            else:
-                h.send_data(sid, body, end_stream=True)
+                self._want_flush()
+                raise OverflowError("request body beyond the HTTP/2 window")
+            h.send_data(sid, data, end_stream=True)
+        st.sent = _now()
+        self.streams[sid] = st
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self._flush)
+
+    def _want_flush(self) -> None:
         if not self.flush_due:
             self.flush_due = True
             self.loop.call_soon(self._flush)
@@ -182,6 +214,7 @@ class _H2Conn(asyncio.Protocol):
         if not self.heard:
             self.heard = True
             if data[:5] == b"HTTP/":  # an HTTP/1.x answer to the HTTP/2 preface (h2c only)
+                self.going = True  # no stream starts here from a waiter called below
                 self.failure = Reset(f"the target answered {data[:8].decode('latin-1')}, not HTTP/2: "
                                      "it does not speak h2c (http2: h2c); use http2: off")
                 self._fail_all(self.failure)
@@ -191,6 +224,7 @@ class _H2Conn(asyncio.Protocol):
         try:
             events = h.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
+            self.going = True
             self._fail_all(Reset(f"HTTP/2 protocol error: {exc}"))
             self.close()
             return
@@ -207,8 +241,10 @@ class _H2Conn(asyncio.Protocol):
                     h.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif kind is _StreamEnded:
                 st = streams.pop(ev.stream_id, None)
-                if st is not None and not st.fut.done():
-                    st.fut.set_result((st.status, st.headers, b"".join(st.body)))
+                if st is not None and not st.waiter.done():
+                    body = st.body
+                    # the waiter may start its next stream at once, here or on another connection
+                    st.waiter.set_result((st.status, st.headers, body[0] if len(body) == 1 else b"".join(body)))
                 if self.going and not streams:
                     self.close()
             elif kind is _ResponseReceived:
@@ -225,7 +261,7 @@ class _H2Conn(asyncio.Protocol):
                     except h2.exceptions.StreamClosedError:
                         pass
                 else:
-                    st.status, st.headers = head[0], list(head[1])
+                    st.status, st.headers = head[0], head[1]
             elif kind is h2.events.StreamReset:
                 self._fail_stream(ev.stream_id, (Refused if ev.error_code == _REFUSED else Reset)(
                     f"stream reset by the server ({ev.error_code})"))
@@ -257,8 +293,12 @@ class _H2Conn(asyncio.Protocol):
 
     def _fail_stream(self, sid: int, exc: BaseException) -> None:
         st = self.streams.pop(sid, None)
-        if st is not None and not st.fut.done():
-            st.fut.set_exception(exc)
+        if st is None:
+            return
+        if exc.__class__ is Refused:  # never processed: sent again, on a connection still taking streams
+            self.pool.again(st)
+        elif not st.waiter.done():
+            st.waiter.set_exception(exc)
 
     def _fail_all(self, exc: BaseException) -> None:
         for sid in list(self.streams):
@@ -304,35 +344,113 @@ class H2Pool(Pool):
                          ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
         self._names: dict[str, bytes] = {}  # a header's name → its HTTP/2 name (b"": not sent)
         self._dialing: asyncio.Task | None = None
+        self._later: set[asyncio.Task] = set()  # refused streams waiting for a connection
+
+    def client(self) -> Client:
+        return H2Client(self)
+
+    def _name(self, k: str) -> bytes:
+        """A header's HTTP/2 name: lower case; b"" for one not sent over HTTP/2 (``_DROP``)."""
+        names = self._names
+        name = names.get(k)
+        if name is None:
+            low = k.lower()
+            name = b"" if low in _DROP else low.encode("latin-1")
+            if len(names) < 1024:
+                names[k] = name
+        return name
+
+    def compile(self, step: CompiledStep, common: list) -> tuple[H2Fields, Callable[[dict], bytes] | None]:
+        """A flow step's request as ``exchange`` would send it (``session.CompiledStep.encoder``):
+        the same merge (``http.merge_headers`` onto ``base_headers``), the same fields, with
+        what is constant encoded once; the body as on HTTP/1.1 (``step.body_encoder``)."""
+        merged = merge_headers(base_headers(self.host_header), common, step.headers,
+                               json=step.json is not None)
+        method = step.method
+        fields: list = [self._methods.get(method) or (b":method", method.encode("latin-1")),
+                        *self._prefix, None]
+        dynamic: list = []
+        if step.path.static:
+            fields[3] = (b":path", quote_path(step.path.render({})).encode("latin-1"))
+        else:
+            render = step.path.render
+            dynamic.append((3, b":path", lambda v: quote_path(render(v))))
+        for k, value in merged:
+            name = self._name(k)
+            if not name:
+                continue
+            if isinstance(value, str) or value.static:
+                text = value if isinstance(value, str) else value.render({})
+                fields.append((name, text.encode("latin-1")))
+            else:
+                dynamic.append((len(fields), name, value.render))
+                fields.append(None)
+        return H2Fields(fields, dynamic), step.body_encoder()
+
+    def has_idle(self) -> bool:
+        """A connection takes another stream now (``start`` will not need to dial)."""
+        for conn in self.conns:
+            if conn.free():
+                return True
+        return False
+
+    def start(self, data: tuple[list, bytes | None], head_only: bool, waiter: Any) -> None:
+        """A stream on a connection that takes one (``has_idle()`` said there is one);
+        ``waiter`` gets (status, Head, body) or the failure, as on ``Pool.start``.
+        ``data``: (fields, body) as ``H2Client.encode`` gives them."""
+        for conn in self.conns:
+            if conn.free():
+                conn.start(_Stream(waiter, data[0], data[1]))
+                return
+        raise Reset("no HTTP/2 connection takes a stream now")
+
+    async def request(self, data: tuple[list, bytes | None], head_only: bool) -> tuple[int, Head, bytes]:
+        """``start``, dialling when no connection takes a stream, awaited."""
+        conn = next((c for c in self.conns if c.free()), None)
+        if conn is None:
+            conn = await self._new_conn()
+        fut = self.loop.create_future()
+        conn.start(_Stream(fut, data[0], data[1]))
+        return await fut
 
     async def exchange(self, method: str, path: str, headers: list[tuple[str, str]],
-                       data: bytes | None) -> tuple[int, list, bytes]:
+                       data: bytes | None) -> tuple[int, Head, bytes]:
         fields = [self._methods.get(method) or (b":method", method.encode("latin-1")),
                   *self._prefix, (b":path", path.encode("latin-1"))]
-        names = self._names
         for k, v in headers:
-            name = names.get(k)
-            if name is None:
-                low = k.lower()
-                name = b"" if low in _DROP else low.encode("latin-1")
-                if len(names) < 1024:
-                    names[k] = name
+            name = self._name(k)
             if name:
                 fields.append((name, v.encode("latin-1")))
         if data is not None or method in ("POST", "PUT", "PATCH"):
             fields.append((b"content-length", str(len(data or b"")).encode()))
-        first = _now()
-        while True:
-            conn = next((c for c in self.conns if c.free()), None)
-            if conn is None:
-                conn = await self._new_conn()
-            fut = self.loop.create_future()
-            conn.start(fields, data, fut)
-            try:
-                return await fut
-            except Refused:  # never processed: sent again, within the plan's timeout
-                if _now() - first >= self.timeout:
-                    raise TimeoutError("refused by the server until the plan's timeout") from None
+        return await self.request((fields, data), method == "HEAD")
+
+    def again(self, st: _Stream) -> None:
+        """A stream the server refused (never processed): sent again on a connection that
+        takes it, or a new one, until the plan's timeout (then ``timeout``)."""
+        if _now() - st.first >= self.timeout:
+            if not st.waiter.done():
+                st.waiter.set_exception(TimeoutError("refused by the server until the plan's timeout"))
+            return
+        for conn in self.conns:
+            if conn.free():
+                try:
+                    conn.start(st)
+                except Exception as exc:
+                    if not st.waiter.done():
+                        st.waiter.set_exception(exc)
+                return
+        task = self.loop.create_task(self._again_later(st))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _again_later(self, st: _Stream) -> None:
+        try:
+            conn = await self._new_conn()
+            conn.start(st)
+        except Exception as exc:  # the request's outcome, as its first dial's would be
+            if not st.waiter.done():
+                st.waiter.set_exception(exc)
 
     async def _new_conn(self) -> _H2Conn:
         # users arriving together share one dial, not one connection each
@@ -378,6 +496,41 @@ class H2Pool(Pool):
         return pool
 
     async def close(self) -> None:
+        for task in list(self._later):
+            task.cancel()
         for conn in list(self.conns):
             conn.close()
         await super().close()
+
+
+class H2Fields:
+    """A flow step's HTTP/2 fields compiled for one pool (``H2Pool.compile``): ``render``
+    gives (fields, templated values as text); ``H2Client.encode`` encodes those (a value
+    beyond latin-1 fails the request there, as on HTTP/1.1) and adds Cookie and
+    Content-Length."""
+
+    __slots__ = ("fields", "dynamic")
+
+    def __init__(self, fields: list, dynamic: list[tuple[int, bytes, Callable[[dict], str]]]) -> None:
+        self.fields, self.dynamic = fields, dynamic
+
+    def render(self, v: dict) -> tuple[list, list]:
+        return self.fields, [(i, name, render(v)) for i, name, render in self.dynamic]
+
+
+class H2Client(Client):
+    """A virtual user on HTTP/2: ``Client`` with its encoded requests as h2 fields."""
+
+    __slots__ = ()
+
+    def encode(self, head: tuple[list, list], body: bytes | None) -> tuple[list, bytes | None]:  # type: ignore[override]
+        fields, texts = head
+        fields = fields.copy()
+        for i, name, text in texts:
+            fields[i] = (name, text.encode("latin-1"))
+        jar = self.jar
+        if jar:
+            fields.append((b"cookie", "; ".join([f"{k}={v}" for k, v in jar.items()]).encode("latin-1")))
+        if body is not None:
+            fields.append((b"content-length", str(len(body)).encode()))
+        return fields, body or None  # an empty body: HEADERS with END_STREAM, as exchange sends it

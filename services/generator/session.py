@@ -34,9 +34,10 @@ _now = time.monotonic
 
 
 class Encoded:
-    """A step's HTTP/1.1 request compiled for one pool: ``head`` renders the request
-    line and every header but Cookie and Content-Length (``client.Client.send_encoded``
-    adds those), ``body`` gives the body bytes or None."""
+    """A step's request compiled for one pool: ``head`` renders the request line and
+    every header but Cookie and Content-Length on HTTP/1.1 (``client.Client.send_encoded``
+    adds those), the fields on HTTP/2 (``h2pool.H2Fields``); ``body`` gives the body
+    bytes or None."""
 
     __slots__ = ("pool", "head", "body", "head_only")
 
@@ -68,14 +69,18 @@ class CompiledStep:
 
     def encoder(self, pool: Any, common: list[tuple[str, Template]]) -> Encoded | None:
         """This step's request as ``render`` gives it, encoded the way ``client.Client.send``
-        encodes it, with the constant parts joined once (cached for the pool). None when
-        it goes the general way: HTTP/2, or redirects to follow."""
+        encodes it, with the constant parts joined once (cached for the pool): HTTP/1.1
+        bytes, or HTTP/2 fields (``h2pool.H2Pool.compile``). None when it goes the
+        general way: redirects to follow."""
         enc = self.encoded
         if enc is not None and enc.pool is pool:
             return enc
-        if pool.protocol != "http/1.1" or self.redirects:
+        if self.redirects:
             return None
-        head, body = self.compile(pool.host_header, common, pool.target_prefix)
+        if pool.protocol == "http/1.1":
+            head, body = self.compile(pool.host_header, common, pool.target_prefix)
+        else:
+            head, body = pool.compile(self, common)
         self.encoded = enc = Encoded(pool, head, body, self.method == "HEAD")
         return enc
 
@@ -86,7 +91,10 @@ class CompiledStep:
         once, and its body (None: no body, no Content-Length)."""
         fields = merge_headers(base_headers(host_header), common, self.headers,
                                json=self.json is not None)
-        head = request_head(self.method, self.path, fields, target_prefix)
+        return request_head(self.method, self.path, fields, target_prefix), self.body_encoder()
+
+    def body_encoder(self) -> Callable[[dict], bytes] | None:
+        """The body's bytes for the variables (None: no body, no Content-Length)."""
         body: Callable[[dict], bytes] | None = None
         if self.json is not None:
             body = self.json.encoder()
@@ -96,7 +104,7 @@ class CompiledStep:
                 lambda v: text.render(v).encode())
         elif self.method in BODY_METHODS:
             body = lambda v: b""  # noqa: E731 -- "Content-Length: 0", after any Cookie
-        return head, body
+        return body
 
     def render(self, base_url: str, common: list[tuple[str, Template]],
                v: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None]:
@@ -201,10 +209,11 @@ class VirtualUser:
     async def run_steps(self, steps: list[CompiledStep], intended: float | None = None) -> bool:
         """Run steps in order; False when the iteration had to end early.
 
-        On HTTP/1.1 with a free connection, steps go as a ``_Chain``: each next step is
-        sent from the previous response's callback, one task wake-up for the steps
-        between two think times rather than one per request. Anything else (HTTP/2,
-        redirects, no free connection: a dial) takes ``request``, a coroutine."""
+        With a free connection (HTTP/1.1), or one that takes another stream (HTTP/2),
+        steps go as a ``_Chain``: each next step is sent from the previous response's
+        callback, one task wake-up for the steps between two think times rather than
+        one per request. Anything else (redirects, no free connection: a dial) takes
+        ``request``, a coroutine."""
         engine = self.engine
         k, n = 0, len(steps)
         while k < n:
@@ -254,7 +263,7 @@ class VirtualUser:
         """The step's request for this user's variables; None (recorded) when one is missing."""
         v = self.vars
         try:
-            if enc is not None:  # HTTP/1.1: the step's bytes, constant parts joined once
+            if enc is not None:  # the step's request, constant parts encoded once
                 return enc.head.render(v), (enc.body(v) if enc.body is not None else None)
             engine = self.engine
             return step.render(engine.base_url, engine.program.headers, v)
@@ -323,7 +332,7 @@ class _Chain:
     again). ``run`` resolves to (steps, next step, ok, think time) when the chain stops:
     a step failed (with ``again``, the closed loop's next iteration: that one goes on
     instead), a think time or a step that must go the general way (no free connection,
-    HTTP/2, redirects) comes, the steps ran out, or the run stops (``again()`` gave None:
+    redirects) comes, the steps ran out, or the run stops (``again()`` gave None:
     steps None). Same outcomes and records as ``VirtualUser.request``, step for step.
     """
 

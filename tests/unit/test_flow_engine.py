@@ -131,21 +131,74 @@ async def test_an_encoded_step_writes_the_bytes_the_general_path_writes(proxy):
     assert pool.wrote[0][0].startswith(b"GET " + (b"http://127.0.0.1:8080" if proxy else b"") + b"/api/me ")
 
 
-async def test_http2_and_redirects_take_the_general_path():
-    p = plans.plan(plans.ONE_FLOW, insecure=True)
+class _RecordingH2(H2Pool):
+    """An HTTP/2 pool whose requests go nowhere: it keeps the fields and body of each."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.wrote: list[tuple[list, bytes | None]] = []
+
+    async def request(self, data, head_only: bool):
+        from services.generator.head import Head
+
+        self.wrote.append(data)
+        return 200, Head(b"HTTP/2 200\r\nset-cookie: sid=s-2"), b""
+
+
+@pytest.mark.parametrize("target, http2", [("https://127.0.0.1:8443", "auto"), ("http://127.0.0.1:8080", "h2c")])
+async def test_an_encoded_http2_step_sends_the_fields_the_general_path_sends(target, http2):
+    """On HTTP/2 a step is compiled once per pool too (h2pool.H2Pool.compile): the fields
+    and body it sends must be what render() + Client.send send, cookies included."""
+    from services.plan import loader
+
+    p = loader.from_obj({
+        "name": "enc2", "target": target, "users": 1, "duration": 1, "http2": http2,
+        "headers": {"X-Plan": "p-{{who}}", "authorization": "plan-wide", "Connection": "keep-alive"},
+        "vars": {"who": "ann b", "token": "t-0"},
+        "flows": [{"name": "f", "steps": [
+            {"name": "me", "path": "/api/me", "headers": {"Authorization": "Bearer {{token}}"}},
+            {"name": "order", "method": "POST", "path": "/api/orders/{{who}}",
+             "json": {"sku": "{{token}}", "qty": 1, "user": "{{__user}}"}},
+            {"name": "typed", "method": "POST", "path": "/t", "headers": {"content-type": "text/json"},
+             "json": {"a": [1, "{{token}}"]}},
+            {"name": "empty", "method": "POST", "path": "/e"},
+            {"name": "put", "method": "PUT", "path": "/p", "body": "a={{token}}&b=é",
+             "headers": {"Accept": "text/plain", "Host": "other"}},
+            {"name": "head", "method": "HEAD", "path": "/h"},
+        ]}]})
     prog = Program(p, random.Random(0))
-    h2 = H2Pool(p, transport_mod.ssl_context(p))
+    pool = _RecordingH2(p, transport_mod.ssl_context(p) if http2 == "auto" else None)
+    client = pool.client()
+    v = {**prog.vars, "token": "t-1", "__user": 7}
     try:
-        assert prog.flows[0][0].encoder(h2, prog.headers) is None
-    finally:
-        await h2.close()
-    p = plans.plan(plans.ONE_FLOW, follow_redirects=2)
-    prog = Program(p, random.Random(0))
-    pool = Pool(p)
-    try:
-        assert prog.flows[0][0].encoder(pool, prog.headers) is None
+        for jar in ({}, {"sid": "s-1", "b": "2"}):
+            for step in prog.flows[0]:
+                client.jar = dict(jar)
+                url, headers, data = step.render(p.target, prog.headers, v)
+                await client.send(step.method, url, headers, data)
+                client.jar = dict(jar)
+                enc = step.encoder(pool, prog.headers)
+                assert enc is not None and step.encoder(pool, prog.headers) is enc  # once per pool
+                await client.send_encoded(enc.head.render(v), enc.body(v) if enc.body else None,
+                                          enc.head_only)
+                general, encoded = pool.wrote[-2:]
+                assert encoded == general
+                assert client.jar["sid"] == "s-2"  # the response's Set-Cookie was taken
     finally:
         await pool.close()
+    fields = dict(pool.wrote[3][0])  # the order step, encoded
+    assert fields[b":path"] == b"/api/orders/ann%20b" and b"host" not in fields
+    assert b"connection" not in fields and fields[b":authority"] == target.split("//")[1].encode()
+
+
+async def test_redirects_take_the_general_path():
+    p = plans.plan(plans.ONE_FLOW, follow_redirects=2)
+    prog = Program(p, random.Random(0))
+    for pool in (Pool(p), H2Pool(p, None)):
+        try:
+            assert prog.flows[0][0].encoder(pool, prog.headers) is None
+        finally:
+            await pool.close()
 
 
 def test_response_fields_are_read_from_the_raw_head_only_when_asked():
