@@ -1,6 +1,6 @@
 """A response head as the HTTP/1.1 pool hands it over: fields read from the raw bytes only when asked.
 
-``pool._Conn`` keeps the reads up to the end of a response head; ``Head`` wraps them.
+``http.FullConnection`` keeps the reads up to the end of a response head; ``Head`` wraps them.
 ``SET_COOKIE`` and ``CONTENT_ENCODING`` are the byte searches a ``client.Client`` makes
 before it pays for parsing (docs/engine.md).
 """

@@ -14,7 +14,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -25,7 +25,6 @@ from services.common.identity import USER_AGENT
 from services.plan.templating import REF_RE, Splice, Template
 
 if TYPE_CHECKING:
-    from services.generator.engine import Engine
     from services.generator.session import CompiledStep
 
 PATH_SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what may stay as written; the rest is %-encoded
@@ -312,6 +311,32 @@ class BrokenResponse(Exception):
         self.kind = kind
 
 
+class Owner(Protocol):
+    """What a ``Connection`` needs from whoever drives it: the fast engine
+    (``engine.Engine``) or the flow engine's keep-alive pool (``pool.Pool``).
+
+    ``read_buffer`` is the one buffer every connection of the owner reads into (each
+    read is parsed before the loop does the next); ``heads[name_i]`` says the request
+    sent as ``name_i`` was a HEAD (None: there are none); the three events are the
+    only way a connection reports anything, called in the connection's stack.
+    """
+
+    read_buffer: memoryview
+    heads: list[bool] | tuple[bool, ...] | None
+    max_conns: int  # CheckedConnection: its share of the check budget
+    want_body: list[bool]  # CheckedConnection: which requests' bodies a check reads
+
+    def on_response(self, conn: Connection) -> None:
+        """A whole response (status, keep_alive and, per class, body or head kept)."""
+
+    def on_broken(self, conn: Connection, kind: str) -> None:
+        """A response that cannot be one ("too_large", "other"): the request fails with
+        ``kind`` and the connection is done for."""
+
+    def on_lost(self, conn: Connection) -> None:
+        """The connection closed (``conn.busy``: with a request unanswered, a "reset")."""
+
+
 class Connection(asyncio.BufferedProtocol):
     """One keep-alive connection carrying one request at a time.
 
@@ -323,16 +348,16 @@ class Connection(asyncio.BufferedProtocol):
     """
 
     __slots__ = (
-        "engine", "transport", "parser", "view", "busy", "name_i", "intended", "sent",
+        "owner", "transport", "parser", "view", "busy", "name_i", "intended", "sent",
         "status", "body", "keep_alive", "closed", "want_body", "body_len", "head_len",
         "head_done", "last_read", "interim", "broken", "encoding", "heads",
     )
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.view = engine.read_buffer  # shared: each read is parsed before the next
+        self.view = owner.read_buffer  # shared: each read is parsed before the next
         self.busy = False
         self.name_i = -1
         self.intended = 0.0
@@ -348,7 +373,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_read = 0  # bytes of the read being parsed (bounds the head)
         self.interim = False  # a 1xx (100 Continue, 103 Early Hints) being skipped
         self.encoding: bytes | None = None  # Content-Encoding (CheckedConnection only)
-        self.heads = engine.heads  # which requests are HEADs (None: the plan has none)
+        self.heads = owner.heads  # which requests are HEADs (None: the plan has none)
 
     # --- asyncio.BufferedProtocol ------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -362,36 +387,36 @@ class Connection(asyncio.BufferedProtocol):
         try:
             self.parser.feed_data(self.view[:nbytes])
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: never asked for
-            self.engine.on_broken(self, "other")
+            self.owner.on_broken(self, "other")
             return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             kind = cause.kind if isinstance(cause, BrokenResponse) else "other"
             if kind is HEAD_DONE:
                 self.parser = httptools.HttpResponseParser(self)  # the stopped one is spent
-                self.engine.on_response(self)
+                self.owner.on_response(self)
             else:
-                self.engine.on_broken(self, kind)
+                self.owner.on_broken(self, kind)
             return
         except httptools.HttpParserError:
-            self.engine.on_broken(self, "other")
+            self.owner.on_broken(self, "other")
             return
         if not self.head_done and self.busy:
             # a head still unfinished after this read: bound it (slowloris, junk); a request
             # sent from this read's own response callback counts none of it (send zeroes it)
             self.head_len += self.last_read
             if self.head_len > MAX_HEAD:
-                self.engine.on_broken(self, "too_large")
+                self.owner.on_broken(self, "too_large")
 
     def eof_received(self) -> bool:
         # a body delimited by the end of the connection ends here (llhttp needs EOF)
         if self.busy and self.head_done and not self.keep_alive:
-            self.engine.on_response(self)
+            self.owner.on_response(self)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.engine.on_lost(self)
+        self.owner.on_lost(self)
 
     # --- used by the engine -----------------------------------------------
     def send(self, name_i: int, payload: bytes, intended: float, now: float) -> None:
@@ -433,12 +458,12 @@ class Connection(asyncio.BufferedProtocol):
 
     def on_message_complete(self) -> None:
         if self.head_done and self.busy:  # the common case first: a response completes
-            self.engine.on_response(self)
+            self.owner.on_response(self)
         elif self.interim:  # the 1xx ended: wait for the final response's head
             self.interim = False
             self.head_len = 0
         elif not self.busy:  # a response nobody asked for: the connection is out of step
-            self.engine.on_broken(self, "other")
+            self.owner.on_broken(self, "other")
 
 
 class CheckedConnection(Connection):
@@ -451,12 +476,12 @@ class CheckedConnection(Connection):
 
     __slots__ = ("check_cap",)
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self.check_cap = check_cap(engine.max_conns)
+    def __init__(self, owner: Owner) -> None:
+        super().__init__(owner)
+        self.check_cap = check_cap(owner.max_conns)
 
     def send(self, name_i: int, payload: bytes, intended: float, now: float) -> None:
-        self.want_body = self.engine.want_body[name_i]
+        self.want_body = self.owner.want_body[name_i]
         self.body = None
         self.body_len = 0
         self.encoding = None
@@ -478,3 +503,75 @@ class CheckedConnection(Connection):
                     self.body = []
                 self.body.append(body if len(body) <= room else body[:room])
         self.body_len += len(body)
+
+
+SMALL_READ = 16 << 10  # a read this short is kept whole for its head (no search)
+
+
+def final_head_end(buf: bytes | bytearray, n: int) -> int:
+    """Where the final (non-1xx) head ends in a read that begins with a response's head."""
+    pos = 0
+    while True:
+        end = buf.find(b"\r\n\r\n", pos, n)
+        if end < 0:
+            return n
+        status = buf.find(b" ", pos, end) + 1
+        if buf[status:status + 1] != b"1":
+            return end + 4
+        pos = end + 4  # a 1xx interim head: the final one follows
+
+
+class FullConnection(Connection):
+    """A connection whose responses a flow step reads whole (``pool.Pool``): the bytes
+    of the response's head, for ``head.Head`` to parse only when something asks for a
+    field, and the whole body (checks, extraction; decoded by ``client.Client``).
+
+    A separate class, as ``CheckedConnection`` is, so that the fast engine's parser has
+    no ``on_body``. The head costs no ``on_header`` callback either (httptools would
+    call it for every field): the reads that hold it are copied out of the shared
+    buffer instead, only while the head is unfinished, which is the one read of a
+    usual response. ``waiter`` gets the outcome (``pool.Pool``); ``name_i`` is 1 for a
+    HEAD request (the pool's ``heads``)."""
+
+    __slots__ = ("reads", "waiter")
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__(owner)
+        self.reads: list[bytes] = []  # this response's reads up to the end of its head
+        self.waiter = None
+
+    def start(self, payload: bytes, head_only: bool, waiter, now: float) -> None:
+        """Send a request; ``waiter`` is the owner's to complete."""
+        self.waiter = waiter
+        self.reads = []
+        self.body = None
+        self.send(1 if head_only else 0, payload, now, now)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        Connection.buffer_updated(self, nbytes)
+        if self.busy and not self.head_done and self.last_read:
+            # the head goes on in the next read, or a 1xx came first: keep this one's
+            # bytes (last_read is 0 when a request was sent on this connection meanwhile)
+            self.reads.append(bytes(self.view[:nbytes]))
+
+    def on_headers_complete(self) -> None:
+        try:
+            Connection.on_headers_complete(self)
+        finally:
+            if self.head_done:  # the final head ended in this read: keep it (Head)
+                n = self.last_read
+                buf = self.view.obj
+                end = n if self.reads or n <= SMALL_READ else final_head_end(buf, n)  # type: ignore[arg-type]
+                self.reads.append(bytes(self.view[:end]))
+
+    def on_body(self, body: bytes) -> None:
+        kept = self.body
+        if kept is None:
+            self.body = [body]
+        else:
+            kept.append(body)
+
+    def body_bytes(self) -> bytes:
+        """The whole body as received (the client decodes it for checks)."""
+        kept = self.body
+        return b"".join(kept) if kept else b""

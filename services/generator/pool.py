@@ -1,17 +1,21 @@
 """HTTP/1.1 for flows on asyncio protocols: a keep-alive pool shared by virtual users.
 
 The flow engine's HTTP/1.1 path without a general-purpose client library: requests are
-encoded by hand, responses parsed by httptools (llhttp) in an ``asyncio.Protocol``, TLS
-is the stdlib's ``ssl`` through ``loop.create_connection(ssl=...)``. It keeps the HTTP
-semantics of the fast engine (``http.py``; docs/engine.md, "One HTTP semantics"): 1xx
+encoded by hand, TLS is the stdlib's ``ssl`` through ``loop.create_connection(ssl=...)``,
+and the connections are the fast engine's own protocol (``http.Connection``: a
+``BufferedProtocol`` reading into the owner's one buffer, parsed by httptools), as
+``http.FullConnection``, which also keeps each response's head bytes and body. The
+pool is their owner (``http.Owner``), as the fast engine is of its connections, so both
+have one HTTP semantics, written once (docs/engine.md, "One HTTP semantics"): 1xx
 skipped, 101 an error, HEAD/204/304 without a body, heads up to 64 KB, a request sent
-once and never retried, ``localhost`` on both loopbacks, every address of a name tried.
+once and never retried; ``localhost`` on both loopbacks, every address of a name tried.
 
 A virtual user's ``Client`` (``client.py``) adds its cookies (parsed by the stdlib's ``http.cookies``,
 kept per user) and nothing else: a plan pays per request for one head encoding, one
 parse and, only when the target sets cookies, the cookie header. The parser has no
 ``on_header`` callback (httptools then calls none: ~1-3 µs saved on a 5-header
-response); a response's header fields are read from its raw head by ``Head`` (``head.py``) only when
+response); the head's bytes are copied out of the read buffer once, and its fields
+are read from them by ``Head`` (``head.py``) only when
 something asks for them (``Set-Cookie``, ``Content-Encoding``, a redirect's ``Location``,
 a header extractor), after a byte search that costs ~0.1 µs when they are absent.
 A flow step's request arrives already encoded (``Client.send_encoded``: its constant
@@ -28,12 +32,12 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-import httptools
-
 from schemas.plan import Plan
 from services.generator.client import Client
 from services.generator.head import Head
-from services.generator.http import MAX_HEAD, base_map, resolve
+from services.generator.http import (
+    BODY_METHODS, MAX_HEAD, READ_SIZE, FullConnection, base_map, finish, resolve,
+)
 
 SWEEP_S = 0.05
 _now = time.monotonic
@@ -43,138 +47,16 @@ class ResponseTooLarge(Exception):
     kind = "too_large"
 
 
-class UnexpectedUpgrade(Exception):
-    kind = "other"
-
-
 class Reset(ConnectionError):
     kind = "reset"
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time."""
+class BadResponse(Exception):
+    """A response the connection could not take (``http.Owner.on_broken``)."""
 
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.fut: asyncio.Future | None = None
-        self.head_only = False
-        self.sent = 0.0
-        self.seq = 0  # requests sent on this connection
-        self.closed = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.chunks: list[bytes] = []  # the reads up to the end of the head (Head)
-        self.body: list[bytes] = []
-        self.head_len = 0
-        self.head_done = False
-        self.interim = False
-        self.keep = True
-        self.last = b""
-
-    # --- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.last = data
-        seq = self.seq
-        if not self.head_done and self.fut is not None:
-            self.chunks.append(data)  # bounded: MAX_HEAD below
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UnexpectedUpgrade("101 Switching Protocols, never asked for"))
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _HeadDone):
-                self.parser = httptools.HttpResponseParser(self)
-                self._complete()
-            else:
-                self._fail(cause if isinstance(cause, Exception) else exc)
-        except httptools.HttpParserError as exc:
-            self._fail(exc)
-        else:
-            # a head still unfinished: bound it (unless the response completed and its
-            # waiter sent the next request on this connection meanwhile: seq moved)
-            if not self.head_done and self.fut is not None and self.seq == seq:
-                self.head_len += len(data)
-                if self.head_len > MAX_HEAD:
-                    self._fail(ResponseTooLarge("response head beyond 64 KB"))
-
-    def eof_received(self) -> bool:
-        if self.fut is not None and self.head_done and not self.keep:
-            self._complete()  # a body delimited by the end of the connection
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool.forget(self)
-        if self.fut is not None:
-            self._fail(Reset("connection closed without a (whole) response"))
-
-    # --- httptools callbacks (no on_header: see Head) ---------------------------------------
-    def on_headers_complete(self) -> None:
-        last = self.last
-        if self.head_len + len(last) > MAX_HEAD:  # a big read: measure the head exactly
-            end = last.find(b"\r\n\r\n")
-            if self.head_len + (end + 4 if end >= 0 else len(last)) > MAX_HEAD:
-                raise ResponseTooLarge("response head beyond 64 KB")
-        self.status = self.parser.get_status_code()
-        self.keep = self.parser.should_keep_alive()
-        if self.status < 200:
-            self.interim = True
-            return
-        self.head_done = True
-        if self.head_only:
-            raise _HeadDone()
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.interim:  # 100 Continue, 103 Early Hints: the real response follows
-            self.interim = False  # its head stays in chunks; Head skips it
-            self.body = []
-            return
-        if self.fut is None:
-            self._fail(Reset("a response nobody asked for"))
-            return
-        self._complete()
-
-    # --- the pool's side ---------------------------------------------------------------------
-    def send(self, data: bytes, head_only: bool, fut) -> None:
-        """``fut``: an asyncio Future, or any waiter with done/set_result/set_exception
-        (session's step chain, called in this stack: it may send the next request on
-        this very connection, which is idle again by then)."""
-        self._reset()
-        self.seq += 1
-        self.fut, self.head_only, self.sent = fut, head_only, _now()
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def _complete(self) -> None:
-        fut, self.fut = self.fut, None
-        if self.keep and not self.closed:
-            self.pool.release(self)
-        else:
-            self.close()
-        if fut is not None and not fut.done():
-            fut.set_result((self.status, Head(self.chunks), b"".join(self.body)))
-
-    def _fail(self, exc: BaseException) -> None:
-        fut, self.fut = self.fut, None
-        if fut is not None and not fut.done():
-            fut.set_exception(exc)
-        self.close()
-
-    def close(self) -> None:
-        self.pool.forget(self)
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.abort()
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class _TunnelReply(asyncio.Protocol):
@@ -197,14 +79,17 @@ class _TunnelReply(asyncio.Protocol):
             self.head.set_exception(Reset("proxy closed the connection before answering CONNECT"))
 
 
-class _HeadDone(Exception):
-    """Stops the parser after a HEAD response's head: its body never comes."""
-
-
 class Pool:
-    """Keep-alive HTTP/1.1 (over TLS for https) connections to the plan's target."""
+    """Keep-alive HTTP/1.1 (over TLS for https) connections to the plan's target.
+
+    The owner (``http.Owner``) of its connections, as the fast engine is of its own:
+    ``http.FullConnection``, the fast engine's protocol keeping head bytes and body,
+    all reading into the pool's one buffer. A request's outcome goes to its waiter.
+    """
 
     protocol = "http/1.1"
+    heads = (False, True)  # a request goes as name_i 1 when it is a HEAD (http.Owner)
+    max_conns = 0  # no CheckedConnection here (http.Owner)
 
     def __init__(self, plan: Plan, ssl_context: ssl.SSLContext | None = None,
                  target: str | None = None) -> None:
@@ -227,12 +112,13 @@ class Pool:
         self.absolute = proxy is not None and not self.https
         self.timeout = plan.timeout
         self.loop = asyncio.get_running_loop()
-        self.idle: list[_Conn] = []
-        self.busy: set[_Conn] = set()
+        self.idle: list[FullConnection] = []
+        self.busy: set[FullConnection] = set()
+        self.read_buffer = memoryview(bytearray(READ_SIZE))  # every connection's (http.Owner)
         self.others: dict[str, Pool] = {}  # redirects to other origins: a pool each, made once
         self.target_prefix = self.origin if self.absolute else ""  # a request line's target
         self.base_fields = base_map(self.host_header)  # every request's head starts so
-        self.conn_factory = _Conn
+        self.conn_factory = FullConnection
         self._addrs: asyncio.Task | None = None
         self._sweeper = self.loop.create_task(self._sweep())
 
@@ -251,7 +137,7 @@ class Pool:
             pool = self.others[origin] = Pool(self.plan, ctx, target=origin)
         return pool
 
-    async def _dial(self) -> _Conn:
+    async def _dial(self) -> FullConnection:
         if self._addrs is None:
             self._addrs = self.loop.create_task(resolve(self.loop, self.dial_host, self.dial_port))
         try:
@@ -272,7 +158,7 @@ class Pool:
                 error = exc
         raise error or OSError(f"no address for {self.dial_host}")
 
-    async def _through_tunnel(self, addr: str) -> _Conn:
+    async def _through_tunnel(self, addr: str) -> FullConnection:
         """https through an HTTP proxy: CONNECT, then TLS to the target inside the tunnel."""
         reply = _TunnelReply(self.loop)
         transport, _ = await self.loop.create_connection(lambda: reply, addr, self.dial_port)
@@ -297,13 +183,9 @@ class Pool:
         parts = [method, " ", path, " HTTP/1.1\r\n"]
         for k, v in headers:
             parts += (k, ": ", v, "\r\n")
-        if data is not None or method in ("POST", "PUT", "PATCH"):
-            parts += ("Content-Length: ", str(len(data or b"")), "\r\n")
-        parts.append("\r\n")
-        raw = "".join(parts).encode("latin-1")
-        if data:
-            raw += data
-        return await self.request(raw, method == "HEAD")
+        if data is None and method in BODY_METHODS:
+            data = b""
+        return await self.request(finish("".join(parts), data), method == "HEAD")
 
     async def request(self, data: bytes, head_only: bool) -> tuple[int, list, bytes]:
         idle = self.idle
@@ -317,7 +199,7 @@ class Pool:
             conn = await asyncio.wait_for(self._dial(), self.timeout)
         fut = self.loop.create_future()
         self.busy.add(conn)
-        conn.send(data, head_only, fut)
+        conn.start(data, head_only, fut, _now())
         return await fut
 
     def has_idle(self) -> bool:
@@ -329,27 +211,65 @@ class Pool:
 
     def start(self, data: bytes, head_only: bool, waiter) -> None:
         """Send on a free connection (``has_idle()`` said there is one); ``waiter``
-        gets the response or the failure (``_Conn.send``)."""
+        gets (status, ``Head``, body) or the failure, in the connection's stack, the
+        connection free again by then: it may send the next request on it (an asyncio
+        Future, or any waiter with done/set_result/set_exception: ``session._Chain``)."""
         conn = self.idle.pop()
         self.busy.add(conn)
-        conn.send(data, head_only, waiter)
+        conn.start(data, head_only, waiter, _now())
 
-    def release(self, conn: _Conn) -> None:
+    def release(self, conn: FullConnection) -> None:
         self.busy.discard(conn)
         self.idle.append(conn)
 
-    def forget(self, conn: _Conn) -> None:
+    def forget(self, conn) -> None:
         self.busy.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
+
+    # --- events from connections (http.Owner) -------------------------------------------------
+    def on_response(self, conn: FullConnection) -> None:
+        conn.busy = False
+        waiter, conn.waiter = conn.waiter, None
+        result = (conn.status, Head(conn.reads), conn.body_bytes())
+        if conn.keep_alive and not conn.closed:
+            self.release(conn)
+        else:
+            self._close(conn)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def on_broken(self, conn: FullConnection, kind: str) -> None:
+        if kind == "too_large":
+            self._fail(conn, ResponseTooLarge("response head beyond 64 KB"))
+        elif conn.status == 101:
+            self._fail(conn, BadResponse(kind, "101 Switching Protocols, never asked for"))
+        else:
+            self._fail(conn, BadResponse(kind, "not an HTTP/1.1 response, or one nobody asked for"))
+
+    def on_lost(self, conn: FullConnection) -> None:
+        self.forget(conn)
+        if conn.busy:
+            self._fail(conn, Reset("connection closed without a (whole) response"))
+
+    def _fail(self, conn: FullConnection, exc: BaseException) -> None:
+        conn.busy = False
+        waiter, conn.waiter = conn.waiter, None
+        self._close(conn)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _close(self, conn: FullConnection) -> None:
+        self.forget(conn)
+        conn.close()
 
     async def _sweep(self) -> None:
         """The plan's timeout, for every request, by one sweep rather than a timer each."""
         while True:
             await asyncio.sleep(SWEEP_S)
             limit = _now() - self.timeout
-            for conn in [c for c in self.busy if c.fut is not None and c.sent < limit]:
-                conn._fail(TimeoutError("no response within the plan's timeout"))
+            for conn in [c for c in self.busy if c.busy and c.sent < limit]:
+                self._fail(conn, TimeoutError("no response within the plan's timeout"))
 
     async def close(self) -> None:
         for other in self.others.values():

@@ -1,0 +1,155 @@
+"""The flow engine's pool on the fast engine's protocol (``http.FullConnection``): what a
+flow step gets back however the response's bytes are cut into reads.
+
+Each case feeds the bytes of one response to a pool connection read by read, through
+the pool's one read buffer as the event loop would (``get_buffer`` → copy →
+``buffer_updated``), and checks the waiter's (status, head fields, body). Against real
+servers: tests/integration/test_http_conformance.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import pytest
+
+from services.generator.http import SMALL_READ, FullConnection, final_head_end
+from services.generator.pool import Pool, Reset, ResponseTooLarge
+from tests import plans
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def abort(self) -> None:
+        pass
+
+
+def feed(conn: FullConnection, *reads: bytes) -> None:
+    for data in reads:
+        buf = conn.get_buffer(len(data))
+        buf[:len(data)] = data
+        conn.buffer_updated(len(data))
+
+
+async def exchange(pool: Pool, *reads: bytes, head_only: bool = False):
+    conn = FullConnection(pool)
+    conn.connection_made(Wire())  # type: ignore[arg-type]
+    fut = asyncio.get_running_loop().create_future()
+    pool.busy.add(conn)
+    conn.start(b"GET / HTTP/1.1\r\n\r\n", head_only, fut, 0.0)
+    feed(conn, *reads)
+    assert fut.done(), "the response is whole"
+    return conn, fut
+
+
+@pytest.fixture
+async def pool():
+    p = Pool(plans.plan(plans.ONE_FLOW))
+    yield p
+    await p.close()
+
+
+BIG = b"x" * (SMALL_READ + 100)
+HEAD = b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=1\r\nContent-Length: %d\r\n\r\n"
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20, 36, 40, 51, 54])
+async def test_a_head_cut_anywhere_across_reads_is_whole(pool, cut):
+    raw = HEAD % 5 + b"hello"
+    conn, fut = await exchange(pool, raw[:cut], raw[cut:])
+    status, head, body = fut.result()
+    assert (status, head["Set-Cookie"], body) == (200, "sid=1", b"hello")
+    assert conn in pool.idle, "kept alive, free again"
+
+
+async def test_a_big_read_keeps_only_the_head_and_the_body_whole(pool):
+    raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + HEAD % len(BIG) + BIG
+    _, fut = await exchange(pool, raw)
+    status, head, body = fut.result()
+    assert (status, head["Set-Cookie"], "Link" in head, body) == (200, "sid=1", False, BIG)
+    assert final_head_end(raw, len(raw)) == len(raw) - len(BIG)
+
+
+async def test_interim_responses_in_their_own_reads_are_skipped(pool):
+    _, fut = await exchange(pool, b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early",
+                            b" Hints\r\nLink: <b>\r\n\r\n" + HEAD % 2, b"ok")
+    status, head, body = fut.result()
+    assert (status, head.get("Set-Cookie"), body) == (200, "sid=1", b"ok")
+
+
+async def test_head_has_no_body_whatever_content_length_says(pool):
+    conn, fut = await exchange(pool, HEAD % 99, head_only=True)
+    assert fut.result()[::2] == (200, b"")
+    assert conn in pool.idle
+    fut2 = asyncio.get_running_loop().create_future()  # the next response parses afresh
+    pool.start(b"GET / HTTP/1.1\r\n\r\n", False, fut2)
+    feed(conn, HEAD % 2 + b"ok")
+    assert fut2.result()[::2] == (200, b"ok")
+
+
+async def test_the_body_is_handed_over_as_sent_and_decoded_by_the_client(pool):
+    packed = zlib.compress(b"needle")
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n"
+    raw += b"%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (len(packed), packed)
+    _, fut = await exchange(pool, raw[:70], raw[70:])
+    status, head, body = fut.result()
+    assert body == packed and pool.client().received(head, body) == b"needle"
+
+
+async def test_the_next_request_sent_from_the_waiter_starts_a_fresh_head(pool):
+    """session._Chain sends the next step from the response's callback, in the same read."""
+    conn = FullConnection(pool)
+    conn.connection_made(Wire())  # type: ignore[arg-type]
+    got = []
+
+    class Chain:
+        def done(self):
+            return False
+
+        def set_result(self, result):
+            got.append(result)
+            if len(got) == 1:
+                pool.start(b"GET /2 HTTP/1.1\r\n\r\n", False, self)
+
+        def set_exception(self, exc):
+            got.append(exc)
+
+    pool.busy.add(conn)
+    conn.start(b"GET /1 HTTP/1.1\r\n\r\n", False, Chain(), 0.0)
+    feed(conn, HEAD % 1 + b"a")
+    assert conn.busy and conn.reads == [] and conn.head_len == 0
+    feed(conn, b"HTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nb")
+    assert [(s, b) for s, _, b in got] == [(200, b"a"), (201, b"b")]
+    assert got[1][1].get("Set-Cookie") is None
+
+
+async def test_failures_are_the_fast_engines_kinds(pool):
+    conn = FullConnection(pool)
+    conn.connection_made(Wire())  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    pool.busy.add(conn)
+    conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
+    feed(conn, b"HTTP/1.1 200 OK\r\nX-Big: " + b"y" * (40 << 10), b"y" * (30 << 10))
+    assert isinstance(fut.exception(), ResponseTooLarge) and Pool.classify(fut.exception()) == "too_large"
+    for reads, kind in (([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"], "other"),
+                        ([b"garbage\r\n\r\n"], "other")):
+        conn = FullConnection(pool)
+        conn.connection_made(Wire())  # type: ignore[arg-type]
+        fut = loop.create_future()
+        conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
+        feed(conn, *reads)
+        assert Pool.classify(fut.exception()) == kind, reads
+    conn = FullConnection(pool)
+    conn.connection_made(Wire())  # type: ignore[arg-type]
+    fut = loop.create_future()
+    conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
+    feed(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+    conn.connection_lost(None)
+    assert isinstance(fut.exception(), Reset) and Pool.classify(fut.exception()) == "reset"
