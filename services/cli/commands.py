@@ -230,31 +230,34 @@ async def follow_run(
 
         started = await quotas.wait_until_started(api, started, console)
     run_id = started.run_id
+    ended = asyncio.Event()
+    sub = await api.nc.subscribe(subjects.live(run_id))
+
+    loop = asyncio.get_running_loop()
+    stopping = False
+    interrupted = 0  # the signal that stopped the run: the exit code is 128 + it, not the verdict
+
+    def on_interrupt(sig: int) -> None:
+        nonlocal stopping, interrupted
+        if stopping:
+            raise KeyboardInterrupt
+        stopping, interrupted = True, sig
+        console.print("[yellow]stopping the run (Ctrl-C again to leave it running)[/]")
+        loop.create_task(api.stop(run_id))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a deleted Kubernetes Job sends SIGTERM
+        try:
+            loop.add_signal_handler(sig, on_interrupt, sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    # said once Ctrl-C stops the run: a signal right after this line must not kill us
     console.print(
         f"run [cyan]{run_id}[/] started: {plan.name} → {plan.target}, "
         f"{len(started.generators)} generator(s), ends in "
         f"{started.end_at - time.time():.0f}s  (stop: surge stop {run_id})",
         highlight=False,
     )
-    ended = asyncio.Event()
-    sub = await api.nc.subscribe(subjects.live(run_id))
-
-    loop = asyncio.get_running_loop()
-    stopping = False
-
-    def on_interrupt() -> None:
-        nonlocal stopping
-        if stopping:
-            raise KeyboardInterrupt
-        stopping = True
-        console.print("[yellow]stopping the run (Ctrl-C again to leave it running)[/]")
-        loop.create_task(api.stop(run_id))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a deleted Kubernetes Job sends SIGTERM
-        try:
-            loop.add_signal_handler(sig, on_interrupt)
-        except (NotImplementedError, RuntimeError):
-            pass
 
     async def read_live() -> None:
         async for msg in sub.messages:
@@ -306,6 +309,8 @@ async def follow_run(
             f.write(junit.junit(r))
     if html_path:
         _write_html(html_path, r)
+    if interrupted:  # a run cut short passed nothing: CI must not read its verdict as a pass
+        return 128 + interrupted
     return 0 if r.verdict == "pass" else 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -189,6 +190,35 @@ def test_surge_run_piped_to_head_ends_silently_when_head_does(up: Up, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_surge_run_interrupted_stops_the_run_and_never_exits_as_a_pass(up: Up, tmp_path, sig):
+    """Ctrl-C (or the SIGTERM of a cancelled CI job) stops the run and prints its report;
+    the exit code is 128 + the signal, as documented ("130 interrupted"), not the verdict
+    of the seconds that ran (it was 0: a run cut short read as a pass)."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "name": "cut-short", "target": f"http://127.0.0.1:{up.target_port}", "rate": 5,
+        "duration": "60s", "requests": [{"name": "home", "method": "GET", "path": "/"}]}))
+    env = clean_env(up.config)
+    deadline = time.monotonic() + 30  # an earlier test's run may still hold the generator
+    while any(g["state"] != "idle" for g in json.loads(surge("generators", "--json", env=env).stdout)):
+        assert time.monotonic() < deadline, "the generator never became idle"
+        time.sleep(0.2)
+    proc = subprocess.Popen([PY, "-m", "services.cli", "run", str(plan)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "started" in proc.stdout.readline(), proc.stderr.read()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=40)
+        assert proc.returncode == 128 + sig, (proc.returncode, out, err)
+        assert "stopping the run" in out and "verdict" in out, out  # the report, as before
+        assert "Traceback" not in out + err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_surge_up_piped_to_head_stops_its_whole_stack(tmp_path):
