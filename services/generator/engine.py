@@ -34,6 +34,9 @@ LATE_S = 0.010  # sent this long after its intended time: late
 SWEEP_S = 0.050  # how often timeouts and arrivals waiting too long are checked
 MAX_SLEEP_S = 0.010  # the pacer wakes at least this often (stop, the schedule's end)
 MIN_SLEEP_S = 0.001  # uvloop's timer resolution
+# a response sends a due arrival only once it is this late (the pacer missed it, or no
+# connection was free); before that the pacer's tick sends it with the rest of its tick
+TICK_S = MIN_SLEEP_S
 CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
 # uvloop's loop.time() is libuv's cached millisecond clock: too coarse to measure
@@ -256,9 +259,11 @@ class Engine:
         self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._pace)
 
     def _next_for(self, conn: Connection, now: float) -> None:
-        """A free connection: it takes the oldest waiting arrival, or waits idle."""
+        """A free connection: it takes the oldest waiting arrival if that is a tick late
+        (behind the schedule: catch up at closed-loop speed), or waits idle for the
+        pacer's next tick, which sends that tick's arrivals together."""
         arr = self.arrivals
-        if now < arr.at:  # nothing due
+        if now < arr.at + TICK_S:  # nothing due, or due within this tick: the pacer's
             self.idle.append(conn)
             return
         t = arr.t
@@ -275,7 +280,7 @@ class Engine:
         cur.sent += 1
         conn.send(name_i, self.payloads[name_i], intended, now)
         arr.advance()
-        if self.idle and now >= arr.at:  # more due, and connections for them
+        if self.idle and now >= arr.at:  # more due, and connections for them: all go now
             self._send_due(now)
 
     # --- closed model ----------------------------------------------------------

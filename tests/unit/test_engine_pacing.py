@@ -1,8 +1,10 @@
-"""The open-model engine sends an arrival from whichever comes first: a response or the pacer's tick.
+"""The open-model engine sends each tick's arrivals together from the pacer, and a
+response sends an arrival only once it is a tick late (behind the schedule).
 
-These drive ``Engine.on_response`` on one connection whose transport only records
-what is written, so what is due, what is sent and what waits is exact (no clock
-race: the schedule is anchored tens of milliseconds around ``now``).
+These drive ``Engine.on_response`` and ``Engine._pace`` on connections whose transport
+only records what is written, so what is due, what is sent and what waits is exact (no
+clock race: the schedule is anchored tens of milliseconds around ``now``, or the
+engine's clock is a fake one).
 """
 
 from __future__ import annotations
@@ -82,10 +84,10 @@ def test_a_response_before_the_next_arrival_sends_nothing_new(engine):
 
 def test_rebase_is_seen_by_the_next_response(engine):
     eng, conn = engine
-    pace_without_timer(eng, rate=40, ago_s=0.020)
+    pace_without_timer(eng, rate=40, ago_s=0.025)
     respond(eng, conn)
     assert eng.arrivals.at == pytest.approx(eng.t0 + 0.025)
-    # 100/s from the start: arrivals 1 and 2 (10 and 20 ms) are due now, 3 at 30 ms not
+    # 100/s from the start: arrivals 1 and 2 (10 and 20 ms) are late now, 3 at 30 ms not due
     eng.rebase(Schedule([Segment(0.0, 60.0, 100, 100)], 1.0))
     assert eng.arrivals.at == 0.0
     respond(eng, conn)
@@ -143,3 +145,121 @@ def test_the_pacer_is_a_timer_and_a_rebase_is_sent_on_the_loops_next_pass(engine
     eng.stop_pacing()
     loop.run_until_complete(eng.drain(0.0))
     assert eng._pacer is None
+
+
+class Clock:
+    """The engine's clock, moved by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ticking(monkeypatch):
+    """An engine with 8 idle connections, a schedule of 1,000 arrivals a second and a
+    fake clock at its start; the pacer's timer is not armed (each test calls ``_pace``)."""
+    from services.generator import engine as engine_mod
+
+    loop = asyncio.new_event_loop()
+    plan = plans.plan(plans.ENGINE, "http://127.0.0.1:9", connections=8, timeout=None)
+    eng = Engine(plan, loop)
+    clock = Clock(1000.0)
+    monkeypatch.setattr(engine_mod, "_now", clock)
+    conns = []
+    for _ in range(8):
+        conn = Connection(eng)
+        conn.transport = Wire()  # type: ignore[assignment]
+        eng.conns.add(conn)
+        eng.idle.append(conn)
+        conns.append(conn)
+    eng.t0 = clock.now
+    eng.arrivals.start(Schedule([Segment(0.0, 60.0, 1000, 1000)], 1.0), eng.t0)
+    eng.pacing = True
+    monkeypatch.setattr(loop, "call_later", lambda *a: None)  # no timer: ticks by hand
+    yield eng, conns, clock
+    loop.close()
+
+
+def sent_intended(conns) -> list[float]:
+    return sorted(c.intended for c in conns if c.busy)
+
+
+def test_a_tick_sends_every_arrival_due_by_then_together(ticking):
+    eng, conns, clock = ticking
+    clock.now = eng.t0 + 0.0035  # arrivals 0-3 (0, 1, 2, 3 ms) due, 4 ms not yet
+    eng._pace()
+    assert eng.cur.sent == 4 and eng.arrivals.i == 4
+    assert sent_intended(conns) == pytest.approx([eng.t0 + k / 1000 for k in range(4)])
+    assert sum(len(c.transport.writes) for c in conns) == 4  # one write each, none doubled
+    assert len(eng.idle) == 4
+
+
+def test_a_response_within_the_tick_leaves_the_due_arrival_to_the_pacer(ticking):
+    eng, conns, clock = ticking
+    clock.now = eng.t0 + 0.0005
+    eng._pace()  # arrival 0
+    first = next(c for c in conns if c.busy)
+    clock.now = eng.t0 + 0.0015  # arrival 1 (1 ms) is due, 0.5 ms ago: less than a tick
+    first.status, first.keep_alive = 200, True
+    eng.on_response(first)
+    assert eng.cur.sent == 1 and not first.busy and eng.idle[-1] is first
+    clock.now = eng.t0 + 0.0025  # the next tick: 1 and 2 leave together
+    eng._pace()
+    assert eng.cur.sent == 3
+    assert first.busy, "the most recently freed connection goes first (LIFO)"
+    assert sent_intended(conns) == pytest.approx([eng.t0 + 0.001, eng.t0 + 0.002])
+
+
+def test_responses_send_arrivals_a_tick_late_and_leave_one_just_due_to_the_tick(ticking):
+    eng, conns, clock = ticking
+    for conn in conns[1:]:
+        eng.idle.remove(conn)
+        conn.busy = True  # seven connections taken: only one is free
+        conn.intended = conn.sent = clock.now
+    clock.now = eng.t0 + 0.0005
+    eng._pace()
+    conn = conns[0]
+    assert conn.busy and eng.cur.sent == 1
+    clock.now = eng.t0 + 0.0042  # 1-4 due; 1-3 a tick late or more: behind the schedule
+    conn.status, conn.keep_alive = 200, True
+    eng.on_response(conn)
+    assert eng.cur.sent == 2 and conn.intended == pytest.approx(eng.t0 + 0.001)
+    for other in conns[1:4]:  # three more connections free up: 2 and 3 go at once
+        other.status, other.keep_alive = 200, True
+        eng.on_response(other)
+    assert eng.cur.sent == 4 and eng.arrivals.i == 4  # 4 is 0.2 ms late: the tick's
+    assert eng.idle == [conns[3]]
+    assert sorted(c.intended for c in conns[:3]) == pytest.approx([eng.t0 + k / 1000 for k in range(1, 4)])
+    clock.now = eng.t0 + 0.0051
+    eng._pace()  # 4 on the one free connection; 5 waits for the next to free up
+    assert eng.cur.sent == 5 and eng.arrivals.i == 5 and not eng.idle
+    assert conns[3].intended == pytest.approx(eng.t0 + 0.004)
+
+
+def test_ticks_and_responses_send_every_arrival_once_in_order(ticking):
+    """Ticks at uneven gaps, responses in between: arrivals 0..N-1 each written once."""
+    eng, conns, clock = ticking
+    written: list[float] = []
+    for conn in conns:
+        conn.transport.write = lambda data, c=conn: written.append(c.intended)  # type: ignore[method-assign]
+    gaps = [0.0013, 0.0021, 0.0009, 0.0017, 0.0030, 0.0011] * 10
+    for k, gap in enumerate(gaps):
+        clock.now += gap
+        eng._pace()
+        clock.now += gap / 3
+        for conn in list(conns)[k % 3::2]:  # some responses come back between ticks
+            if conn.busy:
+                conn.status, conn.keep_alive = 200, True
+                eng.on_response(conn)
+        for conn in conns:  # the rest before the next tick
+            if conn.busy:
+                conn.status, conn.keep_alive = 200, True
+                eng.on_response(conn)
+    clock.now += 0.0005
+    eng._pace()
+    due = int((clock.now - eng.t0) * 1000) + 1  # arrivals 0 .. due-1 are due by now
+    assert eng.arrivals.i == due and eng.cur.sent == due and not eng.cur.dropped[0]
+    assert written == pytest.approx([eng.t0 + n / 1000 for n in range(due)])
