@@ -1,0 +1,96 @@
+"""The HTTP/2 pool's own request frames (``h2pool._Client.send_request``), checked against h2.
+
+``send_request`` writes a request's HEADERS (and CONTINUATIONs) and DATA frames itself,
+making the state changes h2's ``send_headers`` + ``send_data`` make. Side by side with
+h2's own path on a twin connection it must write the same bytes and leave the same
+state (stream states, windows, the stream table), and an h2 server must read requests
+from those bytes exactly as sent — across large heads, small frame sizes and bodies.
+"""
+
+from __future__ import annotations
+
+import random
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from services.generator.h2pool import _CONFIG, _Client
+from services.generator.hpack_fast import FieldEncoder
+
+
+def _client() -> _Client:
+    c = _Client(h2.config.H2Configuration(**_CONFIG), {})
+    c.encoder = FieldEncoder()  # type: ignore[assignment]
+    c.initiate_connection()
+    return c
+
+
+def _request(rng: random.Random) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+    method = rng.choice([b"GET", b"POST", b"HEAD", b"PUT"])
+    fields = [(b":method", method), (b":scheme", b"https"), (b":authority", b"shop.test"),
+              (b":path", f"/item/{rng.randrange(50)}".encode()), (b"accept", b"*/*"),
+              (b"authorization", f"Bearer t-{rng.randrange(9)}".encode())]
+    if rng.random() < 0.1:
+        fields.append((b"x-big", b"v" * rng.randrange(17_000, 40_000)))  # CONTINUATION frames
+    data = None
+    if method in (b"POST", b"PUT"):
+        data = rng.randbytes(rng.choice([0, 1, 300, 9000]))
+        fields.append((b"content-length", str(len(data)).encode()))
+    return fields, data or None
+
+
+def _settings(server: h2.connection.H2Connection, **kw) -> bytes:
+    server.update_settings({getattr(h2.settings.SettingCodes, k): v for k, v in kw.items()})
+    return server.data_to_send()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("frame_size", [16_384, 16_777_215])
+def test_own_frames_are_h2s_frames_and_a_server_reads_them(frame_size: int) -> None:
+    rng = random.Random(frame_size)
+    ours, theirs = _client(), _client()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+    hello = server.data_to_send() + _settings(server, MAX_FRAME_SIZE=frame_size)
+    for c in (ours, theirs):
+        c.receive_data(hello)
+    server.receive_data(ours.data_to_send())
+    theirs.data_to_send()
+    server.data_to_send()
+    for _ in range(400):
+        fields, data = _request(rng)
+        sid = ours.get_next_available_stream_id()
+        assert ours.fits(data)
+        ours.send_request(sid, fields, data)
+        theirs.send_headers(sid, fields, end_stream=not data)
+        if data:
+            theirs.send_data(sid, data, end_stream=True)
+        wrote = ours.data_to_send()
+        assert wrote == theirs.data_to_send()
+        a, b = ours.streams[sid], theirs.streams[sid]
+        assert (a.state_machine.state, a.request_method, a.outbound_flow_control_window) == (
+            b.state_machine.state, b.request_method, b.outbound_flow_control_window)
+        assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+        assert ours.state_machine.state == theirs.state_machine.state
+        events = server.receive_data(wrote)
+        got = next(e for e in events if isinstance(e, h2.events.RequestReceived))
+        assert got.stream_id == sid and list(got.headers) == fields
+        body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+        assert body == (data or b"") and any(isinstance(e, h2.events.StreamEnded) for e in events)
+        # the server answers; the stream, ended on both sides, leaves the table at once
+        server.send_headers(sid, [(b":status", b"200")], end_stream=True)
+        if data:
+            server.acknowledge_received_data(len(data), sid)
+        answer = server.data_to_send()
+        for c in (ours, theirs):
+            c.receive_data(answer)
+        ours.forget_ended(sid)
+        assert sid not in ours.streams and ours.open_outbound_streams == 0
+
+
+def test_a_body_beyond_a_frame_or_the_window_is_not_ours_to_send() -> None:
+    c = _client()
+    assert c.fits(None) and c.fits(b"") and c.fits(b"x" * 16_384)
+    assert not c.fits(b"x" * 16_385)  # one frame at the default SETTINGS_MAX_FRAME_SIZE
