@@ -21,7 +21,7 @@ LINGERING = textwrap.dedent("""
     import signal, socket, sys, time
     port = int(sys.argv[1])
     def bye(*_):
-        time.sleep(0.3)
+        time.sleep(0.3)  # the goodbye's moment on the bus: what the order must allow
         with socket.socket() as s:
             sys.exit(0 if s.connect_ex(("127.0.0.1", port)) == 0 else 3)
     signal.signal(signal.SIGTERM, bye)

@@ -70,7 +70,7 @@ async def test_response_split_byte_by_byte_is_one_success():
             for i in range(len(OK)):
                 writer.write(OK[i:i + 1])
                 await writer.drain()
-                await asyncio.sleep(0.0005)
+                await asyncio.sleep(0.0005)  # protocol pacing: each byte reaches the client alone
 
     async with Target(slow_bytes) as t:
         iv = await run_open(t.url, rate=20, seconds=0.5, checks={"status": 200, "body_contains": "hello"})
@@ -87,7 +87,7 @@ async def test_chunked_body_across_reads_is_checked_whole():
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for c in chunks:
                 await writer.drain()
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)  # protocol pacing: each chunk in a read of its own
                 writer.write(b"%x\r\n%s\r\n" % (len(c), c))
             writer.write(b"0\r\n\r\n")
             await writer.drain()
@@ -244,7 +244,7 @@ async def test_head_that_never_finishes_times_out():
             for i in range(10_000):
                 writer.write(b"X-Slow-%d: a\r\n" % i)
                 await writer.drain()
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the fault: a header line every 50 ms, never the end
 
     async with Target(slowloris) as t:
         t0 = time.monotonic()

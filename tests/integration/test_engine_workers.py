@@ -12,7 +12,7 @@ from services.common import histogram
 from services.generator.pacing import Schedule
 from schemas.errors import Unavailable
 from services.generator.workers import REPLY_S, WorkerPool
-from tests.conftest import until
+from tests.conftest import one_seconds_count, until
 from tests.integration.test_engine_targets import OK, Target
 from tests import plans
 
@@ -69,7 +69,7 @@ async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
             per_second.append((iv.sent, stats.requests["r"].count,
                                histogram.decode(stats.requests["r"].latency).get_total_count(),
                                asked_s, answered_s))
-        await asyncio.sleep(t0 + 3.0 - time.monotonic())
+        await asyncio.sleep(t0 + 3.0 - time.monotonic())  # the schedule's end: a measurement window
         await engine.drain(2.0)
         last = engine.take_interval()
     # an arrival due exactly on a boundary may fall either side of it; none is lost
@@ -81,7 +81,9 @@ async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
         sent_so_far += sent
         assert 200 * asked_s - 3 <= sent_so_far <= 200 * answered_s + 3, per_second
         assert count == hist_count
-        assert abs(count - sent) <= 10  # answered within the second (a few in flight across it)
+        # what differs is in flight across a boundary: one request a connection at most, and
+        # the pool has 2 (4 split among 3 engines) an engine, whatever the machine's load
+        assert abs(count - sent) <= 3 * 2, per_second
     assert sum(c for _, c, *_ in per_second) + last.completed() == 600 == t.requests
     assert len(last.errors[0]) == 0
 
@@ -104,7 +106,9 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
         loop = asyncio.get_running_loop()
         engine = pool.engine(plans.plan(plans.ENGINE, t.url, connections=6), loop)
         t0 = time.monotonic()
-        rate, seconds = 300, 7
+        # long enough for a whole second after the replacement is ready: a worker's start
+        # (a fresh interpreter's imports) took over 5 s on a loaded machine
+        rate, seconds = 300, 10
         engine.start(Schedule([Segment(0.0, float(seconds), rate, rate)], 1.0), t0)
         seconds_seen: list[tuple[int, int, int]] = []  # (sent, completed, dropped) per second
 
@@ -120,11 +124,12 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
         await until(lambda: pool.restarts == 1, 20, "worker 1 replaced")
         await pool.ready()  # the replacement said hello: it sends its third from now
         assert pool.procs[0].pid != victim.pid and pool.procs[0].is_alive()
-        k = int(time.monotonic() - t0)
+        k = first = int(time.monotonic() - t0)
+        assert first <= seconds - 3, f"the replacement was ready only {first} s into the run"
         while k < seconds - 1:
             await take(k)
             k += 1
-        await asyncio.sleep(max(t0 + seconds - time.monotonic(), 0))
+        await asyncio.sleep(max(t0 + seconds - time.monotonic(), 0))  # the schedule's end: a measurement window
         await engine.drain(2.0)
         last = engine.take_interval()
     seconds_seen.append((last.sent, last.completed(), sum(last.dropped)))
@@ -135,8 +140,9 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
     # missing, a few arrivals at 100/s each
     assert dropped > 0
     assert rate * seconds - 5 <= sent + dropped <= rate * seconds, seconds_seen
-    # the replacement carries its third again: the last whole second is the full rate
-    assert seconds_seen[-2][1] == pytest.approx(rate, abs=6), seconds_seen
+    # the replacement carries its third again: the last whole second is the full rate (by
+    # this test's clock, which a loaded machine wakes late like any other)
+    assert seconds_seen[-2][1] == one_seconds_count(rate), seconds_seen
 
 
 async def test_a_second_of_raw_latencies_crosses_the_channel_whole():

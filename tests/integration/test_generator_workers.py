@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from services.common import histogram
-from tests.conftest import Cluster, api_with, target_stats, until
+from tests.conftest import Cluster, api_with, one_seconds_count, target_stats, until
 from tests.integration.test_distributed_run import finished_report, start_and_follow
 from tests.plans import CHECKED, raw
 
@@ -36,11 +36,16 @@ async def test_two_engine_processes_report_as_one_generator_with_exact_totals(cl
 
     expected = 300 * 4
     assert report.state == "finished"
+    # the schedule's count is exact: every arrival is answered or dropped, none is lost
+    assert report.totals.requests + report.totals.dropped == expected, report.totals
     assert abs(report.totals.requests - expected) <= expected * 0.01, report.totals
     assert report.totals.errors == 0, report.totals.error_kinds
     assert target_stats(target)["requests"] == report.totals.requests
     assert len(report.generators) == 1
     assert histogram.decode(report.histogram).get_total_count() == report.totals.requests
-    for entry in report.timeline:
-        assert entry.requests == pytest.approx(300, abs=6), report.timeline
+    assert sum(e.requests for e in report.timeline) == report.totals.requests
+    for before, entry in zip([None, *report.timeline], report.timeline):
+        assert entry.target_rps == 300  # the schedule's, exact
+        # the generator's clock's: a second's latency says how much crossed its boundaries
+        assert entry.requests == one_seconds_count(300, entry.p99_ms, before and before.p99_ms), report.timeline
     await api.close()

@@ -87,14 +87,14 @@ def h2_sends(status: int, headers: list[tuple[str, str]]):
 async def early_hints_then_200(srv, method, path, w):
     w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
     await w.drain()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # protocol pacing: the 103 is read on its own before the 200
     w.write(reply())
 
 
 async def h2_early_hints_then_200(srv, s: H2Stream):
     s.headers(103, [("link", "</style.css>; rel=preload")])
     await s.drain()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # protocol pacing: the 103 is read on its own before the 200
     s.send()
 
 

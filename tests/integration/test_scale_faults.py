@@ -153,7 +153,7 @@ class HoldingRelay:
                 del buffer[:n]
                 await writer.drain()
                 if slow:
-                    await asyncio.sleep(self.TICK_S)
+                    await asyncio.sleep(self.TICK_S)  # the fault's pace: a read's worth at a time
                     ready.set()  # until slow ends: then the rest at once
 
     def hold(self) -> None:
