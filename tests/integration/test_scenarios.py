@@ -128,7 +128,11 @@ async def test_closed_model_rate_is_users_over_think_plus_latency(cluster: Clust
     reached = sum(middle) / len(middle)
     print(f"closed model: reached {reached:.2f}/s, users/(think+latency) {expected:.2f}/s, "
           f"report achieved_rps {report['totals']['achieved_rps']}")
-    assert abs(reached - expected) / expected < 0.05, (reached, expected, report["timeline"])
+    # a user's cycle is at least its think time plus its latency, so it is never faster
+    # (5 % for what the seconds' boundaries move); a loaded machine adds to each cycle what
+    # no latency shows (a think timer woken late, the loop's turn), so it may be slower:
+    # 15 %. A think time skipped (×3), taken twice (×0.6) or half the users idle still fail
+    assert 0.85 < reached / expected < 1.05, (reached, expected, report["timeline"])
     # users are split 3 + 3 between the two generators, so both carried the same load
     assert report["requests"]["login"]["requests"] == 2  # one login per generator
     assert target_stats(target)["by_path"]["/login"] == 2
