@@ -8,7 +8,7 @@ logs in once (POST /login, a JSON body, the token extracted by JSONPath), then l
 GET /api/me with ``Authorization: Bearer {{token}}`` and POST /api/orders with a
 templated JSON body and a JSONPath check.
 
-Runs ``services.generator.flows.FlowEngine`` in this process exactly as the generator
+Runs ``services.generator.engine.Engine`` with virtual users in this process exactly as the generator
 service does (intervals bucketed and encoded every second) against the demo target's
 ``/api/products`` (a small JSON document), each response checked (status) and a value
 extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-second
@@ -31,7 +31,7 @@ import time
 from schemas.control import Assignment
 from services.plan import profile
 from services.plan import loader
-from services.generator.flows import FlowEngine
+from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 
 
@@ -75,7 +75,7 @@ async def measure(origin: str, users: int, seconds: float, insecure: bool = Fals
     now = time.time()
     a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 1,
                    profile=prof, plan=plan)
-    engine = FlowEngine(a, asyncio.get_running_loop())
+    engine = Engine.of(a, asyncio.get_running_loop(), per_user=True)
     t0 = time.monotonic()
     engine.start(Schedule(prof, 1.0), t0)
     await asyncio.sleep(1.0)  # warm-up: connections, users
@@ -88,7 +88,8 @@ async def measure(origin: str, users: int, seconds: float, insecure: bool = Fals
         done += iv.completed()
         errors += sum(sum(e.values()) for e in iv.errors)
     cpu, wall = _cpu() - cpu0, time.monotonic() - w0
-    protocol = engine.transport.protocol if engine.transport is not None else None
+    transport = engine.users.transport
+    protocol = transport.protocol if transport is not None else None
     await engine.drain(1.0)
     return {"what": FLOWS[flow]["what"], "users": users,
             "protocol": protocol,

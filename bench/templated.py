@@ -36,7 +36,6 @@ import time
 from schemas.control import Assignment
 from bench.nginx import FlowNginx
 from services.generator.engine import Engine
-from services.generator.flows import FlowEngine
 from services.generator.pacing import Schedule
 from services.plan import loader, profile
 
@@ -57,12 +56,12 @@ def plan_of(url: str, row: str, conns: int, **fields):
         "requests": [{"name": "get", "path": "/" + path}], **ROWS[row], **fields})
 
 
-async def flow_engine(plan, seconds: float) -> FlowEngine:
+async def flow_engine(plan, seconds: float) -> Engine:
     prof = profile.from_plan(plan)
     now = time.time()
     a = Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + seconds + 5,
                    profile=prof, plan=plan)
-    flow = FlowEngine(a, asyncio.get_running_loop())
+    flow = Engine.of(a, asyncio.get_running_loop(), per_user=True)  # a virtual user per arrival
     flow.start(Schedule(prof, 1.0), time.monotonic())
     return flow
 
@@ -78,7 +77,7 @@ async def measure(engine, seconds: float) -> dict:
     done = iv.completed()
     errors = sum(sum(e.values()) for e in iv.errors)
     await engine.drain(1.0)
-    return {"engine": type(engine).__name__, "rps": round(done / wall),
+    return {"engine": "request" if engine.users is None else "users", "rps": round(done / wall),
             "cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 2), "errors": errors}
 
 

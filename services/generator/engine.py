@@ -1,4 +1,4 @@
-"""The open-model load engine: arrivals on schedule, a connection pool, outcome recording.
+"""The load engine, one for every plan: arrivals on schedule, what an arrival does, outcome recording.
 
 No NATS in here. The service gives the engine a plan and a ``Schedule`` anchored at
 a loop-clock time; the engine sends arrival ``i`` at its intended time whatever the
@@ -9,6 +9,14 @@ When no connection is free an arrival waits (nothing is stored for it: the waiti
 arrivals are the schedule's, from the cursor's next one up to now, ``arrivals.py``); sent more than ``LATE_S``
 after its intended time it counts as *late*; still waiting after the plan's timeout
 it is *dropped* (never sent). Both are reported, never hidden.
+
+What an arrival does is chosen once per plan (``Engine.of``): one request on a free
+connection of the engine's own (``http.Connection``: static and templated requests,
+plain or TLS), or, for a plan with per-user state, a virtual user's flow
+(``flows.Users``: flows, setup, extraction, data, cookies, HTTP/2, proxies, redirects,
+the plan's closed model), up to ``connections`` flows at once. The pacer, the cursor,
+late/dropped/timeout accounting, the sweep, stop, rebase, drain and the interval are
+this class's, whichever it is.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import structlog
 
+from schemas.control import Assignment
 from schemas.plan import Plan
 from services.generator.arrivals import ArrivalCursor, tally
 from services.generator.http import (
@@ -27,6 +38,9 @@ from services.generator.http import (
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
 from services.generator.requests import check_of, checked, weighted_table
+
+if TYPE_CHECKING:
+    from services.generator.flows import Users
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +59,11 @@ _now = time.monotonic
 
 
 class Engine:
-    """Runs one plan's requests on one event loop, open model (``start``) or closed (``start_closed``).
+    """Runs one plan on one event loop, open model (``start``) or closed (``start_closed``;
+    a plan's own ``users``/``user_stages``: ``start``, with virtual users).
 
+    ``users``: what an arrival does when the plan has per-user state (``flows.Users``,
+    chosen by ``Engine.of``); None: one request on a free connection (the fast path).
     ``worker``/``workers`` slice the arrivals: this engine sends arrivals
     ``worker, worker + workers, ...`` of the schedule, so ``workers`` engines given
     the same schedule send exactly its arrivals between them (``SURGE_WORKERS``).
@@ -54,41 +71,60 @@ class Engine:
 
     def __init__(
         self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0,
-        worker: int = 0, workers: int = 1,
+        worker: int = 0, workers: int = 1, users: Users | None = None,
     ) -> None:
         self.plan = plan
         self.loop = loop
-        self.host, self.port, host_header = target_address(plan)
-        self.tls = tls_context(plan)  # https: stdlib ssl under the same protocol
-        self.names = [r.name for r in plan.requests]
-        self.payloads = payloads(plan, host_header)  # a list, or renders where templates vary
-        self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
-        self._table_array = np.array(self.table, dtype=np.int64)
-        self.checks = [check_of(r.checks) for r in plan.requests]
-        self.want_body = [c is not None and c[1] is not None for c in self.checks]
-        self.conn_class = CheckedConnection if any(self.want_body) else Connection
-        # HEAD requests: their responses end with the head (None: the plan has none)
-        heads = [r.method == "HEAD" for r in plan.requests]
-        self.heads: list[bool] | None = heads if any(heads) else None
+        self.users = users
         self.timeout = plan.timeout
         self.stride = max(workers, 1)
-        self.max_conns = -(-plan.connections // self.stride)  # the generator's, split among engines
-        self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.conns: set[Connection] = set()
-        self._addrs: asyncio.Task[list[str]] | None = None  # the target's addresses, resolved once
         self.idle: list[Connection] = []
         self.connecting = 0
+        if users is None:  # one request per arrival, on the engine's own connections
+            self.host, self.port, host_header = target_address(plan)
+            self.tls = tls_context(plan)  # https: stdlib ssl under the same protocol
+            self.names = [r.name for r in plan.requests]
+            self.payloads = payloads(plan, host_header)  # a list, or renders where templates vary
+            self.table = weighted_table([r.weight for r in plan.requests], seed=seed)
+            self.checks = [check_of(r.checks) for r in plan.requests]
+            self.want_body = [c is not None and c[1] is not None for c in self.checks]
+            self.conn_class = CheckedConnection if any(self.want_body) else Connection
+            # HEAD requests: their responses end with the head (None: the plan has none)
+            heads = [r.method == "HEAD" for r in plan.requests]
+            self.heads: list[bool] | None = heads if any(heads) else None
+            self.max_conns = -(-plan.connections // self.stride)  # the generator's, split among engines
+            self.read_buffer = memoryview(bytearray(READ_SIZE))
+            self._addrs: asyncio.Task[list[str]] | None = None  # the target's addresses, resolved once
+        else:  # a virtual user's flow per arrival, on the users' transport
+            users.engine = self
+            self.names = users.names
+            self.table = users.first_steps  # arrival n is recorded under its flow's first step
+            self.max_conns = 0
+            self._send_due = self._start_due  # type: ignore[method-assign]
+        self._table_array = np.array(self.table, dtype=np.int64)
         self.cur = Interval(len(self.names))
         # open model: the next arrival of this engine's share (every stride-th from
         # ``worker``); closed loop: its ``i`` numbers the requests
         self.arrivals = ArrivalCursor(worker, self.stride)
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
         self.pacing = False
-        self.closed_loop = False
+        self.closed_loop = users is not None and users.closed  # the plan's users loop
         self.think_s = 0.0
         self.thinking = 0  # closed-loop users in their think time
         self._tasks: list[asyncio.Task] = []
         self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # the pacer's next wake
+
+    @classmethod
+    def of(cls, a: Assignment, loop: asyncio.AbstractEventLoop, per_user: bool | None = None) -> Engine:
+        """The engine for an assignment, paying only for what its plan uses: a virtual
+        user's flow per arrival when the plan has per-user state (``flows.needs_users``,
+        or ``per_user=True``), else one request on a free connection."""
+        from services.generator import flows  # not in worker processes: they run the fast path
+
+        if per_user is None:
+            per_user = flows.needs_users(a.plan)
+        return cls(a.plan, loop, seed=a.index, users=flows.Users(a, loop) if per_user else None)
 
     # --- control (called by the service) -----------------------------------
     def start(self, schedule: Schedule, t0: float, skip: float = 0.0) -> None:
@@ -99,8 +135,17 @@ class Engine:
         """
         self.arrivals.start(schedule, t0, skip)
         self.t0, self.pacing = t0, True
-        self._pacer = self.loop.call_soon(self._pace)
         self._tasks = [self.loop.create_task(self._sweep(), name="sweep")]
+        if self.users is None:
+            self._pacer = self.loop.call_soon(self._pace)
+        else:  # the users' transport first (an ALPN probe, a generator setup), then ``unit_ready``
+            self.users.begin()
+
+    def unit_ready(self) -> None:
+        """The users' transport is chosen and their setup done: the open model's pacer
+        starts (what fell due meanwhile goes at once, late)."""
+        if self.pacing and self._pacer is None:
+            self._pacer = self.loop.call_soon(self._pace)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
         """Closed model: ``users`` connections (default: the plan's ``connections``), each
@@ -128,6 +173,8 @@ class Engine:
         if self._pacer is not None:  # the pacer looks on the loop's next pass
             self._pacer.cancel()
             self._pacer = self.loop.call_soon(self._pace)
+        if self.users is not None:
+            self.users.wake()  # the plan's users loop looks at the schedule's end again
 
     @property
     def schedule(self) -> Schedule | None:
@@ -142,6 +189,8 @@ class Engine:
         if self.pacing and not self.closed_loop:
             self.arrivals.stop(_now() - self.t0)
         self.pacing = False
+        if self.users is not None:
+            self.users.stop()
 
     def waiting(self) -> int:
         """Arrivals due and not yet sent (no free connection): the open model's backlog."""
@@ -150,14 +199,18 @@ class Engine:
         return self.arrivals.waiting(_now() - self.t0)
 
     def in_flight(self) -> int:
-        return sum(1 for c in self.conns if c.busy) + self.waiting() + self.thinking
+        n = sum(1 for c in self.conns if c.busy) + self.waiting() + self.thinking
+        return n if self.users is None else n + self.users.requests_in_flight
 
     async def drain(self, limit_s: float) -> None:
         """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
         self.stop_pacing()
-        deadline = _now() + limit_s
-        while self.in_flight() and _now() < deadline:
-            await asyncio.sleep(0.005)
+        if self.users is not None:  # its flows end, or are cancelled (a request in flight: timeout)
+            await self.users.settle(limit_s)
+        else:
+            deadline = _now() + limit_s
+            while self.in_flight() and _now() < deadline:
+                await asyncio.sleep(0.005)
         now = _now()
         if self.schedule is not None and not self.closed_loop:
             self._drop_until(self.arrivals.stop_rel)  # still waiting when time ran out
@@ -172,9 +225,14 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.users is not None:
+            await self.users.close()
 
-    def reassign(self, a) -> None:
-        """A new epoch: nothing to do here (the schedule comes with ``rebase``)."""
+    def reassign(self, a: Assignment) -> None:
+        """A new epoch (the schedule comes with ``rebase``): a rebalance changes this
+        generator's part of the plan's users."""
+        if self.users is not None:
+            self.users.reassign(a)
 
     async def gather(self) -> None:
         """Before ``take_interval`` each second: a pool merges its workers' share here."""
@@ -232,6 +290,33 @@ class Engine:
                 self._open()
         return t
 
+    def _start_due(self, now: float) -> float:
+        """``_send_due`` for a plan with per-user state: a virtual user's flow for each
+        arrival due by ``now`` while fewer than ``connections`` run (the others wait,
+        nothing stored for them), the same accounting; returns the next one's schedule time.
+        A flow that ends calls it again, so a freed slot takes the oldest waiting arrival."""
+        arr = self.arrivals
+        t0 = self.t0
+        rel = min(now - t0, arr.stop_rel)
+        t = arr.head()
+        users = self.users
+        if t <= rel and users.free():  # type: ignore[union-attr]
+            table, n_table, timeout, cur = self.table, len(self.table), self.timeout, self.cur
+            while t <= rel and users.free():  # type: ignore[union-attr]
+                i = arr.i
+                name_i = table[i % n_table]
+                intended = t0 + t
+                behind = now - intended
+                if behind > timeout:  # waited longer than the plan's timeout: never run
+                    cur.dropped[name_i] += 1
+                else:
+                    if behind > LATE_S:
+                        cur.late[name_i] += 1
+                    cur.sent += 1
+                    users.arrive(i, intended)  # type: ignore[union-attr]
+                t = arr.advance()
+        return t
+
     def _drop_until(self, limit: float) -> None:
         """Count the waiting arrivals due by schedule time ``limit`` as dropped: they
         will never be sent."""
@@ -242,7 +327,9 @@ class Engine:
         sends what is due and sleeps until the next arrival, at least one tick (uvloop's
         timers tick in whole milliseconds; a shorter sleep would spin) and at most
         ``MAX_SLEEP_S``. Arrivals due within a tick go out at its start unless a
-        response comes first; their lateness is measured."""
+        response comes first; their lateness is measured. Arrivals due that found no free
+        connection (or flow slot) are taken by the response (or flow end) that frees one,
+        so the pacer does not look again for them before ``MAX_SLEEP_S``."""
         self._pacer = None
         if not self.pacing:
             return
@@ -255,6 +342,8 @@ class Engine:
                 arr.stop(arr.schedule.end_s)  # type: ignore[union-attr]
                 self.pacing = False
                 return
+            t = rel + MAX_SLEEP_S
+        elif t <= rel:  # due, and nothing free to take it: what frees up takes it
             t = rel + MAX_SLEEP_S
         self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._pace)
 

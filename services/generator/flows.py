@@ -1,22 +1,22 @@
-"""The flow engine: user flows, the closed model, data feeds, TLS and proxies.
+"""What an arrival does when a plan has per-user state: a virtual user's flow.
 
-Plans with only static requests run on the fast engine (``engine.py``). Anything
-that needs per-user state — flows, ``setup``, extraction, templates naming a user's
-values, data feeds,
-the closed model (``users``/``user_stages``), https that may speak HTTP/2, a proxy — runs here, over
-HTTP/1.1 keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by ALPN, HTTP/2
-(the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``); connections are shared by all users, a cookie jar is per virtual user
-(``transport.py``).
+``engine.Engine`` runs every plan; ``Engine.of`` chooses once per plan what an arrival
+does. A plan with only static or templated requests (a render per request) sends one
+request on a free connection of the engine's own. Anything that needs per-user state —
+flows, ``setup``, extraction, templates naming a user's values, data feeds, the closed
+model (``users``/``user_stages``), https that may speak HTTP/2, ``h2c``, a proxy,
+redirects — gets ``Users`` here: each arrival runs a virtual user's flow over HTTP/1.1
+keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by
+ALPN, HTTP/2 (the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``);
+connections are shared by all users, a cookie jar is per virtual user
+(``transport.py``). The engine's pacer, cursor, late/dropped accounting, sweep, stop,
+rebase, drain and interval are the same for both.
 
-It has the ``Engine``'s surface (start, rebase, now_s, stop_pacing, in_flight,
-drain, take_interval, names), so the generator service drives it the same way and
-its intervals merge on the coordinator exactly as the fast engine's do.
-
-* Open model: arrival ``i`` is due at the schedule's time; it picks a flow by weight
-  and runs it as a fresh virtual user. The first step's latency counts from the
-  intended time; arrivals waiting for a free slot (``connections`` flows at once)
-  count *late* after 10 ms and are *dropped* after the timeout, as in the fast engine,
-  whose arrival cursor (``arrivals.py``) it shares: nothing is stored per waiting arrival.
+* Open model: arrival ``i`` is due at the schedule's time; its flow is the weighted
+  table's (``flow_table[i % len]``, as the fast path picks a request) and it runs as a
+  fresh virtual user. The first step's latency counts from the intended time; arrivals
+  waiting for a free slot (``connections`` flows at once) count *late* after 10 ms and
+  are *dropped* after the timeout, under their flow's first step.
 * Closed model: the generator's part of the users (an integer split by its
   position among the run's generators) loop: setup once, then a flow by weight,
   again and again, each step followed by its think time.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,32 +35,31 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.plan.profile import users_for
 from services.plan.templating import TemplateError, references
-from services.generator.arrivals import ArrivalCursor
 from services.generator.feeds import Exhausted, Feeds
 from services.generator.http import request_texts
-from services.generator.pacing import INF, Schedule
-from services.generator.recorder import Interval
-from services.generator.session import Program, VirtualUser
 from services.generator.pool import Pool
+from services.generator.requests import weighted_table
+from services.generator.session import Program, VirtualUser
 from services.generator.transport import choose
+
+if TYPE_CHECKING:
+    from services.generator.engine import Engine
 
 log = structlog.get_logger(__name__)
 
-LATE_S = 0.010
-SWEEP_S = 0.050
-MAX_SLEEP_S = 0.010
-MIN_SLEEP_S = 0.001  # uvloop's timers tick in whole milliseconds: a shorter sleep spins
 USERS_EVERY_S = 0.050  # how often the closed model adjusts its number of users
 _now = time.monotonic
 
 
-def needs_flow_engine(plan: Plan) -> bool:
-    """True when the fast static engine cannot run this plan.
+def needs_users(plan: Plan) -> bool:
+    """True when an arrival of this plan must be a virtual user's flow (``Users``), not
+    one request on a free connection of the engine's own.
 
     Templates alone do not: a template that names only the plan's ``vars`` and
-    generators (``{{$uuid}}``…) renders per request on the fast engine
+    generators (``{{$uuid}}``…) renders per request on the fast path
     (``http.payloads``). One that needs a user's state (an extracted value, a data
-    row, ``__user``/``__iteration``/``__generator``) comes here."""
+    row, ``__user``/``__iteration``/``__generator``) comes here, as does a transport the
+    fast path does not speak (HTTP/2 that the target may pick, h2c, a proxy)."""
     if plan.flows or plan.setup or plan.data or plan.proxy:
         return True
     if plan.follow_redirects:  # a hop is a new request, maybe elsewhere: per-user state
@@ -68,9 +67,9 @@ def needs_flow_engine(plan: Plan) -> bool:
     if plan.users is not None or plan.user_stages:
         return True
     if plan.target.startswith("https:") and plan.http2 != "off":
-        return True  # the target may offer HTTP/2 by ALPN: the flow engine probes and speaks it
+        return True  # the target may offer HTTP/2 by ALPN: the users' transport probes and speaks it
     if plan.http2 == "h2c":
-        return True  # HTTP/2 over TCP: the fast engine speaks HTTP/1.1 only
+        return True  # HTTP/2 over TCP: the fast path speaks HTTP/1.1 only
     known = plan.vars.keys()
     try:
         for text in plan.vars.values():
@@ -80,14 +79,14 @@ def needs_flow_engine(plan: Plan) -> bool:
             for text in request_texts(plan, r):
                 if "{{" in text and any(name not in known for name in references(text)):
                     return True
-    except TemplateError:  # not a plan the loader let through: the flow engine reports it
+    except TemplateError:  # not a plan the loader let through: a virtual user reports it
         return True
     return False
 
 
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("flow engine failed", error=repr(task.exception()), exc_info=task.exception())
+        log.error("virtual users failed", error=repr(task.exception()), exc_info=task.exception())
 
 
 def users_at(plan: Plan, t: float) -> float:
@@ -102,11 +101,18 @@ def users_at(plan: Plan, t: float) -> float:
     return 0.0
 
 
-class FlowEngine:
+class Users:
+    """The virtual users an ``engine.Engine`` runs for a plan with per-user state: the
+    compiled plan (``Program``), data feeds, a pool of ``VirtualUser`` objects, the
+    transport (HTTP/1.1 pool or HTTP/2, chosen when the run starts), the open model's
+    flows in progress (``connections`` at once) and the plan's closed model. The engine
+    paces, counts and drains; this runs what an arrival does (``arrive``)."""
+
     def __init__(self, assignment: Assignment, loop: asyncio.AbstractEventLoop) -> None:
         plan = assignment.plan
         self.plan = plan
         self.loop = loop
+        self.engine: Engine = None  # type: ignore[assignment]  # set by the Engine it is given to
         self.index, self.count = assignment.index, assignment.count
         self.rng = random.Random(f"{assignment.run_id}:{assignment.index}")
         self.program = Program(plan, self.rng)
@@ -114,76 +120,81 @@ class FlowEngine:
         self.closed = plan.model == "closed"
         self.feeds = Feeds(plan.data, assignment.index, assignment.count,
                            seed=self.rng.randrange(1 << 30))
+        # arrival n (open model) or iteration n (closed) runs flow flow_table[n % len],
+        # recorded (late, dropped) under its first step, first_steps[n % len]
+        self.flow_table = weighted_table(self.program.weights, seed=self.rng.randrange(1 << 30))
+        firsts = [steps[0].index for steps in self.program.flows]
+        self.first_steps = [firsts[f] for f in self.flow_table]
         self.base_url = plan.target.rstrip("/")
-        self.cur = Interval(len(self.names))
-        self.arrivals = ArrivalCursor()  # open model: the next arrival, and those waiting
-        self.t0 = 0.0
-        self.running = False  # pacing / looping
+        self.running = False  # a flow goes on to its next step only while this holds
         self.requests_in_flight = 0
         self.shared_vars: dict[str, Any] = {}
         self.shared_cookies: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # open model: the next look
-        self._paced: asyncio.Future[None] | None = None  # done when the open model's pacing ends
-        self._tasks: list[asyncio.Task] = []
+        self._main: asyncio.Task | None = None  # the transport and setup, then the closed model
         self._flows: set[asyncio.Task] = set()  # open model: flows running
         self._users: dict[int, asyncio.Task] = {}  # closed model: user id -> its loop
         self._retiring: set[int] = set()
         self._pool: list[VirtualUser] = []
         self._all_users: list[VirtualUser] = []
         self._next_uid = 0
+        self._iterations = 0  # closed model: iterations begun (the flow table's cursor)
         self.max_active = plan.connections
-        self.transport: Pool | None = None  # or its HTTP/2 kind, h2pool.H2Pool  # chosen by _main before any request
+        self.transport: Pool | None = None  # or its HTTP/2 kind, h2pool.H2Pool; chosen by _run
 
-    # --- control (the service calls these, as on Engine) ------------------------
-    def start(self, schedule: Schedule, t0: float) -> None:
-        self.arrivals.start(schedule, t0)
-        self.t0, self.running = t0, True
-        main = self.loop.create_task(self._main(), name="flows")
-        main.add_done_callback(_log_failure)
-        self._tasks = [main]
+    # --- the engine's side ------------------------------------------------------------
+    def begin(self) -> None:
+        """The run starts: choose the transport, run a generator setup, then the open
+        model's pacer (``Engine.unit_ready``) or the closed model's users."""
+        self.running = True
+        self._main = self.loop.create_task(self._run(), name="users")
+        self._main.add_done_callback(_log_failure)
 
-    def rebase(self, schedule: Schedule) -> None:
-        self.arrivals.rebase(schedule)
-        self._wake.set()
-        if self._pacer is not None:  # the pacer looks on the loop's next pass
-            self._pacer.cancel()
-            self._pacer = self.loop.call_soon(self._look)
+    def free(self) -> bool:
+        """A flow slot is free (fewer than ``connections`` flows run)."""
+        return len(self._flows) < self.max_active
 
-    @property
-    def schedule(self) -> Schedule | None:
-        return self.arrivals.schedule
+    def arrive(self, n: int, intended: float) -> None:
+        """Open-model arrival ``n``, due at loop time ``intended``: a fresh virtual user runs its flow."""
+        task = self.loop.create_task(self._run_arrival(self.flow_table[n % len(self.flow_table)], intended))
+        self._flows.add(task)
+        task.add_done_callback(self._arrival_done)
 
-    def reassign(self, a: Assignment) -> None:
-        """A new epoch: a rebalance changes this generator's part of the users."""
-        self.index, self.count = a.index, a.count
-        self._wake.set()
-
-    def now_s(self) -> float:
-        return _now() - self.t0
-
-    async def gather(self) -> None:
-        """Everything is recorded in this process."""
-
-    def stop_pacing(self) -> None:
-        if self.running and not self.closed:
-            self.arrivals.stop(_now() - self.t0)
+    def stop(self) -> None:
         self.running = False
         self._stop.set()
         self._wake.set()
-        if self._paced is not None and not self._paced.done():
-            self._paced.set_result(None)  # the open model's pacing ends here
 
-    def in_flight(self) -> int:
-        return self.requests_in_flight + (0 if self.closed else self.arrivals.waiting(_now() - self.t0))
+    def wake(self) -> None:
+        self._wake.set()
 
-    def take_interval(self) -> Interval:
-        done, self.cur = self.cur, Interval(len(self.names))
-        return done
+    def reassign(self, a: Assignment) -> None:
+        """A rebalance changes this generator's part of the users."""
+        self.index, self.count = a.index, a.count
+        self._wake.set()
 
+    async def settle(self, limit_s: float) -> None:
+        """The drain: flows and users end within ``limit_s`` or are cancelled (a request
+        in flight then counts as a timeout)."""
+        pending = set(self._flows) | set(self._users.values())
+        if self._main is not None:
+            pending.add(self._main)
+        if pending:
+            await asyncio.wait(pending, timeout=limit_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        for user in self._all_users:
+            await user.close()
+        if self.transport is not None:
+            await self.transport.close()
+
+    # --- what a virtual user calls ------------------------------------------------------
     def cur_record(self, name_i: int, latency_s: float, service_s: float, error: str | None) -> None:
-        self.cur.record(name_i, latency_s, service_s, error)
+        self.engine.cur.record(name_i, latency_s, service_s, error)
 
     async def pause(self, seconds: float) -> bool:
         """Think time; False when the run stopped meanwhile."""
@@ -195,29 +206,13 @@ class FlowEngine:
         except TimeoutError:
             return self.running
 
-    async def drain(self, limit_s: float) -> None:
-        """Stop starting work; let in-flight requests finish up to ``limit_s``, then cancel."""
-        self.stop_pacing()
-        pending = set(self._flows) | set(self._users.values()) | set(self._tasks)
-        if pending:
-            await asyncio.wait(pending, timeout=limit_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        if not self.closed and self.arrivals.schedule is not None:
-            self._drop_until(self.arrivals.stop_rel)  # still waiting when time ran out
-        for user in self._all_users:
-            await user.close()
-        if self.transport is not None:
-            await self.transport.close()
-
     # --- the run --------------------------------------------------------------------
-    async def _main(self) -> None:
+    async def _run(self) -> None:
         # the ALPN probe runs while waiting for the start; a slow one makes the first
         # arrivals late, and their latency still counts from their intended times
         chosen = self.loop.create_task(choose(self.plan))
         try:
-            delay = self.t0 - _now()
+            delay = self.engine.t0 - _now()
             if delay > 0:
                 await asyncio.sleep(delay)
             self.transport = await chosen
@@ -231,11 +226,7 @@ class FlowEngine:
         if self.closed:
             await self._control_users()
         else:
-            sweep = self.loop.create_task(self._sweep())
-            try:
-                await self._pace()
-            finally:
-                sweep.cancel()
+            self.engine.unit_ready()
 
     async def _generator_setup(self) -> None:
         user = self._user()
@@ -255,9 +246,6 @@ class FlowEngine:
         self._all_users.append(user)
         return user
 
-    def _first_step(self, flow: int) -> int:
-        return self.program.flows[flow][0].index
-
     def _draw(self, user: VirtualUser, per: str) -> bool:
         if not self.feeds.has(per):
             return True
@@ -268,82 +256,20 @@ class FlowEngine:
             return False
 
     # --- open model -------------------------------------------------------------------
-    async def _pace(self) -> None:
-        """The open model, until the schedule ends or the run stops: a timer callback
-        (``_look``) starts what is due and sleeps until the next arrival — at least a
-        tick, at most ``MAX_SLEEP_S`` — and a flow that ends starts the oldest waiting
-        arrival itself (``_arrival_done``)."""
-        self._paced = self.loop.create_future()
-        self._look()
-        try:
-            await self._paced
-        finally:
-            if self._pacer is not None:
-                self._pacer.cancel()
-                self._pacer = None
-
-    def _look(self) -> None:
-        self._pacer = None
-        paced = self._paced
-        if paced is None or paced.done():
-            return
-        if not self.running:
-            paced.set_result(None)
-            return
-        arr = self.arrivals
-        now = _now()
-        t = self._arrive(now)
-        rel = now - self.t0
-        if t == INF:
-            if rel >= arr.schedule.end_s:  # type: ignore[union-attr]
-                paced.set_result(None)
-                return
-            t = rel + MAX_SLEEP_S
-        elif t <= rel:  # due, but every slot is busy: a flow that ends starts the next
-            t = rel + MAX_SLEEP_S
-        self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._look)
-
-    def _arrive(self, now: float) -> float:
-        """Start a flow for each arrival due by ``now`` while a slot is free (the
-        others wait, nothing stored for them); returns the next one's schedule time."""
-        arr = self.arrivals
-        rel = min(now - self.t0, arr.stop_rel)
-        t = arr.head()
-        while t <= rel and len(self._flows) < self.max_active:
-            flow, intended = self.program.pick(self.rng), self.t0 + t
-            if now - intended > self.plan.timeout:  # waited longer than the timeout: never run
-                self.cur.dropped[self._first_step(flow)] += 1
-            else:
-                self._launch(flow, intended, now)
-            t = arr.advance()
-        return t
-
-    def _launch(self, flow: int, intended: float, now: float) -> None:
-        self.cur.sent += 1
-        if now - intended > LATE_S:
-            self.cur.late[self._first_step(flow)] += 1
-        task = self.loop.create_task(self._run_arrival(flow, intended))
-        self._flows.add(task)
-        task.add_done_callback(self._arrival_done)
-
     def _arrival_done(self, task: asyncio.Task) -> None:
         self._flows.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("flow failed", error=repr(task.exception()))
         if not self.running:
-            return  # draining: what still waits is counted dropped by drain()
-        self._arrive(_now())  # a slot is free: the oldest waiting arrival takes it
-
-    def _drop_until(self, limit: float) -> None:
-        """The waiting arrivals due by schedule time ``limit`` are never run."""
-        for _ in self.arrivals.drop_until(limit):
-            self.cur.dropped[self._first_step(self.program.pick(self.rng))] += 1
+            return  # draining: what still waits is counted dropped by the drain
+        self.engine._send_due(_now())  # a slot is free: the oldest waiting arrival takes it
 
     async def _run_arrival(self, flow: int, intended: float) -> None:
         user = self._user()
         try:
             if not (self._draw(user, "user") and self._draw(user, "iteration")):
-                self.cur.dropped[self._first_step(flow)] += 1  # a unique feed ran out
+                first = self.program.flows[flow][0].index
+                self.engine.cur.dropped[first] += 1  # a unique feed ran out
                 return
             if self.program.setup and self.program.setup_scope == "user":
                 if not await user.run_steps(self.program.setup, intended):
@@ -353,22 +279,18 @@ class FlowEngine:
         finally:
             self._pool.append(user)
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            self._drop_until(_now() - self.t0 - self.plan.timeout)
-
     # --- closed model ------------------------------------------------------------------
     async def _control_users(self) -> None:
         """Keep this generator's part of the users running, following user_stages."""
+        engine = self.engine
         while self.running:
-            want = users_for(int(users_at(self.plan, self.now_s()) + 1e-9), self.index, self.count)
+            want = users_for(int(users_at(self.plan, engine.now_s()) + 1e-9), self.index, self.count)
             active = [uid for uid in self._users if uid not in self._retiring]
             for _ in range(want - len(active)):
                 self._spawn()
             for uid in sorted(active, reverse=True)[: max(len(active) - want, 0)]:
                 self._retiring.add(uid)
-            if self.schedule is not None and self.now_s() >= self.schedule.end_s:
+            if engine.schedule is not None and engine.now_s() >= engine.schedule.end_s:
                 break
             self._wake.clear()
             try:
@@ -405,6 +327,7 @@ class FlowEngine:
             return None
         user.iteration += 1
         user.vars["__iteration"] = user.iteration
-        self.cur.sent += 1
-        prog = self.program
-        return prog.flows[prog.pick(self.rng)]
+        self.engine.cur.sent += 1
+        k = self._iterations
+        self._iterations = k + 1
+        return self.program.flows[self.flow_table[k % len(self.flow_table)]]

@@ -3,17 +3,19 @@
 One surface for every engine (vegeta's ``Pacer``/``Attacker`` idea): the service starts
 an engine on a ``Schedule`` anchored at a clock time, rebases it on a rate change,
 hands it each new assignment, takes an ``Interval`` every second and drains it at the
-end. Which engine runs a plan is decided here, once (docs/engine.md, "Shape"):
+end. One engine runs every plan (``engine.Engine``, docs/engine.md, "Shape"); what an
+arrival does is decided once per plan:
 
 * static requests, templated ones included (a render per request: the plan's vars
-  and generators such as ``{{$uuid}}``), plain or https with ``http2: off`` — the fast engine (``engine.Engine``;
-  ``SURGE_WORKERS``: a pool of them, ``workers.PooledEngine``);
+  and generators such as ``{{$uuid}}``), plain or https with ``http2: off`` — one request
+  on a free connection (``Engine`` without users; ``SURGE_WORKERS``: a pool of them,
+  ``workers.PooledEngine``);
 * the same over https with ``http2: auto`` (the default) — the target decides by ALPN
-  (``ByAlpn``): the flow engine when it picks ``h2``, else the fast engine;
+  (``ByAlpn``): virtual users on HTTP/2 when it picks ``h2``, else the fast path;
 * anything with per-user state (flows, templates naming extracted values or data,
-  data, the closed model, https,
-  proxies, redirects) — the flow engine (``flows.FlowEngine``), whose HTTP/1.1 is the
-  engine's own asyncio-protocol pool (``pool.py``).
+  data, the closed model, https that may speak HTTP/2, proxies, redirects) — a
+  virtual user's flow per arrival (``Engine`` with ``flows.Users``), whose HTTP/1.1 is
+  the engine's own asyncio-protocol pool (``pool.py``).
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ def engine_for(a: Assignment, loop: asyncio.AbstractEventLoop,
     """The engine that runs this assignment's plan, paying only for what it uses."""
     plan = a.plan
     if (plan.target.startswith("https:") and plan.http2 == "auto"
-            and not flows.needs_flow_engine(msgspec.structs.replace(plan, http2="off"))):
+            and not flows.needs_users(msgspec.structs.replace(plan, http2="off"))):
         return ByAlpn(a, loop, workers)
-    if flows.needs_flow_engine(plan):
-        return flows.FlowEngine(a, loop)
+    if flows.needs_users(plan):
+        return Engine.of(a, loop, per_user=True)
     return _fast(a, loop, workers)
 
 
@@ -113,10 +115,10 @@ class ByAlpn:
         except Exception as exc:  # as the flow engine does: HTTP/1.1, whose requests will tell
             log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
             picked = None
-        inner = (flows.FlowEngine(self.a, self.loop) if picked == transport.H2
+        inner = (Engine.of(self.a, self.loop, per_user=True) if picked == transport.H2
                  else _fast(self.a, self.loop, self.workers))
         log.info("engine chosen by ALPN", target=plan.target, protocol=picked or "http/1.1",
-                 engine=type(inner).__name__)
+                 engine=type(inner).__name__, users=getattr(inner, "users", None) is not None)
         self._use(inner)
 
     def _use(self, inner: LoadEngine) -> None:

@@ -1,4 +1,4 @@
-"""A plan compiled for the flow engine, and one virtual user's session running its steps.
+"""A plan compiled for virtual users (``flows.Users``), and one virtual user's session running its steps.
 
 ``Program`` compiles every template, extractor and check once per run. A
 ``VirtualUser`` has its own variables and cookie jar (a client of the engine's
@@ -28,7 +28,7 @@ from services.generator.http import BODY_METHODS, base_headers, merge_headers, q
 from services.plan.names import as_step, step_name
 
 if TYPE_CHECKING:
-    from services.generator.flows import FlowEngine
+    from services.generator.flows import Users
 
 _now = time.monotonic
 
@@ -130,7 +130,7 @@ class CompiledStep:
 
 
 class Program:
-    """Everything the flow engine needs from a plan, compiled once."""
+    """Everything virtual users need from a plan, compiled once."""
 
     def __init__(self, plan: Plan, rng: random.Random) -> None:
         self.redirects = plan.follow_redirects
@@ -147,12 +147,7 @@ class Program:
             [self._compile(s, step_name(s, f.name, j), rng) for j, s in enumerate(f.steps)]
             for f in flows
         ]
-        self.weights = [f.weight for f in flows]
-        self.cumulative: list[int] = []
-        total = 0
-        for w in self.weights:
-            total += w
-            self.cumulative.append(total)
+        self.weights = [f.weight for f in flows]  # flows.Users picks by a weighted table
         self.headers = [(k, Template(v, rng)) for k, v in plan.headers.items()]
         self.vars = render_vars(plan.vars, rng)
 
@@ -161,14 +156,6 @@ class Program:
             self._index[name] = len(self.names)
             self.names.append(name)
         return CompiledStep(step, self._index[name], name, rng, self.redirects)
-
-    def pick(self, rng: random.Random) -> int:
-        """A flow index, by weight."""
-        x = rng.random() * self.cumulative[-1]
-        for i, c in enumerate(self.cumulative):
-            if x < c:
-                return i
-        return len(self.cumulative) - 1
 
 
 def think_s(think: float | Think | None, rng: random.Random) -> float:
@@ -182,7 +169,7 @@ def think_s(think: float | Think | None, rng: random.Random) -> float:
 class VirtualUser:
     """One user's variables, cookie jar and HTTP session."""
 
-    def __init__(self, engine: FlowEngine, uid: int) -> None:
+    def __init__(self, engine: Users, uid: int) -> None:
         self.engine = engine
         self.uid = uid
         self.client = engine.transport.client()

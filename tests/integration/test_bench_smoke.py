@@ -47,8 +47,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert row == "h2" or r["errors"] == 0, (row, r)
     assert res["flow3"]["h2"]["protocol"] == "h2" and res["flow3"]["h2c"]["protocol"] == "h2c"
     assert res["flow_rps"] > 0 and res["flow_tls_rps"] > 0 and res["open_cpu_us_20k"] > 0
-    for row, engine in (("render", "Engine"), ("render_flow", "FlowEngine"), ("tls", "Engine")):
-        r = res["templated"][row]  # a templated plan and an https one on the fast engine
+    for row, engine in (("render", "request"), ("render_flow", "users"), ("tls", "request")):
+        r = res["templated"][row]  # a templated plan and an https one: a request per arrival
         assert r["engine"] == engine and r["errors"] == 0 and r["rps"] > 0, (row, r)
     for r in res["open_loop"]:
         assert "error" not in r, r

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from schemas.control import Assignment
-from services.generator.flows import FlowEngine
+from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.plan import loader, profile
 from tests.conftest import until
@@ -50,19 +50,20 @@ class Counting(RawServer):
                 return
 
 
-def flow_engine(target: str, steps: list[dict], users: int = 4, timeout_s: float = 2) -> FlowEngine:
+def flow_engine(target: str, steps: list[dict], users: int = 4, timeout_s: float = 2) -> Engine:
     plan = loader.from_obj({"name": "chain", "target": target, "users": users, "duration": 30,
                             "timeout": timeout_s, "flows": [{"name": "f", "steps": steps}]})
     now = time.time()
     prof = profile.from_plan(plan)
     a = Assignment(run_id="chain", epoch=1, share=1.0, start_at=now, end_at=now + 30,
                    profile=prof, plan=plan)
-    engine = FlowEngine(a, asyncio.get_running_loop())
+    engine = Engine.of(a, asyncio.get_running_loop())
+    assert engine.users is not None
     engine.start(Schedule(prof, 1.0), time.monotonic())
     return engine
 
 
-def counts(engine: FlowEngine, iv) -> dict[str, tuple[int, dict[str, int]]]:
+def counts(engine: Engine, iv) -> dict[str, tuple[int, dict[str, int]]]:
     return {name: (iv.count(i), dict(iv.errors[i])) for i, name in enumerate(engine.names)}
 
 
@@ -94,7 +95,7 @@ async def test_closed_users_chain_steps_and_iterations_the_server_counting_the_s
         await until(lambda: srv.received["c"] >= 200, 20, "200 iterations through")
         await engine.drain(2.0)
         got = counts(engine, engine.take_interval())
-    assert engine.requests_in_flight == 0
+    assert engine.in_flight() == 0
     assert got["a"][0] == srv.received["a"] and got["b"][0] == srv.received["b"]
     assert got["c"][0] == srv.received["c"]
     # no n: the iteration ends (no b, no c); the drain stops up to one user each after a or b
@@ -115,4 +116,4 @@ async def test_a_drain_counts_the_requests_still_in_flight_as_timeouts():
         await engine.drain(0.2)
         got = counts(engine, engine.take_interval())
     assert got["a"] == (3, {}) and got["b"] == (3, {"timeout": 3})
-    assert engine.requests_in_flight == 0
+    assert engine.in_flight() == 0

@@ -24,7 +24,6 @@ import pytest
 
 from schemas.control import Assignment, Segment
 from services.generator.engine import Engine
-from services.generator.flows import FlowEngine
 from services.generator.pacing import Schedule
 from services.generator.recorder import Interval
 from tests import plans
@@ -340,7 +339,7 @@ async def run_flow(plan, srv: Server) -> Interval:
     now = time.time()
     a = Assignment(run_id="conformance", epoch=1, share=1.0, start_at=now, end_at=now + 5,
                    profile=[Segment(0.0, ARRIVALS / RATE, RATE, RATE)], plan=plan)
-    engine = FlowEngine(a, asyncio.get_running_loop())
+    engine = Engine.of(a, asyncio.get_running_loop(), per_user=True)  # a virtual user per arrival
     engine.start(Schedule(a.profile, 1.0), time.monotonic())
     await until(lambda: engine.cur.completed() + sum(engine.cur.dropped) >= ARRIVALS, 10,
                 "every arrival answered")

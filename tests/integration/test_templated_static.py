@@ -120,8 +120,7 @@ async def test_https_with_http2_auto_and_an_http1_target_runs_on_the_fast_engine
         received(srv)  # every request rendered anew, each once
 
 
-async def test_https_with_http2_auto_and_an_h2_target_runs_on_the_flow_engine(tmp_path):
-    from services.generator.flows import FlowEngine
+async def test_https_with_http2_auto_and_an_h2_target_runs_virtual_users(tmp_path):
     from tests.servers import H2Server, tls_server_context
 
     async def answer(srv, stream):
@@ -129,7 +128,7 @@ async def test_https_with_http2_auto_and_an_h2_target_runs_on_the_flow_engine(tm
 
     async with H2Server(answer, tls_server_context(tmp_path, alpn=("h2",))) as srv:
         inner, done = await by_alpn_run(srv.url)
-        assert type(inner) is FlowEngine and done == ARRIVALS
+        assert type(inner) is Engine and inner.users is not None and done == ARRIVALS
         assert len(srv.received) == ARRIVALS
 
 

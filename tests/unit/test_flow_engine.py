@@ -1,4 +1,5 @@
-"""The flow engine's pure parts and its virtual users' state (no network)."""
+"""Virtual users (flows.Users): the compiled plan, their state, and the one engine's pacer
+running their flows (no network)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from schemas.control import Assignment, Segment
 from schemas.plan import Think
 from services.plan import profile
-from services.generator.flows import FlowEngine
+from services.generator.engine import Engine
+from services.generator.flows import Users
 from services.generator.pacing import Schedule
 from services.generator.session import Program, think_s
 from services.generator.pool import Pool
@@ -27,11 +29,15 @@ def test_program_names_steps_and_shares_same_named_steps():
     assert prog.vars == {"who": "ann", "greeting": "hi ann"}
 
 
-def test_flows_are_picked_by_weight():
-    prog = Program(plans.plan(plans.USER_FLOWS), random.Random(0))
-    rng = random.Random(1)
-    picks = [prog.pick(rng) for _ in range(4000)]
-    assert 0.72 < picks.count(0) / 4000 < 0.78
+async def test_flows_are_picked_by_weight():
+    p = plans.plan(plans.USER_FLOWS)
+    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
+                   profile=profile.from_plan(p), plan=p)
+    users = Users(a, asyncio.get_running_loop())
+    picks = [users.flow_table[n % len(users.flow_table)] for n in range(4000)]
+    assert 0.74 <= picks.count(0) / 4000 <= 0.76  # weights 3:1, a shuffled table
+    prog = users.program  # arrival n is recorded (late, dropped) under its flow's first step
+    assert users.first_steps == [prog.flows[f][0].index for f in users.flow_table]
 
 
 def test_static_requests_become_one_step_flows():
@@ -53,7 +59,7 @@ async def test_users_get_fresh_state_and_the_generator_setup_cookies(transport):
     p = plans.plan(plans.USER_FLOWS)
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
                    profile=profile.from_plan(p), plan=p, index=1, count=3)
-    engine = FlowEngine(a, asyncio.get_running_loop())
+    engine = Users(a, asyncio.get_running_loop())
     engine.shared_vars = {"token": "t-1"}
     engine.shared_cookies = {"sid": "s-1"}
     engine.transport = transport(p, transport_mod.ssl_context(p))
@@ -218,13 +224,37 @@ def test_response_fields_are_read_from_the_raw_head_only_when_asked():
     assert Head([b"HTTP/1.1 100 Continue\r\n\r\n"]).raw == b"HTTP/1.1 100 Continue"  # nothing follows yet
 
 
-async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_order():
-    """The flow engine's waiting arrivals are the arrival cursor's range: nothing stored
-    per arrival; a freed slot takes the oldest, a timeout drops from the oldest."""
-    p = plans.plan(plans.USER_FLOWS, connections=1)
+def open_engine(connections: int, run_arrival=None) -> tuple[Engine, list[int]]:
+    """The one engine with virtual users, for an open-model plan of two flows; each
+    arrival runs ``run_arrival(flow, intended)`` when given, and ``looks[0]`` counts the
+    pacer's looks at the schedule (``_send_due`` calls)."""
+    p = plans.plan(plans.USER_FLOWS, connections=connections, users=None, rate=100)
     a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
                    profile=profile.from_plan(p), plan=p, index=0, count=1)
-    engine = FlowEngine(a, asyncio.get_running_loop())
+    engine = Engine.of(a, asyncio.get_running_loop())
+    assert engine.users is not None and not engine.closed_loop
+    if run_arrival is not None:
+        engine.users._run_arrival = run_arrival  # type: ignore[method-assign]
+    looks = [0]
+    send_due = engine._send_due
+
+    def counted(now: float) -> float:
+        looks[0] += 1
+        return send_due(now)
+
+    engine._send_due = counted  # type: ignore[method-assign]
+    return engine, looks
+
+
+def begin(engine: Engine, schedule: Schedule, t0: float) -> None:
+    """``Engine.start`` without the users' transport and setup (no target here)."""
+    engine.arrivals.start(schedule, t0)
+    engine.t0, engine.pacing, engine.users.running = t0, True, True
+
+
+async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_order():
+    """Waiting arrivals are the arrival cursor's range: nothing stored per arrival; a
+    freed flow slot takes the oldest, a timeout drops from the oldest."""
     release = asyncio.Event()
     started: list[float] = []
 
@@ -232,14 +262,13 @@ async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_
         started.append(intended)
         await release.wait()
 
-    engine._run_arrival = hold  # type: ignore[method-assign]
+    engine, _ = open_engine(1, hold)
     t0 = time.monotonic() - 0.035
-    engine.arrivals.start(Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
-    engine.t0, engine.running = t0, True
-    engine._arrive(time.monotonic())  # 0, 10, 20 and 30 ms are due; one slot
+    begin(engine, Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine._send_due(time.monotonic())  # 0, 10, 20 and 30 ms are due; one slot
     await asyncio.sleep(0)
     assert engine.cur.sent == 1 and started == [t0]
-    assert engine.arrivals.waiting(time.monotonic() - t0) >= 3
+    assert engine.waiting() >= 3
     engine._drop_until(0.025)  # 10 and 20 ms waited too long
     assert sum(engine.cur.dropped) == 2 and engine.arrivals.i == 3
     release.set()
@@ -247,26 +276,8 @@ async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_
         await asyncio.sleep(0)
     assert started[:2] == [t0, pytest.approx(t0 + 0.030)]  # the oldest still waiting, at its time
     engine.stop_pacing()
-    for task in list(engine._flows):
+    for task in list(engine.users._flows):
         task.cancel()
-
-
-def counting_looks(p, run_arrival) -> tuple[FlowEngine, list[int]]:
-    """A flow engine for plan ``p`` whose arrivals each run ``run_arrival(flow, intended)``,
-    and ``looks``: ``looks[0]`` counts the pacer's looks at the schedule (``_arrive`` calls)."""
-    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
-                   profile=profile.from_plan(p), plan=p, index=0, count=1)
-    engine = FlowEngine(a, asyncio.get_running_loop())
-    engine._run_arrival = run_arrival  # type: ignore[method-assign]
-    looks = [0]
-    arrive = engine._arrive
-
-    def counted(now: float) -> float:
-        looks[0] += 1
-        return arrive(now)
-
-    engine._arrive = counted  # type: ignore[method-assign]
-    return engine, looks
 
 
 async def test_the_pacer_sleeps_while_every_slot_is_busy():
@@ -277,18 +288,18 @@ async def test_the_pacer_sleeps_while_every_slot_is_busy():
     async def hold(flow: int, intended: float) -> None:
         await release.wait()
 
-    engine, looks = counting_looks(plans.plan(plans.USER_FLOWS, connections=1), hold)
+    engine, looks = open_engine(1, hold)
     t0 = time.monotonic() - 1.0  # 100 arrivals due, one slot
-    engine.arrivals.start(Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
-    engine.t0, engine.running = t0, True
-    pacer = asyncio.ensure_future(engine._pace())
+    begin(engine, Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine._pace()
     await asyncio.sleep(0.1)  # a measurement window: the looks it takes are counted
     assert engine.cur.sent == 1 and looks[0] <= 15  # ~one look per 10 ms, not a spin
     engine.stop_pacing()
     release.set()
-    await pacer
-    for task in list(engine._flows):
+    for task in list(engine.users._flows):
         await task
+    engine._pace()  # stopped: it looks no more
+    assert engine._pacer is None
 
 
 def test_the_pacer_does_not_spin_when_the_next_arrival_is_under_a_tick_away():
@@ -301,14 +312,13 @@ def test_the_pacer_does_not_spin_when_the_next_arrival_is_under_a_tick_away():
         async def instant(flow: int, intended: float) -> None:
             return None
 
-        engine, looks = counting_looks(plans.plan(plans.USER_FLOWS, connections=64), instant)
+        engine, looks = open_engine(64, instant)
         t0 = time.monotonic()
-        engine.arrivals.start(Schedule([Segment(0.0, 60.0, 1000.0, 1000.0)], 1.0), t0)
-        engine.t0, engine.running = t0, True
-        pacer = asyncio.ensure_future(engine._pace())
+        begin(engine, Schedule([Segment(0.0, 60.0, 1000.0, 1000.0)], 1.0), t0)
+        engine._pace()
         await asyncio.sleep(0.3)  # a measurement window: the looks it takes are counted
         engine.stop_pacing()
-        await pacer
+        await asyncio.gather(*engine.users._flows)
         return looks[0], engine.cur.sent
 
     looks, sent = uvloop.run(run())

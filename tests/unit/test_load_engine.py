@@ -1,4 +1,5 @@
-"""The engine surface (services/generator/load.py): every engine has it; the right one runs a plan."""
+"""The engine surface (services/generator/load.py): every engine has it; one engine runs
+every plan, and what an arrival does is chosen once per plan."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from schemas.control import Assignment, Segment
 from services.generator.engine import Engine
-from services.generator.flows import FlowEngine
+from services.generator.flows import Users
 from services.generator.load import ByAlpn, LoadEngine, engine_for
 from services.generator.workers import PooledEngine
 from services.plan import loader
@@ -23,7 +24,7 @@ def assignment(**plan_fields) -> Assignment:
                       profile=[Segment(0.0, 1.0, 10.0, 10.0)], plan=loader.from_obj(raw))
 
 
-@pytest.mark.parametrize("cls", [Engine, PooledEngine, FlowEngine, ByAlpn])
+@pytest.mark.parametrize("cls", [Engine, PooledEngine, ByAlpn])
 def test_every_engine_has_the_whole_surface(cls):
     for name in ("start", "rebase", "reassign", "now_s", "stop_pacing", "in_flight", "gather",
                  "take_interval", "drain"):
@@ -32,13 +33,14 @@ def test_every_engine_has_the_whole_surface(cls):
         assert asyncio.iscoroutinefunction(getattr(cls, name)), (cls, name)
 
 
-async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_engine():
+async def test_a_static_plan_sends_a_request_per_arrival_and_a_stateful_one_runs_virtual_users():
     loop = asyncio.get_running_loop()
     for fields in ({}, {"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
                    {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]},
                    {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True}):
         static = engine_for(assignment(**fields), loop)  # templates: a render, not a user
         assert type(static) is Engine and isinstance(static, LoadEngine), fields
+        assert static.users is None, fields
     # https with http2: auto: the target picks by ALPN, when the run is set up
     by_alpn = engine_for(assignment(target="https://127.0.0.1:9"), loop)
     assert type(by_alpn) is ByAlpn and isinstance(by_alpn, LoadEngine)
@@ -48,4 +50,7 @@ async def test_a_static_plan_gets_the_fast_engine_and_a_stateful_one_the_flow_en
                    {"follow_redirects": 1},
                    {"users": 2, "rate": None}):
         flow = engine_for(assignment(**fields), loop)
-        assert type(flow) is FlowEngine and isinstance(flow, LoadEngine), fields
+        assert type(flow) is Engine and isinstance(flow, LoadEngine), fields
+        assert type(flow.users) is Users and flow.names == ["r"], fields
+    closed = engine_for(assignment(users=2, rate=None), loop)
+    assert closed.closed_loop and closed.users.closed

@@ -10,7 +10,7 @@ from schemas.errors import InvalidPlan
 from schemas.plan import Think
 from services.plan import profile
 from services.plan import loader
-from services.generator.flows import needs_flow_engine, users_at
+from services.generator.flows import needs_users, users_at
 from tests import plans
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def test_a_full_flow_plan_validates_with_durations_normalised():
     assert steps[1].think == 0.25
     assert steps[1].check.jsonpath[0].path == "$.a"  # one mapping becomes a list
     assert plan.data[0].mode == "unique" and plan.data[0].rows == [{"user": "ann"}]
-    assert needs_flow_engine(plan)
+    assert needs_users(plan)
 
 
 def test_closed_profile_carries_duration_at_rate_zero():
@@ -118,19 +118,19 @@ def test_load_reports_bad_data_files_on_their_field(tmp_path):
 def test_static_plans_keep_the_fast_path():
     for path in ("plans/checkout.yaml", "plans/demo.yaml"):
         plan = loader.load(str(ROOT / path))
-        assert plan.model == "open" and not needs_flow_engine(plan), path
+        assert plan.model == "open" and not needs_users(plan), path
 
 
-def test_static_requests_needing_tls_or_user_state_use_the_flow_engine():
+def test_static_requests_needing_http2_or_user_state_run_virtual_users():
     base = {"name": "s", "rate": 1, "duration": 1, "requests": [{"name": "r", "path": "/"}]}
-    assert needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443"}))
+    assert needs_users(loader.from_obj({**base, "target": "https://127.0.0.1:8443"}))
     # HTTP/1.1 said outright: the fast engine speaks TLS itself (no ALPN probe needed)
-    assert not needs_flow_engine(loader.from_obj({**base, "target": "https://127.0.0.1:8443",
+    assert not needs_users(loader.from_obj({**base, "target": "https://127.0.0.1:8443",
                                                   "http2": "off", "insecure": True}))
     per_user = {**base, "target": "http://127.0.0.1:1",
                 "requests": [{"name": "r", "path": "/x/{{__iteration}}"}]}
-    assert needs_flow_engine(loader.from_obj(per_user))
-    assert needs_flow_engine(loader.from_obj({**per_user, "vars": {"who": "u"},
+    assert needs_users(loader.from_obj(per_user))
+    assert needs_users(loader.from_obj({**per_user, "vars": {"who": "u"},
                                               "requests": [{"name": "r", "path": "/{{who}}/{{__user}}"}]}))
 
 
@@ -141,8 +141,8 @@ def test_templates_of_vars_and_generators_keep_the_fast_engine():
                     {"name": "r", "headers": {"Authorization": "Bearer {{token}}"}},
                     {"name": "r", "method": "POST", "body": "id={{$uuid}}&q={{token | urlencode}}"},
                     {"name": "r", "method": "POST", "json": {"{{token}}": [{"at": "{{$timestamp_ms}}"}]}}):
-        assert not needs_flow_engine(loader.from_obj({**base, "requests": [request]})), request
-    assert not needs_flow_engine(loader.from_obj({**base, "headers": {"X-Id": "{{$uuid}}"},
+        assert not needs_users(loader.from_obj({**base, "requests": [request]})), request
+    assert not needs_users(loader.from_obj({**base, "headers": {"X-Id": "{{$uuid}}"},
                                                   "requests": [{"name": "r"}]}))
 
 

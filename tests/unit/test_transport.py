@@ -13,7 +13,7 @@ from schemas.errors import InvalidPlan
 from services.generator import transport
 from services.generator.pool import Pool
 from services.generator.h2pool import H2Pool
-from services.generator.flows import needs_flow_engine
+from services.generator.flows import needs_users
 from services.generator.transport import choose
 from tests import plans
 
@@ -56,7 +56,7 @@ async def test_h2c_takes_http2_over_tcp_without_a_probe(monkeypatch):
 
     monkeypatch.setattr(transport, "alpn", probe)
     p = plans.plan(plans.BASIC, target="http://127.0.0.1:9", http2="h2c")
-    assert needs_flow_engine(p)  # a static plan too: the fast engine speaks HTTP/1.1 only
+    assert needs_users(p)  # a static plan too: the fast engine speaks HTTP/1.1 only
     t = await choose(p)
     assert isinstance(t, H2Pool) and t.protocol == "h2c" and t.ssl is None
     await t.close()
