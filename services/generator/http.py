@@ -230,7 +230,7 @@ def payloads(plan: Plan, host_header: str) -> list[bytes] | Rendered:
     feature costs"): bytes encoded once, or, for a request whose templates call a
     generator, a render per send. Templates go through the flow engine's own
     ``CompiledStep.render`` with the plan's ``vars`` (rendered once, as the flow engine
-    does); ``flows.needs_flow_engine`` keeps plans whose templates need per-user state
+    does); ``flows.needs_users`` keeps plans whose templates need per-user state
     (extracted values, data rows, ``__user``…) away from here."""
     templated = [any("{{" in t for t in request_texts(plan, r)) for r in plan.requests]
     if not any(templated):
