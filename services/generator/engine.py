@@ -114,6 +114,9 @@ class Engine:
         self.thinking = 0  # closed-loop users in their think time
         self._tasks: list[asyncio.Task] = []
         self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # the pacer's next wake
+        # arrivals due and nothing free: the fast path looks again next tick (a response
+        # takes only an arrival a tick late); a flow that ends starts the oldest itself
+        self._busy_sleep_s = 0.0 if users is None else MAX_SLEEP_S
 
     @classmethod
     def of(cls, a: Assignment, loop: asyncio.AbstractEventLoop, per_user: bool | None = None) -> Engine:
@@ -327,9 +330,9 @@ class Engine:
         sends what is due and sleeps until the next arrival, at least one tick (uvloop's
         timers tick in whole milliseconds; a shorter sleep would spin) and at most
         ``MAX_SLEEP_S``. Arrivals due within a tick go out at its start unless a
-        response comes first; their lateness is measured. Arrivals due that found no free
-        connection (or flow slot) are taken by the response (or flow end) that frees one,
-        so the pacer does not look again for them before ``MAX_SLEEP_S``."""
+        response comes first; their lateness is measured. With virtual users, arrivals
+        due that found no free flow slot are started by the flow that ends, so the pacer
+        does not look again for them before ``MAX_SLEEP_S`` (``_busy_sleep_s``)."""
         self._pacer = None
         if not self.pacing:
             return
@@ -343,8 +346,8 @@ class Engine:
                 self.pacing = False
                 return
             t = rel + MAX_SLEEP_S
-        elif t <= rel:  # due, and nothing free to take it: what frees up takes it
-            t = rel + MAX_SLEEP_S
+        elif t <= rel:  # due, and nothing free to take it
+            t = rel + self._busy_sleep_s
         self._pacer = self.loop.call_later(min(max(t - rel, MIN_SLEEP_S), MAX_SLEEP_S), self._pace)
 
     def _next_for(self, conn: Connection, now: float) -> None:
