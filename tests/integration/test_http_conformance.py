@@ -240,8 +240,8 @@ PATHS = ("static", "static-tls", "flow", "tls", "h2", "h2c")
 H2_PATHS = ("h2", "h2c")
 NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the Upgrade mechanism "
                 "from HTTP/2 (a 101 on a stream is a malformed response, and h2 will not send one)")
-FAST_ENGINE_NO_REDIRECTS = ("the fast engine follows no redirects: a plan with follow_redirects "
-                            "runs on the flow engine")
+FAST_ENGINE_NO_REDIRECTS = ("the fast path follows no redirects: a plan with follow_redirects "
+                            "runs virtual users")
 ONLY_H2 = "a stream reset (RST_STREAM) exists only in HTTP/2; HTTP/1.1's reset is the TCP RST case"
 ONLY_H2_GOAWAY = ("requests in flight beside the last one a server takes exist only with HTTP/2's "
                   "streams; HTTP/1.1 sends one request at a time on a connection")
