@@ -352,10 +352,12 @@ class Engine:
 
     def _next_for(self, conn: Connection, now: float) -> None:
         """A free connection: it takes the oldest waiting arrival if that is a tick late
-        (behind the schedule: catch up at closed-loop speed), or waits idle for the
-        pacer's next tick, which sends that tick's arrivals together."""
+        (behind the schedule: catch up at closed-loop speed) or if every other
+        connection is busy (the pacer's tick could not send it); else it waits idle for
+        the pacer's next tick, which sends that tick's arrivals together."""
         arr = self.arrivals
-        if now < arr.at + TICK_S:  # nothing due, or due within this tick: the pacer's
+        at = arr.at
+        if now < at or (now < at + TICK_S and self.idle):  # the pacer's to send
             self.idle.append(conn)
             return
         t = arr.t

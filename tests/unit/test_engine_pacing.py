@@ -213,7 +213,20 @@ def test_a_response_within_the_tick_leaves_the_due_arrival_to_the_pacer(ticking)
     assert sent_intended(conns) == pytest.approx([eng.t0 + 0.001, eng.t0 + 0.002])
 
 
-def test_responses_send_arrivals_a_tick_late_and_leave_one_just_due_to_the_tick(ticking):
+def test_a_response_sends_arrivals_a_tick_late_and_the_rest_due_with_them(ticking):
+    eng, conns, clock = ticking
+    clock.now = eng.t0 + 0.0005
+    eng._pace()  # arrival 0
+    first = next(c for c in conns if c.busy)
+    clock.now = eng.t0 + 0.0042  # 1-4 due; 1-3 a tick late or more: behind the schedule
+    first.status, first.keep_alive = 200, True
+    eng.on_response(first)
+    assert first.intended == pytest.approx(eng.t0 + 0.001)  # the oldest, on this one
+    assert eng.cur.sent == 5 and eng.arrivals.i == 5  # 2, 3 and 4 go with it, on idle ones
+    assert sent_intended(conns) == pytest.approx([eng.t0 + k / 1000 for k in range(1, 5)])
+
+
+def test_with_every_other_connection_busy_a_response_sends_what_is_due_at_once(ticking):
     eng, conns, clock = ticking
     for conn in conns[1:]:
         eng.idle.remove(conn)
@@ -223,20 +236,20 @@ def test_responses_send_arrivals_a_tick_late_and_leave_one_just_due_to_the_tick(
     eng._pace()
     conn = conns[0]
     assert conn.busy and eng.cur.sent == 1
-    clock.now = eng.t0 + 0.0042  # 1-4 due; 1-3 a tick late or more: behind the schedule
+    clock.now = eng.t0 + 0.0012  # arrival 1 is 0.2 ms late: no tick could send it sooner
     conn.status, conn.keep_alive = 200, True
     eng.on_response(conn)
-    assert eng.cur.sent == 2 and conn.intended == pytest.approx(eng.t0 + 0.001)
-    for other in conns[1:4]:  # three more connections free up: 2 and 3 go at once
-        other.status, other.keep_alive = 200, True
-        eng.on_response(other)
-    assert eng.cur.sent == 4 and eng.arrivals.i == 4  # 4 is 0.2 ms late: the tick's
-    assert eng.idle == [conns[3]]
-    assert sorted(c.intended for c in conns[:3]) == pytest.approx([eng.t0 + k / 1000 for k in range(1, 4)])
-    clock.now = eng.t0 + 0.0051
-    eng._pace()  # 4 on the one free connection; 5 waits for the next to free up
-    assert eng.cur.sent == 5 and eng.arrivals.i == 5 and not eng.idle
-    assert conns[3].intended == pytest.approx(eng.t0 + 0.004)
+    assert eng.cur.sent == 2 and conn.busy and conn.intended == pytest.approx(eng.t0 + 0.001)
+    other = conns[1]
+    other.status, other.keep_alive = 200, True
+    eng.on_response(other)  # nothing due: it waits idle
+    assert eng.idle == [other] and eng.cur.sent == 2
+    clock.now = eng.t0 + 0.0021  # 2 is 0.1 ms late and a connection is idle: the tick's
+    conn.status, conn.keep_alive = 200, True
+    eng.on_response(conn)
+    assert eng.cur.sent == 2 and eng.idle == [other, conn]
+    eng._pace()  # 2 leaves on the most recently freed connection
+    assert eng.cur.sent == 3 and conn.busy and eng.idle == [other]
 
 
 def test_ticks_and_responses_send_every_arrival_once_in_order(ticking):
