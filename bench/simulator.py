@@ -100,7 +100,7 @@ class Simulator:
     """``n`` generators named ``<prefix>-0000`` ... in this process."""
 
     def __init__(self, nc: Client, n: int, names: list[str], *, per_name: int = 10,
-                 prefix: str = "sim", deaf: set[str] | None = None,
+                 prefix: str = "sim", deaf: set[str] | None = None, mute: set[str] | None = None,
                  connections: list[Client] | None = None) -> None:
         self.nc = nc  # the assignment watch
         # generator i beats and sends on connections[i % len]: many connections, as many
@@ -110,6 +110,7 @@ class Simulator:
         self.names = names
         self.per_name = per_name  # requests per name per generator per second
         self.deaf = deaf or set()  # heartbeat, but never follow an assignment
+        self.mute = mute or set()  # follow it and say "running", but never send an interval
         self.hists = encoded_histograms(per_name)
         self.runs: dict[str, _Running] = {}
         self.finished: set[tuple[str, str]] = set()  # (generator, run) done: never restarted
@@ -219,6 +220,9 @@ class Simulator:
         end = a.end_at
         k = max(int(time.time() - a.start_at), 0)
         try:
+            if gid in self.mute:  # "running" in its beats until told to stop
+                await run.stopped.wait()
+                return
             while True:
                 boundary = a.start_at + k + 1
                 if run.stop_at is not None or boundary >= end:

@@ -106,6 +106,7 @@ class RunAggregate:
         self.timeline: dict[int, TimelineEntry] = {}
         self.events: dict[int, list[str]] = {}
         self.gaps: set[int] = set()
+        self.newest_seq = -1  # the latest second any generator has reported
 
     # --- input -----------------------------------------------------------------
     def add(self, s: IntervalStats) -> bool:
@@ -124,6 +125,8 @@ class RunAggregate:
                     f"requests.{name}: histogram holds more values than its count"
                 )
         self.seen.add(key)
+        if s.seq > self.newest_seq:
+            self.newest_seq = s.seq
         if s.final:
             self.finals.add(s.generator_id)
         gen = self.gens.get(s.generator_id)

@@ -16,6 +16,8 @@ from schemas.control import RunRecord
 from services.plan import profile
 
 if TYPE_CHECKING:
+    from services.coordinator.aggregate import RunAggregate
+    from services.coordinator.config import Config
     from services.coordinator.runs import Fleet
     from services.coordinator.store import RunStore
 
@@ -30,6 +32,8 @@ class Membership:
     record: RunRecord
     store: RunStore
     fleet: Fleet
+    agg: RunAggregate
+    config: Config
     shares: dict[str, float]
     held: dict[str, float]
     paused: dict[str, float]
@@ -65,28 +69,39 @@ class Membership:
 
     async def _check_silent(self, now: float) -> None:
         """A member alive but not running its assignment (its heartbeat, stored well after
-        the assignment, says so) sends nothing: say so, mark the second, move its share."""
+        the assignment, says so), or alive and saying it runs but none of whose intervals
+        came while the others' came for a later second (its first second closed without
+        it): it sends nothing. Say so, mark the second, move its share."""
         if now >= self.record.end_at - 1.0:
             return  # members finishing on time say "idle" too
-        silent = []
+        silent: dict[str, str] = {}
+        start_at = self.record.start_at
         for gid in self.shares:
             if gid in self.paused:
                 continue
             beat = self.fleet.registry.get(gid)
             stored = self.fleet.registry.stored_at(gid)
-            if beat is None or stored is None or (beat.state == "running" and beat.run_id == self.run_id):
+            if beat is None or stored is None:
                 continue
-            if stored >= max(self.record.start_at, self.joined_at.get(gid, 0.0)) + SILENT_AFTER_S:
-                silent.append(gid)
+            since = max(start_at, self.joined_at.get(gid, 0.0))
+            if not (beat.state == "running" and beat.run_id == self.run_id):
+                if stored >= since + SILENT_AFTER_S:
+                    silent[gid] = "is alive but not running its assignment"
+            elif gid not in self.agg.gens:
+                # evidence, not a clock: the bus brought the others' intervals of a second
+                # after its first, and that first second waited for it as long as any does
+                first = int(since - start_at) + (since > start_at)  # a hot add's first whole second
+                if (self.agg.newest_seq > first
+                        and now >= start_at + first + 1 + self.config.merge_wait_s):
+                    silent[gid] = "says it runs its assignment but sends no intervals"
         if not silent or not self._may_reshare():
             return
-        for gid in silent:
+        for gid, why in silent.items():
             del self.shares[gid]
             self.held.pop(gid, None)
             self.lost.add(gid)
             self.silent.add(gid)
-            await self._event(f"generator {gid} is alive but not running its assignment; "
-                              "its share moved", gap=True)
+            await self._event(f"generator {gid} {why}; its share moved", gap=True)
         if not self.shares:
             await self._save(state="stopping", error="no generator runs the assignment")
             self.finish_by = now + FINAL_GRACE_S

@@ -362,6 +362,38 @@ async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(clus
         await nc.close()
 
 
+async def test_a_member_that_says_it_runs_but_sends_nothing_is_noticed_within_3s(cluster):
+    """One of five generators follows its assignment and beats "running" but sends no
+    interval (its stats never reach the coordinator). Before, nothing said so: the run
+    finished "pass" with a fifth of its load missing, no event, no gap."""
+    cluster.coordinator()
+    nc, sim, api = await simulated(cluster, 5, ["home"], "mute", mute={"mute-0002"})
+    events: list[tuple[float, dict]] = []
+    try:
+        started = await api.start(plans.plan(SIM, rate=10 * 5, duration=6))
+
+        async def on_event(msg):
+            events.append((time.time(), msgspec.json.decode(msg.data)))
+
+        await nc.subscribe(subjects.events(started.run_id), cb=on_event)
+        await until(lambda: any("mute-0002" in e["event"] for _, e in events), 10,
+                    "an event about the generator that sends nothing")
+        at, event = next((t, e) for t, e in events if "mute-0002" in e["event"])
+        assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
+        assert "sends no intervals" in event["event"], event
+        report = await _report(api, started.run_id)
+        record = await api.get(started.run_id)
+        assert "mute-0002" not in record.generators  # its share moved to the others
+        assert any(entry.gap for entry in report.timeline)
+        lost = [e for e in report.events if "mute-0002" not in e and ("lost" in e or "sends" in e)]
+        assert not lost, lost  # the four that send are left alone
+        assert report.totals.requests == sim.acked.total()
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
+
+
 async def test_late_intervals_that_come_together_amend_the_report_together(cluster):
     """Five intervals arrive after the report, at once, while an amended report is being
     stored: all are in the report, acknowledged, and it was rebuilt twice, not five
