@@ -111,6 +111,7 @@ class Users:
     def __init__(self, assignment: Assignment, loop: asyncio.AbstractEventLoop) -> None:
         plan = assignment.plan
         self.plan = plan
+        self.alpn: str | None = None  # the target's ALPN answer, when load.ByAlpn asked it already
         self.loop = loop
         self.engine: Engine = None  # type: ignore[assignment]  # set by the Engine it is given to
         self.index, self.count = assignment.index, assignment.count
@@ -210,7 +211,7 @@ class Users:
     async def _run(self) -> None:
         # the ALPN probe runs while waiting for the start; a slow one makes the first
         # arrivals late, and their latency still counts from their intended times
-        chosen = self.loop.create_task(choose(self.plan))
+        chosen = self.loop.create_task(choose(self.plan, self.alpn))
         try:
             delay = self.engine.t0 - _now()
             if delay > 0:

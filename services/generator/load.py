@@ -93,9 +93,9 @@ def _fast(a: Assignment, loop: asyncio.AbstractEventLoop, workers: WorkerPool | 
 class ByAlpn:
     """An https plan the fast engine could run, with ``http2: auto``: the target picks
     the protocol by ALPN, as for the flow engine (``transport.alpn``, one TLS handshake
-    when the run is set up). ``h2``: the flow engine (HTTP/2); anything else, or a probe
-    that fails: the fast engine (HTTP/1.1). Calls made before the answer are replayed to
-    the engine in order; nothing is sent meanwhile, so arrivals that fell due go at once
+    when the run is set up). ``h2``: the flow engine (HTTP/2), handed the answer so it
+    does not ask again; anything else, or a probe that fails: the fast engine
+    (HTTP/1.1). Calls made before the answer are replayed to the engine in order; nothing is sent meanwhile, so arrivals that fell due go at once
     and count late if they waited more than 10 ms. No answer by the drain: the fast
     engine, so the run's arrivals are in its report (sent or dropped), not lost."""
 
@@ -115,8 +115,11 @@ class ByAlpn:
         except Exception as exc:  # as the flow engine does: HTTP/1.1, whose requests will tell
             log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
             picked = None
-        inner = (Engine.of(self.a, self.loop, per_user=True) if picked == transport.H2
-                 else _fast(self.a, self.loop, self.workers))
+        if picked == transport.H2:
+            inner: LoadEngine = Engine.of(self.a, self.loop, per_user=True)
+            inner.users.alpn = picked  # type: ignore[attr-defined]  # asked once: not again
+        else:
+            inner = _fast(self.a, self.loop, self.workers)
         log.info("engine chosen by ALPN", target=plan.target, protocol=picked or "http/1.1",
                  engine=type(inner).__name__, users=getattr(inner, "users", None) is not None)
         self._use(inner)

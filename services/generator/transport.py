@@ -94,18 +94,21 @@ def http1(plan: Plan) -> Pool:
     return Pool(plan, ssl_context(plan) if plan.target.startswith("https:") else None)
 
 
-async def choose(plan: Plan) -> Pool:
+async def choose(plan: Plan, picked: str | None = None) -> Pool:
     """The transport for this run: HTTP/2 when allowed, over TLS, and the target offers it;
-    h2c (HTTP/2 over TCP, by prior knowledge) when the plan says so."""
+    h2c (HTTP/2 over TCP, by prior knowledge) when the plan says so. ``picked``: the
+    target's ALPN answer when it was asked already (``load.ByAlpn``), so it is asked
+    once per run, not twice."""
     if plan.http2 == "h2c":  # the loader allows it for http:// targets only, no proxy
         return H2Pool(plan, None)
     if plan.http2 == "off" or not plan.target.startswith("https:"):
         return http1(plan)
-    try:
-        picked = await alpn(plan, plan.timeout)
-    except Exception as exc:  # an outcome, not a crash: the run's requests will tell
-        log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
-        return http1(plan)
+    if picked is None:
+        try:
+            picked = await alpn(plan, plan.timeout)
+        except Exception as exc:  # an outcome, not a crash: the run's requests will tell
+            log.warning("ALPN probe failed; using HTTP/1.1", target=plan.target, error=repr(exc))
+            return http1(plan)
     if picked == H2:
         return H2Pool(plan, ssl_context(plan))
     return http1(plan)

@@ -130,6 +130,9 @@ async def test_https_with_http2_auto_and_an_h2_target_runs_virtual_users(tmp_pat
         inner, done = await by_alpn_run(srv.url)
         assert type(inner) is Engine and inner.users is not None and done == ARRIVALS
         assert len(srv.received) == ARRIVALS
+        # one TLS connection for the ALPN probe, one for the run: the flow engine was
+        # handed the answer, it did not ask again
+        assert srv.connections == 2
 
 
 async def test_arrivals_of_a_run_that_ends_before_the_alpn_answer_are_accounted_for():

@@ -92,6 +92,16 @@ async def test_https_auto_follows_what_the_target_picks_by_alpn(monkeypatch, pic
     await t.close()
 
 
+async def test_an_alpn_answer_handed_over_is_not_asked_again(monkeypatch):
+    async def probe(p, timeout_s):
+        raise AssertionError("asked again")
+
+    monkeypatch.setattr(transport, "alpn", probe)
+    t = await choose(plans.plan(plans.ONE_FLOW, insecure=True), transport.H2)
+    assert type(t) is H2Pool
+    await t.close()
+
+
 async def test_a_failed_probe_falls_back_to_http1():
     t = await choose(plans.plan(plans.ONE_FLOW, target=f"https://127.0.0.1:{refused_port()}", timeout=1))
     assert isinstance(t, Pool)
