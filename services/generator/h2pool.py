@@ -562,9 +562,6 @@ class H2Pool(Pool):
             return await self._new_conn()
         return conn
 
-    def release(self, conn) -> None:  # streams end, the connection stays
-        pass
-
     def forget(self, conn) -> None:
         if conn in self.conns:
             self.conns.remove(conn)

@@ -528,10 +528,11 @@ class FullConnection(Connection):
 
     A separate class, as ``CheckedConnection`` is, so that the fast engine's parser has
     no ``on_body``. The head costs no ``on_header`` callback either (httptools would
-    call it for every field): the reads that hold it are copied out of the shared
-    buffer instead, only while the head is unfinished, which is the one read of a
-    usual response. ``waiter`` gets the outcome (``pool.Pool``); ``name_i`` is 1 for a
-    HEAD request (the pool's ``heads``)."""
+    call it for every field): a read that holds some of a head not yet ended is copied
+    out of the shared buffer before it is parsed (a usual response: its one read, up
+    to the end of its head when the read is long). The owner sets ``waiter`` and
+    clears ``reads`` and ``body`` before each ``send``; ``name_i`` is 1 for a HEAD
+    request (the pool's ``heads``)."""
 
     __slots__ = ("reads", "waiter")
 
@@ -540,29 +541,15 @@ class FullConnection(Connection):
         self.reads: list[bytes] = []  # this response's reads up to the end of its head
         self.waiter = None
 
-    def start(self, payload: bytes, head_only: bool, waiter, now: float) -> None:
-        """Send a request; ``waiter`` is the owner's to complete."""
-        self.waiter = waiter
-        self.reads = []
-        self.body = None
-        self.send(1 if head_only else 0, payload, now, now)
-
     def buffer_updated(self, nbytes: int) -> None:
+        if self.busy and not self.head_done:
+            reads = self.reads
+            view = self.view
+            if reads or nbytes <= SMALL_READ:
+                reads.append(bytes(view[:nbytes]))
+            else:  # a long read that starts the response: its head, not its body
+                reads.append(bytes(view[:final_head_end(view.obj, nbytes)]))  # type: ignore[arg-type]
         Connection.buffer_updated(self, nbytes)
-        if self.busy and not self.head_done and self.last_read:
-            # the head goes on in the next read, or a 1xx came first: keep this one's
-            # bytes (last_read is 0 when a request was sent on this connection meanwhile)
-            self.reads.append(bytes(self.view[:nbytes]))
-
-    def on_headers_complete(self) -> None:
-        try:
-            Connection.on_headers_complete(self)
-        finally:
-            if self.head_done:  # the final head ended in this read: keep it (Head)
-                n = self.last_read
-                buf = self.view.obj
-                end = n if self.reads or n <= SMALL_READ else final_head_end(buf, n)  # type: ignore[arg-type]
-                self.reads.append(bytes(self.view[:end]))
 
     def on_body(self, body: bytes) -> None:
         kept = self.body
@@ -570,8 +557,3 @@ class FullConnection(Connection):
             self.body = [body]
         else:
             kept.append(body)
-
-    def body_bytes(self) -> bytes:
-        """The whole body as received (the client decodes it for checks)."""
-        kept = self.body
-        return b"".join(kept) if kept else b""

@@ -187,19 +187,11 @@ class Pool:
             data = b""
         return await self.request(finish("".join(parts), data), method == "HEAD")
 
-    async def request(self, data: bytes, head_only: bool) -> tuple[int, list, bytes]:
-        idle = self.idle
-        conn = None
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                break
-            conn = None
-        if conn is None:
-            conn = await asyncio.wait_for(self._dial(), self.timeout)
+    async def request(self, data: bytes, head_only: bool) -> tuple[int, Head, bytes]:
+        if not self.has_idle():
+            self.idle.append(await asyncio.wait_for(self._dial(), self.timeout))
         fut = self.loop.create_future()
-        self.busy.add(conn)
-        conn.start(data, head_only, fut, _now())
+        self.start(data, head_only, fut)
         return await fut
 
     def has_idle(self) -> bool:
@@ -216,11 +208,10 @@ class Pool:
         Future, or any waiter with done/set_result/set_exception: ``session._Chain``)."""
         conn = self.idle.pop()
         self.busy.add(conn)
-        conn.start(data, head_only, waiter, _now())
-
-    def release(self, conn: FullConnection) -> None:
-        self.busy.discard(conn)
-        self.idle.append(conn)
+        conn.waiter = waiter
+        conn.reads = []
+        conn.body = None
+        conn.send(head_only, data, 0.0, _now())  # name_i: 1 for a HEAD (heads)
 
     def forget(self, conn) -> None:
         self.busy.discard(conn)
@@ -231,9 +222,11 @@ class Pool:
     def on_response(self, conn: FullConnection) -> None:
         conn.busy = False
         waiter, conn.waiter = conn.waiter, None
-        result = (conn.status, Head(conn.reads), conn.body_bytes())
+        body = conn.body
+        result = (conn.status, Head(conn.reads), b"".join(body) if body else b"")
         if conn.keep_alive and not conn.closed:
-            self.release(conn)
+            self.busy.discard(conn)  # free again: the waiter may send on it
+            self.idle.append(conn)
         else:
             self._close(conn)
         if waiter is not None and not waiter.done():

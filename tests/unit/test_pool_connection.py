@@ -2,9 +2,9 @@
 flow step gets back however the response's bytes are cut into reads.
 
 Each case feeds the bytes of one response to a pool connection read by read, through
-the pool's one read buffer as the event loop would (``get_buffer`` → copy →
-``buffer_updated``), and checks the waiter's (status, head fields, body). Against real
-servers: tests/integration/test_http_conformance.py.
+the pool's one read buffer as the event loop does (``get_buffer`` → copy →
+``buffer_updated``), and checks what the waiter gets: (status, head fields, body) or
+the failure and its kind. Against real servers: tests/integration/test_http_conformance.py.
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from tests import plans
 
 
 class Wire:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
     def write(self, data: bytes) -> None:
-        self.writes.append(data)
+        pass
 
     def abort(self) -> None:
         pass
@@ -32,17 +29,27 @@ class Wire:
 
 def feed(conn: FullConnection, *reads: bytes) -> None:
     for data in reads:
-        buf = conn.get_buffer(len(data))
-        buf[:len(data)] = data
+        conn.get_buffer(len(data))[:len(data)] = data
         conn.buffer_updated(len(data))
 
 
-async def exchange(pool: Pool, *reads: bytes, head_only: bool = False):
+def connect(pool: Pool) -> FullConnection:
+    """A connection as the pool dials it, free."""
     conn = FullConnection(pool)
     conn.connection_made(Wire())  # type: ignore[arg-type]
-    fut = asyncio.get_running_loop().create_future()
-    pool.busy.add(conn)
-    conn.start(b"GET / HTTP/1.1\r\n\r\n", head_only, fut, 0.0)
+    pool.idle.append(conn)
+    return conn
+
+
+def send(pool: Pool, waiter=None, head_only: bool = False):
+    waiter = waiter or asyncio.get_running_loop().create_future()
+    pool.start(b"GET / HTTP/1.1\r\n\r\n", head_only, waiter)
+    return waiter
+
+
+async def exchange(pool: Pool, *reads: bytes, head_only: bool = False):
+    conn = connect(pool)
+    fut = send(pool, head_only=head_only)
     feed(conn, *reads)
     assert fut.done(), "the response is whole"
     return conn, fut
@@ -68,12 +75,12 @@ async def test_a_head_cut_anywhere_across_reads_is_whole(pool, cut):
     assert conn in pool.idle, "kept alive, free again"
 
 
-async def test_a_big_read_keeps_only_the_head_and_the_body_whole(pool):
+async def test_a_long_read_keeps_only_the_head_and_the_body_whole(pool):
     raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + HEAD % len(BIG) + BIG
-    _, fut = await exchange(pool, raw)
+    conn, fut = await exchange(pool, raw)
     status, head, body = fut.result()
     assert (status, head["Set-Cookie"], "Link" in head, body) == (200, "sid=1", False, BIG)
-    assert final_head_end(raw, len(raw)) == len(raw) - len(BIG)
+    assert final_head_end(raw, len(raw)) == len(raw) - len(BIG) == len(b"".join(conn.reads))
 
 
 async def test_interim_responses_in_their_own_reads_are_skipped(pool):
@@ -87,8 +94,7 @@ async def test_head_has_no_body_whatever_content_length_says(pool):
     conn, fut = await exchange(pool, HEAD % 99, head_only=True)
     assert fut.result()[::2] == (200, b"")
     assert conn in pool.idle
-    fut2 = asyncio.get_running_loop().create_future()  # the next response parses afresh
-    pool.start(b"GET / HTTP/1.1\r\n\r\n", False, fut2)
+    fut2 = send(pool)  # the next response parses afresh
     feed(conn, HEAD % 2 + b"ok")
     assert fut2.result()[::2] == (200, b"ok")
 
@@ -104,8 +110,7 @@ async def test_the_body_is_handed_over_as_sent_and_decoded_by_the_client(pool):
 
 async def test_the_next_request_sent_from_the_waiter_starts_a_fresh_head(pool):
     """session._Chain sends the next step from the response's callback, in the same read."""
-    conn = FullConnection(pool)
-    conn.connection_made(Wire())  # type: ignore[arg-type]
+    conn = connect(pool)
     got = []
 
     class Chain:
@@ -115,13 +120,12 @@ async def test_the_next_request_sent_from_the_waiter_starts_a_fresh_head(pool):
         def set_result(self, result):
             got.append(result)
             if len(got) == 1:
-                pool.start(b"GET /2 HTTP/1.1\r\n\r\n", False, self)
+                send(pool, self)
 
         def set_exception(self, exc):
             got.append(exc)
 
-    pool.busy.add(conn)
-    conn.start(b"GET /1 HTTP/1.1\r\n\r\n", False, Chain(), 0.0)
+    send(pool, Chain())
     feed(conn, HEAD % 1 + b"a")
     assert conn.busy and conn.reads == [] and conn.head_len == 0
     feed(conn, b"HTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nb")
@@ -129,27 +133,23 @@ async def test_the_next_request_sent_from_the_waiter_starts_a_fresh_head(pool):
     assert got[1][1].get("Set-Cookie") is None
 
 
-async def test_failures_are_the_fast_engines_kinds(pool):
-    conn = FullConnection(pool)
-    conn.connection_made(Wire())  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    pool.busy.add(conn)
-    conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
-    feed(conn, b"HTTP/1.1 200 OK\r\nX-Big: " + b"y" * (40 << 10), b"y" * (30 << 10))
-    assert isinstance(fut.exception(), ResponseTooLarge) and Pool.classify(fut.exception()) == "too_large"
-    for reads, kind in (([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"], "other"),
-                        ([b"garbage\r\n\r\n"], "other")):
-        conn = FullConnection(pool)
-        conn.connection_made(Wire())  # type: ignore[arg-type]
-        fut = loop.create_future()
-        conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
-        feed(conn, *reads)
-        assert Pool.classify(fut.exception()) == kind, reads
-    conn = FullConnection(pool)
-    conn.connection_made(Wire())  # type: ignore[arg-type]
-    fut = loop.create_future()
-    conn.start(b"GET / HTTP/1.1\r\n\r\n", False, fut, 0.0)
+@pytest.mark.parametrize("reads, kind", [
+    ([b"HTTP/1.1 200 OK\r\nX-Big: " + b"y" * (40 << 10), b"y" * (30 << 10)], "too_large"),
+    ([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"], "other"),
+    ([b"garbage\r\n\r\n"], "other"),
+])
+async def test_a_response_that_cannot_be_one_fails_with_the_fast_engines_kind(pool, reads, kind):
+    conn = connect(pool)
+    fut = send(pool)
+    feed(conn, *reads)
+    assert Pool.classify(fut.exception()) == kind
+    assert isinstance(fut.exception(), ResponseTooLarge) == (kind == "too_large")
+    assert conn not in pool.idle and conn not in pool.busy
+
+
+async def test_a_connection_lost_mid_response_is_a_reset(pool):
+    conn = connect(pool)
+    fut = send(pool)
     feed(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
     conn.connection_lost(None)
     assert isinstance(fut.exception(), Reset) and Pool.classify(fut.exception()) == "reset"
