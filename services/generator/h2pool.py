@@ -29,8 +29,10 @@ import h2.exceptions
 import h2.settings
 from h2.connection import AllowedStreamIDs, ConnectionInputs
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
+from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamInputs
-from hyperframe.frame import RstStreamFrame
+from hyperframe.flags import Flags
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,74 @@ class _Stream:
         self.body: list[bytes] = []
 
 
+_DATA_VALID = {f.name for f in DataFrame.defined_flags}
+_HEADERS_VALID = {f.name for f in HeadersFrame.defined_flags}
+_NO_FLAGS: set[str] = set()
+_new = object.__new__
+
+
+class _Frames(FrameBuffer):
+    """h2's frame buffer, with the frames a response is made of built in a few lines.
+
+    A DATA frame, or a HEADERS frame holding a whole head (END_HEADERS), neither padded
+    nor with priority data, and a RST_STREAM or WINDOW_UPDATE, is cut from the buffer
+    here and made without hyperframe's constructors (its flag set, padding and priority
+    fields, each by a chain of ``__init__``s: ~15 % of the CPU); every other frame,
+    anything unusual (padding, CONTINUATION, a stream id 0 where one is needed, an
+    overlong frame) and every error is h2's own path.
+    The frames are the ones hyperframe makes: the same class and attributes
+    (``tests/unit/test_h2_frames.py`` compares them on random frame streams)."""
+
+    def __next__(self):
+        data = self._data
+        if len(data) < 9 or self._headers_buffer:
+            return super().__next__()
+        kind, flags = data[3], data[4]
+        length = (data[0] << 16) | (data[1] << 8) | data[2]
+        sid = ((data[5] & 0x7F) << 24) | (data[6] << 16) | (data[7] << 8) | data[8]
+        if kind > 1:
+            # RST_STREAM (nginx resets each POST's stream once it has answered) and
+            # WINDOW_UPDATE of 4 bytes, valid: no flags to parse, one number each
+            if length != 4 or (kind != 3 and kind != 8) or len(data) < 13 or (kind == 3 and not sid):
+                return super().__next__()
+            value = int.from_bytes(data[9:13], "big")
+            if kind == 8:
+                value &= 0x7FFFFFFF
+                if not value:
+                    return super().__next__()  # h2's error
+            del data[:13]
+            f = _new(RstStreamFrame if kind == 3 else WindowUpdateFrame)
+            fl = _new(Flags)
+            fl._valid_flags, fl._flags = _NO_FLAGS, set()
+            f.stream_id, f.flags, f.body_len = sid, fl, 4
+            if kind == 3:
+                f.error_code = value
+            else:
+                f.window_increment = value
+            return f
+        if flags & 0x28 or (kind == 1 and not flags & 0x4):  # PADDED, PRIORITY; no END_HEADERS
+            return super().__next__()
+        if not sid or length > self.max_frame_size:
+            return super().__next__()  # h2's errors
+        end = 9 + length
+        if len(data) < end:
+            raise StopIteration
+        body = bytes(data[9:end])
+        del data[:end]
+        named = {"END_STREAM"} if flags & 0x1 else set()
+        fl = _new(Flags)
+        fl._flags = named
+        f = _new(HeadersFrame if kind else DataFrame)
+        if kind:
+            named.add("END_HEADERS")
+            fl._valid_flags = _HEADERS_VALID
+            f.depends_on, f.stream_weight, f.exclusive = 0, 0, False
+        else:
+            fl._valid_flags = _DATA_VALID
+        f.stream_id, f.flags, f.body_len, f.data, f.pad_length = sid, fl, length, body, 0
+        return f
+
+
 class _Client(h2.connection.H2Connection):
     """h2's client connection: heads up to 1 MB decoded, streams answered after a GOAWAY,
     told how many streams are open instead of counting them.
@@ -99,18 +169,21 @@ class _Client(h2.connection.H2Connection):
             return len(self._waiting)
         return super().open_outbound_streams
 
-    def send_request(self, sid: int, fields: list[tuple[bytes, bytes]], data: bytes | None) -> None:
-        """``send_headers`` + ``send_data`` for a request whose body fits one DATA frame
-        and the windows (``fits``), without h2's frame objects: the same state changes on
-        the connection and the new stream (its state machine, windows, request method),
-        the frames' bytes written here. h2 built a HeadersFrame, a DataFrame, their flags
-        and a header list copy per request and serialised them (~a quarter of the CPU)."""
+    def send_request(self, sid: int, fields: list[tuple[bytes, bytes]], data: bytes | None) -> bool:
+        """``send_headers`` + ``send_data`` without h2's frame objects: the same state
+        changes on the connection and the new stream (its state machine, windows, request
+        method), the frames' bytes written here. h2 built a HeadersFrame, a DataFrame,
+        their flags and a header list copy per request and serialised them (~a quarter
+        of the CPU). False: the body is beyond one DATA frame or a window, and only the
+        head went (the caller sends the body by h2's ``send_data``)."""
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         stream = self._begin_new_stream(sid, AllowedStreamIDs.ODD)
         machine = stream.state_machine
         machine.process_input(StreamInputs.SEND_HEADERS)
         stream.request_method = fields[0][1]  # HEAD: a response with no body (h2's content-length check)
         block = self.encoder.encode(fields)
+        whole = not data or len(data) <= min(self.max_outbound_frame_size, self.outbound_flow_control_window,
+                                             stream.outbound_flow_control_window)
         flags = 0x4 if data else 0x5  # END_HEADERS (+ END_STREAM without a body)
         if not data:
             machine.process_input(StreamInputs.SEND_END_STREAM)
@@ -126,6 +199,8 @@ class _Client(h2.connection.H2Connection):
                 kind, f = (0x1, flags & 0x1) if at == 0 else (0x9, 0)
                 out += _FRAME(len(piece) >> 16, len(piece) & 0xFFFF, kind, f | (0x4 if last else 0), sid)
                 out += piece
+        if not whole:
+            return False
         if data:
             self.state_machine.process_input(ConnectionInputs.SEND_DATA)
             machine.process_input(StreamInputs.SEND_DATA)
@@ -135,12 +210,7 @@ class _Client(h2.connection.H2Connection):
             self.outbound_flow_control_window -= size
             out += _FRAME(size >> 16, size & 0xFFFF, 0x0, 0x1, sid)
             out += data
-
-    def fits(self, data: bytes | None) -> bool:
-        """A body ``send_request`` sends: none, or one DATA frame within the windows (a new
-        stream's is the peer's initial window)."""
-        return not data or len(data) <= min(self.max_outbound_frame_size, self.outbound_flow_control_window,
-                                            self.remote_settings.initial_window_size)
+        return True
 
     def forget_ended(self, sid: int) -> None:
         """A stream both sides ended leaves h2's table now, as h2's own walk would drop it
@@ -244,6 +314,7 @@ class _H2Conn(asyncio.Protocol):
         decoder = BlockDecoder()
         decoder.max_header_list_size = conn.decoder.max_header_list_size
         conn.encoder, conn.decoder = FieldEncoder(), decoder  # type: ignore[assignment]
+        conn.incoming_buffer = _Frames()
         self.max_streams = 100  # until the server's SETTINGS say
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -275,8 +346,7 @@ class _H2Conn(asyncio.Protocol):
         h = self.h2
         sid = h.get_next_available_stream_id()
         data = st.data
-        if h.fits(data):
-            h.send_request(sid, st.fields, data)
+        if h.send_request(sid, st.fields, data):
             st.sent = _now()
             self.streams[sid] = st
             if not self.flush_due:
@@ -285,7 +355,6 @@ class _H2Conn(asyncio.Protocol):
             return
         # a body beyond one frame or the window: h2's frames, one per max frame size; what
         # the window does not take fails the request (bodies of flows are small: none waits)
-        h.send_headers(sid, st.fields)
         window, step = h.local_flow_control_window(sid), h.max_outbound_frame_size
         for at in range(0, min(len(data), window), step):  # type: ignore[arg-type]
             h.send_data(sid, data[at:at + step], end_stream=at + step >= len(data))  # type: ignore[index,arg-type]
