@@ -61,6 +61,10 @@ class RunTask:
     """One assignment being carried out: the engine plus the per-second interval clock."""
 
     def __init__(self, service: Service, assignment: Assignment) -> None:
+        # when the assignment came, not when its engine is built: building one (a flow
+        # plan's compiled steps, its first imports) can take longer than the start delay
+        # on a busy machine, and a member assigned before the start is not a late joiner
+        self.received_at = time.time()
         self.service = service
         self.a = assignment
         self.loop = asyncio.get_running_loop()
@@ -77,9 +81,9 @@ class RunTask:
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        joined_s = time.monotonic() - self.t0
         self.first_seq = 0
-        if joined_s > 0:  # joined a running test: start from now, do not catch up
+        if self.received_at > self.a.start_at:  # joined a running test: start from now, do not catch up
+            joined_s = time.monotonic() - self.t0
             self.schedule = start_schedule(self.a.profile, self.a.share, from_s=joined_s,
                                            **arrivals_of(self.a))
             self.first_seq = int(joined_s)
