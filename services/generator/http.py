@@ -452,16 +452,30 @@ class Connection(asyncio.BufferedProtocol):
             raise BrokenResponse(HEAD_DONE)
 
     def _head_size(self) -> int:
-        """The head's size when it ended in this read (a read may also hold body bytes)."""
-        end = self.view.obj.find(b"\r\n\r\n", 0, self.last_read)  # type: ignore[union-attr]
-        return self.head_len + (end + 4 if end >= 0 else self.last_read)
+        """The head's size when it ended in this read (a read may also hold body bytes,
+        and, before the head, a 1xx's)."""
+        return self.head_len + self._head_end()
+
+    def _head_end(self) -> int:
+        """Where the head being parsed ends in this read: after the first "\\r\\n\\r\\n"
+        from where it began (``head_len`` < 0: that offset, after a 1xx in this read);
+        for a head begun in an earlier read whose "\\r\\n\\r\\n" straddles the boundary,
+        after its remainder, when the next head or nothing follows (a 1xx's); the
+        read's end when it goes on."""
+        buf, n, head_len = self.view.obj, self.last_read, self.head_len
+        if head_len > 0:
+            for k in (1, 2, 3):
+                if buf[:k] == b"\r\n\r\n"[4 - k:] and (k == n or buf[k:k + 5] == b"HTTP/"):  # type: ignore[index]
+                    return k
+        end = buf.find(b"\r\n\r\n", -head_len if head_len < 0 else 0, n)  # type: ignore[union-attr]
+        return end + 4 if end >= 0 else n
 
     def on_message_complete(self) -> None:
         if self.head_done and self.busy:  # the common case first: a response completes
             self.owner.on_response(self)
-        elif self.interim:  # the 1xx ended: wait for the final response's head
-            self.interim = False
-            self.head_len = 0
+        elif self.interim:  # the 1xx ended: the final head is bounded on its own, from
+            self.interim = False  # where it begins in this read (head_len < 0: the offset)
+            self.head_len = -self._head_end()
         elif not self.busy:  # a response nobody asked for: the connection is out of step
             self.owner.on_broken(self, "other")
 

@@ -164,6 +164,16 @@ def big_header(size: int):
     return respond, h2_respond
 
 
+async def big_hints_then_big_header(srv, method, path, w):
+    w.write(b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"a" * (40 << 10) + b">\r\n\r\n"
+            + reply(headers=f"X-Big: {'b' * (40 << 10)}\r\n"))
+
+
+async def h2_big_hints_then_big_header(srv, s: H2Stream):
+    s.headers(103, [("link", "<" + "a" * (40 << 10) + ">")])
+    s.send(headers=[("x-big", "b" * (40 << 10))])
+
+
 async def close_every_second_response(srv, method, path, w):
     if len(srv.received) % 2:
         w.write(reply(headers="Connection: close\r\n"))
@@ -313,6 +323,8 @@ CASES = [
     Case("12 KB header accepted", *BIG_12K),
     Case("60 KB header accepted", *BIG_60K),
     Case("70 KB header too large", *BIG_70K, ok=0, errors={"too_large": ARRIVALS}),
+    Case("a 40 KB 103 then a 40 KB head: each head within 64 KB, accepted",
+         big_hints_then_big_header, h2_big_hints_then_big_header),
     Case("Connection: close mid-run (HTTP/2: GOAWAY)", close_every_second_response,
          h2_goaway_every_second_request),
     Case("GOAWAY: streams above its last are sent again, on a new connection", None,

@@ -153,3 +153,29 @@ async def test_a_connection_lost_mid_response_is_a_reset(pool):
     feed(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
     conn.connection_lost(None)
     assert isinstance(fut.exception(), Reset) and Pool.classify(fut.exception()) == "reset"
+
+
+HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"a" * (40 << 10) + b">\r\n\r\n"
+FINAL = b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * (40 << 10) + b"\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize("cuts", [
+    (), (16 << 10, 32 << 10, 48 << 10, 64 << 10), (len(HINTS) - 3,), (len(HINTS) - 2,),
+    (len(HINTS) - 1,), (len(HINTS),), (len(HINTS) + 1,), (100, len(HINTS) + 5, len(HINTS) + 40000),
+])
+async def test_a_1xx_head_and_the_final_one_are_bounded_each_on_its_own(pool, cuts):
+    """A 40 KB 103, then a 40 KB head: 80 KB of heads, each within 64 KB, however the
+    reads cut them (16 KB TLS records, the 1xx's end on a read's boundary)."""
+    raw = HINTS + FINAL
+    edges = [0, *cuts, len(raw)]
+    _, fut = await exchange(pool, *[raw[a:b] for a, b in zip(edges, edges[1:])])
+    status, head, body = fut.result()
+    assert (status, len(head["X-Big"]), body) == (200, 40 << 10, b"ok")
+
+
+@pytest.mark.parametrize("cuts", [(), (len(HINTS) - 2,), (len(HINTS) + 100,)])
+async def test_a_final_head_beyond_64_kb_after_a_1xx_is_too_large(pool, cuts):
+    raw = HINTS + FINAL.replace(b"b" * (40 << 10), b"b" * (65 << 10))
+    edges = [0, *cuts, len(raw)]
+    _, fut = await exchange(pool, *[raw[a:b] for a, b in zip(edges, edges[1:])])
+    assert isinstance(fut.exception(), ResponseTooLarge)
