@@ -26,6 +26,34 @@ class Runnable(Protocol):
 
 
 STOP_LIMIT_S = 30.0  # the longest a clean stop may take before the process exits anyway
+RECANCEL_S = 0.1  # how often a task that swallowed its cancellation is cancelled again
+
+
+async def cancel_tasks(tasks: list[asyncio.Task], limit_s: float = 5.0) -> list[asyncio.Task]:
+    """Cancel ``tasks`` and wait until they are done, cancelling again every
+    ``RECANCEL_S`` those that are not; returns the ones still running after ``limit_s``.
+
+    Again, because a library may swallow a cancellation: nats-py's ``_flush_pending``
+    has ``except asyncio.CancelledError: pass``, so a task cancelled while subscribing
+    (a KV watch starting as the service stops) goes on to its next ``await`` and a plain
+    ``gather`` waits on it for ever (seen: 7 of 12 generators stopped right after their
+    readiness file hung until killed). A second ``cancel()`` reaches it there.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        _, still = await asyncio.wait(pending, timeout=min(RECANCEL_S, left))
+        pending = list(still)
+    for task in tasks:  # retrieve outcomes: no "exception was never retrieved" noise
+        if task.done() and not task.cancelled():
+            task.exception()
+    return pending
 
 
 def run_service(name: str, config: Any, make: Callable[[], Runnable]) -> None:

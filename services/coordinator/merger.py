@@ -34,6 +34,7 @@ from schemas.control import RunRecord
 from schemas.errors import BadRequest, SurgeError, Unavailable
 from schemas.stats import IntervalStats, MergedHistograms, MergedPartial, MergedSecond, StatsAck
 from services.common import bus, histogram
+from services.common.runner import cancel_tasks
 from services.common.identity import default_id
 from services.coordinator.aggregate import BadInterval, check_interval
 from services.coordinator.config import Config
@@ -89,9 +90,7 @@ class Merger:
         deadline = time.monotonic() + 3.0  # hand over what is merged already
         while (self.pending or self.outbox) and self.nc.is_connected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         await bus.disconnect(self.nc, logger=self.log)  # bounded, whatever NATS does
         self._closed.set()
 

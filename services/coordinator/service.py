@@ -43,6 +43,7 @@ from schemas.host import HostSample
 from schemas.plan import Plan
 from schemas.stats import Report
 from services.common import bus, labels
+from services.common.runner import cancel_tasks
 from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.coordinator import recovery, slicing
@@ -256,9 +257,7 @@ class Service:
         await self._closed.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         await self.intake.stop()
         if self._leading is not None:
             self._leading.cancel()

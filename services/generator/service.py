@@ -28,6 +28,7 @@ from schemas.plan import Plan
 from schemas.stats import EpochChange, IntervalStats, StatsAck
 from schemas.tryout import SendOnceResult
 from services.common import bus, logs
+from services.common.runner import cancel_tasks
 from services.common.identity import VERSION, default_id
 from services.plan import profile
 from services.generator.config import Config
@@ -271,9 +272,7 @@ class Service:
         while self.outbox and self.nc.is_connected and time.monotonic() < deadline:
             self._outbox_ready.set()
             await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         if self.runlog is not None:
             logs.remove_tap(self.runlog)
         # bounded whatever NATS does (it may be going down with us): then closed

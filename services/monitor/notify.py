@@ -31,6 +31,7 @@ import structlog
 
 from schemas.errors import BadRequest
 from schemas.host import Alert
+from services.common.runner import cancel_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -276,9 +277,7 @@ class Notifier:
         deadline = time.monotonic() + limit_s
         while any(not q.empty() for q in self.queues.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         for channel in self.channels:
             close = getattr(channel, "close", None)
             if close is not None:

@@ -26,6 +26,7 @@ from schemas import subjects
 from schemas.host import HostSample, MonitorStatus
 from schemas.stats import IntervalStats, LiveSnapshot
 from services.common import bus
+from services.common.runner import cancel_tasks
 from services.common.identity import VERSION
 from services.monitor import points
 from services.monitor.alerts import Alerts, parse_rules
@@ -122,10 +123,8 @@ class Service:
         # the sampler ends between samples, never half-way through handling one, so a
         # sample seen on the bus is always in the writer's buffer too
         self._stopping.set()
-        done, pending = await asyncio.wait(self._tasks, timeout=2.0)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=2.0)
+        await cancel_tasks(self._tasks)
         if self.writer is not None:
             await self.writer.close(limit_s=min(5.0, self.config.influx_timeout_s + 1))
         await self.notifier.close()

@@ -28,6 +28,7 @@ from schemas.stats import LiveSnapshot
 from services.common.client import CoordinatorClient
 from services.common import bus
 from services.common.config import NatsAuth, nats_auth
+from services.common.runner import cancel_tasks
 from services.common.identity import VERSION
 from services.ui.app.routes import build_app
 from services.ui.config import Config
@@ -106,9 +107,7 @@ class Service:
     async def stop(self) -> None:
         for client in self.hub.clients:
             self.hub.disconnect(client)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         if self.runner is not None:
             await self.runner.cleanup()
         # bounded, each connection: NATS may be going down at the same time
