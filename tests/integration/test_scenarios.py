@@ -97,12 +97,21 @@ async def test_flow_logs_in_extracts_reuses_and_checks(cluster: Cluster, tmp_pat
     reqs = report["requests"]
     assert set(reqs) == {"login", "me", "products-html", "product", "cart"}
     for name in reqs:
-        assert reqs[name]["requests"] == 60, (name, reqs[name])
         assert reqs[name]["errors"] == 0, (name, reqs[name])
     assert report["model"] == "open"
+    # 60 arrivals (20/s for 3 s), each a virtual user's flow: sent, or dropped if it waited
+    # past the timeout. A flow still running when the run ends stops before its next step
+    # (docs/engine.md, "The end of a run"), so on a loaded machine the last few flows may
+    # not reach the cart (53 of 60 in one CI run); each step has at most its previous
+    # step's count, and the report equals what the server received, path by path
+    steps = ["login", "me", "products-html", "product", "cart"]
+    counts = [reqs[name]["requests"] for name in steps]
+    assert counts[0] + reqs["login"]["dropped"] == 60, reqs["login"]
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= 40, counts
     seen = target_stats(target)["by_path"]
     # /api/me answers 200 only with the token *and* the cookie of the same login
-    assert seen["/login"] == seen["/api/me"] == seen["/api/products/1"] == seen["/api/cart"] == 60
+    assert [seen["/login"], seen["/api/me"], seen["/products"], seen["/api/products/1"],
+            seen["/api/cart"]] == counts
 
 
 async def test_closed_model_rate_is_users_over_think_plus_latency(cluster: Cluster, tmp_path):
