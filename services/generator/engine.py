@@ -33,7 +33,7 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.generator.arrivals import ArrivalCursor, tally
 from services.generator.http import (
-    READ_SIZE, CheckedConnection, Connection, payloads, resolve, target_address, tls_context,
+    READ_SIZE, Addresses, CheckedConnection, Connection, payloads, target_address, tls_context,
 )
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval
@@ -95,7 +95,7 @@ class Engine:
             self.heads: list[bool] | None = heads if any(heads) else None
             self.max_conns = -(-plan.connections // self.stride)  # the generator's, split among engines
             self.read_buffer = memoryview(bytearray(READ_SIZE))
-            self._addrs: asyncio.Task[list[str]] | None = None  # the target's addresses, resolved once
+            self._addrs = Addresses(loop, self.host, self.port)  # resolved once, tried in turn
         else:  # a virtual user's flow per arrival, on the users' transport
             users.engine = self
             self.names = users.names
@@ -417,30 +417,15 @@ class Engine:
         self.loop.create_task(self._connect())
 
     async def _dial(self) -> Connection:
-        """A connection to the first of the target's addresses that takes one; the one
-        that worked is tried first from then on (a name with several addresses, or
-        ``localhost`` on both loopbacks)."""
-        if self._addrs is None:
-            self._addrs = self.loop.create_task(resolve(self.loop, self.host, self.port))
-        try:
-            addrs = await asyncio.shield(self._addrs)
-        except OSError:
-            self._addrs = None  # a resolver failure is not kept: the next connect asks again
-            raise
-        error: OSError | None = None
-        for addr in list(addrs):
-            try:
-                _, conn = await self.loop.create_connection(
-                    lambda: self.conn_class(self), addr, self.port, ssl=self.tls,
-                    server_hostname=self.host if self.tls is not None else None)
-            except OSError as exc:
-                error = exc
-                continue
-            if addrs[0] != addr and addr in addrs:
-                addrs.remove(addr)
-                addrs.insert(0, addr)
+        """A connection to the first of the target's addresses that takes one
+        (``http.Addresses``: a name with several, or ``localhost`` on both loopbacks)."""
+        async def dial(addr: str) -> Connection:
+            _, conn = await self.loop.create_connection(
+                lambda: self.conn_class(self), addr, self.port, ssl=self.tls,
+                server_hostname=self.host if self.tls is not None else None)
             return conn
-        raise error or OSError(f"no address for {self.host}")
+
+        return await self._addrs.connect(dial)
 
     async def _connect(self) -> None:
         try:

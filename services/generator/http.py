@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -79,6 +79,45 @@ async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list
     if name == "localhost" or name.endswith(".localhost"):
         found += [a for a in LOOPBACKS if a not in found]
     return found or [host]
+
+
+T = TypeVar("T")
+
+
+class Addresses:
+    """A name's addresses (``resolve``), resolved once and tried in turn for each new
+    connection; the one that took a connection is tried first from then on. The fast
+    engine's connections and the pool's (``pool.Pool``, its proxy's name when it has
+    one) are dialed so."""
+
+    __slots__ = ("loop", "host", "port", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        self.loop, self.host, self.port = loop, host, port
+        self._task: asyncio.Task[list[str]] | None = None
+
+    async def connect(self, dial: Callable[[str], Awaitable[T]]) -> T:
+        """``dial(address)``'s connection at the first address that takes one; the last
+        address's ``OSError`` when none does."""
+        if self._task is None:
+            self._task = self.loop.create_task(resolve(self.loop, self.host, self.port))
+        try:
+            addrs = await asyncio.shield(self._task)
+        except OSError:
+            self._task = None  # a resolver failure is not kept: the next connect asks again
+            raise
+        error: OSError | None = None
+        for addr in list(addrs):
+            try:
+                conn = await dial(addr)
+            except OSError as exc:
+                error = exc
+                continue
+            if addrs[0] != addr and addr in addrs:
+                addrs.remove(addr)
+                addrs.insert(0, addr)
+            return conn
+        raise error or OSError(f"no address for {self.host}")
 
 
 BODY_METHODS = ("POST", "PUT", "PATCH")  # a Content-Length even when the body is empty

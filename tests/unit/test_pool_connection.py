@@ -179,3 +179,30 @@ async def test_a_final_head_beyond_64_kb_after_a_1xx_is_too_large(pool, cuts):
     edges = [0, *cuts, len(raw)]
     _, fut = await exchange(pool, *[raw[a:b] for a, b in zip(edges, edges[1:])])
     assert isinstance(fut.exception(), ResponseTooLarge)
+
+
+async def test_every_address_is_tried_and_the_one_that_took_a_connection_goes_first():
+    """http.Addresses, which dials the fast engine's connections and the pool's."""
+    from services.generator.http import Addresses
+
+    addrs = Addresses(asyncio.get_running_loop(), "localhost", 9)  # both loopbacks (RFC 6761)
+    tried: list[str] = []
+    refuses: set[str] = set()
+
+    async def dial(addr: str) -> str:
+        tried.append(addr)
+        if addr in refuses:
+            raise ConnectionRefusedError(addr)
+        return addr
+
+    assert {await addrs.connect(dial)} == {tried[0]}
+    first = tried[0]
+    refuses.add(first)
+    tried.clear()
+    works = await addrs.connect(dial)
+    assert tried == [first, works] and works != first
+    tried.clear()
+    assert await addrs.connect(dial) == works and tried == [works]  # from then on: first
+    refuses.add(works)
+    with pytest.raises(ConnectionRefusedError):
+        await addrs.connect(dial)
