@@ -15,7 +15,7 @@ arrival does is decided once per plan:
 * anything with per-user state (flows, templates naming extracted values or data,
   data, the closed model, https that may speak HTTP/2, proxies, redirects) — a
   virtual user's flow per arrival (``Engine`` with ``flows.Users``), whose HTTP/1.1 is
-  the engine's own asyncio-protocol pool (``pool.py``).
+  the engine's own pool (``pool.py``) of the fast path's protocol (``http.Connection``).
 """
 
 from __future__ import annotations
