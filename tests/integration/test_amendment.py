@@ -65,7 +65,7 @@ async def test_a_late_interval_amends_a_report_stored_before_a_coordinator_resta
         started = await api.start(plans.plan(SIM, name="late", rate=20, duration=1, timeout=0.2))
         run_id = started.run_id
         state.update({g: run_id for g in ids})
-        on_time, late = _interval(run_id, "g-b", 0, True), _interval(run_id, "g-a", 0, True)
+        on_time, late = _interval(run_id, "g-b", 0), _interval(run_id, "g-a", 0)
         assert await _outbox(nc, on_time) == ""
         # g-a's interval stays in its outbox: the run ends by its deadline without it
         before = await _report(api, run_id)
@@ -105,7 +105,7 @@ async def test_a_late_interval_amends_a_report_stored_before_a_coordinator_resta
         await nc.jetstream().purge_stream(subjects.RUNLOG_STREAM, subject=subjects.runlog_of_run(run_id))
         coord.stop()
         coord = cluster.coordinator()
-        assert await _outbox(nc, _interval(run_id, "g-a", 1, True)) == "409"
+        assert await _outbox(nc, _interval(run_id, "g-a", 1)) == "409"
         assert (await api.report(run_id)).totals.requests == 20
     finally:
         beats.cancel()
