@@ -446,6 +446,7 @@ class Engine:
     def _connect_failed(self, exc: BaseException) -> None:
         """The arrival that was waiting for this connection fails as a connect error."""
         now = _now()
+        self.cur.explain("connect", exc)
         if self.closed_loop:
             # the user's request fails; it tries again a moment later (no hot spin)
             if self.pacing:

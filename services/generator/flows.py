@@ -194,8 +194,12 @@ class Users:
             await self.transport.close()
 
     # --- what a virtual user calls ------------------------------------------------------
-    def cur_record(self, name_i: int, latency_s: float, service_s: float, error: str | None) -> None:
-        self.engine.cur.record(name_i, latency_s, service_s, error)
+    def cur_record(self, name_i: int, latency_s: float, service_s: float, error: str | None,
+                   why: BaseException | None = None) -> None:
+        cur = self.engine.cur
+        cur.record(name_i, latency_s, service_s, error)
+        if why is not None and error is not None:
+            cur.explain(error, why)
 
     async def pause(self, seconds: float) -> bool:
         """Think time; False when the run stopped meanwhile."""

@@ -18,7 +18,7 @@ from services.common import histogram
 class Interval:
     """Raw outcomes of one interval, indexed by request-name_i number."""
 
-    __slots__ = ("latency", "service", "errors", "late", "dropped", "sent", "batches")
+    __slots__ = ("latency", "service", "errors", "late", "dropped", "sent", "batches", "why")
 
     def __init__(self, n_specs: int) -> None:
         # seconds, as C doubles: 8 bytes a value and no float object kept per response
@@ -30,6 +30,7 @@ class Interval:
         self.sent = 0
         # other processes' outcomes (SURGE_WORKERS), as arrays of seconds per name_i
         self.batches: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
+        self.why: dict[str, str] | None = None  # an error kind's first reason this second
 
     def record(self, name_i: int, latency_s: float, service_s: float, error: str | None) -> None:
         self.latency[name_i].append(latency_s)
@@ -37,6 +38,16 @@ class Interval:
         if error is not None:
             errs = self.errors[name_i]
             errs[error] = errs.get(error, 0) + 1
+
+    def explain(self, kind: str, exc: BaseException) -> None:
+        """What caused the first error of ``kind`` this second, for the run's log: a count
+        of ``connect`` errors alone does not say "certificate verify failed"."""
+        why = self.why
+        if why is None:
+            why = self.why = {}
+        if kind not in why:
+            text = str(exc)
+            why[kind] = f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
     def completed(self) -> int:
         return sum(self.count(i) for i in range(len(self.latency)))

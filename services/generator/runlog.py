@@ -109,9 +109,9 @@ def publisher(nc: Client) -> Callable[[str, bytes], None]:
     return publish
 
 
-def log_second(s: IntervalStats) -> None:
-    """A run's second in its log (SURGE_LOGS): trouble each second it happens, progress
-    every 10 s."""
+def log_second(s: IntervalStats, why: dict[str, str] | None = None) -> None:
+    """A run's second in its log (SURGE_LOGS): trouble each second it happens (with the
+    first reason of each error kind, ``why``), progress every 10 s."""
     errors: dict[str, int] = {}
     late = dropped = done = 0
     for r in s.requests.values():
@@ -123,6 +123,8 @@ def log_second(s: IntervalStats) -> None:
     if errors:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(errors.items()))
         log.warning(f"second {s.seq}: {sum(errors.values())} errors ({kinds})", run_id=s.run_id)
+        for kind, text in sorted((why or {}).items()):
+            log.warning(f"second {s.seq}: {kind}: {text}", run_id=s.run_id)
     if late or dropped:
         log.warning(f"second {s.seq}: behind its schedule, {late} late, {dropped} dropped",
                     run_id=s.run_id)

@@ -186,7 +186,7 @@ class RunTask:
         self.changes = []
         if final and self.error:
             stats = msgspec.structs.replace(stats, error=self.error)
-        log_second(stats)
+        log_second(stats, interval.why)
         if send:
             self.service.enqueue(stats)
         return stats

@@ -282,7 +282,7 @@ class VirtualUser:
             raise
         except Exception as exc:  # every client failure is an outcome, never a crash
             done = _now()
-            engine.cur_record(step.index, done - intended, done - sent, engine.transport.classify(exc))
+            engine.cur_record(step.index, done - intended, done - sent, engine.transport.classify(exc), exc)
             return False
         finally:
             engine.requests_in_flight -= 1
@@ -356,7 +356,7 @@ class _Chain:
         try:
             user.client.start_encoded(req[0], req[1], enc.head_only, self)
         except Exception as exc:  # not sent: encoding (a header beyond latin-1)
-            engine.cur_record(step.index, 0.0, 0.0, engine.transport.classify(exc))
+            engine.cur_record(step.index, 0.0, 0.0, engine.transport.classify(exc), exc)
             return self._end(self.steps, k + 1, False)
         engine.requests_in_flight += 1
 
@@ -376,7 +376,7 @@ class _Chain:
             engine.requests_in_flight -= 1
             done = _now()
             engine.cur_record(self.step.index, done - self.intended, done - self.sent,
-                              engine.transport.classify(exc))
+                              engine.transport.classify(exc), exc)
             self._next(False)
         except BaseException as err:
             self._fail(err)

@@ -197,6 +197,38 @@ async def test_generator_logs_are_retrievable_after_the_run_per_generator(cluste
     await api.close()
 
 
+@pytest.mark.parametrize("per_user", [False, True], ids=["requests", "flows"])
+async def test_a_connect_errors_reason_is_in_the_generators_log(cluster: Cluster, tmp_path, per_user):
+    """An https target with a certificate nobody trusts: every request is a `connect`
+    error and the server sees none. The count alone left a new user guessing; the log
+    (`surge logs RUN`) now says why, each second, once per kind."""
+    from tests.servers import RawServer, tls_server_context
+
+    async def never(server, reader, writer):  # the handshake fails first: nothing is read
+        await reader.read(1)
+
+    cluster.coordinator()
+    cluster.generator(generator_id="gen-a")
+    api = await api_with(cluster, 1)
+    async with RawServer(never, ctx=tls_server_context(tmp_path / "tls")) as srv:
+        step = {"name": "home", "path": "/"}
+        plan = raw(CHECKED, srv.url, rate=10, duration="2s", requests=[step])
+        if per_user:  # the same request as a virtual user's flow
+            plan["flows"] = [{"name": "f", "steps": [plan.pop("requests")[0]]}]
+        started, feed = await start_and_follow(api, plan)
+        report = await finished_report(api, feed, started.run_id)
+    assert report.totals.errors == report.totals.requests == report.totals.error_kinds["connect"] > 0
+
+    async def said_why() -> list[str]:
+        done = cluster.cli("logs", started.run_id, "--json")
+        assert done.returncode == 0, done.stderr
+        messages = [json.loads(x)["message"] for x in done.stdout.splitlines()]
+        return [m for m in messages if "connect: " in m and "certificate verify failed" in m]
+
+    assert await until(said_why, 10, "the reason in the generator's log")
+    await api.close()
+
+
 async def test_a_generators_crash_reason_reaches_the_runs_events(cluster: Cluster):
     """A generator whose part of the run fails sends its final interval with the reason.
     The failing generator here is the test itself, speaking the generators' protocol
