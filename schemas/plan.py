@@ -241,7 +241,7 @@ class Plan(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     # how many to use (N), or a pool: {count: N, labels: {room: a}} (GeneratorSelector)
     generators: Annotated[int, Meta(ge=1, le=10_000)] | GeneratorSelector | None = None
     description: Annotated[str, Meta(max_length=10_000)] = ""
-    # --- scenarios (docs/scenarios.md); a plan using any of these runs on the flow engine
+    # --- scenarios (docs/scenarios.md); a plan using any of these runs virtual users
     flows: Annotated[list[Flow], Meta(max_length=1000)] = []
     setup: Setup | None = None
     users: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None  # closed model, total

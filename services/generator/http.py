@@ -46,7 +46,7 @@ def target_address(plan: Plan) -> tuple[str, int, str]:
 
 
 def tls_context(plan: Plan) -> ssl.SSLContext | None:
-    """The TLS settings of an ``https://`` target (None: plain HTTP): the flow engine's
+    """The TLS settings of an ``https://`` target (None: plain HTTP): the virtual users'
     (``transport.ssl_context``: certificates checked unless ``insecure``), offering only
     ``http/1.1`` by ALPN. Made once per engine: a context per connection would load the
     system's CA certificates each time."""
@@ -267,9 +267,9 @@ class Rendered:
 def payloads(plan: Plan, host_header: str) -> list[bytes] | Rendered:
     """Every request of the plan as the engine sends it (docs/engine.md, "What each
     feature costs"): bytes encoded once, or, for a request whose templates call a
-    generator, a render per send. Templates go through the flow engine's own
-    ``CompiledStep.render`` with the plan's ``vars`` (rendered once, as the flow engine
-    does); ``flows.needs_users`` keeps plans whose templates need per-user state
+    generator, a render per send. Templates go through virtual users' own
+    ``CompiledStep.render`` with the plan's ``vars`` (rendered once, as for virtual
+    users); ``flows.needs_users`` keeps plans whose templates need per-user state
     (extracted values, data rows, ``__user``…) away from here."""
     templated = [any("{{" in t for t in request_texts(plan, r)) for r in plan.requests]
     if not any(templated):
@@ -296,7 +296,7 @@ def payloads(plan: Plan, host_header: str) -> list[bytes] | Rendered:
 
 
 def _renderer(step: CompiledStep, common: list, variables: dict, host_header: str) -> Callable[[], bytes]:
-    """A request's bytes for one send: the step's head compiled once (the flow engine's
+    """A request's bytes for one send: the step's head compiled once (virtual users'
     ``CompiledStep.compile``, the same encoder), only rendered values spliced in."""
     head, body = step.compile(host_header, common)
     render = head.render

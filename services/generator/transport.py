@@ -1,4 +1,4 @@
-"""The flow engine's HTTP transports, and the choice between HTTP/1.1 and HTTP/2.
+"""Virtual users' HTTP transports (``flows.Users``), and the choice between HTTP/1.1 and HTTP/2.
 
 Two transports with one small surface, so ``session.py`` runs a step the same way
 over either:

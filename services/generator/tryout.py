@@ -2,7 +2,7 @@
 
 Runs the setup steps, then each flow once, in order, as one virtual user would (its
 variables and cookies carry from step to step), with the same compiled templates,
-checks and extractors as the flow engine (``session.Program``), on the transport a
+checks and extractors as virtual users (``session.Program``), on the transport a
 run would choose. Nothing is recorded into any run: this is for people debugging.
 A step's ``request_headers`` are the fields sent (docs/engine.md, "One request head":
 the defaults, the plan's and the step's, Cookie), Content-Length aside.

@@ -27,7 +27,7 @@ def reported_names(plan: Plan) -> list[str]:
 
 
 def as_step(r: RequestSpec) -> Step:
-    """A static request as a one-step flow (plans that need the flow engine for TLS,
+    """A static request as a one-step flow (plans that need virtual users for HTTP/2,
     a proxy, templating or the closed model, but list plain ``requests``)."""
     check = None
     if r.checks is not None:
