@@ -40,11 +40,23 @@ def tls_stats(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def assert_all_ok(report: dict) -> None:
+def assert_all_ok(report: dict) -> list[int]:
+    """No errors; each arrival's flow logged in (or was dropped). A flow still running when
+    the run ends stops before its next step (docs/engine.md, "The end of a run"), so on a
+    loaded machine the last flows may not reach the cart (15 of 20 seen): each step has at
+    most its previous step's count. The counts (login, me, cart), for the server's."""
     reqs = report["requests"]
     assert set(reqs) == {"login", "me", "cart"}, reqs
     for name, r in reqs.items():
-        assert r["requests"] == ARRIVALS and r["errors"] == 0, (name, r)
+        assert r["errors"] == 0, (name, r)
+    counts = [reqs[name]["requests"] for name in ("login", "me", "cart")]
+    assert counts[0] + reqs["login"]["dropped"] == ARRIVALS, reqs["login"]
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= ARRIVALS // 2, counts
+    return counts
+
+
+def by_path(counts: list[int]) -> dict[str, int]:
+    return {"/login": counts[0], "/api/me": counts[1], "/api/cart": counts[2]}
 
 
 async def https_stack(cluster: Cluster, tmp_path, **target_env: str) -> str:
@@ -60,27 +72,27 @@ async def test_flow_speaks_http2_where_the_target_offers_h2(cluster: Cluster, tm
     target = await https_stack(cluster, tmp_path, SURGE_TARGET_HTTP2="1")
     code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"))
     assert code == 0, report["totals"]
-    assert_all_ok(report)
+    counts = assert_all_ok(report)
     seen = tls_stats(target)
     # every request of the run came over HTTP/2: the login, and the token + cookie reused
-    assert seen["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 0}, seen
-    assert seen["by_path"] == {"/login": ARRIVALS, "/api/me": ARRIVALS, "/api/cart": ARRIVALS}
+    assert seen["by_protocol"] == {"h2": sum(counts), "http/1.1": 0}, seen
+    assert seen["by_path"] == by_path(counts)
     assert "protocol=h2" in cluster.procs[-1].output()  # the generator says what it chose
 
     # the same target with http2: off gets HTTP/1.1 only
     code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s", http2="off"), "off.yaml")
     assert code == 0, report["totals"]
-    assert_all_ok(report)
-    assert tls_stats(target)["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 3 * ARRIVALS}
+    off = assert_all_ok(report)
+    assert tls_stats(target)["by_protocol"] == {"h2": sum(counts), "http/1.1": sum(off)}
 
 
 async def test_flow_falls_back_to_http1_where_tls_offers_no_h2(cluster: Cluster, tmp_path):
     target = await https_stack(cluster, tmp_path)  # the demo target's plain TLS: HTTP/1.1 only
     code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"))
     assert code == 0, report["totals"]
-    assert_all_ok(report)
+    counts = assert_all_ok(report)
     seen = tls_stats(target)
-    assert seen["by_protocol"] == {"h2": 0, "http/1.1": 3 * ARRIVALS}, seen
+    assert seen["by_protocol"] == {"h2": 0, "http/1.1": sum(counts)}, seen
     gen_log = cluster.procs[-1].output()
     assert "protocol=http/1.1" in gen_log and "protocol=h2" not in gen_log
 
@@ -93,16 +105,16 @@ async def test_flow_speaks_h2c_by_prior_knowledge(cluster: Cluster, tmp_path):
     code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s",
                                                          http2="h2c"))
     assert code == 0, report["totals"]
-    assert_all_ok(report)
+    counts = assert_all_ok(report)
     seen = target_stats(target)
     # every request (the login, the token and cookie reused) came as HTTP/2 frames over TCP
-    assert seen["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 0}, seen
-    assert seen["by_path"] == {"/login": ARRIVALS, "/api/me": ARRIVALS, "/api/cart": ARRIVALS}
+    assert seen["by_protocol"] == {"h2": sum(counts), "http/1.1": 0}, seen
+    assert seen["by_path"] == by_path(counts)
     assert "protocol=h2c" in cluster.procs[-1].output()
 
     # the same http:// target with the default (auto) gets HTTP/1.1: h2c is asked for, never guessed
     code, report = await run_plan(cluster, tmp_path, raw(SHOP_FLOW, target, rate=RATE, duration=f"{SECONDS}s"),
                                   "auto.yaml")
     assert code == 0, report["totals"]
-    assert_all_ok(report)
-    assert target_stats(target)["by_protocol"] == {"h2": 3 * ARRIVALS, "http/1.1": 3 * ARRIVALS}
+    auto = assert_all_ok(report)
+    assert target_stats(target)["by_protocol"] == {"h2": sum(counts), "http/1.1": sum(auto)}
