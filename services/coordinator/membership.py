@@ -39,6 +39,7 @@ class Membership:
     paused: dict[str, float]
     lost: set[str]
     silent: set[str]
+    merged_upto: dict[str, int]
     joined_at: dict[str, float]
     finish_by: float | None
     _reshared_at: float
@@ -91,7 +92,7 @@ class Membership:
                 # evidence, not a clock: the bus brought the others' intervals of a second
                 # after its first, and that first second waited for it as long as any does
                 first = int(since - start_at) + (since > start_at)  # a hot add's first whole second
-                if (self.agg.newest_seq > first
+                if (self._newest_merged() > first
                         and now >= start_at + first + 1 + self.config.merge_wait_s):
                     silent[gid] = "says it runs its assignment but sends no intervals"
         if not silent or not self._may_reshare():
@@ -109,6 +110,16 @@ class Membership:
         await self._reshare()
         for gid in silent:
             await self._release(gid)
+
+    def _newest_merged(self) -> int:
+        """The latest second whose intervals the bus has brought: with merger workers,
+        the one every worker has handed rows of (a worker that hands over late still
+        holds some generators' earlier seconds, which is no evidence against them; one
+        that has handed nothing over yet leaves no evidence at all)."""
+        if not self.config.mergers:
+            return self.agg.newest_seq
+        upto = self.merged_upto
+        return min(upto.values()) if len(upto) >= self.config.mergers else -1
 
     def _may_reshare(self) -> bool:
         """At most one new epoch of shares per RESHARE_EVERY_S: what changes meanwhile

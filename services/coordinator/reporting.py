@@ -223,6 +223,9 @@ class Reporting:
             return
         if self.finishing:
             raise Unavailable(f"the report of run {self.run_id} is being written; send again")
+        seqs = [second.seq for second in m.seconds if second.rows]
+        if seqs:  # a worker hands rows over in the order it took them
+            self.merged_upto[m.merger_id] = max(self.merged_upto.get(m.merger_id, -1), *seqs)
         for row in self._merge(m):
             await self.made_durable(row)
 

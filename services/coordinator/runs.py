@@ -90,6 +90,7 @@ class Run(GeneratorControl, Membership, Reporting):
         self._reshared_at = 0.0  # monotonic time of the last rebalance
         self.joined_at: dict[str, float] = {}  # hot-added members: when (wall time)
         self.silent: set[str] = set()  # members that never ran their assignment
+        self.merged_upto: dict[str, int] = {}  # merger id -> the latest second it handed rows of
         # rate changes not yet taken up by every member: epoch -> (asked at, who is left,
         # each one's delay from the assignment write to its engine following it, ms)
         self.changes_waiting: dict[int, tuple[float, set[str], list[float]]] = {}

@@ -93,6 +93,26 @@ async def test_two_merger_workers_share_the_intake_and_the_report_stays_exact(cl
         await nc.close()
 
 
+async def test_a_slow_merger_is_no_evidence_against_the_generators_it_merges(cluster):
+    """Two mergers, one handing its partials over only every 4 s (a busy worker): the
+    other's rows of later seconds come first. That is no evidence that a generator whose
+    first intervals the slow one holds sends nothing: nobody's share moves."""
+    cluster.coordinator(SURGE_START_DELAY_S="1.0", SURGE_MERGERS="2")
+    cluster.service("coordinator.merger", name="merger-fast", SURGE_MERGER_ID="merger-fast")
+    cluster.service("coordinator.merger", name="merger-slow", SURGE_MERGER_ID="merger-slow",
+                    SURGE_MERGER_FLUSH_S="4")
+    nc, sim, api = await simulated(cluster, 12, ["home"], "ms")
+    try:
+        started = await api.start(plans.plan(SIM, name="ms", rate=12 * 10, duration=5, timeout=0.2))
+        rep = await _report(api, started.run_id, 60)
+        assert not [e for e in rep.events if "sends no intervals" in e or "lost" in e], rep.events
+        assert rep.totals.requests == sim.acked.total() == 12 * 5 * 10
+    finally:
+        await sim.stop()
+        await api.close()
+        await nc.close()
+
+
 async def test_a_merger_that_dies_before_handing_over_loses_nothing_in_the_report(cluster):
     """The only merger acknowledges every interval (they are in the run log) but dies
     before it hands the leader anything: the leader's sweep of the run log counts them."""
