@@ -190,7 +190,10 @@ class Engine:
     def stop_pacing(self) -> None:
         """No arrival due after now is sent; those already due still go out (``drain``)."""
         if self.pacing and not self.closed_loop:
-            self.arrivals.stop(_now() - self.t0)
+            now = _now()
+            self.arrivals.stop(now - self.t0)
+            if self.users is None and self.idle:
+                self._send_due(now)  # due within the last tick: no tick comes for them now
         self.pacing = False
         if self.users is not None:
             self.users.stop()
@@ -353,11 +356,12 @@ class Engine:
     def _next_for(self, conn: Connection, now: float) -> None:
         """A free connection: it takes the oldest waiting arrival if that is a tick late
         (behind the schedule: catch up at closed-loop speed) or if every other
-        connection is busy (the pacer's tick could not send it); else it waits idle for
-        the pacer's next tick, which sends that tick's arrivals together."""
+        connection is busy (the pacer's tick could not send it) or pacing has stopped (no
+        tick comes: what was due goes out at once); else it waits idle for the pacer's
+        next tick, which sends that tick's arrivals together."""
         arr = self.arrivals
         at = arr.at
-        if now < at or (now < at + TICK_S and self.idle):  # the pacer's to send
+        if now < at or (now < at + TICK_S and self.idle and self.pacing):  # the pacer's to send
             self.idle.append(conn)
             return
         t = arr.t

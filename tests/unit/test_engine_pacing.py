@@ -276,3 +276,33 @@ def test_ticks_and_responses_send_every_arrival_once_in_order(ticking):
     due = int((clock.now - eng.t0) * 1000) + 1  # arrivals 0 .. due-1 are due by now
     assert eng.arrivals.i == due and eng.cur.sent == due and not eng.cur.dropped[0]
     assert written == pytest.approx([eng.t0 + n / 1000 for n in range(due)])
+
+
+def test_a_stop_sends_what_was_left_to_the_next_tick_and_nothing_after(ticking):
+    eng, conns, clock = ticking
+    clock.now = eng.t0 + 0.0005
+    eng._pace()  # arrival 0
+    first = next(c for c in conns if c.busy)
+    clock.now = eng.t0 + 0.0015  # 1 due 0.5 ms ago: the next tick's, but no tick comes
+    eng.stop_pacing()
+    assert eng.cur.sent == 2 and eng.arrivals.i == 2 and eng.waiting() == 0
+    clock.now = eng.t0 + 0.0030
+    first.status, first.keep_alive = 200, True
+    eng.on_response(first)  # 2 and 3 fell due after the stop: never sent
+    assert eng.cur.sent == 2 and eng.waiting() == 0 and first in eng.idle
+
+
+def test_after_a_stop_a_freed_connection_takes_what_was_due_at_once(ticking):
+    eng, conns, clock = ticking
+    for conn in conns[1:]:
+        eng.idle.remove(conn)
+        conn.busy = True
+        conn.intended = conn.sent = clock.now
+    clock.now = eng.t0 + 0.0021  # 0, 1, 2 due; one connection free
+    eng._pace()
+    assert eng.cur.sent == 1 and eng.waiting() == 2
+    eng.stop_pacing()
+    for conn in conns[1:3]:  # each freed connection takes a waiting arrival, not a tick later
+        conn.status, conn.keep_alive = 200, True
+        eng.on_response(conn)
+    assert eng.cur.sent == 3 and eng.waiting() == 0
