@@ -306,6 +306,9 @@ async def test_a_killed_generators_last_warning_reaches_the_loss_event(cluster: 
     js = api.nc.jetstream()
     await until(lambda: _has_warning(js, started.run_id, "gen-b", "errors (status"), 10,
                 "a 503 warning from gen-b")
+    # and its interval of that second merged: a second's log lines go out before its
+    # interval, and a member none of whose intervals came is called silent, not lost
+    await feed.wait_for(lambda s: "gen-b" in s.generators, 10, "an interval of gen-b")
     doomed.kill()
     report = await finished_report(api, feed, started.run_id)
     lost = [e for e in report.events if "generator gen-b lost" in e]
