@@ -6,7 +6,7 @@ import pytest
 
 from services.cli import registry
 from services.cli.__main__ import parse, parser
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 
 def test_global_flags_work_before_or_after_the_subcommand():
@@ -165,6 +165,7 @@ def test_ctrl_c_while_the_cli_loads_is_130_without_a_traceback(module):
     """Ctrl-C while Python imports the CLI (a second or more on a busy machine) printed a
     KeyboardInterrupt traceback from an import. A real SIGINT, sent by the process to itself
     as it starts to import ``module`` (the CLI's own imports, then parse()'s)."""
+    import os
     import subprocess
     import sys
 
@@ -180,6 +181,9 @@ sys.argv = ["surge", "ls"]
 from services.cli.entry import main
 main()
 """
+    # a closed port, not the default 4222: on a shared machine something may listen there
+    # (a `surge up` with TLS made `ls` fail on its certificate before the interrupt told)
+    env = {**os.environ, "SURGE_NATS_URL": f"nats://127.0.0.1:{free_port()}"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=50)
+                          timeout=50, env=env)
     assert (done.returncode, done.stderr) == (130, ""), done.stderr
