@@ -188,7 +188,9 @@ class Engine:
         return _now() - self.t0
 
     def stop_pacing(self) -> None:
-        """No arrival due after now is sent; those already due still go out (``drain``)."""
+        """No arrival due after now is sent; those already due still go out (``drain``).
+        Virtual users start no flow after the stop (a flow's later steps would not run):
+        their arrivals still waiting for a slot are dropped here."""
         if self.pacing and not self.closed_loop:
             now = _now()
             self.arrivals.stop(now - self.t0)
@@ -197,6 +199,8 @@ class Engine:
         self.pacing = False
         if self.users is not None:
             self.users.stop()
+            if self.schedule is not None and not self.closed_loop:
+                self._drop_until(self.arrivals.stop_rel)
 
     def waiting(self) -> int:
         """Arrivals due and not yet sent (no free connection): the open model's backlog."""
@@ -211,12 +215,9 @@ class Engine:
     async def drain(self, limit_s: float) -> None:
         """Stop sending; wait up to ``limit_s`` for in-flight requests, then close all."""
         self.stop_pacing()
-        if self.users is not None:  # its flows end, or are cancelled (a request in flight: timeout)
-            await self.users.settle(limit_s)
-        else:
-            deadline = _now() + limit_s
-            while self.in_flight() and _now() < deadline:
-                await asyncio.sleep(0.005)
+        deadline = _now() + limit_s
+        while self.in_flight() and _now() < deadline:
+            await asyncio.sleep(0.005)
         now = _now()
         if self.schedule is not None and not self.closed_loop:
             self._drop_until(self.arrivals.stop_rel)  # still waiting when time ran out
@@ -231,7 +232,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self.users is not None:
+        if self.users is not None:  # what still runs is cancelled: a request in flight is a timeout
             await self.users.close()
 
     def reassign(self, a: Assignment) -> None:

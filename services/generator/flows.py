@@ -175,19 +175,15 @@ class Users:
         self.index, self.count = a.index, a.count
         self._wake.set()
 
-    async def settle(self, limit_s: float) -> None:
-        """The drain: flows and users end within ``limit_s`` or are cancelled (a request
-        in flight then counts as a timeout)."""
+    async def close(self) -> None:
+        """The drain's end: flows and users still running are cancelled (a request in
+        flight counts as a timeout), then every client and the transport close."""
         pending = set(self._flows) | set(self._users.values())
         if self._main is not None:
             pending.add(self._main)
-        if pending:
-            await asyncio.wait(pending, timeout=limit_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-
-    async def close(self) -> None:
         for user in self._all_users:
             await user.close()
         if self.transport is not None:

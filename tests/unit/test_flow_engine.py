@@ -325,3 +325,27 @@ def test_the_pacer_does_not_spin_when_the_next_arrival_is_under_a_tick_away():
     assert sent > 50
     # a look per ended flow plus about one per tick; a spin made ~14 per arrival
     assert looks <= 3 * sent, (looks, sent)
+
+
+
+async def test_a_stop_drops_the_arrivals_waiting_for_a_slot_and_the_drain_waits_only_for_requests():
+    """Virtual users start no flow after the stop (its later steps would not run), so
+    the arrivals still waiting for a slot are counted dropped at once, and the drain's
+    one wait (``in_flight``) ends as soon as no request is in flight."""
+    release = asyncio.Event()
+
+    async def hold(flow: int, intended: float) -> None:
+        await release.wait()
+
+    engine, _ = open_engine(1, hold)
+    t0 = time.monotonic() - 0.035
+    begin(engine, Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine._send_due(time.monotonic())  # 0, 10, 20 and 30 ms are due; one slot
+    assert engine.cur.sent == 1 and engine.waiting() >= 3
+    engine.stop_pacing()
+    assert engine.waiting() == 0 and sum(engine.cur.dropped) >= 3
+    assert engine.in_flight() == 0  # the held flow sends no request here
+    began = time.monotonic()
+    await engine.drain(5.0)
+    assert time.monotonic() - began < 1.0 and not engine.users._flows
+    assert engine.cur.sent == 1  # nothing started after the stop
