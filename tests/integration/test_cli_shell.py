@@ -70,7 +70,8 @@ class Up:
         self.proc = subprocess.Popen(
             [PY, "-m", "services.cli", "up", "--generators", "1", "--data-dir", str(self.data),
              "--nats", self.nats_url, "--target-port", str(self.target_port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its stack in a group of its own: see stop()
         deadline = time.monotonic() + 60
         while "Surge is up" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -84,7 +85,9 @@ class Up:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # the whole group: killing `surge up` alone left its nats-server and five
+                # services running for half an hour after a loaded machine's slow Ctrl-C
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log.close()
 
