@@ -587,21 +587,33 @@ class FullConnection(Connection):
     clears ``reads`` and ``body`` before each ``send``; ``name_i`` is 1 for a HEAD
     request (the pool's ``heads``)."""
 
-    __slots__ = ("reads", "waiter")
+    __slots__ = ("reads", "waiter", "kept")
 
     def __init__(self, owner: Owner) -> None:
         super().__init__(owner)
         self.reads: list[bytes] = []  # this response's reads up to the end of its head
         self.waiter = None
+        self.kept = 0  # their bytes, once a head spans reads
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.busy and not self.head_done:
             reads = self.reads
             view = self.view
-            if reads or nbytes <= SMALL_READ:
+            if not reads:
+                self.kept = nbytes
+                if nbytes <= SMALL_READ:
+                    reads.append(bytes(view[:nbytes]))
+                else:  # a long read that starts the response: its head, not its body
+                    reads.append(bytes(view[:final_head_end(view.obj, nbytes)]))  # type: ignore[arg-type]
+            else:
+                # each head is bounded by MAX_HEAD, but 1xx heads may come one after
+                # another without end (100 Continue, again and again): keep at most
+                # what a 64 KB head and its read hold, then the response is too large
+                self.kept += nbytes
+                if self.kept > MAX_HEAD + READ_SIZE:
+                    self.owner.on_broken(self, "too_large")
+                    return
                 reads.append(bytes(view[:nbytes]))
-            else:  # a long read that starts the response: its head, not its body
-                reads.append(bytes(view[:final_head_end(view.obj, nbytes)]))  # type: ignore[arg-type]
         Connection.buffer_updated(self, nbytes)
 
     def on_body(self, body: bytes) -> None:

@@ -206,3 +206,15 @@ async def test_every_address_is_tried_and_the_one_that_took_a_connection_goes_fi
     refuses.add(works)
     with pytest.raises(ConnectionRefusedError):
         await addrs.connect(dial)
+
+
+async def test_1xx_heads_without_end_are_too_large_once_more_than_a_head_and_a_read_are_kept(pool):
+    flood = b"HTTP/1.1 100 Continue\r\n\r\n" * 800  # 20 KB a read, each head tiny
+    conn = connect(pool)
+    fut = send(pool)
+    reads = 0
+    while not fut.done() and reads < 100:
+        feed(conn, flood)
+        reads += 1
+    assert isinstance(fut.exception(), ResponseTooLarge)
+    assert reads * len(flood) <= (64 << 10) + (256 << 10) + len(flood)
