@@ -138,5 +138,8 @@ class Membership:
         for gid in joining:
             self.shares[gid] = 0.0
             self.joined_at[gid] = time.time()
+            # one lost earlier and back (a stall, a bus restart) runs again from its next
+            # second: the run waits for its new final interval, not the one it sent then
+            self.agg.finals.discard(gid)
             await self._event(f"generator {gid} joined")
         await self._reshare()

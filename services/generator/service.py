@@ -61,7 +61,7 @@ def arrivals_of(a: Assignment) -> dict:
 class RunTask:
     """One assignment being carried out: the engine plus the per-second interval clock."""
 
-    def __init__(self, service: Service, assignment: Assignment) -> None:
+    def __init__(self, service: Service, assignment: Assignment, after_seq: int | None = None) -> None:
         # when the assignment came, not when its engine is built: building one (a flow
         # plan's compiled steps, its first imports) can take longer than the start delay
         # on a busy machine, and a member assigned before the start is not a late joiner
@@ -80,6 +80,10 @@ class RunTask:
         self.changes: list[EpochChange] = []  # reported with the next interval
         self.error: str | None = None  # why the run failed here (sent with the final interval)
         self.task: asyncio.Task | None = None
+        # taken back into a run it had finished here (lost, then joined again): its
+        # seconds go on after the last one it sent, never under a number already sent
+        self.after_seq = after_seq
+        self.last_seq = -1  # the newest second this task has emitted
 
     def start(self) -> None:
         self.first_seq = 0
@@ -88,6 +92,8 @@ class RunTask:
             self.schedule = start_schedule(self.a.profile, self.a.share, from_s=joined_s,
                                            **arrivals_of(self.a))
             self.first_seq = int(joined_s)
+        if self.after_seq is not None:
+            self.first_seq = max(self.first_seq, self.after_seq + 1)
         self.service.capacity_meter.mark()  # idle time is not load's cost
         self.engine.start(self.schedule, self.t0)
         self.task = self.loop.create_task(self._intervals(), name=f"run-{self.a.run_id}")
@@ -164,6 +170,7 @@ class RunTask:
 
     def _emit(self, seq: int, boundary_s: float, final: bool = False,
               send: bool = True) -> IntervalStats:
+        self.last_seq = max(self.last_seq, seq)
         count = math.ceil(self.schedule.count_at(boundary_s) - 1e-9)
         target, self.prev_count = max(count - self.prev_count, 0), max(count, self.prev_count)
         interval = self.engine.take_interval()
@@ -203,7 +210,9 @@ class Service:
         self._outbox_ready = asyncio.Event()
         self.run: RunTask | None = None
         self.epoch = 0
-        self.finished_runs: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # run id -> (the epoch it finished at, the last second it sent): an assignment of
+        # that run with a newer epoch takes this generator back in (lost, then joined)
+        self.finished_runs: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
         self._tasks: list[asyncio.Task] = []
         self._closed = asyncio.Event()
         self._proc = psutil.Process()
@@ -374,14 +383,15 @@ class Service:
                               share=a.share, stop=a.stop)
                 run.update(a, written_at)
             return
-        if a.stop or a.run_id in self.finished_runs or a.end_at <= time.time():
+        done = self.finished_runs.get(a.run_id)
+        if a.stop or a.end_at <= time.time() or (done is not None and a.epoch <= done[0]):
             return
         if run is not None:
             run.stop()  # a newer run replaces it; its final interval still goes out
-        self.log.info("run assigned", run_id=a.run_id, epoch=a.epoch, share=a.share,
-                      generator=f"{a.index + 1} of {a.count}")
+        self.log.info("run assigned" if done is None else "run assigned again", run_id=a.run_id,
+                      epoch=a.epoch, share=a.share, generator=f"{a.index + 1} of {a.count}")
         try:
-            task = RunTask(self, a)
+            task = RunTask(self, a, after_seq=None if done is None else done[1])
             task.start()
         except Exception as exc:  # the engine could not even start: say why, and be done
             self.log.exception("run could not start", run_id=a.run_id)
@@ -402,14 +412,15 @@ class Service:
 
     def _failed_to_start(self, a: Assignment, error: str) -> None:
         """One final, empty interval that carries the reason to the run's events."""
-        self.finished_runs[a.run_id] = None
+        self.finished_runs[a.run_id] = (a.epoch, 0)
         self.enqueue(IntervalStats(
             run_id=a.run_id, generator_id=self.id, epoch=a.epoch, seq=0, target=0.0, sent=0,
             in_flight=0, requests={}, final=True, error=error,
         ))
 
     def run_finished(self, run: RunTask) -> None:
-        self.finished_runs[run.a.run_id] = None
+        self.finished_runs[run.a.run_id] = (run.a.epoch, run.last_seq)
+        self.finished_runs.move_to_end(run.a.run_id)
         while len(self.finished_runs) > 100:
             self.finished_runs.popitem(last=False)
         if self.run is run:
