@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--insecure", "--http2", "auto")
         attempt(rows, "h2c", run_flow3, fchild, fx.h2c_origin, flow_s, flow_users, client_core,
                 "--http2", "h2c")
+        # the closed model with think time: 200 users, 50 ms after every step
+        attempt(rows, "think", run_flow3, fchild, fx.origin, flow_s, 40 if quick else 200,
+                client_core, "--think", "0.05")
         if args.no_locust:
             rows["locust"] = {"error": "skipped (--no-locust)"}
         else:
@@ -415,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "flow_cpu_us": round(1e6 / flow_rps, 2) if flow_rps else None,
         "flow_tls_rps": f3.get("tls", {}).get("rps_per_cpu_s"),
         "h2_rps": f3.get("h2", {}).get("rps_per_cpu_s"),
+        "closed_think_rps_vs_law": f3.get("think", {}).get("rps_vs_law"),
         "h2_protocol": f3.get("h2", {}).get("protocol"),
         "h2c_rps": f3.get("h2c", {}).get("rps_per_cpu_s"),  # the same without TLS
         "locust_flow_rps": f3.get("locust", {}).get("rps"),

@@ -1,7 +1,7 @@
 """The flow engine's speed: one flow step with one JSON extraction, closed model, one core.
 
     python -m bench.flows URL_ORIGIN [--users 32] [--seconds 5] [--insecure] [--http2 auto|off|h2c]
-                                     [--flow one|three]
+                                     [--flow one|three] [--think S]
 
 ``--flow three`` is the issue-17 flow against ``bench.nginx.FlowNginx``: each virtual user
 logs in once (POST /login, a JSON body, the token extracted by JSONPath), then loops
@@ -15,7 +15,10 @@ extracted by JSONPath. Prints one JSON object: requests/s and requests per CPU-s
 (requests/s per core), and the protocol the run spoke (an https origin that offers
 ``h2`` by ALPN gets HTTP/2 unless ``--http2 off``; ``--http2 h2c`` speaks HTTP/2 without TLS
 to an http origin, by prior knowledge). Figures, never pass/fail;
-``make bench`` runs it against the demo target. ``--canned`` (with ``--flow three``)
+``make bench`` runs it against the demo target. ``--think S`` puts S seconds of think time after every flow step
+and reports the closed model's law beside the rate reached: with N users each waiting
+think + latency between requests, the rate is N / (think + mean latency) (Little's law
+over one user's cycle). ``--canned`` (with ``--flow three``)
 swaps the sockets for nginx's canned answers (``bench/canned.py``): the engine's own
 cost per request, without the kernel's.
 """
@@ -65,8 +68,11 @@ FLOWS = {
 
 
 async def measure(origin: str, users: int, seconds: float, insecure: bool = False,
-                  http2: str = "auto", flow: str = "one") -> dict:
+                  http2: str = "auto", flow: str = "one", think: float = 0.0) -> dict:
     spec = {k: v for k, v in FLOWS[flow].items() if k != "what"}
+    if think:
+        spec["flows"] = [{**f, "steps": [{**st, "think": think} for st in f["steps"]]}
+                         for f in spec["flows"]]
     plan = loader.from_obj({
         "name": "bench-flow", "target": origin, "users": users, "duration": seconds + 1,
         "insecure": insecure, "http2": http2, **spec,
@@ -81,20 +87,28 @@ async def measure(origin: str, users: int, seconds: float, insecure: bool = Fals
     await asyncio.sleep(1.0)  # warm-up: connections, users
     engine.take_interval()
     cpu0, w0, done, errors = _cpu(), time.monotonic(), 0, 0
+    latency_s = 0.0  # the flow steps' latencies, summed (the mean's numerator)
     for k in range(int(seconds)):
         await asyncio.sleep(max(t0 + 2 + k - time.monotonic(), 0))
         iv = engine.take_interval()
         iv.to_stats(engine.names, run_id="bench", generator_id="b", epoch=1, seq=k, target=0, in_flight=0)
         done += iv.completed()
+        latency_s += sum(sum(lat) for lat in iv.latency)
         errors += sum(sum(e.values()) for e in iv.errors)
     cpu, wall = _cpu() - cpu0, time.monotonic() - w0
     transport = engine.users.transport
     protocol = transport.protocol if transport is not None else None
     await engine.drain(1.0)
-    return {"what": FLOWS[flow]["what"], "users": users,
-            "protocol": protocol,
-            "rps": round(done / wall, 1), "rps_per_cpu_s": round(done / max(cpu, 1e-9), 1),
-            "cpu_percent": round(100 * cpu / wall, 1), "errors": errors}
+    out = {"what": FLOWS[flow]["what"], "users": users,
+           "protocol": protocol,
+           "rps": round(done / wall, 1), "rps_per_cpu_s": round(done / max(cpu, 1e-9), 1),
+           "cpu_percent": round(100 * cpu / wall, 1), "errors": errors}
+    if think:
+        mean = latency_s / max(done, 1)
+        law = users / (think + mean)
+        out.update(think_s=think, mean_latency_ms=round(mean * 1e3, 3), law_rps=round(law, 1),
+                   rps_vs_law=round(done / wall / law, 4))
+    return out
 
 
 def main() -> None:
@@ -105,6 +119,8 @@ def main() -> None:
     p.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
     p.add_argument("--http2", choices=["auto", "off", "h2c"], default="auto")
     p.add_argument("--flow", choices=sorted(FLOWS), default="one")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="think time after every flow step, seconds (prints the closed model's law)")
     p.add_argument("--canned", action="store_true",
                    help="no sockets: FlowNginx's answers, canned (bench/canned.py; --flow three)")
     args = p.parse_args()
@@ -121,7 +137,7 @@ def main() -> None:
     except ImportError:
         pass
     print(json.dumps(asyncio.run(measure(args.origin, args.users, args.seconds, args.insecure,
-                                         args.http2, args.flow))))
+                                         args.http2, args.flow, args.think))))
 
 
 if __name__ == "__main__":

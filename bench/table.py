@@ -115,6 +115,11 @@ def table(res: dict) -> str:
         lines.append(part(res.get("flow3", {}).get(row, {}), label, lambda r: (
             f"{label}: {fmt(res.get(key), 0)} requests per CPU-second"
             f" ({fmt(r.get('rps'), 0)} req/s, {r.get('protocol')}, errors {r.get('errors')})")))
+    lines.append(part(res.get("flow3", {}).get("think", {}), "closed model with think time", lambda r: (
+        f"closed model, {fmt(r.get('users'))} users, think {fmt(r.get('think_s'), 2)} s after each step:"
+        f" {fmt(r.get('rps'), 0)} req/s against users / (think + mean latency"
+        f" {fmt(r.get('mean_latency_ms'), 2)} ms) = {fmt(r.get('law_rps'), 0)}"
+        f" (ratio {fmt(r.get('rps_vs_law'), 3)}; target within 2 %)")))
     lines.append(f"Locust FastHttpUser, same flow: {fmt(res.get('locust_flow_rps'), 0)} req/s,"
                  f" {fmt(res.get('locust_flow_rps_per_cpu_s'), 0)} per CPU-second"
                  f" (Surge/Locust per core: {fmt(res.get('flow_ratio_vs_locust'), 2)})")

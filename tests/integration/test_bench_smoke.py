@@ -20,7 +20,8 @@ KEYS = {"surge_rps", "wrk_rps", "locust_rps", "ratio_vs_wrk", "ratio_vs_locust",
         "machine", "cpu_at_20k", "rate_change", "rate_change_e2e", "rss", "peers", "flows",
         # issue 17's rows
         "flow_rps", "flow_cpu_us", "flow_tls_rps", "h2_rps", "locust_flow_rps", "open_cpu_us_20k",
-        "h2c_rps", "templated_render_cpu_us", "templated_render_flow_cpu_us", "templated_tls_cpu_us"}
+        "h2c_rps", "templated_render_cpu_us", "templated_render_flow_cpu_us", "templated_tls_cpu_us",
+        "closed_think_rps_vs_law"}
 
 
 @pytest.mark.skipif(not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
@@ -46,6 +47,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert "error" not in r and r["rps"] > 0, (row, r)
         assert row == "h2" or r["errors"] == 0, (row, r)
     assert res["flow3"]["h2"]["protocol"] == "h2" and res["flow3"]["h2c"]["protocol"] == "h2c"
+    think = res["flow3"]["think"]  # the closed model with think time, beside its law
+    assert "error" not in think and think["errors"] == 0 and think["law_rps"] > 0, think
+    assert res["closed_think_rps_vs_law"] == think["rps_vs_law"] > 0
     assert res["flow_rps"] > 0 and res["flow_tls_rps"] > 0 and res["open_cpu_us_20k"] > 0
     for row, engine in (("render", "request"), ("render_flow", "users"), ("tls", "request")):
         r = res["templated"][row]  # a templated plan and an https one: a request per arrival
