@@ -334,22 +334,27 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
             release.set()  # before the coordinator stops: it may be holding a report
 
 
+async def _noticed_within_3s(nc, started, gid: str) -> dict:
+    """The run's first event naming ``gid``, which must come within 3 s of the start."""
+    events: list[tuple[float, dict]] = []
+
+    async def on_event(msg):
+        events.append((time.time(), msgspec.json.decode(msg.data)))
+
+    await nc.subscribe(subjects.events(started.run_id), cb=on_event)
+    await until(lambda: any(gid in e["event"] for _, e in events), 10, f"an event about {gid}")
+    at, event = next((t, e) for t, e in events if gid in e["event"])
+    assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
+    return event
+
+
 async def test_a_member_that_never_runs_its_assignment_is_noticed_within_3s(cluster):
     """One of five generators heartbeats but ignores its assignment (sends nothing)."""
     cluster.coordinator()
     nc, sim, api = await simulated(cluster, 5, ["home"], "deaf", deaf={"deaf-0003"})
-    events: list[tuple[float, dict]] = []
     try:
         started = await api.start(plans.plan(SIM, rate=10 * 5, duration=5))
-
-        async def on_event(msg):
-            events.append((time.time(), msgspec.json.decode(msg.data)))
-
-        await nc.subscribe(subjects.events(started.run_id), cb=on_event)
-        await until(lambda: any("deaf-0003" in e["event"] for _, e in events), 10,
-                    "an event about the deaf generator")
-        at, event = next((t, e) for t, e in events if "deaf-0003" in e["event"])
-        assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
+        await _noticed_within_3s(nc, started, "deaf-0003")
         report = await _report(api, started.run_id)
         record = await api.get(started.run_id)
         assert "deaf-0003" not in record.generators  # its share moved to the others
@@ -368,18 +373,9 @@ async def test_a_member_that_says_it_runs_but_sends_nothing_is_noticed_within_3s
     finished "pass" with a fifth of its load missing, no event, no gap."""
     cluster.coordinator()
     nc, sim, api = await simulated(cluster, 5, ["home"], "mute", mute={"mute-0002"})
-    events: list[tuple[float, dict]] = []
     try:
         started = await api.start(plans.plan(SIM, rate=10 * 5, duration=6))
-
-        async def on_event(msg):
-            events.append((time.time(), msgspec.json.decode(msg.data)))
-
-        await nc.subscribe(subjects.events(started.run_id), cb=on_event)
-        await until(lambda: any("mute-0002" in e["event"] for _, e in events), 10,
-                    "an event about the generator that sends nothing")
-        at, event = next((t, e) for t, e in events if "mute-0002" in e["event"])
-        assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
+        event = await _noticed_within_3s(nc, started, "mute-0002")
         assert "sends no intervals" in event["event"], event
         report = await _report(api, started.run_id)
         record = await api.get(started.run_id)
