@@ -248,6 +248,13 @@ class _Client(h2.connection.H2Connection):
             self._prepare_for_sending(frames)
         return events
 
+    def _receive_rst_stream_frame(self, frame):
+        # h2's own, less the exception it raises and catches for a stream already gone
+        # from its table (nginx resets each POST's stream once it has answered it)
+        if frame.stream_id in self.streams:
+            return super()._receive_rst_stream_frame(frame)
+        return [], self.state_machine.process_input(ConnectionInputs.RECV_RST_STREAM)
+
     def _receive_goaway_frame(self, frame):
         # h2 refuses every frame after a GOAWAY, but the streams up to its last_stream_id
         # are still answered (RFC 9113 6.8; nginx sends one at keepalive_requests, then

@@ -164,3 +164,36 @@ def test_the_frame_buffer_gives_hyperframes_frames_whatever_the_reads():
             got += [_seen(f) for f in buf]
         results.append(got)
     assert len(results[0]) > 2500 and results[0] == results[1]
+
+
+def test_a_reset_of_a_stream_already_gone_is_what_h2_makes_of_it():
+    """nginx resets each POST's stream after answering it: ``_Client`` skips h2's
+    exception for a stream no longer in its table, with the same outcome as h2's own."""
+    from hyperframe.frame import RstStreamFrame
+
+    plain = h2.connection.H2Connection(h2.config.H2Configuration(**_CONFIG))
+    plain.initiate_connection()
+    ours = _client()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+    hello = server.data_to_send()
+    fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
+    outcomes = []
+    for c in (plain, ours):
+        c.receive_data(hello)
+        c.send_headers(1, fields, end_stream=True)
+        c.send_headers(3, fields, end_stream=True)
+        peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        peer.initiate_connection()
+        peer.data_to_send()
+        peer.receive_data(c.data_to_send())
+        peer.send_headers(1, [(b":status", b"200")], end_stream=True)
+        c.receive_data(peer.data_to_send())
+        if c is ours:
+            ours.forget_ended(1)
+        # stream 1 ended (gone from ours' table, closed in plain's), 3 in flight, 9 never opened
+        events = [type(e).__name__ for sid in (1, 3, 9)
+                  for e in c.receive_data(RstStreamFrame(sid, 0).serialize())]
+        outcomes.append((events, c.data_to_send(), c.state_machine.state, 3 in c.streams and c.streams[3].closed))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == ["StreamReset"]  # only the stream in flight
