@@ -89,6 +89,11 @@ def _log_failure(task: asyncio.Task) -> None:
         log.error("virtual users failed", error=repr(task.exception()), exc_info=task.exception())
 
 
+def _wake_up(thinking: asyncio.Future[None]) -> None:
+    if not thinking.done():
+        thinking.set_result(None)
+
+
 def users_at(plan: Plan, t: float) -> float:
     """Virtual users the whole run asks for at ``t`` seconds (stages ramp linearly from 0)."""
     if plan.users is not None:
@@ -131,7 +136,7 @@ class Users:
         self.requests_in_flight = 0
         self.shared_vars: dict[str, Any] = {}
         self.shared_cookies: dict[str, str] = {}
-        self._stop = asyncio.Event()
+        self._thinking: set[asyncio.Future[None]] = set()  # users in their think time
         self._wake = asyncio.Event()
         self._main: asyncio.Task | None = None  # the transport and setup, then the closed model
         self._flows: set[asyncio.Task] = set()  # open model: flows running
@@ -164,7 +169,9 @@ class Users:
 
     def stop(self) -> None:
         self.running = False
-        self._stop.set()
+        for thinking in self._thinking:  # a user thinking stops now, not at its think's end
+            if not thinking.done():
+                thinking.set_result(None)
         self._wake.set()
 
     def wake(self) -> None:
@@ -198,14 +205,20 @@ class Users:
             cur.explain(error, why)
 
     async def pause(self, seconds: float) -> bool:
-        """Think time; False when the run stopped meanwhile."""
+        """Think time; False when the run stopped meanwhile. One future and one timer
+        (``wait_for`` on the stop event made a task, a timer and two wake-ups a think,
+        each a loop pass late: the closed model's rate fell below its law)."""
         if not self.running:
             return False
+        thinking = self.loop.create_future()
+        timer = self.loop.call_later(seconds, _wake_up, thinking)
+        self._thinking.add(thinking)
         try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-            return False
-        except TimeoutError:
-            return self.running
+            await thinking
+        finally:
+            timer.cancel()
+            self._thinking.discard(thinking)
+        return self.running
 
     # --- the run --------------------------------------------------------------------
     async def _run(self) -> None:

@@ -40,6 +40,23 @@ async def test_flows_are_picked_by_weight():
     assert users.first_steps == [prog.flows[f][0].index for f in users.flow_table]
 
 
+async def test_a_think_time_ends_on_its_timer_or_at_once_at_a_stop():
+    p = plans.plan(plans.USER_FLOWS)
+    a = Assignment(run_id="r", epoch=1, share=1.0, start_at=time.time(), end_at=time.time() + 5,
+                   profile=profile.from_plan(p), plan=p)
+    users = Users(a, asyncio.get_running_loop())
+    users.running = True
+    t = time.monotonic()
+    assert await users.pause(0.02) is True  # thought, and the run goes on
+    assert time.monotonic() - t >= 0.019
+    thinking = [asyncio.create_task(users.pause(60.0)) for _ in range(3)]
+    await asyncio.sleep(0)  # each is in its think time now
+    users.stop()
+    assert await asyncio.wait_for(asyncio.gather(*thinking), 1.0) == [False] * 3
+    assert not users._thinking  # nothing left behind: no timer, no future
+    assert await users.pause(0.02) is False  # stopped: no think time at all
+
+
 def test_static_requests_become_one_step_flows():
     p = plans.plan(plans.USER_FLOWS, flows=[], setup=None, vars={}, requests=[
         {"name": "home", "path": "/", "weight": 2, "checks": {"status": 200, "body_contains": "Shop"}}])
