@@ -204,12 +204,14 @@ class Users:
         if why is not None and error is not None:
             cur.explain(error, why)
 
-    async def pause(self, seconds: float) -> bool:
-        """Think time; False when the run stopped meanwhile. One future and one timer
-        (``wait_for`` on the stop event made a task, a timer and two wake-ups a think,
-        each a loop pass late: the closed model's rate fell below its law)."""
+    async def pause(self, seconds: float) -> float | None:
+        """Think time: the engine-clock time it ends at (the next step's intended time, so
+        a timer firing late shows in that step's latency, as in the fast path's closed
+        loop); None when the run stopped meanwhile. One future and one timer (``wait_for``
+        on a stop event made a task, a timer and two wake-ups a think)."""
         if not self.running:
-            return False
+            return None
+        due = _now() + seconds
         thinking = self.loop.create_future()
         timer = self.loop.call_later(seconds, _wake_up, thinking)
         self._thinking.add(thinking)
@@ -218,7 +220,7 @@ class Users:
         finally:
             timer.cancel()
             self._thinking.discard(thinking)
-        return self.running
+        return due if self.running else None
 
     # --- the run --------------------------------------------------------------------
     async def _run(self) -> None:

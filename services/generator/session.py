@@ -209,14 +209,15 @@ class VirtualUser:
             step = steps[k]
             enc = step.encoder(engine.transport, engine.program.headers)
             if enc is not None and engine.transport.has_idle():
-                _, k, ok, pause = await _Chain(self, steps, None).run(k, enc, intended if k == 0 else None)
+                _, k, ok, pause = await _Chain(self, steps, None).run(k, enc, intended)
             else:
-                ok = await self.request(step, intended if k == 0 else None)
+                ok = await self.request(step, intended)
                 pause = think_s(step.think, engine.rng) if ok else 0.0
                 k += 1
             if not ok:
                 return False
-            if pause > 0 and not await engine.pause(pause):
+            intended = None  # the next step is due when this one ends, or its think time does
+            if pause > 0 and (intended := await engine.pause(pause)) is None:
                 return False
         return True
 
@@ -227,6 +228,7 @@ class VirtualUser:
         wake-up at all; otherwise as ``run_steps``."""
         engine = self.engine
         steps, k = again(), 0
+        intended: float | None = None  # after a think time: when it ended (``pause``)
         while steps is not None:
             if k >= len(steps) or (k and not engine.running):
                 steps, k = again(), 0
@@ -234,16 +236,17 @@ class VirtualUser:
             step = steps[k]
             enc = step.encoder(engine.transport, engine.program.headers)
             if enc is not None and engine.transport.has_idle():
-                steps, k, ok, pause = await _Chain(self, steps, again).run(k, enc, None)
+                steps, k, ok, pause = await _Chain(self, steps, again).run(k, enc, intended)
                 if steps is None:
                     return
             else:
-                ok = await self.request(step, None)
+                ok = await self.request(step, intended)
                 pause = think_s(step.think, engine.rng) if ok else 0.0
                 k += 1
+            intended = None
             if not ok:
                 steps, k = again(), 0
-            elif pause > 0 and not await engine.pause(pause):
+            elif pause > 0 and (intended := await engine.pause(pause)) is None:
                 return
 
     def render(self, step: CompiledStep, enc: Encoded | None) -> tuple | None:

@@ -47,14 +47,14 @@ async def test_a_think_time_ends_on_its_timer_or_at_once_at_a_stop():
     users = Users(a, asyncio.get_running_loop())
     users.running = True
     t = time.monotonic()
-    assert await users.pause(0.02) is True  # thought, and the run goes on
-    assert time.monotonic() - t >= 0.019
+    due = await users.pause(0.02)  # thought, and the run goes on: the next step's intended time
+    assert due == pytest.approx(t + 0.02, abs=0.002) and time.monotonic() >= due - 0.001
     thinking = [asyncio.create_task(users.pause(60.0)) for _ in range(3)]
     await asyncio.sleep(0)  # each is in its think time now
     users.stop()
-    assert await asyncio.wait_for(asyncio.gather(*thinking), 1.0) == [False] * 3
+    assert await asyncio.wait_for(asyncio.gather(*thinking), 1.0) == [None] * 3
     assert not users._thinking  # nothing left behind: no timer, no future
-    assert await users.pause(0.02) is False  # stopped: no think time at all
+    assert await users.pause(0.02) is None  # stopped: no think time at all
 
 
 def test_static_requests_become_one_step_flows():
