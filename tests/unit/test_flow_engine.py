@@ -109,6 +109,26 @@ class _Recording(Pool):
         return 200, Head([b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=s-2\r\nContent-Length: 0\r\n\r\n"]), b""
 
 
+async def _encoded_writes_what_general_writes(pool, prog: Program, p) -> None:
+    """Each step of the plan's flow, sent the general way and then encoded, with and
+    without cookies in the jar: the pool must have written the same both times."""
+    client = pool.client()
+    v = {**prog.vars, "token": "t-1", "__user": 7}
+    for jar in ({}, {"sid": "s-1", "b": "2"}):
+        for step in prog.flows[0]:
+            client.jar = dict(jar)
+            url, headers, data = step.render(p.target, prog.headers, v)
+            await client.send(step.method, url, headers, data)
+            client.jar = dict(jar)
+            enc = step.encoder(pool, prog.headers)
+            assert enc is not None and step.encoder(pool, prog.headers) is enc  # once per pool
+            await client.send_encoded(enc.head.render(v), enc.body(v) if enc.body else None,
+                                      enc.head_only)
+            general, encoded = pool.wrote[-2:]
+            assert encoded == general
+            assert client.jar["sid"] == "s-2"  # the response's Set-Cookie was taken
+
+
 @pytest.mark.parametrize("proxy", [None, "http://127.0.0.1:3128"])
 async def test_an_encoded_step_writes_the_bytes_the_general_path_writes(proxy):
     """session.CompiledStep.encoder joins a step's constant parts once per pool; what it
@@ -133,22 +153,8 @@ async def test_an_encoded_step_writes_the_bytes_the_general_path_writes(proxy):
         ]}]})
     prog = Program(p, random.Random(0))
     pool = _Recording(p)
-    client = pool.client()
-    v = {**prog.vars, "token": "t-1", "__user": 7}
     try:
-        for jar in ({}, {"sid": "s-1", "b": "2"}):
-            for step in prog.flows[0]:
-                client.jar = dict(jar)
-                url, headers, data = step.render(p.target, prog.headers, v)
-                await client.send(step.method, url, headers, data)
-                client.jar = dict(jar)
-                enc = step.encoder(pool, prog.headers)
-                assert enc is not None and step.encoder(pool, prog.headers) is enc  # once per pool
-                await client.send_encoded(enc.head.render(v), enc.body(v) if enc.body else None,
-                                          enc.head_only)
-                general, encoded = pool.wrote[-2:]
-                assert encoded == general
-                assert client.jar["sid"] == "s-2"  # the response's Set-Cookie was taken
+        await _encoded_writes_what_general_writes(pool, prog, p)
     finally:
         await pool.close()
     assert pool.wrote[0][0].startswith(b"GET " + (b"http://127.0.0.1:8080" if proxy else b"") + b"/api/me ")
@@ -191,22 +197,8 @@ async def test_an_encoded_http2_step_sends_the_fields_the_general_path_sends(tar
         ]}]})
     prog = Program(p, random.Random(0))
     pool = _RecordingH2(p, transport_mod.ssl_context(p) if http2 == "auto" else None)
-    client = pool.client()
-    v = {**prog.vars, "token": "t-1", "__user": 7}
     try:
-        for jar in ({}, {"sid": "s-1", "b": "2"}):
-            for step in prog.flows[0]:
-                client.jar = dict(jar)
-                url, headers, data = step.render(p.target, prog.headers, v)
-                await client.send(step.method, url, headers, data)
-                client.jar = dict(jar)
-                enc = step.encoder(pool, prog.headers)
-                assert enc is not None and step.encoder(pool, prog.headers) is enc  # once per pool
-                await client.send_encoded(enc.head.render(v), enc.body(v) if enc.body else None,
-                                          enc.head_only)
-                general, encoded = pool.wrote[-2:]
-                assert encoded == general
-                assert client.jar["sid"] == "s-2"  # the response's Set-Cookie was taken
+        await _encoded_writes_what_general_writes(pool, prog, p)
     finally:
         await pool.close()
     fields = dict(pool.wrote[3][0])  # the order step, encoded
