@@ -36,7 +36,7 @@ _now = time.monotonic
 class Encoded:
     """A step's request compiled for one pool: ``head`` renders the request line and
     every header but Cookie and Content-Length on HTTP/1.1 (``client.Client.send_encoded``
-    adds those), the fields on HTTP/2 (``h2pool.H2Fields``); ``body`` gives the body
+    adds those), the fields on HTTP/2 (``h2frames.H2Fields``); ``body`` gives the body
     bytes or None."""
 
     __slots__ = ("pool", "head", "body", "head_only")

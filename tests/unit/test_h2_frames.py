@@ -1,4 +1,4 @@
-"""The HTTP/2 pool's own request frames (``h2pool._Client.send_request``), checked against h2.
+"""Our own HTTP/2 request frames (``h2frames.ClientConnection.send_request``), checked against h2.
 
 ``send_request`` writes a request's HEADERS (and CONTINUATIONs) and DATA frames itself,
 making the state changes h2's ``send_headers`` + ``send_data`` make. Side by side with
@@ -16,12 +16,12 @@ import h2.connection
 import h2.events
 import pytest
 
-from services.generator.h2pool import _CONFIG, _Client
+from services.generator.h2frames import CONFIG, ClientConnection
 from services.generator.hpack_fast import FieldEncoder
 
 
-def _client() -> _Client:
-    c = _Client(h2.config.H2Configuration(**_CONFIG), {})
+def _client() -> ClientConnection:
+    c = ClientConnection(h2.config.H2Configuration(**CONFIG), {})
     c.encoder = FieldEncoder()  # type: ignore[assignment]
     c.initiate_connection()
     return c
@@ -145,16 +145,16 @@ def _seen(f) -> tuple:
 
 @pytest.mark.timeout(30)
 def test_the_frame_buffer_gives_hyperframes_frames_whatever_the_reads():
-    """``h2pool._Frames`` builds DATA and whole HEADERS frames itself: fed the same bytes
+    """``h2frames.ResponseFrames`` builds DATA and whole HEADERS frames itself: fed the same bytes
     in random reads, it gives what h2's own ``FrameBuffer`` gives, frame for frame."""
     from h2.frame_buffer import FrameBuffer
 
-    from services.generator.h2pool import _Frames
+    from services.generator.h2frames import ResponseFrames
 
     rng = random.Random(3)
     wire = b"".join(_frame(rng, rng.choice([1, 3, 5, 2**31 - 1])) for _ in range(3000))
     results = []
-    for buf in (FrameBuffer(), _Frames()):
+    for buf in (FrameBuffer(), ResponseFrames()):
         buf.max_frame_size = 16_384
         got, at = [], 0
         while at < len(wire):
@@ -167,11 +167,11 @@ def test_the_frame_buffer_gives_hyperframes_frames_whatever_the_reads():
 
 
 def test_a_reset_of_a_stream_already_gone_is_what_h2_makes_of_it():
-    """nginx resets each POST's stream after answering it: ``_Client`` skips h2's
+    """nginx resets each POST's stream after answering it: ``ClientConnection`` skips h2's
     exception for a stream no longer in its table, with the same outcome as h2's own."""
     from hyperframe.frame import RstStreamFrame
 
-    plain = h2.connection.H2Connection(h2.config.H2Configuration(**_CONFIG))
+    plain = h2.connection.H2Connection(h2.config.H2Configuration(**CONFIG))
     plain.initiate_connection()
     ours = _client()
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
