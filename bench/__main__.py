@@ -8,6 +8,10 @@ fixed time; CPU µs/request comes from that process's CPU time. It prints a tabl
 and writes the JSON; it never fails on a number. Environment knobs:
 
     SURGE_BENCH_SECONDS   seconds per throughput run (default 8; --quick: 2)
+    SURGE_BENCH_ROUNDS    the closed loop (wrk, Surge, the bare protocol) and Surge's open
+                          model at the fixed rate run in this many alternating rounds of
+                          SECONDS / ROUNDS each (default 3; --quick: 2); each side's figures
+                          are the median of its rounds, and so are the ratios between them
     SURGE_BENCH_RSS_S     length of the RSS-growth run of a generator service at 20k
                           req/s (default 60; the issue's full figure: 600)
     SURGE_BENCH_CONNS     connections per client (default 64)
@@ -38,6 +42,7 @@ from pathlib import Path
 import psutil
 
 from bench.nginx import FlowNginx, Nginx, SecondCounter
+from bench.rounds import alternate, per_round_ratios, summary
 from bench.table import ratio, table
 
 HERE = Path(__file__).resolve().parent
@@ -286,12 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     quick = args.quick
     seconds = int(os.environ.get("SURGE_BENCH_SECONDS", "2" if quick else "8"))
+    rounds = max(1, int(os.environ.get("SURGE_BENCH_ROUNDS", "2" if quick else "3")))
+    round_s = max(1, round(seconds / rounds))
     rss_s = int(os.environ.get("SURGE_BENCH_RSS_S", "3" if quick else "60"))
     conns = int(os.environ.get("SURGE_BENCH_CONNS", "8" if quick else "64"))
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_core = (cores[0], cores[1]) if len(cores) > 1 else (cores[0], cores[0])
 
     res: dict = {"machine": machine(), "quick": quick, "seconds_per_run": seconds, "conns": conns,
+                 "rounds": rounds, "seconds_per_round": round_s,
                  "pinning": {"nginx": server_core, "clients": client_core}, "peers": {}}
     t_start = time.monotonic()
     print(f"bench: nginx on core {server_core}, clients on core {client_core}, "
@@ -301,10 +309,22 @@ def main(argv: list[str] | None = None) -> int:
         child = Child(workers)
         url = nginx.url
         peers = res["peers"]
-        attempt(peers, "wrk", run_wrk, child, url, seconds, conns, client_core, nginx.port)
-        attempt(peers, "surge_closed", run_surge, child, "closed", url, client_core,
-                "--seconds", str(seconds), "--conns", str(conns), timeout=seconds + 60)
-        attempt(peers, "bare", run_bare, child, url, seconds, conns, client_core)
+        fixed = 1000.0 if quick else 20000.0
+        open_s = max(seconds, 2) if quick else max(seconds, 6)
+        # the closed loop side by side, and the open model at the fixed rate beside it: in
+        # alternating rounds, so that a slow minute costs each side a round, not the ratio
+        open_round_s = max(round_s, 2)  # its first second is the start
+        sides = alternate(rounds, [
+            ("wrk", lambda: run_wrk(child, url, round_s, conns, client_core, nginx.port)),
+            ("surge_closed", lambda: run_surge(child, "closed", url, client_core, "--seconds", str(round_s),
+                                               "--conns", str(conns), timeout=round_s + 60)),
+            ("bare", lambda: run_bare(child, url, round_s, conns, client_core)),
+            ("open_fixed", lambda: run_surge(child, "open", url, client_core, "--rate", str(fixed),
+                                             "--seconds", str(open_round_s), "--conns", str(conns),
+                                             timeout=open_round_s + 60)),
+        ], attempt)
+        for side in ("wrk", "surge_closed", "bare"):
+            peers[side] = summary(sides[side])
         if args.no_locust:
             peers["locust"] = {"error": "skipped (--no-locust)"}
         else:
@@ -313,7 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         max_rps = peers["surge_closed"].get("rps") or 1000.0
         fractions = [0.05, 0.2] if quick else [0.1, 0.25, 0.5, 0.8]
         res["open_loop"] = []
-        open_s = max(seconds, 2) if quick else max(seconds, 6)
         wrk2 = wrk2_bin()
         res["wrk2"] = wrk2 or "not installed (SURGE_BENCH_WRK2=/path/to/wrk2 adds its rows)"
         if wrk2:
@@ -345,14 +364,15 @@ def main(argv: list[str] | None = None) -> int:
             w = wrk2_at(rate)
             res["control_wrk2_at_80pct_of_wrk"] = {**w, "target_rps": rate}
 
-        fixed = 1000.0 if quick else 20000.0
-        c20: dict = {}
-        attempt(c20, "run", run_surge, child, "open", url, client_core, "--rate", str(fixed),
-                "--seconds", str(open_s), "--conns", str(conns), timeout=open_s + 60)
-        c20 = c20["run"]
+        c20 = summary(sides["open_fixed"])
         res["cpu_at_20k"] = {
             "rate": fixed, "achieved_rps": c20.get("achieved_rps"),
             "surge_cpu_us_per_req": c20.get("cpu_us_per_req"), "error": c20.get("error"),
+            # round by round, beside the closed loop's rounds it alternated with
+            "rounds": [{k: r.get(k) for k in ("achieved_rps", "cpu_us_per_req", "p50_ms", "error") if k in r}
+                       for r in sides["open_fixed"]],
+            "open_cpu_ratio_rounds": per_round_ratios(sides["open_fixed"], sides["surge_closed"],
+                                                      "cpu_us_per_req"),
         }
         if wrk2:
             peer = attempt({}, "wrk2_fixed", run_wrk2, child, wrk2, url, fixed, open_s, conns, client_core)
@@ -399,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     res.update({
         "surge_rps": surge, "wrk_rps": wrk_rps, "locust_rps": locust_rps,
         "bare_rps": peers.get("bare", {}).get("rps"),
+        # every figure of wrk, Surge and the bare protocol is the median of its rounds
         "ratio_vs_wrk": ratio(surge, wrk_rps), "ratio_vs_locust": ratio(surge, locust_rps),
+        "ratio_vs_wrk_rounds": per_round_ratios(sides["surge_closed"], sides["wrk"], "rps"),
+        "bare_ratio_vs_wrk": ratio(peers.get("bare", {}).get("rps"), wrk_rps),
         "surge_cpu_us_per_req": peers["surge_closed"].get("cpu_us_per_req"),
         "wrk_cpu_us_per_req": peers.get("wrk", {}).get("cpu_us_per_req"),
         "locust_cpu_us_per_req": peers.get("locust", {}).get("cpu_us_per_req"),

@@ -25,6 +25,34 @@ def part(r: dict, label: str, line) -> str:
     return f"{label}: {r['error']}" if "error" in r else line(r)
 
 
+def rounds_lines(res: dict) -> list[str]:
+    """The alternating rounds the closed-loop rows and the fixed-rate open model's CPU are
+    the medians of, round by round, each round's ratios beside them."""
+    peers = res["peers"]
+    sides = [peers.get(k, {}).get("rounds") or [] for k in ("wrk", "surge_closed", "bare")]
+    opens = res.get("cpu_at_20k", {}).get("rounds") or []
+    n = max(map(len, [*sides, opens]))
+    if not n:
+        return []
+
+    def at(rows: list, k: int) -> dict:
+        return rows[k] if k < len(rows) and "error" not in rows[k] else {}
+
+    lines = [f"  alternating rounds ({n} × {fmt(res.get('seconds_per_round'))} s; the rows above are their"
+             f" medians, and so are the ratios):",
+             f"  {'round':<7}{'wrk req/s':>11}{'Surge req/s':>13}{'Surge/wrk':>11}{'bare/wrk':>10}"
+             f"{'wrk µs':>9}{'Surge µs':>10}{'open ' + fmt(res.get('cpu_at_20k', {}).get('rate'), 0) + ' µs':>15}"
+             f"{'open/closed':>13}"]
+    for k in range(n):
+        w, s, b, o = at(sides[0], k), at(sides[1], k), at(sides[2], k), at(opens, k)
+        lines.append(f"  {k + 1:<7}{fmt(w.get('rps'), 0):>11}{fmt(s.get('rps'), 0):>13}"
+                     f"{fmt(ratio(s.get('rps'), w.get('rps')), 2):>11}{fmt(ratio(b.get('rps'), w.get('rps')), 2):>10}"
+                     f"{fmt(w.get('cpu_us_per_req')):>9}{fmt(s.get('cpu_us_per_req')):>10}"
+                     f"{fmt(o.get('cpu_us_per_req')):>15}"
+                     f"{fmt(ratio(o.get('cpu_us_per_req'), s.get('cpu_us_per_req')), 2):>13}")
+    return lines
+
+
 def table(res: dict) -> str:
     lines = [f"{'client':<34}{'req/s':>11}{'CPU µs/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
              f"{'vs wrk':>8}{'vs Locust':>10}{'nginx CPU%':>11}{'client core%':>13}{'1-core est.':>12}"]
@@ -46,6 +74,7 @@ def table(res: dict) -> str:
     lines.append("  nginx CPU% near 100: the server is the limit. client core% well under 100 with nginx"
                  " idle: the core was shared (other load); 1-core est. = 1e6 / CPU µs per request,"
                  " what the client could do with a whole core and an infinitely fast server.")
+    lines.extend(rounds_lines(res))
     spans = [f"{name} {min(secs):,}-{max(secs):,}" for name, key in (("wrk", "wrk"), ("Surge", "surge_closed"))
              if (secs := res["peers"].get(key, {}).get("per_second"))]
     if spans:

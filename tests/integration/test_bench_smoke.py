@@ -37,8 +37,12 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert res["machine"]["cores"] >= 1 and res["machine"]["cpu_model"]
     assert "error" not in res["peers"]["surge_closed"], res["peers"]["surge_closed"]
     assert res["surge_rps"] > 0
+    # the side-by-side rows are medians of alternating rounds (2 in --quick), kept round by round
+    assert len(res["peers"]["surge_closed"]["rounds"]) == res["rounds"] == 2
+    assert len(res["cpu_at_20k"]["rounds"]) == 2 and res["open_cpu_ratio_vs_closed"] > 0
     if shutil.which("wrk") or os.path.exists("/usr/bin/wrk"):
         assert res["wrk_rps"] > 0 and res["ratio_vs_wrk"] > 0
+        assert len(res["ratio_vs_wrk_rounds"]) == 2 and all(r > 0 for r in res["ratio_vs_wrk_rounds"])
         assert "per_second" in res["peers"]["wrk"]  # counted by nginx (a 1-s run has no whole second)
     assert len(res["open_loop"]) >= 2
     assert "error" not in res["flows"] and res["flows"]["rps"] > 0, res["flows"]
