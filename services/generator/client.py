@@ -17,8 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import multidict
 
+from services.generator.encode import finish, merge_headers, quote_path
 from services.generator.head import CONTENT_ENCODING, SET_COOKIE, Head
-from services.generator.http import decode_body, finish, merge_headers, quote_path
+from services.generator.http import decode_body
 
 if TYPE_CHECKING:
     from services.generator.pool import Pool
@@ -52,7 +53,7 @@ class Client:
             if hop == redirects:
                 raise TooManyRedirects(f"more than {redirects} redirects")
             parts = urlsplit(urljoin(url, resp_headers["Location"]))
-            # the hop's target as every request's (http.quote_path), as curl -L and requests do
+            # the hop's target as every request's (encode.quote_path), as curl -L and requests do
             target = parts.path + ("?" + parts.query if parts.query else "")
             try:  # a head is read as latin-1; a Location's non-ASCII bytes are UTF-8 (requests)
                 target = target.encode("latin-1").decode("utf-8")
@@ -77,7 +78,7 @@ class Client:
         if pool.absolute:  # through an HTTP proxy: the request line names the origin
             path = pool.origin + (path or "/")
         home = pool is self.pool
-        # the one merge rule (http.merge_headers): what the fast engine and the encoded
+        # the one merge rule (encode.merge_headers): what the fast engine and the encoded
         # path send, Cookie and Content-Length after
         lines = merge_headers(headers.items(), onto=pool.base_fields)
         if self.jar and home:  # the user's cookies are the target's (one origin)

@@ -32,8 +32,9 @@ import structlog
 from schemas.control import Assignment
 from schemas.plan import Plan
 from services.generator.arrivals import ArrivalCursor, tally
+from services.generator.encode import payloads
 from services.generator.http import (
-    READ_SIZE, Addresses, CheckedConnection, Connection, payloads, target_address, tls_context,
+    READ_SIZE, Addresses, CheckedConnection, Connection, target_address, tls_context,
 )
 from services.generator.pacing import INF, Schedule
 from services.generator.recorder import Interval

@@ -35,8 +35,8 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.plan.profile import users_for
 from services.plan.templating import TemplateError, references
+from services.generator.encode import request_texts
 from services.generator.feeds import Exhausted, Feeds
-from services.generator.http import request_texts
 from services.generator.pool import Pool
 from services.generator.requests import weighted_table
 from services.generator.session import Program, VirtualUser
@@ -57,7 +57,7 @@ def needs_users(plan: Plan) -> bool:
 
     Templates alone do not: a template that names only the plan's ``vars`` and
     generators (``{{$uuid}}``…) renders per request on the fast path
-    (``http.payloads``). One that needs a user's state (an extracted value, a data
+    (``encode.payloads``). One that needs a user's state (an extracted value, a data
     row, ``__user``/``__iteration``/``__generator``) comes here, as does a transport the
     fast path does not speak (HTTP/2 that the target may pick, h2c, a proxy)."""
     if plan.flows or plan.setup or plan.data or plan.proxy:

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.plan import Plan
 from services.generator.client import Client
+from services.generator.encode import base_headers, merge_headers, quote_path
 from services.generator.h2frames import (
     CONFIG, DROP, HEADS, NO_HEAD, ClientConnection, H2Client, H2Fields, ResponseFrames, response_head,
 )
 from services.generator.head import Head
 from services.generator.hpack_fast import BlockDecoder, FieldEncoder
-from services.generator.http import MAX_HEAD, base_headers, merge_headers, quote_path
+from services.generator.http import MAX_HEAD
 from services.generator.pool import Pool, Reset, ResponseTooLarge
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ class H2Pool(Pool):
 
     def compile(self, step: CompiledStep, common: list) -> tuple[H2Fields, Callable[[dict], bytes] | None]:
         """A flow step's request as ``exchange`` would send it (``session.CompiledStep.encoder``):
-        the same merge (``http.merge_headers`` onto ``base_headers``), the same fields, with
+        the same merge (``encode.merge_headers`` onto ``base_headers``), the same fields, with
         what is constant encoded once; the body as on HTTP/1.1 (``step.body_encoder``)."""
         merged = merge_headers(base_headers(self.host_header), common, step.headers,
                                json=step.json is not None)

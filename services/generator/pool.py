@@ -34,10 +34,9 @@ from urllib.parse import urlsplit
 
 from schemas.plan import Plan
 from services.generator.client import Client
+from services.generator.encode import BODY_METHODS, base_map, finish
 from services.generator.head import Head
-from services.generator.http import (
-    BODY_METHODS, MAX_HEAD, READ_SIZE, Addresses, FullConnection, base_map, finish,
-)
+from services.generator.http import MAX_HEAD, READ_SIZE, Addresses, FullConnection
 
 SWEEP_S = 0.05
 _now = time.monotonic

@@ -24,7 +24,7 @@ import msgspec
 from schemas.plan import Flow, Plan, RequestSpec, Step, StepCheck, Think
 from services.plan.extract import Checker, Extractor, Response
 from services.plan.templating import JsonTemplate, MissingVariable, Splice, Template, render_vars
-from services.generator.http import BODY_METHODS, base_headers, merge_headers, quote_path, request_head
+from services.generator.encode import BODY_METHODS, base_headers, merge_headers, quote_path, request_head
 from services.plan.names import as_step, step_name
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class CompiledStep:
 
     def compile(self, host_header: str, common: list[tuple[str, Template]],
                 target_prefix: str = "") -> tuple[Splice, Callable[[dict], bytes] | None]:
-        """The one HTTP/1.1 encoding (``http.request_head``, the fast engine's too) of this
+        """The one HTTP/1.1 encoding (``encode.request_head``, the fast engine's too) of this
         step: its head, less Cookie and Content-Length, with the constant parts joined
         once, and its body (None: no body, no Content-Length)."""
         fields = merge_headers(base_headers(host_header), common, self.headers,
@@ -111,9 +111,9 @@ class CompiledStep:
         """The request this step sends for the variables ``v``: (URL, headers, body bytes).
 
         ``common`` are the plan's headers, merged with the step's by the one rule
-        (``http.merge_headers``: a step's own win, names compared case-insensitively);
+        (``encode.merge_headers``: a step's own win, names compared case-insensitively);
         a ``json`` body sets ``Content-Type: application/json`` unless a header says
-        otherwise. The URL's path is %-encoded as ``http.quote_path`` says.
+        otherwise. The URL's path is %-encoded as ``encode.quote_path`` says.
         Raises ``MissingVariable`` when a template names a variable not in ``v``.
         """
         url = base_url + quote_path(self.path.render(v))

@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.plan import Plan
 from schemas.tryout import BODY_LIMIT, SendOnceResult, StepTry
-from services.generator.http import base_headers, merge_headers
+from services.generator.encode import base_headers, merge_headers
 from services.generator.session import CompiledStep, Program
 from services.generator.transport import choose
 from services.plan.extract import Response
@@ -65,7 +65,7 @@ async def _step(client, transport, program: Program, plan: Plan, flow: str, step
         url, headers, data = step.render(plan.target.rstrip("/"), program.headers, v)
     except MissingVariable as exc:
         return StepTry(**base, error=f"missing variable: {exc}")
-    # what goes on the wire: the one request head (http.merge_headers), the user's cookies
+    # what goes on the wire: the one request head (encode.merge_headers), the user's cookies
     fields = dict(merge_headers(base_headers(transport.host_header), headers.items()))
     if cookies := client.cookies():
         fields["Cookie"] = "; ".join(f"{k}={val}" for k, val in cookies.items())

@@ -147,7 +147,7 @@ async def test_send_once_sends_that_head_and_shows_what_it_sent():
 
 async def test_a_redirect_hop_is_encoded_as_every_request():
     """A ``Location`` with a space and a non-ASCII letter: the hop's target is %-encoded by
-    the same rule (``http.quote_path``), its head the same defaults."""
+    the same rule (``encode.quote_path``), its head the same defaults."""
     async with HeadServer() as srv:
         async def redirect(_, reader, writer):
             while (head := await reader.readuntil(b"\r\n\r\n")):

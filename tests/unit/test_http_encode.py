@@ -1,4 +1,4 @@
-"""Pre-encoded HTTP/1.1 requests (services/generator/http.py: encode_request, target_address)."""
+"""Pre-encoded HTTP/1.1 requests (generator/encode.py) and the target's address (generator/http.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from services.common.identity import USER_AGENT
+from services.generator.encode import Rendered, encode_request, payloads
+from services.generator.http import target_address, tls_context
 from services.plan import loader
-from services.generator.http import (
-    USER_AGENT, Rendered, encode_request, payloads, target_address, tls_context,
-)
 from tests import plans
 
 
@@ -117,7 +117,7 @@ def test_plan_headers_are_merged_and_request_headers_win():
     assert header_values(headers, "Accept") == ["text/html"]
     _, headers_b, _ = parse(encoded(plan, 1))
     assert header_values(headers_b, "X-Trace") == ["plan"]
-    assert header_values(headers_b, "Accept") == ["*/*"]  # the default (http.DEFAULT_HEADERS)
+    assert header_values(headers_b, "Accept") == ["*/*"]  # the default (encode.DEFAULT_HEADERS)
 
 
 def test_user_agent_and_host_can_be_overridden_with_same_case():
@@ -158,7 +158,7 @@ def test_a_plan_that_validates_can_be_encoded(request_spec):
     assert payload.startswith(b"GET /")
 
 
-# --- templated requests on the fast engine (http.payloads) -------------------------
+# --- templated requests on the fast engine (encode.payloads) -----------------------
 
 def built(plan):
     return payloads(plan, target_address(plan)[2])

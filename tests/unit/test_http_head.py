@@ -1,4 +1,4 @@
-"""The one HTTP/1.1 request head (services/generator/http.py: merge_headers,
+"""The one HTTP/1.1 request head (services/generator/encode.py: merge_headers,
 request_head, finish; docs/engine.md, "One request head"): its exact bytes, and the
 same bytes from every encoder that writes a request — the fast engine's static
 ``encode_request`` and templated ``payloads``, the flow engine's ``CompiledStep.encoder``
@@ -10,9 +10,8 @@ import random
 
 import pytest
 
-from services.generator.http import (
-    DEFAULT_HEADERS, USER_AGENT, encode_request, merge_headers, payloads, quote_path,
-)
+from services.common.identity import USER_AGENT
+from services.generator.encode import DEFAULT_HEADERS, encode_request, merge_headers, payloads, quote_path
 from services.generator.head import Head
 from services.generator.pool import Pool
 from services.generator.session import Program
@@ -141,7 +140,7 @@ def test_the_fast_check_encodes_exactly_as_quote_would():
     import string
     from urllib.parse import quote
 
-    from services.generator.http import PATH_SAFE
+    from services.generator.encode import PATH_SAFE
 
     rng = random.Random(7)
     chars = string.printable + "\u00e9\u00fc\u65e5"
