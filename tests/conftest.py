@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.events import piped
+
 ROOT = Path(__file__).resolve().parent.parent
 # contexts (`surge context`) live under XDG_CONFIG_HOME: tests never touch the real one
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="surge-test-config-")
@@ -71,10 +73,8 @@ class Proc:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        # through a pipe, so that a test can await a line (``said``) rather than read the log again and again
+        self.popen, self.lines = piped(cmd, self.log_path, cwd=ROOT, env={**os.environ, **env})
 
     @property
     def pid(self) -> int:
@@ -82,6 +82,10 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    async def said(self, text: str, limit_s: float, what: str | None = None) -> None:
+        """Until it prints a line holding ``text``; an error if it exits first."""
+        await self.lines.said(text, limit_s, what or f"{self.name} saying {text!r}")
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no last heartbeat."""
@@ -96,13 +100,11 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(5)
-        self._log.close()
+        self.lines.close()
         return self.popen.returncode
 
     def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.lines.text()
 
 
 class Cluster:

@@ -13,10 +13,11 @@ import time
 
 import nats
 import pytest
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 
 from schemas import subjects
-from tests.conftest import Cluster, free_port, until
+from tests.conftest import Cluster, free_port
+from tests.events import kv_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 async def test_sigterm_while_nats_is_unreachable_exits_cleanly(cluster: Cluster, module: str):
     nowhere = f"nats://127.0.0.1:{free_port()}"
     proc = cluster.service(module, name=f"{module}-no-nats", SURGE_NATS_URL=nowhere)
-    await until(lambda: "nats error" in proc.output() or not proc.alive(), 20,
-                f"{module} trying to reach NATS")
+    await proc.said("nats error", 20, f"{module} trying to reach NATS")
     assert proc.alive(), proc.output()
     began = time.monotonic()
     code = await asyncio.to_thread(proc.stop, 10.0)
@@ -46,11 +46,11 @@ async def test_sigterm_exits_in_bounded_time_when_nats_goes_down(cluster: Cluste
     the service's goodbye cannot be heard, and it still exits, 0, within a few seconds."""
     proc = cluster.service(module, name=f"{module}-doomed", SURGE_GENERATOR_ID=f"{module}-doomed",
                            SURGE_UI_PORT=str(free_port()))
-    await until(lambda: "started" in proc.output() or not proc.alive(), 20, f"{module} started")
+    await proc.said("started", 20)
     assert proc.alive(), proc.output()
     if nats_goes == "before":
         cluster.nats.kill()
-        await until(lambda: "nats disconnected" in proc.output(), 10, f"{module} losing NATS")
+        await proc.said("nats disconnected", 10, f"{module} losing NATS")
     else:
         cluster.nats.popen.terminate()
     began = time.monotonic()
@@ -67,14 +67,10 @@ async def test_sigterm_with_nats_up_says_goodbye_cleanly(cluster: Cluster):
     gen = cluster.generator(generator_id="gen-goodbye")
     nc = await nats.connect(cluster.url)
     try:
-        async def registered():
-            try:  # the generator creates the bucket
-                kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
-                return (await kv.get("gen-goodbye")).value and kv
-            except (BucketNotFoundError, KeyNotFoundError):
-                return None
-
-        kv = await until(registered, 20, "the generator registered")
+        await gen.said("started", 20)  # its bucket made: now it can be watched
+        kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+        await kv_until(kv, "gen-goodbye", lambda latest: latest.get("gen-goodbye"), 10,
+                       "the generator registered")
         assert await asyncio.to_thread(gen.stop, 10.0) == 0, gen.output()
         with pytest.raises(KeyNotFoundError):  # deleted, not expired: the TTL is 3 s
             await kv.get("gen-goodbye")
