@@ -133,7 +133,8 @@ def table(res: dict) -> str:
         f"Python per response, no syscalls (best of 5): engine {fmt(hp.get('engine_us_per_response'), 2)} µs,"
         f" bare protocol {fmt(hp.get('bare_us_per_response'), 2)} µs: Surge's own code adds"
         f" {fmt(hp.get('engine_overhead_us'), 2)} µs; open model (an arrival due at each response)"
-        f" {fmt(hp.get('engine_open_us_per_response'), 2)} µs")))
+        f" {fmt(hp.get('engine_open_us_per_response'), 2)} µs; the pacer's tick"
+        f" {fmt(hp.get('engine_tick_us_per_arrival'), 2)} µs an arrival")))
     lines.append(part(res.get("flows", {}), "flow engine", lambda fl: (
         f"flow engine ({fl.get('what', '')}, {fmt(fl.get('users'))} users, closed model, demo target):"
         f" {fmt(fl.get('rps'), 0)} req/s, {fmt(fl.get('rps_per_cpu_s'), 0)} requests per CPU-second")))
