@@ -30,6 +30,7 @@ from bench.bare import Bare
 from bench.nginx import BODY
 from bench.surge_run import make_plan
 from schemas.control import Segment
+from services.generator.closed import ClosedLoop
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 
@@ -62,7 +63,7 @@ async def run(n: int, plan: str = "static") -> dict:
     url = "http://127.0.0.1:1/index.txt"
     engine = Engine(make_plan(url, 64) if plan == "static" else plan_of(url, plan, 64, rate=1, duration=1),
                     asyncio.get_running_loop())
-    engine.pacing, engine.closed_loop, engine._next_for = True, True, engine._next_closed
+    ClosedLoop(engine, 1).attach(0.0)  # its users' next requests, without opening them
     conn = engine.conn_class(engine)
     conn.connection_made(NullTransport())
     engine.conns.add(conn)

@@ -12,11 +12,11 @@ it is *dropped* (never sent). Both are reported, never hidden.
 
 What an arrival does is chosen once per plan (``Engine.of``): one request on a free
 connection of the engine's own (``http.Connection``: static and templated requests,
-plain or TLS), or, for a plan with per-user state, a virtual user's flow
-(``flows.Users``: flows, setup, extraction, data, cookies, HTTP/2, proxies, redirects,
-the plan's closed model), up to ``connections`` flows at once. The pacer, the cursor,
-late/dropped/timeout accounting, the sweep, stop, rebase, drain and the interval are
-this class's, whichever it is.
+plain or TLS; their closed model is ``closed.ClosedLoop``, a user per connection), or,
+for a plan with per-user state, a virtual user's flow (``flows.Users``: flows, setup,
+extraction, data, cookies, HTTP/2, proxies, redirects), up to ``connections`` flows at
+once. The pacer, the cursor, late/dropped/timeout accounting, the sweep, stop, rebase,
+drain and the interval are this class's, whichever it is.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.generator.arrivals import ArrivalCursor, tally
 from services.generator.encode import payloads
+from services.generator.closed import ClosedLoop
 from services.generator.http import (
     READ_SIZE, Addresses, CheckedConnection, Connection, target_address, tls_context,
 )
@@ -52,7 +53,6 @@ MIN_SLEEP_S = 0.001  # uvloop's timer resolution
 # a response sends a due arrival only once it is this late (the pacer missed it, or no
 # connection was free); before that the pacer's tick sends it with the rest of its tick
 TICK_S = MIN_SLEEP_S
-CONNECT_RETRY_S = 0.05  # a closed-loop user whose connect failed tries again after this
 
 # uvloop's loop.time() is libuv's cached millisecond clock: too coarse to measure
 # sub-millisecond responses. Every timestamp in the engine comes from here.
@@ -60,25 +60,31 @@ _now = time.monotonic
 
 
 class Engine:
-    """Runs one plan on one event loop, open model (``start``) or closed (``start_closed``;
-    a plan's own ``users``/``user_stages``: ``start``, with virtual users).
+    """Runs one plan on one event loop: ``start`` runs its open model, or its closed model
+    (``users``/``user_stages``: ``closed.ClosedLoop``, or virtual users' loops);
+    ``start_closed`` a fixed number of users (tests, the bench).
 
     ``users``: what an arrival does when the plan has per-user state (``flows.Users``,
     chosen by ``Engine.of``); None: one request on a free connection (the fast path).
     ``worker``/``workers`` slice the arrivals: this engine sends arrivals
     ``worker, worker + workers, ...`` of the schedule, so ``workers`` engines given
-    the same schedule send exactly its arrivals between them (``SURGE_WORKERS``).
+    the same schedule send exactly its arrivals between them (``SURGE_WORKERS``), and
+    split the closed model's users. ``index``/``count``: the generator's position
+    among the run's (its part of the closed model's users).
     """
 
     def __init__(
         self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0,
         worker: int = 0, workers: int = 1, users: Users | None = None,
+        index: int = 0, count: int = 1,
     ) -> None:
         self.plan = plan
         self.loop = loop
         self.users = users
         self.timeout = plan.timeout
         self.stride = max(workers, 1)
+        self.worker = worker % self.stride
+        self.index, self.count = index, count
         self.conns: set[Connection] = set()
         self.idle: list[Connection] = []
         self.connecting = 0
@@ -111,7 +117,7 @@ class Engine:
         self.t0 = 0.0  # loop time of the run's start (schedule time 0)
         self.pacing = False
         self.closed_loop = users is not None and users.closed  # the plan's users loop
-        self.think_s = 0.0
+        self.closed: ClosedLoop | None = None  # the fast path's closed model, once started
         self.thinking = 0  # closed-loop users in their think time
         self._tasks: list[asyncio.Task] = []
         self._pacer: asyncio.TimerHandle | asyncio.Handle | None = None  # the pacer's next wake
@@ -128,11 +134,13 @@ class Engine:
 
         if per_user is None:
             per_user = flows.needs_users(a.plan)
-        return cls(a.plan, loop, seed=a.index, users=flows.Users(a, loop) if per_user else None)
+        return cls(a.plan, loop, seed=a.index, users=flows.Users(a, loop) if per_user else None,
+                   index=a.index, count=a.count)
 
     # --- control (called by the service) -----------------------------------
     def start(self, schedule: Schedule, t0: float, skip: float = 0.0) -> None:
         """Open model: send arrival i at ``t0 + schedule.time_of(i)``, whatever the target does.
+        Closed model: the plan's users from ``t0`` to the schedule's end.
 
         ``skip``: arrivals numbered below it are not this engine's to send (a worker
         restarted mid-run starts from now, not from the run's start).
@@ -140,7 +148,9 @@ class Engine:
         self.arrivals.start(schedule, t0, skip)
         self.t0, self.pacing = t0, True
         self._tasks = [self.loop.create_task(self._sweep(), name="sweep")]
-        if self.users is None:
+        if self.users is None and self.plan.model == "closed":
+            ClosedLoop(self).start(t0, schedule.end_s)
+        elif self.users is None:
             self._pacer = self.loop.call_soon(self._pace)
         else:  # the users' transport first (an ALPN probe, a generator setup), then ``unit_ready``
             self.users.begin()
@@ -152,19 +162,12 @@ class Engine:
             self._pacer = self.loop.call_soon(self._pace)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
-        """Closed model: ``users`` connections (default: the plan's ``connections``), each
-        sending its next request as soon as its previous response completes, after
-        ``think_s`` seconds of think time. Latency is from the moment a request was
-        due (response + think time), so it equals the service time here.
-        """
-        self.closed_loop, self.pacing = True, True
-        self.think_s = max(think_s, 0.0)
-        self.max_conns = self.plan.connections if users is None else max(int(users), 0)
-        self.t0 = _now() if t0 is None else t0
-        self._next_for = self._next_closed  # type: ignore[method-assign]
+        """A closed loop of ``users`` users (default: the plan's ``connections``; with
+        ``workers``, split among the engines), each on its own connection
+        (``closed.ClosedLoop``), after ``think_s`` seconds of think time, until stopped."""
+        users = self.plan.connections if users is None else max(int(users), 0)
         self._tasks = [self.loop.create_task(self._sweep(), name="sweep")]
-        for _ in range(self.max_conns):
-            self._open()
+        ClosedLoop(self, users, think_s).start(_now() if t0 is None else t0)
 
     def rebase(self, schedule: Schedule) -> None:
         """Follow a new schedule from now on (rate change, rebalance).
@@ -174,6 +177,8 @@ class Engine:
         their old intended times.
         """
         self.arrivals.rebase(schedule)
+        if self.closed is not None:
+            self.closed.rebase(schedule.end_s)
         if self._pacer is not None:  # the pacer looks on the loop's next pass
             self._pacer.cancel()
             self._pacer = self.loop.call_soon(self._pace)
@@ -198,6 +203,8 @@ class Engine:
             if self.users is None and self.idle:
                 self._send_due(now)  # due within the last tick: no tick comes for them now
         self.pacing = False
+        if self.closed is not None:
+            self.closed.stop()
         if self.users is not None:
             self.users.stop()
             if self.schedule is not None and not self.closed_loop:
@@ -241,6 +248,13 @@ class Engine:
         generator's part of the plan's users."""
         if self.users is not None:
             self.users.reassign(a)
+        self.move(a.index, a.count)
+
+    def move(self, index: int, count: int) -> None:
+        """This generator is ``index`` of ``count`` now: its part of the closed model's users."""
+        self.index, self.count = index, count
+        if self.closed is not None:
+            self.closed.look()
 
     async def gather(self) -> None:
         """Before ``take_interval`` each second: a pool merges its workers' share here."""
@@ -383,40 +397,6 @@ class Engine:
         if self.idle and now >= arr.at:  # more due, and connections for them: all go now
             self._send_due(now)
 
-    # --- closed model ----------------------------------------------------------
-    def _next_closed(self, conn: Connection, now: float) -> None:
-        """The user on this connection sends its next request (after its think time)."""
-        if self.think_s or not self.pacing:
-            if not self.pacing:
-                self.idle.append(conn)
-                return
-            self.thinking += 1  # a thinking user is not idle: in_flight counts it
-            self.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
-            return
-        arr = self.arrivals
-        i = arr.i
-        arr.i = i + arr.stride
-        table = self.table
-        name_i = table[i % len(table)]
-        self.cur.sent += 1
-        conn.send(name_i, self.payloads[name_i], now, now)
-
-    def _think_done(self, conn: Connection, due: float) -> None:
-        self.thinking -= 1
-        if conn.closed or conn not in self.conns:
-            return  # its connection was lost meanwhile; a replacement carries the user
-        if not self.pacing:
-            self.idle.append(conn)
-            return
-        now = _now()
-        arr = self.arrivals
-        i = arr.i
-        arr.i = i + arr.stride
-        name_i = self.table[i % len(self.table)]
-        self.cur.sent += 1
-        # latency from when the user meant to send (the timer may fire a tick late)
-        conn.send(name_i, self.payloads[name_i], min(due, now), now)
-
     # --- connections -------------------------------------------------------
     def _open(self) -> None:
         self.connecting += 1
@@ -453,15 +433,8 @@ class Engine:
         """The arrival that was waiting for this connection fails as a connect error."""
         now = _now()
         self.cur.explain("connect", exc)
-        if self.closed_loop:
-            # the user's request fails; it tries again a moment later (no hot spin)
-            if self.pacing:
-                arr = self.arrivals
-                i = arr.i
-                arr.i = i + arr.stride
-                self.cur.sent += 1
-                self.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
-                self.loop.call_later(CONNECT_RETRY_S, self._reopen)
+        if self.closed is not None:  # the user's request fails; it tries again
+            self.closed.connect_failed()
             return
         if self.schedule is None or not self.waiting():
             return
@@ -472,10 +445,6 @@ class Engine:
         self.cur.record(self.table[arr.i % len(self.table)], now - (self.t0 + t), 0.0, "connect")
         arr.advance()
         if self.waiting() and len(self.conns) + self.connecting < self.max_conns:
-            self._open()
-
-    def _reopen(self) -> None:
-        if self.pacing and len(self.conns) + self.connecting < self.max_conns:
             self._open()
 
     # --- events from connections -------------------------------------------

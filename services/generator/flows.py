@@ -2,10 +2,10 @@
 
 ``engine.Engine`` runs every plan; ``Engine.of`` chooses once per plan what an arrival
 does. A plan with only static or templated requests (a render per request) sends one
-request on a free connection of the engine's own. Anything that needs per-user state —
-flows, ``setup``, extraction, templates naming a user's values, data feeds, the closed
-model (``users``/``user_stages``), https that may speak HTTP/2, ``h2c``, a proxy,
-redirects — gets ``Users`` here: each arrival runs a virtual user's flow over HTTP/1.1
+request on a free connection of the engine's own (its closed model: a user per
+connection, ``closed.ClosedLoop``). Anything that needs per-user state — flows,
+``setup``, extraction, templates naming a user's values, data feeds, https that may
+speak HTTP/2, ``h2c``, a proxy, redirects — gets ``Users`` here: each arrival runs a virtual user's flow over HTTP/1.1
 keep-alive (the engine's own pool, ``pool.py``) or, when an https target offers it by
 ALPN, HTTP/2 (the sans-I/O ``h2`` library on the same protocols, ``h2pool.py``);
 connections are shared by all users, a cookie jar is per virtual user
@@ -33,7 +33,7 @@ import structlog
 
 from schemas.control import Assignment
 from schemas.plan import Plan
-from services.plan.profile import users_for
+from services.plan.profile import users_of
 from services.plan.templating import TemplateError, references
 from services.generator.encode import request_texts
 from services.generator.feeds import Exhausted, Feeds
@@ -57,14 +57,13 @@ def needs_users(plan: Plan) -> bool:
 
     Templates alone do not: a template that names only the plan's ``vars`` and
     generators (``{{$uuid}}``…) renders per request on the fast path
-    (``encode.payloads``). One that needs a user's state (an extracted value, a data
+    (``encode.payloads``). Nor does the closed model: its users are the fast path's
+    connections (``closed.ClosedLoop``). One that needs a user's state (an extracted value, a data
     row, ``__user``/``__iteration``/``__generator``) comes here, as does a transport the
     fast path does not speak (HTTP/2 that the target may pick, h2c, a proxy)."""
     if plan.flows or plan.setup or plan.data or plan.proxy:
         return True
     if plan.follow_redirects:  # a hop is a new request, maybe elsewhere: per-user state
-        return True
-    if plan.users is not None or plan.user_stages:
         return True
     if plan.target.startswith("https:") and plan.http2 != "off":
         return True  # the target may offer HTTP/2 by ALPN: the users' transport probes and speaks it
@@ -92,18 +91,6 @@ def _log_failure(task: asyncio.Task) -> None:
 def _wake_up(thinking: asyncio.Future[None]) -> None:
     if not thinking.done():
         thinking.set_result(None)
-
-
-def users_at(plan: Plan, t: float) -> float:
-    """Virtual users the whole run asks for at ``t`` seconds (stages ramp linearly from 0)."""
-    if plan.users is not None:
-        return float(plan.users) if 0 <= t < (plan.duration or 0) else 0.0
-    start, prev = 0.0, 0.0
-    for stage in plan.user_stages or []:
-        if t < start + stage.duration:
-            return prev + (stage.target - prev) * (t - start) / stage.duration
-        start, prev = start + stage.duration, stage.target
-    return 0.0
 
 
 class Users:
@@ -300,7 +287,7 @@ class Users:
         """Keep this generator's part of the users running, following user_stages."""
         engine = self.engine
         while self.running:
-            want = users_for(int(users_at(self.plan, engine.now_s()) + 1e-9), self.index, self.count)
+            want = users_of(self.plan, engine.now_s(), self.index, self.count)
             active = [uid for uid in self._users if uid not in self._retiring]
             for _ in range(want - len(active)):
                 self._spawn()

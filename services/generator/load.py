@@ -12,8 +12,11 @@ arrival does is decided once per plan:
   ``workers.PooledEngine``);
 * the same over https with ``http2: auto`` (the default) — the target decides by ALPN
   (``ByAlpn``): virtual users on HTTP/2 when it picks ``h2``, else the fast path;
+* the closed model (``users``/``user_stages``) of such a plan — a user per connection of
+  the same engine (``closed.ClosedLoop``), each sending its next request when its
+  response completes;
 * anything with per-user state (flows, templates naming extracted values or data,
-  data, the closed model, https that may speak HTTP/2, proxies, redirects) — a
+  data, https that may speak HTTP/2, proxies, redirects) — a
   virtual user's flow per arrival (``Engine`` with ``flows.Users``), whose HTTP/1.1 is
   the engine's own pool (``pool.py``) of the fast path's protocol (``http.Connection``).
 """
@@ -86,8 +89,8 @@ def engine_for(a: Assignment, loop: asyncio.AbstractEventLoop,
 
 def _fast(a: Assignment, loop: asyncio.AbstractEventLoop, workers: WorkerPool | None) -> LoadEngine:
     if workers is not None:  # SURGE_WORKERS: engine 0 here, the rest in worker processes
-        return workers.engine(a.plan, loop, seed=a.index)
-    return Engine(a.plan, loop, seed=a.index)
+        return workers.engine(a.plan, loop, seed=a.index, index=a.index, count=a.count)
+    return Engine.of(a, loop, per_user=False)
 
 
 class ByAlpn:

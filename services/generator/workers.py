@@ -3,7 +3,8 @@
 The service process runs engine 0 itself (a ``PooledEngine``) and keeps N-1 worker
 processes, spawned once at start and reused by every run. Each engine is given the
 same schedule and sends only the arrivals ``i ≡ w (mod N)``, so the union is
-exactly the schedule (a closed loop splits its users instead). Every second the
+exactly the schedule; in the closed model each engine runs its own part of the users
+(``closed.ClosedLoop``, the same code as in a single engine: ``profile.users_of``). Every second the
 service asks the workers for their interval over a socketpair; each answers with its raw
 latencies as float64 arrays, which are bucketed together with engine 0's, so the
 merged histograms are exactly those one engine would have recorded.
@@ -21,6 +22,7 @@ import multiprocessing
 import signal
 import socket
 import struct
+import time
 
 import msgspec
 import numpy as np
@@ -82,15 +84,25 @@ class Start(msgspec.Struct, array_like=True, tag="start"):
     arrivals: str = "uniform"  # the schedule's kind, seed and args (pacing.from_params)
     arrival_seed: int = 0
     arrival_args: list[float] = []
+    index: int = 0  # the generator's position among the run's (the closed model's users)
+    count: int = 1
 
 
 class Closed(msgspec.Struct, array_like=True, tag="closed"):
-    """Run a closed loop of ``users`` users."""
+    """Run a closed loop of ``users`` users (the generator's; each engine takes its part)."""
 
     plan: bytes
     seed: int
     users: int
     think_s: float
+    t0: float | None = None  # None: now
+
+
+class Reassign(msgspec.Struct, array_like=True, tag="reassign"):
+    """The generator is ``index`` of ``count`` now (a rebalance: its part of the users)."""
+
+    index: int
+    count: int
 
 
 class Rebase(msgspec.Struct, array_like=True, tag="rebase"):
@@ -126,7 +138,7 @@ class Exit(msgspec.Struct, array_like=True, tag="exit"):
     """The service is closing: end the process."""
 
 
-Command = Start | Closed | Rebase | Stop | Take | Drain | Exit
+Command = Start | Closed | Rebase | Reassign | Stop | Take | Drain | Exit
 
 _enc = msgspec.msgpack.Encoder()
 _part = msgspec.msgpack.Decoder(Part)
@@ -280,8 +292,9 @@ class WorkerPool:
             self.engine_now.worker_replaced(w, channel)
         log.info("engine worker restarted", worker=w, after_s=round(loop.time() - died_at, 3))
 
-    def engine(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0) -> PooledEngine:
-        engine = PooledEngine(self, plan, loop, seed)
+    def engine(self, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int = 0,
+               index: int = 0, count: int = 1) -> PooledEngine:
+        engine = PooledEngine(self, plan, loop, seed, index, count)
         self.engine_now = engine
         return engine
 
@@ -313,15 +326,15 @@ class WorkerPool:
 class PooledEngine(Engine):
     """Engine 0 of the pool, in the service process; drives and merges the workers."""
 
-    def __init__(self, pool: WorkerPool, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int) -> None:
-        super().__init__(plan, loop, seed=seed, worker=0, workers=pool.workers)
+    def __init__(self, pool: WorkerPool, plan: Plan, loop: asyncio.AbstractEventLoop, seed: int,
+                 index: int = 0, count: int = 1) -> None:
+        super().__init__(plan, loop, seed=seed, worker=0, workers=pool.workers, index=index, count=count)
         self.pool = pool
         self.seq = 0
         self.worker_in_flight = [0] * len(pool.channels)
         self.replies: asyncio.Queue[Part] = asyncio.Queue()
         self._plan = msgspec.json.encode(plan)
         self._seed = seed
-        self._users: list[int] = []  # closed loop: each worker's users
         self._lost_at: dict[int, float] = {}  # worker -> arrivals count when it was last heard
 
     def worker_replaced(self, w: int, channel: Channel) -> None:
@@ -329,8 +342,9 @@ class PooledEngine(Engine):
         self.worker_in_flight[w - 1] = 0
         if not self.pacing:
             return
-        if self.closed_loop:
-            self.pool.send_to(channel, Closed(self._plan, self._seed, self._users[w - 1], self.think_s))
+        closed = self.closed
+        if closed is not None and closed.fixed is not None:
+            self.pool.send_to(channel, Closed(self._plan, self._seed, closed.fixed, closed.think_s, self.t0))
             return
         sched = self.schedule
         assert sched is not None
@@ -340,7 +354,7 @@ class PooledEngine(Engine):
         tally(owned(n_lost, n_now, w, self.stride), self.table, self._table_array, self.cur.dropped)
         self.pool.send_to(channel, Start(self._plan, self._seed, self.t0, *sched.params(), skip=n_now,
                                          arrivals=sched.arrivals, arrival_seed=sched.seed,
-                                         arrival_args=list(sched.args)))
+                                         arrival_args=list(sched.args), index=self.index, count=self.count))
 
     def on_part(self, part: Part) -> None:
         if 0 < part.worker <= len(self.worker_in_flight):
@@ -356,16 +370,19 @@ class PooledEngine(Engine):
     def start(self, schedule: Schedule, t0: float) -> None:
         self.pool.send(Start(self._plan, self._seed, t0, *schedule.params(),
                              arrivals=schedule.arrivals, arrival_seed=schedule.seed,
-                             arrival_args=list(schedule.args)))
+                             arrival_args=list(schedule.args), index=self.index, count=self.count))
         super().start(schedule, t0)
 
     def start_closed(self, users: int | None = None, think_s: float = 0.0, t0: float | None = None) -> None:
         users = self.plan.connections if users is None else users
-        n = self.pool.workers
-        self._users = [users // n + (1 if w < users % n else 0) for w in range(1, n)]
-        for channel, mine in zip(self.pool.channels, self._users):
-            self.pool.send_to(channel, Closed(self._plan, self._seed, mine, think_s))
-        super().start_closed(users // n + (1 if users % n else 0), think_s, t0)
+        t0 = time.monotonic() if t0 is None else t0  # one clock for every process of the host
+        self.pool.send(Closed(self._plan, self._seed, users, think_s, t0))
+        super().start_closed(users, think_s, t0)
+
+    def move(self, index: int, count: int) -> None:
+        if (index, count) != (self.index, self.count):
+            self.pool.send(Reassign(index, count))
+        super().move(index, count)
 
     def rebase(self, schedule: Schedule) -> None:
         self.pool.send(Rebase(*schedule.params(), arrivals=schedule.arrivals, arrival_seed=schedule.seed,
@@ -445,18 +462,21 @@ async def _serve(sock: socket.socket, worker: int, workers: int) -> None:
         match cmd:
             case Exit():
                 return
-            case Start() | Closed():
+            case Start():
+                engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers,
+                                index=cmd.index, count=cmd.count)
+                engine.start(_schedule(cmd), cmd.t0, skip=cmd.skip)
+            case Closed():
                 engine = Engine(_plan.decode(cmd.plan), loop, seed=cmd.seed, worker=worker, workers=workers)
-                if isinstance(cmd, Start):
-                    engine.start(_schedule(cmd), cmd.t0, skip=cmd.skip)
-                else:
-                    engine.start_closed(cmd.users, cmd.think_s)
+                engine.start_closed(cmd.users, cmd.think_s, cmd.t0)
             case Take() | Drain() if engine is None:  # nothing running: an empty answer keeps the count
                 channel.send(Part(worker, cmd.seq, 0, 0, []))
             case _ if engine is None:
                 pass
             case Rebase():
                 engine.rebase(_schedule(cmd))
+            case Reassign():
+                engine.move(cmd.index, cmd.count)
             case Stop():
                 engine.stop_pacing()
             case Take():

@@ -90,6 +90,27 @@ def cut(profile: list[Segment], at_s: float) -> list[Segment]:
     return out
 
 
+def users_at(plan: Plan, t: float) -> float:
+    """Virtual users the whole run asks for at ``t`` seconds (closed model: ``users`` for the
+    plan's duration, or ``user_stages`` ramping linearly from 0; 0 outside the run)."""
+    if plan.users is not None:
+        return float(plan.users) if 0 <= t < (plan.duration or 0) else 0.0
+    start, prev = 0.0, 0.0
+    for stage in plan.user_stages or []:
+        if start <= t < start + stage.duration:
+            return prev + (stage.target - prev) * (t - start) / stage.duration
+        start, prev = start + stage.duration, stage.target
+    return 0.0
+
+
+def users_of(plan: Plan, t: float, index: int, count: int, worker: int = 0, workers: int = 1) -> int:
+    """The users one engine runs at ``t``: generator ``index`` of ``count``'s part of the
+    whole run's (``users_for``), split again among its ``workers`` engine processes the
+    same way (``SURGE_WORKERS``), so every part adds up to the plan's number."""
+    total = int(users_at(plan, t) + 1e-9)
+    return users_for(users_for(total, index, count), worker, workers)
+
+
 def users_for(total: int, index: int, count: int) -> int:
     """A generator's virtual users of ``total`` (closed model): a deterministic integer
     split by position, so the parts always add up to ``total`` (10 over 3: 3, 3, 4)."""

@@ -54,6 +54,9 @@ SEG = [Segment(0.0, 10.0, 100.0, 100.0)]
 @pytest.mark.parametrize("cmd", [
     workers.Start(b"{}", 7, 12.5, SEG, 0.5, 0.0, 0.0, skip=3.0),
     workers.Closed(b"{}", 7, 4, 0.25),
+    workers.Closed(b"{}", 7, 4, 0.0, 12.5),
+    workers.Start(b"{}", 7, 12.5, SEG, 1.0, 0.0, 0.0, index=2, count=3),
+    workers.Reassign(1, 2),
     workers.Rebase(SEG, 0.5, 2.0, 200.0),
     workers.Stop(),
     workers.Take(9),

@@ -37,8 +37,11 @@ async def test_a_static_plan_sends_a_request_per_arrival_and_a_stateful_one_runs
     loop = asyncio.get_running_loop()
     for fields in ({}, {"headers": {"Authorization": "Bearer {{token}}"}, "vars": {"token": "t"}},
                    {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]},
-                   {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True}):
-        static = engine_for(assignment(**fields), loop)  # templates: a render, not a user
+                   {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True},
+                   {"users": 2, "rate": None}, {"user_stages": [{"duration": 1, "target": 3}], "rate": None,
+                                                "duration": None}):
+        # templates: a render, not a user; the closed model: a user per connection
+        static = engine_for(assignment(**fields), loop)
         assert type(static) is Engine and isinstance(static, LoadEngine), fields
         assert static.users is None, fields
     # https with http2: auto: the target picks by ALPN, when the run is set up
@@ -48,9 +51,9 @@ async def test_a_static_plan_sends_a_request_per_arrival_and_a_stateful_one_runs
     for fields in ({"headers": {"X-User": "{{__user}}"}},
                    {"target": "https://127.0.0.1:9", "headers": {"X-User": "{{__user}}"}},
                    {"follow_redirects": 1},
-                   {"users": 2, "rate": None}):
+                   {"users": 2, "rate": None, "headers": {"X-It": "{{__iteration}}"}}):
         flow = engine_for(assignment(**fields), loop)
         assert type(flow) is Engine and isinstance(flow, LoadEngine), fields
         assert type(flow.users) is Users and flow.names == ["r"], fields
-    closed = engine_for(assignment(users=2, rate=None), loop)
+    closed = engine_for(assignment(users=2, rate=None, setup={"steps": [{"path": "/login"}]}), loop)
     assert closed.closed_loop and closed.users.closed

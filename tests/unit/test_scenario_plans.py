@@ -10,7 +10,8 @@ from schemas.errors import InvalidPlan
 from schemas.plan import Think
 from services.plan import profile
 from services.plan import loader
-from services.generator.flows import needs_users, users_at
+from services.generator.flows import needs_users
+from services.plan.profile import users_at
 from tests import plans
 
 ROOT = Path(__file__).resolve().parents[2]
