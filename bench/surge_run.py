@@ -8,7 +8,10 @@
 The engine runs exactly as in the generator service: every response's latency is
 appended, and every second the interval is bucketed into HdrHistograms and encoded
 (``Interval.to_stats``), the same work the service does before publishing. CPU is this
-process's CPU time over the measured span (startup excluded).
+process's CPU time over the measured span (startup excluded). ``closed`` runs a plan's
+own closed model (``users: CONNS``, static requests) through the service's entry
+(``load.engine_for`` + ``start``, with ``--workers`` a ``WorkerPool``): what a user's
+closed plan runs, one user per connection.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import resource
 import sys
 import time
 
+import msgspec
+
 from bench.stack import pct, plan_for
-from schemas.control import Segment
+from schemas.control import Assignment, Segment
 from services.common import histogram
 from services.generator.engine import Engine
-from services.generator.pacing import Schedule
+from services.generator.load import LoadEngine, engine_for
+from services.generator.pacing import Schedule, start_schedule
 from services.generator.workers import WorkerPool
+from services.plan import profile
 
 
 def make_plan(url: str, conns: int, timeout_s: float = 5.0):
@@ -85,22 +92,34 @@ async def every_second(meter: Meter, t0: float, seconds: int, target: float = 0.
         meter.take(target)
 
 
-async def make_engine(args, loop):
-    """The engine, or with ``--workers N`` engine 0 of a pool (SURGE_WORKERS)."""
-    if args.workers <= 1:
-        return Engine(make_plan(args.url, args.conns), loop), None
-    pool = WorkerPool(args.workers)
-    await pool.start()
-    await asyncio.sleep(1.5)  # the workers import
-    return pool.engine(make_plan(args.url, args.conns), loop), pool
+def closed_assignment(url: str, users: int, duration_s: float) -> Assignment:
+    """A plan's closed model as the coordinator assigns it to a lone generator: ``users``
+    users (static requests: one keep-alive connection each) for ``duration_s``."""
+    plan = msgspec.structs.replace(make_plan(url, users), rate=None, users=users, duration=duration_s)
+    now = time.time()
+    return Assignment(run_id="bench", epoch=1, share=1.0, start_at=now, end_at=now + duration_s,
+                      profile=profile.from_plan(plan), plan=plan)
+
+
+async def start_closed_plan(args, loop) -> tuple[LoadEngine, WorkerPool | None]:
+    """The service's start of a closed plan: ``engine_for`` (with ``--workers N`` on a
+    ``WorkerPool``, SURGE_WORKERS) and ``start`` on the assignment's schedule, now."""
+    pool = None
+    if args.workers > 1:
+        pool = WorkerPool(args.workers)
+        await pool.start()
+        await pool.ready()  # every worker imported: the run starts together
+    a = closed_assignment(args.url, args.conns, args.warmup + args.seconds + 5.0)
+    engine = engine_for(a, loop, pool)
+    engine.start(start_schedule(a.profile, a.share), time.monotonic())
+    return engine, pool
 
 
 async def closed(args) -> dict:
     loop = asyncio.get_running_loop()
-    engine, pool = await make_engine(args, loop)
+    engine, pool = await start_closed_plan(args, loop)
     meter = Meter(engine)
     # warm up: connections open, caches warm; not measured
-    engine.start_closed(args.conns)
     await asyncio.sleep(args.warmup)
     await engine.gather()
     engine.take_interval()
@@ -111,7 +130,8 @@ async def closed(args) -> dict:
     if pool is not None:
         await pool.close()
     total = sum(s["count"] for s in meter.seconds)
-    return {"mode": "closed", "conns": args.conns, "workers": args.workers,
+    return {"mode": "closed", "conns": args.conns, "users": args.conns, "workers": args.workers,
+            "entry": f"load.engine_for -> {type(engine).__name__}.start (the plan's closed model)",
             **({"cpu_note": "engine 0's process only"} if args.workers > 1 else {}), "requests": total, "seconds": wall,
             "rps": total / wall, "cpu_s": cpu, "cpu_us_per_req": cpu / max(total, 1) * 1e6,
             "per_second": [s["count"] for s in meter.seconds],
