@@ -18,23 +18,49 @@ import pytest
 from schemas import subjects
 from schemas.control import Heartbeat
 from schemas.errors import NoGenerators
+from schemas.logs import LogLine
 from schemas.stats import IntervalStats
 from services.common.client import CoordinatorClient
 from services.plan import loader
-from tests.conftest import PY, ROOT, Cluster, api_with, target_stats, until
+from tests.conftest import PY, ROOT, Cluster, Proc, api_with, target_stats, until
+from tests.events import Heard, kv_until
 from tests.integration.test_distributed_run import finished_report, start_and_follow
 from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
 
 
-async def pool_stack(cluster: Cluster) -> tuple[str, CoordinatorClient]:
-    """A target, a coordinator, gen-a (room=a) and gen-b (room=b, zone=eu-1)."""
+async def fleet(cluster: Cluster, *ids: str, labels: dict[str, str] | None = None,
+                ) -> tuple[str, CoordinatorClient, dict[str, Proc]]:
+    """A target, a coordinator and the generators ``ids`` (``labels``: their
+    SURGE_GENERATOR_LABELS); returns the target's URL, an API client once every one of
+    them is registered, and their processes by id."""
     _, target = cluster.target()
     cluster.coordinator()
-    cluster.generator(generator_id="gen-a", SURGE_GENERATOR_LABELS="room=a")
-    cluster.generator(generator_id="gen-b", SURGE_GENERATOR_LABELS="zone=eu-1, room=b")
-    return target, await api_with(cluster, 2)
+    labels = labels or {}
+    gens = {gid: cluster.generator(generator_id=gid, **(
+        {"SURGE_GENERATOR_LABELS": labels[gid]} if gid in labels else {})) for gid in ids}
+    return target, await api_with(cluster, len(ids)), gens
+
+
+async def pool_stack(cluster: Cluster) -> tuple[str, CoordinatorClient]:
+    """A target, a coordinator, gen-a (room=a) and gen-b (room=b, zone=eu-1)."""
+    target, api, _ = await fleet(cluster, "gen-a", "gen-b",
+                                 labels={"gen-a": "room=a", "gen-b": "zone=eu-1, room=b"})
+    return target, api
+
+
+async def under_way(api: CoordinatorClient, target: str, duration: str):
+    """A run at 100/s over every generator, once its first second is merged: its id, feed."""
+    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration=duration))
+    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+    return started.run_id, feed
+
+
+async def run_logs(api: CoordinatorClient, run_id: str) -> Heard:
+    """Every log line the run's generators have shipped and will ship (SURGE_LOGS)."""
+    return await Heard.stream(api.nc.jetstream(), subjects.logs(run_id),
+                              decode=lambda msg: msgspec.json.decode(msg.data, type=LogLine))
 
 
 async def test_plan_selecting_a_label_sends_load_only_from_that_pool(cluster: Cluster):
@@ -84,14 +110,8 @@ async def a_whole_second_after(feed, t: float):
 
 
 async def test_per_generator_rate_stop_and_start_show_at_the_target_and_in_the_report(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator(generator_id="gen-a")
-    cluster.generator(generator_id="gen-b")
-    api = await api_with(cluster, 2)
-    started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="20s"))
-    run = started.run_id
-    await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
+    target, api, _ = await fleet(cluster, "gen-a", "gen-b")
+    run, feed = await under_way(api, target, "20s")
 
     await api.rate(run, 150, generator="gen-a", by="test")
     snap, sec = await a_whole_second_after(feed, time.time())
@@ -157,14 +177,11 @@ async def test_an_idle_generator_of_the_pool_is_added_and_others_are_refused(clu
 
 
 async def test_generator_logs_are_retrievable_after_the_run_per_generator(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator(generator_id="gen-a")
-    cluster.generator(generator_id="gen-b")
-    api = await api_with(cluster, 2)
+    target, api, _ = await fleet(cluster, "gen-a", "gen-b")
     plan = raw(CHECKED, target, rate=40, duration="3s", requests=[
         {"name": "fails", "path": "/status/503"}])  # errors every second: warnings
     started, feed = await start_and_follow(api, plan)
+    shipped = await run_logs(api, started.run_id)
     follow = subprocess.Popen(  # follows until the run has ended, then exits by itself
         [PY, "-m", "services.cli", "--nats", cluster.url, "logs", started.run_id, "--follow",
          "--generator", "gen-a"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -178,11 +195,11 @@ async def test_generator_logs_are_retrievable_after_the_run_per_generator(cluste
         assert done.returncode == 0, done.stderr
         return [json.loads(x) for x in done.stdout.splitlines()]
 
-    async def both_finished() -> bool:  # the last lines are shipped as the run ends
-        got = await lines()
-        return {x["generator_id"] for x in got if x["message"].startswith("run finished")} == {"gen-a", "gen-b"}
-
-    await until(both_finished, 10, "both generators' last lines")
+    # the last lines are shipped as the run ends
+    await shipped.until(lambda: {x.generator_id for x in shipped.items if x.message.startswith(
+        "run finished")} == {"gen-a", "gen-b"}, 10, "both generators' last lines")
+    got = await lines()
+    assert {x["generator_id"] for x in got if x["message"].startswith("run finished")} == {"gen-a", "gen-b"}
     only_b = await lines("--generator", "gen-b")
     assert only_b and {x["generator_id"] for x in only_b} == {"gen-b"}
     messages = [x["message"] for x in only_b]
@@ -207,25 +224,24 @@ async def test_a_connect_errors_reason_is_in_the_generators_log(cluster: Cluster
     async def never(server, reader, writer):  # the handshake fails first: nothing is read
         await reader.read(1)
 
-    cluster.coordinator()
-    cluster.generator(generator_id="gen-a")
-    api = await api_with(cluster, 1)
+    _, api, _ = await fleet(cluster, "gen-a")
     async with RawServer(never, ctx=tls_server_context(tmp_path / "tls")) as srv:
         step = {"name": "home", "path": "/"}
         plan = raw(CHECKED, srv.url, rate=10, duration="2s", requests=[step])
         if per_user:  # the same request as a virtual user's flow
             plan["flows"] = [{"name": "f", "steps": [plan.pop("requests")[0]]}]
         started, feed = await start_and_follow(api, plan)
+        shipped = await run_logs(api, started.run_id)
         report = await finished_report(api, feed, started.run_id)
     assert report.totals.errors == report.totals.requests == report.totals.error_kinds["connect"] > 0
 
-    async def said_why() -> list[str]:
-        done = cluster.cli("logs", started.run_id, "--json")
-        assert done.returncode == 0, done.stderr
-        messages = [json.loads(x)["message"] for x in done.stdout.splitlines()]
-        return [m for m in messages if "connect: " in m and "certificate verify failed" in m]
+    def why(message: str) -> bool:
+        return "connect: " in message and "certificate verify failed" in message
 
-    assert await until(said_why, 10, "the reason in the generator's log")
+    await shipped.first(lambda x: why(x.message), 10, "the reason in the generator's log")
+    done = cluster.cli("logs", started.run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert any(why(json.loads(x)["message"]) for x in done.stdout.splitlines()), done.stdout
     await api.close()
 
 
@@ -233,10 +249,7 @@ async def test_a_generators_crash_reason_reaches_the_runs_events(cluster: Cluste
     """A generator whose part of the run fails sends its final interval with the reason.
     The failing generator here is the test itself, speaking the generators' protocol
     over the real bus (a real engine has no switch to make it crash)."""
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator(generator_id="gen-a")
-    api = await api_with(cluster, 1)
+    target, api, _ = await fleet(cluster, "gen-a")
     js = api.nc.jetstream()
     registry = await js.key_value(subjects.GENERATORS_BUCKET)
 
@@ -286,30 +299,29 @@ async def test_the_split_follows_each_generators_capacity_and_cost_is_measured(c
     assert seen["gen-s"] == pytest.approx(6000 * (1 - weak), rel=0.05)
     assert report.generators["gen-w"].requests == seen["gen-w"]
 
-    async def measured() -> bool:  # 2,000 requests a second (over capacity.MIN_REQUESTS): gen-s now knows its cost
-        beats = {b.id: b for b in (await api.generators()).generators}
-        return beats["gen-s"] if beats["gen-s"].cpu_us_per_request > 0 else None
-    beat = await until(measured, 10, "gen-s's measured CPU per request")
+    def measured(latest: dict) -> Heartbeat | None:  # 2,000 requests a second (over capacity.MIN_REQUESTS): gen-s now knows its cost
+        beat = msgspec.json.decode(latest["gen-s"], type=Heartbeat) if latest.get("gen-s") else None
+        return beat if beat and beat.cpu_us_per_request > 0 else None
+
+    registry = await api.nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+    beat = await kv_until(registry, "gen-s", measured, 10, "gen-s's measured CPU per request")
     print(f"gen-s: {beat.cpu_us_per_request} µs CPU a request, capacity {beat.capacity_rps:g}/s")
     await api.close()
 
 
 async def test_a_killed_generators_last_warning_reaches_the_loss_event(cluster: Cluster):
-    _, target = cluster.target()
-    cluster.coordinator()
-    cluster.generator(generator_id="gen-a")
-    doomed = cluster.generator(generator_id="gen-b")
-    api = await api_with(cluster, 2)
+    target, api, gens = await fleet(cluster, "gen-a", "gen-b")
     plan = raw(CHECKED, target, rate=40, duration="8s", requests=[{"name": "fails", "path": "/status/503"}])
     started, feed = await start_and_follow(api, plan)
     # gen-b ships a warning each second (its 503s); once one is stored, kill it outright
     js = api.nc.jetstream()
-    await until(lambda: _has_warning(js, started.run_id, "gen-b", "errors (status"), 10,
-                "a 503 warning from gen-b")
+    shipped = await run_logs(api, started.run_id)
+    await shipped.first(lambda x: x.generator_id == "gen-b" and x.level == "warning"
+                        and "errors (status" in x.message, 10, "a 503 warning from gen-b")
     # and its interval of that second merged: a second's log lines go out before its
     # interval, and a member none of whose intervals came is called silent, not lost
     await feed.wait_for(lambda s: "gen-b" in s.generators, 10, "an interval of gen-b")
-    doomed.kill()
+    gens["gen-b"].kill()
     report = await finished_report(api, feed, started.run_id)
     lost = [e for e in report.events if "generator gen-b lost" in e]
     # the newest warning it stored, which on a loaded machine may be the same second's
@@ -320,15 +332,6 @@ async def test_a_killed_generators_last_warning_reaches_the_loss_event(cluster: 
     assert last is not None and last.message.startswith("second ")
     assert lost and lost[0].endswith(f"; its last warning: {last.message}"), (report.events, last)
     await api.close()
-
-
-async def _has_warning(js, run_id: str, gid: str, text: str) -> bool:
-    from services.common import runlogs
-
-    async for line in runlogs.read(js, run_id, gid):
-        if line.level == "warning" and text in line.message:
-            return True
-    return False
 
 
 async def test_hot_add_takes_only_generators_of_the_runs_pool(cluster: Cluster):
