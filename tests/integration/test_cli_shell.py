@@ -22,6 +22,7 @@ import pytest
 from services.cli import secure
 from services.common import contexts
 from tests.conftest import PY, ROOT, Cluster, free_port
+from tests.events import piped
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -66,18 +67,45 @@ class Up:
         env = {**os.environ, "XDG_CONFIG_HOME": str(self.config), "SURGE_UI_PORT": str(free_port())}
         for key in [k for k in env if k.startswith("SURGE_NATS_")]:
             del env[key]
-        self._log = open(self.log, "wb")
-        self.proc = subprocess.Popen(
+        self.proc, self.lines = piped(
             [PY, "-m", "services.cli", "up", "--generators", "1", "--data-dir", str(self.data),
-             "--nats", self.nats_url, "--target-port", str(self.target_port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # its stack in a group of its own: see stop()
-        deadline = time.monotonic() + 60
-        while "Surge is up" not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("surge up did not come up:\n" + self.log.read_text(errors="replace"))
-            time.sleep(0.1)
+             "--nats", self.nats_url, "--target-port", str(self.target_port)], self.log,
+            cwd=ROOT, env=env, start_new_session=True)  # its stack in a group of its own: see stop()
+        try:
+            self.lines.wait_said("Surge is up", 60)
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(f"surge up did not come up ({exc}):\n{self.lines.text()}") from None
+
+    def generator_idle(self, limit_s: float) -> None:
+        """Until the stack's generator beats "idle" (an earlier test's run may still hold
+        it): a watch of the registry, as the UI's, with the context's user (cli)."""
+        import asyncio
+        import ssl
+
+        import msgspec
+        import nats
+
+        from schemas import subjects
+        from schemas.control import Heartbeat
+        from tests.events import kv_until
+
+        ctx = contexts.load("local", {"XDG_CONFIG_HOME": str(self.config)})
+
+        def idle(latest: dict) -> bool:
+            beats = [msgspec.json.decode(v, type=Heartbeat) for v in latest.values() if v]
+            return len(beats) == 1 and beats[0].state == "idle"
+
+        async def watch() -> None:
+            nc = await nats.connect(ctx.url, user=ctx.user, password=Path(ctx.password_file).read_text().strip(),
+                                    tls=ssl.create_default_context(cafile=ctx.ca))
+            try:
+                kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+                await kv_until(kv, ">", idle, limit_s, "the generator idle")
+            finally:
+                await nc.close()
+
+        asyncio.run(watch())
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -89,7 +117,7 @@ class Up:
                 # services running for half an hour after a loaded machine's slow Ctrl-C
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self._log.close()
+        self.lines.close()
 
 
 @pytest.fixture(scope="module")
@@ -205,10 +233,7 @@ def test_surge_run_interrupted_stops_the_run_and_never_exits_as_a_pass(up: Up, t
         "name": "cut-short", "target": f"http://127.0.0.1:{up.target_port}", "rate": 5,
         "duration": "60s", "requests": [{"name": "home", "method": "GET", "path": "/"}]}))
     env = clean_env(up.config)
-    deadline = time.monotonic() + 30  # an earlier test's run may still hold the generator
-    while any(g["state"] != "idle" for g in json.loads(surge("generators", "--json", env=env).stdout)):
-        assert time.monotonic() < deadline, "the generator never became idle"
-        time.sleep(0.2)
+    up.generator_idle(30)
     proc = subprocess.Popen([PY, "-m", "services.cli", "run", str(plan)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -393,27 +418,19 @@ def test_the_ui_started_by_hand_uses_the_current_context(up: Up, tmp_path):
     import urllib.error
     import urllib.request
 
-    from tests.conftest import wait_port
-
     port = free_port()
-    log = open(tmp_path / "ui.log", "wb")
-    ui = subprocess.Popen([PY, "-m", "services.ui"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                          env=clean_env(up.config, SURGE_UI_PORT=str(port)))
+    ui, lines = piped([PY, "-m", "services.ui"], tmp_path / "ui.log", cwd=ROOT,
+                      env=clean_env(up.config, SURGE_UI_PORT=str(port)))
     try:
-        wait_port(port, proc=ui)
-        deadline = time.monotonic() + 20
-        while True:  # the UI's API answers once it has joined the secured bus
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/generators", timeout=5) as r:
-                    body = json.loads(r.read())
-            except urllib.error.URLError as exc:  # HTTPError too: 503 until NATS is joined
-                body = {"not yet": str(exc)}
-            gens = body.get("generators", []) if isinstance(body, dict) else body
-            if len(gens) == 1:
-                break
-            assert time.monotonic() < deadline, (body, (tmp_path / "ui.log").read_text())
-            time.sleep(0.2)
+        lines.wait_said("listening", 20)  # it listens once it has joined the secured bus
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/generators", timeout=5) as r:
+                body = json.loads(r.read())
+        except urllib.error.URLError as exc:  # HTTPError too
+            body = {"refused": str(exc)}
+        gens = body.get("generators", []) if isinstance(body, dict) else body
+        assert len(gens) == 1, (body, lines.text())
     finally:
         ui.terminate()
         ui.wait(10)
-        log.close()
+        lines.close()
