@@ -42,7 +42,7 @@ from services.generator.recorder import Interval
 from services.generator.requests import check_of, checked, weighted_table
 
 if TYPE_CHECKING:
-    from services.generator.flows import Users
+    from services.generator.flows import Slots, Users
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +87,8 @@ class Engine:
         self.index, self.count = index, count
         self.conns: set[Connection] = set()
         self.idle: list[Connection] = []
+        # what takes a due arrival: a free connection (idle), or a flow slot (Users.slots)
+        self.free: list[Connection] | Slots = self.idle
         self.connecting = 0
         if users is None:  # one request per arrival, on the engine's own connections
             self.host, self.port, host_header = target_address(plan)
@@ -108,7 +110,8 @@ class Engine:
             self.names = users.names
             self.table = users.first_steps  # arrival n is recorded under its flow's first step
             self.max_conns = 0
-            self._send_due = self._start_due  # type: ignore[method-assign]
+            self.free = users.slots  # true while a slot is free; .pop().send starts a flow
+            self.payloads = [None] * len(self.names)  # a flow renders its own requests
         self._table_array = np.array(self.table, dtype=np.int64)
         self.cur = Interval(len(self.names))
         # open model: the next arrival of this engine's share (every stride-th from
@@ -277,13 +280,15 @@ class Engine:
         Called by the pacer's timer, and by ``on_response`` once ``arrivals.at`` has
         come: under load the process is awake for responses anyway, so arrivals leave at
         their time without a timer wake-up of their own, and a connection that frees up
-        takes the oldest waiting arrival at once.
+        takes the oldest waiting arrival at once. With virtual users ``free`` is their
+        flow slots (``flows.Slots``, the same loop: a flow that ends calls this again),
+        so the late/dropped accounting is written once for both.
         """
         arr = self.arrivals
         t0 = self.t0
         rel = min(now - t0, arr.stop_rel)
         t = arr.head()
-        idle = self.idle
+        idle = self.free
         if t <= rel and idle:
             table, n_table = self.table, len(self.table)
             payloads, timeout = self.payloads, self.timeout
@@ -310,33 +315,6 @@ class Engine:
             want = min(self.waiting(), self.max_conns - len(self.conns) - self.connecting)
             for _ in range(max(want, 1)):
                 self._open()
-        return t
-
-    def _start_due(self, now: float) -> float:
-        """``_send_due`` for a plan with per-user state: a virtual user's flow for each
-        arrival due by ``now`` while fewer than ``connections`` run (the others wait,
-        nothing stored for them), the same accounting; returns the next one's schedule time.
-        A flow that ends calls it again, so a freed slot takes the oldest waiting arrival."""
-        arr = self.arrivals
-        t0 = self.t0
-        rel = min(now - t0, arr.stop_rel)
-        t = arr.head()
-        users = self.users
-        if t <= rel and users.free():  # type: ignore[union-attr]
-            table, n_table, timeout, cur = self.table, len(self.table), self.timeout, self.cur
-            while t <= rel and users.free():  # type: ignore[union-attr]
-                i = arr.i
-                name_i = table[i % n_table]
-                intended = t0 + t
-                behind = now - intended
-                if behind > timeout:  # waited longer than the plan's timeout: never run
-                    cur.dropped[name_i] += 1
-                else:
-                    if behind > LATE_S:
-                        cur.late[name_i] += 1
-                    cur.sent += 1
-                    users.arrive(i, intended)  # type: ignore[union-attr]
-                t = arr.advance()
         return t
 
     def _drop_until(self, limit: float) -> None:

@@ -93,6 +93,29 @@ def _wake_up(thinking: asyncio.Future[None]) -> None:
         thinking.set_result(None)
 
 
+class Slots:
+    """The open model's free flow slots, as ``Engine._send_due`` sees free connections:
+    true while fewer than ``connections`` flows run; ``pop()`` gives a slot whose
+    ``send`` starts the flow of the engine's current arrival (``arrivals.i``: the cursor
+    moves on right after). The engine's accounting of late and dropped arrivals is then
+    the fast path's own, written once."""
+
+    __slots__ = ("users",)
+
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def __bool__(self) -> bool:
+        return self.users.free()
+
+    def pop(self) -> Slots:
+        return self
+
+    def send(self, name_i: int, payload: None, intended: float, now: float) -> None:
+        users = self.users
+        users.arrive(users.engine.arrivals.i, intended)
+
+
 class Users:
     """The virtual users an ``engine.Engine`` runs for a plan with per-user state: the
     compiled plan (``Program``), data feeds, a pool of ``VirtualUser`` objects, the
@@ -135,6 +158,7 @@ class Users:
         self._iterations = 0  # closed model: iterations begun (the flow table's cursor)
         self.max_active = plan.connections
         self.transport: Pool | None = None  # or its HTTP/2 kind, h2pool.H2Pool; chosen by _run
+        self.slots = Slots(self)  # what the engine's _send_due takes a due arrival with
 
     # --- the engine's side ------------------------------------------------------------
     def begin(self) -> None:
