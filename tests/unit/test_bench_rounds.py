@@ -1,4 +1,4 @@
-"""bench/rounds.py: the bench's side-by-side figures are medians of alternating rounds."""
+"""bench/rounds.py and bench/ab.py: side-by-side figures come from alternating runs, judged by their spread."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ def test_failed_rounds_are_left_out_and_counted():
     assert s["errors"] == {"reset": 3, "timeout": 1} and s["mode"] == "closed"
     assert per_round_ratios(rounds, rounds, "rps") == [1.0, None, 1.0]
     assert summary([{"error": "a"}, {"error": "b"}]) == {"error": "b", "rounds": [{"error": "a"}, {"error": "b"}]}
+
+
+def test_pairs_say_within_the_noise_unless_the_mean_difference_is_twice_its_error():
+    from bench.ab import pairs_summary
+
+    noisy = pairs_summary([13.2, 12.3, 12.5, 12.8], [14.4, 13.7, 11.5, 12.4])
+    assert noisy["pairs"] == 4 and noisy["b_lower"] == 2 and not noisy["beyond_noise"]
+    assert noisy["a_range"] == [12.3, 13.2] and noisy["diff_range"] == [pytest.approx(-1.0), pytest.approx(1.4)]
+    clear = pairs_summary([0.52, 0.55, 0.53, 0.53], [0.36, 0.37, 0.36, 0.47])
+    assert clear["b_lower"] == 4 and clear["beyond_noise"]
+    assert clear["diff_mean"] == pytest.approx(-0.1425)
+    assert not pairs_summary([1.0, 1.0], [2.0, 2.0])["beyond_noise"]  # two pairs: no error to judge by
