@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cluster, api_with, one_seconds_count
+from tests.conftest import Cluster, api_with, one_seconds_count, until
 from tests.servers import RawServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -35,7 +35,9 @@ class Recording(RawServer):
     def __init__(self) -> None:
         super().__init__(self._serve)
         self.requests: list[tuple[float, str]] = []  # (wall time, generator)
+        self.ids: set[bytes] = set()  # X-Id values seen
         self.conns_by_generator: dict[str, int] = {}
+        self.closed: list[tuple[float, str]] = []  # (wall time, generator) of each connection's end
         self.open = 0
         self.opened: list[tuple[float, int]] = []  # (wall time, connections open from then)
 
@@ -45,7 +47,7 @@ class Recording(RawServer):
 
     async def _serve(self, _, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._moved(+1)
-        first = True
+        first, gen = True, ""
         try:
             while True:
                 try:
@@ -56,6 +58,8 @@ class Recording(RawServer):
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"x-surge-generator:"):
                         gen = line.split(b":", 1)[1].strip().decode()
+                    elif line.lower().startswith(b"x-id:"):
+                        self.ids.add(line.split(b":", 1)[1].strip())
                 self.requests.append((time.time(), gen))
                 if first:
                     self.conns_by_generator[gen] = self.conns_by_generator.get(gen, 0) + 1
@@ -64,6 +68,7 @@ class Recording(RawServer):
                 writer.write(RESPONSE)
         finally:
             self._moved(-1)
+            self.closed.append((time.time(), gen))
 
     def open_at(self, t: float) -> int:
         """Connections open at wall time ``t``."""
@@ -112,8 +117,9 @@ async def test_a_static_closed_plan_is_one_connection_per_user_split_between_gen
     async with Recording() as srv:
         report = await run(cluster, tmp_path, {
             "name": "closed-static", "target": srv.url, "users": 5, "duration": "3s", "timeout": "2s",
-            "requests": [{"name": "get", "path": "/"}]})
+            "requests": [{"name": "get", "path": "/", "headers": {"X-Id": "{{$uuid}}"}}]})
     same_counts(report, srv)
+    assert len(srv.ids) == len(srv.requests)  # a template renders per request in the closed loop too
     # 5 users over 2 generators: 2 and 3, each user its own connection for the whole run
     assert sorted(srv.conns_by_generator.values()) == [2, 3], srv.conns_by_generator
     assert set(srv.conns_by_generator) == set(report["generators"])
@@ -149,3 +155,27 @@ async def test_user_stages_ramp_the_connections_of_two_engine_processes(cluster:
     # and down again: users retire after their response, closing their connections
     assert srv.open_at(start + 3.6) <= 3  # 1.6 users
     assert srv.requests[-1][0] < start + 4.0 + END_SLACK_S
+
+
+async def test_a_generator_joining_takes_its_part_of_the_users_from_the_others(cluster: Cluster, tmp_path):
+    cluster.coordinator()
+    cluster.generator()
+    api = await api_with(cluster, 1)
+    async with Recording() as srv:
+        running = asyncio.create_task(run(cluster, tmp_path, {
+            "name": "closed-join", "target": srv.url, "users": 4, "duration": "6s", "timeout": "2s",
+            "requests": [{"name": "get", "path": "/"}]}))
+        await until(lambda: srv.conns_by_generator.get("gen-1") == 4, 15, "gen-1's 4 users")
+        cluster.generator()  # hot add: the run is rebalanced, 2 users each
+        report = await running
+    await api.close()
+    same_counts(report, srv)
+    assert any("joined" in e for e in report["events"]), report["events"]
+    # gen-2 opened a connection for each of its 2 users; 2 of gen-1's retired (their
+    # connections closed after a response, before the run's end), the other 2 ran on
+    assert srv.conns_by_generator == {"gen-1": 4, "gen-2": 2}
+    end = report["started_at"] + 6.0
+    retired = [at for at, gen in srv.closed if gen == "gen-1" and at < end - 0.2]
+    assert len(retired) == 2, (retired, end)
+    for gid, totals in report["generators"].items():
+        assert totals["requests"] == sum(1 for _, g in srv.requests if g == gid), gid

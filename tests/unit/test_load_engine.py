@@ -39,7 +39,8 @@ async def test_a_static_plan_sends_a_request_per_arrival_and_a_stateful_one_runs
                    {"requests": [{"name": "r", "method": "POST", "json": {"id": "{{$uuid}}"}}]},
                    {"target": "https://127.0.0.1:9", "http2": "off", "insecure": True},
                    {"users": 2, "rate": None}, {"user_stages": [{"duration": 1, "target": 3}], "rate": None,
-                                                "duration": None}):
+                                                "duration": None},
+                   {"users": 2, "rate": None, "headers": {"X-Id": "{{$uuid}}"}}):
         # templates: a render, not a user; the closed model: a user per connection
         static = engine_for(assignment(**fields), loop)
         assert type(static) is Engine and isinstance(static, LoadEngine), fields
