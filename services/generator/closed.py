@@ -19,8 +19,8 @@ response (a request in flight is never cut). ``connections`` does not cap users 
 schedule's end, a stop, a drain); what is in flight then is the drain's.
 
 The per-response path (``next_for``) is one comparison more than a request: everything
-rare (a retirement, the end) waits behind ``until``, the time from which a response
-looks at more than its user's next request.
+else (a retirement, the end, a think time) waits behind ``until``, the time from which
+a response looks at more than its user's next request (0 with a think time: always).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ClosedLoop:
         self.fixed = users
         self.think_s = max(think_s, 0.0)
         self.end_at = INF  # loop time of the run's end: no request starts at or after it
-        self.until = INF  # a response at or after this does more than send (retire, end)
+        self.until = INF  # a response at or after this does more than send (retire, end, think)
         self.arrivals, self.table, self.payloads = engine.arrivals, engine.table, engine.payloads
         self._timer: asyncio.TimerHandle | None = None
 
@@ -70,7 +70,8 @@ class ClosedLoop:
         eng.closed, eng.closed_loop, eng.pacing, eng.t0 = self, True, True, t0
         eng.max_conns = 0
         eng._next_for = self.next_for  # type: ignore[method-assign]
-        self.end_at = self.until = t0 + end_s
+        self.end_at = t0 + end_s
+        self.until = 0.0 if self.think_s else self.end_at
 
     def start(self, t0: float, end_s: float = INF) -> None:
         """Users from loop time ``t0`` (now, if it has passed)."""
@@ -125,12 +126,7 @@ class ClosedLoop:
     # --- a user's next request -------------------------------------------------------
     def next_for(self, conn: Connection, now: float) -> None:
         """Its response came (or its connection is up): the user sends its next request."""
-        if now >= self.until and self._not_sending(conn, now):
-            return
-        if self.think_s:
-            eng = self.engine
-            eng.thinking += 1  # a thinking user is not idle: in_flight counts it
-            eng.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
+        if now >= self.until and self._held(conn, now):
             return
         arr = self.arrivals
         i = arr.i
@@ -146,7 +142,7 @@ class ClosedLoop:
         if conn.closed or conn not in eng.conns:
             return  # its connection was lost meanwhile; a replacement carries the user
         now = _now()
-        if now >= self.until and self._not_sending(conn, now):
+        if self._stops(conn, now):
             return
         arr = self.arrivals
         i = arr.i
@@ -156,9 +152,22 @@ class ClosedLoop:
         # latency from when the user meant to send (the timer may fire a tick late)
         conn.send(name_i, self.payloads[name_i], min(due, now), now)
 
-    def _not_sending(self, conn: Connection, now: float) -> bool:
-        """The rare cases: the run has ended (the connection waits idle for the drain) or
-        there are more users than wanted (this one retires); else ``until`` moves on."""
+    def _held(self, conn: Connection, now: float) -> bool:
+        """True when the user does not send now: it stops (``_stops``) or thinks first;
+        else ``until`` moves on to the end."""
+        if self._stops(conn, now):
+            return True
+        if self.think_s:
+            eng = self.engine
+            eng.thinking += 1  # a thinking user is not idle: in_flight counts it
+            eng.loop.call_later(self.think_s, self._think_done, conn, now + self.think_s)
+            return True
+        self.until = self.end_at
+        return False
+
+    def _stops(self, conn: Connection, now: float) -> bool:
+        """The run has ended (the connection waits idle for the drain), or there are more
+        users than wanted (this one retires)."""
         eng = self.engine
         if not eng.pacing or now >= self.end_at:
             eng.idle.append(conn)
@@ -166,7 +175,6 @@ class ClosedLoop:
         if len(eng.conns) + eng.connecting > eng.max_conns:
             eng._retire(conn)
             return True
-        self.until = self.end_at
         return False
 
     # --- connections -----------------------------------------------------------------

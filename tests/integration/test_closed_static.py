@@ -99,6 +99,7 @@ async def run(cluster: Cluster, tmp: Path, plan: dict) -> dict:
 def same_counts(report: dict, srv: Recording) -> None:
     """Every request the report counts is one the server received, second by second too."""
     assert report["model"] == "closed" and report["totals"]["errors"] == 0, report["totals"]
+    assert report["target_rps"] == 0 and all(e["target_rps"] == 0 for e in report["timeline"])
     assert report["totals"]["requests"] == len(srv.requests) > 0
     seen = srv.per_second(report["started_at"])
     for entry in report["timeline"]:
