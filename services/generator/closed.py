@@ -54,6 +54,7 @@ class ClosedLoop:
         self.until = INF  # a response at or after this does more than send (retire, end, think)
         self.arrivals, self.table, self.payloads = engine.arrivals, engine.table, engine.payloads
         self._timer: asyncio.TimerHandle | None = None
+        self.retrying = 0  # users whose connect failed, waiting ``CONNECT_RETRY_S`` to dial again
 
     def users(self, t: float) -> int:
         """This engine's users at run time ``t``."""
@@ -113,7 +114,7 @@ class ClosedLoop:
             self.stop()
             return
         want = self.users(now - eng.t0)
-        have = len(eng.conns) + eng.connecting
+        have = len(eng.conns) + eng.connecting + self.retrying  # a user waiting to redial is one
         eng.max_conns = want
         for _ in range(want - have):
             eng._open()
@@ -189,9 +190,11 @@ class ClosedLoop:
         arr.i = i + arr.stride
         eng.cur.sent += 1
         eng.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
+        self.retrying += 1
         eng.loop.call_later(CONNECT_RETRY_S, self._reopen)
 
     def _reopen(self) -> None:
         eng = self.engine
+        self.retrying -= 1
         if eng.pacing and len(eng.conns) + eng.connecting < eng.max_conns:
             eng._open()

@@ -357,6 +357,25 @@ async def test_closed_loop_against_nothing_retries_without_spinning():
     assert iv.sent == iv.completed()
 
 
+async def test_a_closed_plans_users_against_nothing_redial_once_each_50_ms():
+    # the plan's users (not start_closed's fixed number) are looked at every 50 ms: a user
+    # waiting to redial is one of them, or both the look and its own redial dial for it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        plan = plans.plan(plans.ENGINE, f"http://127.0.0.1:{port}", rate=None, users=4, duration=1)
+        engine = Engine(plan, asyncio.get_running_loop())
+        engine.start(Schedule([Segment(0.0, 1.0, 0, 0)], 1.0), time.monotonic())
+        await until(lambda: not engine.pacing, 5, "the run's end")
+        await engine.drain(1.0)
+        iv = engine.take_interval()
+    assert set(errors(iv)) == {"connect"}
+    # one attempt per user every 50 ms over 1 s (a late timer only makes fewer); the look
+    # and the redial both dialling made ~30 a user
+    assert 4 <= errors(iv)["connect"] <= 4 * (1.0 / 0.05 + 2), errors(iv)
+    assert iv.sent == iv.completed()
+
+
 async def test_arrivals_waiting_behind_a_target_that_answers_nothing_cost_no_memory():
     async def silent(t, reader, writer):
         await t.request(reader)
