@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import pytest
 
-from schemas.control import Segment
+from schemas.control import Assignment, Segment
 from services.common import histogram
-from services.generator.pacing import Schedule
+from services.generator.pacing import Schedule, start_schedule
+from services.plan import profile
 from schemas.errors import Unavailable
 from services.generator.workers import REPLY_S, WorkerPool
 from tests.conftest import one_seconds_count, until
@@ -99,6 +101,28 @@ async def test_pool_closed_loop_splits_users_across_processes(pool):
         iv = engine.take_interval()
     assert iv.completed() == t.requests
     assert iv.sent == t.requests
+
+
+async def test_pool_runs_a_plans_closed_model_and_a_rebalance_moves_every_engines_users(pool):
+    async with Target(ok_forever) as t:
+        loop = asyncio.get_running_loop()
+        plan = plans.plan(plans.ENGINE, t.url, rate=None, users=9, duration=30)
+        prof = profile.from_plan(plan)
+        now = time.time()
+        a = Assignment(run_id="r", epoch=1, share=1 / 3, start_at=now, end_at=now + 30, profile=prof,
+                       plan=plan, index=0, count=3)
+        engine = pool.engine(plan, loop, seed=0, index=0, count=3)  # what load.engine_for gives
+        engine.start(start_schedule(prof, a.share), time.monotonic())
+        # generator 1 of 3: 3 of the 9 users, one on each engine process, each its connection
+        await until(lambda: t.connections == 3 and t.requests > 50, 20, "this generator's 3 users busy")
+        await engine.gather()
+        assert t.connections == 3
+        engine.reassign(msgspec.structs.replace(a, epoch=2, index=0, count=1, share=1.0))
+        await until(lambda: t.connections == 9, 20, "all 9 users after the rebalance")
+        await engine.drain(2.0)
+        iv = engine.take_interval()
+    assert t.connections == 9
+    assert iv.completed() == iv.sent == t.requests
 
 
 async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_not_lost(pool):
