@@ -66,13 +66,12 @@ class Changes:
                 value = await value
             if value:
                 return value
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"timed out after {limit_s}s waiting for {what}")
             try:
-                await asyncio.wait_for(fut, remaining)
+                await asyncio.wait_for(fut, max(deadline - loop.time(), 0))
             except TimeoutError:
-                pass  # checked once more, then the error
+                # not checked again: a condition that became true unsaid is a missing
+                # signal, and must fail here rather than pass at the deadline
+                raise TimeoutError(f"timed out after {limit_s}s waiting for {what}") from None
 
 
 class Heard(Changes):
@@ -102,7 +101,11 @@ class Heard(Changes):
         return heard
 
     async def _on_msg(self, msg) -> None:
-        self.items.append(self._decode(msg) if self._decode else msg)
+        self.add(self._decode(msg) if self._decode else msg)
+
+    def add(self, item: Any) -> None:
+        """Heard by a handler of the test's own (one that answers, say)."""
+        self.items.append(item)
         self.changed()
 
     async def first(self, match: Callable[[Any], Any], limit_s: float, what: str) -> Any:
@@ -116,11 +119,13 @@ class Heard(Changes):
 
 class Watched(Changes):
     """The latest entry of each key a KV watch covers: ``latest[key]`` is its value's
-    bytes, or None once deleted or expired. Starts with the keys' current values."""
+    bytes, or None once deleted or expired (a key never seen is absent). A predicate is
+    first checked once the keys' current values are in (``loaded``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.latest: dict[str, bytes | None] = {}
+        self.loaded = False
         self._watcher = None
         self._task: asyncio.Task | None = None
 
@@ -133,11 +138,15 @@ class Watched(Changes):
 
     async def _follow(self) -> None:
         async for entry in self._watcher:
-            if entry is None:  # the end of the current values: nothing changed
-                continue
-            deleted = entry.operation in ("DEL", "PURGE")
-            self.latest[entry.key] = None if deleted else entry.value
+            if entry is None:  # the end of the current values
+                self.loaded = True
+            else:
+                deleted = entry.operation in ("DEL", "PURGE")
+                self.latest[entry.key] = None if deleted else entry.value
             self.changed()
+
+    async def until(self, predicate: Callable[[], Any], limit_s: float, what: str) -> Any:
+        return await super().until(lambda: self.loaded and predicate(), limit_s, what)
 
     async def stop(self) -> None:
         if self._task is not None:

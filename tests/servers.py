@@ -24,12 +24,16 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
+from tests.events import Changes
+
 
 class RawServer:
     """An asyncio server whose connections each run ``handler(server, reader, writer)``.
 
     A handler's ``ConnectionError`` or ``IncompleteReadError`` (the client went away)
     ends its connection quietly; the connection is closed when the handler returns.
+    ``await server.until(predicate, limit_s, what)`` re-checks at each connection and
+    each ``got_request()`` (a subclass's "request received" signal), not on a timer.
     """
 
     def __init__(self, handler, host: str = "127.0.0.1", ctx: ssl.SSLContext | None = None) -> None:
@@ -37,6 +41,14 @@ class RawServer:
         self.host = host
         self.ctx = ctx  # TLS
         self.connections = 0
+        self.changes = Changes()
+
+    def got_request(self) -> None:
+        """A request (or whatever a test counts) came: wake whoever waits on it."""
+        self.changes.changed()
+
+    async def until(self, predicate, limit_s: float, what: str):
+        return await self.changes.until(predicate, limit_s, what)
 
     async def __aenter__(self):
         self.server = await asyncio.start_server(self._conn, self.host, 0, ssl=self.ctx)
@@ -50,6 +62,7 @@ class RawServer:
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.changes.changed()
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await self.handler(self, reader, writer)

@@ -44,6 +44,7 @@ class Target(RawServer):
         except asyncio.IncompleteReadError:
             return False
         self.requests += 1
+        self.got_request()
         return True
 
 
@@ -278,7 +279,7 @@ async def test_closed_loop_keeps_each_user_busy_and_counts_every_response():
     async with Target(ok_forever) as t:
         engine = Engine(plans.plan(plans.ENGINE, t.url, connections=4), asyncio.get_running_loop())
         engine.start_closed(users=3)
-        await until(lambda: len(engine.conns) == 3 and t.requests > 50, 10, "three busy users")
+        await t.until(lambda: len(engine.conns) == 3 and t.requests > 50, 10, "three busy users")
         await engine.drain(2.0)
         iv = engine.take_interval()
     assert iv.completed() == iv.sent == t.requests
@@ -292,7 +293,7 @@ async def test_closed_loop_think_time_paces_each_user():
         engine = Engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         t0 = time.monotonic()
         engine.start_closed(users=2, think_s=0.1)
-        await until(lambda: t.requests >= 10, 10, "ten requests from two thinking users")
+        await t.until(lambda: t.requests >= 10, 10, "ten requests from two thinking users")
         took = time.monotonic() - t0
         await engine.drain(2.0)
         iv = engine.take_interval()
@@ -314,7 +315,7 @@ async def test_closed_loop_replaces_connections_the_target_closes():
     async with Target(close_after_two) as t:
         engine = Engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         engine.start_closed(users=2)
-        await until(lambda: t.connections > 4, 10, "closed connections replaced")
+        await t.until(lambda: t.connections > 4, 10, "closed connections replaced")
         await engine.drain(2.0)
         iv = engine.take_interval()
     assert t.connections > 4

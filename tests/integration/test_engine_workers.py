@@ -94,7 +94,7 @@ async def test_pool_closed_loop_splits_users_across_processes(pool):
     async with Target(ok_forever) as t:
         engine = pool.engine(plans.plan(plans.ENGINE, t.url), asyncio.get_running_loop())
         engine.start_closed(users=7)
-        await until(lambda: t.connections == 7 and t.requests > 100, 20, "every user connected and busy")
+        await t.until(lambda: t.connections == 7 and t.requests > 100, 20, "every user connected and busy")
         await engine.gather()
         assert t.connections == 7
         await engine.drain(2.0)

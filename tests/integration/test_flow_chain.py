@@ -20,7 +20,6 @@ from schemas.control import Assignment
 from services.generator.engine import Engine
 from services.generator.pacing import Schedule
 from services.plan import loader, profile
-from tests.conftest import until
 from tests.servers import RawServer, read_request, reply
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,9 +38,11 @@ class Counting(RawServer):
         while (request := await read_request(reader)) is not None:
             method, path, _ = request
             self.received[path.split("/")[1]] += 1
+            self.got_request()
             answer = self.respond(sum(self.received.values()), method, path)
             if answer is None:  # never answered
                 self.held += 1
+                self.got_request()
                 await asyncio.Event().wait()
             data, keep = answer
             writer.write(data)
@@ -92,7 +93,7 @@ async def test_closed_users_chain_steps_and_iterations_the_server_counting_the_s
 
     async with Counting(respond) as srv:
         engine = flow_engine(srv.url, STEPS)
-        await until(lambda: srv.received["c"] >= 200, 20, "200 iterations through")
+        await srv.until(lambda: srv.received["c"] >= 200, 20, "200 iterations through")
         await engine.drain(2.0)
         got = counts(engine, engine.take_interval())
     assert engine.in_flight() == 0
@@ -112,7 +113,7 @@ async def test_a_drain_counts_the_requests_still_in_flight_as_timeouts():
 
     async with Counting(respond) as srv:
         engine = flow_engine(srv.url, STEPS[:2], users=3, timeout_s=20)  # only the drain ends b
-        await until(lambda: srv.held == 3, 10, "every user waiting on b")
+        await srv.until(lambda: srv.held == 3, 10, "every user waiting on b")
         await engine.drain(0.2)
         got = counts(engine, engine.take_interval())
     assert got["a"] == (3, {}) and got["b"] == (3, {"timeout": 3})
