@@ -21,7 +21,7 @@ from services.generator.config import Config as GeneratorConfig
 from services.generator.service import Service as GeneratorService
 from services.plan import profile
 from tests import plans
-from tests.conftest import until
+from tests.events import Heard
 from tests.integration.test_http_conformance import Server, ok
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,10 +38,10 @@ async def test_an_engine_ready_after_the_start_sends_the_whole_schedule(cluster,
     svc = GeneratorService(GeneratorConfig(nats_url=cluster.url, generator_id="g-slow"))
     await svc.start()
     nc = await nats.connect(cluster.url)
-    intervals: list[IntervalStats] = []
+    heard = Heard()
 
     async def coordinator(msg):  # takes every interval, as the coordinator acknowledges it
-        intervals.append(msgspec.json.decode(msg.data, type=IntervalStats))
+        heard.add(msgspec.json.decode(msg.data, type=IntervalStats))
         await msg.respond(b"{}")
 
     await nc.subscribe(subjects.stats("r-slow", "g-slow"), cb=coordinator)
@@ -54,7 +54,8 @@ async def test_an_engine_ready_after_the_start_sends_the_whole_schedule(cluster,
                            end_at=start + profile.duration(prof), profile=prof, plan=plan)
             kv = await nc.jetstream().key_value(subjects.ASSIGN_BUCKET)
             await kv.put("g-slow", msgspec.json.encode(a))
-            await until(lambda: any(s.final for s in intervals), 20, "the final interval")
+            await heard.first(lambda s: s.final, 20, "the final interval")
+            intervals = heard.items
             sent = sum(s.sent for s in intervals)
             dropped = sum(r.dropped for s in intervals for r in s.requests.values())
             assert sent + dropped == 20, (sent, dropped, [(s.seq, s.sent, s.target) for s in intervals])
