@@ -4,14 +4,14 @@ nats-server, so that every client still has its bus while it says goodbye."""
 from __future__ import annotations
 
 import os
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from bench.stack import stop_processes
-from tests.conftest import NATS_SERVER, PY, ROOT, free_port, until, wait_port
+from tests.conftest import NATS_SERVER, PY, ROOT, free_port, wait_port
+from tests.events import piped
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,23 +34,26 @@ LINGERING = textwrap.dedent("""
 async def test_clients_stop_before_the_nats_server(tmp_path: Path):
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
-    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("nats", "generator", "lingering")}
-    procs = [subprocess.Popen([NATS_SERVER, "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1",
-                               "-p", str(port)], stdout=logs["nats"], stderr=subprocess.STDOUT)]
+    procs, outputs = [], []
     try:
-        wait_port(port, proc=procs[0])
-        env = {**os.environ, "SURGE_NATS_URL": url, "SURGE_GENERATOR_ID": "gen-teardown"}
-        procs.append(subprocess.Popen([PY, "-m", "services.generator"], cwd=ROOT, env=env,
-                                      stdout=logs["generator"], stderr=subprocess.STDOUT))
-        procs.append(subprocess.Popen([PY, "-c", LINGERING, str(port)], stdout=logs["lingering"],
-                                      stderr=subprocess.STDOUT))
-        gen_log, linger_log = tmp_path / "generator.log", tmp_path / "lingering.log"
-        await until(lambda: "started" in gen_log.read_text(), 20, "the generator started")
-        await until(lambda: "ready" in linger_log.read_text(), 10, "the lingering client ready")
+        for name, cmd, env in (
+            ("nats", [NATS_SERVER, "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)], None),
+            ("generator", [PY, "-m", "services.generator"],
+             {**os.environ, "SURGE_NATS_URL": url, "SURGE_GENERATOR_ID": "gen-teardown"}),
+            ("lingering", [PY, "-c", LINGERING, str(port)], None),
+        ):
+            proc, lines = piped(cmd, tmp_path / f"{name}.log", cwd=ROOT, env=env)
+            procs.append(proc)
+            outputs.append(lines)
+            if name == "nats":
+                wait_port(port, proc=proc)
+        gen_out = outputs[1]
+        await gen_out.said("started", 20, "the generator started")
+        await outputs[2].said("ready", 10, "the lingering client ready")
     finally:
         stop_processes(procs, grace_s=8.0)
-        for log in logs.values():
-            log.close()
+        for lines in outputs:
+            lines.close()
     assert procs[2].returncode == 0, "the nats-server was gone before its client said goodbye"
-    assert procs[1].returncode == 0, gen_log.read_text()
-    assert "unclean disconnect" not in gen_log.read_text()
+    assert procs[1].returncode == 0, gen_out.text()
+    assert "unclean disconnect" not in gen_out.text()
