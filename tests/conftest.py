@@ -391,6 +391,51 @@ async def api_with(cluster: Cluster, generators: int):
     return api
 
 
+async def run_in(nc, run_id: str, states=None, limit_s: float = 30.0):
+    """The run's record once its state is one of ``states`` (default: ended), from a
+    watch of its key in surge_runs (the coordinator writes it there, the report before)."""
+    import msgspec
+
+    from schemas import subjects
+    from schemas.control import ENDED_STATES, RunRecord
+    from tests.events import kv_until
+
+    states = ENDED_STATES if states is None else states
+    kv = await nc.jetstream().key_value(subjects.RUNS_BUCKET)
+
+    def reached(latest: dict):
+        record = msgspec.json.decode(latest[run_id], type=RunRecord) if latest.get(run_id) else None
+        return record if record is not None and record.state in states else None
+
+    return await kv_until(kv, run_id, reached, limit_s, f"run {run_id} in {sorted(states)}")
+
+
+async def beat_of(nc, gid: str, match, limit_s: float, what: str):
+    """``gid``'s heartbeat once ``match(beat)`` holds: a watch of its key in the registry."""
+    import msgspec
+
+    from schemas import subjects
+    from schemas.control import Heartbeat
+    from tests.events import kv_until
+
+    kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+
+    def matched(latest: dict):
+        beat = msgspec.json.decode(latest[gid], type=Heartbeat) if latest.get(gid) else None
+        return beat if beat is not None and match(beat) else None
+
+    return await kv_until(kv, gid, matched, limit_s, what)
+
+
+async def run_forgotten(nc, run_id: str, limit_s: float = 10.0) -> None:
+    """Until the run's record is gone from surge_runs (retention), from a watch of its key."""
+    from schemas import subjects
+    from tests.events import kv_until
+
+    kv = await nc.jetstream().key_value(subjects.RUNS_BUCKET)
+    await kv_until(kv, run_id, lambda latest: latest.get(run_id) is None, limit_s, f"run {run_id} forgotten")
+
+
 async def service_infos(nc, name: str, expected: int, limit_s: float = 5.0) -> list[dict]:
     """`nats micro info NAME`: every instance's answer, once ``expected`` have come.
 

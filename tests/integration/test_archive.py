@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from schemas.control import ENDED_STATES
 from schemas.errors import NoGenerators, NotFound
-from tests.conftest import Cluster, api_with, until
+from tests.conftest import Cluster, api_with, run_forgotten, run_in, until
 from tests.plans import ARCHIVED, raw
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,22 +31,9 @@ async def run_test(api, name: str, **options):
 
 
 async def finished(api, run_id: str):
-    async def done():
-        try:
-            record = await api.get(run_id)
-        except NotFound:
-            return None
-        return record if record.state in ENDED_STATES else None
-
-    await until(done, 30, f"run {run_id} to end", every_s=0.1)
-    return await until(lambda: _report(api, run_id), 10, "its report")
-
-
-async def _report(api, run_id):
-    try:
-        return await api.report(run_id)
-    except Exception:
-        return None
+    """The run's report, once it has ended (the report is stored before the record says so)."""
+    await run_in(api.nc, run_id)
+    return await api.report(run_id)
 
 
 async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_path):
@@ -116,14 +102,9 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     third = await finished(api, await run_test(api, "shop", version=1))
     assert third.baseline.run_id == first.run_id
 
-    async def pruned() -> bool:
-        try:
-            await api.get(run)
-            return False
-        except NotFound:
-            return True
-
-    await until(pruned, 10, "the second run to be dropped")
+    await run_forgotten(api.nc, run, 10)  # the second run dropped
+    with pytest.raises(NotFound):
+        await api.get(run)
     assert (await api.get(first.run_id)).run_id == first.run_id  # the baseline stays
 
     # and the file brings it back, notes and report included
@@ -132,14 +113,9 @@ async def test_baseline_notes_search_retention_and_files(cluster: Cluster, tmp_p
     imported = await api.export_run(run)
     assert imported.report.run_id == run and imported.annotations.tags == ["regression", "release-42"]
     # an import counts as just archived: the next sweeps keep it (and drop the third instead)
-    async def third_dropped() -> bool:
-        try:
-            await api.get(third.run_id)
-            return False
-        except NotFound:
-            return True
-
-    await until(third_dropped, 10, "the third run to make room for the imported one")
+    await run_forgotten(api.nc, third.run_id, 10)  # the third run made room for the imported one
+    with pytest.raises(NotFound):
+        await api.get(third.run_id)
     assert (await api.export_run(run)).report.run_id == run
     again = await cli(cluster, "archive", "import", str(exported))
     assert again.returncode == 2 and "conflict" in again.stderr

@@ -20,7 +20,8 @@ from services.cli import secure
 from services.common.client import CoordinatorClient
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
-from tests.conftest import Cluster, generators_registered, target_stats, until
+from tests.conftest import Cluster, generators_registered, run_in, target_stats
+from tests.events import Heard
 from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,7 +39,7 @@ class Secured:
     def env(self, role: str) -> dict[str, str]:
         return secure.role_env(role, self.secrets, self.tls)
 
-    async def connect(self, role: str | None, tls: bool = True, errors: list | None = None):
+    async def connect(self, role: str | None, tls: bool = True, errors: Heard | None = None):
         auth = NatsAuth(
             user=role or "", password=self.passwords.get(role or "", ""),
             tls_ca=self.tls.ca if tls else "",
@@ -46,7 +47,7 @@ class Secured:
 
         async def on_error(exc: Exception) -> None:
             if errors is not None:
-                errors.append(str(exc))
+                errors.add(str(exc))
 
         return await nats.connect(
             self.cluster.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
@@ -69,32 +70,28 @@ async def test_roles_are_held_to_their_subjects_over_tls(make_cluster, tmp_path:
 
     started = await api.start(loader.from_obj(raw(CHECKED, target, rate=100, duration="2s")))
 
-    async def ended():
-        record = await api.get(started.run_id)
-        return record if record.state in ("finished", "stopped", "failed") else None
-
-    record = await until(ended, 20, "the run to end", every_s=0.2)
+    record = await run_in(api.nc, started.run_id, limit_s=20)
     assert record.state == "finished"
     report = await api.report(started.run_id)
     assert report.totals.requests == target_stats(target)["requests"] == pytest.approx(200, abs=2)
 
     # a generator's credentials cannot start a run
-    errors: list[str] = []
+    errors = Heard()
     gen = await sec.connect("generator", errors=errors)
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
         await gen.request(subjects.RUN_START, json.dumps(raw(CHECKED, target)).encode(), timeout=1)
-    await until(lambda: any("surge.api.run.start" in e for e in errors), 5,
-                "a permissions violation for surge.api.run.start")
-    assert any("permissions violation" in e.lower() for e in errors), errors
+    await errors.first(lambda e: "surge.api.run.start" in e, 5,
+                       "a permissions violation for surge.api.run.start")
+    assert any("permissions violation" in e.lower() for e in errors.items), errors.items
     await gen.close()
 
     # the UI's credentials cannot write an assignment
-    errors = []
+    errors = Heard()
     ui = await sec.connect("ui", errors=errors)
     kv = await ui.jetstream(timeout=1).key_value(subjects.ASSIGN_BUCKET)
     with pytest.raises(Exception):
         await kv.put("gen-1", b'{"run_id": "evil"}')
-    await until(lambda: any(f"$kv.{subjects.ASSIGN_BUCKET}" in e.lower() for e in errors), 5,
+    await errors.first(lambda e: f"$kv.{subjects.ASSIGN_BUCKET}" in e.lower(), 5,
                 "a permissions violation for the assignments bucket")
     # ...but it may read the registry and call the API
     assert len((await CoordinatorClient(ui).generators()).generators) == 1

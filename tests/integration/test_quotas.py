@@ -15,7 +15,7 @@ import pytest
 from schemas.errors import NoGenerators, QuotaExceeded
 from services.common.client import CoordinatorClient
 from tests import plans
-from tests.conftest import generators_registered, target_stats, until
+from tests.conftest import generators_registered, run_in, target_stats, until
 from tests.integration.test_permissions import Secured
 
 pytestmark = pytest.mark.timeout(120)
@@ -85,15 +85,8 @@ async def test_over_quota_is_refused_or_waits_for_the_approver_and_one_target_ru
     second = await api.start(plans.plan(plans.SHORT, guarded, name="b", rate=20))
     assert first.queued is None and second.queued and second.queued.startswith("queued")
 
-    async def ended(run_id: str):
-        try:
-            record = await api.get(run_id)
-        except Exception:
-            return None
-        return record if record.ended_at else None
-
-    a = await until(lambda: ended(first.run_id), 30, "the first run to end")
-    b = await until(lambda: ended(second.run_id), 30, "the queued run to run and end")
+    a = await run_in(api.nc, first.run_id)
+    b = await run_in(api.nc, second.run_id)  # the queued run, run and ended
     assert b.created_at >= a.ended_at  # one after the other, not side by side
     assert target_stats(guarded)["requests"] == 140
     await api.close()

@@ -18,10 +18,9 @@ import nats
 import pytest
 
 from schemas import subjects
-from schemas.control import ENDED_STATES
 from schemas.host import Alert, HostSample, NetIO, ProcessSample
 from services.common.client import CoordinatorClient
-from tests.conftest import Cluster, api_with, free_port, generators_registered, until, wait_port
+from tests.conftest import Cluster, api_with, free_port, generators_registered, run_in, wait_port
 from tests.ui_helpers import browser_page, shot
 
 pytestmark = pytest.mark.timeout(120)
@@ -64,10 +63,7 @@ async def start_stack(cluster: Cluster, generators: int, **ui_env: str) -> tuple
 
 
 async def wait_ended(api: CoordinatorClient, run_id: str, limit_s: float = 30) -> None:
-    async def ended() -> bool:
-        return (await api.get(run_id)).state in ENDED_STATES
-
-    await until(ended, limit_s, f"run {run_id} ended", every_s=0.2)
+    await run_in(api.nc, run_id, limit_s=limit_s)
 
 
 async def publish_host(nc, name: str, ago_s: float = 0.0, cpu: float = 37.5) -> None:
