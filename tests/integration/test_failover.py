@@ -15,8 +15,9 @@ from nats.js.errors import KeyNotFoundError
 
 from schemas import subjects
 from schemas.api import API_ENDPOINTS
-from schemas.control import Assignment, Heartbeat, Lease
-from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
+from schemas.control import Assignment, Lease
+from tests.conftest import Cluster, api_with, beat_of, generators_registered, service_infos, target_stats, until
+from tests.events import kv_until
 from tests.integration.test_distributed_run import finished_report, start_and_follow
 from tests.plans import CHECKED, raw
 
@@ -32,12 +33,24 @@ async def lease_holder(js) -> str | None:
     return msgspec.json.decode(entry.value, type=Lease).holder if entry.value else None
 
 
+async def new_holder(js, old: str | None, limit_s: float) -> str:
+    """The lease's holder once one other than ``old`` holds it: a watch of the lease."""
+    kv = await js.key_value(subjects.LEADER_BUCKET)
+
+    def held(latest: dict) -> str | None:
+        value = latest.get(subjects.LEADER_KEY)
+        holder = msgspec.json.decode(value, type=Lease).holder if value else None
+        return holder if holder and holder != old else None
+
+    return await kv_until(kv, subjects.LEADER_KEY, held, limit_s, f"a lease holder other than {old}")
+
+
 async def leader_and_standby(cluster: Cluster):
     """coord-a, leading once it holds the lease, then coord-b as its standby; and a client."""
     coords = {"coord-a": cluster.coordinator(SURGE_COORDINATOR_ID="coord-a")}
     api = await api_with(cluster, 0)
     js = api.nc.jetstream()
-    await until(lambda: lease_holder(js), 10, "a leader")
+    await new_holder(js, None, 10)
     coords["coord-b"] = cluster.coordinator(SURGE_COORDINATOR_ID="coord-b")
     return coords, api, js
 
@@ -69,9 +82,7 @@ async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_r
     await feed.wait_for(lambda s: s.seq >= 2, 10, "second 2")
     coords[leader_id].kill()
     killed_at = time.monotonic()
-    new_leader = await until(
-        lambda: _other_holder(js, leader_id), 8, "a new lease holder", every_s=0.05
-    )
+    new_leader = await new_holder(js, leader_id, 8)
     assert new_leader != leader_id
 
     async def answers() -> bool:
@@ -114,11 +125,6 @@ async def test_killed_leader_is_replaced_within_5s_and_the_report_counts_every_r
     await api.close()
 
 
-async def _other_holder(js, old: str) -> str | None:
-    holder = await lease_holder(js)
-    return holder if holder and holder != old else None
-
-
 async def test_generators_finish_alone_and_hand_their_buffered_intervals_to_a_new_leader(
     cluster: Cluster,
 ):
@@ -132,14 +138,8 @@ async def test_generators_finish_alone_and_hand_their_buffered_intervals_to_a_ne
     first.kill()
 
     # without any coordinator the generator runs its assignment to the end, then idles
-    js = api.nc.jetstream()
-    registry = await js.key_value(subjects.GENERATORS_BUCKET)
-
-    async def idle() -> bool:
-        beat = msgspec.json.decode((await registry.get("gen-1")).value, type=Heartbeat)
-        return beat.state == "idle"
-
-    await until(idle, duration + 8, "the generator finishing on its own")
+    await beat_of(api.nc, "gen-1", lambda beat: beat.state == "idle", duration + 8,
+                  "the generator finishing on its own")
     assert time.time() >= started.end_at
     sent = target_stats(target)["requests"]
     assert abs(sent - rate * duration) <= rate * duration * 0.01
@@ -162,13 +162,8 @@ async def test_without_any_coordinator_a_generator_stops_at_its_safety_limit(clu
     started, feed = await start_and_follow(api, raw(CHECKED, target, rate=rate, duration="60s"))
     await feed.wait_for(lambda s: s.seq >= 0, 10, "second 0")
     coordinator.kill()
-    registry = await api.nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
-
-    async def idle() -> bool:
-        beat = msgspec.json.decode((await registry.get("gen-1")).value, type=Heartbeat)
-        return beat.state == "idle"
-
-    await until(idle, 10, "the generator stopping at SURGE_MAX_RUN_S")
+    await beat_of(api.nc, "gen-1", lambda beat: beat.state == "idle", 10,
+                  "the generator stopping at SURGE_MAX_RUN_S")
     assert time.time() < started.end_at - 45  # long before the plan's end
     sent = target_stats(target)["requests"]
     assert abs(sent - rate * 3) <= rate * 3 * 0.01

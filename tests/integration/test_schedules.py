@@ -16,11 +16,11 @@ import pytest
 from nats.js.errors import NoKeysError
 
 from schemas import subjects
-from schemas.control import ENDED_STATES
-from schemas.schedules import Fire
+from schemas.schedules import Fire, SuiteRun
 from services.common import bus
-from tests.conftest import Cluster, api_with, generators_registered, target_stats, until
-from tests.integration.test_failover import _other_holder, leader_and_standby, lease_holder
+from tests.conftest import Cluster, api_with, generators_registered, run_in, target_stats
+from tests.events import kv_until
+from tests.integration.test_failover import leader_and_standby, lease_holder, new_holder
 from tests.plans import SHORT_CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,11 +39,15 @@ async def fires(js) -> list[Fire]:
     return [msgspec.json.decode((await kv.get(k)).value, type=Fire) for k in keys]
 
 
-async def ended(api, run_id: str) -> bool:
-    try:
-        return (await api.get(run_id)).state in ENDED_STATES
-    except Exception:  # not there yet, or no leader for a moment
-        return False
+async def fires_until(js, match, limit_s: float, what: str) -> dict[str, Fire]:
+    """Every fire by schedule, once ``match(fires)`` holds: a watch of the fires bucket."""
+    kv = await js.key_value(subjects.FIRES_BUCKET)
+
+    def matched(latest: dict):
+        got = {f.schedule: f for f in (msgspec.json.decode(v, type=Fire) for v in latest.values() if v)}
+        return got if match(got) else None
+
+    return await kv_until(kv, ">", matched, limit_s, what)
 
 
 async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_time(cluster: Cluster):
@@ -71,15 +75,12 @@ async def test_a_schedule_3s_ahead_fires_once_even_when_the_leader_dies_at_fire_
     assert claimed.state == "claimed" and claimed.by == leader
     assert abs(claimed.fire_at - info["next_fires"][0]) < 0.01
 
-    await until(lambda: _other_holder(js, leader), 10, "a new leader")
-
-    async def started() -> Fire | None:
-        [fire] = await fires(js)
-        return fire if fire.state == "started" else None
-
-    fire = await until(started, 20, "the fire marked started")
+    await new_holder(js, leader, 10)
+    got = await fires_until(js, lambda got: [f.state for f in got.values()] == ["started"], 20,
+                            "the fire marked started")
+    [fire] = got.values()
     assert fire.run_id == claimed.run_id
-    await until(lambda: ended(api, fire.run_id), 30, "the fired run to end")
+    await run_in(api.nc, fire.run_id)  # the fired run ended
     runs = [r for r in (await api.list()).runs if r.test == "nightly-smoke"]
     assert [r.run_id for r in runs] == [fire.run_id]  # exactly one run
     assert runs[0].state == "finished" and runs[0].verdict == "pass"
@@ -142,11 +143,14 @@ async def test_a_suite_runs_in_order_and_stops_at_the_first_failed_verdict(clust
     await api.suite_save("ramp", mode="stages", tests=["first"], rates=[10.0, 30.0])
     started = await api.suite_run("ramp")
 
-    async def done():
-        run = await api.suite_get(started.id)
-        return run if run.state != "running" else None
+    suites = await api.nc.jetstream().key_value(subjects.SUITES_BUCKET)
+    key = f"run.{started.id}"
 
-    ramp = await until(done, 40, "the ramp suite to end")
+    def done(latest: dict) -> bool:
+        return latest.get(key) is not None and msgspec.json.decode(latest[key], type=SuiteRun).state != "running"
+
+    await kv_until(suites, key, done, 40, "the ramp suite to end")
+    ramp = await api.suite_get(started.id)
     assert ramp.state == "passed"
     rates = [(await api.get(s.run_id)).plan.rate for s in ramp.steps]
     assert rates == [10.0, 30.0]
@@ -167,18 +171,15 @@ async def test_fires_missed_while_no_coordinator_ran_are_run_late_or_skipped_by_
     kv = await js.key_value(subjects.SCHEDULES_BUCKET)
     schedules = [msgspec.json.decode((await kv.get(k)).value) for k in await bus.kv_keys(kv)]
     due = max(s["at"] for s in schedules)
-    await until(lambda: time.time() > due + 3, 10, "the fire time to be 3 s past")
+    await asyncio.sleep(max(due + 3 - time.time(), 0))  # the fault itself: nobody there at the fire time, and 3 s on
 
     cluster.coordinator(**grace)
 
-    async def settled():
-        got = {f.schedule: f for f in await fires(js)}
-        return got if len(got) == 2 and all(f.state != "claimed" for f in got.values()) else None
-
-    got = await until(settled, 20, "both missed fires handled")
+    got = await fires_until(js, lambda got: len(got) == 2 and all(f.state != "claimed" for f in got.values()),
+                            20, "both missed fires handled")
     assert got["late-skip"].state == "skipped" and got["late-skip"].late_s > 1
     assert got["late-run"].state == "started" and got["late-run"].late_s > 1
-    await until(lambda: ended(api, got["late-run"].run_id), 30, "the late run to end")
+    await run_in(api.nc, got["late-run"].run_id)  # the late run ended
     assert [r.run_id for r in (await api.list()).runs if r.test == "late"] == [got["late-run"].run_id]
     assert target_stats(target)["requests"] == 20
     await api.close()
