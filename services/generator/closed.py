@@ -129,9 +129,9 @@ class ClosedLoop:
         """Its response came (or its connection is up): the user sends its next request."""
         if now >= self.until and self._held(conn, now):
             return
-        arr = self.arrivals
+        arr = self.arrivals  # its request count: the next entry of the whole table
         i = arr.i
-        arr.i = i + arr.stride
+        arr.i = i + 1
         table = self.table
         name_i = table[i % len(table)]
         self.engine.cur.sent += 1
@@ -145,13 +145,20 @@ class ClosedLoop:
         now = _now()
         if self._stops(conn, now):
             return
-        arr = self.arrivals
-        i = arr.i
-        arr.i = i + arr.stride
-        name_i = self.table[i % len(self.table)]
+        name_i = self._next_name()
         eng.cur.sent += 1
         # latency from when the user meant to send (the timer may fire a tick late)
         conn.send(name_i, self.payloads[name_i], min(due, now), now)
+
+    def _next_name(self) -> int:
+        """The request a user sends next (``next_for`` has it inline): each engine walks
+        the whole weighted table, so its users' requests follow the plan's weights
+        whatever its part of the users (every ``workers``-th entry, as the open model's
+        arrivals are split, made a rare request one engine process's only)."""
+        arr = self.arrivals
+        i = arr.i
+        arr.i = i + 1
+        return self.table[i % len(self.table)]
 
     def _held(self, conn: Connection, now: float) -> bool:
         """True when the user does not send now: it stops (``_stops``) or thinks first;
@@ -185,11 +192,8 @@ class ClosedLoop:
         eng = self.engine
         if not eng.pacing or _now() >= self.end_at:
             return
-        arr = self.arrivals
-        i = arr.i
-        arr.i = i + arr.stride
         eng.cur.sent += 1
-        eng.cur.record(self.table[i % len(self.table)], 0.0, 0.0, "connect")
+        eng.cur.record(self._next_name(), 0.0, 0.0, "connect")
         self.retrying += 1
         eng.loop.call_later(CONNECT_RETRY_S, self._reopen)
 

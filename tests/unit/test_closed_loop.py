@@ -143,3 +143,24 @@ def test_a_stop_ends_the_users_before_the_schedule_does(closed_engine):
     for conn in opened:
         respond(eng, conn)
     assert eng.cur.sent == len(opened) and len(eng.idle) == len(opened)
+
+
+@pytest.mark.parametrize("worker", [0, 1])
+def test_each_engine_process_sends_the_plans_mix_of_requests(worker):
+    # with SURGE_WORKERS each engine runs its own part of the users, so its own requests
+    # must follow the weights: a user walks the whole weighted table, not every
+    # workers-th entry of it (a rare request would be one engine's only)
+    plan = loader.from_obj({**{k: v for k, v in RAMP.items() if k != "user_stages"}, "users": 3,
+                            "duration": 10, "requests": [{"name": "a", "weight": 999},
+                                                         {"name": "b", "weight": 1}]})
+    loop = asyncio.new_event_loop()
+    eng = Engine(plan, loop, worker=worker, workers=2)
+    ClosedLoop(eng).attach(time.monotonic(), 10.0)
+    conn = Connection(eng)
+    conn.transport = Wire()  # type: ignore[assignment]
+    eng.conns.add(conn)
+    eng._next_for(conn, time.monotonic())  # connected: its first request
+    for _ in range(len(eng.table)):  # one cycle of the table
+        respond(eng, conn)
+    loop.close()
+    assert [eng.cur.count(0), eng.cur.count(1)] == [999, 1]
