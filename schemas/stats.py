@@ -253,6 +253,7 @@ class Report(Struct, frozen=True, kw_only=True):
     service_histogram: str
     events: list[str] = []
     model: Literal["open", "closed"] = "open"  # closed: virtual users (totals.achieved_rps is the rate reached)
+    users: int = 0  # closed: the most users the plan runs at once (users, or user_stages' peak); open: 0
     test: str | None = None  # the catalogue test and version this run is of
     test_version: int | None = None
     baseline: BaselineComparison | None = None  # the change against the test's baseline

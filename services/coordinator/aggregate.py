@@ -426,6 +426,7 @@ class RunAggregate:
             service_histogram=histogram.encode_counts(all_svc),
             events=events,
             model=self.plan.model,  # closed: the plan's users looped; the rate is what they reached
+            users=profile.peak_users(self.plan),
             hosts=None if hosts is None else hosts(seconds_of(round(duration_s, 3), len(self.timeline))),
             test=None if against is None else against.test,
             test_version=None if against is None else against.test_version,

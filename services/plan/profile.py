@@ -103,6 +103,14 @@ def users_at(plan: Plan, t: float) -> float:
     return 0.0
 
 
+def peak_users(plan: Plan) -> int:
+    """The most users the whole run asks for at once (``users``, or the highest of
+    ``user_stages``' targets, as ``users_at`` counts them); 0 in the open model."""
+    if plan.users is not None:
+        return plan.users
+    return int(max((stage.target for stage in plan.user_stages or []), default=0.0) + 1e-9)
+
+
 def users_of(plan: Plan, t: float, index: int, count: int, worker: int = 0, workers: int = 1) -> int:
     """The users one engine runs at ``t``: generator ``index`` of ``count``'s part of the
     whole run's (``users_for``), split again among its ``workers`` engine processes the

@@ -179,7 +179,7 @@ def _baseline(r: Report) -> str:
 def render_html(r: Report) -> str:
     """The whole report as one HTML document."""
     tot = r.totals
-    kpis = [("target", f"{_num(r.target_rps)} req/s" if r.model == "open" else "closed model"),
+    kpis = [("target", f"{_num(r.target_rps)} req/s" if r.model == "open" else f"closed model{f', {r.users} users' if r.users else ''}"),
             ("achieved", f"{_num(tot.achieved_rps)} req/s"), ("requests", _num(tot.requests)),
             ("error rate", f"{tot.error_rate * 100:.2f} %"), ("p50", f"{_ms(tot.latency_ms and tot.latency_ms.p50)} ms"),
             ("p99", f"{_ms(tot.latency_ms and tot.latency_ms.p99)} ms"), ("late", _num(tot.late)),

@@ -48,7 +48,8 @@ def summary(console: Console, r: Report) -> None:
     if r.hosts is not None and r.hosts.note:  # part of the verdict: who set the rate
         console.print(f"[bold yellow]limit:[/] {r.hosts.note}")
     if r.model == "closed":  # virtual users looped: the rate is an outcome, not a target
-        console.print(f"closed model (virtual users): reached {r.totals.achieved_rps:.1f} requests/s")
+        users = f"{r.users} virtual users" if r.users else "virtual users"
+        console.print(f"closed model ({users}): reached {r.totals.achieved_rps:.1f} requests/s")
     t = Table(title="requests (latency from intended send time, ms)", title_justify="left")
     for col in ("name", "requests", "errors", "rps", "late", "dropped", *(label for label, _ in COLUMNS)):
         t.add_column(col, justify="left" if col == "name" else "right")

@@ -76,10 +76,23 @@ def test_the_aggregate_writes_the_verdict_once(state, aborted, verdict):
     assert (r.state, r.verdict, r.model) == (state, verdict, "open")
 
 
-def test_a_closed_model_report_says_so():
+def test_a_closed_model_report_says_so_and_how_many_users():
     agg = _aggregate(users=3)
     r = agg.report(state="finished", ended_at=START + 10, profile_=PROFILE, duration_s=10.0)
-    assert r.model == "closed"
+    assert (r.model, r.users) == ("closed", 3)
+    ramp = _aggregate(duration=None, user_stages=[{"duration": 2, "target": 10}, {"duration": 2, "target": 0}])
+    assert ramp.report(state="finished", ended_at=START + 4, profile_=PROFILE, duration_s=4.0).users == 10
+    assert _aggregate(rate=100).report(state="finished", ended_at=START + 10, profile_=PROFILE,
+                                       duration_s=10.0).users == 0
+    import io
+
+    from rich.console import Console
+
+    from services.reports.text import summary
+
+    out = io.StringIO()
+    summary(Console(file=out, width=120), r)
+    assert "closed model (3 virtual users): reached" in out.getvalue()
 
 
 def test_the_latency_histogram_keeps_its_json_key_and_its_old_name_reads():
