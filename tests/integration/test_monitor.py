@@ -20,6 +20,7 @@ from schemas import subjects
 from schemas.host import Alert, HostSample, MonitorStatus
 from schemas.stats import LiveGenerator, LiveRequest, LiveSnapshot
 from tests.conftest import Cluster, until
+from tests.events import Heard
 from tests.victoria import Victoria
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,22 +83,16 @@ def by_label(series: list[dict], label: str) -> dict[str, dict]:
 async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, make_monitor):
     host = "it-host.one"  # not a safe subject token: published as it-host-one
     nc = await nats.connect(cluster.url)
-    samples: list[HostSample] = []
-    alerts: list[Alert] = []
-
-    async def on_sample(msg):
-        samples.append(msgspec.json.decode(msg.data, type=HostSample))
-
-    async def on_alert(msg):
-        alerts.append(msgspec.json.decode(msg.data, type=Alert))
-
-    await nc.subscribe(subjects.host("it-host-one"), cb=on_sample)
-    await nc.subscribe(subjects.alerts("it-host-one"), cb=on_alert)
+    heard = await Heard.subscribe(nc, subjects.host("it-host-one"),
+                                  lambda msg: msgspec.json.decode(msg.data, type=HostSample))
+    alerted = await Heard.subscribe(nc, subjects.alerts("it-host-one"),
+                                    lambda msg: msgspec.json.decode(msg.data, type=Alert))
+    samples, alerts = heard.items, alerted.items
     await nc.flush()
     monitor = make_monitor(host, SURGE_SAMPLE_S="0.3",
                            SURGE_ALERTS="always=cpu_pct>=0, cpu_high=cpu_pct>90 for 30s")
     try:
-        await until(lambda: len(samples) >= 3, 20, "three host samples")
+        await heard.until(lambda: len(samples) >= 3, 20, "three host samples")
         s = samples[-1]
         assert s.host == host
         assert abs(s.ts - time.time()) < 5
@@ -121,7 +116,7 @@ async def test_host_samples_arrive_on_bus_with_sane_values(cluster: Cluster, mak
         assert 0.0 <= mine[0].cpu_pct < 250.0
 
         # the always-true rule fired once; the 30 s rule not (yet)
-        await until(lambda: alerts, 5, "an alert")
+        await alerted.until(lambda: alerts, 5, "an alert")
         assert [(a.name, a.state) for a in alerts] == [("always", "firing")]
         assert alerts[0].host == host and alerts[0].metric == "cpu_pct"
 
@@ -148,7 +143,7 @@ async def test_host_samples_and_run_snapshots_read_back_with_tags(
     nc = await nats.connect(cluster.url)
     monitor = make_monitor(host, influx_url=victoria.url)
     try:
-        await until(lambda: status(nc, host), 20, "the monitor's status endpoint")
+        await monitor.said("started", 20)  # its status endpoint is served from then on
         at = float(int(time.time()) - 2)
         await nc.publish(subjects.live("run-it-1"), msgspec.json.encode(snapshot("run-it-1", at)))
         # None percentiles (no responses yet) are left out, not written as 0
@@ -205,8 +200,9 @@ async def test_malformed_snapshot_is_skipped_and_monitor_keeps_running(
     host = "it-malformed"
     nc = await nats.connect(cluster.url)
     monitor = make_monitor(host, influx_url=victoria.url)
+    sampled = await Heard.subscribe(nc, subjects.host(host))
     try:
-        await until(lambda: status(nc, host), 20, "the monitor's status endpoint")
+        await monitor.said("started", 20)  # its status endpoint is served from then on
         good = msgspec.to_builtins(snapshot("run-it-2", float(int(time.time()))))
         for bad in (
             b"not json at all",
@@ -227,17 +223,12 @@ async def test_malformed_snapshot_is_skipped_and_monitor_keeps_running(
         [run] = await read(victoria, 'surge_run_rps{run_id="run-it-2"}')
         assert run["values"] == [198.0]
         assert monitor.alive()
-        samples = (await status(nc, host)).samples
-        await until(lambda: status_samples_above(nc, host, samples), 10, "sampling goes on")
+        n = len(sampled.items)
+        await sampled.until(lambda: len(sampled.items) > n, 10, "sampling goes on")
         assert monitor.output().count("malformed live snapshot skipped") == 5
     finally:
         await nc.close()
     assert monitor.stop() == 0
-
-
-async def status_samples_above(nc, host: str, n: int) -> bool:
-    st = await status(nc, host)
-    return bool(st and st.samples > n)
 
 
 async def test_outage_points_are_buffered_spilled_and_written_exactly_once(
