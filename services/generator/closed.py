@@ -186,14 +186,15 @@ class ClosedLoop:
         return False
 
     # --- connections -----------------------------------------------------------------
-    def connect_failed(self) -> None:
-        """A user's connect failed: its request fails (``connect``), and it tries again a
-        moment later."""
+    def connect_failed(self, took_s: float) -> None:
+        """A user's connect failed after ``took_s``: its request fails (``connect``; its
+        latency is that wait, the user's request was due when it dialled), and it tries
+        again a moment later."""
         eng = self.engine
         if not eng.pacing or _now() >= self.end_at:
             return
         eng.cur.sent += 1
-        eng.cur.record(self._next_name(), 0.0, 0.0, "connect")
+        eng.cur.record(self._next_name(), took_s, took_s, "connect")
         self.retrying += 1
         eng.loop.call_later(CONNECT_RETRY_S, self._reopen)
 

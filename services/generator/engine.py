@@ -392,11 +392,12 @@ class Engine:
         return await self._addrs.connect(dial)
 
     async def _connect(self) -> None:
+        dialled = _now()
         try:
             conn = await asyncio.wait_for(self._dial(), self.timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
-            self._connect_failed(exc)
+            self._connect_failed(exc, dialled)
             return
         except asyncio.CancelledError:
             self.connecting -= 1
@@ -407,12 +408,13 @@ class Engine:
         self.conns.add(conn)
         self._next_for(conn, _now())
 
-    def _connect_failed(self, exc: BaseException) -> None:
-        """The arrival that was waiting for this connection fails as a connect error."""
+    def _connect_failed(self, exc: BaseException, dialled: float) -> None:
+        """The arrival that was waiting for this connection (dialled at ``dialled``) fails
+        as a connect error."""
         now = _now()
         self.cur.explain("connect", exc)
         if self.closed is not None:  # the user's request fails; it tries again
-            self.closed.connect_failed()
+            self.closed.connect_failed(now - dialled)
             return
         if self.schedule is None or not self.waiting():
             return

@@ -377,6 +377,26 @@ async def test_a_closed_plans_users_against_nothing_redial_once_each_50_ms():
     assert iv.sent == iv.completed()
 
 
+async def test_a_closed_plans_user_whose_handshake_hangs_waits_the_timeout_and_says_so():
+    # a TLS handshake the target never answers: the user's request fails as a connect
+    # error after the plan's timeout, and its latency is that wait (as the open model's
+    # connect errors count from their intended time), not 0
+    async def silent(t, reader, writer):
+        await reader.read()  # the ClientHello, never answered
+
+    async with Target(silent) as t:
+        url = t.url.replace("http://", "https://")
+        plan = plans.plan(plans.ENGINE, url, rate=None, users=1, duration=0.5, timeout=0.2,
+                          insecure=True, http2="off")
+        engine = Engine(plan, asyncio.get_running_loop())
+        engine.start(Schedule([Segment(0.0, 0.5, 0, 0)], 1.0), time.monotonic())
+        await until(lambda: not engine.pacing, 5, "the run's end")
+        await engine.drain(1.0)
+        iv = engine.take_interval()
+    assert set(errors(iv)) == {"connect"} and errors(iv)["connect"] >= 1
+    assert min(iv.latency[0]) >= 0.19 and min(iv.service[0]) >= 0.19, list(iv.latency[0])
+
+
 async def test_arrivals_waiting_behind_a_target_that_answers_nothing_cost_no_memory():
     async def silent(t, reader, writer):
         await t.request(reader)
