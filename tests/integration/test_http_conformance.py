@@ -3,8 +3,9 @@
 Each case is a server on 127.0.0.1 written in the test (so the wire shape is exact:
 HTTP/1.1 byte by byte, HTTP/2 frame by frame with the sans-I/O ``h2`` library) that
 records every request it received; each case runs on the static engine (``engine.py``,
-plain and over TLS) and on the flow engine (``flows.py``: plain, TLS, HTTP/2 by ALPN,
-h2c) and asserts both what the report says and what the server got. A case that does
+plain and over TLS, and a static plan's closed model: ``closed.py``, a user per
+connection) and on the flow engine (``flows.py``: plain, TLS, HTTP/2 by ALPN, h2c) and
+asserts both what the report says and what the server got. A case that does
 not apply to a path is skipped with its reason. The cases are the tables in
 docs/engine.md, "One HTTP semantics".
 """
@@ -246,7 +247,11 @@ def br(data: bytes) -> bytes:
 # and the server counts fewer than the report. One request in flight at a time keeps the
 # server's count exactly the report's on every path.
 ONE_AT_A_TIME = {"connections": 1}
-PATHS = ("static", "static-tls", "flow", "tls", "h2", "h2c")
+# closed: the plan's closed model (users: 1) on the fast path, a user on one keep-alive
+# connection for CLOSED_S: it sends as many requests as it can, each case's outcome is then
+# per request (ok or its error kind for every one), and the server's count is the report's
+PATHS = ("static", "static-tls", "closed", "flow", "tls", "h2", "h2c")
+CLOSED_S = 0.3
 H2_PATHS = ("h2", "h2c")
 NO_101_IN_H2 = ("HTTP/2 has no 101 Switching Protocols: RFC 9113 8.6 removes the Upgrade mechanism "
                 "from HTTP/2 (a 101 on a stream is a malformed response, and h2 will not send one)")
@@ -334,7 +339,8 @@ CASES = [
     Case("redirect not followed by default", redirect_once, h2_redirect_once),
     Case("follow_redirects: 2 follows, each hop a request", redirect_once, h2_redirect_once,
          server=2 * ARRIVALS, plan={"follow_redirects": 2}, checks={"body_contains": "landed"},
-         skip={"static": FAST_ENGINE_NO_REDIRECTS, "static-tls": FAST_ENGINE_NO_REDIRECTS}),
+         skip={"static": FAST_ENGINE_NO_REDIRECTS, "static-tls": FAST_ENGINE_NO_REDIRECTS,
+               "closed": FAST_ENGINE_NO_REDIRECTS}),
     Case("localhost tries ::1 too", ok, h2_ok, host="::1", target_host="localhost"),
 ]
 
@@ -343,6 +349,14 @@ async def run_static(plan, srv: Server) -> Interval:
     engine = Engine(plan, asyncio.get_running_loop())
     engine.start(Schedule([Segment(0.0, ARRIVALS / RATE, RATE, RATE)], 1.0), time.monotonic())
     await until(lambda: not engine.pacing, 10, "the schedule's end")
+    await engine.drain(3.0)
+    return engine.take_interval()
+
+
+async def run_closed(plan, srv: Server) -> Interval:
+    engine = Engine(plan, asyncio.get_running_loop())  # users: the fast path's closed.ClosedLoop
+    engine.start(Schedule([Segment(0.0, CLOSED_S, 0.0, 0.0)], 1.0), time.monotonic())
+    await until(lambda: not engine.pacing, 10, "the run's end")
     await engine.drain(3.0)
     return engine.take_interval()
 
@@ -395,16 +409,21 @@ async def test_http_semantics(case: Case, path: str, server_tls):
                        "static-tls": ("https", {"insecure": True, "http2": "off"}),
                        "h2": ("https", {"insecure": True, "http2": "auto"}),
                        "h2c": ("http", {"http2": "h2c"})}.get(path, ("http", {}))
+        load = {"rate": None, "users": 1, "duration": CLOSED_S} if path == "closed" else {"rate": RATE}
         plan = plans.plan(plans.ENGINE, f"{scheme}://{case.target_host}:{srv.port}", name="conformance",
                           requests=[case.request()],
-                          **{"rate": RATE, "timeout": 5, "connections": ARRIVALS, **tls, **case.plan})
-        iv = await (run_static if path.startswith("static") else run_flow)(plan, srv)
+                          **{**load, "timeout": 5, "connections": ARRIVALS, **tls, **case.plan})
+        run = run_closed if path == "closed" else run_static if path.startswith("static") else run_flow
+        iv = await run(plan, srv)
     ok_count, errors = outcome(iv)
+    n = iv.completed() if path == "closed" else ARRIVALS  # the closed loop's requests: as many as it made
+    assert n >= 1 and iv.sent == n
     assert sum(iv.dropped) == 0
-    assert (ok_count, errors) == (case.ok, case.errors), srv.received
-    assert len(srv.received) == case.server, srv.received  # the server's count is the report's
+    assert (ok_count, errors) == (case.ok * n // ARRIVALS, {k: v * n // ARRIVALS for k, v in case.errors.items()}), \
+        srv.received
+    assert len(srv.received) == case.server * n // ARRIVALS, srv.received  # the server's count is the report's
     assert getattr(srv, "refused", 0) >= case.refused
-    assert iv.completed() == ARRIVALS
+    assert iv.completed() == n
     if case.min_latency_s:
         lat = [x for arr in iv.latency for x in arr]
         assert min(lat) >= case.min_latency_s
