@@ -22,6 +22,7 @@ from services.common.client import CoordinatorClient
 from services.plan import profile
 from services.plan import loader
 from tests.conftest import LATE_BOUNDARY_S, Cluster, api_with, one_seconds_count, target_stats, until
+from tests.events import Changes
 from tests.plans import CHECKED, raw
 
 pytestmark = pytest.mark.timeout(90)
@@ -147,10 +148,12 @@ async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
     target, api = await stack(cluster, 2)
     started, feed = await start_and_follow(api, raw(CHECKED, target, rate=100, duration="8s"))
     changes: dict[str, list] = {}  # what each generator's intervals say it took up
+    heard = Changes()
 
     async def on_interval(msg) -> None:
         stats = msgspec.json.decode(msg.data, type=IntervalStats)
         changes.setdefault(stats.generator_id, []).extend(stats.changes)
+        heard.changed()
 
     await api.nc.subscribe(subjects.stats_of_run(started.run_id), cb=on_interval)
     first = await feed.wait_for(lambda s: s.seq >= 1, 10, "second 1")
@@ -161,7 +164,7 @@ async def test_live_rate_change_applies_within_a_second(cluster: Cluster):
     assert ok.epoch == 2
     # each generator reports when the new epoch reached it: after the coordinator's
     # write of its assignment (the NATS server's clock: the same host here)
-    await until(lambda: len(changes) == 2 and all(changes.values()), 10, "both generators' changes")
+    await heard.until(lambda: len(changes) == 2 and all(changes.values()), 10, "both generators' changes")
     for gid, taken in changes.items():
         assert [c.epoch for c in taken] == [2], (gid, taken)
         change = taken[0]

@@ -26,7 +26,8 @@ from schemas import subjects
 from services.cli import secure
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
-from tests.conftest import NATS_SERVER, ROOT, free_port, until, wait_port
+from tests.conftest import NATS_SERVER, ROOT, free_port, wait_port
+from tests.events import Heard
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,14 +68,14 @@ class Server:
         wait_port(self.port, 10, self.proc)
         self.url = f"nats://127.0.0.1:{self.port}"
 
-    async def connect(self, role: str | None, errors: list[str] | None = None,
+    async def connect(self, role: str | None, errors: Heard | None = None,
                       password: str | None = None, **tls) -> nats.NATS:
         auth = NatsAuth(user=role or "",
                         password=password or self.passwords.get(role or "", ""), **tls)
 
         async def on_error(exc: Exception) -> None:
             if errors is not None:
-                errors.append(str(exc))
+                errors.add(str(exc))
 
         return await nats.connect(self.url, connect_timeout=2, allow_reconnect=False,
                                   max_reconnect_attempts=0, error_cb=on_error,
@@ -97,9 +98,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-def violation(errors: list[str], subject: str) -> bool:
+def violation(errors: Heard, subject: str) -> bool:
     return any("permissions violation" in e.lower() and subject.lower() in e.lower()
-               for e in errors)
+               for e in errors.items)
 
 
 def test_the_nats_container_gets_every_password_the_users_read():
@@ -126,22 +127,22 @@ async def test_committed_users_hold_each_role_to_its_subjects(server: Server):
     assert reply.data == b'{"run_id": "r1"}'
 
     # a generator's credentials cannot start a run
-    errors: list[str] = []
+    errors = Heard()
     gen = await server.connect("generator", errors=errors)
     with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
         await gen.request(subjects.RUN_START, b"{}", timeout=0.5)
-    await until(lambda: violation(errors, subjects.RUN_START), 3,
+    await errors.until(lambda: violation(errors, subjects.RUN_START), 3,
                 "a permissions violation for surge.api.run.start")
 
     # the coordinator writes assignments; the UI's credentials cannot
     kv = await coordinator.jetstream(timeout=2).create_key_value(bucket=subjects.ASSIGN_BUCKET)
     await kv.put("gen-1", b'{"run_id": "r1"}')
-    errors = []
+    errors = Heard()
     ui = await server.connect("ui", errors=errors)
     subject = f"$KV.{subjects.ASSIGN_BUCKET}.gen-1"
     await ui.publish(subject, b'{"run_id": "evil"}')
     await ui.flush()
-    await until(lambda: violation(errors, f"$KV.{subjects.ASSIGN_BUCKET}"), 3,
+    await errors.until(lambda: violation(errors, f"$KV.{subjects.ASSIGN_BUCKET}"), 3,
                 "a permissions violation for the assignments bucket")
     assert (await kv.get("gen-1")).value == b'{"run_id": "r1"}'
 

@@ -18,7 +18,8 @@ from schemas import subjects
 from schemas.host import HostSample
 from schemas.stats import LiveSnapshot
 from tests import plans
-from tests.conftest import Cluster, api_with, until
+from tests.conftest import Cluster, api_with
+from tests.events import Heard
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -35,18 +36,14 @@ async def test_report_hosts_cover_every_second_and_flag_the_capped_generator(
 ):
     here = socket.gethostname()  # the monitor's and the generator's host name
     nc = await nats.connect(cluster.url)
-    samples: list[HostSample] = []
-
-    async def on_sample(msg) -> None:
-        samples.append(msgspec.json.decode(msg.data, type=HostSample))
-
-    await nc.subscribe(subjects.HOST_ALL, cb=on_sample)
+    heard = await Heard.subscribe(nc, subjects.HOST_ALL, lambda msg: msgspec.json.decode(msg.data, type=HostSample))
+    samples = heard.items
     with Nginx(core=None) as nginx:
         make_monitor(SURGE_SAMPLE_S="1")  # on this machine, by its own name
         cluster.coordinator()
         cluster.generator(SURGE_WORKERS="1")
         api = await api_with(cluster, 1)
-        await until(lambda: samples, 20, "the monitor's first sample")
+        await heard.until(lambda: samples, 20, "the monitor's first sample")
         plan = plans.plan(plans.BASIC, nginx.url.rsplit("/", 1)[0], name="capped", rate=RATE,
                           duration=f"{SECONDS}s", connections=64, timeout="2s",
                           requests=[{"name": "page", "path": "/index.txt"}])
