@@ -121,8 +121,10 @@ def users_of(plan: Plan, t: float, index: int, count: int, worker: int = 0, work
 
 def users_for(total: int, index: int, count: int) -> int:
     """A generator's virtual users of ``total`` (closed model): a deterministic integer
-    split by position, so the parts always add up to ``total`` (10 over 3: 3, 3, 4)."""
+    split by position, so the parts always add up to ``total`` (10 over 3: 3, 3, 4), and
+    no part ever falls while ``total`` rises (a ramp up moves no user from one generator
+    to another: the last ``total % count`` positions take one more each)."""
     if count <= 1:
         return total
     index = min(max(index, 0), count - 1)
-    return total * (index + 1) // count - total * index // count
+    return total // count + (1 if index >= count - total % count else 0)

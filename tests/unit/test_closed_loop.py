@@ -18,7 +18,7 @@ from services.generator.closed import ClosedLoop
 from services.generator.engine import Engine
 from services.generator.http import Connection
 from services.plan import loader
-from services.plan.profile import users_at, users_of
+from services.plan.profile import users_at, users_for, users_of
 
 RAMP = {"name": "ramp", "target": "http://127.0.0.1:9", "requests": [{"name": "r"}],
         "user_stages": [{"duration": 10, "target": 10}, {"duration": 5, "target": 10},
@@ -164,3 +164,15 @@ def test_each_engine_process_sends_the_plans_mix_of_requests(worker):
         respond(eng, conn)
     loop.close()
     assert [eng.cur.count(0), eng.cur.count(1)] == [999, 1]
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 8])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_ramp_up_never_takes_a_user_from_an_engine(count, workers):
+    # the run's users rising one at a time: each engine's part rises or holds, never falls —
+    # else a ramp up retires a user (its connection closed) on one generator to start one
+    # elsewhere (5 generators: 2 -> 3 users took generator 2's only user)
+    for index in range(count):
+        for w in range(workers):
+            parts = [users_for(users_for(total, index, count), w, workers) for total in range(60)]
+            assert parts == sorted(parts), (index, w, parts)
