@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from services.generator.engine import Engine
     from services.generator.http import Connection
 
-USERS_EVERY_S = 0.050  # how often the plan's number of users is looked at (as flows.Users)
+USERS_EVERY_S = 0.050  # how often the plan's number of users is looked at (here and flows.Users)
 CONNECT_RETRY_S = 0.05  # a user whose connect failed tries again after this (no hot spin)
 
 _now = time.monotonic

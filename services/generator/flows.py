@@ -35,6 +35,7 @@ from schemas.control import Assignment
 from schemas.plan import Plan
 from services.plan.profile import users_of
 from services.plan.templating import TemplateError, references
+from services.generator.closed import USERS_EVERY_S  # both closed models look as often
 from services.generator.encode import request_texts
 from services.generator.feeds import Exhausted, Feeds
 from services.generator.pool import Pool
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-USERS_EVERY_S = 0.050  # how often the closed model adjusts its number of users
 _now = time.monotonic
 
 
