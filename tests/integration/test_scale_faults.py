@@ -20,7 +20,8 @@ from schemas.control import Assignment
 from services.plan import profile
 from services.generator.config import Config as GeneratorConfig
 from services.generator.service import Service as GeneratorService
-from tests.conftest import free_port, until
+from tests.conftest import free_port, run_in, until
+from tests.events import Changes, Heard
 from tests import plans
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,13 +71,9 @@ async def test_stale_resync_answer_does_not_stop_a_run_the_watch_started(cluster
 
 
 async def _report(api, run_id: str, limit_s: float = 40.0):
-    async def ready():
-        try:
-            return await api.report(run_id)
-        except Exception:  # 409 until the report is stored
-            return None
-
-    return await until(ready, limit_s, f"the report of {run_id}", every_s=0.2)
+    """The run's report once it has ended (stored before the record says so)."""
+    await run_in(api.nc, run_id, limit_s=limit_s)
+    return await api.report(run_id)
 
 
 #: the plan the simulated generators are given: 10/s a generator, to nowhere (nothing is sent)
@@ -336,14 +333,9 @@ async def test_an_interval_arriving_while_the_report_is_built_is_in_the_report(c
 
 async def _noticed_within_3s(nc, started, gid: str) -> dict:
     """The run's first event naming ``gid``, which must come within 3 s of the start."""
-    events: list[tuple[float, dict]] = []
-
-    async def on_event(msg):
-        events.append((time.time(), msgspec.json.decode(msg.data)))
-
-    await nc.subscribe(subjects.events(started.run_id), cb=on_event)
-    await until(lambda: any(gid in e["event"] for _, e in events), 10, f"an event about {gid}")
-    at, event = next((t, e) for t, e in events if gid in e["event"])
+    events = await Heard.subscribe(nc, subjects.events(started.run_id),
+                                   lambda msg: (time.time(), msgspec.json.decode(msg.data)))
+    at, event = await events.first(lambda te: gid in te[1]["event"], 10, f"an event about {gid}")
     assert at - started.start_at < 3.0, f"noticed {at - started.start_at:.1f} s after start"
     return event
 
@@ -395,10 +387,11 @@ async def test_late_intervals_that_come_together_amend_the_report_together(clust
     stored: all are in the report, acknowledged, and it was rebuilt twice, not five
     times (a thousand late finals must not be a thousand rebuilds with the intake
     waiting behind each)."""
-    stored, release = [], asyncio.Event()
+    stored, release, storing = [], asyncio.Event(), Changes()
 
     async def counted_store(report, real_store):
         stored.append(report.totals.requests)
+        storing.changed()
         if len(stored) == 2:  # the first amendment: held while the others come
             await release.wait()
         return await real_store(report)
@@ -409,7 +402,7 @@ async def test_late_intervals_that_come_together_amend_the_report_together(clust
             await _report(run.api, run.run_id)  # g-a never sent: finished by the deadline, 10 requests
             assert stored == [10]
             first = asyncio.create_task(run.send("g-a", 0))
-            await until(lambda: len(stored) == 2, 10, "the first amendment being stored")
+            await storing.until(lambda: len(stored) == 2, 10, "the first amendment being stored")
             rest = [asyncio.create_task(run.send(g, s)) for g, s in (("g-a", 1), ("g-a", 2), ("g-b", 1), ("g-b", 2))]
             await until(lambda: run.coord.ended[run.run_id]._amended == 5, 10, "the others counted")
             release.set()
