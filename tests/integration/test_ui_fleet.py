@@ -88,12 +88,28 @@ async def test_live_view_controls_one_generator_and_shows_its_logs(cluster: Clus
 
         await api.stop(run)
         await wait_ended(api, run)
+        seen = target_stats(target)["by_generator"]  # this run's, before the closed one below
         await page.goto(f"{base}/runs/{run}/report")
         await expect(page.locator("#log-panel")).to_be_visible(timeout=10_000)
         await expect(lines.first).to_be_visible(timeout=10_000)
         assert await page.locator("#log-gen option").count() == 3  # all, gen-a, gen-b
+
+        # --- a closed plan: its users stand where the target rate does, and the page offers
+        # no rate control (the coordinator refuses a closed plan's rate and per-generator
+        # control), only Stop; its log panel still lists the generators -------------------
+        closed = raw(CHECKED, target, rate=None, users=3, duration="20s", requests=[{"name": "home", "path": "/"}])
+        users_run = (await api.start(loader.from_obj(closed))).run_id
+        await page.goto(f"{base}/runs/{users_run}")
+        await expect(page.locator("#kpi-target .l")).to_have_text("Users", timeout=10_000)
+        await expect(page.locator("#kpi-target .v")).to_have_text("3", timeout=10_000)
+        await expect(page.locator("#stop-btn")).to_be_visible()
+        assert await page.locator("#rate-btn").count() == 0 and await page.locator("#gen-ctl-panel").count() == 0
+        await expect(page.locator("#log-gen option")).to_have_count(3, timeout=10_000)
+        await shot(page, "live-closed")
+        await page.click("#stop-btn")
+        await expect(page.locator("#report-link")).to_be_visible(timeout=20_000)
         assert not page.errors, page.errors
     report = await api.report(run)
     assert any("generator gen-a rate set to 90/s by ui" in e for e in report.events), report.events
-    assert target_stats(target)["by_generator"] == {g: t.requests for g, t in report.generators.items()}
+    assert seen == {g: t.requests for g, t in report.generators.items()}
     await api.close()

@@ -107,11 +107,23 @@
   }
 
   // --- numbers ---------------------------------------------------------------------
+  // a closed-model plan (users, user_stages): its users are the load, its rate an outcome
+  // that no control sets (the coordinator refuses a rate change and per-generator control)
+  function closedPlan() { const p = record && record.plan; return !!(p && (p.users != null || p.user_stages)); }
+  function usersAt(plan, t) {  // the run's users at t s (user_stages ramp linearly from 0), as profile.users_at
+    if (plan.users != null) return plan.users;
+    let start = 0, prev = 0;
+    for (const st of plan.user_stages) {
+      if (t < start + st.duration) return Math.floor(prev + (st.target - prev) * (t - start) / st.duration + 1e-9);
+      start += st.duration; prev = st.target;
+    }
+    return prev;
+  }
   function kpis() {
     const s = last; if (!s) return;
     const behind = Object.values(s.generators).filter((g) => g.behind && !g.lost).length;
     const lost = Object.values(s.generators).filter((g) => g.lost).length;
-    S.setKpi("kpi-target", S.rps(s.target_rps));
+    S.setKpi("kpi-target", closedPlan() ? S.num(usersAt(record.plan, s.elapsed_s)) : S.rps(s.target_rps));
     S.setKpi("kpi-rps", S.rps(s.rps), s.rps < 0.95 * s.target_rps && s.seq > 1 ? "warn" : "");
     S.setKpi("kpi-p50", S.ms(s.p50_ms)); S.setKpi("kpi-p90", S.ms(s.p90_ms)); S.setKpi("kpi-p99", S.ms(s.p99_ms));
     S.setKpi("kpi-err", S.pct(s.error_rate), s.error_rate > 0.01 ? "bad" : "");
@@ -162,13 +174,14 @@
   }
   function genControls() {
     const s = last, box = document.getElementById("gen-ctl");
-    if (!box || !s) return;
-    if (s.final) { if (ctlKey !== "ended") { ctlKey = "ended"; box.replaceChildren(h("div", {class: "muted", text: "the run has ended"})); } return; }
+    if ((!box && !closedPlan()) || !s) return;
+    if (s.final) { if (ctlKey !== "ended" && box) { ctlKey = "ended"; box.replaceChildren(h("div", {class: "muted", text: "the run has ended"})); } return; }
     const ids = Object.keys(s.generators).filter((id) => !s.generators[id].lost).sort();
     const key = ids.join(",") + "|" + [...stopped].sort().join(",");
     if (key === ctlKey) return;
     ctlKey = key;
     if (logs) logs.generators(ids);
+    if (closedPlan()) return;  // no generator control for a closed plan: the log panel's list only
     const rows = ids.map((id) => h("tr", {"data-gen": id}, S.td(id, "mono"),
       S.td(stopped.has(id) ? S.badge("stopped", "warn") : S.badge("sending", "running")),
       S.td(h("input", {type: "number", min: "0", step: "any", placeholder: "req/s", class: "gen-rate", onkeydown: (e) => { if (e.key === "Enter") genRate(id, e.target); }})),
@@ -195,19 +208,20 @@
   }
 
   function layout() {
-    const plan = record ? record.plan : null;
+    const plan = record ? record.plan : null, closed = closedPlan();
     stopped = new Set(Object.keys((record && record.paused) || {}));
     logs = S.logPanel(runId, {follow: true});
     S.mount(
       h("div", {class: "head"}, h("h1", {text: plan ? plan.name : "Run"}), h("span", {class: "sub mono", text: runId}), h("span", {id: "state"}),
         h("span", {class: "sub", id: "clock"}), h("div", {class: "spacer"}),
         h("div", {class: "controls", id: "controls"},
-          h("input", {id: "rate-input", type: "number", min: "0", step: "any", placeholder: "req/s", onkeydown: (e) => { if (e.key === "Enter") setRate(); }}),
-          h("button", {id: "rate-btn", onclick: setRate}, "Set rate"),
+          ...(closed ? [] : [
+            h("input", {id: "rate-input", type: "number", min: "0", step: "any", placeholder: "req/s", onkeydown: (e) => { if (e.key === "Enter") setRate(); }}),
+            h("button", {id: "rate-btn", onclick: setRate}, "Set rate")]),
           h("button", {id: "stop-btn", class: "danger", onclick: stop}, "Stop")),
         h("span", {id: "ctl-msg", class: "muted"})),
       h("div", {class: "progress", style: "margin:-6px 0 14px"}, h("div", {id: "bar", style: "width:0"})),
-      h("div", {class: "kpis"}, S.kpi("kpi-target", "Target req/s", "–"), S.kpi("kpi-rps", "Achieved req/s", "–"), S.kpi("kpi-p50", "p50", "–"),
+      h("div", {class: "kpis"}, S.kpi("kpi-target", closed ? "Users" : "Target req/s", "–"), S.kpi("kpi-rps", "Achieved req/s", "–"), S.kpi("kpi-p50", "p50", "–"),
         S.kpi("kpi-p90", "p90", "–"), S.kpi("kpi-p99", "p99", "–"), S.kpi("kpi-err", "Error rate", "–"), S.kpi("kpi-total", "Requests", "–"), S.kpi("kpi-gens", "Generators", "–")),
       h("div", {class: "grid g2"},
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-rate"})),
@@ -217,9 +231,9 @@
         h("div", {class: "panel"}, h("div", {class: "chart", id: "chart-gen"})),
         h("div", {class: "panel"}, h("h2", {text: "Requests"}), h("div", {id: "req-table"}), h("h2", {text: "Events", style: "margin-top:12px"}), h("div", {class: "events", id: "events"}))),
       h("div", {class: "panel", style: "margin-top:14px"}, h("h2", {text: "Generators"}), h("div", {id: "gen-table"})),
-      h("div", {class: "panel", id: "gen-ctl-panel"}, h("h2", {text: "Generator control"}),
+      ...(closed ? [] : [h("div", {class: "panel", id: "gen-ctl-panel"}, h("h2", {text: "Generator control"}),
         h("div", {class: "muted", text: "one generator's rate (the run's total becomes the sum), stop it (its share is not moved), start it again, or add an idle one"}),
-        h("div", {id: "gen-ctl"}), h("span", {id: "gen-msg", class: "muted"})),
+        h("div", {id: "gen-ctl"}), h("span", {id: "gen-msg", class: "muted"}))]),
       logs.el);
     built = true;
     if (record && ["finished", "stopped", "failed"].includes(record.state)) {
