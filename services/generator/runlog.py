@@ -109,9 +109,10 @@ def publisher(nc: Client) -> Callable[[str, bytes], None]:
     return publish
 
 
-def log_second(s: IntervalStats, why: dict[str, str] | None = None) -> None:
+def log_second(s: IntervalStats, why: dict[str, str] | None = None, closed: bool = False) -> None:
     """A run's second in its log (SURGE_LOGS): trouble each second it happens (with the
-    first reason of each error kind, ``why``), progress every 10 s."""
+    first reason of each error kind, ``why``), progress every 10 s. ``closed``: a closed
+    model's second, where nothing falls due (its users send as they go)."""
     errors: dict[str, int] = {}
     late = dropped = done = 0
     for r in s.requests.values():
@@ -129,5 +130,6 @@ def log_second(s: IntervalStats, why: dict[str, str] | None = None) -> None:
         log.warning(f"second {s.seq}: behind its schedule, {late} late, {dropped} dropped",
                     run_id=s.run_id)
     if s.final or s.seq % 10 == 0:
-        log.info(f"second {s.seq}: sent {s.sent} of {s.target:g} due, {done} completed, "
+        due = "" if closed else f" of {s.target:g} due"
+        log.info(f"second {s.seq}: sent {s.sent}{due}, {done} completed, "
                  f"{s.in_flight} in flight", run_id=s.run_id)

@@ -193,7 +193,7 @@ class RunTask:
         self.changes = []
         if final and self.error:
             stats = msgspec.structs.replace(stats, error=self.error)
-        log_second(stats, interval.why)
+        log_second(stats, interval.why, closed=self.a.plan.model == "closed")
         if send:
             self.service.enqueue(stats)
         return stats

@@ -50,3 +50,6 @@ def test_a_second_logs_its_trouble_at_once_and_its_progress_every_ten_seconds():
         ("warning", "second 11: 3 errors (refused 1, timeout 2)"),
         ("warning", "second 11: behind its schedule, 4 late, 0 dropped"),
     ]
+    with capture_logs() as logged:  # a closed model's second: its users' requests, nothing due
+        log_second(msgspec.structs.replace(second(20), target=0.0), closed=True)
+    assert [e["event"] for e in logged] == ["second 20: sent 5, 0 completed, 0 in flight"]
