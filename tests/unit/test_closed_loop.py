@@ -97,6 +97,7 @@ def test_users_come_with_the_ramp_and_retire_after_their_response(closed_engine)
     for conn in opened:
         closed.next_for(conn, time.monotonic())  # connected: its first request
     assert eng.cur.sent == 2 and all(len(c.transport.writes) == 1 for c in opened)
+    assert eng.in_flight() == 2 and eng.waiting() == 0  # the interval's in_flight: requests on the wire
     at(9.0)  # 9 in the run: 4 here
     assert len(opened) == 4
     for conn in opened[2:]:
