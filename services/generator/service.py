@@ -230,6 +230,7 @@ class Service:
         if self.workers is not None:
             await self.workers.start()
         self._rewatch = asyncio.Event()  # set on reconnect: the watch's consumer may be gone
+        self._beat_now = asyncio.Event()  # set on reconnect: register again at once
         self._watch_deliveries = 0  # assignment entries the watch has handed us
         self._watch_revision = 0  # the newest KV revision among them
         self.nc = await bus.connect(
@@ -322,13 +323,25 @@ class Service:
         await self.registry.put(self.id, msgspec.json.encode(self.heartbeat()))
 
     async def _heartbeat_loop(self) -> None:
+        """A beat every ``heartbeat_s`` from the start of the last one, and one at once
+        after a reconnect. Each request is bounded by the period: a request in flight when
+        NATS went away never gets its answer, and nats-py's 5-s timeout held the loop that
+        long — a live generator silent past the coordinator's 2.2 s, declared lost after
+        a NATS restart and hot-added again a few seconds later."""
+        period = self.config.heartbeat_s
+        due = time.monotonic() + period
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
             try:
-                await self._beat()
-                await self._resync()
-            except Exception as exc:
-                self.log.warning("heartbeat failed", error=str(exc))
+                await asyncio.wait_for(self._beat_now.wait(), max(due - time.monotonic(), 0.0))
+            except TimeoutError:
+                pass
+            self._beat_now.clear()
+            due = time.monotonic() + period
+            for step in (self._beat, self._resync):
+                try:
+                    await asyncio.wait_for(step(), period)
+                except Exception as exc:
+                    self.log.warning("heartbeat failed", error=str(exc) or type(exc).__name__)
 
     async def _resync(self) -> None:
         """Read the assignment again: a missed watch update must not leave us on an old epoch.
@@ -355,6 +368,7 @@ class Service:
     # --- assignments ---------------------------------------------------------
     async def _on_reconnect(self) -> None:
         self._rewatch.set()
+        self._beat_now.set()
 
     async def _watch_loop(self) -> None:
         def on_entry(entry, replay: bool) -> None:

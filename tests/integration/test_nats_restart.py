@@ -4,11 +4,17 @@ the run still ends with its totals within 1% of rate × duration.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 
+import msgspec
 import nats
 import pytest
 
 from schemas import subjects
+from schemas.control import Heartbeat
 from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
 from services.common.client import CoordinatorClient
 from tests.plans import CHECKED, plan
@@ -64,6 +70,35 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     await wait_state(api, second.run_id, {"finished"}, 15)
     assert (await api.report(second.run_id)).totals.requests == pytest.approx(200, abs=2)
     await api.close()
+
+
+async def test_a_generator_whose_beat_died_with_nats_registers_again_at_once(cluster: Cluster):
+    """A request in flight when NATS dies never gets its answer. The generator's heartbeat
+    loop waited nats-py's 5 s for it, so after a NATS restart its beats stayed away past the
+    coordinator's 2.2 s: a live generator declared lost, then hot-added again (seen in CI
+    under load). It beats again on reconnecting, each request bounded by the period."""
+    gen = cluster.generator()
+    await gen.said("started", 20)  # registered: its first beat is stored
+    # the server frozen for longer than a heartbeat period: the generator's next beat is
+    # sent and never answered (the length of the outage, not a wait for an event)
+    os.kill(cluster.nats.pid, signal.SIGSTOP)
+    await asyncio.sleep(1.5)
+    cluster.restart_nats(kill=True)
+    restarted = time.time()
+    nc = await nats.connect(cluster.url)
+    registry = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+    watcher = await registry.watch(gen.name)
+    async with asyncio.timeout(10):
+        async for entry in watcher:
+            if entry is not None and entry.value:
+                beat = msgspec.json.decode(entry.value, type=Heartbeat)
+                if beat.sent_at > restarted:
+                    break
+    await watcher.stop()
+    stored_s = entry.created.timestamp() - restarted
+    print(f"first beat stored {stored_s:.2f}s after the server was back")
+    assert stored_s <= 2.0  # the coordinator's grace after a reconnect is dead_after_s (2.2 s)
+    await nc.close()
 
 
 async def test_three_node_cluster_survives_losing_a_node_mid_run(make_cluster):
