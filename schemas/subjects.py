@@ -53,6 +53,9 @@ UI_SERVICE = "surge-ui"
 
 # --- JetStream key-value buckets and object stores -------------------------
 GENERATORS_BUCKET = "surge_generators"  # key: generator id, value: Heartbeat
+# the coordinator deletes this key of GENERATORS_BUCKET to have the bus stamp its time
+# among the beats (a delete marker, never a value: listings do not show it)
+BUS_CLOCK_KEY = "_surge_bus_clock"
 ASSIGN_BUCKET = "surge_assign"  # key: generator id, value: Assignment
 RUNS_BUCKET = "surge_runs"  # key: run id, value: RunRecord
 REPORTS_STORE = "surge_reports"  # object store; name: run id, value: Report

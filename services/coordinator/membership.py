@@ -49,6 +49,8 @@ class Membership:
         # Evidence only (registry.gone): a member is gone when the bus went on without
         # its beat, or when everyone has been silent for long; a stall of ours or of the
         # bus's, or a backlog of beats not read yet, is no evidence.
+        if self.fleet.registry.overdue(self.shares):
+            self.fleet.ask_bus_time()  # read back by the watch within a tick or two
         gone = self.fleet.registry.gone(self.shares)
         if not gone or not self._may_reshare():
             return

@@ -8,6 +8,14 @@ stored before T has been read too, and a generator whose newest beat is older th
 ``T - dead_after_s`` really did not beat for that long, however late the
 coordinator got to reading (a paused loop, a CPU-starved process, a backlog).
 
+A member's newest beat read ``dead_after_s`` ago (the coordinator's healthy time) is
+*overdue*: the evidence against it waits for the next entry anyone stores, up to a
+heartbeat period later (a generator killed just after its beat lost its share 3.2 s
+after the kill). The coordinator then has the bus stamp its own time in the same
+stream (``Service.ask_bus_time``: a delete marker of ``BUS_CLOCK_KEY``), which the
+watch reads in stored order like a beat: a beat the member stored before it is read
+first, so the evidence is the same, only no longer late.
+
 When nobody's beat arrives at all, the bus or every generator is silent: the
 coordinator cannot tell which, so it waits ``silent_after_s`` of its own healthy
 time (its loop's stalls do not count) before it calls them all gone.
@@ -91,6 +99,19 @@ class Registry:
             return True  # deleted: it said goodbye, or the bucket forgot it
         _, stored, _ = entry
         return silent or self.bus_time - stored >= self.dead_after_s
+
+    def overdue(self, members: Iterable[str]) -> bool:
+        """Some member's newest beat was read ``dead_after_s`` ago (healthy time) and the
+        bus has not yet been read that far past it: a stamp of the bus's time settles it."""
+        now = self._clock()
+        if now < self._grace_until:
+            return False
+        for gid in members:
+            entry = self._beats.get(gid)
+            if entry is not None and now - entry[2] >= self.dead_after_s \
+                    and self.bus_time - entry[1] < self.dead_after_s:
+                return True
+        return False
 
     def _silent(self) -> bool:
         return self.quiet_for() >= self.silent_after_s

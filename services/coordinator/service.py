@@ -64,6 +64,7 @@ from services.coordinator.store import RunStore
 log = structlog.get_logger(__name__)
 
 ENDED_KEPT = 20  # ended runs kept in memory for late intervals (any other one is reopened)
+BUS_CLOCK_EVERY_S = 0.2  # an overdue member: the bus's time asked for at most this often
 LOOP_STALL_S = 0.25  # an oversleep longer than this is counted as the coordinator's stall
 _record_decoder = msgspec.json.Decoder(RunRecord)
 _host_decoder = msgspec.json.Decoder(HostSample)
@@ -90,6 +91,8 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = Registry(config.dead_after_s)
+        self._clock_task: asyncio.Task | None = None  # ask_bus_time's stamp in flight
+        self._clock_asked_at = 0.0
         self.intake = Intake(self)
         self.runs_api = RunsApi(self)  # the API rows that steer and read runs (runs_api.py)
         self.runs: dict[str, Run] = {}  # active runs
@@ -287,6 +290,22 @@ class Service:
             gid for gid, beat in self.registry.alive().items()
             if gid not in busy and beat.state == "idle" and labels.matches(beat.labels, wanted or {})
         )
+
+    def ask_bus_time(self) -> None:
+        """Have the bus stamp its time among the beats (registry.py, ``overdue``): a delete
+        marker of BUS_CLOCK_KEY, one at a time, at most every BUS_CLOCK_EVERY_S."""
+        now = time.monotonic()
+        if (self._clock_task is not None and not self._clock_task.done()) \
+                or now - self._clock_asked_at < BUS_CLOCK_EVERY_S:
+            return
+        self._clock_asked_at = now
+        self._clock_task = asyncio.create_task(self._stamp_bus_time(), name="bus-clock")
+
+    async def _stamp_bus_time(self) -> None:
+        try:  # bounded: an answer lost with a NATS restart must not hold the next one back
+            await asyncio.wait_for(self.generators_kv.delete(subjects.BUS_CLOCK_KEY), 1.0)
+        except Exception as exc:  # the bus is down or slow: no evidence, nobody judged
+            log.info("bus clock not stamped", error=str(exc) or type(exc).__name__)
 
     def run_ended(self, run: Run) -> None:
         self.runs.pop(run.run_id, None)

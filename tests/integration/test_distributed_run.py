@@ -238,17 +238,22 @@ async def test_killed_generator_share_moves_to_survivors_within_3s(cluster: Clus
     survivors = {g for g in started.generators if g != victim.name}
     watcher = await kv.watchall()
     victim.kill()
-    killed_at = time.monotonic()
+    killed_at = time.time()  # it is dead: kill() waits for it
     taken_over: dict[str, float] = {}
     async for entry in watcher:
         if entry is None or entry.key not in survivors or not entry.value:
             continue
         a = msgspec.json.decode(entry.value, type=Assignment)
         if a.share == pytest.approx(0.5):
-            taken_over[entry.key] = time.monotonic() - killed_at
+            # on the bus's clock: when the coordinator's write of the new share was stored,
+            # not when this (loaded) test process got round to reading it
+            taken_over[entry.key] = entry.created.timestamp() - killed_at
             if set(taken_over) == survivors:
                 break
     await watcher.stop()
+    print(f"share moved {max(taken_over.values()):.2f}s after the kill")
+    # a kill just after a beat is the worst case: dead_after_s (2.2 s) from that beat, then
+    # the bus's stamp, the tick and the write (docs/design.md, "Membership")
     assert max(taken_over.values()) <= 3.0, taken_over
 
     report = await finished_report(api, feed, started.run_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from schemas import subjects
 from schemas.control import Heartbeat
 from services.coordinator.registry import Registry
 
@@ -112,3 +113,63 @@ def test_a_deleted_key_is_gone_at_once():
     reg.update("g1", beat("g1"))
     reg.update("g1", None)
     assert reg.gone(["g1"]) == ["g1"]
+
+
+def in_phase(reg: Registry, clock: Clock, ids: list[str], until: float, dead: str = "",
+             dead_after: float = 0.0) -> None:
+    """Every one of ``ids`` beats on the whole second (started together, as a cluster's
+    generators do), ``dead`` not after ``dead_after``; each beat read as it is stored."""
+    t = 0.0
+    while t < until:
+        clock.t = t
+        for gid in ids:
+            if gid != dead or t <= dead_after:
+                reg.update(gid, beat(gid), stored_at=t)
+        t += 1.0
+    clock.t = until
+
+
+def test_a_member_killed_just_after_its_beat_is_overdue_at_dead_after_and_the_bus_stamp_settles_it():
+    """Beats in phase: the next evidence after 10.0 + 2.2 was the others' beat at 13.0, so
+    a share moved 3.2 s after such a kill. Overdue at 12.2; the bus's stamp condemns it."""
+    clock = Clock()
+    reg = Registry(dead_after_s=2.2, clock=clock, wall=clock)
+    ids = ["a", "b", "c"]
+    in_phase(reg, clock, ids, 12.1, dead="a", dead_after=10.0)
+    assert not reg.overdue(ids)  # 2.1 s since its beat was read: not yet
+    clock.t = 12.25
+    assert reg.gone(ids) == []  # the others' newest beat (12.0) is no evidence
+    assert reg.overdue(ids) and not reg.overdue(["b", "c"])
+    reg.update(subjects.BUS_CLOCK_KEY, None, stored_at=12.26)  # the stamp, read back
+    assert reg.gone(ids) == ["a"]
+    assert not reg.overdue(["b", "c"])
+
+
+def test_a_stamp_read_after_a_late_beat_condemns_nobody():
+    """The member's beat stored before the stamp is read before it (stored order): a beat
+    read late (a slow watch, a CPU-starved coordinator) is never taken for a death."""
+    clock = Clock()
+    reg = Registry(dead_after_s=2.2, clock=clock, wall=clock)
+    in_phase(reg, clock, ["a", "b"], 10.5)
+    clock.t = 12.3
+    assert reg.overdue(["a", "b"])  # nothing read since 10.0 (the watch lags)
+    reg.update("a", beat("a"), stored_at=11.0)
+    reg.update("b", beat("b"), stored_at=11.0)
+    reg.update("a", beat("a"), stored_at=12.0)
+    reg.update("b", beat("b"), stored_at=12.0)
+    reg.update(subjects.BUS_CLOCK_KEY, None, stored_at=12.31)
+    assert reg.gone(["a", "b"]) == [] and not reg.overdue(["a", "b"])
+
+
+def test_nobody_is_overdue_during_a_grace_or_in_our_own_stall():
+    clock = Clock()
+    reg = Registry(dead_after_s=2.2, clock=clock, wall=clock)
+    in_phase(reg, clock, ["a"], 10.5)
+    reg.touch_all(extra_s=2.2)  # a reconnect at 10.5
+    clock.t = 12.5
+    assert not reg.overdue(["a"])
+    reg.stalled(3.0)  # our loop did not run for 3 of the seconds since
+    clock.t = 14.0
+    assert not reg.overdue(["a"])
+    clock.t = 15.3
+    assert reg.overdue(["a"])
