@@ -269,7 +269,7 @@ async def follow_run(
                 ended.set()
                 return
             if not quiet:
-                console.print(text.live_line(snap), highlight=False)
+                console.print(text.live_line(snap, plan), highlight=False)
 
     async def poll_state() -> None:
         """In case the final snapshot is missed (a NATS blip), ask now and then."""

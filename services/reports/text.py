@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas.control import Heartbeat, RunRecord
+from schemas.plan import Plan
 from schemas.stats import LiveSnapshot, Report
+from services.plan.profile import users_at
 from services.reports.distribution import COLUMNS
 from services.reports.hosts import bytes_rate, summarize
 from services.common import labels
@@ -19,12 +21,18 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def live_line(s: LiveSnapshot) -> str:
+def live_line(s: LiveSnapshot, plan: Plan | None = None) -> str:
+    """One second of a run for the terminal; a closed-model ``plan`` shows its users (in
+    the middle of the second, ``profile.users_at``) where an open one shows its target."""
     behind = [g for g, v in s.generators.items() if v.behind]
     lost = [g for g, v in s.generators.items() if v.lost]
     gens = " ".join(f"{g}:{v.rps:.0f}/{v.target_rps:.0f}" for g, v in s.generators.items() if not v.lost)
+    if plan is not None and plan.model == "closed":
+        load = f"users  {int(users_at(plan, s.seq + 0.5) + 1e-9):>8}  "
+    else:
+        load = f"target {s.target_rps:>8.1f}/s"
     line = (
-        f"t={s.seq + 1:>4}s  target {s.target_rps:>8.1f}/s  achieved {s.rps:>8.1f}/s  "
+        f"t={s.seq + 1:>4}s  {load}  achieved {s.rps:>8.1f}/s  "
         f"err {s.errors:>4}  p50 {_ms(s.p50_ms):>7}ms  p99 {_ms(s.p99_ms):>7}ms  "
         f"total {s.total_requests}  [{gens}]"
     )

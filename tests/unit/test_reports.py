@@ -123,3 +123,23 @@ def test_ls_and_generators_keep_ids_whole_in_an_80_column_terminal():
         draw(Console(file=out, width=80))
         assert run_id in out.getvalue(), out.getvalue()
     assert "vm-gen-12" in out.getvalue(), out.getvalue()
+
+
+def test_the_live_line_of_a_closed_plan_shows_its_users_not_a_target_of_0():
+    from schemas.stats import LiveSnapshot
+    from services.reports.text import live_line
+
+    def second(seq: int) -> LiveSnapshot:
+        return LiveSnapshot(run_id="r", plan_name="p", state="running", seq=seq, at=START + seq,
+                            elapsed_s=seq + 1.0, duration_s=4.0, target_rps=0.0, rps=90.0, requests=90,
+                            errors=0, error_rate=0.0, late=0, dropped=0, in_flight=3, p50_ms=10.0,
+                            p90_ms=12.0, p99_ms=20.0, max_ms=30.0, total_requests=90, total_errors=0,
+                            per_request={}, generators={})
+
+    ramp = loader.from_obj({"name": "p", "target": "http://127.0.0.1:8080", "requests": [{"name": "a"}],
+                            "user_stages": [{"duration": 2, "target": 10}, {"duration": 2, "target": 0}]})
+    fixed = loader.from_obj({"name": "p", "target": "http://127.0.0.1:8080", "requests": [{"name": "a"}],
+                             "users": 3, "duration": 4})
+    assert live_line(second(0), ramp).startswith("t=   1s  users         2    achieved     90.0/s")
+    assert live_line(second(3), fixed).startswith("t=   4s  users         3    achieved")  # its last second too
+    assert live_line(second(0)).startswith("t=   1s  target      0.0/s  achieved     90.0/s")

@@ -123,7 +123,7 @@
     const s = last; if (!s) return;
     const behind = Object.values(s.generators).filter((g) => g.behind && !g.lost).length;
     const lost = Object.values(s.generators).filter((g) => g.lost).length;
-    S.setKpi("kpi-target", closedPlan() ? S.num(usersAt(record.plan, s.elapsed_s)) : S.rps(s.target_rps));
+    S.setKpi("kpi-target", closedPlan() ? S.num(usersAt(record.plan, s.seq + 0.5)) : S.rps(s.target_rps));
     S.setKpi("kpi-rps", S.rps(s.rps), s.rps < 0.95 * s.target_rps && s.seq > 1 ? "warn" : "");
     S.setKpi("kpi-p50", S.ms(s.p50_ms)); S.setKpi("kpi-p90", S.ms(s.p90_ms)); S.setKpi("kpi-p99", S.ms(s.p99_ms));
     S.setKpi("kpi-err", S.pct(s.error_rate), s.error_rate > 0.01 ? "bad" : "");
