@@ -289,6 +289,27 @@ async def test_open_model_arrivals_wait_on_the_shared_cursor_and_are_dropped_in_
         task.cancel()
 
 
+async def test_each_due_arrival_starts_its_own_flow_at_its_intended_time():
+    """``_send_due`` takes flow slots as it takes free connections (``flows.Slots``):
+    arrival n runs the weighted table's flow n, from its own intended time."""
+    started: list[tuple[int, float]] = []
+
+    async def record(flow: int, intended: float) -> None:
+        started.append((flow, intended))
+
+    engine, _ = open_engine(100, record)
+    table = engine.users.flow_table
+    assert len(set(table)) == 2  # both flows are in the table: a wrong arrival shows
+    t0 = time.monotonic() - 0.095
+    begin(engine, Schedule([Segment(0.0, 60.0, 100.0, 100.0)], 1.0), t0)
+    engine._send_due(time.monotonic())  # 0, 10, ..., 90 ms are due; 100 slots
+    await asyncio.sleep(0)
+    assert engine.cur.sent == 10 and engine.arrivals.i == 10
+    assert [f for f, _ in started] == [table[n % len(table)] for n in range(10)]
+    assert [at for _, at in started] == [pytest.approx(t0 + n / 100) for n in range(10)]
+    engine.stop_pacing()
+
+
 async def test_the_pacer_sleeps_while_every_slot_is_busy():
     """Arrivals waiting for a slot are started by the flow that frees it; the pacer does
     not spin on them meanwhile."""
