@@ -20,8 +20,8 @@ from schemas import subjects
 from schemas.stats import IntervalStats, StatsAck
 from services.common import histogram
 from tests import plans
-from tests.conftest import api_with, until
-from tests.integration.test_scale_faults import SIM, _beat_forever, _buckets_ready, _interval, _report
+from tests.conftest import api_with
+from tests.integration.test_scale_faults import SIM, _beat_forever, _interval, _report
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -57,7 +57,7 @@ def _counts(*encoded: str) -> np.ndarray:
 async def test_a_late_interval_amends_a_report_stored_before_a_coordinator_restart(cluster):
     coord = cluster.coordinator()
     nc = await nats.connect(cluster.url)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
+    await coord.said("started", 20)  # its buckets made
     ids, state = ["g-a", "g-b"], {}
     beats = asyncio.create_task(_beat_forever(nc, ids, state))
     api = await api_with(cluster, 2)

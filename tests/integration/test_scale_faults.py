@@ -203,24 +203,15 @@ async def test_two_second_coordinator_pause_loses_nobody(cluster):
             await nc.close()
 
 
-async def _buckets_ready(nc) -> bool:
-    try:
-        js = nc.jetstream()
-        await js.key_value(subjects.GENERATORS_BUCKET)
-        await js.key_value(subjects.ASSIGN_BUCKET)
-        return True
-    except Exception:
-        return False
-
-
 async def simulated(cluster, n: int, names: list[str], prefix: str, **options):
-    """A connection, once the coordinator's buckets exist; ``n`` generators played by
-    ``bench.simulator`` (``options``: its ``deaf``); a client that sees all of them."""
+    """A connection, once the cluster's (last) coordinator has started (its buckets exist
+    then); ``n`` generators played by ``bench.simulator`` (``options``: its ``deaf``); a
+    client that sees all of them."""
     from bench.simulator import Simulator
     from tests.conftest import api_with
 
+    await [p for p in cluster.procs if p.name.startswith("coordinator")][-1].said("started", 20)
     nc = await nats.connect(cluster.url, pending_size=64 * 1024 * 1024)
-    await until(lambda: _buckets_ready(nc), 20, "the coordinator's buckets")
     sim = Simulator(nc, n, names, prefix=prefix, **options)
     await sim.start()
     return nc, sim, await api_with(cluster, n)
