@@ -16,15 +16,13 @@ import os
 import time
 import urllib.request
 
-import msgspec
 import psutil
 import pytest
 
 from schemas import subjects
 from schemas.api import API_ENDPOINTS, BY_NAME, ENDPOINTS
-from schemas.control import Heartbeat
 from services.plan import loader
-from tests.conftest import Cluster, api_with, free_port, target_stats, until, wait_port
+from tests.conftest import Cluster, api_with, beat_of, free_port, run_in, target_stats, until, wait_port
 from tests.fuzz import corpus
 from tests.plans import CHECKED, raw
 
@@ -119,11 +117,9 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
     put_done = time.time()
     await registry.delete("fuzz-gen")
 
-    async def victim_idle_after_fuzz() -> bool:  # it re-read its key on a later heartbeat
-        beat = msgspec.json.decode((await registry.get(victim.name)).value, type=Heartbeat)
-        return beat.sent_at > put_done + 1.0 and beat.state == "idle"
-
-    await until(victim_idle_after_fuzz, 10, "the fuzzed generator beating, idle")
+    # it re-read its key on a later heartbeat
+    await beat_of(nc, victim.name, lambda beat: beat.sent_at > put_done + 1.0 and beat.state == "idle",
+                  10, "the fuzzed generator beating, idle")
     await assign.delete(victim.name)
 
     # 4. live snapshots: what the UI, the CLI and the monitor consume
@@ -134,11 +130,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
           f"in {time.monotonic() - t0:.1f}s")
 
     # the run under way was not disturbed
-    async def ended():
-        record = await api.get(run_id)
-        return record if record.state in ("finished", "stopped", "failed") else None
-
-    record = await until(ended, duration + 15, "the run to end", every_s=0.2)
+    record = await run_in(nc, run_id, limit_s=duration + 15)
     report = await api.report(run_id)
     received = target_stats(target)["requests"]
     assert record.state == "finished", record
