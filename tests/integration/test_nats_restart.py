@@ -15,7 +15,7 @@ import pytest
 
 from schemas import subjects
 from schemas.control import Heartbeat
-from tests.conftest import Cluster, api_with, generators_registered, service_infos, target_stats, until
+from tests.conftest import Cluster, api_with, generators_registered, run_in, service_infos, target_stats, until
 from services.common.client import CoordinatorClient
 from tests.plans import CHECKED, plan
 
@@ -23,6 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def wait_state(api: CoordinatorClient, run_id: str, states: set[str], limit_s: float):
+    """A probe, for just after the server went away: the client is reconnecting, and a
+    watch made now may not outlive it (run_in where the bus is steady)."""
     async def reached():
         try:
             record = await api.get(run_id)
@@ -41,7 +43,7 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     api = await api_with(cluster, 2)
     rate, duration = 200, 10
     started = await api.start(plan(CHECKED, target, rate=rate, duration=f"{duration}s"))
-    await wait_state(api, started.run_id, {"running"}, 5)
+    await run_in(api.nc, started.run_id, {"running"}, 5)
 
     async def second_done() -> bool:
         return target_stats(target)["requests"] >= rate * 2
@@ -67,7 +69,7 @@ async def test_nats_restart_mid_run_every_service_recovers_and_totals_hold(clust
     assert len(gens) == 2
     second = await api.start(plan(CHECKED, target, rate=100, duration="2s"))
     assert sorted(second.generators) == ["gen-1", "gen-2"]
-    await wait_state(api, second.run_id, {"finished"}, 15)
+    await run_in(api.nc, second.run_id, {"finished"}, 15)
     assert (await api.report(second.run_id)).totals.requests == pytest.approx(200, abs=2)
     await api.close()
 
