@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests import plans
-from tests.conftest import Cluster, api_with, until
+from tests.conftest import Cluster, api_with, run_in
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -106,14 +106,8 @@ async def run_recorded(cluster: Cluster, generators: int, rate: float, seconds: 
         expected = round(rate * seconds)
         await target.wait_for(expected, seconds + 15)
 
-        async def report():
-            try:
-                rep = await api.report(started.run_id)
-            except Exception:  # not written yet
-                return None
-            return rep if rep.state in ("finished", "stopped") else None
-
-        rep = await until(report, 30, "the run's report", every_s=0.2)
+        await run_in(api.nc, started.run_id, {"finished", "stopped"}, 30)  # its report stored
+        rep = await api.report(started.run_id)
         await api.close()
         with target.lock:
             return sorted(target.times), rep

@@ -5,10 +5,13 @@ the fire times previewed, and find the fired run in the Archive and add a note t
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from schemas.control import ENDED_STATES
-from tests.conftest import Cluster, until
+from schemas import subjects
+from schemas.control import ENDED_STATES, RunRecord
+from tests.conftest import Cluster
+from tests.events import kv_until
 from tests.integration.test_ui import start_stack
 from tests.ui_helpers import browser_page, shot
 
@@ -71,11 +74,12 @@ async def test_save_schedule_and_annotate_a_test_from_the_pages(cluster: Cluster
         await page.click("#sched-preview")
         await expect(page.locator("#next-fires li")).to_have_count(5, timeout=10_000)
 
-        async def fired_and_ended():
-            runs = [r for r in (await api.list()).runs if r.test == "ui-smoke"]
-            return runs[0] if runs and runs[0].state in ENDED_STATES else None
+        def fired_and_ended(latest: dict) -> RunRecord | None:
+            runs = [msgspec.json.decode(v, type=RunRecord) for v in latest.values() if v]
+            return next((r for r in runs if r.test == "ui-smoke" and r.state in ENDED_STATES), None)
 
-        run = await until(fired_and_ended, 30, "the scheduled run to fire and end", every_s=0.2)
+        runs_kv = await api.nc.jetstream().key_value(subjects.RUNS_BUCKET)
+        run = await kv_until(runs_kv, ">", fired_and_ended, 30, "the scheduled run to fire and end")
 
         # --- Archive: the run is found by its test; a note and a conclusion are added --
         await page.goto(f"{base}/archive?test=ui-smoke")
