@@ -295,9 +295,19 @@ async def test_the_split_follows_each_generators_capacity_and_cost_is_measured(c
     assert started.generators["gen-w"] == pytest.approx(weak)
     report = await finished_report(api, feed, started.run_id)
     seen = target_stats(target)["by_generator"]
-    assert seen["gen-w"] == pytest.approx(6000 * weak, rel=0.05)
-    assert seen["gen-s"] == pytest.approx(6000 * (1 - weak), rel=0.05)
-    assert report.generators["gen-w"].requests == seen["gen-w"]
+    # every arrival of the schedule sent or counted dropped, none lost (the run's end woke
+    # up to 1 ms early on uvloop and lost the last ones: 5,998-5,999 under load)
+    assert report.totals.requests + report.totals.dropped == 6000, report.totals
+    for gid, share in (("gen-w", weak), ("gen-s", 1 - weak)):
+        mine = report.generators[gid]
+        # its part of the schedule, each arrival sent or counted dropped: of 6,000 arrivals
+        # a share owns 6,000 x share give or take two (pacing.Owned). Not what the box kept
+        # up with: 3,000/s through 64 connections with a 1-s timeout may drop some on a
+        # loaded machine (honestly counted), which the 5 % at the target did not allow
+        assert mine.requests + mine.dropped == pytest.approx(6000 * share, abs=2), (gid, mine)
+        # the target got every request answered and none the report does not count (a
+        # request timed out may or may not have been read: exact when none did)
+        assert mine.requests - mine.errors <= seen.get(gid, 0) <= mine.requests, (gid, seen, mine)
 
     def measured(latest: dict) -> Heartbeat | None:  # 2,000 requests a second (over capacity.MIN_REQUESTS): gen-s now knows its cost
         beat = msgspec.json.decode(latest["gen-s"], type=Heartbeat) if latest.get("gen-s") else None
