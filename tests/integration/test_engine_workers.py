@@ -61,7 +61,7 @@ async def test_pool_sends_exactly_the_schedule_and_merges_every_second(pool):
         per_second = []
         for k in range(2):
             # the service's interval clock (RunTask): a second is taken at its boundary
-            await asyncio.sleep(t0 + k + 1 - time.monotonic())
+            await asyncio.sleep(t0 + k + 1 - time.monotonic())  # second k's boundary: a measurement window
             asked_s = time.monotonic() - t0  # a busy machine wakes us (and the workers) late
             await engine.gather()
             answered_s = time.monotonic() - t0
@@ -137,7 +137,7 @@ async def test_a_killed_worker_is_replaced_and_its_missed_arrivals_are_dropped_n
         seconds_seen: list[tuple[int, int, int]] = []  # (sent, completed, dropped) per second
 
         async def take(k: int) -> None:  # at second k's boundary, as the service's clock
-            await asyncio.sleep(max(t0 + k + 1 - time.monotonic(), 0))
+            await asyncio.sleep(max(t0 + k + 1 - time.monotonic(), 0))  # second k's boundary: a measurement window
             await engine.gather()
             iv = engine.take_interval()
             seconds_seen.append((iv.sent, iv.completed(), sum(iv.dropped)))
