@@ -1,7 +1,9 @@
 """Fixtures with real parts: nats-server on a free port, services as real processes.
 
-Nothing here mocks the bus. Readiness is awaited with deadlines (a port accepting,
-generators visible through the coordinator API), never with fixed sleeps.
+Nothing here mocks the bus. Readiness is awaited with deadlines, never with fixed sleeps:
+a process's own line ("Server is ready", "listening", "started": ``Proc.said``), a KV
+watch or a subscription (``tests/events.py``); a probe (``until``, ``wait_http``) only
+where what is waited for has no event (the coordinator API's list of generators).
 """
 
 from __future__ import annotations
@@ -34,19 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_port(port: int, limit_s: float = 10.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {limit_s}s")
 
 
 def wait_http(url: str, proc: subprocess.Popen, log_path: Path, limit_s: float, every_s: float = 0.1) -> None:
@@ -141,7 +130,7 @@ class Cluster:
             name, [NATS_SERVER, "-c", str(conf), "-js", "-sd", str(store), "-a", "127.0.0.1",
                    "-p", str(self.port)], {}
         )
-        wait_port(self.port, proc=self.nats.popen)
+        self.nats.lines.wait_said("Server is ready", 10)  # it says so once it listens
         return self.nats
 
     def restart_nats(self, kill: bool = True) -> Proc:
@@ -180,7 +169,7 @@ class Cluster:
     def target(self, **env: str) -> tuple[Proc, str]:
         port = free_port()
         proc = self.service("target", name=f"target-{port}", SURGE_TARGET_PORT=str(port), **env)
-        wait_port(port, proc=proc.popen)
+        proc.lines.wait_said("listening", 20)  # its line once the socket is bound
         return proc, f"http://127.0.0.1:{port}"
 
     def cli(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
@@ -219,8 +208,8 @@ class JetStreamCluster(Cluster):
             self.url = ",".join(f"nats://127.0.0.1:{p}" for p in self.node_ports)
             for i in range(self.NODES):
                 self.nodes.append(self.start_node(i))
-            for i in range(self.NODES):
-                wait_port(self.node_ports[i], proc=self.nodes[i].popen)
+            for node in self.nodes:
+                node.lines.wait_said("Server is ready", 10)
         return self.nodes[0]
 
     def start_node(self, i: int) -> Proc:

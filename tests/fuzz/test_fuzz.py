@@ -22,7 +22,7 @@ import pytest
 from schemas import subjects
 from schemas.api import API_ENDPOINTS, BY_NAME, ENDPOINTS
 from services.plan import loader
-from tests.conftest import Cluster, api_with, beat_of, free_port, run_in, target_stats, until, wait_port
+from tests.conftest import Cluster, api_with, beat_of, free_port, run_in, target_stats, until
 from tests.fuzz import corpus
 from tests.plans import CHECKED, raw
 
@@ -61,7 +61,7 @@ async def test_fuzz_corpus_on_every_subject_gets_errors_and_leaves_the_run_whole
         cluster.service("ui", SURGE_UI_PORT=str(ui_port)),
     ]
     api = await api_with(cluster, 3)
-    wait_port(ui_port, proc=consumers[1].popen)
+    await consumers[1].said("listening", 20)  # the UI listens once it has joined the bus
     nc = api.nc
     js = nc.jetstream()
     rate, duration = 200, 14

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import stop_processes
-from tests.conftest import NATS_SERVER, PY, ROOT, free_port, wait_port
+from tests.conftest import NATS_SERVER, PY, ROOT, free_port
 from tests.events import piped
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,7 +46,7 @@ async def test_clients_stop_before_the_nats_server(tmp_path: Path):
             procs.append(proc)
             outputs.append(lines)
             if name == "nats":
-                wait_port(port, proc=proc)
+                lines.wait_said("Server is ready", 10)
         gen_out = outputs[1]
         await gen_out.said("started", 20, "the generator started")
         await outputs[2].said("ready", 10, "the lingering client ready")

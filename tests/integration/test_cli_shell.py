@@ -350,7 +350,7 @@ def _operator_setup(tmp: Path) -> tuple[str, Path, Path]:
 def test_a_creds_file_connects_and_a_foreign_one_is_refused_in_one_line(tmp_path):
     """--creds (SURGE_NATS_CREDS) against a real operator-mode nats-server: it needs the
     nkeys package (it was "No module named 'nkeys'")."""
-    from tests.conftest import NATS_SERVER, Proc, wait_port
+    from tests.conftest import NATS_SERVER, Proc
 
     conf, good, foreign = _operator_setup(tmp_path)
     (tmp_path / "nats.conf").write_text(conf)
@@ -358,7 +358,7 @@ def test_a_creds_file_connects_and_a_foreign_one_is_refused_in_one_line(tmp_path
     server = Proc("nats-operator", [NATS_SERVER, "-c", str(tmp_path / "nats.conf"), "-a", "127.0.0.1",
                                     "-p", str(port)], {}, tmp_path)
     try:
-        wait_port(port, proc=server.popen)
+        server.lines.wait_said("Server is ready", 10)
         url = f"nats://127.0.0.1:{port}"
         env = clean_env(tmp_path / "empty-config")
         line = one_line_error(surge("ls", "--nats", url, "--creds", str(good), env=env))

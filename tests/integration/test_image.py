@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Cluster, target_stats, wait_port, free_port
+from tests.conftest import ROOT, Cluster, target_stats, free_port
 
 SURGE_SERVICE = str(Path(sys.executable).parent / "surge-service")
 
@@ -31,7 +31,7 @@ def test_surge_service_runs_the_named_service(cluster: Cluster):
     proc = cluster._spawn(
         "target-entry", [SURGE_SERVICE, "target"], cluster.env(SURGE_TARGET_PORT=str(port))
     )
-    wait_port(port, proc=proc.popen)
+    proc.lines.wait_said("listening", 10)  # once its socket is bound
     assert target_stats(f"http://127.0.0.1:{port}")["requests"] == 0
     assert proc.stop() == 0  # SIGTERM ends it cleanly, as tini forwards it in the pod
 

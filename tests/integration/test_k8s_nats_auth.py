@@ -26,8 +26,8 @@ from schemas import subjects
 from services.cli import secure
 from services.common.bus import connect_options
 from services.common.config import NatsAuth
-from tests.conftest import NATS_SERVER, ROOT, free_port, wait_port
-from tests.events import Heard
+from tests.conftest import NATS_SERVER, ROOT, free_port
+from tests.events import Heard, piped
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,10 +62,8 @@ class Server:
         )
         env = {**os.environ}
         env.update({f"NATS_PASSWORD_{r.upper()}": p for r, p in self.passwords.items()})
-        self.log = open(tmp / "nats.log", "wb")
-        self.proc = subprocess.Popen([NATS_SERVER, "-c", str(conf), *extra_args], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, 10, self.proc)
+        self.proc, self.lines = piped([NATS_SERVER, "-c", str(conf), *extra_args], tmp / "nats.log", env=env)
+        self.lines.wait_said("Server is ready", 10)
         self.url = f"nats://127.0.0.1:{self.port}"
 
     async def connect(self, role: str | None, errors: Heard | None = None,
@@ -88,7 +86,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        self.log.close()
+        self.lines.close()
 
 
 @pytest.fixture

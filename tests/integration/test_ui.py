@@ -20,7 +20,7 @@ import pytest
 from schemas import subjects
 from schemas.host import Alert, HostSample, NetIO, ProcessSample
 from services.common.client import CoordinatorClient
-from tests.conftest import Cluster, api_with, free_port, generators_registered, run_in, wait_port
+from tests.conftest import Cluster, api_with, free_port, generators_registered, run_in
 from tests.ui_helpers import browser_page, shot
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,7 +55,7 @@ async def start_stack(cluster: Cluster, generators: int, **ui_env: str) -> tuple
         cluster.generator()
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port), **ui_env)
-    wait_port(port, limit_s=20, proc=ui.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
     api = await CoordinatorClient.connect(cluster.url)
 
     await generators_registered(api, generators)
@@ -245,7 +245,7 @@ async def test_with_a_token_nothing_is_served_without_it(cluster: Cluster) -> No
     await (await api_with(cluster, 0)).close()  # the coordinator leads and answers
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port), SURGE_UI_TOKEN=token)
-    wait_port(port, limit_s=20, proc=ui.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
     base = f"http://127.0.0.1:{port}"
 
     # the probe answers without the token, and says nothing more than that
@@ -318,7 +318,7 @@ async def test_a_killed_generator_shows_lost_with_a_gap_and_the_light_theme_read
     gens = [cluster.generator(), cluster.generator()]
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port))
-    wait_port(port, limit_s=20, proc=ui.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
     base = f"http://127.0.0.1:{port}"
     api = await CoordinatorClient.connect(cluster.url)
     try:

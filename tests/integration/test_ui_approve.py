@@ -12,7 +12,7 @@ import pytest
 
 from services.common.client import CoordinatorClient
 from tests import plans
-from tests.conftest import free_port, generators_registered, target_stats, until, wait_port
+from tests.conftest import free_port, generators_registered, target_stats, until
 from tests.integration.test_permissions import Secured
 from tests.ui_helpers import browser_page, shot
 
@@ -33,8 +33,8 @@ async def test_a_run_over_its_quota_is_approved_in_the_browser_and_starts(make_c
                          SURGE_UI_APPROVER_PASSWORD_FILE=str(sec.secrets / "approver.password"),
                          **sec.env("ui"))
     other = cluster.service("ui", name="ui-plain", SURGE_UI_PORT=str(plain), **sec.env("ui"))
-    wait_port(approving, limit_s=20, proc=ui.popen)
-    wait_port(plain, limit_s=20, proc=other.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
+    await other.said("listening", 20)  # the UI listens once it has joined the bus
     api = CoordinatorClient(await sec.connect("cli"))
     await generators_registered(api, 1)
 

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from services.plan import loader
-from tests.conftest import Cluster, free_port, generators_registered, target_stats, wait_port
+from tests.conftest import Cluster, free_port, generators_registered, target_stats
 from tests.integration.test_distributed_run import LiveFeed
 from tests.integration.test_fleet import a_whole_second_after, wall_second
 from tests.integration.test_ui import wait_ended
@@ -32,7 +32,7 @@ async def test_live_view_controls_one_generator_and_shows_its_logs(cluster: Clus
     cluster.generator(generator_id="gen-b", SURGE_GENERATOR_LABELS="room=b,zone=eu-1")
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port))
-    wait_port(port, limit_s=20, proc=ui.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
     base = f"http://127.0.0.1:{port}"
     api = await CoordinatorClient.connect(cluster.url)
     await generators_registered(api, 2)

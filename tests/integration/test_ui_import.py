@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cluster, free_port, wait_port
+from tests.conftest import Cluster, free_port
 from tests.ui_helpers import browser_page, shot
 
 pytestmark = pytest.mark.timeout(90)
@@ -20,7 +20,7 @@ async def test_new_run_page_imports_a_file_and_shows_what_was_not_mapped(cluster
     cluster.coordinator()
     port = free_port()
     ui = cluster.service("ui", SURGE_UI_PORT=str(port))
-    wait_port(port, limit_s=20, proc=ui.popen)
+    await ui.said("listening", 20)  # the UI listens once it has joined the bus
     curl = tmp_path / "login.sh"
     curl.write_text("curl http://127.0.0.1:8080/login --data-urlencode 'user=ann b' --data-urlencode 'pw=a&b'\n")
     async with browser_page() as page:
