@@ -147,8 +147,8 @@ class Service:
                 )
                 watcher = await kv.watchall()
                 async for entry in watcher:
-                    if entry is None:  # end of the initial replay
-                        continue
+                    if entry is None or entry.key == subjects.BUS_CLOCK_KEY:
+                        continue  # the initial replay's end; the coordinator's clock stamp, not a generator
                     if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
                         self.publish(self.state.on_generator(entry.key, None, None))
                         continue

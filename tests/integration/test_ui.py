@@ -359,3 +359,27 @@ async def test_a_killed_generator_shows_lost_with_a_gap_and_the_light_theme_read
             assert page.errors == [], page.errors
     finally:
         await api.close()
+
+
+async def test_the_coordinators_clock_stamp_is_not_a_generator_on_the_page(cluster: Cluster) -> None:
+    """The coordinator stamps the bus's time with a delete of ``BUS_CLOCK_KEY`` in the
+    registry (docs/design.md, "Membership"); the UI's generators topic must not turn it
+    into a generator that left."""
+    from schemas.control import Heartbeat
+
+    port = free_port()
+    ui = cluster.service("ui", SURGE_UI_PORT=str(port))
+    await ui.said("listening", 20)
+    nc = await nats.connect(cluster.url)
+    registry = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
+        await ws.send_json({"sub": ["generators"]})
+        assert (await ws.receive_json(timeout=5))["t"] == "generators"  # the backlog
+        await registry.delete(subjects.BUS_CLOCK_KEY)
+        now = time.time()
+        beat = Heartbeat(id="gen-q", host="test", pid=1, cores=1, version="test", started_at=now,
+                         sent_at=now, capacity_rps=1000.0)
+        await registry.put("gen-q", msgspec.json.encode(beat))  # after the stamp, in the stream's order
+        got = await ws.receive_json(timeout=5)
+        assert (got["t"], got["k"]) == ("generator", "gen-q"), got
+    await nc.close()
