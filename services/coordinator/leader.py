@@ -11,7 +11,9 @@ changed for ``lease_s``), so clock skew between hosts does not matter. A leader
 that cannot renew for ``fence_s`` (< ``lease_s``) stops acting (``holds()``) before any
 standby may take over: at most one coordinator acts at a time. It does not give
 up its state: if the next renewal succeeds (a NATS restart, say, with nobody else
-claiming the lease) it carries on; if the revision moved on, it has lost.
+claiming the lease) it carries on; if the revision moved on, it has lost — unless the
+newest value is its own, this term: a renewal whose answer a stalled server lost had
+landed, and it carries on from there.
 """
 
 from __future__ import annotations
@@ -85,13 +87,37 @@ class LeaderLease:
             await asyncio.sleep(self.renew_s if self.is_leader else self.poll_s)
 
     async def _renew(self) -> None:
+        """One renewal, bounded to ``renew_s`` (a publish in flight when NATS went away
+        would otherwise wait nats-py's 5-s timeout, past the fence). A renewal whose
+        answer was lost may still have landed; the next one then finds the revision moved
+        on, by our own hand: ``_landed`` tells that from a takeover."""
         started = time.monotonic()
         try:
-            self._revision = await self.kv.update(subjects.LEADER_KEY, self._value(), last=self._revision)
-        except (KeyWrongLastSequenceError, KeyNotFoundError):
-            await self._lose("lease taken over or expired")
+            self._revision = await asyncio.wait_for(
+                self.kv.update(subjects.LEADER_KEY, self._value(), last=self._revision), self.renew_s)
+        except KeyWrongLastSequenceError:
+            if not await self._landed():
+                await self._lose("lease taken over")
+            return
+        except KeyNotFoundError:
+            await self._lose("lease expired")
             return
         self._renewed_mono = started
+
+    async def _landed(self) -> bool:
+        """The lease's newest value is ours, this term: a renewal we saw no answer to
+        landed. Carry on from its revision (it is not counted as a renewal: when it landed
+        is unknown, so the fence keeps the last one we saw answered)."""
+        try:
+            entry = await asyncio.wait_for(self.kv.get(subjects.LEADER_KEY), self.renew_s)
+            lease = _decoder.decode(entry.value or b"")
+        except (KeyNotFoundError, msgspec.DecodeError, UnicodeDecodeError):
+            return False
+        if lease.holder != self.holder or lease.term != self.term:
+            return False
+        self.log.info("a renewal with no answer had landed", revision=entry.revision)
+        self._revision = entry.revision or 0
+        return True
 
     async def _try_claim(self) -> None:
         previous: Lease | None = None

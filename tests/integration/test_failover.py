@@ -168,3 +168,42 @@ async def test_without_any_coordinator_a_generator_stops_at_its_safety_limit(clu
     sent = target_stats(target)["requests"]
     assert abs(sent - rate * 3) <= rate * 3 * 0.01
     await api.close()
+
+
+async def test_a_renewal_whose_answer_was_lost_is_not_a_lost_lease(cluster: Cluster):
+    """A renewal in flight when NATS stalls may land with its answer lost; the next one then
+    finds the revision moved on by the leader's own hand. That is not a takeover: the
+    leader carries on (it used to lose the lease and take it back, "from nobody"). A real
+    takeover (another holder's value) is still one. The lease on a real nats-server's KV."""
+    import nats
+
+    from services.common import bus
+    from services.coordinator.leader import LeaderLease
+
+    nc = await nats.connect(cluster.url)
+    kv = await bus.key_value(nc.jetstream(), subjects.LEADER_BUCKET, ttl_s=3.0)
+    events: list[str] = []
+
+    async def elected(_previous) -> None:
+        events.append("elected")
+
+    async def lost(why: str) -> None:
+        events.append(f"lost: {why}")
+
+    lease = LeaderLease(kv, "coord-x", on_elected=elected, on_lost=lost)
+    await lease._try_claim()
+    assert lease.is_leader and events == ["elected"]
+    await lease._renew()  # an ordinary renewal
+    # the fault: a renewal landed and its answer never came (what a stalled server does)
+    await kv.update(subjects.LEADER_KEY, lease._value(), last=lease._revision)
+    await lease._renew()
+    assert lease.is_leader and events == ["elected"], events
+    await lease._renew()  # and renewals go on from the revision that landed
+    assert lease.is_leader and lease.holds()
+
+    # another coordinator's value: that is a takeover
+    await kv.put(subjects.LEADER_KEY, msgspec.json.encode(
+        Lease(holder="coord-y", term=lease.term + 1, renewed_at=time.time(), lease_s=3.0)))
+    await lease._renew()
+    assert not lease.is_leader and events == ["elected", "lost: lease taken over"], events
+    await nc.close()
