@@ -78,8 +78,10 @@ class Up:
             raise RuntimeError(f"surge up did not come up ({exc}):\n{self.lines.text()}") from None
 
     def generator_idle(self, limit_s: float) -> None:
-        """Until the stack's generator beats "idle" (an earlier test's run may still hold
-        it): a watch of the registry, as the UI's, with the context's user (cli)."""
+        """Until the coordinator can give the stack's generator to a new run: every run in
+        its record has ended (the coordinator holds a run's generators until then, after
+        they beat "idle": an earlier test's run may still hold it) and the generator beats
+        "idle" — watches of surge_runs and of the registry, with the context's user (cli)."""
         import asyncio
         import ssl
 
@@ -87,7 +89,7 @@ class Up:
         import nats
 
         from schemas import subjects
-        from schemas.control import Heartbeat
+        from schemas.control import ENDED_STATES, Heartbeat, RunRecord
         from tests.events import kv_until
 
         ctx = contexts.load("local", {"XDG_CONFIG_HOME": str(self.config)})
@@ -100,6 +102,12 @@ class Up:
             nc = await nats.connect(ctx.url, user=ctx.user, password=Path(ctx.password_file).read_text().strip(),
                                     tls=ssl.create_default_context(cafile=ctx.ca))
             try:
+                def ended(latest: dict) -> bool:
+                    return all(msgspec.json.decode(v, type=RunRecord).state in ENDED_STATES
+                               for v in latest.values() if v)
+
+                runs = await nc.jetstream().key_value(subjects.RUNS_BUCKET)
+                await kv_until(runs, ">", ended, limit_s, "every run ended")
                 kv = await nc.jetstream().key_value(subjects.GENERATORS_BUCKET)
                 await kv_until(kv, ">", idle, limit_s, "the generator idle")
             finally:
